@@ -1,0 +1,738 @@
+"""Alert selection, explanation, ids, SNS message formatting and suppression (no Dagster here).
+
+An alert is one (identity ARN, source IP) pair of day D whose ``insight`` reaches the threshold.
+This module turns the scored pairs into rows a responder can act on:
+
+* :func:`select_alerts` keeps ``insight >= threshold`` (the seed used ``>``; with a continuous
+  calibrated score the difference is immaterial, and ``>=`` lets a threshold of 0 mean "all").
+* :func:`explain_alerts` says *why* the pair is unusual, from what the model learned (the
+  training-window pairs) and from the day itself.
+* :func:`alert_id` is a deterministic id, so re-running a day yields the same ids and the
+  publishing ledger (``publish.py``) can guarantee "never twice, never dropped".
+* :func:`format_sns_message` keeps the seed's SNS body lines and adds the new fields.
+* :func:`load_suppressions` / :func:`apply_suppressions` implement an allow-list in TOML.
+"""
+
+import bisect
+import fnmatch
+import hashlib
+import ipaddress
+import math
+import re
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from proactive_assets.core.ipnet import canonical_ip
+
+DayLike = date | datetime | pd.Timestamp | str
+
+#: Event-name prefixes treated as read-only (the usual CloudTrail heuristic; see :func:`is_write`).
+READ_ONLY_PREFIXES: tuple[str, ...] = (
+    "Get",
+    "List",
+    "Describe",
+    "Head",
+    "Lookup",
+    "Search",
+    "Scan",
+    "Query",
+    "BatchGet",
+    "Check",
+)
+
+#: Width of the "known network" shown around the identity's nearest known address.
+DISPLAY_PREFIX = {4: 24, 6: 64}
+
+#: SNS limits for ``Subject`` (100 printable ASCII characters, no line breaks).
+SNS_SUBJECT_MAX = 100
+
+#: At most this many ``CLOUDTRAIL=`` lines; the rest are counted in ``CLOUDTRAIL_MORE=``.
+MAX_CLOUDTRAIL_LINES = 5
+
+#: At most this many event names on the ``ACTION=`` line (writes first); the rest are counted.
+MAX_ACTION_NAMES = 30
+
+#: Bands for the ``severity`` message attribute (by insight).
+SEVERITY_BANDS: tuple[tuple[float, str], ...] = ((0.99, "high"), (0.9, "medium"), (0.0, "low"))
+
+_ALERT_ID_VERSION = "proactive_assets/alert/v1"
+_ALERT_ID_HEX = 24
+
+
+# --------------------------------------------------------------------------------------------
+# small normalisers
+
+
+def as_day(day: DayLike) -> date:
+    """``date`` from a date, datetime, Timestamp, ``YYYY-MM-DD`` or ``YYYY/MM/DD`` string."""
+    if isinstance(day, pd.Timestamp):
+        return day.date()
+    if isinstance(day, datetime):
+        return day.date()
+    if isinstance(day, date):
+        return day
+    text = str(day).strip().replace("/", "-")
+    return date.fromisoformat(text[:10])
+
+
+def as_name_list(value: Any) -> list[str]:
+    """A list of strings from a list/array/tuple, a ``;``-joined string, or a missing value."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(";") if part.strip()]
+    if isinstance(value, float) and math.isnan(value):
+        return []
+    if isinstance(value, (list, tuple, np.ndarray, pd.Series)):
+        return [str(v) for v in value if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return [str(value)]
+
+
+def _ts_text(value: Any) -> str | None:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    ts = pd.Timestamp(value)
+    if ts.tzinfo is None:
+        ts = ts.tz_localize("UTC")
+    return ts.tz_convert("UTC").isoformat().replace("+00:00", "Z")
+
+
+def _hhmm(value: Any) -> str | None:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    ts = pd.Timestamp(value)
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC")
+    return ts.strftime("%H:%M")
+
+
+def to_json_value(value: Any) -> Any:
+    """JSON-safe version of one DataFrame cell (timestamps as ISO-8601 UTC, NaN as None)."""
+    if value is None:
+        return None
+    if isinstance(value, (pd.Timestamp, datetime)):
+        return _ts_text(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, (np.ndarray, list, tuple, pd.Series)):
+        return [to_json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): to_json_value(v) for k, v in value.items()}
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        number = float(value)
+        return None if math.isnan(number) or math.isinf(number) else number
+    if value is pd.NaT or value is pd.NA:
+        return None
+    return value
+
+
+def alert_record(alert: Mapping[str, Any]) -> dict[str, Any]:
+    """One alert row as a JSON-safe dict (used by the file sink and ``proactive-assets alerts``)."""
+    return {str(k): to_json_value(v) for k, v in dict(alert).items()}
+
+
+# --------------------------------------------------------------------------------------------
+# selection and ids
+
+
+def select_alerts(insights: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    """Rows with ``insight >= threshold`` (NaN never alerts), most suspicious first.
+
+    Ties are broken by entity then source_ip so the order is the same on every re-run.
+    """
+    if "insight" not in insights.columns:
+        raise KeyError("insights has no 'insight' column")
+    scores = pd.to_numeric(insights["insight"], errors="coerce")
+    chosen = insights.loc[scores >= float(threshold)].copy()
+    sort_cols = ["insight"] + [c for c in ("entity", "source_ip") if c in chosen.columns]
+    ascending = [False] + [True] * (len(sort_cols) - 1)
+    chosen = chosen.sort_values(sort_cols, ascending=ascending, kind="mergesort")
+    return chosen.reset_index(drop=True)
+
+
+def alert_id(day: DayLike, entity: str, source_ip: str) -> str:
+    """Deterministic id of the alert for (day, entity, source_ip): a sha256 hex prefix.
+
+    The model version is deliberately not part of the id: re-scoring the same day with a
+    retrained model must not re-send the same finding.
+    """
+    ip = canonical_ip(str(source_ip).strip()) or str(source_ip).strip()
+    canonical = f"{_ALERT_ID_VERSION}\n{as_day(day).isoformat()}\n{str(entity).strip()}\n{ip}"
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:_ALERT_ID_HEX]
+
+
+def add_alert_ids(alerts: pd.DataFrame, day: DayLike) -> pd.DataFrame:
+    """Copy of ``alerts`` with an ``alert_id`` column for ``day``."""
+    out = alerts.copy()
+    out["alert_id"] = [alert_id(day, e, ip) for e, ip in zip(out["entity"], out["source_ip"])]
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# event names
+
+
+def is_write(event_name: str) -> bool:
+    """True unless the name starts with a read-only verb (Get/List/Describe/Head/...).
+
+    This is the usual heuristic for CloudTrail (``readOnly`` is not always present and is
+    missing from the pair tables); it errs towards calling a call a write, which is the safe
+    side for a responder.
+    """
+    return not str(event_name).startswith(READ_ONLY_PREFIXES)
+
+
+def order_event_names(names: Any) -> list[str]:
+    """Distinct event names, writes first, each group alphabetical (stable across runs)."""
+    distinct = sorted(set(as_name_list(names)))
+    return [n for n in distinct if is_write(n)] + [n for n in distinct if not is_write(n)]
+
+
+# --------------------------------------------------------------------------------------------
+# explanation
+
+
+def _parse_ip(text: Any) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    canonical = canonical_ip(str(text).strip())
+    return ipaddress.ip_address(canonical) if canonical is not None else None
+
+
+def _ip_key(text: Any) -> tuple[int, int] | None:
+    """(version, integer) for an IP string, or None."""
+    addr = _parse_ip(text)
+    return (addr.version, int(addr)) if addr is not None else None
+
+
+@dataclass(frozen=True)
+class _NearestKnown:
+    known_ip: str
+    common_bits: int
+    network: str
+
+
+class _EntityIpIndex:
+    """Per entity and IP version, the sorted integer addresses the entity used in the window.
+
+    The address sharing the longest prefix with ``x`` is always a neighbour of ``x`` in sorted
+    order, so one bisect per alert replaces a scan of the identity's history.
+    """
+
+    def __init__(self, pairs: pd.DataFrame) -> None:
+        self._index: dict[tuple[str, int], list[int]] = {}
+        if pairs.empty:
+            return
+        distinct = pairs[["entity", "source_ip"]].drop_duplicates()
+        keys = {ip: _ip_key(ip) for ip in distinct["source_ip"].unique()}
+        for entity, ip in zip(distinct["entity"], distinct["source_ip"]):
+            key = keys[ip]
+            if key is not None:
+                self._index.setdefault((entity, key[0]), []).append(key[1])
+        for values in self._index.values():
+            values.sort()
+
+    def nearest(self, entity: str, ip: str) -> _NearestKnown | None:
+        key = _ip_key(ip)
+        if key is None:
+            return None
+        version, value = key
+        known = self._index.get((entity, version))
+        if not known:
+            return None
+        bits = 32 if version == 4 else 128
+        pos = bisect.bisect_left(known, value)
+        best: int | None = None
+        best_common = -1
+        for candidate in known[max(pos - 1, 0) : pos + 1]:
+            common = bits - (candidate ^ value).bit_length()
+            if common > best_common:
+                best, best_common = candidate, common
+        assert best is not None
+        known_ip = str(ipaddress.IPv4Address(best) if version == 4 else ipaddress.IPv6Address(best))
+        width = DISPLAY_PREFIX[version]
+        network = ipaddress.ip_network(f"{known_ip}/{width}", strict=False)
+        return _NearestKnown(known_ip, best_common, str(network))
+
+
+def _other_identity_counts(
+    pairs: pd.DataFrame | None, alerts: pd.DataFrame
+) -> tuple[pd.Series, pd.Series] | None:
+    """Per alert: distinct identities on its IP in ``pairs`` other than its own; and own pair seen."""
+    if pairs is None:
+        return None
+    if pairs.empty:
+        zeros = pd.Series(0, index=alerts.index, dtype="int64")
+        return zeros, pd.Series(False, index=alerts.index)
+    relevant = pairs.loc[pairs["source_ip"].isin(alerts["source_ip"].unique()), ["entity", "source_ip"]]
+    relevant = relevant.drop_duplicates()
+    per_ip = relevant.groupby("source_ip")["entity"].nunique()
+    totals = alerts["source_ip"].map(per_ip).fillna(0).astype("int64")
+    own = pd.MultiIndex.from_frame(alerts[["entity", "source_ip"]]).isin(
+        pd.MultiIndex.from_frame(relevant[["entity", "source_ip"]])
+    )
+    own_series = pd.Series(own, index=alerts.index)
+    return totals - own_series.astype("int64"), own_series
+
+
+def _objects(values: list[Any], index: pd.Index) -> pd.Series:
+    """Object column that keeps ``None`` as None (a plain list assignment turns it into NaN)."""
+    series = pd.Series([None] * len(values), index=index, dtype=object)
+    for position, value in enumerate(values):
+        series.iat[position] = value
+    return series
+
+
+def _window_text(window: tuple[DayLike, DayLike] | None) -> str:
+    if not window:
+        return "the training window"
+    start, end = (as_day(d).isoformat() for d in window)
+    return f"the training window {start}..{end}"
+
+
+def _names_text(names: list[str], limit: int = 5) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
+
+
+def explain_alerts(
+    alerts: pd.DataFrame,
+    training_pairs: pd.DataFrame | None,
+    day_pairs: pd.DataFrame | None,
+    window: tuple[DayLike, DayLike] | None,
+) -> pd.DataFrame:
+    """Add why-columns and an ``explanation`` sentence to each alert.
+
+    ``training_pairs`` (entity, source_ip, event_count) is what the model learned from, so the
+    explanation speaks in its terms: was this IP ever seen for the identity, how close is it to
+    the identity's known networks, and is the IP shared with other identities. ``day_pairs`` is
+    every pair of the day (entity, source_ip). Added columns:
+
+    ``entity_in_window`` (bool), ``entity_ips_in_window`` (int),
+    ``ip_seen_for_entity_in_window`` (bool), ``events_for_pair_in_window`` (int),
+    ``nearest_known_ip`` / ``nearest_known_network`` (str or None; network like
+    ``"203.0.113.0/24 (shares /16)"``: the /24 (IPv4) or /64 (IPv6) around the identity's
+    window address with the longest common prefix with the alert IP, and that prefix length),
+    ``common_prefix_bits`` (int or None), ``other_identities_on_ip_today``,
+    ``other_identities_on_ip_in_window`` (int, or None when that context was not given),
+    ``event_names`` (writes first), ``write_event_names`` and ``explanation``.
+    """
+    out = alerts.copy().reset_index(drop=True)
+    if out.empty:
+        for column in _EXPLAIN_COLUMNS:
+            out[column] = pd.Series(dtype="object")
+        return out
+    if training_pairs is None:
+        training_pairs = pd.DataFrame(columns=["entity", "source_ip", "event_count"])
+    train = training_pairs.loc[training_pairs["entity"].isin(out["entity"].unique())]
+    if "event_count" not in train.columns:
+        train = train.assign(event_count=1)
+
+    per_pair = train.groupby(["entity", "source_ip"], sort=False)["event_count"].sum()
+    pair_index = pd.MultiIndex.from_frame(out[["entity", "source_ip"]])
+    pair_events = pd.Series(per_pair.reindex(pair_index).to_numpy(), index=out.index)
+    out["ip_seen_for_entity_in_window"] = pair_events.notna().to_numpy(dtype=bool)
+    out["events_for_pair_in_window"] = pair_events.fillna(0).astype("int64")
+    ips_per_entity = train.groupby("entity")["source_ip"].nunique()
+    out["entity_ips_in_window"] = out["entity"].map(ips_per_entity).fillna(0).astype("int64")
+    out["entity_in_window"] = out["entity_ips_in_window"] > 0
+
+    index = _EntityIpIndex(train)
+    nearest = [index.nearest(e, ip) for e, ip in zip(out["entity"], out["source_ip"])]
+    out["nearest_known_ip"] = _objects([nk.known_ip if nk else None for nk in nearest], out.index)
+    out["common_prefix_bits"] = pd.array([nk.common_bits if nk else None for nk in nearest], dtype="Int64")
+    out["nearest_known_network"] = _objects(
+        [f"{nk.network} (shares /{nk.common_bits})" if nk else None for nk in nearest], out.index
+    )
+
+    for column, pairs in (
+        ("other_identities_on_ip_today", day_pairs),
+        ("other_identities_on_ip_in_window", training_pairs),
+    ):
+        counts = _other_identity_counts(pairs, out)
+        out[column] = counts[0] if counts is not None else None
+
+    names = out["event_names"] if "event_names" in out.columns else [None] * len(out)
+    out["event_names"] = _objects([order_event_names(v) for v in names], out.index)
+    writes = [[x for x in names if is_write(x)] for names in out["event_names"]]
+    out["write_event_names"] = _objects(writes, out.index)
+    out["explanation"] = [_explain_row(row, window) for row in out.to_dict("records")]
+    return out
+
+
+_EXPLAIN_COLUMNS = (
+    "ip_seen_for_entity_in_window",
+    "events_for_pair_in_window",
+    "entity_ips_in_window",
+    "entity_in_window",
+    "nearest_known_ip",
+    "common_prefix_bits",
+    "nearest_known_network",
+    "other_identities_on_ip_today",
+    "other_identities_on_ip_in_window",
+    "event_names",
+    "write_event_names",
+    "explanation",
+)
+
+
+def _explain_row(row: dict[str, Any], window: tuple[DayLike, DayLike] | None) -> str:
+    where = _window_text(window)
+    ip = row.get("source_ip")
+    parts: list[str] = []
+    if not row["entity_in_window"]:
+        parts.append(f"Identity not seen in {where}, so every IP is new for it.")
+    elif row["ip_seen_for_entity_in_window"]:
+        parts.append(
+            f"IP {ip} was seen for this identity in {where} ({row['events_for_pair_in_window']} events) "
+            "but scores as unusual."
+        )
+    else:
+        known = row["entity_ips_in_window"]
+        text = f"IP {ip} never seen for this identity in {where}, where it used {known} other IP"
+        text += "s" if known != 1 else ""
+        if row.get("nearest_known_network"):
+            text += f"; nearest known network {row['nearest_known_network']}"
+        else:
+            text += f", none of them IPv{4 if ':' not in str(ip) else 6}"
+        parts.append(text + ".")
+
+    count = row.get("event_count")
+    activity = f"Today: {int(count)} events" if count is not None and not pd.isna(count) else "Today:"
+    first, last = _hhmm(row.get("first_seen")), _hhmm(row.get("last_seen"))
+    if first and last:
+        activity += f" {first}-{last} UTC"
+    writes = row["write_event_names"]
+    reads = len(row["event_names"]) - len(writes)
+    if writes:
+        activity += f"; writes: {_names_text(writes)}"
+    else:
+        activity += "; no writes"
+    if reads:
+        activity += f"; {reads} read-only call type{'s' if reads != 1 else ''}"
+    parts.append(activity + ".")
+
+    today, window_count = row.get("other_identities_on_ip_today"), row.get("other_identities_on_ip_in_window")
+    if today is not None and window_count is not None and not pd.isna(today) and not pd.isna(window_count):
+        if today == 0 and window_count == 0:
+            parts.append("No other identity used this IP today or in the window.")
+        else:
+            parts.append(f"Other identities on this IP: {int(today)} today, {int(window_count)} in the window.")
+    if writes and not row["ip_seen_for_entity_in_window"]:
+        parts.append("Check the writes in CloudTrail; if not expected, treat the credentials as compromised.")
+    return " ".join(parts)
+
+
+# --------------------------------------------------------------------------------------------
+# SNS message
+
+_CT_KEY = re.compile(r"(AWSLogs/(?:o-[a-z0-9]+/)?\d{12}/CloudTrail/[^/]+/\d{4}/\d{2}/\d{2})")
+
+
+def cloudtrail_prefixes(alert: Mapping[str, Any], day: DayLike) -> list[str]:
+    """The day's CloudTrail prefixes (``AWSLogs/<acct>/CloudTrail/<region>/<YYYY/MM/DD>``) of an alert.
+
+    Taken from ``source_files`` when present (exact, and right for organisation trails),
+    otherwise every account x region of the pair in the standard single-account layout.
+    """
+    found: list[str] = []
+    for key in as_name_list(alert.get("source_files")):
+        match = _CT_KEY.search(key)
+        if match and match.group(1) not in found:
+            found.append(match.group(1))
+    if found:
+        return sorted(found)
+    day_path = as_day(day).strftime("%Y/%m/%d")
+    accounts = as_name_list(alert.get("accounts")) or ["unknown"]
+    regions = as_name_list(alert.get("regions")) or ["unknown"]
+    return [f"AWSLogs/{a}/CloudTrail/{r}/{day_path}" for a in sorted(set(accounts)) for r in sorted(set(regions))]
+
+
+def _join_location(base: str | None, key: str) -> str:
+    if not base:
+        return key
+    return f"{str(base).rstrip('/')}/{key}"
+
+
+def short_identity(arn: str) -> str:
+    """The readable tail of an ARN (``user/alice``, ``assumed-role/Admin/bob``)."""
+    text = str(arn)
+    if text.startswith("arn:"):
+        pieces = text.split(":", 5)
+        if len(pieces) == 6 and pieces[5]:
+            return pieces[5]
+    return text
+
+
+def _ascii_line(text: str) -> str:
+    """Printable ASCII only: non-ASCII -> '?', control characters and line breaks -> space."""
+    cleaned = str(text).encode("ascii", "replace").decode("ascii")
+    return re.sub(r"[\x00-\x1f\x7f]+", " ", cleaned).strip()
+
+
+def _fit(text: str, budget: int) -> str:
+    if len(text) <= budget:
+        return text
+    if budget <= 3:
+        return text[:budget]
+    head = (budget - 3) // 2
+    tail = budget - 3 - head
+    return text[:head] + "..." + (text[-tail:] if tail else "")
+
+
+def _number(value: Any, digits: int = 6) -> str:
+    if value is None or pd.isna(value):
+        return ""
+    return f"{float(value):.{digits}f}"
+
+
+def severity(insight: float) -> str:
+    """``high`` / ``medium`` / ``low`` band of an insight (for SNS filter policies)."""
+    for floor, name in SEVERITY_BANDS:
+        if float(insight) >= floor:
+            return name
+    return "low"
+
+
+def format_subject(alert: Mapping[str, Any]) -> str:
+    """SNS Subject: ASCII, no line breaks, at most 100 characters; the identity is shortened."""
+    ip = _ascii_line(str(alert.get("source_ip", "")))
+    insight = alert.get("insight")
+    score = f" (insight {float(insight):.2f})" if insight is not None and not pd.isna(insight) else ""
+    prefix, middle = "proactive_assets alert: ", f" from {ip}"
+    budget = SNS_SUBJECT_MAX - len(prefix) - len(middle) - len(score)
+    who = _fit(_ascii_line(short_identity(str(alert.get("entity", "")))), max(budget, 0))
+    return (prefix + who + middle + score)[:SNS_SUBJECT_MAX]
+
+
+def format_sns_message(
+    alert: Mapping[str, Any], day: DayLike, cloudtrail_location: str | None
+) -> tuple[str, str, dict[str, dict[str, str]]]:
+    """``(subject, message, message_attributes)`` for one alert row.
+
+    The body keeps the seed's lines and order (including the leading space before
+    ``ACCOUNT=``, so existing parsers and email filters keep working) and appends new ones::
+
+        Possible malicious activity detected
+        <blank>
+         ACCOUNT=<acct>[,<acct>...]
+        REGION=<region>[,<region>...]
+        DAY=YYYY/MM/DD
+        ARN=<identity ARN>
+        ACTION=<event names, writes first, comma-separated; "(+N more)" beyond 30>
+        COUNT=<events of the pair that day>
+        INSIGHT=<insight, 6 decimals>
+        CLOUDTRAIL=<location>/AWSLogs/<acct>/CloudTrail/<region>/YYYY/MM/DD   (one line each, max 5)
+        CLOUDTRAIL_MORE=<n>                       (only when more than 5 locations)
+        SOURCE_IP=<ip>
+        DOT_PRODUCT=<dot product, 6 decimals>
+        MODEL_VERSION=<model version>
+        ALERT_ID=<alert id>
+        EXPLANATION=<explanation, one line>
+
+    ``cloudtrail_location`` is the trail root (``s3://bucket[/prefix]`` or a local folder);
+    ``None`` gives just the key, as the seed did. Attributes are all ``String``: alert_id,
+    account (comma-joined if several), insight, severity, model_version, day.
+    """
+    the_day = as_day(day)
+    accounts = sorted(set(as_name_list(alert.get("accounts"))))
+    regions = sorted(set(as_name_list(alert.get("regions"))))
+    names = order_event_names(alert.get("event_names"))
+    action = ",".join(names[:MAX_ACTION_NAMES])
+    if len(names) > MAX_ACTION_NAMES:
+        action += f" (+{len(names) - MAX_ACTION_NAMES} more)"
+    count = alert.get("event_count")
+    the_id = alert.get("alert_id") or alert_id(the_day, alert["entity"], alert["source_ip"])
+    locations = [_join_location(cloudtrail_location, p) for p in cloudtrail_prefixes(alert, the_day)]
+    explanation = re.sub(r"[\r\n]+", " ", str(alert.get("explanation") or "")).strip()
+
+    lines = [
+        "Possible malicious activity detected",
+        "",
+        f" ACCOUNT={','.join(accounts)}",
+        f"REGION={','.join(regions)}",
+        f"DAY={the_day.strftime('%Y/%m/%d')}",
+        f"ARN={alert.get('entity', '')}",
+        f"ACTION={action}",
+        f"COUNT={'' if count is None or pd.isna(count) else int(count)}",
+        f"INSIGHT={_number(alert.get('insight'))}",
+    ]
+    lines += [f"CLOUDTRAIL={loc}" for loc in locations[:MAX_CLOUDTRAIL_LINES]]
+    if len(locations) > MAX_CLOUDTRAIL_LINES:
+        lines.append(f"CLOUDTRAIL_MORE={len(locations) - MAX_CLOUDTRAIL_LINES}")
+    lines += [
+        f"SOURCE_IP={alert.get('source_ip', '')}",
+        f"DOT_PRODUCT={_number(alert.get('dot_product'))}",
+        f"MODEL_VERSION={alert.get('model_version') or ''}",
+        f"ALERT_ID={the_id}",
+        f"EXPLANATION={explanation}",
+    ]
+    message = "\n".join(lines)
+
+    insight = alert.get("insight")
+    values = {
+        "alert_id": str(the_id),
+        "account": ",".join(accounts),
+        "insight": _number(insight, 4),
+        "severity": severity(insight) if insight is not None and not pd.isna(insight) else "",
+        "model_version": str(alert.get("model_version") or ""),
+        "day": the_day.isoformat(),
+    }
+    # SNS rejects empty attribute values, so empty ones are left out.
+    attributes = {k: {"DataType": "String", "StringValue": v} for k, v in values.items() if v}
+    return format_subject(alert), message, attributes
+
+
+# --------------------------------------------------------------------------------------------
+# suppression
+
+
+class SuppressionError(ValueError):
+    """A suppression file is missing, not TOML, or has an invalid entry (the message says which)."""
+
+
+@dataclass(frozen=True)
+class SuppressionRule:
+    """One allow-list entry: ``kind`` is identity, cidr or account."""
+
+    kind: str
+    value: str
+    reason: str | None = None
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None
+
+    def label(self) -> str:
+        """How the rule is shown in ``suppressed_by``."""
+        text = f"{self.kind}:{self.value}"
+        return f"{text} ({self.reason})" if self.reason else text
+
+
+@dataclass(frozen=True)
+class Suppressions:
+    """Parsed allow-list; empty by default (nothing suppressed)."""
+
+    identities: tuple[SuppressionRule, ...] = ()
+    cidrs: tuple[SuppressionRule, ...] = ()
+    accounts: tuple[SuppressionRule, ...] = ()
+    source: str | None = field(default=None, compare=False)
+
+    def __len__(self) -> int:
+        return len(self.identities) + len(self.cidrs) + len(self.accounts)
+
+    def match(self, entity: str, source_ip: str, accounts: Sequence[str]) -> SuppressionRule | None:
+        """The first rule (identities, then CIDRs, then accounts) that covers this alert."""
+        for rule in self.identities:
+            if fnmatch.fnmatchcase(str(entity), rule.value):
+                return rule
+        if self.cidrs:
+            addr = _parse_ip(source_ip)
+            if addr is not None:
+                for rule in self.cidrs:
+                    if rule.network is not None and addr in rule.network:
+                        return rule
+        # An alert seen in several accounts is suppressed only if every one of them is.
+        if self.accounts and accounts:
+            by_account = {r.value: r for r in self.accounts}
+            if all(a in by_account for a in accounts):
+                return by_account[min(accounts)]
+        return None
+
+
+_KINDS = {"identities": ("identity", "arn"), "cidrs": ("cidr", "cidr"), "accounts": ("account", "account")}
+
+
+def _parse_entry(path: str, section: str, position: int, entry: Any) -> SuppressionRule:
+    kind, key = _KINDS[section]
+    where = f"{path}: {section}[{position}]"
+    reason: str | None = None
+    if isinstance(entry, dict):
+        unknown = set(entry) - {key, "reason"}
+        if unknown:
+            raise SuppressionError(f"{where}: unknown key(s) {sorted(unknown)}; expected '{key}' and optional 'reason'")
+        if key not in entry:
+            raise SuppressionError(f"{where}: missing '{key}' in {entry!r}")
+        reason = entry.get("reason")
+        if reason is not None and not isinstance(reason, str):
+            raise SuppressionError(f"{where}: 'reason' must be a string, got {reason!r}")
+        value = entry[key]
+    else:
+        value = entry
+    if not isinstance(value, str) or not value.strip():
+        hint = " (quote account ids: leading zeros matter)" if kind == "account" and isinstance(value, int) else ""
+        raise SuppressionError(f"{where}: expected a non-empty string, got {value!r}{hint}")
+    value = value.strip()
+    if kind == "cidr":
+        try:
+            network = ipaddress.ip_network(value, strict=False)
+        except ValueError as exc:
+            raise SuppressionError(f"{where}: {value!r} is not an IPv4/IPv6 network ({exc})") from None
+        return SuppressionRule(kind, str(network), reason, network)
+    if kind == "account" and not re.fullmatch(r"\d{12}", value):
+        raise SuppressionError(f"{where}: {value!r} is not a 12-digit AWS account id")
+    return SuppressionRule(kind, value, reason)
+
+
+def parse_suppressions(data: Mapping[str, Any], source: str = "<suppressions>") -> Suppressions:
+    """Validate an already-parsed suppression mapping (see :func:`load_suppressions`)."""
+    unknown = set(data) - set(_KINDS)
+    if unknown:
+        raise SuppressionError(f"{source}: unknown section(s) {sorted(unknown)}; expected {sorted(_KINDS)}")
+    parsed: dict[str, tuple[SuppressionRule, ...]] = {}
+    for section in _KINDS:
+        entries = data.get(section, [])
+        if not isinstance(entries, list):
+            raise SuppressionError(f"{source}: '{section}' must be a list, got {type(entries).__name__}")
+        parsed[section] = tuple(_parse_entry(source, section, i, e) for i, e in enumerate(entries))
+    return Suppressions(parsed["identities"], parsed["cidrs"], parsed["accounts"], source)
+
+
+def load_suppressions(path: str | Path) -> Suppressions:
+    """Read the allow-list from a TOML file (stdlib ``tomllib``; no YAML dependency).
+
+    Format: three optional lists; each entry is a string or a table with the value and an
+    optional ``reason``::
+
+        identities = ["arn:aws:iam::111122223333:role/ci-*",          # exact ARN or fnmatch glob
+                      { arn = "arn:aws:iam::111122223333:user/scanner", reason = "vuln scanner" }]
+        cidrs = ["10.0.0.0/8", { cidr = "2001:db8::/32", reason = "office" }]
+        accounts = [{ account = "444455556666", reason = "sandbox" }]
+
+    Any invalid entry raises :class:`SuppressionError` naming the file and the entry.
+    """
+    source = str(path)
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise SuppressionError(f"{source}: suppression file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SuppressionError(f"{source}: not valid TOML ({exc})") from None
+    return parse_suppressions(data, source)
+
+
+def apply_suppressions(alerts: pd.DataFrame, suppressions: Suppressions | None) -> pd.DataFrame:
+    """Copy of ``alerts`` with ``suppressed`` (bool) and ``suppressed_by`` (rule label or None).
+
+    Suppressed alerts stay in the table (auditable) but are not published.
+    """
+    out = alerts.copy()
+    if suppressions is None or len(suppressions) == 0 or out.empty:
+        out["suppressed"] = False
+        out["suppressed_by"] = None
+        return out
+    account_lists: Iterable[Any] = out["accounts"] if "accounts" in out.columns else [None] * len(out)
+    rules = [
+        suppressions.match(e, ip, as_name_list(a))
+        for e, ip, a in zip(out["entity"], out["source_ip"], account_lists)
+    ]
+    out["suppressed"] = [r is not None for r in rules]
+    out["suppressed_by"] = [r.label() if r is not None else None for r in rules]
+    return out
