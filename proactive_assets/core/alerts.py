@@ -734,5 +734,5 @@ def apply_suppressions(alerts: pd.DataFrame, suppressions: Suppressions | None) 
         for e, ip, a in zip(out["entity"], out["source_ip"], account_lists)
     ]
     out["suppressed"] = [r is not None for r in rules]
-    out["suppressed_by"] = [r.label() if r is not None else None for r in rules]
+    out["suppressed_by"] = _objects([r.label() if r is not None else None for r in rules], out.index)
     return out

@@ -1,0 +1,322 @@
+"""Alert selection, explanation, ids, SNS message format and suppression (pure Python)."""
+
+import re
+from datetime import date
+
+import pandas as pd
+import pytest
+
+from proactive_assets.core.alerts import (
+    SNS_SUBJECT_MAX,
+    SuppressionError,
+    Suppressions,
+    add_alert_ids,
+    alert_id,
+    apply_suppressions,
+    cloudtrail_prefixes,
+    explain_alerts,
+    format_sns_message,
+    is_write,
+    load_suppressions,
+    order_event_names,
+    parse_suppressions,
+    select_alerts,
+)
+
+ACCT = "111122223333"
+ALICE = f"arn:aws:iam::{ACCT}:user/alice"
+BOB = f"arn:aws:iam::{ACCT}:user/bob"
+CAROL = f"arn:aws:sts::{ACCT}:assumed-role/Admin/carol"
+DAY = date(2024, 1, 15)
+WINDOW = (date(2024, 1, 1), date(2024, 1, 14))
+
+
+def _insights() -> pd.DataFrame:
+    ts = pd.Timestamp
+    return pd.DataFrame(
+        {
+            "entity": [ALICE, ALICE, BOB, CAROL],
+            "source_ip": ["203.0.113.99", "198.51.100.7", "192.0.2.10", "192.0.2.10"],
+            "insight": [0.95, 0.99, 0.10, 0.95],
+            "dot_product": [-1.5, -4.0, 3.0, -1.5],
+            "event_count": [4, 12, 30, 2],
+            "event_names": [
+                ["GetObject", "ListBuckets"],
+                ["ListUsers", "CreateAccessKey", "DescribeInstances", "PutUserPolicy"],
+                "GetCallerIdentity",
+                "AssumeRole;GetCallerIdentity",
+            ],
+            "first_seen": [ts("2024-01-15T08:00Z"), ts("2024-01-15T09:13Z"), ts("2024-01-15T01:00Z"),
+                           ts("2024-01-15T10:00Z")],
+            "last_seen": [ts("2024-01-15T08:30Z"), ts("2024-01-15T11:40Z"), ts("2024-01-15T23:00Z"),
+                          ts("2024-01-15T10:05Z")],
+            "accounts": [[ACCT], [ACCT, "444455556666"], [ACCT], [ACCT]],
+            "regions": [["us-east-1"], ["us-east-1", "eu-west-1"], ["us-east-1"], ["us-east-1"]],
+            "model_version": "model-2024-01-14-abc",
+            "entity_known": [True, True, True, False],
+        }
+    )
+
+
+def _training() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "entity": [ALICE, ALICE, ALICE, BOB, "arn:aws:iam::111122223333:user/dave"],
+            "source_ip": ["203.0.113.5", "10.1.2.3", "203.0.113.99", "192.0.2.10", "198.51.100.7"],
+            "event_count": [40, 10, 1, 50, 3],
+        }
+    )
+
+
+def test_select_alerts_threshold_inclusive_and_sorted() -> None:
+    insights = _insights()
+    insights.loc[len(insights)] = insights.iloc[2].copy()
+    insights.loc[len(insights) - 1, "insight"] = float("nan")
+    alerts = select_alerts(insights, 0.95)
+    assert list(alerts["insight"]) == [0.99, 0.95, 0.95]
+    # ties broken by entity then ip: deterministic order
+    assert list(alerts["entity"]) == [ALICE, ALICE, CAROL]
+    assert select_alerts(insights, 1.01).empty
+
+
+def test_write_heuristic_and_ordering() -> None:
+    assert is_write("CreateAccessKey") and is_write("AssumeRole") and is_write("PutUserPolicy")
+    assert not any(is_write(n) for n in ("GetObject", "ListUsers", "DescribeInstances", "HeadBucket",
+                                            "LookupEvents", "BatchGetItem", "CheckAccess", "Query"))
+    assert order_event_names("ListUsers;CreateAccessKey;GetObject;AttachRolePolicy") == [
+        "AttachRolePolicy", "CreateAccessKey", "GetObject", "ListUsers"]
+    assert order_event_names(None) == []
+
+
+def test_explanation_known_network_versus_never_seen() -> None:
+    insights = _insights()
+    alerts = add_alert_ids(select_alerts(insights, 0.5), DAY)
+    out = explain_alerts(alerts, _training(), insights[["entity", "source_ip"]], WINDOW)
+    rows = {(r["entity"], r["source_ip"]): r for r in out.to_dict("records")}
+
+    # ALICE from 198.51.100.7: never seen for her; nearest known is 203.0.113.5 (/24 shown)
+    new_ip = rows[(ALICE, "198.51.100.7")]
+    assert new_ip["ip_seen_for_entity_in_window"] is False or not new_ip["ip_seen_for_entity_in_window"]
+    assert new_ip["entity_in_window"]
+    assert new_ip["entity_ips_in_window"] == 3
+    # 198 = 0b11000110, 203 = 0b11001011 -> 4 common leading bits; 10.x shares 0 bits
+    assert new_ip["nearest_known_network"] == "203.0.113.0/24 (shares /4)"
+    assert new_ip["other_identities_on_ip_today"] == 0
+    assert new_ip["other_identities_on_ip_in_window"] == 1  # dave used it in the window
+    assert new_ip["event_names"][:2] == ["CreateAccessKey", "PutUserPolicy"]
+    assert new_ip["write_event_names"] == ["CreateAccessKey", "PutUserPolicy"]
+    text = new_ip["explanation"]
+    assert "never seen for this identity" in text
+    assert "2024-01-01..2024-01-14" in text
+    assert "writes: CreateAccessKey, PutUserPolicy" in text
+    assert "09:13-11:40 UTC" in text
+    assert "\n" not in text
+
+    # ALICE from 203.0.113.99: seen in the window, and inside her usual /24
+    seen = rows[(ALICE, "203.0.113.99")]
+    assert seen["ip_seen_for_entity_in_window"]
+    assert seen["events_for_pair_in_window"] == 1
+    assert seen["nearest_known_network"].startswith("203.0.113.0/24 (shares /32)")
+    assert "was seen for this identity" in seen["explanation"]
+    assert "no writes" in seen["explanation"]
+
+    # CAROL: identity never seen; the IP is shared with bob today and in the window
+    carol = rows[(CAROL, "192.0.2.10")]
+    assert not carol["entity_in_window"]
+    assert carol["nearest_known_network"] is None
+    assert carol["other_identities_on_ip_today"] == 1
+    assert carol["other_identities_on_ip_in_window"] == 1
+    assert "Identity not seen" in carol["explanation"]
+    assert "1 today, 1 in the window" in carol["explanation"]
+    assert carol["event_names"] == ["AssumeRole", "GetCallerIdentity"]
+
+
+def test_explanation_nearest_known_network_within_same_24() -> None:
+    alerts = pd.DataFrame({"entity": [ALICE], "source_ip": ["203.0.113.200"], "insight": [0.9],
+                           "event_count": [1], "event_names": ["ConsoleLogin"]})
+    training = pd.DataFrame({"entity": [ALICE, ALICE, ALICE],
+                             "source_ip": ["203.0.113.5", "203.0.112.1", "2001:db8::1"],
+                             "event_count": [1, 1, 1]})
+    out = explain_alerts(alerts, training, alerts, WINDOW)
+    # 200 = 0b11001000 vs 5 = 0b00000101: common prefix 24 bits
+    assert out.loc[0, "nearest_known_network"] == "203.0.113.0/24 (shares /24)"
+    assert out.loc[0, "nearest_known_ip"] == "203.0.113.5"
+    assert out.loc[0, "common_prefix_bits"] == 24
+
+
+def test_explanation_ipv6_and_empty_inputs() -> None:
+    alerts = pd.DataFrame({"entity": [BOB], "source_ip": ["2001:db8:0:1::9"], "insight": [0.9]})
+    training = pd.DataFrame({"entity": [BOB, BOB], "source_ip": ["2001:db8:0:1::5", "10.0.0.1"],
+                             "event_count": [2, 3]})
+    out = explain_alerts(alerts, training, None, None)
+    assert out.loc[0, "nearest_known_network"] == "2001:db8:0:1::/64 (shares /124)"
+    assert out.loc[0, "other_identities_on_ip_today"] is None
+    empty = explain_alerts(alerts.iloc[:0], training, alerts, WINDOW)
+    assert empty.empty and "explanation" in empty.columns
+    no_training = explain_alerts(alerts, None, alerts, WINDOW)
+    assert not no_training.loc[0, "entity_in_window"]
+
+
+def test_alert_ids_are_deterministic() -> None:
+    first = alert_id(DAY, ALICE, "198.51.100.7")
+    assert first == alert_id("2024-01-15", ALICE, "198.51.100.7")
+    assert first == alert_id("2024/01/15", ALICE, " 198.51.100.7 ")
+    assert first == alert_id(pd.Timestamp("2024-01-15T13:00Z"), ALICE, "198.051.100.007")
+    assert re.fullmatch(r"[0-9a-f]{24}", first)
+    assert first != alert_id("2024-01-16", ALICE, "198.51.100.7")
+    assert first != alert_id(DAY, BOB, "198.51.100.7")
+    assert first != alert_id(DAY, ALICE, "198.51.100.8")
+    # pinned: changing the canonical string would re-send every past alert after an upgrade
+    assert first == "cfdf41fe85ad8d75d6faceee"
+    ids = add_alert_ids(_insights(), DAY)["alert_id"]
+    assert ids.is_unique and list(ids) == list(add_alert_ids(_insights(), DAY)["alert_id"])
+
+
+def _explained() -> pd.DataFrame:
+    insights = _insights()
+    alerts = add_alert_ids(select_alerts(insights, 0.5), DAY)
+    return explain_alerts(alerts, _training(), insights, WINDOW)
+
+
+def test_sns_message_has_every_field() -> None:
+    alert = _explained().iloc[0].to_dict()
+    assert alert["source_ip"] == "198.51.100.7"
+    subject, message, attributes = format_sns_message(alert, DAY, "s3://trail-bucket/org")
+    lines = message.split("\n")
+    assert lines[0] == "Possible malicious activity detected"
+    assert lines[1] == ""
+    assert lines[2] == f" ACCOUNT={ACCT},444455556666"
+    fields = {}
+    for line in lines[2:]:
+        key, _, value = line.strip().partition("=")
+        fields.setdefault(key, []).append(value)
+    keys = list(fields)
+    assert keys == ["ACCOUNT", "REGION", "DAY", "ARN", "ACTION", "COUNT", "INSIGHT", "CLOUDTRAIL",
+                    "SOURCE_IP", "DOT_PRODUCT", "MODEL_VERSION", "ALERT_ID", "EXPLANATION"]
+    assert fields["REGION"] == ["eu-west-1,us-east-1"]
+    assert fields["DAY"] == ["2024/01/15"]
+    assert fields["ARN"] == [ALICE]
+    assert fields["ACTION"] == ["CreateAccessKey,PutUserPolicy,DescribeInstances,ListUsers"]
+    assert fields["COUNT"] == ["12"]
+    assert fields["INSIGHT"] == ["0.990000"]
+    # no source_files: every account x region in the single-account layout
+    assert fields["CLOUDTRAIL"] == [
+        f"s3://trail-bucket/org/AWSLogs/{a}/CloudTrail/{r}/2024/01/15"
+        for a in (ACCT, "444455556666") for r in ("eu-west-1", "us-east-1")
+    ]
+    assert fields["SOURCE_IP"] == ["198.51.100.7"]
+    assert fields["DOT_PRODUCT"] == ["-4.000000"]
+    assert fields["MODEL_VERSION"] == ["model-2024-01-14-abc"]
+    assert fields["ALERT_ID"] == [alert_id(DAY, ALICE, "198.51.100.7")]
+    assert "never seen for this identity" in fields["EXPLANATION"][0]
+
+    assert subject == "proactive_assets alert: user/alice from 198.51.100.7 (insight 0.99)"
+    assert {k: v["StringValue"] for k, v in attributes.items()} == {
+        "alert_id": alert_id(DAY, ALICE, "198.51.100.7"),
+        "account": f"{ACCT},444455556666",
+        "insight": "0.9900",
+        "severity": "high",
+        "model_version": "model-2024-01-14-abc",
+        "day": "2024-01-15",
+    }
+    assert all(v["DataType"] == "String" for v in attributes.values())
+
+
+def test_cloudtrail_lines_from_source_files_and_cap() -> None:
+    files = [f"org/AWSLogs/o-abc123/{ACCT}/CloudTrail/us-east-1/2024/01/15/{ACCT}_CloudTrail_x.json.gz",
+             f"org/AWSLogs/o-abc123/{ACCT}/CloudTrail/us-east-1/2024/01/15/{ACCT}_CloudTrail_y.json.gz"]
+    alert = {"entity": ALICE, "source_ip": "192.0.2.1", "insight": 0.9, "source_files": files}
+    assert cloudtrail_prefixes(alert, DAY) == [f"AWSLogs/o-abc123/{ACCT}/CloudTrail/us-east-1/2024/01/15"]
+    _, message, _ = format_sns_message(alert, DAY, None)
+    assert f"\nCLOUDTRAIL=AWSLogs/o-abc123/{ACCT}/CloudTrail/us-east-1/2024/01/15\n" in message
+
+    many = {"entity": ALICE, "source_ip": "192.0.2.1", "insight": 0.9,
+            "accounts": [ACCT], "regions": [f"r-{i}" for i in range(8)]}
+    _, message, _ = format_sns_message(many, DAY, "/data/trail/")
+    assert message.count("\nCLOUDTRAIL=/data/trail/AWSLogs/") == 5
+    assert "\nCLOUDTRAIL_MORE=3\n" in message
+
+
+def test_subject_obeys_sns_limits() -> None:
+    long_arn = f"arn:aws:sts::{ACCT}:assumed-role/" + "VeryLongRoleName" * 8 + "/s\u00e9ssion\nname"
+    alert = {"entity": long_arn, "source_ip": "2001:db8:aaaa:bbbb:cccc:dddd:eeee:ffff", "insight": 0.987}
+    subject, message, attributes = format_sns_message(alert, DAY, None)
+    assert len(subject) <= SNS_SUBJECT_MAX
+    assert subject.isascii() and subject.isprintable()
+    assert "\n" not in subject and "\r" not in subject
+    assert subject.startswith("proactive_assets alert: assumed")  # shortened in the middle
+    assert subject.endswith("from 2001:db8:aaaa:bbbb:cccc:dddd:eeee:ffff (insight 0.99)")
+    assert "..." in subject and "session name from" not in subject and "on name from" in subject
+    # missing optional fields: no empty attribute values (SNS rejects them), lines still present
+    assert all(v["StringValue"] for v in attributes.values())
+    assert "\nMODEL_VERSION=\n" in message and "\nCOUNT=\n" in message
+
+
+SUPPRESSIONS = """
+identities = [
+  "arn:aws:iam::111122223333:role/ci-*",
+  { arn = "arn:aws:iam::111122223333:user/bob", reason = "scanner account" },
+]
+cidrs = ["10.0.0.0/8", { cidr = "2001:db8::/32", reason = "office" }]
+accounts = [{ account = "444455556666", reason = "sandbox" }]
+"""
+
+
+def _suppression_alerts() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "entity": [f"arn:aws:iam::{ACCT}:role/ci-runner", BOB, ALICE, ALICE, ALICE, ALICE, ALICE],
+            "source_ip": ["198.51.100.1", "198.51.100.1", "10.9.8.7", "2001:db8::5", "198.51.100.1",
+                          "198.51.100.1", "198.51.100.2"],
+            "accounts": [[ACCT], [ACCT], [ACCT], [ACCT], ["444455556666"], ["444455556666", ACCT], [ACCT]],
+            "insight": [0.9] * 7,
+        }
+    )
+
+
+def test_suppression_by_identity_glob_cidr_and_account(tmp_path) -> None:
+    path = tmp_path / "suppressions.toml"
+    path.write_text(SUPPRESSIONS)
+    suppressions = load_suppressions(path)
+    assert len(suppressions) == 5
+    out = apply_suppressions(_suppression_alerts(), suppressions)
+    assert list(out["suppressed"]) == [True, True, True, True, True, False, False]
+    assert list(out["suppressed_by"]) == [
+        "identity:arn:aws:iam::111122223333:role/ci-*",
+        "identity:arn:aws:iam::111122223333:user/bob (scanner account)",
+        "cidr:10.0.0.0/8",
+        "cidr:2001:db8::/32 (office)",
+        "account:444455556666 (sandbox)",
+        None,  # seen in a suppressed and a watched account: still alerts
+        None,
+    ]
+    nothing = apply_suppressions(_suppression_alerts(), Suppressions())
+    assert not nothing["suppressed"].any() and nothing["suppressed_by"].isna().all()
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        ('cidrs = ["10.0.0.300/8"]', "cidrs[0]"),
+        ('accounts = ["1234"]', "accounts[0]"),
+        ("accounts = [111122223333]", "quote account ids"),
+        ('identities = ["ok", ""]', "identities[1]"),
+        ('identities = [{ pattern = "x" }]', "identities[0]: unknown key"),
+        ('identity = ["x"]', "unknown section"),
+        ('cidrs = "10.0.0.0/8"', "'cidrs' must be a list"),
+        ("this is = not toml [", "not valid TOML"),
+    ],
+)
+def test_invalid_suppression_file_names_file_and_entry(tmp_path, content: str, needle: str) -> None:
+    path = tmp_path / "bad-suppressions.toml"
+    path.write_text(content)
+    with pytest.raises(SuppressionError) as info:
+        load_suppressions(path)
+    assert str(path) in str(info.value)
+    assert needle in str(info.value)
+
+
+def test_missing_suppression_file(tmp_path) -> None:
+    with pytest.raises(SuppressionError, match="not found"):
+        load_suppressions(tmp_path / "nope.toml")
+    assert len(parse_suppressions({})) == 0
