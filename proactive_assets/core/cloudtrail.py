@@ -1,0 +1,409 @@
+"""CloudTrail: find a day's log objects in the bucket layout and parse them into normalised events.
+
+Parsing is columnar (pyarrow's JSON reader with an explicit schema) and file by file, so memory is
+bounded by a few files rather than the day. Anything that cannot be read is reported as a
+``Problem`` naming the object (and record or field); it never stops the rest of the day.
+"""
+
+import io
+import re
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pajson
+
+from proactive_assets.core.ipnet import KIND_IP, classify_source
+from proactive_assets.core.storage import ObjectInfo, ObjectStore
+
+LOG_NAME = re.compile(
+    r"^(?P<account>\d{12})_CloudTrail_(?P<region>[a-z0-9-]+)_(?P<stamp>\d{8}T\d{4}Z)_(?P<uid>[A-Za-z0-9]+)\.json\.gz$"
+)
+ORG_ID = re.compile(r"^o-[a-z0-9]{10,32}$")
+ACCOUNT_ID = re.compile(r"^\d{12}$")
+
+EVENTS_SCHEMA = pa.schema(
+    [
+        ("event_time", pa.timestamp("ms", tz="UTC")),
+        ("event_name", pa.string()),
+        ("event_source", pa.string()),
+        ("identity_arn", pa.string()),
+        ("identity_type", pa.string()),
+        ("account", pa.string()),
+        ("region", pa.string()),
+        ("source_ip", pa.string()),
+        ("source_kind", pa.string()),
+        ("is_pair", pa.bool_()),
+        ("user_agent", pa.string()),
+        ("error_code", pa.string()),
+        ("event_id", pa.string()),
+        ("source", pa.string()),
+        ("source_file", pa.string()),
+    ]
+)
+
+INVENTORY_SCHEMA = pa.schema(
+    [
+        ("key", pa.string()),
+        ("uri", pa.string()),
+        ("size", pa.int64()),
+        ("etag", pa.string()),
+        ("last_modified", pa.timestamp("ms", tz="UTC")),
+        ("org_id", pa.string()),
+        ("account", pa.string()),
+        ("region", pa.string()),
+        ("delivered_at", pa.timestamp("ms", tz="UTC")),
+    ]
+)
+
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        ("source_file", pa.string()),
+        ("record_index", pa.int64()),
+        ("field", pa.string()),
+        ("reason", pa.string()),
+        ("record_rejected", pa.bool_()),
+    ]
+)
+
+_IDENTITY = pa.struct(
+    [("type", pa.string()), ("arn", pa.string()), ("accountId", pa.string()), ("invokedBy", pa.string())]
+)
+_RECORD = pa.struct(
+    [
+        ("eventTime", pa.string()),
+        ("eventName", pa.string()),
+        ("eventSource", pa.string()),
+        ("awsRegion", pa.string()),
+        ("sourceIPAddress", pa.string()),
+        ("userAgent", pa.string()),
+        ("errorCode", pa.string()),
+        ("eventID", pa.string()),
+        ("recipientAccountId", pa.string()),
+        ("userIdentity", _IDENTITY),
+    ]
+)
+_FILE_SCHEMA = pa.schema([("Records", pa.list_(_RECORD))])
+_PARSE_OPTIONS = pajson.ParseOptions(
+    explicit_schema=_FILE_SCHEMA, unexpected_field_behavior="ignore", newlines_in_values=True
+)
+_STRING_FIELDS = [f.name for f in _RECORD if f.name != "userIdentity"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something in the input that could not be used, and why; ``record_index`` -1 = whole object."""
+
+    source_file: str
+    reason: str
+    record_index: int = -1
+    field: str | None = None
+    record_rejected: bool = True
+
+    def message(self) -> str:
+        where = self.source_file if self.record_index < 0 else f"{self.source_file} record #{self.record_index}"
+        return f"{where}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class LogObject:
+    """A CloudTrail log object found for a day, with what its key says about it."""
+
+    info: ObjectInfo
+    uri: str
+    org_id: str | None
+    account: str
+    region: str
+    delivered_at: datetime
+
+
+@dataclass
+class ParsedFile:
+    events: pa.Table
+    problems: list[Problem] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------
+# Listing
+
+
+def _account_roots(store: ObjectStore, accounts: Iterable[str]) -> list[tuple[str | None, str, str]]:
+    """(org_id, account, prefix) for every account folder under AWSLogs/, org-trail layout included."""
+    wanted = set(accounts)
+    roots: list[tuple[str | None, str, str]] = []
+    for prefix in store.list_prefixes("AWSLogs/"):
+        name = prefix.rstrip("/").rsplit("/", 1)[-1]
+        if ACCOUNT_ID.match(name):
+            roots.append((None, name, prefix))
+        elif ORG_ID.match(name):
+            for sub in store.list_prefixes(prefix):
+                acct = sub.rstrip("/").rsplit("/", 1)[-1]
+                if ACCOUNT_ID.match(acct):
+                    roots.append((name, acct, sub))
+    return [r for r in roots if not wanted or r[1] in wanted]
+
+
+def list_day_objects(
+    store: ObjectStore, day: date, accounts: Iterable[str] = (), regions: Iterable[str] = ()
+) -> tuple[list[LogObject], list[Problem]]:
+    """Every log object delivered on ``day`` (all accounts and regions unless filtered).
+
+    Digest and Insight files live in other folders and are never listed; objects under the day's
+    prefix whose names do not follow CloudTrail's pattern, or that are empty, come back as problems.
+    """
+    wanted_regions = set(regions)
+    found: list[LogObject] = []
+    problems: list[Problem] = []
+    for org_id, account, root in _account_roots(store, accounts):
+        for region_prefix in store.list_prefixes(f"{root}CloudTrail/"):
+            region = region_prefix.rstrip("/").rsplit("/", 1)[-1]
+            if wanted_regions and region not in wanted_regions:
+                continue
+            day_prefix = f"{region_prefix}{day:%Y/%m/%d}/"
+            for info in store.list_objects(day_prefix):
+                name = info.key.rsplit("/", 1)[-1]
+                match = LOG_NAME.match(name)
+                if match is None:
+                    problems.append(Problem(store.uri_for(info.key), "not a CloudTrail log file name"))
+                    continue
+                if info.size == 0:
+                    problems.append(Problem(store.uri_for(info.key), "empty object"))
+                    continue
+                found.append(
+                    LogObject(
+                        info=info,
+                        uri=store.uri_for(info.key),
+                        org_id=org_id,
+                        account=match["account"],
+                        region=match["region"],
+                        delivered_at=datetime.strptime(match["stamp"] + "+0000", "%Y%m%dT%H%MZ%z"),
+                    )
+                )
+    found.sort(key=lambda o: o.info.key)
+    return found, problems
+
+
+def inventory_table(objects: list[LogObject]) -> pa.Table:
+    """The ``raw_cloudtrail`` table for a day."""
+    return pa.table(
+        {
+            "key": [o.info.key for o in objects],
+            "uri": [o.uri for o in objects],
+            "size": [o.info.size for o in objects],
+            "etag": [o.info.etag for o in objects],
+            "last_modified": [o.info.last_modified for o in objects],
+            "org_id": [o.org_id for o in objects],
+            "account": [o.account for o in objects],
+            "region": [o.region for o in objects],
+            "delivered_at": [o.delivered_at for o in objects],
+        },
+        schema=INVENTORY_SCHEMA,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing
+
+
+def decompress(data: bytes) -> bytes:
+    """gunzip (or pass through plain JSON, which some tools write without compression)."""
+    if data[:2] == b"\x1f\x8b":
+        return zlib.decompress(data, 31)
+    return data
+
+
+def parse_log_bytes(data: bytes, source_file: str, account: str = "", region: str = "") -> ParsedFile:
+    """Normalised events of one CloudTrail object; a corrupt object gives no events and one problem."""
+    try:
+        raw = decompress(data)
+    except zlib.error as exc:
+        return _failed(source_file, f"not a readable gzip object ({exc})")
+    try:
+        records = _records_fast(raw)
+    except pa.ArrowInvalid:
+        try:
+            records = _records_tolerant(raw)
+        except ValueError as exc:
+            return _failed(source_file, str(exc))
+    return _normalise(records, source_file, account, region)
+
+
+def _failed(source_file: str, reason: str) -> ParsedFile:
+    return ParsedFile(EVENTS_SCHEMA.empty_table(), [Problem(source_file, reason)])
+
+
+def _records_fast(raw: bytes) -> pa.StructArray:
+    read_options = pajson.ReadOptions(block_size=max(len(raw) + 64, 1 << 20), use_threads=False)
+    table = pajson.read_json(io.BytesIO(raw), read_options=read_options, parse_options=_PARSE_OPTIONS)
+    if table.num_rows != 1:
+        raise pa.ArrowInvalid("expected exactly one JSON object")
+    column = table.column("Records").combine_chunks()
+    if column.null_count:
+        raise pa.ArrowInvalid("Records missing")
+    return column.flatten()
+
+
+def _records_tolerant(raw: bytes) -> pa.StructArray:
+    """Slow path for objects the columnar reader rejects: find out exactly what is wrong."""
+    import json
+
+    try:
+        doc = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"not valid JSON ({exc})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("Records"), list):
+        raise ValueError('not a CloudTrail log: expected an object with a "Records" array')
+    rows = []
+    for record in doc["Records"]:
+        if not isinstance(record, dict):
+            rows.append(None)
+            continue
+        row: dict = {}
+        for name in _STRING_FIELDS:
+            value = record.get(name)
+            row[name] = value if isinstance(value, str) or value is None else _mistyped(value)
+        ident = record.get("userIdentity")
+        if isinstance(ident, dict):
+            row["userIdentity"] = {
+                k: (v if isinstance(v, str) or v is None else _mistyped(v))
+                for k, v in ((k, ident.get(k)) for k in ("type", "arn", "accountId", "invokedBy"))
+            }
+        else:
+            row["userIdentity"] = None
+        rows.append(row)
+    return pa.array(rows, type=_RECORD)
+
+
+def _mistyped(value: object) -> str:
+    """A marker the normaliser turns into a per-record problem naming the field."""
+    return "\x00mistyped:" + type(value).__name__
+
+
+def _classify_ips(values: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """(source_kind, canonical source_ip) with one Python call per distinct value, not per record."""
+    encoded = pc.dictionary_encode(values).combine_chunks() if isinstance(values, pa.ChunkedArray) else (
+        pc.dictionary_encode(values)
+    )
+    kinds, canon = [], []
+    for value in encoded.dictionary.to_pylist():
+        kind, ip = classify_source(value)
+        kinds.append(kind)
+        canon.append(ip if ip is not None else value)
+    indices = encoded.indices
+    return (
+        pc.take(pa.array(kinds, pa.string()), indices),
+        pc.take(pa.array(canon, pa.string()), indices),
+    )
+
+
+def _normalise(records: pa.StructArray, source_file: str, account: str, region: str) -> ParsedFile:
+    n = len(records)
+    if n == 0:
+        return ParsedFile(EVENTS_SCHEMA.empty_table())
+    problems: list[Problem] = []
+    valid = pc.is_valid(records)
+    ident = pc.struct_field(records, "userIdentity")
+    time_text = pc.struct_field(records, "eventTime")
+    event_time = pc.strptime(time_text, format="%Y-%m-%dT%H:%M:%SZ", unit="ms", error_is_null=True)
+    event_name = pc.struct_field(records, "eventName")
+    source_text = pc.struct_field(records, "sourceIPAddress")
+
+    checks = [
+        ("record", pc.invert(valid), "record is not a JSON object"),
+        ("userIdentity", pc.is_null(ident), "missing field userIdentity"),
+        ("eventTime", pc.is_null(time_text), "missing field eventTime"),
+        ("eventTime", pc.and_(pc.is_valid(time_text), pc.is_null(event_time)), "unparsable eventTime"),
+        ("eventName", pc.is_null(event_name), "missing field eventName"),
+        ("sourceIPAddress", pc.is_null(source_text), "missing field sourceIPAddress"),
+    ]
+    rejected = np.zeros(n, dtype=bool)
+    for name, mask, reason in checks:
+        mask_np = np.asarray(pc.fill_null(mask, True), dtype=bool) if name != "record" else np.asarray(mask)
+        if name != "record":
+            mask_np &= ~rejected
+        for index in np.flatnonzero(mask_np):
+            detail = reason
+            if reason == "unparsable eventTime":
+                detail = f"unparsable eventTime {time_text[int(index)].as_py()!r}"
+            problems.append(Problem(source_file, detail, int(index), name))
+        rejected |= mask_np
+    for name in _STRING_FIELDS:
+        column = pc.struct_field(records, name)
+        mistyped = pc.fill_null(pc.starts_with(column, "\x00mistyped:"), False)
+        for index in np.flatnonzero(np.asarray(mistyped)):
+            if not rejected[index]:
+                problems.append(Problem(source_file, f"field {name} has the wrong type", int(index), name))
+        rejected |= np.asarray(mistyped)
+
+    keep = pa.array(~rejected)
+    kinds, source_ip = _classify_ips(source_text)
+    arn = pc.struct_field(ident, "arn")
+    invalid_ip = np.asarray(pc.fill_null(pc.equal(kinds, "invalid"), False)) & ~rejected
+    for index in np.flatnonzero(invalid_ip):
+        problems.append(
+            Problem(
+                source_file,
+                f"sourceIPAddress {source_text[int(index)].as_py()!r} is neither an IP address nor an AWS service"
+                " (kept as an event, not a pair)",
+                int(index),
+                "sourceIPAddress",
+                record_rejected=False,
+            )
+        )
+    is_pair = pc.and_(pc.equal(kinds, KIND_IP), pc.is_valid(arn))
+    region_col = pc.struct_field(records, "awsRegion")
+    account_col = pc.struct_field(records, "recipientAccountId")
+    table = pa.table(
+        {
+            "event_time": event_time.cast(pa.timestamp("ms", tz="UTC")),
+            "event_name": event_name,
+            "event_source": pc.struct_field(records, "eventSource"),
+            "identity_arn": arn,
+            "identity_type": pc.struct_field(ident, "type"),
+            "account": pc.fill_null(account_col, account or None) if account else account_col,
+            "region": pc.fill_null(region_col, region or None) if region else region_col,
+            "source_ip": source_ip,
+            "source_kind": kinds,
+            "is_pair": pc.fill_null(is_pair, False),
+            "user_agent": pc.struct_field(records, "userAgent"),
+            "error_code": pc.struct_field(records, "errorCode"),
+            "event_id": pc.struct_field(records, "eventID"),
+            "source": pa.array(["cloudtrail"] * n, pa.string()),
+            "source_file": pa.array([source_file] * n, pa.string()),
+        },
+        schema=EVENTS_SCHEMA,
+    )
+    if rejected.any():
+        table = table.filter(keep)
+    return ParsedFile(table, problems)
+
+
+def problems_table(problems: list[Problem]) -> pa.Table:
+    """The quarantine table: every unreadable object and every rejected or unpaired record."""
+    return pa.table(
+        {
+            "source_file": [p.source_file for p in problems],
+            "record_index": [p.record_index for p in problems],
+            "field": [p.field for p in problems],
+            "reason": [p.reason for p in problems],
+            "record_rejected": [p.record_rejected for p in problems],
+        },
+        schema=QUARANTINE_SCHEMA,
+    )
+
+
+def iter_day_events(
+    store: ObjectStore, objects: list[LogObject]
+) -> Iterator[tuple[LogObject, ParsedFile]]:
+    """Parse the day's objects one at a time; a read error becomes a problem for that object."""
+    for obj in objects:
+        try:
+            data = store.get(obj.info.key)
+        except Exception as exc:  # noqa: BLE001 - any read failure quarantines only this object
+            yield obj, _failed(obj.uri, f"could not be read ({type(exc).__name__}: {exc})")
+            continue
+        yield obj, parse_log_bytes(data, obj.uri, obj.account, obj.region)

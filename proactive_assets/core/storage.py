@@ -1,0 +1,226 @@
+"""One interface over a local folder and an S3 prefix, so every reader and writer works on both.
+
+The embedded default reads a local folder laid out like the bucket; production points the same
+code at ``s3://bucket/prefix``. Keys are always relative to the root and use ``/``.
+"""
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+
+class SourceUnavailable(RuntimeError):
+    """The configured location cannot be read at all (missing bucket or folder, no credentials)."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One stored object: enough to inventory it and to notice when it changes."""
+
+    key: str
+    size: int
+    etag: str
+    last_modified: datetime
+
+
+class ObjectStore(Protocol):
+    uri: str
+
+    def list_objects(self, prefix: str) -> Iterator[ObjectInfo]: ...
+    def list_prefixes(self, prefix: str) -> list[str]: ...
+    def get(self, key: str) -> bytes: ...
+    def put(self, key: str, data: bytes) -> None: ...
+    def put_file(self, key: str, path: str) -> None: ...
+    def get_file(self, key: str, path: str) -> None: ...
+    def delete(self, key: str) -> None: ...
+    def exists(self, key: str) -> bool: ...
+    def uri_for(self, key: str) -> str: ...
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/a/b`` -> ``("bucket", "a/b")``."""
+    if not uri.startswith("s3://"):
+        raise ValueError(f"not an s3:// URI: {uri!r}")
+    rest = uri[len("s3://") :]
+    bucket, _, prefix = rest.partition("/")
+    if not bucket:
+        raise ValueError(f"s3 URI has no bucket: {uri!r}")
+    return bucket, prefix.strip("/")
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}/{key}" if prefix else key
+
+
+class LocalStore:
+    """A folder laid out like a bucket."""
+
+    def __init__(self, root: str | Path, must_exist: bool = False) -> None:
+        self.root = Path(root).expanduser().resolve()
+        self.uri = str(self.root)
+        if must_exist and not self.root.is_dir():
+            raise SourceUnavailable(f"folder {self.root} does not exist")
+
+    def _path(self, key: str) -> Path:
+        return self.root / key
+
+    def list_objects(self, prefix: str) -> Iterator[ObjectInfo]:
+        base = self._path(prefix.rstrip("/")) if prefix else self.root
+        if base.is_file():
+            yield self._info(base)
+            return
+        if not base.is_dir():
+            return
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames.sort()
+            for name in sorted(filenames):
+                if name.startswith(".tmp-"):
+                    continue
+                yield self._info(Path(dirpath) / name)
+
+    def _info(self, path: Path) -> ObjectInfo:
+        stat = path.stat()
+        return ObjectInfo(
+            key=path.relative_to(self.root).as_posix(),
+            size=stat.st_size,
+            etag=f"{stat.st_mtime_ns:x}-{stat.st_size:x}",
+            last_modified=datetime.fromtimestamp(stat.st_mtime, tz=UTC),
+        )
+
+    def list_prefixes(self, prefix: str) -> list[str]:
+        base = self._path(prefix) if prefix else self.root
+        if not base.is_dir():
+            return []
+        return sorted(f"{prefix}{p.name}/" for p in base.iterdir() if p.is_dir())
+
+    def get(self, key: str) -> bytes:
+        return self._path(key).read_bytes()
+
+    def get_file(self, key: str, path: str) -> None:
+        shutil.copyfile(self._path(key), path)
+
+    def _atomic(self, key: str) -> tuple[Path, str]:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
+        os.close(fd)
+        return target, tmp
+
+    def put(self, key: str, data: bytes) -> None:
+        target, tmp = self._atomic(key)
+        Path(tmp).write_bytes(data)
+        os.replace(tmp, target)
+
+    def put_file(self, key: str, path: str) -> None:
+        target, tmp = self._atomic(key)
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, target)
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def uri_for(self, key: str) -> str:
+        return str(self._path(key))
+
+
+class S3Store:
+    """An S3 prefix through boto3; every listing is paginated."""
+
+    def __init__(self, uri: str, client: Any | None = None) -> None:
+        import boto3
+
+        self.bucket, self.prefix = split_s3_uri(uri)
+        self.uri = uri.rstrip("/")
+        self.client = client if client is not None else boto3.client("s3")
+
+    def _call(self, what: str, fn: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(**kwargs)
+        except NoCredentialsError:
+            raise SourceUnavailable(
+                f"no AWS credentials to {what} s3://{self.bucket}: set AWS_PROFILE or "
+                "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or use a local folder)"
+            ) from None
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("NoSuchBucket", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+                raise SourceUnavailable(f"cannot {what} s3://{self.bucket}: {code} ({exc})") from None
+            raise
+        except BotoCoreError as exc:
+            raise SourceUnavailable(f"cannot {what} s3://{self.bucket}: {exc}") from None
+
+    def _full(self, key: str) -> str:
+        return _join(self.prefix, key)
+
+    def _rel(self, full_key: str) -> str:
+        return full_key[len(self.prefix) + 1 :] if self.prefix else full_key
+
+    def _pages(self, **kwargs: Any) -> Iterator[dict]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        pages = paginator.paginate(Bucket=self.bucket, **kwargs)
+        iterator = iter(pages)
+        while (page := self._call("list", lambda: next(iterator, None))) is not None:
+            yield page
+
+    def list_objects(self, prefix: str) -> Iterator[ObjectInfo]:
+        for page in self._pages(Prefix=self._full(prefix)):
+            for obj in page.get("Contents", []):
+                yield ObjectInfo(
+                    key=self._rel(obj["Key"]),
+                    size=int(obj["Size"]),
+                    etag=str(obj.get("ETag", "")).strip('"'),
+                    last_modified=obj["LastModified"],
+                )
+
+    def list_prefixes(self, prefix: str) -> list[str]:
+        found: list[str] = []
+        for page in self._pages(Prefix=self._full(prefix), Delimiter="/"):
+            found.extend(self._rel(p["Prefix"]) for p in page.get("CommonPrefixes", []))
+        return sorted(found)
+
+    def get(self, key: str) -> bytes:
+        response = self._call("read", self.client.get_object, Bucket=self.bucket, Key=self._full(key))
+        return response["Body"].read()
+
+    def get_file(self, key: str, path: str) -> None:
+        self._call("read", self.client.download_file, Bucket=self.bucket, Key=self._full(key), Filename=path)
+
+    def put(self, key: str, data: bytes) -> None:
+        self._call("write", self.client.put_object, Bucket=self.bucket, Key=self._full(key), Body=data)
+
+    def put_file(self, key: str, path: str) -> None:
+        self._call("write", self.client.upload_file, Filename=path, Bucket=self.bucket, Key=self._full(key))
+
+    def delete(self, key: str) -> None:
+        self._call("delete", self.client.delete_object, Bucket=self.bucket, Key=self._full(key))
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._full(key))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+    def uri_for(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._full(key)}"
+
+
+def open_store(uri: str, s3_client: Any | None = None, must_exist: bool = False) -> ObjectStore:
+    """A store for ``uri``: ``s3://bucket[/prefix]`` or a local folder."""
+    if uri.startswith("s3://"):
+        return S3Store(uri, client=s3_client)
+    if "://" in uri and not uri.startswith("file://"):
+        raise ValueError(f"unsupported location {uri!r}: use s3://bucket/prefix or a local folder")
+    return LocalStore(uri.removeprefix("file://"), must_exist=must_exist)

@@ -1,0 +1,159 @@
+"""raw_cloudtrail -> cloudtrail_events -> learning_set: the day's CloudTrail, read and paired."""
+
+from datetime import date
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from dagster import (
+    AssetExecutionContext,
+    Backoff,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    RetryPolicy,
+    asset,
+)
+
+from proactive_assets.core import cloudtrail, pairs
+from proactive_assets.core.storage import SourceUnavailable
+from proactive_assets.defs.metadata import table_preview, text_list
+from proactive_assets.defs.partitions import daily_partitions
+from proactive_assets.defs.resources import ProactiveResource
+
+IO_RETRY = RetryPolicy(max_retries=2, delay=2, backoff=Backoff.EXPONENTIAL)
+
+
+def partition_day(context: AssetExecutionContext) -> date:
+    return date.fromisoformat(context.partition_key)
+
+
+@asset(
+    partitions_def=daily_partitions,
+    group_name="ingest",
+    retry_policy=IO_RETRY,
+    code_version="1",
+    description="Inventory of the day's CloudTrail log objects (all pages, accounts, regions; no digests).",
+)
+def raw_cloudtrail(context: AssetExecutionContext, proactive: ProactiveResource) -> MaterializeResult:
+    day = partition_day(context)
+    try:
+        store = proactive.cloudtrail_store()
+        objects, problems = cloudtrail.list_day_objects(store, day, proactive.accounts, proactive.regions)
+    except SourceUnavailable as exc:
+        raise Failure(description=f"CloudTrail source {proactive.cloudtrail_uri}: {exc}") from exc
+    inventory = cloudtrail.inventory_table(objects)
+    proactive.warehouse().write_tables(
+        "raw_cloudtrail",
+        day,
+        {"raw_cloudtrail": inventory, "listing_problems": cloudtrail.problems_table(problems)},
+    )
+    for problem in problems:
+        context.log.warning(f"skipped {problem.message()}")
+    if not objects:
+        context.log.warning(f"no CloudTrail objects for {day} under {store.uri}")
+    return MaterializeResult(
+        metadata={
+            "source": store.uri,
+            "objects": len(objects),
+            "bytes": int(sum(o.info.size for o in objects)),
+            "skipped_objects": len(problems),
+            "accounts": sorted({o.account for o in objects}),
+            "regions": sorted({o.region for o in objects}),
+            "org_ids": sorted({o.org_id for o in objects if o.org_id}),
+            "object_keys": text_list([o.info.key for o in objects]),
+            "preview": table_preview(inventory, ["key", "size", "account", "region", "delivered_at"]),
+        }
+    )
+
+
+@asset(
+    partitions_def=daily_partitions,
+    deps=[raw_cloudtrail],
+    group_name="ingest",
+    retry_policy=IO_RETRY,
+    code_version="1",
+    description="Normalised CloudTrail events of the day, plus the quarantine of unreadable objects/records.",
+)
+def cloudtrail_events(context: AssetExecutionContext, proactive: ProactiveResource) -> MaterializeResult:
+    day = partition_day(context)
+    warehouse = proactive.warehouse()
+    inventory = warehouse.read_table("raw_cloudtrail", day)
+    listing_problems = warehouse.read_table("raw_cloudtrail", day, "listing_problems")
+    objects = [
+        cloudtrail.LogObject(
+            info=cloudtrail.ObjectInfo(row["key"], row["size"], row["etag"], row["last_modified"]),
+            uri=row["uri"],
+            org_id=row["org_id"],
+            account=row["account"],
+            region=row["region"],
+            delivered_at=row["delivered_at"],
+        )
+        for row in inventory.to_pylist()
+    ]
+    store = proactive.cloudtrail_store()
+    problems: list[cloudtrail.Problem] = []
+    events = pairs_count = 0
+    accounts: set[str] = set()
+    regions: set[str] = set()
+    quarantined: list[str] = []
+    with warehouse.partition("cloudtrail_events", day) as out:
+        out.append("cloudtrail_events", cloudtrail.EVENTS_SCHEMA.empty_table())
+        for obj, parsed in cloudtrail.iter_day_events(store, objects):
+            out.append("cloudtrail_events", parsed.events)
+            problems.extend(parsed.problems)
+            if any(p.record_index < 0 for p in parsed.problems):
+                quarantined.append(obj.uri)
+                context.log.warning(f"quarantined {parsed.problems[0].message()}")
+            events += parsed.events.num_rows
+            pairs_count += int(pc.sum(parsed.events.column("is_pair")).as_py() or 0)
+            accounts.update(a for a in pc.unique(parsed.events.column("account")).to_pylist() if a)
+            regions.update(r for r in pc.unique(parsed.events.column("region")).to_pylist() if r)
+        quarantine = pa.concat_tables([listing_problems, cloudtrail.problems_table(problems)])
+        out.write_table("quarantine", quarantine)
+    rejected = sum(1 for p in problems if p.record_index >= 0 and p.record_rejected)
+    parsed_objects = len(objects) - len(quarantined)
+    return MaterializeResult(
+        metadata={
+            "objects": len(objects),
+            "objects_parsed": parsed_objects,
+            "bytes": int(sum(o.info.size for o in objects)),
+            "events": events,
+            "pair_events": pairs_count,
+            "rejected_records": rejected,
+            "quarantined_objects": len(quarantined) + listing_problems.num_rows,
+            "parse_ratio": float(parsed_objects / len(objects)) if objects else 1.0,
+            "quarantine": table_preview(quarantine, rows=20) if quarantine.num_rows else MetadataValue.md("(none)"),
+            "accounts": sorted(accounts),
+            "regions": sorted(regions),
+            "table": warehouse.uri_for("cloudtrail_events", day),
+        }
+    )
+
+
+@asset(
+    partitions_def=daily_partitions,
+    deps=[cloudtrail_events],
+    group_name="ingest",
+    code_version="1",
+    description="One row per (entity, source_ip) of the day: counts, first/last seen, event names, sources.",
+)
+def learning_set(context: AssetExecutionContext, proactive: ProactiveResource) -> MaterializeResult:
+    day = partition_day(context)
+    warehouse = proactive.warehouse()
+    events = warehouse.read_table(
+        "cloudtrail_events", day, columns=pairs.PAIR_COLUMNS + ["is_pair"], filters=[("is_pair", "=", True)]
+    )
+    table, stats = pairs.build_learning_set(events)
+    with warehouse.partition("learning_set", day) as out:
+        out.write_table("learning_set", table)
+        out.write_bytes("learning.csv", pairs.sagemaker_csv(table))
+    if table.num_rows == 0:
+        context.log.warning(f"learning set for {day} is empty")
+    return MaterializeResult(
+        metadata={
+            **{k: int(v) for k, v in stats.items()},
+            "table": warehouse.uri_for("learning_set", day),
+            "sagemaker_csv": warehouse.store.uri_for(warehouse.key("learning_set", day, "learning.csv")),
+            "preview": table_preview(table, ["entity", "source_ip", "event_count", "event_names", "accounts"]),
+        }
+    )

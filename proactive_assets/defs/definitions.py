@@ -1,0 +1,20 @@
+"""The Dagster definitions: every asset, check, sensor and schedule, with resources from the environment."""
+
+from dagster import Definitions
+
+from proactive_assets.config import Settings
+from proactive_assets.defs.assets import ingest
+from proactive_assets.defs.resources import ProactiveResource
+
+ASSETS = [ingest.raw_cloudtrail, ingest.cloudtrail_events, ingest.learning_set]
+
+
+def build_definitions(settings: Settings | None = None) -> Definitions:
+    settings = settings or Settings.from_env()
+    return Definitions(
+        assets=ASSETS,
+        resources={"proactive": ProactiveResource.from_settings(settings)},
+    )
+
+
+defs = build_definitions()
