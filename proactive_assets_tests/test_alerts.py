@@ -46,10 +46,18 @@ def _insights() -> pd.DataFrame:
                 "GetCallerIdentity",
                 "AssumeRole;GetCallerIdentity",
             ],
-            "first_seen": [ts("2024-01-15T08:00Z"), ts("2024-01-15T09:13Z"), ts("2024-01-15T01:00Z"),
-                           ts("2024-01-15T10:00Z")],
-            "last_seen": [ts("2024-01-15T08:30Z"), ts("2024-01-15T11:40Z"), ts("2024-01-15T23:00Z"),
-                          ts("2024-01-15T10:05Z")],
+            "first_seen": [
+                ts("2024-01-15T08:00Z"),
+                ts("2024-01-15T09:13Z"),
+                ts("2024-01-15T01:00Z"),
+                ts("2024-01-15T10:00Z"),
+            ],
+            "last_seen": [
+                ts("2024-01-15T08:30Z"),
+                ts("2024-01-15T11:40Z"),
+                ts("2024-01-15T23:00Z"),
+                ts("2024-01-15T10:05Z"),
+            ],
             "accounts": [[ACCT], [ACCT, "444455556666"], [ACCT], [ACCT]],
             "regions": [["us-east-1"], ["us-east-1", "eu-west-1"], ["us-east-1"], ["us-east-1"]],
             "model_version": "model-2024-01-14-abc",
@@ -81,10 +89,25 @@ def test_select_alerts_threshold_inclusive_and_sorted() -> None:
 
 def test_write_heuristic_and_ordering() -> None:
     assert is_write("CreateAccessKey") and is_write("AssumeRole") and is_write("PutUserPolicy")
-    assert not any(is_write(n) for n in ("GetObject", "ListUsers", "DescribeInstances", "HeadBucket",
-                                            "LookupEvents", "BatchGetItem", "CheckAccess", "Query"))
+    assert not any(
+        is_write(n)
+        for n in (
+            "GetObject",
+            "ListUsers",
+            "DescribeInstances",
+            "HeadBucket",
+            "LookupEvents",
+            "BatchGetItem",
+            "CheckAccess",
+            "Query",
+        )
+    )
     assert order_event_names("ListUsers;CreateAccessKey;GetObject;AttachRolePolicy") == [
-        "AttachRolePolicy", "CreateAccessKey", "GetObject", "ListUsers"]
+        "AttachRolePolicy",
+        "CreateAccessKey",
+        "GetObject",
+        "ListUsers",
+    ]
     assert order_event_names(None) == []
 
 
@@ -132,11 +155,22 @@ def test_explanation_known_network_versus_never_seen() -> None:
 
 
 def test_explanation_nearest_known_network_within_same_24() -> None:
-    alerts = pd.DataFrame({"entity": [ALICE], "source_ip": ["203.0.113.200"], "insight": [0.9],
-                           "event_count": [1], "event_names": ["ConsoleLogin"]})
-    training = pd.DataFrame({"entity": [ALICE, ALICE, ALICE],
-                             "source_ip": ["203.0.113.5", "203.0.112.1", "2001:db8::1"],
-                             "event_count": [1, 1, 1]})
+    alerts = pd.DataFrame(
+        {
+            "entity": [ALICE],
+            "source_ip": ["203.0.113.200"],
+            "insight": [0.9],
+            "event_count": [1],
+            "event_names": ["ConsoleLogin"],
+        }
+    )
+    training = pd.DataFrame(
+        {
+            "entity": [ALICE, ALICE, ALICE],
+            "source_ip": ["203.0.113.5", "203.0.112.1", "2001:db8::1"],
+            "event_count": [1, 1, 1],
+        }
+    )
     out = explain_alerts(alerts, training, alerts, WINDOW)
     # 200 = 0b11001000 vs 5 = 0b00000101: common prefix 24 bits
     assert out.loc[0, "nearest_known_network"] == "203.0.113.0/24 (shares /24)"
@@ -146,8 +180,7 @@ def test_explanation_nearest_known_network_within_same_24() -> None:
 
 def test_explanation_ipv6_and_empty_inputs() -> None:
     alerts = pd.DataFrame({"entity": [BOB], "source_ip": ["2001:db8:0:1::9"], "insight": [0.9]})
-    training = pd.DataFrame({"entity": [BOB, BOB], "source_ip": ["2001:db8:0:1::5", "10.0.0.1"],
-                             "event_count": [2, 3]})
+    training = pd.DataFrame({"entity": [BOB, BOB], "source_ip": ["2001:db8:0:1::5", "10.0.0.1"], "event_count": [2, 3]})
     out = explain_alerts(alerts, training, None, None)
     assert out.loc[0, "nearest_known_network"] == "2001:db8:0:1::/64 (shares /124)"
     assert out.loc[0, "other_identities_on_ip_today"] is None
@@ -191,8 +224,21 @@ def test_sns_message_has_every_field() -> None:
         key, _, value = line.strip().partition("=")
         fields.setdefault(key, []).append(value)
     keys = list(fields)
-    assert keys == ["ACCOUNT", "REGION", "DAY", "ARN", "ACTION", "COUNT", "INSIGHT", "CLOUDTRAIL",
-                    "SOURCE_IP", "DOT_PRODUCT", "MODEL_VERSION", "ALERT_ID", "EXPLANATION"]
+    assert keys == [
+        "ACCOUNT",
+        "REGION",
+        "DAY",
+        "ARN",
+        "ACTION",
+        "COUNT",
+        "INSIGHT",
+        "CLOUDTRAIL",
+        "SOURCE_IP",
+        "DOT_PRODUCT",
+        "MODEL_VERSION",
+        "ALERT_ID",
+        "EXPLANATION",
+    ]
     assert fields["REGION"] == ["eu-west-1,us-east-1"]
     assert fields["DAY"] == ["2024/01/15"]
     assert fields["ARN"] == [ALICE]
@@ -202,7 +248,8 @@ def test_sns_message_has_every_field() -> None:
     # no source_files: every account x region in the single-account layout
     assert fields["CLOUDTRAIL"] == [
         f"s3://trail-bucket/org/AWSLogs/{a}/CloudTrail/{r}/2024/01/15"
-        for a in (ACCT, "444455556666") for r in ("eu-west-1", "us-east-1")
+        for a in (ACCT, "444455556666")
+        for r in ("eu-west-1", "us-east-1")
     ]
     assert fields["SOURCE_IP"] == ["198.51.100.7"]
     assert fields["DOT_PRODUCT"] == ["-4.000000"]
@@ -223,15 +270,22 @@ def test_sns_message_has_every_field() -> None:
 
 
 def test_cloudtrail_lines_from_source_files_and_cap() -> None:
-    files = [f"org/AWSLogs/o-abc123/{ACCT}/CloudTrail/us-east-1/2024/01/15/{ACCT}_CloudTrail_x.json.gz",
-             f"org/AWSLogs/o-abc123/{ACCT}/CloudTrail/us-east-1/2024/01/15/{ACCT}_CloudTrail_y.json.gz"]
+    files = [
+        f"org/AWSLogs/o-abc123/{ACCT}/CloudTrail/us-east-1/2024/01/15/{ACCT}_CloudTrail_x.json.gz",
+        f"org/AWSLogs/o-abc123/{ACCT}/CloudTrail/us-east-1/2024/01/15/{ACCT}_CloudTrail_y.json.gz",
+    ]
     alert = {"entity": ALICE, "source_ip": "192.0.2.1", "insight": 0.9, "source_files": files}
     assert cloudtrail_prefixes(alert, DAY) == [f"AWSLogs/o-abc123/{ACCT}/CloudTrail/us-east-1/2024/01/15"]
     _, message, _ = format_sns_message(alert, DAY, None)
     assert f"\nCLOUDTRAIL=AWSLogs/o-abc123/{ACCT}/CloudTrail/us-east-1/2024/01/15\n" in message
 
-    many = {"entity": ALICE, "source_ip": "192.0.2.1", "insight": 0.9,
-            "accounts": [ACCT], "regions": [f"r-{i}" for i in range(8)]}
+    many = {
+        "entity": ALICE,
+        "source_ip": "192.0.2.1",
+        "insight": 0.9,
+        "accounts": [ACCT],
+        "regions": [f"r-{i}" for i in range(8)],
+    }
     _, message, _ = format_sns_message(many, DAY, "/data/trail/")
     assert message.count("\nCLOUDTRAIL=/data/trail/AWSLogs/") == 5
     assert "\nCLOUDTRAIL_MORE=3\n" in message
@@ -266,8 +320,15 @@ def _suppression_alerts() -> pd.DataFrame:
     return pd.DataFrame(
         {
             "entity": [f"arn:aws:iam::{ACCT}:role/ci-runner", BOB, ALICE, ALICE, ALICE, ALICE, ALICE],
-            "source_ip": ["198.51.100.1", "198.51.100.1", "10.9.8.7", "2001:db8::5", "198.51.100.1",
-                          "198.51.100.1", "198.51.100.2"],
+            "source_ip": [
+                "198.51.100.1",
+                "198.51.100.1",
+                "10.9.8.7",
+                "2001:db8::5",
+                "198.51.100.1",
+                "198.51.100.1",
+                "198.51.100.2",
+            ],
             "accounts": [[ACCT], [ACCT], [ACCT], [ACCT], ["444455556666"], ["444455556666", ACCT], [ACCT]],
             "insight": [0.9] * 7,
         }

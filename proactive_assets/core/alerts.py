@@ -175,7 +175,7 @@ def alert_id(day: DayLike, entity: str, source_ip: str) -> str:
 def add_alert_ids(alerts: pd.DataFrame, day: DayLike) -> pd.DataFrame:
     """Copy of ``alerts`` with an ``alert_id`` column for ``day``."""
     out = alerts.copy()
-    out["alert_id"] = [alert_id(day, e, ip) for e, ip in zip(out["entity"], out["source_ip"])]
+    out["alert_id"] = [alert_id(day, e, ip) for e, ip in zip(out["entity"], out["source_ip"], strict=True)]
     return out
 
 
@@ -234,7 +234,7 @@ class _EntityIpIndex:
             return
         distinct = pairs[["entity", "source_ip"]].drop_duplicates()
         keys = {ip: _ip_key(ip) for ip in distinct["source_ip"].unique()}
-        for entity, ip in zip(distinct["entity"], distinct["source_ip"]):
+        for entity, ip in zip(distinct["entity"], distinct["source_ip"], strict=True):
             key = keys[ip]
             if key is not None:
                 self._index.setdefault((entity, key[0]), []).append(key[1])
@@ -264,9 +264,7 @@ class _EntityIpIndex:
         return _NearestKnown(known_ip, best_common, str(network))
 
 
-def _other_identity_counts(
-    pairs: pd.DataFrame | None, alerts: pd.DataFrame
-) -> tuple[pd.Series, pd.Series] | None:
+def _other_identity_counts(pairs: pd.DataFrame | None, alerts: pd.DataFrame) -> tuple[pd.Series, pd.Series] | None:
     """Per alert: distinct identities on its IP in ``pairs`` other than its own; and own pair seen."""
     if pairs is None:
         return None
@@ -347,7 +345,7 @@ def explain_alerts(
     out["entity_in_window"] = out["entity_ips_in_window"] > 0
 
     index = _EntityIpIndex(train)
-    nearest = [index.nearest(e, ip) for e, ip in zip(out["entity"], out["source_ip"])]
+    nearest = [index.nearest(e, ip) for e, ip in zip(out["entity"], out["source_ip"], strict=True)]
     out["nearest_known_ip"] = _objects([nk.known_ip if nk else None for nk in nearest], out.index)
     out["common_prefix_bits"] = pd.array([nk.common_bits if nk else None for nk in nearest], dtype="Int64")
     out["nearest_known_network"] = _objects(
@@ -731,7 +729,7 @@ def apply_suppressions(alerts: pd.DataFrame, suppressions: Suppressions | None) 
     account_lists: Iterable[Any] = out["accounts"] if "accounts" in out.columns else [None] * len(out)
     rules = [
         suppressions.match(e, ip, as_name_list(a))
-        for e, ip, a in zip(out["entity"], out["source_ip"], account_lists)
+        for e, ip, a in zip(out["entity"], out["source_ip"], account_lists, strict=True)
     ]
     out["suppressed"] = [r is not None for r in rules]
     out["suppressed_by"] = _objects([r.label() if r is not None else None for r in rules], out.index)

@@ -412,7 +412,7 @@ def publish_alerts(
     for row in alerts.to_dict("records"):
         try:
             outgoing = render_alert(row, day, cloudtrail_location)
-        except Exception as exc:  # noqa: BLE001 - a malformed row must not stop the others
+        except Exception as exc:  # a malformed row must not stop the others
             the_id = str(row.get("alert_id") or "?")
             for sink in sinks:
                 report.failed.append({"alert_id": the_id, "sink": sink.name, "reason": f"render: {exc}"})
@@ -426,13 +426,11 @@ def publish_alerts(
                 continue
             try:
                 message_id = sink.publish(outgoing)
-            except Exception as exc:  # noqa: BLE001 - any sink failure is reported, not raised
+            except Exception as exc:  # any sink failure is reported, not raised
                 reason = str(exc) if isinstance(exc, PublishError) else f"{type(exc).__name__}: {exc}"
                 log.error("publishing %s to %s failed: %s", outgoing.alert_id, sink.name, reason)
                 report.failed.append({"alert_id": outgoing.alert_id, "sink": sink.name, "reason": reason})
                 continue
             ledger.record(outgoing.alert_id, sink.name, message_id)
-            report.published.append(
-                {"alert_id": outgoing.alert_id, "sink": sink.name, "message_id": message_id}
-            )
+            report.published.append({"alert_id": outgoing.alert_id, "sink": sink.name, "message_id": message_id})
     return report
