@@ -1,0 +1,1013 @@
+"""A local IP Insights model in pure numpy: training, scoring, calibration and artifacts.
+
+It follows Amazon SageMaker IP Insights (see SEEDS_SPEC section 6) closely enough that the
+hyperparameters mean the same thing and a SageMaker job can be configured from the same
+``IPInsightsParams``; the parts SageMaker does not publish are our own choices, documented here.
+
+Model
+    ``dot_product(entity, ip) = entity_vector(entity) . ip_vector(ip)``; higher = more normal.
+    *Entities* are hashed (64-bit BLAKE2b of the UTF-8 string) into ``num_entity_vectors``
+    buckets, one embedding per bucket; collisions share a vector, as in SageMaker. Only buckets
+    seen in training are stored, so a large ``num_entity_vectors`` costs no memory.
+    *IP addresses* are encoded by their prefixes: IPv4 ``/8 /16 /24 /32`` and IPv6
+    ``/16 /32 /48 /64 /128`` by default. Each (version, prefix length, prefix) has its own
+    embedding (prefixes of at most 16 bits are indexed exactly, longer ones are hashed into
+    ``num_ip_vectors`` buckets per prefix length) and the address vector is their sum, so a new
+    host in a known /24 inherits what was learnt about that /24, /16 and /8. Prefix embeddings
+    start at zero and only prefixes seen in training positives get a trainable row: a prefix
+    never seen contributes exactly zero. ``num_ip_encoder_layers`` residual tanh layers
+    (``h + tanh(h W + b)``) can follow the sum; 0 is the default because the plain sum trained
+    as well or better on the tutorial-style benchmark and is faster to train and to score.
+
+Training
+    Binary cross-entropy on positives (observed pairs, y=1) against random negatives (the
+    batch entity paired with a random address: IPv4 with uniform octets, or a random global
+    unicast IPv6 for IPv6 positives; ``random_negative_sampling_rate`` per positive) and
+    shuffled negatives (entities and addresses of the mini-batch re-paired by a random
+    permutation; ``shuffled_negative_sampling_rate`` per positive). Sparse ("lazy") Adam
+    updates only the rows a mini-batch touches; L2 ``weight_decay`` applies to those rows.
+    Input rows are aggregated (entity, ip, day) rows with an event count: each row weighs
+    ``count ** weight_power`` (default square root, so one automated identity calling ten
+    thousand times from one address does not drown everyone else, while a pair seen on many
+    days still counts once per day) and one epoch draws as many positives as there are rows.
+    Rows are canonicalised (sorted) first, so a seed gives identical weights whatever the
+    input order.
+
+Validation and calibration
+    A ``validation_fraction`` of the distinct (entity, ip) pairs is held out (never a whole
+    entity). ``validation_auc`` is held-out pairs against one random-address negative each
+    (SageMaker's ``validation:discriminator_auc``). A logistic (Platt) fit of "is the random
+    negative" on ``dot_product`` over the same data maps the dot product to ``insight`` in
+    [0, 1] (higher = more suspicious, monotone decreasing in the dot product), so a threshold on
+    ``insight`` means the same thing from one model version to the next. Held-out pairs are new
+    pairs for the model, so the calibration describes how a *new* normal address looks.
+
+Unknown entities
+    An entity not seen in training is scored against the mean of the trained entity vectors
+    (a population prior: addresses used by many identities look normal, never-seen networks
+    do not) and flagged ``entity_known=False``.
+"""
+
+import dataclasses
+import hashlib
+import io
+import itertools
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ARTIFACT_FORMAT = 1
+_ENTITY_PERSON = b"ipi-entity"
+_MASK64 = (1 << 64) - 1
+_SCORE_CHUNK = 16384
+_SAGEMAKER_NAMES = (
+    "num_entity_vectors",
+    "vector_dim",
+    "epochs",
+    "learning_rate",
+    "mini_batch_size",
+    "num_ip_encoder_layers",
+    "random_negative_sampling_rate",
+    "shuffled_negative_sampling_rate",
+    "weight_decay",
+)
+
+
+@dataclass(frozen=True)
+class IPInsightsParams:
+    """Hyperparameters; the first nine have SageMaker IP Insights' names and meanings."""
+
+    num_entity_vectors: int = 1_000_000
+    vector_dim: int = 64
+    epochs: int = 5
+    learning_rate: float = 0.01
+    mini_batch_size: int = 5000
+    num_ip_encoder_layers: int = 0
+    random_negative_sampling_rate: int = 1
+    shuffled_negative_sampling_rate: int = 1
+    weight_decay: float = 1e-5
+    # local-only settings
+    seed: int = 0
+    num_ip_vectors: int = 262_144
+    ipv4_prefixes: tuple[int, ...] = (8, 16, 24, 32)
+    ipv6_prefixes: tuple[int, ...] = (16, 32, 48, 64, 128)
+    validation_fraction: float = 0.1
+    weight_power: float = 0.5
+    max_validation_pairs: int = 200_000
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ipv4_prefixes", tuple(int(p) for p in self.ipv4_prefixes))
+        object.__setattr__(self, "ipv6_prefixes", tuple(int(p) for p in self.ipv6_prefixes))
+        checks = [
+            (self.num_entity_vectors >= 1, "num_entity_vectors >= 1"),
+            (self.vector_dim >= 1, "vector_dim >= 1"),
+            (self.epochs >= 1, "epochs >= 1"),
+            (self.learning_rate > 0, "learning_rate > 0"),
+            (self.mini_batch_size >= 1, "mini_batch_size >= 1"),
+            (self.num_ip_encoder_layers >= 0, "num_ip_encoder_layers >= 0"),
+            (self.random_negative_sampling_rate >= 0, "random_negative_sampling_rate >= 0"),
+            (self.shuffled_negative_sampling_rate >= 0, "shuffled_negative_sampling_rate >= 0"),
+            (
+                self.random_negative_sampling_rate + self.shuffled_negative_sampling_rate >= 1,
+                "at least one negative per positive",
+            ),
+            (self.weight_decay >= 0, "weight_decay >= 0"),
+            (self.num_ip_vectors >= 1, "num_ip_vectors >= 1"),
+            (0 <= self.validation_fraction < 1, "0 <= validation_fraction < 1"),
+            (self.weight_power >= 0, "weight_power >= 0"),
+            (_prefixes_ok(self.ipv4_prefixes, 32), "ipv4_prefixes: increasing, in 1..32"),
+            (_prefixes_ok(self.ipv6_prefixes, 128), "ipv6_prefixes: increasing, in 1..128"),
+        ]
+        bad = [text for ok, text in checks if not ok]
+        if bad:
+            raise ValueError("invalid IPInsightsParams: " + "; ".join(bad))
+
+    def to_sagemaker_hyperparameters(self) -> dict[str, str]:
+        """The SageMaker-valid hyperparameters as strings, ready for a training job."""
+        return {name: _sm_str(getattr(self, name)) for name in _SAGEMAKER_NAMES}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form (tuples become lists)."""
+        out = dataclasses.asdict(self)
+        out["ipv4_prefixes"] = list(self.ipv4_prefixes)
+        out["ipv6_prefixes"] = list(self.ipv6_prefixes)
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "IPInsightsParams":
+        """Inverse of ``to_dict``; unknown keys are ignored so old artifacts still load."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+
+def _prefixes_ok(prefixes: tuple[int, ...], bits: int) -> bool:
+    return (
+        len(prefixes) >= 1
+        and all(1 <= p <= bits for p in prefixes)
+        and all(a < b for a, b in itertools.pairwise(prefixes))
+    )
+
+
+def _sm_str(value: Any) -> str:
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+@dataclass
+class ScoreResult:
+    """Scores of (entity, ip) pairs, in input order."""
+
+    dot_product: np.ndarray  # float32; higher = more normal (SageMaker's output)
+    insight: np.ndarray  # float32 in [0, 1]; higher = more suspicious (calibrated)
+    entity_known: np.ndarray  # bool; False = entity not in training, population prior used
+
+
+# --------------------------------------------------------------------------------------------
+# hashing and address parsing
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser: a stable, platform-independent 64-bit integer hash."""
+    x = x.astype(np.uint64, copy=True)
+    x ^= x >> np.uint64(30)
+    x *= np.uint64(0xBF58476D1CE4E5B9)
+    x ^= x >> np.uint64(27)
+    x *= np.uint64(0x94D049BB133111EB)
+    x ^= x >> np.uint64(31)
+    return x
+
+
+def _entity_hash64(values: Sequence[Any]) -> np.ndarray:
+    """64-bit BLAKE2b of each entity's UTF-8 text (stable across processes and platforms)."""
+    return np.fromiter(
+        (
+            int.from_bytes(
+                hashlib.blake2b(str(v).encode("utf-8"), digest_size=8, person=_ENTITY_PERSON).digest(),
+                "little",
+            )
+            for v in values
+        ),
+        dtype=np.uint64,
+        count=len(values),
+    )
+
+
+def _as_object_array(values: Any) -> np.ndarray:
+    if isinstance(values, pd.Series | pd.Index | pd.Categorical):
+        return np.asarray(values.astype(object))
+    if hasattr(values, "to_numpy") and not isinstance(values, np.ndarray):
+        return np.asarray(values.to_numpy(zero_copy_only=False), dtype=object)
+    arr = np.asarray(values, dtype=object)
+    if arr.ndim != 1:
+        arr = arr.reshape(-1)
+    return arr
+
+
+def _factorize(values: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(codes int64, uniques object array); categoricals reuse their codes."""
+    if isinstance(values, pd.Series) and isinstance(values.dtype, pd.CategoricalDtype):
+        values = values.array
+    if isinstance(values, pd.Categorical):
+        codes = np.asarray(values.codes, dtype=np.int64)
+        if (codes < 0).any():
+            raise ValueError("missing values are not valid entities or addresses")
+        return codes, np.asarray(values.categories.astype(object))
+    codes, uniques = pd.factorize(_as_object_array(values), use_na_sentinel=True)
+    if len(codes) and codes.min() < 0:
+        raise ValueError("missing values are not valid entities or addresses")
+    return codes.astype(np.int64, copy=False), np.asarray(uniques, dtype=object)
+
+
+def _parse_ipv4_bytes(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised dotted-decimal parse of an (n, 16) uint8 array; returns (value, valid)."""
+    n = raw.shape[0]
+    value = np.zeros(n, dtype=np.uint64)
+    cur = np.zeros(n, dtype=np.uint32)
+    ndig = np.zeros(n, dtype=np.uint8)
+    dots = np.zeros(n, dtype=np.uint8)
+    ended = np.zeros(n, dtype=bool)
+    valid = raw[:, 15] == 0
+    for j in range(16):
+        c = raw[:, j]
+        isdig = (c >= 48) & (c <= 57)
+        isdot = c == 46
+        isend = (c == 0) & ~ended
+        valid &= isdig | isdot | (c == 0)
+        valid &= ~(ended & (c != 0))
+        cur = np.where(isdig, cur * 10 + (c.astype(np.uint32) - 48), cur)
+        ndig += isdig
+        close = isdot | isend
+        if close.any():
+            valid &= ~close | ((ndig >= 1) & (ndig <= 3) & (cur <= 255))
+            value = np.where(close, (value << np.uint64(8)) | cur.astype(np.uint64), value)
+            cur = np.where(close, 0, cur)
+            ndig = np.where(close, 0, ndig)
+            dots += isdot
+            ended |= isend
+    valid &= ended & (dots == 3)
+    return value, valid
+
+
+def _parse_ips(uniques: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Parse canonical address strings into (is_v6, hi, lo) uint64 halves of the 128 bits.
+
+    IPv4 is parsed vectorised; IPv6 (rarer) with ``ipaddress``. Raises ValueError listing a few
+    values that are not addresses: callers must pass addresses, not service names.
+    """
+    n = len(uniques)
+    is6 = np.zeros(n, dtype=bool)
+    hi = np.zeros(n, dtype=np.uint64)
+    lo = np.zeros(n, dtype=np.uint64)
+    if n == 0:
+        return is6, hi, lo
+    try:
+        raw = uniques.astype("S40")
+        raw_ok = True
+    except (UnicodeEncodeError, TypeError, ValueError):
+        raw_ok = False
+    if raw_ok:
+        bytes_ = raw.view(np.uint8).reshape(n, 40)
+        is6 = (bytes_ == 58).any(axis=1)
+        v4 = ~is6
+        val4, ok4 = _parse_ipv4_bytes(np.ascontiguousarray(bytes_[v4, :16]))
+        lo[v4] = val4
+        valid = np.ones(n, dtype=bool)
+        valid[v4] = ok4
+        valid &= bytes_[:, 39] == 0
+    else:
+        is6 = np.array([isinstance(u, str) and ":" in u for u in uniques], dtype=bool)
+        valid = np.zeros(n, dtype=bool)
+        import ipaddress
+
+        for i in np.flatnonzero(~is6):
+            try:
+                lo[i] = int(ipaddress.IPv4Address(uniques[i]))
+                valid[i] = True
+            except (ValueError, TypeError):
+                pass
+    if is6.any():
+        import ipaddress
+
+        for i in np.flatnonzero(is6):
+            try:
+                addr = int(ipaddress.IPv6Address(str(uniques[i])))
+            except ValueError:
+                valid[i] = False
+                continue
+            hi[i] = addr >> 64
+            lo[i] = addr & _MASK64
+            valid[i] = True
+    if not valid.all():
+        bad = [str(u) for u in uniques[~valid][:5]]
+        raise ValueError(f"{int((~valid).sum())} values are not IP addresses, e.g. {bad}")
+    return is6, hi, lo
+
+
+class _Layout:
+    """Bucket id space: one section per (IP version, prefix length)."""
+
+    def __init__(self, params: IPInsightsParams) -> None:
+        self.levels = max(len(params.ipv4_prefixes), len(params.ipv6_prefixes))
+        self.sections: list[tuple[int, int, int, int, bool]] = []  # version, bits, offset, size, exact
+        offset = 0
+        for version, prefixes in ((4, params.ipv4_prefixes), (6, params.ipv6_prefixes)):
+            for bits in prefixes:
+                exact = bits <= 16
+                size = (1 << bits) if exact else params.num_ip_vectors
+                self.sections.append((version, bits, offset, size, exact))
+                offset += size
+        self.total = offset
+        self.v4 = [s for s in self.sections if s[0] == 4]
+        self.v6 = [s for s in self.sections if s[0] == 6]
+
+    def buckets(self, is6: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+        """(n, levels) int64 global bucket ids; -1 pads versions with fewer prefixes."""
+        n = len(lo)
+        out = np.full((n, self.levels), -1, dtype=np.int64)
+        for mask, sections in ((~is6, self.v4), (is6, self.v6)):
+            if not mask.any():
+                continue
+            idx = np.flatnonzero(mask)
+            h, lw = hi[idx], lo[idx]
+            for level, (version, bits, offset, size, exact) in enumerate(sections):
+                salt = np.uint64((version * 1000 + bits) * 0x9E3779B97F4A7C15 & _MASK64)
+                if version == 4:
+                    prefix = lw >> np.uint64(32 - bits)
+                elif bits <= 64:
+                    prefix = h >> np.uint64(64 - bits)
+                else:
+                    low = lw >> np.uint64(128 - bits) if bits < 128 else lw
+                    prefix = _mix64(h ^ salt) ^ low
+                if exact:
+                    local = prefix.astype(np.int64)
+                else:
+                    local = (_mix64(prefix ^ salt) % np.uint64(size)).astype(np.int64)
+                out[idx, level] = offset + local
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# metrics and calibration
+
+
+def roc_auc(pos_scores: Any, neg_scores: Any) -> float:
+    """Rank-based ROC AUC = P(pos > neg) + P(tie) / 2 (Mann-Whitney); NaN if a side is empty."""
+    pos = np.asarray(pos_scores, dtype=np.float64).ravel()
+    neg = np.asarray(neg_scores, dtype=np.float64).ravel()
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan")
+    ranks = _average_ranks(np.concatenate([pos, neg]))
+    rank_sum = ranks[: len(pos)].sum()
+    return float((rank_sum - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+def _average_ranks(x: np.ndarray) -> np.ndarray:
+    order = np.argsort(x, kind="mergesort")
+    xs = x[order]
+    boundaries = np.flatnonzero(np.r_[True, xs[1:] != xs[:-1], True])
+    starts, ends = boundaries[:-1], boundaries[1:]
+    avg = (starts + ends + 1) / 2.0  # 1-based average rank of each tie group
+    ranks = np.empty(len(x), dtype=np.float64)
+    ranks[order] = np.repeat(avg, ends - starts)
+    return ranks
+
+
+def roc_points(normal_dot: np.ndarray, attack_dot: np.ndarray, n_points: int = 50) -> dict:
+    """ROC of flagging low dot products (attacks = positives), downsampled to ~n_points."""
+    normal = np.sort(np.asarray(normal_dot, dtype=np.float64))
+    attack = np.sort(np.asarray(attack_dot, dtype=np.float64))
+    thresholds = np.unique(np.concatenate([normal, attack]))
+    if len(thresholds) > n_points:
+        thresholds = np.unique(np.quantile(thresholds, np.linspace(0, 1, n_points)))
+    # flag when dot <= threshold
+    fpr = np.searchsorted(normal, thresholds, side="right") / max(len(normal), 1)
+    tpr = np.searchsorted(attack, thresholds, side="right") / max(len(attack), 1)
+    fpr = np.r_[0.0, fpr, 1.0]
+    tpr = np.r_[0.0, tpr, 1.0]
+    dots = np.r_[-np.inf, thresholds, np.inf]
+    return {
+        "fpr": [round(float(v), 6) for v in fpr],
+        "tpr": [round(float(v), 6) for v in tpr],
+        "dot_product_threshold": [None if not np.isfinite(v) else float(v) for v in dots],
+    }
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+def fit_platt(dot: np.ndarray, is_suspicious: np.ndarray) -> tuple[float, float]:
+    """Logistic fit P(suspicious | dot) = sigmoid(slope * dot + intercept), slope < 0.
+
+    Platt's smoothed targets and a few Newton steps; if the data do not support a decreasing
+    map (an untrained model), falls back to ``sigmoid(-dot)``.
+    """
+    x = np.asarray(dot, dtype=np.float64)
+    y = np.asarray(is_suspicious, dtype=bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return -1.0, 0.0
+    t = np.where(y, (n_pos + 1.0) / (n_pos + 2.0), 1.0 / (n_neg + 2.0))
+    scale = float(np.std(x)) or 1.0
+    xs = x / scale
+    a, b = -1.0, 0.0
+    for _ in range(100):
+        p = _sigmoid(a * xs + b)
+        w = np.maximum(p * (1 - p), 1e-12)
+        ga, gb = float(((p - t) * xs).sum()), float((p - t).sum())
+        haa = float((w * xs * xs).sum()) + 1e-9
+        hab = float((w * xs).sum())
+        hbb = float(w.sum()) + 1e-9
+        det = haa * hbb - hab * hab
+        if det <= 0:
+            break
+        da = (hbb * ga - hab * gb) / det
+        db = (haa * gb - hab * ga) / det
+        step = 1.0
+        loss0 = _logloss(a, b, xs, t)
+        while step > 1e-6 and _logloss(a - step * da, b - step * db, xs, t) > loss0:
+            step /= 2
+        a, b = a - step * da, b - step * db
+        if abs(step * da) < 1e-10 and abs(step * db) < 1e-10:
+            break
+    slope = a / scale
+    if not math.isfinite(slope) or not math.isfinite(b) or slope >= -1e-6:
+        return -1.0, 0.0
+    return float(slope), float(b)
+
+
+def _logloss(a: float, b: float, x: np.ndarray, t: np.ndarray) -> float:
+    z = a * x + b
+    return float((np.logaddexp(0, z) - t * z).sum())
+
+
+# --------------------------------------------------------------------------------------------
+# the model
+
+
+class IPInsightsModel:
+    """A trained model: embeddings, calibration and metadata. Build with ``train_ip_insights``."""
+
+    def __init__(
+        self,
+        params: IPInsightsParams,
+        entity_hashes: np.ndarray,
+        entity_buckets: np.ndarray,
+        entity_emb: np.ndarray,
+        ip_buckets: np.ndarray,
+        ip_emb: np.ndarray,
+        enc_w: np.ndarray,
+        enc_b: np.ndarray,
+        calibration: tuple[float, float],
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        self.params = params
+        self.entity_hashes = np.ascontiguousarray(entity_hashes, dtype=np.uint64)
+        self.entity_buckets = np.ascontiguousarray(entity_buckets, dtype=np.int64)
+        self.entity_emb = np.ascontiguousarray(entity_emb, dtype=np.float32)
+        self.ip_buckets = np.ascontiguousarray(ip_buckets, dtype=np.int64)
+        self.ip_emb = np.ascontiguousarray(ip_emb, dtype=np.float32)
+        self.enc_w = np.ascontiguousarray(enc_w, dtype=np.float32)
+        self.enc_b = np.ascontiguousarray(enc_b, dtype=np.float32)
+        self.calibration = (float(calibration[0]), float(calibration[1]))
+        self._layout = _Layout(params)
+        self._bucket_to_row = _bucket_map(self._layout.total, self.ip_buckets)
+        if len(self.entity_emb):
+            self.entity_mean = self.entity_emb.mean(axis=0, dtype=np.float64).astype(np.float32)
+        else:
+            self.entity_mean = np.zeros(params.vector_dim, dtype=np.float32)
+        self.version = self._content_version()
+        self.metadata: dict[str, Any] = dict(metadata or {})
+        self.metadata["version"] = self.version
+        self.metadata.setdefault("backend", "local")
+        self.metadata["hyperparameters"] = params.to_dict()
+        self.metadata["calibration"] = {
+            **self.metadata.get("calibration", {}),
+            "method": "platt",
+            "slope": self.calibration[0],
+            "intercept": self.calibration[1],
+        }
+
+    # ---- identity
+    def _content_version(self) -> str:
+        digest = hashlib.sha256()
+        digest.update(json.dumps(self.params.to_dict(), sort_keys=True).encode())
+        digest.update(json.dumps(list(self.calibration)).encode())
+        for arr in self._arrays().values():
+            digest.update(str(arr.dtype).encode() + str(arr.shape).encode())
+            digest.update(np.ascontiguousarray(arr).tobytes())
+        return "ipi-" + digest.hexdigest()[:16]
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "entity_hashes": self.entity_hashes,
+            "entity_buckets": self.entity_buckets,
+            "entity_emb": self.entity_emb,
+            "ip_buckets": self.ip_buckets,
+            "ip_emb": self.ip_emb,
+            "enc_w": self.enc_w,
+            "enc_b": self.enc_b,
+        }
+
+    # ---- scoring
+    def score(self, entities: Any, ips: Any) -> ScoreResult:
+        """Dot products, calibrated insight and entity_known for pairs, in input order."""
+        dot, known = self._dot_and_known(entities, ips)
+        return ScoreResult(dot_product=dot, insight=self.insight(dot), entity_known=known)
+
+    def dot_product(self, entities: Any, ips: Any) -> np.ndarray:
+        """Raw IP Insights dot products (float32; higher = more normal)."""
+        return self._dot_and_known(entities, ips)[0]
+
+    def insight(self, dot: Any) -> np.ndarray:
+        """Calibrated suspicion in [0, 1]: sigmoid(slope * dot + intercept), slope < 0."""
+        slope, intercept = self.calibration
+        z = slope * np.asarray(dot, dtype=np.float64) + intercept
+        return _sigmoid(z).astype(np.float32)
+
+    def entity_known(self, entities: Any) -> np.ndarray:
+        """Whether each entity was in the training data."""
+        codes, uniques = _factorize(entities)
+        return self._known_mask(_entity_hash64(uniques))[codes]
+
+    def _known_mask(self, hashes: np.ndarray) -> np.ndarray:
+        if len(self.entity_hashes) == 0:
+            return np.zeros(len(hashes), dtype=bool)
+        pos = np.searchsorted(self.entity_hashes, hashes)
+        pos = np.minimum(pos, len(self.entity_hashes) - 1)
+        return self.entity_hashes[pos] == hashes
+
+    def _entity_table(self, uniques: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Vectors for unique entities (mean vector for unknown ones) and their known flags."""
+        hashes = _entity_hash64(uniques)
+        known = self._known_mask(hashes)
+        table = np.empty((len(uniques), self.params.vector_dim), dtype=np.float32)
+        table[:] = self.entity_mean
+        if known.any():
+            buckets = (hashes[known] % np.uint64(self.params.num_entity_vectors)).astype(np.int64)
+            rows = np.searchsorted(self.entity_buckets, buckets)
+            table[known] = self.entity_emb[rows]
+        return table, known
+
+    def _ip_rows(self, is6: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+        """(n, levels) rows into ip_emb; 0 = the zero row (prefix not seen in training)."""
+        buckets = self._layout.buckets(is6, hi, lo)
+        rows = self._bucket_to_row[np.maximum(buckets, 0)]
+        rows[buckets < 0] = 0
+        return rows
+
+    def _ip_vectors_from_rows(self, rows: np.ndarray) -> np.ndarray:
+        n, levels = rows.shape
+        out = np.empty((n, self.params.vector_dim), dtype=np.float32)
+        for s in range(0, n, _SCORE_CHUNK):
+            r = rows[s : s + _SCORE_CHUNK]
+            buf = out[s : s + len(r)]
+            np.take(self.ip_emb, r[:, 0], axis=0, out=buf)
+            for k in range(1, levels):
+                buf += self.ip_emb[r[:, k]]
+            if len(self.enc_w):
+                buf[:] = _encode_forward(buf, self.enc_w, self.enc_b)[0]
+        return out
+
+    def ip_vectors(self, ips: Any) -> np.ndarray:
+        """IP embeddings (after the encoder) for addresses, in input order."""
+        codes, uniques = _factorize(ips)
+        return self._ip_vectors_from_rows(self._ip_rows(*_parse_ips(uniques)))[codes]
+
+    def _dot_and_known(self, entities: Any, ips: Any) -> tuple[np.ndarray, np.ndarray]:
+        ecodes, euniques = _factorize(entities)
+        icodes, iuniques = _factorize(ips)
+        if len(ecodes) != len(icodes):
+            raise ValueError(f"{len(ecodes)} entities but {len(icodes)} addresses")
+        etable, known = self._entity_table(euniques)
+        itable = self._ip_vectors_from_rows(self._ip_rows(*_parse_ips(iuniques)))
+        return _rowdot(etable, ecodes, itable, icodes), known[ecodes]
+
+    # ---- persistence
+    def to_bytes(self) -> bytes:
+        """A compressed .npz with the weights and the JSON metadata (no pickle)."""
+        buf = io.BytesIO()
+        meta = json.dumps(
+            {"format": ARTIFACT_FORMAT, "calibration": list(self.calibration), "metadata": self.metadata},
+            sort_keys=True,
+        ).encode("utf-8")
+        np.savez_compressed(buf, metadata_json=np.frombuffer(meta, dtype=np.uint8), **self._arrays())
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "IPInsightsModel":
+        """Load an artifact written by ``to_bytes``; checks the content version."""
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        meta = json.loads(arrays.pop("metadata_json").tobytes().decode("utf-8"))
+        if meta.get("format") != ARTIFACT_FORMAT:
+            raise ValueError(f"unsupported IP Insights artifact format {meta.get('format')!r}")
+        metadata = meta["metadata"]
+        params = IPInsightsParams.from_dict(metadata["hyperparameters"])
+        model = cls(params=params, calibration=tuple(meta["calibration"]), metadata=metadata, **arrays)
+        if metadata.get("version") not in (None, model.version):
+            raise ValueError(f"artifact content does not match its version {metadata.get('version')!r}")
+        return model
+
+    def __repr__(self) -> str:
+        return (
+            f"IPInsightsModel(version={self.version!r}, entities={len(self.entity_hashes)}, "
+            f"ip_rows={len(self.ip_emb) - 1}, dim={self.params.vector_dim})"
+        )
+
+
+def _bucket_map(total: int, ip_buckets: np.ndarray) -> np.ndarray:
+    mapping = np.zeros(total, dtype=np.int32)
+    mapping[ip_buckets] = np.arange(1, len(ip_buckets) + 1, dtype=np.int32)
+    return mapping
+
+
+def _rowdot(a: np.ndarray, acodes: np.ndarray, b: np.ndarray, bcodes: np.ndarray) -> np.ndarray:
+    """out[i] = a[acodes[i]] . b[bcodes[i]], chunked so the gathered rows stay in cache."""
+    n = len(acodes)
+    out = np.empty(n, dtype=np.float32)
+    dim = a.shape[1]
+    abuf = np.empty((_SCORE_CHUNK, dim), dtype=np.float32)
+    bbuf = np.empty((_SCORE_CHUNK, dim), dtype=np.float32)
+    for s in range(0, n, _SCORE_CHUNK):
+        m = min(_SCORE_CHUNK, n - s)
+        np.take(a, acodes[s : s + m], axis=0, out=abuf[:m])
+        np.take(b, bcodes[s : s + m], axis=0, out=bbuf[:m])
+        np.einsum("ij,ij->i", abuf[:m], bbuf[:m], out=out[s : s + m])
+    return out
+
+
+def _encode_forward(
+    h0: np.ndarray, enc_w: np.ndarray, enc_b: np.ndarray
+) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """Residual tanh layers h + tanh(h W + b); returns output and (input, tanh) per layer."""
+    h = h0
+    cache = []
+    for w, b in zip(enc_w, enc_b, strict=True):
+        t = np.tanh(h @ w + b)
+        cache.append((h, t))
+        h = h + t
+    return h, cache
+
+
+# --------------------------------------------------------------------------------------------
+# training
+
+
+class _SparseAdam:
+    """Lazy Adam: moments and parameters change only for the rows a batch touches."""
+
+    def __init__(self, param: np.ndarray, lr: float, weight_decay: float) -> None:
+        self.param = param
+        self.m = np.zeros_like(param)
+        self.v = np.zeros_like(param)
+        self.lr = lr
+        self.wd = weight_decay
+        self.t = 0
+
+    def step_rows(self, rows: np.ndarray, grad: np.ndarray) -> None:
+        self.t += 1
+        p = self.param[rows]
+        if self.wd:
+            grad = grad + self.wd * p
+        m = self.m[rows] * 0.9 + 0.1 * grad
+        v = self.v[rows] * 0.999 + 0.001 * (grad * grad)
+        self.m[rows] = m
+        self.v[rows] = v
+        bc1 = 1 - 0.9**self.t
+        bc2 = 1 - 0.999**self.t
+        p -= (self.lr / bc1) * m / (np.sqrt(v / bc2) + 1e-8)
+        self.param[rows] = p
+
+    def step_dense(self, grad: np.ndarray) -> None:
+        self.t += 1
+        if self.wd:
+            grad = grad + self.wd * self.param
+        self.m *= 0.9
+        self.m += 0.1 * grad
+        self.v *= 0.999
+        self.v += 0.001 * (grad * grad)
+        bc1 = 1 - 0.9**self.t
+        bc2 = 1 - 0.999**self.t
+        self.param -= (self.lr / bc1) * self.m / (np.sqrt(self.v / bc2) + 1e-8)
+
+
+def _segment_sum(rows: np.ndarray, grads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sum gradient rows that hit the same parameter row: (unique rows, summed grads)."""
+    order = np.argsort(rows, kind="stable")
+    r = rows[order]
+    starts = np.flatnonzero(np.r_[True, r[1:] != r[:-1]])
+    return r[starts], np.add.reduceat(grads[order], starts, axis=0)
+
+
+def _systematic_sample(weights: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices drawn in proportion to weights with little variance, then shuffled.
+
+    Each index appears floor(e) or ceil(e) times, e = its expected count; with equal weights
+    and size = len(weights) this is a plain permutation (every pair once per epoch).
+    """
+    expected = weights / weights.sum() * size
+    base = np.floor(expected).astype(np.int64)
+    extra = rng.random(len(weights)) < (expected - base)
+    idx = np.repeat(np.arange(len(weights)), base + extra)
+    rng.shuffle(idx)
+    return idx
+
+
+def _random_addresses(is6: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Random negatives of the same IP version: IPv4 with uniform octets; IPv6 in 2000::/3."""
+    n = len(is6)
+    lo = rng.integers(0, 1 << 32, size=n, dtype=np.uint64)
+    hi = np.zeros(n, dtype=np.uint64)
+    if is6.any():
+        k = int(is6.sum())
+        hi6 = rng.integers(0, 1 << 61, size=k, dtype=np.uint64) | np.uint64(1 << 61)
+        lo6 = rng.integers(0, 1 << 63, size=k, dtype=np.uint64) << np.uint64(1)
+        hi[is6] = hi6
+        lo[is6] = lo6
+    return is6.copy(), hi, lo
+
+
+def train_ip_insights(
+    entities: Any,
+    ips: Any,
+    weights: Any = None,
+    params: IPInsightsParams = IPInsightsParams(),
+) -> IPInsightsModel:
+    """Train a model on (entity, ip) rows; ``weights`` are per-row event counts (default 1).
+
+    Deterministic for ``params.seed`` and the same multiset of rows, whatever their order.
+    """
+    started = time.perf_counter()
+    ecodes, euniques = _factorize(entities)
+    icodes, iuniques = _factorize(ips)
+    n_rows = len(ecodes)
+    if len(icodes) != n_rows:
+        raise ValueError(f"{n_rows} entities but {len(icodes)} addresses")
+    if n_rows == 0:
+        raise ValueError("no training rows")
+    w = np.ones(n_rows) if weights is None else np.asarray(weights, dtype=np.float64).ravel()
+    if len(w) != n_rows or not np.all(np.isfinite(w)) or (w < 0).any():
+        raise ValueError("weights must be finite, non-negative and one per row")
+
+    # canonical order: entities by text, addresses by (version, value)
+    euniques_str = np.array([str(v) for v in euniques], dtype=object)
+    eorder = np.argsort(euniques_str, kind="stable")
+    ecodes = np.argsort(eorder)[ecodes]
+    euniques_str = euniques_str[eorder]
+    is6, hi, lo = _parse_ips(iuniques)
+    iorder = np.lexsort((lo, hi, is6))
+    icodes = np.argsort(iorder)[icodes]
+    iuniques = iuniques[iorder]
+    is6, hi, lo = is6[iorder], hi[iorder], lo[iorder]
+
+    # distinct pairs, weight = sum over rows of count ** weight_power
+    n_ips = len(iuniques)
+    pair_key = ecodes * n_ips + icodes
+    pair_keys, pair_inv = np.unique(pair_key, return_inverse=True)
+    pair_w = np.bincount(pair_inv, weights=np.power(w, params.weight_power), minlength=len(pair_keys))
+    pair_rows = np.bincount(pair_inv, minlength=len(pair_keys))
+    pair_e = pair_keys // n_ips
+    pair_i = pair_keys % n_ips
+    keep = pair_w > 0
+    pair_e, pair_i, pair_w, pair_rows = pair_e[keep], pair_i[keep], pair_w[keep], pair_rows[keep]
+    if len(pair_e) == 0:
+        raise ValueError("all training weights are zero")
+
+    rng = np.random.default_rng(params.seed)
+    held = _holdout(pair_e, params.validation_fraction, rng)
+    tr = ~held
+
+    # entity rows: hashed buckets actually used
+    ehash = _entity_hash64(euniques_str)
+    used_e = np.unique(pair_e[tr])
+    ebucket = (ehash % np.uint64(params.num_entity_vectors)).astype(np.int64)
+    entity_buckets, ent_row_of_code = np.unique(ebucket[used_e], return_inverse=True)
+    ent_row = np.full(len(euniques_str), -1, dtype=np.int64)
+    ent_row[used_e] = ent_row_of_code
+    known_hashes = np.sort(ehash[used_e])
+
+    # IP rows: buckets of prefixes seen in training positives
+    layout = _Layout(params)
+    buckets = layout.buckets(is6, hi, lo)
+    train_ips = np.unique(pair_i[tr])
+    tb = buckets[train_ips].ravel()
+    ip_buckets = np.unique(tb[tb >= 0])
+    bucket_to_row = _bucket_map(layout.total, ip_buckets)
+    ip_row_table = bucket_to_row[np.maximum(buckets, 0)]
+    ip_row_table[buckets < 0] = 0
+
+    dim = params.vector_dim
+    entity_emb = (rng.standard_normal((len(entity_buckets), dim)) / math.sqrt(dim)).astype(np.float32)
+    ip_emb = np.zeros((len(ip_buckets) + 1, dim), dtype=np.float32)
+    n_layers = params.num_ip_encoder_layers
+    enc_w = (rng.standard_normal((n_layers, dim, dim)) * (0.1 / math.sqrt(dim))).astype(np.float32)
+    enc_b = np.zeros((n_layers, dim), dtype=np.float32)
+
+    losses = _fit(
+        params,
+        rng,
+        ent_row[pair_e[tr]],
+        ip_row_table[pair_i[tr]],
+        is6[pair_i[tr]],
+        pair_w[tr],
+        int(pair_rows[tr].sum()),
+        entity_emb,
+        ip_emb,
+        enc_w,
+        enc_b,
+        layout,
+        bucket_to_row,
+    )
+
+    model = IPInsightsModel(
+        params=params,
+        entity_hashes=known_hashes,
+        entity_buckets=entity_buckets,
+        entity_emb=entity_emb,
+        ip_buckets=ip_buckets,
+        ip_emb=ip_emb,
+        enc_w=enc_w,
+        enc_b=enc_b,
+        calibration=(-1.0, 0.0),
+    )
+
+    # validation: held-out pairs vs one random address each, same entity
+    val = np.flatnonzero(held)
+    if len(val) > params.max_validation_pairs:
+        val = np.sort(rng.choice(val, params.max_validation_pairs, replace=False))
+    metadata: dict[str, Any] = {
+        "backend": "local",
+        "training_rows": n_rows,
+        "training_pairs": int(tr.sum()),
+        "training_entities": len(used_e),
+        "training_ips": len(train_ips),
+        "ip_embedding_rows": len(ip_buckets),
+        "validation_pairs": len(val),
+        "epoch_losses": [round(v, 6) for v in losses],
+    }
+    calibration = (-1.0, 0.0)
+    if len(val):
+        ev = entity_emb[ent_row[pair_e[val]]]
+        pos_dot = _rowdot(
+            ev, np.arange(len(val)), model._ip_vectors_from_rows(ip_row_table[pair_i[val]]), np.arange(len(val))
+        )
+        r6, rhi, rlo = _random_addresses(is6[pair_i[val]], rng)
+        neg_dot = _rowdot(
+            ev, np.arange(len(val)), model._ip_vectors_from_rows(model._ip_rows(r6, rhi, rlo)), np.arange(len(val))
+        )
+        shuffled = rng.permutation(len(val))
+        shuf_dot = _rowdot(ev, np.arange(len(val)), model._ip_vectors_from_rows(ip_row_table[pair_i[val]]), shuffled)
+        calibration = fit_platt(np.r_[pos_dot, neg_dot], np.r_[np.zeros(len(val), bool), np.ones(len(val), bool)])
+        metadata["validation_auc"] = roc_auc(pos_dot, neg_dot)
+        metadata["validation_shuffled_auc"] = roc_auc(pos_dot, shuf_dot)
+        metadata["roc"] = roc_points(pos_dot, neg_dot)
+        metadata["calibration"] = {
+            "fitted_on": "held-out pairs (normal) vs random-address pairs (suspicious), 1:1",
+            "positives": len(val),
+            "negatives": len(val),
+        }
+    else:
+        metadata["validation_auc"] = None
+        metadata["calibration"] = {"fitted_on": "none (no validation data): sigmoid(-dot)"}
+    metadata["training_seconds"] = round(time.perf_counter() - started, 3)
+    return IPInsightsModel(
+        params=params,
+        entity_hashes=known_hashes,
+        entity_buckets=entity_buckets,
+        entity_emb=entity_emb,
+        ip_buckets=ip_buckets,
+        ip_emb=ip_emb,
+        enc_w=enc_w,
+        enc_b=enc_b,
+        calibration=calibration,
+        metadata=metadata,
+    )
+
+
+def _holdout(pair_e: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Hold out about ``fraction`` of pairs, always leaving each entity a training pair."""
+    held = rng.random(len(pair_e)) < fraction
+    if not held.any():
+        return held
+    # pairs are sorted by entity: un-hold the first pair of an entity whose pairs all went
+    starts = np.flatnonzero(np.r_[True, pair_e[1:] != pair_e[:-1]])
+    counts = np.diff(np.r_[starts, len(pair_e)])
+    held_per_entity = np.add.reduceat(held.astype(np.int64), starts)
+    all_held = held_per_entity == counts
+    held[starts[all_held]] = False
+    return held
+
+
+def _fit(
+    params: IPInsightsParams,
+    rng: np.random.Generator,
+    pos_ent: np.ndarray,
+    pos_rows: np.ndarray,
+    pos_is6: np.ndarray,
+    pos_w: np.ndarray,
+    epoch_size: int,
+    entity_emb: np.ndarray,
+    ip_emb: np.ndarray,
+    enc_w: np.ndarray,
+    enc_b: np.ndarray,
+    layout: _Layout,
+    bucket_to_row: np.ndarray,
+) -> list[float]:
+    """Mini-batch training loop (updates the arrays in place); returns mean loss per epoch."""
+    lr, wd = params.learning_rate, params.weight_decay
+    opt_e = _SparseAdam(entity_emb, lr, wd)
+    opt_ip = _SparseAdam(ip_emb, lr, wd)
+    opt_layers = [(_SparseAdam(enc_w[k], lr, wd), _SparseAdam(enc_b[k], lr, 0.0)) for k in range(len(enc_w))]
+    n_rand = params.random_negative_sampling_rate
+    n_shuf = params.shuffled_negative_sampling_rate
+    batch = params.mini_batch_size
+    levels = pos_rows.shape[1]
+    losses = []
+    for _epoch in range(params.epochs):
+        order = _systematic_sample(pos_w, epoch_size, rng)
+        total_loss, total_pairs = 0.0, 0
+        for s in range(0, len(order), batch):
+            idx = order[s : s + batch]
+            b = len(idx)
+            ent = pos_ent[idx]
+            rows = pos_rows[idx]
+            if n_rand:
+                r6, rhi, rlo = _random_addresses(np.tile(pos_is6[idx], n_rand), rng)
+                rb = layout.buckets(r6, rhi, rlo)
+                rrows = bucket_to_row[np.maximum(rb, 0)]
+                rrows[rb < 0] = 0
+                rows = np.concatenate([rows, rrows])
+            h0 = ip_emb[rows[:, 0]]
+            for k in range(1, levels):
+                h0 += ip_emb[rows[:, k]]
+            v, cache = _encode_forward(h0, enc_w, enc_b) if len(enc_w) else (h0, [])
+            u = entity_emb[ent]
+            vp = v[:b]
+            n_total = b * (1 + n_rand + n_shuf)
+            # positives
+            sp = np.einsum("ij,ij->i", u, vp)
+            gp = (_sigmoid(sp) - 1.0) / n_total
+            loss = np.logaddexp(0, -sp).sum()
+            du = gp[:, None] * vp
+            dv = np.empty_like(v)
+            dv[:b] = gp[:, None] * u
+            # random negatives: block r pairs entity j with random address r*b + j
+            if n_rand:
+                vr = v[b:].reshape(n_rand, b, -1)
+                sr = np.einsum("jd,rjd->rj", u, vr)
+                gr = _sigmoid(sr) / n_total
+                loss += np.logaddexp(0, sr).sum()
+                du += np.einsum("rj,rjd->jd", gr, vr)
+                dv[b:] = (gr[:, :, None] * u[None, :, :]).reshape(n_rand * b, -1)
+            # shuffled negatives: entity j with the batch's address perm[j]
+            for _ in range(n_shuf):
+                perm = rng.permutation(b)
+                ss = np.einsum("ij,ij->i", u, vp[perm])
+                gs = _sigmoid(ss) / n_total
+                loss += np.logaddexp(0, ss).sum()
+                du += gs[:, None] * vp[perm]
+                dv[perm] += gs[:, None] * u
+            total_loss += float(loss)
+            total_pairs += n_total
+            # back through the encoder
+            if cache:
+                dh = dv
+                for layer in range(len(cache) - 1, -1, -1):
+                    hin, t = cache[layer]
+                    dz = dh * (1.0 - t * t)
+                    gw, gb = hin.T @ dz, dz.sum(axis=0)
+                    dh = dh + dz @ enc_w[layer].T
+                    opt_layers[layer][0].step_dense(gw)
+                    opt_layers[layer][1].step_dense(gb)
+                dh0 = dh
+            else:
+                dh0 = dv
+            # sparse updates
+            flat = rows.ravel()
+            src = np.repeat(np.arange(len(rows)), levels)
+            live = flat > 0
+            urows, ugrad = _segment_sum(flat[live], dh0[src[live]])
+            opt_ip.step_rows(urows, ugrad)
+            erows, egrad = _segment_sum(ent, du)
+            opt_e.step_rows(erows, egrad)
+        losses.append(total_loss / max(total_pairs, 1))
+    return losses
+
+
+__all__ = [
+    "IPInsightsModel",
+    "IPInsightsParams",
+    "ScoreResult",
+    "fit_platt",
+    "roc_auc",
+    "roc_points",
+    "train_ip_insights",
+]
