@@ -73,7 +73,8 @@ ACCOUNT_FIELDS: dict[tuple[str, str], tuple[str, ...]] = {
 #: Where the caller's ARN lives in CloudTrail rows.
 CLOUDTRAIL_ENTITY_FIELD = {"1.0": "actor.user.uuid", "2.0": "actor.user.uid"}
 
-#: Columns of the normalised activity table; the CloudTrail side uses the same first eleven.
+#: Columns of the normalised activity table: identical to the CloudTrail side's
+#: ``EVENTS_SCHEMA`` (a test holds them together), so the two concatenate as they are.
 ACTIVITY_SCHEMA = pa.schema(
     [
         ("event_time", pa.timestamp("ms", tz="UTC")),
@@ -84,11 +85,13 @@ ACTIVITY_SCHEMA = pa.schema(
         ("account", pa.string()),
         ("region", pa.string()),
         ("source_ip", pa.string()),
+        ("source_kind", pa.string()),
+        ("is_pair", pa.bool_()),
         ("user_agent", pa.string()),
         ("error_code", pa.string()),
-        ("source_file", pa.string()),
+        ("event_id", pa.string()),
         ("source", pa.string()),
-        ("is_pair", pa.bool_()),
+        ("source_file", pa.string()),
     ]
 )
 
@@ -141,11 +144,7 @@ class SecurityLakeObject:
     @property
     def supported(self) -> bool:
         """True when ``read_ocsf_activity`` knows how to map this object's rows."""
-        return (
-            not self.custom
-            and self.source in SUPPORTED_SOURCES
-            and self.source_version in SUPPORTED_VERSIONS
-        )
+        return not self.custom and self.source in SUPPORTED_SOURCES and self.source_version in SUPPORTED_VERSIONS
 
     @property
     def source_label(self) -> str:
@@ -193,14 +192,9 @@ def source_label(source: str) -> str:
     return f"security_lake:{source}"
 
 
-def security_lake_key(
-    source: str, version: str, region: str, account: str, day: date, name: str
-) -> str:
+def security_lake_key(source: str, version: str, region: str, account: str, day: date, name: str) -> str:
     """The key Security Lake gives an object (inverse of ``parse_security_lake_key``)."""
-    return (
-        f"aws/{source}/{version}/region={region}/accountId={account}/"
-        f"eventDay={day:%Y%m%d}/{name}"
-    )
+    return f"aws/{source}/{version}/region={region}/accountId={account}/eventDay={day:%Y%m%d}/{name}"
 
 
 # ------------------------------------------------------------------------ SQS messages
@@ -227,9 +221,7 @@ def parse_sqs_message_body(
     if isinstance(doc, dict) and doc.get("Type") == "Notification" and "Message" in doc:
         doc = _load_json(doc["Message"], "SNS Message")
     if not isinstance(doc, dict):
-        raise MalformedNotification(
-            f"notification is a {type(doc).__name__}, not an object"
-        )
+        raise MalformedNotification(f"notification is a {type(doc).__name__}, not an object")
     if doc.get("Event") == "s3:TestEvent":
         return []
     detail = doc.get("detail")
@@ -256,23 +248,17 @@ def _load_json(value: Any, what: str) -> Any:
             raise MalformedNotification(f"{what} is not JSON: {exc}") from None
     if isinstance(value, Mapping):
         return dict(value)
-    raise MalformedNotification(
-        f"{what} is a {type(value).__name__}, not JSON text or a dict"
-    )
+    raise MalformedNotification(f"{what} is a {type(value).__name__}, not JSON text or a dict")
 
 
-def _eventbridge_objects(
-    doc: dict[str, Any], detail: dict[str, Any]
-) -> list[tuple[str, str]]:
+def _eventbridge_objects(doc: dict[str, Any], detail: dict[str, Any]) -> list[tuple[str, str]]:
     detail_type = doc.get("detail-type")
     if detail_type is not None and detail_type != "Object Created":
         return []
     bucket = _nested_str(detail, "bucket", "name")
     key = _nested_str(detail, "object", "key")
     if bucket is None or key is None:
-        raise MalformedNotification(
-            "EventBridge event without detail.bucket.name/object.key"
-        )
+        raise MalformedNotification("EventBridge event without detail.bucket.name/object.key")
     return [(bucket, unquote_plus(key))]
 
 
@@ -291,8 +277,7 @@ def _s3_notification_objects(records: Any) -> list[tuple[str, str]]:
         key = _nested_str(s3, "object", "key")
         if bucket is None or key is None:
             raise MalformedNotification(
-                f"Records[{index}] has no s3.bucket.name/s3.object.key "
-                f"(eventSource={record.get('eventSource')!r})"
+                f"Records[{index}] has no s3.bucket.name/s3.object.key (eventSource={record.get('eventSource')!r})"
             )
         objects.append((bucket, unquote_plus(key)))
     return objects
@@ -334,9 +319,7 @@ class OcsfActivity:
         return int(pc.sum(self.table["is_pair"]).as_py() or 0)
 
 
-def read_ocsf_activity(
-    table: pa.Table, source: str, source_version: str, source_key: str
-) -> OcsfActivity:
+def read_ocsf_activity(table: pa.Table, source: str, source_version: str, source_key: str) -> OcsfActivity:
     """Map one object's OCSF rows to the normalised activity table (``ACTIVITY_SCHEMA``).
 
     Raises ``OcsfSchemaError`` (naming ``source_key``) when the columns do not fit the
@@ -348,13 +331,10 @@ def read_ocsf_activity(
     if source not in SUPPORTED_SOURCES:
         raise OcsfSchemaError(
             source_key,
-            f"unsupported Security Lake source {source!r}; "
-            f"supported: {', '.join(SUPPORTED_SOURCES)}",
+            f"unsupported Security Lake source {source!r}; supported: {', '.join(SUPPORTED_SOURCES)}",
         )
     if version not in SUPPORTED_VERSIONS:
-        raise OcsfSchemaError(
-            source_key, f"unsupported source version {source_version!r} for {source}"
-        )
+        raise OcsfSchemaError(source_key, f"unsupported source version {source_version!r} for {source}")
     account_fields = ACCOUNT_FIELDS[(source, version)]
     # Each entry is a group of alternatives: at least one of them must exist.
     required: list[tuple[str, ...]] = [("class_uid",), ("time",), ("cloud.region",)]
@@ -371,9 +351,7 @@ def read_ocsf_activity(
     key_info = parse_security_lake_key(source_key)
     event_time = _timestamps(_column(table, "time"), source_key)
     class_uid = _integers(_column(table, "class_uid"), "class_uid", source_key)
-    accounts = [
-        _strings(_column(table, path), n, source_key) for path in account_fields
-    ]
+    accounts = [_strings(_column(table, path), n, source_key) for path in account_fields]
     region = _strings(_column(table, "cloud.region"), n, source_key)
     if key_info is not None:
         accounts.insert(1, pa.array([key_info.account] * n, pa.string()))
@@ -390,47 +368,30 @@ def read_ocsf_activity(
         unexpected,
         f"class_uid not in {sorted(expected)} for {source} {version}",
     )
-    if (
-        n
-        and int(
-            pc.sum(pc.and_(pc.invert(unexpected), pc.is_valid(class_uid))).as_py() or 0
-        )
-        == 0
-    ):
+    if n and int(pc.sum(pc.and_(pc.invert(unexpected), pc.is_valid(class_uid))).as_py() or 0) == 0:
         found = sorted(v for v in pc.unique(class_uid).to_pylist() if v is not None)
         raise OcsfSchemaError(
             source_key,
-            f"no row of class {sorted(expected)} expected for {source} {version}; "
-            f"found class_uid {found[:10]}",
+            f"no row of class {sorted(expected)} expected for {source} {version}; found class_uid {found[:10]}",
         )
 
     if source == CLOUD_TRAIL_MGMT:
-        entity = _blank_to_null(
-            _strings(_column(table, CLOUDTRAIL_ENTITY_FIELD[version]), n, source_key)
-        )
+        entity = _blank_to_null(_strings(_column(table, CLOUDTRAIL_ENTITY_FIELD[version]), n, source_key))
         raw_ip = pc.coalesce(
             _blank_to_null(_strings(_column(table, "src_endpoint.ip"), n, source_key)),
-            _blank_to_null(
-                _strings(_column(table, "src_endpoint.domain"), n, source_key)
-            ),
+            _blank_to_null(_strings(_column(table, "src_endpoint.domain"), n, source_key)),
         )
         columns = {
             "event_name": _strings(_column(table, "api.operation"), n, source_key),
             "event_source": _strings(_column(table, "api.service.name"), n, source_key),
             "identity_type": _strings(_column(table, "actor.user.type"), n, source_key),
-            "user_agent": _strings(
-                _column(table, "http_request.user_agent"), n, source_key
-            ),
+            "user_agent": _strings(_column(table, "http_request.user_agent"), n, source_key),
             "error_code": _strings(_column(table, "api.response.error"), n, source_key),
         }
     else:
         default_name, event_source = _INSTANCE_DEFAULTS[source]
-        entity = _blank_to_null(
-            _strings(_column(table, "src_endpoint.instance_uid"), n, source_key)
-        )
-        raw_ip = _blank_to_null(
-            _strings(_column(table, "src_endpoint.ip"), n, source_key)
-        )
+        entity = _blank_to_null(_strings(_column(table, "src_endpoint.instance_uid"), n, source_key))
+        raw_ip = _blank_to_null(_strings(_column(table, "src_endpoint.ip"), n, source_key))
         reason = _reject(reason, pc.is_null(entity), "no src_endpoint.instance_uid")
         reason = _reject(reason, pc.is_null(raw_ip), "no src_endpoint.ip")
         activity = _strings(_column(table, "activity_name"), n, source_key)
@@ -442,8 +403,8 @@ def read_ocsf_activity(
             "error_code": pa.nulls(n, pa.string()),
         }
 
-    source_ip, is_ip = canonical_source_ips(raw_ip)
-    is_pair = pc.and_(is_ip, pc.is_valid(entity))
+    source_kind, source_ip = classify_source_ips(raw_ip)
+    is_pair = pc.and_(pc.equal(source_kind, KIND_IP), pc.is_valid(entity))
     out = pa.table(
         {
             "event_time": event_time,
@@ -454,11 +415,13 @@ def read_ocsf_activity(
             "account": account,
             "region": region,
             "source_ip": source_ip,
+            "source_kind": source_kind,
+            "is_pair": is_pair,
             "user_agent": columns["user_agent"],
             "error_code": columns["error_code"],
-            "source_file": pa.array([source_key] * n, pa.string()),
+            "event_id": _strings(_column(table, "metadata.uid"), n, source_key),
             "source": pa.array([source_label(source)] * n, pa.string()),
-            "is_pair": is_pair,
+            "source_file": pa.array([source_key] * n, pa.string()),
         },
         schema=ACTIVITY_SCHEMA,
     )
@@ -490,8 +453,7 @@ def read_ocsf_parquet(data: bytes, key: str) -> OcsfActivity:
     if not info.supported:
         raise OcsfSchemaError(
             key,
-            f"unsupported Security Lake source {info.source!r} "
-            f"version {info.source_version!r}",
+            f"unsupported Security Lake source {info.source!r} version {info.source_version!r}",
         )
     try:
         parquet = pq.ParquetFile(io.BytesIO(data))
@@ -513,35 +475,29 @@ _TOP_LEVEL_COLUMNS = frozenset(
         "src_endpoint",
         "http_request",
         "activity_name",
+        "metadata",
     }
 )
 
 
-def canonical_source_ips(
-    values: pa.Array | pa.ChunkedArray,
-) -> tuple[pa.Array, pa.Array]:
-    """Canonical source IPs and an "is a real IP" mask, classifying each distinct value once.
+def classify_source_ips(values: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, pa.Array]:
+    """``(source_kind, source_ip)`` per row, calling ``classify_source`` once per distinct value.
 
-    Non-IP values (service host names, ``AWS Internal``) are kept as their stripped text so
-    they can still be counted.
+    As on the CloudTrail side, an address becomes its canonical text and anything else (an
+    AWS service host name, ``AWS Internal``) is kept as it is, so it can still be counted.
     """
     values = _combine(values)
     distinct = pc.unique(values)
+    kinds: list[str] = []
     texts: list[str | None] = []
-    flags: list[bool] = []
     for value in distinct.to_pylist():
         kind, canonical = classify_source(value)
-        if kind == KIND_IP:
-            texts.append(canonical)
-            flags.append(True)
-        else:
-            stripped = value.strip() if isinstance(value, str) else None
-            texts.append(stripped or None)
-            flags.append(False)
+        kinds.append(kind)
+        texts.append(canonical if canonical is not None else value)
     positions = pc.index_in(values, value_set=distinct)
     return (
+        pa.array(kinds, pa.string()).take(positions),
         pa.array(texts, pa.string()).take(positions),
-        pa.array(flags, pa.bool_()).take(positions),
     )
 
 
@@ -571,27 +527,16 @@ def _check_fields(
     version: str,
     key: str,
 ) -> None:
-    missing = [
-        " or ".join(group)
-        for group in required
-        if not any(_has_field(table, path) for path in group)
-    ]
+    missing = [" or ".join(group) for group in required if not any(_has_field(table, path) for path in group)]
     if not missing:
         return
     message = f"columns do not fit {source} source version {version}"
     other = "2.0" if version == "1.0" else "1.0"
     hints = [p for p in ACCOUNT_FIELDS[(source, other)] if _has_field(table, p)]
-    if (
-        source == CLOUD_TRAIL_MGMT
-        and other == "1.0"
-        and _has_field(table, CLOUDTRAIL_ENTITY_FIELD["1.0"])
-    ):
+    if source == CLOUD_TRAIL_MGMT and other == "1.0" and _has_field(table, CLOUDTRAIL_ENTITY_FIELD["1.0"]):
         hints.append(CLOUDTRAIL_ENTITY_FIELD["1.0"])
     if hints:
-        message += (
-            f"; {', '.join(dict.fromkeys(hints))} present: the rows look like source "
-            f"version {other}"
-        )
+        message += f"; {', '.join(dict.fromkeys(hints))} present: the rows look like source version {other}"
     raise OcsfSchemaError(key, message, missing)
 
 
@@ -630,9 +575,7 @@ def _integers(array: pa.Array | None, name: str, key: str) -> pa.Array:
     try:
         return pc.cast(array, pa.int64())
     except pa.ArrowException as exc:
-        raise OcsfSchemaError(
-            key, f"{name} is {array.type}, not an integer: {exc}"
-        ) from None
+        raise OcsfSchemaError(key, f"{name} is {array.type}, not an integer: {exc}") from None
 
 
 def _timestamps(array: pa.Array | None, key: str) -> pa.Array:
@@ -660,9 +603,7 @@ def _reject(reason: pa.Array, condition: pa.Array, text: str) -> pa.Array:
     return pc.if_else(pc.and_(pc.is_null(reason), condition), pa.scalar(text), reason)
 
 
-def _rejections(
-    reason: pa.Array, mask: pa.Array
-) -> tuple[dict[str, int], list[tuple[int, str]]]:
+def _rejections(reason: pa.Array, mask: pa.Array) -> tuple[dict[str, int], list[tuple[int, str]]]:
     if not pc.any(mask).as_py():
         return {}, []
     counts = pc.value_counts(reason.filter(mask))
@@ -741,12 +682,8 @@ def make_ocsf_table(
     if source not in SUPPORTED_SOURCES or version not in SUPPORTED_VERSIONS:
         raise ValueError(f"no generator for {source} {version}")
     rng = np.random.default_rng(seed)
-    population = _Population(
-        source, account, entities, seed if population_seed is None else population_seed
-    )
-    day_start = int(
-        datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000
-    )
+    population = _Population(source, account, entities, seed if population_seed is None else population_seed)
+    day_start = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
     times = np.sort(day_start + rng.integers(0, 86_400_000, rows, dtype=np.int64))
     common = {
         "time": pa.array(times, pa.int64()),
@@ -764,9 +701,7 @@ def make_ocsf_table(
         "class_uid": class_uid,
         "category_uid": pa.array((class_uid.to_numpy() // 1000).astype(np.int32)),
         "activity_id": activity_id,
-        "type_uid": pa.array(
-            class_uid.to_numpy().astype(np.int64) * 100 + activity_id.to_numpy()
-        ),
+        "type_uid": pa.array(class_uid.to_numpy().astype(np.int64) * 100 + activity_id.to_numpy()),
         **common,
         **body,
     }
@@ -785,9 +720,7 @@ class _Population:
             types = []
             for index in range(self.count):
                 if index % 3 == 2:
-                    names.append(
-                        f"arn:aws:sts::{account}:assumed-role/Role{index % 7}/session{index}"
-                    )
+                    names.append(f"arn:aws:sts::{account}:assumed-role/Role{index % 7}/session{index}")
                     types.append("AssumedRole")
                 else:
                     names.append(f"arn:aws:iam::{account}:user/user{index:04d}")
@@ -798,9 +731,7 @@ class _Population:
             nets = rng.integers(1, 223, (self.count, 3))
             hosts = rng.integers(1, 255, (self.count, 3))
             ips = [
-                f"{(n[0] % 200) + 11}.{n[1]}.{n[2] % 250}.{h}"
-                for n, row in zip(nets, hosts, strict=True)
-                for h in row
+                f"{(n[0] % 200) + 11}.{n[1]}.{n[2] % 250}.{h}" for n, row in zip(nets, hosts, strict=True) for h in row
             ]
         else:
             self.ids = pa.array(
@@ -818,10 +749,14 @@ class _Population:
         activity = 1.0 / (1.0 + rng.permutation(self.count))
         self.weights = activity / activity.sum()
         self.account = account
-        strangers = rng.integers(1, 255, (256, 4))
-        self.strangers = pa.array(
-            [f"{(a % 200) + 11}.{b}.{c}.{d}" for a, b, c, d in strangers], pa.string()
-        )
+        public = rng.integers(1, 255, (256, 4))
+        #: Internet addresses: remote ends of flows, DNS answers, strangers' API calls.
+        self.public = pa.array([f"{(a % 200) + 11}.{b}.{c}.{d}" for a, b, c, d in public], pa.string())
+        if source == CLOUD_TRAIL_MGMT:
+            self.strangers = self.public
+        else:  # an instance seen on another VPC address (a second ENI, a new lease)
+            private = rng.integers(1, 255, (256, 2))
+            self.strangers = pa.array([f"10.1.{a}.{b}" for a, b in private], pa.string())
 
     def pick(self, rng: np.random.Generator, rows: int) -> tuple[np.ndarray, pa.Array]:
         """Entity index per row (a few busy, many quiet), and that entity's usual IP.
@@ -848,9 +783,7 @@ def _cloud_struct(version: str, account: str, region: str, rows: int) -> pa.Stru
             ["provider", "region", "account_uid"],
         )
     account_struct = pa.StructArray.from_arrays([account_array], ["uid"])
-    return pa.StructArray.from_arrays(
-        [provider, region_array, account_struct], ["provider", "region", "account"]
-    )
+    return pa.StructArray.from_arrays([provider, region_array, account_struct], ["provider", "region", "account"])
 
 
 def _metadata_struct(source: str, version: str, rows: int) -> pa.StructArray:
@@ -892,12 +825,8 @@ def _cloudtrail_columns(
         population.types.take(who_index),
     )
     principal = _null_where(population.principals.take(who_index), service_call)
-    account_uid = _null_where(
-        pa.array([population.account] * rows, pa.string()), service_call
-    )
-    callers = pa.array(_SERVICE_CALLERS).take(
-        pa.array(rng.integers(0, len(_SERVICE_CALLERS), rows))
-    )
+    account_uid = _null_where(pa.array([population.account] * rows, pa.string()), service_call)
+    callers = pa.array(_SERVICE_CALLERS).take(pa.array(rng.integers(0, len(_SERVICE_CALLERS), rows)))
     ip = _null_where(ips, service_call)
     domain = _null_where(callers, ~service_call)
     calls = rng.integers(0, len(_CLOUDTRAIL_CALLS), rows)
@@ -908,9 +837,7 @@ def _cloudtrail_columns(
         pa.array(_ERROR_CODES).take(pa.array(rng.integers(0, len(_ERROR_CODES), rows))),
         ~failed,
     )
-    agents = pa.array(_USER_AGENTS).take(
-        pa.array(rng.integers(0, len(_USER_AGENTS), rows))
-    )
+    agents = pa.array(_USER_AGENTS).take(pa.array(rng.integers(0, len(_USER_AGENTS), rows)))
     agents = pc.if_else(pa.array(service_call), callers, agents)
     request_ids = pc.cast(pa.array(rng.integers(0, 2**62, rows)), pa.string())
     if version == "1.0":
@@ -932,9 +859,7 @@ def _cloudtrail_columns(
             ["type", "uid", "uid_alt", "account"],
         )
         api_class = 6003
-    actor = pa.StructArray.from_arrays(
-        [user, _null_where(callers, ~service_call)], ["user", "invoked_by"]
-    )
+    actor = pa.StructArray.from_arrays([user, _null_where(callers, ~service_call)], ["user", "invoked_by"])
     response = pa.StructArray.from_arrays(
         [errors, _null_where(pa.array(["denied"] * rows, pa.string()), ~failed)],
         ["error", "message"],
@@ -958,18 +883,14 @@ def _cloudtrail_columns(
         "api": api,
         "src_endpoint": pa.StructArray.from_arrays([ip, domain], ["ip", "domain"]),
         "http_request": pa.StructArray.from_arrays([agents], ["user_agent"]),
-        "status": pc.if_else(
-            pa.array(failed), pa.scalar("Failure"), pa.scalar("Success")
-        ),
+        "status": pc.if_else(pa.array(failed), pa.scalar("Failure"), pa.scalar("Success")),
     }
 
 
-def _instance_columns(
-    source: str, rows: int, rng: np.random.Generator, population: _Population
-) -> dict[str, pa.Array]:
+def _instance_columns(source: str, rows: int, rng: np.random.Generator, population: _Population) -> dict[str, pa.Array]:
     who, own_ips = population.pick(rng, rows)
     instance = population.ids.take(pa.array(who))
-    outsiders = population.strangers.take(pa.array(rng.integers(0, 256, rows)))
+    outsiders = population.public.take(pa.array(rng.integers(0, 256, rows)))
     ports = pa.array(rng.integers(1024, 65535, rows).astype(np.int32))
     vpc = pa.array(["vpc-0a1b2c3d"] * rows, pa.string())
     if source == VPC_FLOW:
@@ -995,9 +916,7 @@ def _instance_columns(
             ["ip", "port", "instance_uid", "vpc_uid"],
         )
         refused = rng.random(rows) < 0.1
-        direction = pc.if_else(
-            pa.array(egress), pa.scalar("Outbound"), pa.scalar("Inbound")
-        )
+        direction = pc.if_else(pa.array(egress), pa.scalar("Outbound"), pa.scalar("Inbound"))
         connection = pa.StructArray.from_arrays(
             [
                 direction,
@@ -1016,16 +935,12 @@ def _instance_columns(
         return {
             "class_uid": pa.array(np.full(rows, 4001, np.int32)),
             "activity_id": pa.array(np.where(refused, 5, 6).astype(np.int32)),
-            "activity_name": pc.if_else(
-                pa.array(refused), pa.scalar("Refuse"), pa.scalar("Traffic")
-            ),
+            "activity_name": pc.if_else(pa.array(refused), pa.scalar("Refuse"), pa.scalar("Traffic")),
             "src_endpoint": src,
             "dst_endpoint": dst,
             "connection_info": connection,
             "traffic": traffic,
-            "disposition": pc.if_else(
-                pa.array(refused), pa.scalar("Blocked"), pa.scalar("Allowed")
-            ),
+            "disposition": pc.if_else(pa.array(refused), pa.scalar("Blocked"), pa.scalar("Allowed")),
         }
     # Route 53 resolver: most queries come from instances, some from other resources.
     from_instance = rng.random(rows) < 0.9
@@ -1033,9 +948,7 @@ def _instance_columns(
         [own_ips, ports, _null_where(instance, ~from_instance), vpc],
         ["ip", "port", "instance_uid", "vpc_uid"],
     )
-    names = pa.array(_QUERY_NAMES).take(
-        pa.array(rng.integers(0, len(_QUERY_NAMES), rows))
-    )
+    names = pa.array(_QUERY_NAMES).take(pa.array(rng.integers(0, len(_QUERY_NAMES), rows)))
     query = pa.StructArray.from_arrays(
         [
             names,
@@ -1052,9 +965,7 @@ def _instance_columns(
         ],
         ["rdata", "type", "class"],
     )
-    answers = pa.ListArray.from_arrays(
-        pa.array(np.arange(rows + 1, dtype=np.int32)), answer
-    )
+    answers = pa.ListArray.from_arrays(pa.array(np.arange(rows + 1, dtype=np.int32)), answer)
     return {
         "class_uid": pa.array(np.full(rows, 4003, np.int32)),
         "activity_id": pa.array(np.full(rows, 6, np.int32)),
@@ -1094,9 +1005,7 @@ def write_security_lake_sample(
             for version in versions:
                 for region in regions:
                     for account in accounts:
-                        partition = (
-                            f"{seed}/{source}/{version}/{region}/{account}/{day}"
-                        )
+                        partition = f"{seed}/{source}/{version}/{region}/{account}/{day}"
                         digest = hashlib.sha256(partition.encode()).hexdigest()
                         table = make_ocsf_table(
                             source,

@@ -1,0 +1,609 @@
+"""Security Lake: keys, SQS notifications and OCSF rows, checked against real samples.
+
+The OCSF and SQS samples (ocsf/examples, the Security Lake SageMaker workshop) are read in
+place from the shared reference folder; nothing is copied into the project.
+"""
+
+import copy
+import io
+import json
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from proactive_assets.core.security_lake import (
+    ACTIVITY_SCHEMA,
+    CLOUD_TRAIL_MGMT,
+    ROUTE53,
+    SUPPORTED_SOURCES,
+    SUPPORTED_VERSIONS,
+    VPC_FLOW,
+    MalformedNotification,
+    OcsfSchemaError,
+    make_ocsf_table,
+    parse_security_lake_key,
+    parse_sqs_message_body,
+    read_ocsf_activity,
+    read_ocsf_parquet,
+    security_lake_key,
+    write_security_lake_sample,
+)
+
+SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "samples"
+OCSF = SAMPLES / "ocsf"
+WORKSHOP = SAMPLES / "securitylake_workshop"
+needs_samples = pytest.mark.skipif(not SAMPLES.is_dir(), reason=f"reference samples not found at {SAMPLES}")
+
+WORKSHOP_KEY = (
+    "aws/VPC_FLOW/1.0/region=us-east-1/accountId=645411899653/eventDay=20230726/"
+    "02c4c95860435b9afa86fb93f7fa776a.gz.parquet"
+)
+WORKSHOP_BUCKET = "aws-security-data-lake-us-east-1-iiwhzfdilkd1tp1kcbh8mmk4shsvyy"
+
+CLOUDTRAIL_SAMPLES = [
+    ("ocsf-1.0.0-rc.2_cloudtrail_api_activity_3005.json", "1.0"),
+    ("ocsf-1.1.0_cloudtrail_api_activity_6003.json", "2.0"),
+    ("ocsf-1.1.0_cloudtrail_authentication_3002.json", "2.0"),
+    ("ocsf-1.1.0_cloudtrail_account_change_3001.json", "2.0"),
+]
+INSTANCE_SAMPLES = [
+    ("ocsf-1.0.0-rc.2_vpcflow_network_activity_4001.json", VPC_FLOW, "1.0"),
+    ("ocsf-1.1.0_vpcflow_network_activity_4001.json", VPC_FLOW, "2.0"),
+    ("ocsf-1.1.0_route53_dns_activity_4003.json", ROUTE53, "2.0"),
+]
+ALL_SAMPLES = [(name, CLOUD_TRAIL_MGMT, version) for name, version in CLOUDTRAIL_SAMPLES]
+ALL_SAMPLES += INSTANCE_SAMPLES
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def load_sample(name: str) -> dict[str, Any]:
+    return json.loads((OCSF / name).read_text())
+
+
+def dig(obj: dict[str, Any], path: str) -> Any:
+    for part in path.split("."):
+        if not isinstance(obj, dict) or part not in obj:
+            return None
+        obj = obj[part]
+    return obj
+
+
+def without_empty_structs(obj: Any) -> Any:
+    """Drop ``{}`` values: Parquet cannot store a struct without fields (Security Lake
+    writes its full schema instead, so real objects never have one)."""
+    if isinstance(obj, dict):
+        return {k: without_empty_structs(v) for k, v in obj.items() if v != {}}
+    if isinstance(obj, list):
+        return [without_empty_structs(v) for v in obj]
+    return obj
+
+
+def to_table(*records: dict[str, Any]) -> pa.Table:
+    return pa.Table.from_pylist([without_empty_structs(r) for r in records])
+
+
+def parquet_bytes(table: pa.Table, compression: str = "gzip") -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression=compression)
+    return sink.getvalue()
+
+
+def sample_key(record: dict[str, Any], source: str, version: str, account: str) -> str:
+    day = datetime.fromtimestamp(record["time"] / 1000, UTC).date()
+    region = record["cloud"]["region"]
+    return security_lake_key(source, version, region, account, day, "0a1b2c.gz.parquet")
+
+
+def only_row(table: pa.Table) -> dict[str, Any]:
+    assert table.num_rows == 1
+    return table.to_pylist()[0]
+
+
+# ------------------------------------------------------------------------- object keys
+
+
+def test_workshop_key_parses() -> None:
+    info = parse_security_lake_key(WORKSHOP_KEY)
+    assert info is not None
+    assert (info.source, info.source_version) == ("VPC_FLOW", "1.0")
+    assert (info.region, info.account) == ("us-east-1", "645411899653")
+    assert info.day == date(2023, 7, 26)
+    assert info.key == WORKSHOP_KEY
+    assert info.supported and not info.custom
+    assert info.source_label == "security_lake:VPC_FLOW"
+
+
+def test_version_two_and_prefixed_keys_parse() -> None:
+    key = "lake/aws/CLOUD_TRAIL_MGMT/2.0/region=eu-west-1/accountId=111122223333/eventDay=20240229/abc.gz.parquet"
+    info = parse_security_lake_key(key)
+    assert info is not None and info.supported
+    assert (info.source, info.source_version, info.region) == (
+        "CLOUD_TRAIL_MGMT",
+        "2.0",
+        "eu-west-1",
+    )
+    assert info.day == date(2024, 2, 29)
+
+
+def test_unknown_and_custom_sources_parse_but_are_unsupported() -> None:
+    s3_data = parse_security_lake_key(
+        "aws/S3_DATA/2.0/region=us-east-1/accountId=123456789012/eventDay=20240101/x.parquet"
+    )
+    assert s3_data is not None and s3_data.source == "S3_DATA" and not s3_data.supported
+    future = parse_security_lake_key(
+        "aws/VPC_FLOW/3.0/region=us-east-1/accountId=123456789012/eventDay=20240101/x.parquet"
+    )
+    assert future is not None and not future.supported
+    custom = parse_security_lake_key(
+        "ext/MOVIE_AUTH/1.0/region=us-east-1/accountId=123456789012/eventDay=20240101/f.parquet"
+    )
+    assert custom is not None and custom.custom and not custom.supported
+    assert (custom.source, custom.source_version) == ("MOVIE_AUTH", "1.0")
+    unversioned = parse_security_lake_key(
+        "ext/MY_APP/region=us-east-1/accountId=123456789012/eventDay=20240101/f.parquet"
+    )
+    assert unversioned is not None and unversioned.source_version is None
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "aws/VPC_FLOW/1.0/region=us-east-1/accountId=64541189965/eventDay=20230726/a.parquet",
+        "aws/VPC_FLOW/1.0/region=us-east-1/accountId=645411899653/eventDay=20231340/a.parquet",
+        "aws/VPC_FLOW/1.0/region=us-east-1/accountId=645411899653/eventDay=20230726/a.json",
+        "aws/VPC_FLOW/region=us-east-1/accountId=645411899653/eventDay=20230726/a.parquet",
+        "AWSLogs/111122223333/CloudTrail/us-east-1/2024/01/01/"
+        "111122223333_CloudTrail_us-east-1_20240101T0000Z_abc.json.gz",
+        "",
+    ],
+)
+def test_other_keys_are_not_security_lake_objects(key: str) -> None:
+    assert parse_security_lake_key(key) is None
+
+
+def test_security_lake_key_round_trips() -> None:
+    key = security_lake_key("ROUTE53", "2.0", "ap-south-1", "123456789012", date(2024, 3, 5), "h.gz.parquet")
+    info = parse_security_lake_key(key)
+    assert info is not None
+    assert (info.source, info.source_version, info.region, info.account, info.day) == (
+        "ROUTE53",
+        "2.0",
+        "ap-south-1",
+        "123456789012",
+        date(2024, 3, 5),
+    )
+
+
+# ------------------------------------------------------------------------ SQS messages
+
+
+def workshop_body(name: str) -> Any:
+    event = json.loads((WORKSHOP / name).read_text())
+    return event["Records"][0]["body"]
+
+
+@needs_samples
+def test_workshop_dict_body_gives_bucket_and_key() -> None:
+    body = workshop_body("test-securitylake-sqs-message.json")
+    assert isinstance(body, dict)
+    assert parse_sqs_message_body(body) == [(WORKSHOP_BUCKET, WORKSHOP_KEY)]
+
+
+@needs_samples
+def test_workshop_body_as_json_string_and_bytes() -> None:
+    """Real SQS delivers the body as text; the original Lambda skipped those."""
+    text = json.dumps(workshop_body("test-securitylake-sqs-message.json"))
+    assert parse_sqs_message_body(text) == [(WORKSHOP_BUCKET, WORKSHOP_KEY)]
+    assert parse_sqs_message_body(text.encode()) == [(WORKSHOP_BUCKET, WORKSHOP_KEY)]
+
+
+@needs_samples
+def test_url_encoded_keys_are_decoded() -> None:
+    body = copy.deepcopy(workshop_body("test-securitylake-sqs-message.json"))
+    obj = body["Records"][0]["s3"]["object"]
+    obj["key"] = obj["key"].replace("=", "%3D").replace("02c4", "my+file%2B02c4")
+    [(bucket, key)] = parse_sqs_message_body(json.dumps(body))
+    assert bucket == WORKSHOP_BUCKET
+    assert key == WORKSHOP_KEY.replace("02c4", "my file+02c4")
+    assert parse_security_lake_key(key) is not None
+
+
+def eventbridge_event(key: str, detail_type: str = "Object Created") -> dict[str, Any]:
+    return {
+        "version": "0",
+        "id": "17793124-05d4-b198-2fde-7ededc63b103",
+        "detail-type": detail_type,
+        "source": "aws.s3",
+        "account": "123456789012",
+        "time": "2023-09-22T16:06:46Z",
+        "region": "us-east-1",
+        "resources": [f"arn:aws:s3:::{WORKSHOP_BUCKET}"],
+        "detail": {
+            "version": "0",
+            "bucket": {"name": WORKSHOP_BUCKET},
+            "object": {"key": key, "size": 35095, "etag": "b68171d372a7"},
+            "request-id": "N4N7GDK58NMKJ12R",
+            "requester": "123456789012",
+            "reason": "PutObject",
+        },
+    }
+
+
+def test_eventbridge_body() -> None:
+    event = eventbridge_event(WORKSHOP_KEY)
+    assert parse_sqs_message_body(json.dumps(event)) == [(WORKSHOP_BUCKET, WORKSHOP_KEY)]
+    assert parse_sqs_message_body(event) == [(WORKSHOP_BUCKET, WORKSHOP_KEY)]
+    deleted = eventbridge_event(WORKSHOP_KEY, detail_type="Object Deleted")
+    assert parse_sqs_message_body(deleted) == []
+
+
+@needs_samples
+def test_sns_wrapped_body() -> None:
+    inner = json.dumps(workshop_body("test-securitylake-sqs-message.json"))
+    wrapped = {"Type": "Notification", "MessageId": "m-1", "Message": inner}
+    assert parse_sqs_message_body(json.dumps(wrapped)) == [(WORKSHOP_BUCKET, WORKSHOP_KEY)]
+
+
+def test_s3_test_event_and_non_creation_records_are_empty() -> None:
+    test_event = {
+        "Service": "Amazon S3",
+        "Event": "s3:TestEvent",
+        "Time": "2023-09-22T16:00:00.000Z",
+        "Bucket": WORKSHOP_BUCKET,
+        "RequestId": "5582815E1AEA5ADF",
+        "HostId": "8cLeGAmw098X5cv4Zkwcmo8vvZa3eH3eKxsPzbB9wrR+YstdA6Knx4Ip8EXAMPLE",
+    }
+    assert parse_sqs_message_body(json.dumps(test_event)) == []
+    removed = {
+        "Records": [
+            {
+                "eventName": "ObjectRemoved:Delete",
+                "s3": {"bucket": {"name": "b"}, "object": {"key": "k"}},
+            }
+        ]
+    }
+    assert parse_sqs_message_body(removed) == []
+
+
+@needs_samples
+def test_irrelevant_workshop_body_is_malformed_as_dict_and_string() -> None:
+    """Rule: a body with neither shape is malformed (left for the dead-letter queue)."""
+    body = workshop_body("test-lambda-message.json")
+    for form in (body, json.dumps(body)):
+        with pytest.raises(MalformedNotification, match=r"neither 'Records'.*nor 'detail'"):
+            parse_sqs_message_body(form)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("not json {", "not JSON"),
+        ("[1, 2]", "not an object"),
+        ({"Records": []}, "non-empty list"),
+        ({"Records": [{"eventSource": "aws:sqs", "body": "x"}]}, r"Records\[0\]"),
+        ({"Records": ["x"]}, r"Records\[0\] is not an object"),
+        ({"detail": {"bucket": {"name": "b"}}}, "detail.bucket.name/object.key"),
+        ({"Type": "Notification", "Message": "<xml/>"}, "SNS Message is not JSON"),
+        (42, "not JSON text or a dict"),
+    ],
+)
+def test_malformed_bodies_raise(body: Any, message: str) -> None:
+    with pytest.raises(MalformedNotification, match=message):
+        parse_sqs_message_body(body)
+
+
+# --------------------------------------------------------------- OCSF samples -> rows
+
+
+def test_activity_schema_is_the_cloudtrail_events_schema() -> None:
+    """Security Lake activity and CloudTrail events feed one learning set."""
+    from proactive_assets.core.cloudtrail import EVENTS_SCHEMA
+
+    assert ACTIVITY_SCHEMA == EVENTS_SCHEMA
+    lake = read_ocsf_activity(make_ocsf_table(VPC_FLOW, "2.0", 10, seed=1), VPC_FLOW, "2.0", "k").table
+    assert pa.concat_tables([lake, EVENTS_SCHEMA.empty_table()]).num_rows == lake.num_rows
+
+
+@needs_samples
+@pytest.mark.parametrize(("name", "version"), CLOUDTRAIL_SAMPLES)
+def test_cloudtrail_samples_give_entity_ip_pairs(name: str, version: str) -> None:
+    record = load_sample(name)
+    activity = read_ocsf_activity(to_table(record), CLOUD_TRAIL_MGMT, version, name)
+    assert activity.table.schema == ACTIVITY_SCHEMA
+    assert (activity.rows_read, activity.rejected) == (1, {})
+    row = only_row(activity.table)
+    arn_field = "actor.user.uuid" if version == "1.0" else "actor.user.uid"
+    account_field = "actor.user.account_uid" if version == "1.0" else "actor.user.account.uid"
+    assert row["identity_arn"] == dig(record, arn_field)
+    assert row["identity_arn"].startswith("arn:aws:")
+    assert row["identity_type"] == dig(record, "actor.user.type")
+    assert row["source_ip"] == dig(record, "src_endpoint.ip")
+    # The samples have no cloud account and ``name`` is no Security Lake key, so the
+    # account comes from the caller's.
+    assert row["account"] == dig(record, account_field)
+    assert row["region"] == dig(record, "cloud.region")
+    assert row["event_name"] == dig(record, "api.operation")
+    assert row["event_source"] == dig(record, "api.service.name")
+    assert row["user_agent"] == dig(record, "http_request.user_agent")
+    assert row["error_code"] is None
+    assert row["event_time"] == datetime.fromtimestamp(record["time"] / 1000, UTC)
+    assert row["source_file"] == name
+    assert row["source"] == "security_lake:CLOUD_TRAIL_MGMT"
+    assert row["event_id"] == dig(record, "metadata.uid")
+    assert (row["source_kind"], row["is_pair"]) == ("ip", True)
+    assert activity.pair_count == 1
+
+
+@needs_samples
+@pytest.mark.parametrize(("name", "version"), CLOUDTRAIL_SAMPLES)
+def test_cloudtrail_samples_through_parquet(name: str, version: str) -> None:
+    """Parquet bytes + key: the key's account wins over the caller's when rows lack
+    ``cloud.account``, since Security Lake partitions by the account the logs belong to."""
+    record = load_sample(name)
+    key = sample_key(record, CLOUD_TRAIL_MGMT, version, "999999999999")
+    activity = read_ocsf_parquet(parquet_bytes(to_table(record)), key)
+    row = only_row(activity.table)
+    assert row["account"] == "999999999999"
+    assert row["source_file"] == key
+    assert row["identity_arn"] == dig(record, "actor.user.uuid" if version == "1.0" else "actor.user.uid")
+    assert row["source_ip"] == dig(record, "src_endpoint.ip")
+
+
+@needs_samples
+def test_cloud_account_is_preferred_when_present() -> None:
+    record = load_sample("ocsf-1.1.0_cloudtrail_api_activity_6003.json")
+    record["cloud"]["account"] = {"uid": "444455556666"}
+    key = sample_key(record, CLOUD_TRAIL_MGMT, "2.0", "999999999999")
+    row = only_row(read_ocsf_parquet(parquet_bytes(to_table(record)), key).table)
+    assert row["account"] == "444455556666"
+
+
+@needs_samples
+@pytest.mark.parametrize(("name", "source", "version"), INSTANCE_SAMPLES)
+def test_instance_samples_without_source_instance_make_no_pair(name: str, source: str, version: str) -> None:
+    """The samples are an ingress flow and a query without ``srcids.instance``: as in the
+    workshop, rows without ``src_endpoint.instance_uid`` are dropped."""
+    record = load_sample(name)
+    assert dig(record, "src_endpoint.instance_uid") is None
+    key = sample_key(record, source, version, "123456789012")
+    activity = read_ocsf_parquet(parquet_bytes(to_table(record)), key)
+    assert activity.table.num_rows == 0
+    assert activity.table.schema == ACTIVITY_SCHEMA
+    assert activity.rows_read == 1
+    assert activity.rejected == {"no src_endpoint.instance_uid": 1}
+    assert activity.rejected_examples == [(0, "no src_endpoint.instance_uid")]
+
+
+@needs_samples
+@pytest.mark.parametrize(("name", "source", "version"), INSTANCE_SAMPLES)
+def test_instance_samples_with_source_instance_make_a_pair(name: str, source: str, version: str) -> None:
+    record = load_sample(name)
+    record["src_endpoint"]["instance_uid"] = "i-0dee580a031e28c14"
+    activity = read_ocsf_activity(to_table(record), source, version, name)
+    row = only_row(activity.table)
+    assert row["identity_arn"] == "i-0dee580a031e28c14"
+    assert row["identity_type"] == "Instance"
+    assert row["source_ip"] == record["src_endpoint"]["ip"]
+    account_field = "cloud.account_uid" if version == "1.0" else "cloud.account.uid"
+    assert row["account"] == dig(record, account_field)
+    assert row["region"] == record["cloud"]["region"]
+    assert row["event_name"] == record["activity_name"]
+    assert row["event_source"] == ("vpc-flow-logs" if source == VPC_FLOW else "route53-resolver")
+    assert row["source"] == f"security_lake:{source}"
+    assert row["is_pair"] is True
+
+
+@needs_samples
+def test_dash_values_are_dropped_and_default_event_names_used() -> None:
+    record = load_sample("ocsf-1.1.0_vpcflow_network_activity_4001.json")
+    del record["activity_name"]
+    dash_instance = copy.deepcopy(record)
+    dash_instance["src_endpoint"]["instance_uid"] = "-"
+    dash_ip = copy.deepcopy(record)
+    dash_ip["src_endpoint"].update(instance_uid="i-1", ip="-")
+    good = copy.deepcopy(record)
+    good["src_endpoint"]["instance_uid"] = "i-2"
+    activity = read_ocsf_activity(to_table(dash_instance, dash_ip, good), VPC_FLOW, "2.0", "k")
+    assert activity.rejected == {"no src_endpoint.instance_uid": 1, "no src_endpoint.ip": 1}
+    row = only_row(activity.table)
+    assert (row["identity_arn"], row["event_name"]) == ("i-2", "Traffic")
+
+
+@needs_samples
+@pytest.mark.parametrize(("name", "source", "version"), ALL_SAMPLES)
+def test_wrong_schema_version_raises_naming_the_key(name: str, source: str, version: str) -> None:
+    record = load_sample(name)
+    other = "1.0" if version == "2.0" else "2.0"
+    key = sample_key(record, source, other, "123456789012")
+    with pytest.raises(OcsfSchemaError) as caught:
+        read_ocsf_parquet(parquet_bytes(to_table(record)), key)
+    assert caught.value.key == key
+    assert key in str(caught.value)
+    assert caught.value.missing
+    assert f"look like source version {version}" in str(caught.value)
+
+
+@needs_samples
+def test_unknown_source_raises_naming_the_key() -> None:
+    table = to_table(load_sample("ocsf-1.1.0_cloudtrail_api_activity_6003.json"))
+    key = "aws/S3_DATA/2.0/region=us-east-1/accountId=123456789012/eventDay=20230921/a.gz.parquet"
+    with pytest.raises(OcsfSchemaError, match="unsupported Security Lake source") as caught:
+        read_ocsf_activity(table, "S3_DATA", "2.0", key)
+    assert caught.value.key == key and key in str(caught.value)
+    with pytest.raises(OcsfSchemaError, match="S3_DATA") as caught:
+        read_ocsf_parquet(parquet_bytes(table), key)
+    assert caught.value.key == key
+    with pytest.raises(OcsfSchemaError, match="unsupported source version"):
+        read_ocsf_activity(table, CLOUD_TRAIL_MGMT, "3.0", key)
+
+
+@needs_samples
+def test_missing_columns_are_named() -> None:
+    record = load_sample("ocsf-1.1.0_cloudtrail_api_activity_6003.json")
+    del record["api"]
+    del record["time"]
+    with pytest.raises(OcsfSchemaError) as caught:
+        read_ocsf_activity(to_table(record), CLOUD_TRAIL_MGMT, "2.0", "the/key")
+    assert set(caught.value.missing) == {"time", "api.operation"}
+    assert str(caught.value).startswith("the/key: ")
+
+
+@needs_samples
+def test_class_of_another_source_raises() -> None:
+    route53 = to_table(load_sample("ocsf-1.1.0_route53_dns_activity_4003.json"))
+    with pytest.raises(OcsfSchemaError, match=r"no row of class \[4001\].*found class_uid \[4003\]"):
+        read_ocsf_activity(route53, VPC_FLOW, "2.0", "k")
+
+
+@needs_samples
+def test_rows_of_unexpected_class_or_without_time_are_rejected() -> None:
+    record = load_sample("ocsf-1.1.0_cloudtrail_api_activity_6003.json")
+    finding = copy.deepcopy(record)
+    finding["class_uid"] = 2004
+    untimed = copy.deepcopy(record)
+    untimed["time"] = None
+    activity = read_ocsf_activity(to_table(record, finding, untimed), CLOUD_TRAIL_MGMT, "2.0", "k")
+    assert activity.rows_read == 3 and activity.rows_kept == 1
+    assert activity.rejected == {
+        "class_uid not in [3001, 3002, 6003] for CLOUD_TRAIL_MGMT 2.0": 1,
+        "missing time": 1,
+    }
+    assert [index for index, _ in activity.rejected_examples] == [1, 2]
+
+
+@needs_samples
+def test_service_callers_count_but_are_not_pairs() -> None:
+    record = load_sample("ocsf-1.1.0_cloudtrail_api_activity_6003.json")
+    service = copy.deepcopy(record)
+    service["actor"] = {"user": {"type": "AWSService"}, "invoked_by": "lambda.amazonaws.com"}
+    service["src_endpoint"] = {"domain": "lambda.amazonaws.com"}
+    internal = copy.deepcopy(record)
+    internal["src_endpoint"] = {"ip": "AWS Internal"}
+    table = to_table(record, service, internal)
+    rows = read_ocsf_activity(table, CLOUD_TRAIL_MGMT, "2.0", "k").table.to_pylist()
+    assert [r["is_pair"] for r in rows] == [True, False, False]
+    assert [r["source_kind"] for r in rows] == ["ip", "aws_service", "aws_internal"]
+    assert rows[1]["identity_arn"] is None
+    assert rows[1]["source_ip"] == "lambda.amazonaws.com"
+    assert rows[2]["source_ip"] == "AWS Internal"
+
+
+@needs_samples
+def test_source_ips_are_canonical_and_error_codes_kept() -> None:
+    record = load_sample("ocsf-1.1.0_cloudtrail_api_activity_6003.json")
+    leading_zeros = copy.deepcopy(record)
+    leading_zeros["src_endpoint"]["ip"] = "075.050.255.067"
+    ipv6 = copy.deepcopy(record)
+    ipv6["src_endpoint"]["ip"] = "2001:DB8:0:0::1"
+    denied = copy.deepcopy(record)
+    denied["api"]["response"]["error"] = "AccessDenied"
+    rows = read_ocsf_activity(to_table(leading_zeros, ipv6, denied), CLOUD_TRAIL_MGMT, "2.0", "k").table.to_pylist()
+    assert [r["source_ip"] for r in rows] == ["75.50.255.67", "2001:db8::1", "205.8.181.128"]
+    assert all(r["is_pair"] for r in rows)
+    assert [r["error_code"] for r in rows] == [None, None, "AccessDenied"]
+
+
+@needs_samples
+def test_time_as_timestamp_column_is_accepted() -> None:
+    record = load_sample("ocsf-1.1.0_cloudtrail_api_activity_6003.json")
+    table = to_table(record)
+    as_timestamp = pa.array([record["time"] * 1000], pa.int64()).cast(pa.timestamp("us"))
+    table = table.set_column(table.schema.get_field_index("time"), "time", as_timestamp)
+    row = only_row(read_ocsf_activity(table, CLOUD_TRAIL_MGMT, "2.0", "k").table)
+    assert row["event_time"] == datetime.fromtimestamp(record["time"] / 1000, UTC)
+
+
+def test_unreadable_parquet_and_foreign_keys_raise_naming_the_key() -> None:
+    key = security_lake_key(VPC_FLOW, "2.0", "us-east-1", "123456789012", date(2024, 1, 1), "x.gz.parquet")
+    with pytest.raises(OcsfSchemaError, match="unreadable Parquet") as caught:
+        read_ocsf_parquet(b"PAR1 but truncated", key)
+    assert caught.value.key == key and key in str(caught.value)
+    with pytest.raises(OcsfSchemaError, match="not a Security Lake object key"):
+        read_ocsf_parquet(b"", "AWSLogs/1/CloudTrail/x.json.gz")
+
+
+def test_empty_table_gives_empty_activity() -> None:
+    table = make_ocsf_table(CLOUD_TRAIL_MGMT, "2.0", 0, seed=1)
+    activity = read_ocsf_activity(table, CLOUD_TRAIL_MGMT, "2.0", "k")
+    assert activity.table.num_rows == 0 and activity.rejected == {}
+    assert activity.table.schema == ACTIVITY_SCHEMA
+
+
+# -------------------------------------------------------------------------- generator
+
+
+@pytest.mark.parametrize("source", SUPPORTED_SOURCES)
+@pytest.mark.parametrize("version", SUPPORTED_VERSIONS)
+def test_generated_tables_round_trip_through_the_reader(source: str, version: str) -> None:
+    day = date(2024, 5, 6)
+    table = make_ocsf_table(source, version, 2_000, seed=3, day=day, account="210987654321", region="eu-west-1")
+    key = security_lake_key(source, version, "eu-west-1", "210987654321", day, "h.gz.parquet")
+    activity = read_ocsf_parquet(parquet_bytes(table), key)
+    out = activity.table
+    assert out.schema == ACTIVITY_SCHEMA
+    assert activity.rows_read == 2_000
+    assert activity.rows_kept + activity.rejected_count == 2_000
+    assert activity.pair_count > 1_000
+    assert set(out["account"].to_pylist()) == {"210987654321"}
+    assert set(out["region"].to_pylist()) == {"eu-west-1"}
+    assert {t.date() for t in out["event_time"].to_pylist()} == {day}
+    pairs = out.filter(out["is_pair"]).to_pylist()
+    prefix = "arn:aws:" if source == CLOUD_TRAIL_MGMT else "i-"
+    assert all(p["identity_arn"].startswith(prefix) for p in pairs)
+    if source == CLOUD_TRAIL_MGMT:
+        assert activity.rejected == {}
+        services = [r for r in out.to_pylist() if r["identity_type"] == "AWSService"]
+        assert services and not any(r["is_pair"] for r in services)
+        assert all(r["source_ip"].endswith(".amazonaws.com") for r in services)
+    else:
+        assert set(activity.rejected) <= {
+            "no src_endpoint.instance_uid",
+            "no src_endpoint.ip",
+        }
+        # Instances pair with private addresses (their own, or another VPC address).
+        assert all(p["source_ip"].startswith("10.") for p in pairs)
+    other = "1.0" if version == "2.0" else "2.0"
+    with pytest.raises(OcsfSchemaError):
+        read_ocsf_activity(table, source, other, key)
+
+
+def test_generator_is_deterministic_and_population_stable() -> None:
+    a = make_ocsf_table(CLOUD_TRAIL_MGMT, "2.0", 500, seed=11)
+    b = make_ocsf_table(CLOUD_TRAIL_MGMT, "2.0", 500, seed=11)
+    c = make_ocsf_table(CLOUD_TRAIL_MGMT, "2.0", 500, seed=12, population_seed=11)
+    assert a.equals(b)
+    assert not a.equals(c)
+
+    def entities(table: pa.Table) -> set[str]:
+        rows = read_ocsf_activity(table, CLOUD_TRAIL_MGMT, "2.0", "k").table
+        return {r for r in rows["identity_arn"].to_pylist() if r}
+
+    assert entities(a) & entities(c)
+    assert entities(c) <= entities(make_ocsf_table(CLOUD_TRAIL_MGMT, "2.0", 20_000, seed=11))
+
+
+def test_write_security_lake_sample_layout(tmp_path: Path) -> None:
+    paths = write_security_lake_sample(tmp_path / "lake", date(2024, 1, 30), 2, seed=7, rows_per_file=50)
+    assert len(paths) == 2 * len(SUPPORTED_SOURCES) * len(SUPPORTED_VERSIONS)
+    seen = set()
+    for path in paths:
+        key = path.relative_to(tmp_path / "lake").as_posix()
+        assert key.endswith(".gz.parquet")
+        info = parse_security_lake_key(key)
+        assert info is not None and info.supported
+        assert info.day in {date(2024, 1, 30), date(2024, 1, 31)}
+        seen.add((info.source, info.source_version, info.day))
+        metadata = pq.ParquetFile(path).metadata
+        assert metadata.row_group(0).column(0).compression == "GZIP"
+        activity = read_ocsf_parquet(path.read_bytes(), key)
+        assert activity.rows_read == 50
+    assert len(seen) == len(paths)
+    again = write_security_lake_sample(tmp_path / "again", date(2024, 1, 30), 2, seed=7, rows_per_file=50)
+    assert [p.relative_to(tmp_path / "again") for p in again] == [p.relative_to(tmp_path / "lake") for p in paths]
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(paths, again, strict=True))
