@@ -40,7 +40,7 @@ def raw_cloudtrail(context: AssetExecutionContext, proactive: ProactiveResource)
         store = proactive.cloudtrail_store()
         objects, problems = cloudtrail.list_day_objects(store, day, proactive.accounts, proactive.regions)
     except SourceUnavailable as exc:
-        raise Failure(description=f"CloudTrail source {proactive.cloudtrail_uri}: {exc}") from exc
+        raise Failure(description=f"CloudTrail source {proactive.cloudtrail_uri}: {exc}", allow_retries=False) from exc
     inventory = cloudtrail.inventory_table(objects)
     proactive.warehouse().write_tables(
         "raw_cloudtrail",

@@ -1,0 +1,60 @@
+"""Builders for CloudTrail objects in the real bucket layout (local folder or S3)."""
+
+import gzip
+import json
+from datetime import date
+from typing import Any
+
+from proactive_assets.core.storage import ObjectStore
+
+ACCOUNT = "111122223333"
+ORG_ACCOUNT = "444455556666"
+ORG_ID = "o-abcdef1234"
+
+
+def record(
+    arn: str | None = "arn:aws:iam::111122223333:user/alice",
+    ip: str | None = "203.0.113.10",
+    name: str = "DescribeInstances",
+    time: str = "2024-03-05T10:00:00Z",
+    event_id: str | None = None,
+    **extra: Any,
+) -> dict:
+    identity: dict[str, Any] = {"type": "IAMUser", "accountId": ACCOUNT}
+    if arn is not None:
+        identity["arn"] = arn
+    rec: dict[str, Any] = {
+        "eventVersion": "1.09",
+        "userIdentity": identity,
+        "eventTime": time,
+        "eventSource": "ec2.amazonaws.com",
+        "eventName": name,
+        "awsRegion": "us-east-1",
+        "userAgent": "aws-cli/2.15",
+        "requestParameters": {"filterSet": {}, "instancesSet": {"items": [{"instanceId": "i-1"}]}},
+        "responseElements": None,
+        "eventID": event_id or f"{arn}-{ip}-{name}-{time}",
+        "readOnly": True,
+        "recipientAccountId": ACCOUNT,
+    }
+    if ip is not None:
+        rec["sourceIPAddress"] = ip
+    rec.update(extra)
+    return rec
+
+
+def log_key(day: date, account: str = ACCOUNT, region: str = "us-east-1", minute: int = 0,
+            org_id: str | None = None, uid: str = "AbCdEfGh12345678") -> str:
+    root = f"AWSLogs/{org_id}/{account}" if org_id else f"AWSLogs/{account}"
+    stamp = f"{day:%Y%m%d}T{minute // 60:02d}{minute % 60:02d}Z"
+    return f"{root}/CloudTrail/{region}/{day:%Y/%m/%d}/{account}_CloudTrail_{region}_{stamp}_{uid}.json.gz"
+
+
+def put_log(store: ObjectStore, key: str, records: list[dict]) -> None:
+    store.put(key, gzip.compress(json.dumps({"Records": records}).encode(), mtime=0))
+
+
+def put_digest(store: ObjectStore, day: date, account: str = ACCOUNT, region: str = "us-east-1") -> None:
+    key = (f"AWSLogs/{account}/CloudTrail-Digest/{region}/{day:%Y/%m/%d}/"
+           f"{account}_CloudTrail-Digest_{region}_main_{region}_{day:%Y%m%d}T010000Z.json.gz")
+    store.put(key, gzip.compress(json.dumps({"awsAccountId": account, "logFiles": []}).encode()))
