@@ -354,7 +354,7 @@ def read_ocsf_activity(table: pa.Table, source: str, source_version: str, source
     accounts = [_strings(_column(table, path), n, source_key) for path in account_fields]
     region = _strings(_column(table, "cloud.region"), n, source_key)
     if key_info is not None:
-        accounts.insert(1, pa.array([key_info.account] * n, pa.string()))
+        accounts.insert(1, _const(key_info.account, n))
         region = pc.coalesce(region, pa.scalar(key_info.region))
     account = pc.coalesce(*accounts) if len(accounts) > 1 else accounts[0]
 
@@ -397,8 +397,8 @@ def read_ocsf_activity(table: pa.Table, source: str, source_version: str, source
         activity = _strings(_column(table, "activity_name"), n, source_key)
         columns = {
             "event_name": pc.coalesce(activity, pa.scalar(default_name)),
-            "event_source": pa.array([event_source] * n, pa.string()),
-            "identity_type": pa.array(["Instance"] * n, pa.string()),
+            "event_source": _const(event_source, n),
+            "identity_type": _const("Instance", n),
             "user_agent": pa.nulls(n, pa.string()),
             "error_code": pa.nulls(n, pa.string()),
         }
@@ -420,8 +420,8 @@ def read_ocsf_activity(table: pa.Table, source: str, source_version: str, source
             "user_agent": columns["user_agent"],
             "error_code": columns["error_code"],
             "event_id": _strings(_column(table, "metadata.uid"), n, source_key),
-            "source": pa.array([source_label(source)] * n, pa.string()),
-            "source_file": pa.array([source_key] * n, pa.string()),
+            "source": _const(source_label(source), n),
+            "source_file": _const(source_key, n),
         },
         schema=ACTIVITY_SCHEMA,
     )
@@ -590,6 +590,11 @@ def _timestamps(array: pa.Array | None, key: str) -> pa.Array:
     except pa.ArrowException as exc:
         raise OcsfSchemaError(key, f"cannot read time ({array.type}): {exc}") from None
     raise OcsfSchemaError(key, f"time is {array.type}, expected epoch milliseconds")
+
+
+def _const(value: str, n: int) -> pa.Array:
+    """A string column of one repeated value, built without a Python list per row."""
+    return pa.repeat(pa.scalar(value, pa.string()), n)
 
 
 def _blank_to_null(array: pa.Array) -> pa.Array:
@@ -774,9 +779,9 @@ class _Population:
 
 
 def _cloud_struct(version: str, account: str, region: str, rows: int) -> pa.StructArray:
-    provider = pa.array(["AWS"] * rows, pa.string())
-    region_array = pa.array([region] * rows, pa.string())
-    account_array = pa.array([account] * rows, pa.string())
+    provider = _const("AWS", rows)
+    region_array = _const(region, rows)
+    account_array = _const(account, rows)
     if version == "1.0":
         return pa.StructArray.from_arrays(
             [provider, region_array, account_array],
@@ -795,7 +800,7 @@ def _metadata_struct(source: str, version: str, rows: int) -> pa.StructArray:
     ocsf = "1.0.0-rc.2" if version == "1.0" else "1.1.0"
 
     def const(value: str) -> pa.Array:
-        return pa.array([value] * rows, pa.string())
+        return _const(value, rows)
 
     product = pa.StructArray.from_arrays(
         [
@@ -825,7 +830,7 @@ def _cloudtrail_columns(
         population.types.take(who_index),
     )
     principal = _null_where(population.principals.take(who_index), service_call)
-    account_uid = _null_where(pa.array([population.account] * rows, pa.string()), service_call)
+    account_uid = _null_where(_const(population.account, rows), service_call)
     callers = pa.array(_SERVICE_CALLERS).take(pa.array(rng.integers(0, len(_SERVICE_CALLERS), rows)))
     ip = _null_where(ips, service_call)
     domain = _null_where(callers, ~service_call)
@@ -861,7 +866,7 @@ def _cloudtrail_columns(
         api_class = 6003
     actor = pa.StructArray.from_arrays([user, _null_where(callers, ~service_call)], ["user", "invoked_by"])
     response = pa.StructArray.from_arrays(
-        [errors, _null_where(pa.array(["denied"] * rows, pa.string()), ~failed)],
+        [errors, _null_where(_const("denied", rows), ~failed)],
         ["error", "message"],
     )
     api = pa.StructArray.from_arrays(
@@ -892,7 +897,7 @@ def _instance_columns(source: str, rows: int, rng: np.random.Generator, populati
     instance = population.ids.take(pa.array(who))
     outsiders = population.public.take(pa.array(rng.integers(0, 256, rows)))
     ports = pa.array(rng.integers(1024, 65535, rows).astype(np.int32))
-    vpc = pa.array(["vpc-0a1b2c3d"] * rows, pa.string())
+    vpc = _const("vpc-0a1b2c3d", rows)
     if source == VPC_FLOW:
         # Egress flows carry the instance on src_endpoint; ingress ones on dst_endpoint.
         egress = rng.random(rows) < 0.6
@@ -952,16 +957,16 @@ def _instance_columns(source: str, rows: int, rng: np.random.Generator, populati
     query = pa.StructArray.from_arrays(
         [
             names,
-            pa.array(["A"] * rows, pa.string()),
-            pa.array(["IN"] * rows, pa.string()),
+            _const("A", rows),
+            _const("IN", rows),
         ],
         ["hostname", "type", "class"],
     )
     answer = pa.StructArray.from_arrays(
         [
             outsiders,
-            pa.array(["A"] * rows, pa.string()),
-            pa.array(["IN"] * rows, pa.string()),
+            _const("A", rows),
+            _const("IN", rows),
         ],
         ["rdata", "type", "class"],
     )
@@ -969,11 +974,11 @@ def _instance_columns(source: str, rows: int, rng: np.random.Generator, populati
     return {
         "class_uid": pa.array(np.full(rows, 4003, np.int32)),
         "activity_id": pa.array(np.full(rows, 6, np.int32)),
-        "activity_name": pa.array(["Traffic"] * rows, pa.string()),
+        "activity_name": _const("Traffic", rows),
         "src_endpoint": src,
         "query": query,
         "answers": answers,
-        "rcode": pa.array(["NoError"] * rows, pa.string()),
+        "rcode": _const("NoError", rows),
     }
 
 
