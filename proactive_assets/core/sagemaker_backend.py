@@ -386,7 +386,7 @@ def start_training_job(
     max_runtime_seconds: int = 4 * 3600,
     tags: Mapping[str, str] | None = None,
     poll_interval: float = 30.0,
-    timeout: float = 4 * 3600,
+    timeout: float | None = None,
     stop_on_timeout: bool = True,
     sleep: Sleep = time.sleep,
     clock: Clock = time.monotonic,
@@ -394,7 +394,8 @@ def start_training_job(
     """Run an ``ipinsights`` training job and wait for it; returns the model artifact URI.
 
     Raises ``TrainingJobFailed`` (with FailureReason) if it fails or is stopped, and
-    ``SageMakerTimeout`` after ``timeout`` seconds (stopping the job, so it stops billing).
+    ``SageMakerTimeout`` after ``timeout`` seconds (default: ``max_runtime_seconds`` plus an
+    hour for provisioning), stopping the job so it stops billing.
     """
     role_arn = _require(role_arn, ROLE_ENV_VAR, "SageMaker execution role")
     output_s3_uri = _require(output_s3_uri, ARTIFACTS_ENV_VAR, "S3 location for model artifacts")
@@ -456,7 +457,7 @@ def start_training_job(
             finished,
             what=f"training job {job_name}",
             poll_interval=poll_interval,
-            timeout=timeout,
+            timeout=max_runtime_seconds + 3600 if timeout is None else timeout,
             sleep=sleep,
             clock=clock,
         )
@@ -990,7 +991,8 @@ class SageMakerIPInsights:
         name_prefix: str = DEFAULT_NAME_PREFIX,
         image_uri: str | None = None,
         poll_interval: float = 30.0,
-        training_timeout: float = 4 * 3600,
+        training_timeout: float | None = None,
+        transform_timeout: float = 2 * 3600,
         deploy_timeout: float = 3600.0,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         max_rows_per_request: int = DEFAULT_MAX_ROWS_PER_REQUEST,
@@ -1019,6 +1021,7 @@ class SageMakerIPInsights:
         self._image_uri = image_uri
         self.poll_interval = poll_interval
         self.training_timeout = training_timeout
+        self.transform_timeout = transform_timeout
         self.deploy_timeout = deploy_timeout
         self.max_payload_bytes = max_payload_bytes
         self.max_rows_per_request = max_rows_per_request
@@ -1158,7 +1161,7 @@ class SageMakerIPInsights:
                 job_name=job_name,
                 instance_type=self.inference_instance_type,
                 poll_interval=self.poll_interval,
-                timeout=self.training_timeout,
+                timeout=self.transform_timeout,
                 sleep=self.sleep,
             )
         if model_name:
