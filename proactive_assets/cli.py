@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+from typing import TextIO
 
 from proactive_assets.config import Settings
 
@@ -54,26 +55,28 @@ def _summary(result) -> str:
         "daily_insights": "pairs_scored",
         "alerts": "alerts",
     }
-    parts = []
-    for event in result.get_asset_materialization_events():
-        mat = event.event_specific_data.materialization
-        name = mat.asset_key.to_user_string()
-        key = headline.get(name)
-        value = mat.metadata.get(key) if key else None
-        shown = getattr(value, "value", value)
-        if isinstance(shown, float):
-            shown = f"{shown:.3f}"
-        parts.append(f"{name}={shown}" if key and value is not None else name)
+    shown: dict[str, str] = {}
     for event in result.all_events:
-        if event.event_type_value == "ASSET_MATERIALIZATION_PLANNED":
-            continue
-        if event.is_step_skipped:
-            parts.append(f"{event.step_key}: skipped")
+        step = event.step_key
+        if event.event_type_value == "ASSET_MATERIALIZATION":
+            mat = event.event_specific_data.materialization
+            name = mat.asset_key.to_user_string()
+            value = mat.metadata.get(headline.get(name, ""))
+            value = getattr(value, "value", value)
+            shown[name] = f"{name}={value:.3f}" if isinstance(value, float) else f"{name}={value}"
+        elif step and event.is_step_skipped:
+            shown[step] = f"{step}: skipped"
+        elif step and event.is_step_success and step not in shown:
+            shown[step] = f"{step}: skipped (see its log)"
+        elif step and event.is_step_failure:
+            shown[step] = f"{step}: FAILED"
+    parts = list(shown.values())
     return ", ".join(parts)
 
 
-def run_days(settings: Settings, days: Sequence[date], out=sys.stdout) -> bool:
+def run_days(settings: Settings, days: Sequence[date], out: TextIO | None = None) -> bool:
     """Materialise every asset for each day, in order; True when all days succeeded."""
+    out = out or sys.stdout
     from proactive_assets.defs.definitions import build_definitions
 
     defs = build_definitions(settings)
@@ -93,7 +96,7 @@ def run_days(settings: Settings, days: Sequence[date], out=sys.stdout) -> bool:
     return ok
 
 
-def _print_rows(settings: Settings, asset: str, day: date, out=sys.stdout) -> int:
+def _print_rows(settings: Settings, asset: str, day: date) -> int:
     from proactive_assets.core.storage import open_store
     from proactive_assets.core.warehouse import Warehouse
 
@@ -103,7 +106,7 @@ def _print_rows(settings: Settings, asset: str, day: date, out=sys.stdout) -> in
               file=sys.stderr)
         return 1
     for row in warehouse.read_table(asset, day).to_pylist():
-        print(json.dumps(row, default=_json_default, sort_keys=False), file=out)
+        print(json.dumps(row, default=_json_default))
     return 0
 
 

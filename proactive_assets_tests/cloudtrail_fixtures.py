@@ -58,3 +58,22 @@ def put_digest(store: ObjectStore, day: date, account: str = ACCOUNT, region: st
     key = (f"AWSLogs/{account}/CloudTrail-Digest/{region}/{day:%Y/%m/%d}/"
            f"{account}_CloudTrail-Digest_{region}_main_{region}_{day:%Y%m%d}T010000Z.json.gz")
     store.put(key, gzip.compress(json.dumps({"awsAccountId": account, "logFiles": []}).encode()))
+
+
+def write_history(store: ObjectStore, start: date, days: int, users: int = 12, seed: int = 0) -> list[str]:
+    """Users who each call from a few hosts of their own /24, one log object per day; returns their ARNs."""
+    import random
+    from datetime import timedelta
+
+    rng = random.Random(seed)
+    arns = [f"arn:aws:iam::{ACCOUNT}:user/user{u:02d}" for u in range(users)]
+    nets = [f"{rng.randint(11, 99)}.{rng.randint(0, 255)}.{u}" for u in range(users)]
+    for d in range(days):
+        day = start + timedelta(days=d)
+        recs = []
+        for arn, net in zip(arns, nets, strict=True):
+            for i in range(rng.randint(15, 30)):
+                recs.append(record(arn=arn, ip=f"{net}.{rng.randint(1, 6)}", name="ListBuckets",
+                                   time=f"{day}T{i % 24:02d}:{rng.randint(0, 59):02d}:00Z"))
+        put_log(store, log_key(day, minute=30, uid=f"History{d:09d}"), recs)
+    return arns

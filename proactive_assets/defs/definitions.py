@@ -3,10 +3,17 @@
 from dagster import Definitions
 
 from proactive_assets.config import Settings
-from proactive_assets.defs.assets import ingest
+from proactive_assets.defs.assets import ingest, model
 from proactive_assets.defs.resources import ProactiveResource
 
-ASSETS = [ingest.raw_cloudtrail, ingest.cloudtrail_events, ingest.learning_set]
+ASSETS = [
+    ingest.raw_cloudtrail,
+    ingest.cloudtrail_events,
+    ingest.learning_set,
+    model.training_set,
+    model.ip_insights_model,
+    model.daily_insights,
+]
 
 
 def build_definitions(settings: Settings | None = None) -> Definitions:

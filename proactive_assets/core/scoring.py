@@ -1,0 +1,73 @@
+"""Score a day's pairs with a model: the ``daily_insights`` table."""
+
+from collections.abc import Callable
+from datetime import date
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from proactive_assets.core.ipinsights import ScoreResult
+
+INSIGHT_COLUMNS = [
+    "entity",
+    "source_ip",
+    "insight",
+    "dot_product",
+    "event_count",
+    "event_names",
+    "model_version",
+    "entity_known",
+    "first_seen",
+    "last_seen",
+    "accounts",
+    "regions",
+    "sources",
+    "source_files",
+    "day",
+]
+
+Scorer = Callable[[list[str], list[str]], ScoreResult]
+
+
+def score_learning_set(learning_set: pa.Table, score: Scorer, model_version: str, day: date) -> pa.Table:
+    """Every pair of the day with its calibrated ``insight`` (higher = more suspicious), riskiest first."""
+    n = learning_set.num_rows
+    entities = learning_set.column("entity").to_pylist()
+    ips = learning_set.column("source_ip").to_pylist()
+    result = score(entities, ips) if n else ScoreResult(
+        np.zeros(0, np.float32), np.zeros(0, np.float32), np.zeros(0, bool)
+    )
+    table = pa.table(
+        {
+            "entity": learning_set.column("entity"),
+            "source_ip": learning_set.column("source_ip"),
+            "insight": pa.array(np.asarray(result.insight, dtype=np.float64)),
+            "dot_product": pa.array(np.asarray(result.dot_product, dtype=np.float64)),
+            "event_count": learning_set.column("event_count"),
+            "event_names": learning_set.column("event_names"),
+            "model_version": pa.array([model_version] * n, pa.string()),
+            "entity_known": pa.array(np.asarray(result.entity_known, dtype=bool)),
+            "first_seen": learning_set.column("first_seen"),
+            "last_seen": learning_set.column("last_seen"),
+            "accounts": learning_set.column("accounts"),
+            "regions": learning_set.column("regions"),
+            "sources": learning_set.column("sources"),
+            "source_files": learning_set.column("source_files"),
+            "day": pa.array([day] * n, pa.date32()),
+        }
+    )
+    return table.sort_by([("insight", "descending"), ("entity", "ascending"), ("source_ip", "ascending")])
+
+
+def insight_histogram(insights: pa.Table, bins: int = 20) -> tuple[list[float], list[int]]:
+    """Counts of pairs per insight bin in [0, 1]: for the distribution plot."""
+    values = np.asarray(insights.column("insight").to_numpy(zero_copy_only=False), dtype=np.float64)
+    counts, edges = np.histogram(values, bins=bins, range=(0.0, 1.0))
+    return [float(e) for e in edges], [int(c) for c in counts]
+
+
+def count_at_or_above(insights: pa.Table, threshold: float) -> int:
+    if insights.num_rows == 0:
+        return 0
+    return int(pc.sum(pc.greater_equal(insights.column("insight"), threshold)).as_py() or 0)

@@ -1,0 +1,66 @@
+"""The model half of the lineage, run through the CLI's Dagster path: window, skip, model, insights."""
+
+import json
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+
+from proactive_assets import cli
+from proactive_assets.config import Settings
+from proactive_assets.core.storage import LocalStore, open_store
+from proactive_assets.core.training import load_model, training_window
+from proactive_assets.core.warehouse import Warehouse
+from proactive_assets_tests.cloudtrail_fixtures import log_key, put_log, record, write_history
+
+START = date(2024, 3, 1)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    store = LocalStore(tmp_path / "bucket")
+    arns = write_history(store, START, days=6)
+    attack_day = START + timedelta(days=5)
+    put_log(store, log_key(attack_day, minute=45, uid="Attack0000000000"),
+            [record(arn=arns[0], ip="185.220.101.4", name="CreateAccessKey", time=f"{attack_day}T12:00:00Z")])
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    (tmp_path / "dagster").mkdir()
+    return Settings.from_env({
+        "PROACTIVE_HOME": str(tmp_path / "home"),
+        "PROACTIVE_CLOUDTRAIL_URI": str(tmp_path / "bucket"),
+        "PROACTIVE_MIN_TRAINING_DAYS": "3",
+    })
+
+
+def test_days_run_in_order_with_skip_then_scores(settings: Settings, capsys: pytest.CaptureFixture) -> None:
+    days = [START + timedelta(days=i) for i in range(6)]
+    assert cli.run_days(settings, days)
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 6 and "training_set: skipped" in out[0] and "daily_insights=" in out[5]
+    warehouse = Warehouse(open_store(settings.warehouse))
+    assert not warehouse.has("training_set", days[2])  # only 2 days of history before it
+    model, meta = load_model(warehouse, days[5])
+    assert (meta["window_start"], meta["window_end"]) == tuple(d.isoformat() for d in training_window(days[5], 14))
+    assert meta["validation_auc"] > 0.8
+    training = warehouse.read_table("training_set", days[5])
+    assert max(training.column("day").to_pylist()) == days[4]  # nothing from the scored day
+    rows = warehouse.read_table("daily_insights", days[5]).to_pylist()
+    attack = next(r for r in rows if r["source_ip"] == "185.220.101.4")
+    normal = [r["insight"] for r in rows if r["source_ip"] != "185.220.101.4"]
+    assert attack["insight"] > max(normal) and attack["model_version"] == model.version
+    assert attack["event_names"] == ["CreateAccessKey"]
+
+
+def test_insights_command_prints_json_lines(settings: Settings, capsys: pytest.CaptureFixture,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    day = START + timedelta(days=5)
+    cli.run_days(settings, [START + timedelta(days=i) for i in range(6)])
+    capsys.readouterr()
+    monkeypatch.setenv("PROACTIVE_HOME", settings.home)
+    monkeypatch.setenv("PROACTIVE_CLOUDTRAIL_URI", settings.cloudtrail_uri)
+    assert cli.main(["insights", "--day", day.isoformat()]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert lines and {"entity", "source_ip", "insight", "dot_product", "event_count", "event_names",
+                      "model_version"} <= set(lines[0])
+    assert lines[0]["insight"] >= lines[-1]["insight"]
+    assert cli.main(["insights", "--day", START.isoformat()]) == 1  # never scored: clear message, no crash
