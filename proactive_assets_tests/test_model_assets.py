@@ -64,3 +64,25 @@ def test_insights_command_prints_json_lines(settings: Settings, capsys: pytest.C
                       "model_version"} <= set(lines[0])
     assert lines[0]["insight"] >= lines[-1]["insight"]
     assert cli.main(["insights", "--day", START.isoformat()]) == 1  # never scored: clear message, no crash
+
+
+def test_alerts_are_explained_and_published_once(settings: Settings, capsys: pytest.CaptureFixture,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    days = [START + timedelta(days=i) for i in range(6)]
+    assert cli.run_days(settings, days)
+    assert cli.run_days(settings, days[-1:])  # re-run of the last day
+    lines = [json.loads(x) for x in (Path(settings.home) / "alerts.jsonl").read_text().splitlines()]
+    attack = [x for x in lines if x["source_ip"] == "185.220.101.4"]
+    assert len(attack) == 1, "re-running a day must not publish twice"
+    assert len({x["alert_id"] for x in lines}) == len(lines)
+    warehouse = Warehouse(open_store(settings.warehouse))
+    table = warehouse.read_table("alerts", days[-1]).to_pylist()
+    row = next(r for r in table if r["source_ip"] == "185.220.101.4")
+    assert row["ip_seen_for_entity_in_window"] is False and "never" in row["explanation"].lower()
+    assert row["published_to"] == [f"file:{Path(settings.home) / 'alerts.jsonl'}"]
+    capsys.readouterr()
+    monkeypatch.setenv("PROACTIVE_HOME", settings.home)
+    monkeypatch.setenv("PROACTIVE_CLOUDTRAIL_URI", settings.cloudtrail_uri)
+    assert cli.main(["alerts", "--day", days[-1].isoformat()]) == 0
+    printed = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [p["alert_id"] for p in printed] == [r["alert_id"] for r in table]

@@ -15,6 +15,7 @@ checking its own file, and FIFO SNS topics get ``MessageDeduplicationId=alert_id
 the same partition at the same moment are not coordinated (Dagster runs a partition once).
 """
 
+import hashlib
 import json
 import logging
 import os
@@ -190,6 +191,36 @@ class PublishLedger:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+class ObjectStoreLedger:
+    """The ledger as one small object per ``(alert_id, sink)`` in an object store (local or S3).
+
+    S3 has no append, and a ledger must outlive the machine that ran the day, so it lives beside
+    the warehouse: ``<prefix>/<alert_id>/<sha1(sink)[:16]>.json``. A write is a single PUT.
+    """
+
+    def __init__(self, store: Any, prefix: str = "alerts_ledger") -> None:
+        self.store = store
+        self.prefix = prefix.strip("/")
+
+    def _key(self, alert_id: str, sink: str) -> str:
+        digest = hashlib.sha1(sink.encode()).hexdigest()[:16]
+        return f"{self.prefix}/{alert_id}/{digest}.json"
+
+    def already_published(self, alert_id: str, sink: str) -> bool:
+        return bool(self.store.exists(self._key(alert_id, sink)))
+
+    def get(self, alert_id: str, sink: str) -> dict[str, Any] | None:
+        key = self._key(alert_id, sink)
+        return json.loads(self.store.get(key)) if self.store.exists(key) else None
+
+    def record(self, alert_id: str, sink: str, message_id: str | None) -> None:
+        entry = {"alert_id": alert_id, "sink": sink, "message_id": message_id, "published_at": _now()}
+        try:
+            self.store.put(self._key(alert_id, sink), json.dumps(entry, sort_keys=True).encode())
+        except Exception as exc:
+            raise LedgerError(f"cannot write publishing ledger entry {self._key(alert_id, sink)}: {exc}") from exc
 
 
 # --------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 from dagster import Definitions
 
 from proactive_assets.config import Settings
-from proactive_assets.defs.assets import ingest, model
+from proactive_assets.defs.assets import alerts, ingest, model
 from proactive_assets.defs.resources import ProactiveResource
 
 ASSETS = [
@@ -13,6 +13,7 @@ ASSETS = [
     model.training_set,
     model.ip_insights_model,
     model.daily_insights,
+    alerts.alerts,
 ]
 
 
