@@ -17,6 +17,10 @@ from typing import TextIO
 from proactive_assets.config import Settings
 
 
+# The console shows warnings (alerts, quarantined objects, skips); everything is in the instance's event log.
+QUIET = {"loggers": {"console": {"config": {"log_level": os.environ.get("PROACTIVE_LOG_LEVEL", "WARNING")}}}}
+
+
 def _day(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -84,13 +88,15 @@ def run_days(settings: Settings, days: Sequence[date], out: TextIO | None = None
     instance = _instance(settings)
     ok = True
     for day in days:
-        result = job.execute_in_process(partition_key=day.isoformat(), instance=instance, raise_on_error=False)
+        result = job.execute_in_process(
+            partition_key=day.isoformat(), instance=instance, raise_on_error=False, run_config=QUIET
+        )
         status = "ok" if result.success else "FAILED"
         print(f"{day} {status}: {_summary(result)}", file=out, flush=True)
         if not result.success:
             ok = False
             for event in result.all_events:
-                if event.is_failure and event.step_failure_data is not None:
+                if event.is_step_failure:
                     error = event.step_failure_data.error
                     print(f"  {event.step_key}: {error.message.strip() if error else 'failed'}", file=out)
     return ok
