@@ -10,12 +10,11 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
 from proactive_assets.config import Settings
-
 
 # The console shows warnings (alerts, quarantined objects, skips); everything is in the instance's event log.
 QUIET = {"loggers": {"console": {"config": {"log_level": os.environ.get("PROACTIVE_LOG_LEVEL", "WARNING")}}}}
@@ -108,8 +107,10 @@ def _print_rows(settings: Settings, asset: str, day: date) -> int:
 
     warehouse = Warehouse(open_store(settings.warehouse))
     if not warehouse.has(asset, day):
-        print(f"no {asset} for {day} in {settings.warehouse}: run `proactive-assets run --start {day} --end {day}`",
-              file=sys.stderr)
+        print(
+            f"no {asset} for {day} in {settings.warehouse}: run `proactive-assets run --start {day} --end {day}`",
+            file=sys.stderr,
+        )
         return 1
     for row in warehouse.read_table(asset, day).to_pylist():
         print(json.dumps(row, default=_json_default))
@@ -118,7 +119,7 @@ def _print_rows(settings: Settings, asset: str, day: date) -> int:
 
 def _json_default(value: object) -> object:
     if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
     if isinstance(value, date):
         return value.isoformat()
     if hasattr(value, "tolist"):
@@ -129,7 +130,7 @@ def _json_default(value: object) -> object:
 def cmd_sample(args: argparse.Namespace) -> int:
     from proactive_assets.core.sample_data import generate_sample
 
-    start = args.start or (datetime.now(timezone.utc).date() - timedelta(days=args.days))
+    start = args.start or (datetime.now(UTC).date() - timedelta(days=args.days))
     summary = generate_sample(Path(args.out_dir), start=start, days=args.days, seed=args.seed)
     print(f"wrote {summary} to {args.out_dir}")
     return 0

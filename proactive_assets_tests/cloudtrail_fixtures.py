@@ -43,8 +43,14 @@ def record(
     return rec
 
 
-def log_key(day: date, account: str = ACCOUNT, region: str = "us-east-1", minute: int = 0,
-            org_id: str | None = None, uid: str = "AbCdEfGh12345678") -> str:
+def log_key(
+    day: date,
+    account: str = ACCOUNT,
+    region: str = "us-east-1",
+    minute: int = 0,
+    org_id: str | None = None,
+    uid: str = "AbCdEfGh12345678",
+) -> str:
     root = f"AWSLogs/{org_id}/{account}" if org_id else f"AWSLogs/{account}"
     stamp = f"{day:%Y%m%d}T{minute // 60:02d}{minute % 60:02d}Z"
     return f"{root}/CloudTrail/{region}/{day:%Y/%m/%d}/{account}_CloudTrail_{region}_{stamp}_{uid}.json.gz"
@@ -55,8 +61,10 @@ def put_log(store: ObjectStore, key: str, records: list[dict]) -> None:
 
 
 def put_digest(store: ObjectStore, day: date, account: str = ACCOUNT, region: str = "us-east-1") -> None:
-    key = (f"AWSLogs/{account}/CloudTrail-Digest/{region}/{day:%Y/%m/%d}/"
-           f"{account}_CloudTrail-Digest_{region}_main_{region}_{day:%Y%m%d}T010000Z.json.gz")
+    key = (
+        f"AWSLogs/{account}/CloudTrail-Digest/{region}/{day:%Y/%m/%d}/"
+        f"{account}_CloudTrail-Digest_{region}_main_{region}_{day:%Y%m%d}T010000Z.json.gz"
+    )
     store.put(key, gzip.compress(json.dumps({"awsAccountId": account, "logFiles": []}).encode()))
 
 
@@ -73,7 +81,13 @@ def write_history(store: ObjectStore, start: date, days: int, users: int = 12, s
         recs = []
         for arn, net in zip(arns, nets, strict=True):
             for i in range(rng.randint(15, 30)):
-                recs.append(record(arn=arn, ip=f"{net}.{rng.randint(1, 6)}", name="ListBuckets",
-                                   time=f"{day}T{i % 24:02d}:{rng.randint(0, 59):02d}:00Z"))
+                recs.append(
+                    record(
+                        arn=arn,
+                        ip=f"{net}.{rng.randint(1, 6)}",
+                        name="ListBuckets",
+                        time=f"{day}T{i % 24:02d}:{rng.randint(0, 59):02d}:00Z",
+                    )
+                )
         put_log(store, log_key(day, minute=30, uid=f"History{d:09d}"), recs)
     return arns

@@ -60,10 +60,16 @@ def metadata(result, asset: str) -> dict:
 def populate(store) -> None:
     """Two accounts (one under an org trail), two regions, a digest and a stray object."""
     put_log(store, log_key(DAY, minute=5), [record(), record(name="RunInstances", time="2024-03-05T10:01:00Z")])
-    put_log(store, log_key(DAY, region="eu-west-1", minute=10),
-            [record(arn="arn:aws:sts::111122223333:assumed-role/Admin/bob", ip="2001:db8::1")])
-    put_log(store, log_key(DAY, account=ORG_ACCOUNT, org_id=ORG_ID, minute=15),
-            [record(arn=f"arn:aws:iam::{ORG_ACCOUNT}:user/carol", ip="198.51.100.7", recipientAccountId=ORG_ACCOUNT)])
+    put_log(
+        store,
+        log_key(DAY, region="eu-west-1", minute=10),
+        [record(arn="arn:aws:sts::111122223333:assumed-role/Admin/bob", ip="2001:db8::1")],
+    )
+    put_log(
+        store,
+        log_key(DAY, account=ORG_ACCOUNT, org_id=ORG_ID, minute=15),
+        [record(arn=f"arn:aws:iam::{ORG_ACCOUNT}:user/carol", ip="198.51.100.7", recipientAccountId=ORG_ACCOUNT)],
+    )
     put_log(store, log_key(date(2024, 3, 6), minute=0), [record(time="2024-03-06T00:00:00Z")])
     put_digest(store, DAY)
     store.put(f"AWSLogs/{ACCOUNT}/CloudTrail/us-east-1/2024/03/05/notes.txt", b"hello")
@@ -131,7 +137,11 @@ def test_bad_inputs_are_quarantined_and_the_rest_is_processed(tmp_path: Path) ->
     reasons = {(Path(q["source_file"]).name.split("_")[-1], q["field"], q["reason"].split(" (")[0]) for q in quarantine}
     assert ("Truncated0000000.json.gz", None, "not a readable gzip object") in reasons
     assert ("NotJson000000000.json.gz", None, "not valid JSON") in reasons
-    assert ("NoRecords0000000.json.gz", None, 'not a CloudTrail log: expected an object with a "Records" array') in reasons
+    assert (
+        "NoRecords0000000.json.gz",
+        None,
+        'not a CloudTrail log: expected an object with a "Records" array',
+    ) in reasons
     assert ("Empty00000000000.json.gz", None, "empty object") in reasons
     fields = {q["field"] for q in quarantine if q["record_index"] >= 0}
     assert fields == {"userIdentity", "sourceIPAddress", "eventTime", "userAgent"}
@@ -191,7 +201,9 @@ def test_real_stratus_samples_parse() -> None:
     assert parsed.problems == []
     assert parsed.events.num_rows == len(records) == 15
     assert pc.all(parsed.events.column("is_pair")).as_py()
-    assert "arn:aws:sts::742491224508:federated-user/stratus_red_team" in parsed.events.column("identity_arn").to_pylist()
+    assert (
+        "arn:aws:sts::742491224508:federated-user/stratus_red_team" in parsed.events.column("identity_arn").to_pylist()
+    )
 
 
 @mock_aws

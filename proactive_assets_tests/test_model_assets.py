@@ -21,15 +21,20 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     store = LocalStore(tmp_path / "bucket")
     arns = write_history(store, START, days=6)
     attack_day = START + timedelta(days=5)
-    put_log(store, log_key(attack_day, minute=45, uid="Attack0000000000"),
-            [record(arn=arns[0], ip="185.220.101.4", name="CreateAccessKey", time=f"{attack_day}T12:00:00Z")])
+    put_log(
+        store,
+        log_key(attack_day, minute=45, uid="Attack0000000000"),
+        [record(arn=arns[0], ip="185.220.101.4", name="CreateAccessKey", time=f"{attack_day}T12:00:00Z")],
+    )
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
     (tmp_path / "dagster").mkdir()
-    return Settings.from_env({
-        "PROACTIVE_HOME": str(tmp_path / "home"),
-        "PROACTIVE_CLOUDTRAIL_URI": str(tmp_path / "bucket"),
-        "PROACTIVE_MIN_TRAINING_DAYS": "3",
-    })
+    return Settings.from_env(
+        {
+            "PROACTIVE_HOME": str(tmp_path / "home"),
+            "PROACTIVE_CLOUDTRAIL_URI": str(tmp_path / "bucket"),
+            "PROACTIVE_MIN_TRAINING_DAYS": "3",
+        }
+    )
 
 
 def test_days_run_in_order_with_skip_then_scores(settings: Settings, capsys: pytest.CaptureFixture) -> None:
@@ -51,8 +56,9 @@ def test_days_run_in_order_with_skip_then_scores(settings: Settings, capsys: pyt
     assert attack["event_names"] == ["CreateAccessKey"]
 
 
-def test_insights_command_prints_json_lines(settings: Settings, capsys: pytest.CaptureFixture,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_insights_command_prints_json_lines(
+    settings: Settings, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     day = START + timedelta(days=5)
     cli.run_days(settings, [START + timedelta(days=i) for i in range(6)])
     capsys.readouterr()
@@ -60,14 +66,22 @@ def test_insights_command_prints_json_lines(settings: Settings, capsys: pytest.C
     monkeypatch.setenv("PROACTIVE_CLOUDTRAIL_URI", settings.cloudtrail_uri)
     assert cli.main(["insights", "--day", day.isoformat()]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert lines and {"entity", "source_ip", "insight", "dot_product", "event_count", "event_names",
-                      "model_version"} <= set(lines[0])
+    assert lines and {
+        "entity",
+        "source_ip",
+        "insight",
+        "dot_product",
+        "event_count",
+        "event_names",
+        "model_version",
+    } <= set(lines[0])
     assert lines[0]["insight"] >= lines[-1]["insight"]
     assert cli.main(["insights", "--day", START.isoformat()]) == 1  # never scored: clear message, no crash
 
 
-def test_alerts_are_explained_and_published_once(settings: Settings, capsys: pytest.CaptureFixture,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_alerts_are_explained_and_published_once(
+    settings: Settings, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     days = [START + timedelta(days=i) for i in range(6)]
     assert cli.run_days(settings, days)
     assert cli.run_days(settings, days[-1:])  # re-run of the last day

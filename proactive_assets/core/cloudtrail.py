@@ -158,7 +158,7 @@ def list_day_objects(
     wanted_regions = set(regions)
     found: list[LogObject] = []
     problems: list[Problem] = []
-    for org_id, account, root in _account_roots(store, accounts):
+    for org_id, _account, root in _account_roots(store, accounts):
         for region_prefix in store.list_prefixes(f"{root}CloudTrail/"):
             region = region_prefix.rstrip("/").rsplit("/", 1)[-1]
             if wanted_regions and region not in wanted_regions:
@@ -285,8 +285,10 @@ def _mistyped(value: object) -> str:
 
 def _classify_ips(values: pa.Array) -> tuple[pa.Array, pa.Array]:
     """(source_kind, canonical source_ip) with one Python call per distinct value, not per record."""
-    encoded = pc.dictionary_encode(values).combine_chunks() if isinstance(values, pa.ChunkedArray) else (
-        pc.dictionary_encode(values)
+    encoded = (
+        pc.dictionary_encode(values).combine_chunks()
+        if isinstance(values, pa.ChunkedArray)
+        else (pc.dictionary_encode(values))
     )
     kinds, canon = [], []
     for value in encoded.dictionary.to_pylist():
@@ -396,14 +398,12 @@ def problems_table(problems: list[Problem]) -> pa.Table:
     )
 
 
-def iter_day_events(
-    store: ObjectStore, objects: list[LogObject]
-) -> Iterator[tuple[LogObject, ParsedFile]]:
+def iter_day_events(store: ObjectStore, objects: list[LogObject]) -> Iterator[tuple[LogObject, ParsedFile]]:
     """Parse the day's objects one at a time; a read error becomes a problem for that object."""
     for obj in objects:
         try:
             data = store.get(obj.info.key)
-        except Exception as exc:  # noqa: BLE001 - any read failure quarantines only this object
+        except Exception as exc:
             yield obj, _failed(obj.uri, f"could not be read ({type(exc).__name__}: {exc})")
             continue
         yield obj, parse_log_bytes(data, obj.uri, obj.account, obj.region)

@@ -63,7 +63,9 @@ def _keys(frame: pd.DataFrame) -> set[tuple[str, str, str]]:
     return set(zip(frame["day"].astype(str), frame["entity"], frame["source_ip"], strict=True))
 
 
-def evaluate(insights: pd.DataFrame, alerts: pd.DataFrame, suspicious: pd.DataFrame, benign: pd.DataFrame) -> Evaluation:
+def evaluate(
+    insights: pd.DataFrame, alerts: pd.DataFrame, suspicious: pd.DataFrame, benign: pd.DataFrame
+) -> Evaluation:
     """Score the run: only days that were scored count, so warm-up days do not lower recall."""
     scored_days = set(insights["day"].astype(str)) if len(insights) else set()
     scored = _keys(insights) if len(insights) else set()

@@ -94,9 +94,7 @@ def build_learning_set(events: pa.Table) -> tuple[pa.Table, dict[str, int]]:
     )
     files = grouped.column("source_file_distinct")
     file_counts = pc.list_value_length(files).cast(pa.int64())
-    capped = pa.array(
-        [sorted(v)[:MAX_SOURCE_FILES] for v in files.to_pylist()], pa.list_(pa.string())
-    )
+    capped = pa.array([sorted(v)[:MAX_SOURCE_FILES] for v in files.to_pylist()], pa.list_(pa.string()))
     table = pa.table(
         {
             "entity": grouped.column("identity_arn"),

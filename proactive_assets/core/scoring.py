@@ -35,8 +35,8 @@ def score_learning_set(learning_set: pa.Table, score: Scorer, model_version: str
     n = learning_set.num_rows
     entities = learning_set.column("entity").to_pylist()
     ips = learning_set.column("source_ip").to_pylist()
-    result = score(entities, ips) if n else ScoreResult(
-        np.zeros(0, np.float32), np.zeros(0, np.float32), np.zeros(0, bool)
+    result = (
+        score(entities, ips) if n else ScoreResult(np.zeros(0, np.float32), np.zeros(0, np.float32), np.zeros(0, bool))
     )
     table = pa.table(
         {

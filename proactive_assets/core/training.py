@@ -54,8 +54,13 @@ def build_training_set(warehouse: Warehouse, day: date, days: int) -> tuple[pa.T
 def training_pairs(training_set: pa.Table) -> pa.Table:
     """(entity, source_ip, event_count) summed over the window: what the model learnt from."""
     if training_set.num_rows == 0:
-        return pa.table({"entity": pa.array([], pa.string()), "source_ip": pa.array([], pa.string()),
-                         "event_count": pa.array([], pa.int64())})
+        return pa.table(
+            {
+                "entity": pa.array([], pa.string()),
+                "source_ip": pa.array([], pa.string()),
+                "event_count": pa.array([], pa.int64()),
+            }
+        )
     grouped = training_set.group_by(["entity", "source_ip"]).aggregate([("event_count", "sum")])
     return grouped.rename_columns(["entity", "source_ip", "event_count"])
 

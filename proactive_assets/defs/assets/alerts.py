@@ -92,7 +92,7 @@ def alerts(context: AssetExecutionContext, proactive: ProactiveResource) -> Mate
     warehouse.write_tables("alerts", day, {"alerts": table})
     model_meta = training.load_model(warehouse, day)[1]
     metadata = {
-        "alerts": int(len(applied)),
+        "alerts": len(applied),
         "published": len({p["alert_id"] for p in report.published}),
         "already_published": len({p["alert_id"] for p in report.skipped_already_published}),
         "suppressed": len(report.suppressed),

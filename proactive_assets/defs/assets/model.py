@@ -30,7 +30,9 @@ WINDOW_DAYS = Settings.from_env().training_days
 
 @asset(
     partitions_def=daily_partitions,
-    deps=[AssetDep(learning_set, partition_mapping=TimeWindowPartitionMapping(start_offset=-WINDOW_DAYS, end_offset=-1))],
+    deps=[
+        AssetDep(learning_set, partition_mapping=TimeWindowPartitionMapping(start_offset=-WINDOW_DAYS, end_offset=-1))
+    ],
     group_name="model",
     code_version="1",
     output_required=False,
@@ -66,8 +68,14 @@ def training_set(context: AssetExecutionContext, proactive: ProactiveResource):
     deps=[training_set],
     group_name="model",
     code_version="1",
-    check_specs=[AssetCheckSpec("validation_auc_floor", asset="ip_insights_model", blocking=True,
-                                description=f"validation AUC must be at least {AUC_FLOOR} to score with the model")],
+    check_specs=[
+        AssetCheckSpec(
+            "validation_auc_floor",
+            asset="ip_insights_model",
+            blocking=True,
+            description=f"validation AUC must be at least {AUC_FLOOR} to score with the model",
+        )
+    ],
     description="IP Insights model trained on training_set D; 'deployed' = ready to score day D.",
 )
 def ip_insights_model(context: AssetExecutionContext, proactive: ProactiveResource):
