@@ -55,8 +55,6 @@ def run_demo(days: int = 21, seed: int = 7, start: date = DEMO_START) -> int:
     print("\nagainst ground_truth.json:")
     for line in result.lines():
         print(f"  {line}")
-    print(
-        f"\nalert file: {settings.alerts_file}\nopen the lineage in the UI: DAGSTER_HOME={Path(settings.home) / 'dagster'}"
-        " dagster dev"
-    )
+    print(f"\nalert file: {settings.alerts_file}")
+    print(f"open the lineage in the UI: DAGSTER_HOME={Path(settings.home) / 'dagster'} dagster dev")
     return 0 if ok else 1

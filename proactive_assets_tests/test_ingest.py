@@ -223,7 +223,7 @@ def test_s3_listing_paginates_past_1000_objects(aws_env: None) -> None:
 @mock_aws
 def test_missing_bucket_is_a_clear_error(aws_env: None) -> None:
     store = S3Store("s3://no-such-bucket", client=boto3.client("s3", region_name="us-east-1"))
-    with pytest.raises(SourceUnavailable, match="no-such-bucket.*NoSuchBucket"):
+    with pytest.raises(SourceUnavailable, match=r"no-such-bucket.*NoSuchBucket"):
         cloudtrail.list_day_objects(store, DAY)
 
 
