@@ -1,0 +1,273 @@
+"""The local IP Insights model: it learns, is deterministic, calibrated, and round-trips."""
+
+import ipaddress
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from proactive_assets.core.ipinsights import (
+    IPInsightsModel,
+    IPInsightsParams,
+    _parse_ips,
+    fit_platt,
+    roc_auc,
+    train_ip_insights,
+)
+
+PARAMS = IPInsightsParams(epochs=8, mini_batch_size=512, vector_dim=32, seed=3)
+
+
+def _home_work_logins(users: int, seed: int, ipv6_users: int = 0) -> tuple[list, list, list, dict]:
+    """Users with a home and a work /24 (or /64 for IPv6 users); rows are (entity, ip, count)."""
+    rng = np.random.default_rng(seed)
+    entities, ips, counts, nets = [], [], [], {}
+    for u in range(users):
+        name = f"arn:aws:iam::111122223333:user/u{u}"
+        if u < ipv6_users:
+            home = f"2001:db8:{u:x}:1::"
+            work = f"2a00:1450:{u:x}:2::"
+            nets[name] = ("v6", home, work)
+        else:
+            home = ".".join(str(x) for x in rng.integers(1, 224, 3))
+            work = ".".join(str(x) for x in rng.integers(1, 224, 3))
+            nets[name] = ("v4", home, work)
+        for _ in range(int(rng.integers(15, 40))):
+            net = home if rng.random() < 0.6 else work
+            host = int(rng.integers(1, 200))
+            ip = f"{net}{host:x}" if u < ipv6_users else f"{net}.{host}"
+            entities.append(name)
+            ips.append(ip)
+            counts.append(int(rng.integers(1, 20)))
+    return entities, ips, counts, nets
+
+
+@pytest.fixture(scope="module")
+def data():
+    return _home_work_logins(160, seed=11, ipv6_users=20)
+
+
+@pytest.fixture(scope="module")
+def model(data):
+    entities, ips, counts, _ = data
+    return train_ip_insights(entities, ips, counts, PARAMS)
+
+
+def _random_v4(n: int, seed: int) -> list[str]:
+    rng = np.random.default_rng(seed)
+    return [".".join(str(x) for x in row) for row in rng.integers(1, 224, (n, 4))]
+
+
+def test_learns_held_out_pairs(model):
+    meta = model.metadata
+    assert meta["validation_pairs"] > 100
+    assert meta["validation_auc"] > 0.95
+    assert meta["validation_shuffled_auc"] > 0.8
+    assert meta["epoch_losses"][-1] < meta["epoch_losses"][0]
+    roc = meta["roc"]
+    assert roc["fpr"][0] == 0.0 and roc["tpr"][-1] == 1.0
+    assert len(roc["fpr"]) == len(roc["tpr"]) <= 60
+
+
+def test_new_host_in_known_slash24_is_less_suspicious_than_a_never_seen_network(model, data):
+    _, _, _, nets = data
+    v4 = [(name, home) for name, (kind, home, _) in nets.items() if kind == "v4"]
+    names = [name for name, _ in v4]
+    new_host = [f"{home}.250" for _, home in v4]  # hosts 1..199 were used in training
+    stranger = _random_v4(len(v4), seed=5)
+    inside = model.score(names, new_host)
+    outside = model.score(names, stranger)
+    assert inside.entity_known.all() and outside.entity_known.all()
+    assert (inside.insight < outside.insight).mean() > 0.95
+    assert np.median(inside.insight) < 0.3 < 0.7 < np.median(outside.insight)
+    assert roc_auc(inside.dot_product, outside.dot_product) > 0.97
+
+
+def test_ipv6_pairs_train_and_score(model, data):
+    _, _, _, nets = data
+    v6 = [(name, home) for name, (kind, home, _) in nets.items() if kind == "v6"]
+    names = [name for name, _ in v6]
+    new_host = [f"{home}fff" for _, home in v6]
+    rng = np.random.default_rng(8)
+    stranger = [str(ipaddress.IPv6Address(int(x) << 64 | 5)) for x in rng.integers(1 << 61, 1 << 62, len(v6))]
+    inside = model.score(names, new_host)
+    outside = model.score(names, stranger)
+    assert np.isfinite(inside.dot_product).all() and np.isfinite(outside.dot_product).all()
+    assert (inside.insight < outside.insight).mean() > 0.9
+    mixed = model.score([names[0], names[0]], [new_host[0], "10.1.2.3"])
+    assert mixed.dot_product.shape == (2,)
+
+
+def test_unknown_entities_score_and_are_flagged(model, data):
+    entities, ips, _, _ = data
+    result = model.score(["arn:aws:iam::999999999999:user/nobody", entities[0], "x"], [ips[0], ips[0], "8.8.8.8"])
+    assert result.entity_known.tolist() == [False, True, False]
+    assert np.isfinite(result.dot_product).all()
+    assert ((result.insight >= 0) & (result.insight <= 1)).all()
+    assert model.entity_known([entities[0], "nobody"]).tolist() == [True, False]
+
+
+def test_unknown_entities_get_a_population_prior():
+    """A new identity on the network everybody uses looks normal; on a random network it does not."""
+    entities, ips, counts, _ = _home_work_logins(60, seed=6)
+    rng = np.random.default_rng(1)
+    for u in range(60):
+        for _ in range(5):
+            entities.append(f"arn:aws:iam::111122223333:user/u{u}")
+            ips.append(f"198.51.100.{int(rng.integers(1, 250))}")
+            counts.append(3)
+    model = train_ip_insights(entities, ips, counts, IPInsightsParams(epochs=5, mini_batch_size=256, vector_dim=16))
+    new_people = [f"arn:aws:iam::111122223333:user/new{i}" for i in range(50)]
+    vpn = model.score(new_people, [f"198.51.100.{i}" for i in range(200, 250)])
+    elsewhere = model.score(new_people, _random_v4(50, seed=2))
+    assert not vpn.entity_known.any()
+    assert np.median(vpn.insight) < np.median(elsewhere.insight)
+    assert (vpn.insight < elsewhere.insight).mean() > 0.9
+
+
+def test_deterministic_for_a_seed_and_independent_of_row_order():
+    entities, ips, counts, _ = _home_work_logins(40, seed=2)
+    params = IPInsightsParams(epochs=3, mini_batch_size=256, vector_dim=16, seed=9)
+    first = train_ip_insights(entities, ips, counts, params)
+    order = np.random.default_rng(0).permutation(len(entities))
+    second = train_ip_insights(
+        np.array(entities, dtype=object)[order], np.array(ips, dtype=object)[order], np.array(counts)[order], params
+    )
+    assert first.version == second.version
+    probe = _random_v4(50, seed=1) + ips[:50]
+    who = entities[:100]
+    np.testing.assert_array_equal(first.dot_product(who, probe), second.dot_product(who, probe))
+    other = train_ip_insights(entities, ips, counts, IPInsightsParams(epochs=3, mini_batch_size=256, vector_dim=16))
+    assert other.version != first.version
+
+
+def test_artifact_round_trip(model, data):
+    entities, ips, _, _ = data
+    blob = model.to_bytes()
+    loaded = IPInsightsModel.from_bytes(blob)
+    assert loaded.version == model.version and loaded.version.startswith("ipi-")
+    assert loaded.metadata == model.metadata
+    assert loaded.params == model.params
+    probe_ips = ips[:200] + _random_v4(200, seed=4)
+    probe_entities = entities[:200] + ["unknown"] * 200
+    a, b = model.score(probe_entities, probe_ips), loaded.score(probe_entities, probe_ips)
+    np.testing.assert_array_equal(a.dot_product, b.dot_product)
+    np.testing.assert_array_equal(a.insight, b.insight)
+    np.testing.assert_array_equal(a.entity_known, b.entity_known)
+    assert loaded.to_bytes() == blob
+    meta = model.metadata
+    for key in ("version", "backend", "hyperparameters", "training_rows", "training_seconds", "validation_auc", "roc"):
+        assert key in meta
+    assert meta["backend"] == "local"
+    assert meta["calibration"]["slope"] < 0
+    with pytest.raises(ValueError):
+        tampered = IPInsightsModel(
+            params=model.params,
+            entity_hashes=model.entity_hashes,
+            entity_buckets=model.entity_buckets,
+            entity_emb=model.entity_emb * 2,
+            ip_buckets=model.ip_buckets,
+            ip_emb=model.ip_emb,
+            enc_w=model.enc_w,
+            enc_b=model.enc_b,
+            calibration=model.calibration,
+            metadata=model.metadata,
+        )
+        IPInsightsModel.from_bytes(_with_metadata_version(tampered, model.version))
+
+
+def _with_metadata_version(model: IPInsightsModel, version: str) -> bytes:
+    model.metadata["version"] = version
+    return model.to_bytes()
+
+
+def test_calibration_is_in_unit_interval_and_decreasing(model):
+    dots = np.linspace(-60, 60, 2001)
+    insight = model.insight(dots)
+    assert insight.dtype == np.float32
+    assert ((insight >= 0) & (insight <= 1)).all()
+    assert (np.diff(insight.astype(np.float64)) <= 0).all()
+    assert insight[0] > 0.99 and insight[-1] < 0.01
+    slope, _ = fit_platt(np.r_[np.full(50, 5.0), np.full(50, -5.0)], np.r_[np.zeros(50, bool), np.ones(50, bool)])
+    assert slope < 0
+    slope, intercept = fit_platt(np.zeros(10), np.r_[np.zeros(5, bool), np.ones(5, bool)])  # no signal
+    assert slope < 0 and abs(intercept) < 1e-9
+
+
+def test_scores_are_in_input_order_and_accept_pandas(model, data):
+    entities, ips, _, _ = data
+    idx = np.arange(300)[::-1]
+    plain = model.dot_product([entities[i] for i in idx], [ips[i] for i in idx])
+    as_series = model.dot_product(pd.Series(entities).iloc[idx], pd.Series(ips).iloc[idx])
+    as_categories = model.dot_product(pd.Categorical([entities[i] for i in idx]), pd.Categorical([ips[i] for i in idx]))
+    one_by_one = np.array([model.dot_product([entities[i]], [ips[i]])[0] for i in idx[:20]])
+    np.testing.assert_array_equal(plain, as_series)
+    np.testing.assert_array_equal(plain, as_categories)
+    np.testing.assert_array_equal(plain[:20], one_by_one)
+    assert model.score([], []).dot_product.shape == (0,)
+
+
+def test_roc_auc_ranks_and_ties():
+    assert roc_auc([3, 4], [1, 2]) == 1.0
+    assert roc_auc([1, 2], [3, 4]) == 0.0
+    assert roc_auc([1, 1], [1, 1]) == 0.5
+    assert roc_auc([2, 1], [1, 0]) == pytest.approx(0.875)
+    assert np.isnan(roc_auc([], [1.0]))
+
+
+def test_address_parsing_matches_ipaddress():
+    rng = np.random.default_rng(0)
+    values = [str(ipaddress.IPv4Address(int(x))) for x in rng.integers(0, 1 << 32, 2000)]
+    values += ["2001:db8::1", "::1", "fe80::1", "0.0.0.0", "255.255.255.255", "075.050.255.67"]
+    is6, hi, lo = _parse_ips(np.array(values, dtype=object))
+    for value, v6, h, lw in zip(values, is6, hi, lo, strict=True):
+        if value == "075.050.255.67":  # leading zeros are decimal, as in ipnet.canonical_ip
+            assert (v6, int(lw)) == (False, int(ipaddress.IPv4Address("75.50.255.67")))
+            continue
+        addr = ipaddress.ip_address(value)
+        assert v6 == (addr.version == 6)
+        assert (int(h) << 64 | int(lw)) == int(addr)
+    for bad in ["ec2.amazonaws.com", "AWS Internal", "1.2.3", "1.2.3.256", "1..2.3", "", "1.2.3.4.5", "١.2.3.4"]:
+        with pytest.raises(ValueError, match="not IP addresses"):
+            _parse_ips(np.array(["1.2.3.4", bad], dtype=object))
+
+
+def test_params_validation_and_sagemaker_hyperparameters():
+    hp = IPInsightsParams().to_sagemaker_hyperparameters()
+    assert set(hp) == {
+        "num_entity_vectors",
+        "vector_dim",
+        "epochs",
+        "learning_rate",
+        "mini_batch_size",
+        "num_ip_encoder_layers",
+        "random_negative_sampling_rate",
+        "shuffled_negative_sampling_rate",
+        "weight_decay",
+    }
+    assert all(isinstance(v, str) for v in hp.values())
+    assert float(hp["learning_rate"]) == IPInsightsParams().learning_rate
+    assert IPInsightsParams.from_dict(IPInsightsParams().to_dict()) == IPInsightsParams()
+    with pytest.raises(ValueError):
+        IPInsightsParams(random_negative_sampling_rate=0, shuffled_negative_sampling_rate=0)
+    with pytest.raises(ValueError):
+        IPInsightsParams(ipv4_prefixes=(24, 16))
+    with pytest.raises(ValueError):
+        train_ip_insights([], [])
+    with pytest.raises(ValueError):
+        train_ip_insights(["a"], ["not-an-ip"])
+
+
+def test_encoder_layers_and_no_validation_train():
+    entities, ips, counts, _ = _home_work_logins(30, seed=4)
+    params = IPInsightsParams(epochs=4, mini_batch_size=256, vector_dim=16, num_ip_encoder_layers=2)
+    model = train_ip_insights(entities, ips, counts, params)
+    assert model.enc_w.shape == (2, 16, 16)
+    assert model.metadata["validation_auc"] > 0.8
+    loaded = IPInsightsModel.from_bytes(model.to_bytes())
+    np.testing.assert_array_equal(
+        model.dot_product(entities[:50], ips[:50]), loaded.dot_product(entities[:50], ips[:50])
+    )
+    bare = train_ip_insights(entities, ips, params=IPInsightsParams(epochs=1, vector_dim=8, validation_fraction=0.0))
+    assert bare.metadata["validation_auc"] is None
+    assert bare.calibration == (-1.0, 0.0)
