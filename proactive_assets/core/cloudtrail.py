@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
-from proactive_assets.core.ipnet import KIND_IP, classify_source
+from proactive_assets.core.ipnet import KIND_INVALID, KIND_IP, classify_source
 from proactive_assets.core.storage import ObjectInfo, ObjectStore
 
 LOG_NAME = re.compile(
@@ -90,6 +90,9 @@ _RECORD = pa.struct(
 _FILE_SCHEMA = pa.schema([("Records", pa.list_(_RECORD))])
 _PARSE_OPTIONS = pajson.ParseOptions(
     explicit_schema=_FILE_SCHEMA, unexpected_field_behavior="ignore", newlines_in_values=True
+)
+_BATCH_PARSE_OPTIONS = pajson.ParseOptions(
+    explicit_schema=_FILE_SCHEMA, unexpected_field_behavior="ignore", newlines_in_values=False
 )
 _STRING_FIELDS = [f.name for f in _RECORD if f.name != "userIdentity"]
 
@@ -207,6 +210,24 @@ def inventory_table(objects: list[LogObject]) -> pa.Table:
 
 # ---------------------------------------------------------------------------------------------
 # Parsing
+#
+# CloudTrail delivers many small objects (one per account, region and ~5 minutes), each a single
+# line of JSON. Parsing them one by one is dominated by per-call overhead, so objects are parsed
+# in batches: their decompressed bytes joined by newlines are newline-delimited JSON, one row per
+# object, read in one pyarrow call. A batch the columnar reader rejects is parsed object by
+# object, which isolates the bad object and names the bad record or field.
+
+BATCH_BYTES = 64 << 20
+
+
+@dataclass(frozen=True)
+class RawLog:
+    """One object's bytes and where they came from."""
+
+    data: bytes
+    source_file: str
+    account: str = ""
+    region: str = ""
 
 
 def decompress(data: bytes) -> bytes:
@@ -218,33 +239,72 @@ def decompress(data: bytes) -> bytes:
 
 def parse_log_bytes(data: bytes, source_file: str, account: str = "", region: str = "") -> ParsedFile:
     """Normalised events of one CloudTrail object; a corrupt object gives no events and one problem."""
+    return parse_logs([RawLog(data, source_file, account, region)])
+
+
+def parse_logs(logs: list[RawLog]) -> ParsedFile:
+    """Normalised events of several objects, parsed together when they are well formed."""
+    problems: list[Problem] = []
+    docs: list[bytes] = []
+    kept: list[RawLog] = []
+    for log in logs:
+        try:
+            raw = decompress(log.data).strip()
+        except zlib.error as exc:
+            problems.append(Problem(log.source_file, f"not a readable gzip object ({exc})"))
+            continue
+        docs.append(raw)
+        kept.append(log)
+    if not kept:
+        return ParsedFile(EVENTS_SCHEMA.empty_table(), problems)
+    single_line = all(b"\n" not in doc for doc in docs)
+    if single_line:
+        try:
+            records, file_index = _records_fast(docs)
+            return _merge(_normalise(records, file_index, kept), problems)
+        except pa.ArrowInvalid:
+            pass
+    results = [_parse_one(doc, log) for doc, log in zip(docs, kept, strict=True)]
+    return _merge(_concat(results), problems)
+
+
+def _parse_one(doc: bytes, log: RawLog) -> ParsedFile:
     try:
-        raw = decompress(data)
-    except zlib.error as exc:
-        return _failed(source_file, f"not a readable gzip object ({exc})")
-    try:
-        records = _records_fast(raw)
+        records, file_index = _records_fast([doc], newlines=True)
     except pa.ArrowInvalid:
         try:
-            records = _records_tolerant(raw)
+            records = _records_tolerant(doc)
         except ValueError as exc:
-            return _failed(source_file, str(exc))
-    return _normalise(records, source_file, account, region)
+            return _failed(log.source_file, str(exc))
+        file_index = np.zeros(len(records), dtype=np.int64)
+    return _normalise(records, file_index, [log])
+
+
+def _merge(parsed: ParsedFile, problems: list[Problem]) -> ParsedFile:
+    return ParsedFile(parsed.events, problems + parsed.problems)
+
+
+def _concat(results: list[ParsedFile]) -> ParsedFile:
+    events = pa.concat_tables([r.events for r in results]) if results else EVENTS_SCHEMA.empty_table()
+    return ParsedFile(events, [p for r in results for p in r.problems])
 
 
 def _failed(source_file: str, reason: str) -> ParsedFile:
     return ParsedFile(EVENTS_SCHEMA.empty_table(), [Problem(source_file, reason)])
 
 
-def _records_fast(raw: bytes) -> pa.StructArray:
-    read_options = pajson.ReadOptions(block_size=max(len(raw) + 64, 1 << 20), use_threads=False)
-    table = pajson.read_json(io.BytesIO(raw), read_options=read_options, parse_options=_PARSE_OPTIONS)
-    if table.num_rows != 1:
-        raise pa.ArrowInvalid("expected exactly one JSON object")
+def _records_fast(docs: list[bytes], newlines: bool = False) -> tuple[pa.StructArray, np.ndarray]:
+    """All records of ``docs`` (one JSON object each) and, per record, the index of its doc."""
+    raw = b"\n".join(docs)
+    options = _PARSE_OPTIONS if newlines else _BATCH_PARSE_OPTIONS
+    read_options = pajson.ReadOptions(block_size=max(len(raw) + 64, 1 << 16), use_threads=False)
+    table = pajson.read_json(io.BytesIO(raw), read_options=read_options, parse_options=options)
+    if table.num_rows != len(docs):
+        raise pa.ArrowInvalid("expected exactly one JSON object per log object")
     column = table.column("Records").combine_chunks()
     if column.null_count:
         raise pa.ArrowInvalid("Records missing")
-    return column.flatten()
+    return column.flatten(), np.asarray(pc.list_parent_indices(column), dtype=np.int64)
 
 
 def _records_tolerant(raw: bytes) -> pa.StructArray:
@@ -262,125 +322,120 @@ def _records_tolerant(raw: bytes) -> pa.StructArray:
         if not isinstance(record, dict):
             rows.append(None)
             continue
-        row: dict = {}
-        for name in _STRING_FIELDS:
-            value = record.get(name)
-            row[name] = value if isinstance(value, str) or value is None else _mistyped(value)
+        row: dict = {name: _text(record.get(name)) for name in _STRING_FIELDS}
         ident = record.get("userIdentity")
-        if isinstance(ident, dict):
-            row["userIdentity"] = {
-                k: (v if isinstance(v, str) or v is None else _mistyped(v))
-                for k, v in ((k, ident.get(k)) for k in ("type", "arn", "accountId", "invokedBy"))
-            }
-        else:
-            row["userIdentity"] = None
+        row["userIdentity"] = (
+            {k: _text(ident.get(k)) for k in ("type", "arn", "accountId", "invokedBy")}
+            if isinstance(ident, dict)
+            else None
+        )
         rows.append(row)
     return pa.array(rows, type=_RECORD)
 
 
-def _mistyped(value: object) -> str:
-    """A marker the normaliser turns into a per-record problem naming the field."""
+def _text(value: object) -> str | None:
+    """Strings pass; anything else becomes a marker the normaliser reports as a mistyped field."""
+    if value is None or isinstance(value, str):
+        return value
     return "\x00mistyped:" + type(value).__name__
 
 
 def _classify_ips(values: pa.Array) -> tuple[pa.Array, pa.Array]:
     """(source_kind, canonical source_ip) with one Python call per distinct value, not per record."""
-    encoded = (
-        pc.dictionary_encode(values).combine_chunks()
-        if isinstance(values, pa.ChunkedArray)
-        else (pc.dictionary_encode(values))
-    )
+    encoded = pc.dictionary_encode(values)
     kinds, canon = [], []
     for value in encoded.dictionary.to_pylist():
         kind, ip = classify_source(value)
         kinds.append(kind)
         canon.append(ip if ip is not None else value)
     indices = encoded.indices
-    return (
-        pc.take(pa.array(kinds, pa.string()), indices),
-        pc.take(pa.array(canon, pa.string()), indices),
-    )
+    return pc.take(pa.array(kinds, pa.string()), indices), pc.take(pa.array(canon, pa.string()), indices)
 
 
-def _normalise(records: pa.StructArray, source_file: str, account: str, region: str) -> ParsedFile:
+def _null_mask(array: pa.Array) -> np.ndarray:
+    return np.asarray(pc.is_null(array), dtype=bool)
+
+
+def _normalise(records: pa.StructArray, file_index: np.ndarray, logs: list[RawLog]) -> ParsedFile:
     n = len(records)
     if n == 0:
         return ParsedFile(EVENTS_SCHEMA.empty_table())
-    problems: list[Problem] = []
-    valid = pc.is_valid(records)
     ident = pc.struct_field(records, "userIdentity")
     time_text = pc.struct_field(records, "eventTime")
     event_time = pc.strptime(time_text, format="%Y-%m-%dT%H:%M:%SZ", unit="ms", error_is_null=True)
-    event_name = pc.struct_field(records, "eventName")
     source_text = pc.struct_field(records, "sourceIPAddress")
+    columns = {name: pc.struct_field(records, name) for name in _STRING_FIELDS}
 
+    # Each check: (field, mask, reason). Only the first failing check of a record is reported.
+    time_missing = _null_mask(time_text)
     checks = [
-        ("record", pc.invert(valid), "record is not a JSON object"),
-        ("userIdentity", pc.is_null(ident), "missing field userIdentity"),
-        ("eventTime", pc.is_null(time_text), "missing field eventTime"),
-        ("eventTime", pc.and_(pc.is_valid(time_text), pc.is_null(event_time)), "unparsable eventTime"),
-        ("eventName", pc.is_null(event_name), "missing field eventName"),
-        ("sourceIPAddress", pc.is_null(source_text), "missing field sourceIPAddress"),
+        ("record", _null_mask(records), lambda i: "record is not a JSON object"),
+        ("userIdentity", _null_mask(ident), lambda i: "missing field userIdentity"),
+        ("eventTime", time_missing, lambda i: "missing field eventTime"),
+        (
+            "eventTime",
+            _null_mask(event_time) & ~time_missing,
+            lambda i: f"unparsable eventTime {time_text[i].as_py()!r}",
+        ),
+        ("eventName", _null_mask(columns["eventName"]), lambda i: "missing field eventName"),
+        ("sourceIPAddress", _null_mask(source_text), lambda i: "missing field sourceIPAddress"),
     ]
+    for name, column in columns.items():
+        mistyped = pc.starts_with(pc.fill_null(column, ""), "\x00mistyped:")
+        if pc.any(mistyped).as_py():
+            checks.append((name, np.asarray(mistyped), lambda i, f=name: f"field {f} has the wrong type"))
     rejected = np.zeros(n, dtype=bool)
-    for name, mask, reason in checks:
-        mask_np = np.asarray(pc.fill_null(mask, True), dtype=bool) if name != "record" else np.asarray(mask)
-        if name != "record":
-            mask_np &= ~rejected
-        for index in np.flatnonzero(mask_np):
-            detail = reason
-            if reason == "unparsable eventTime":
-                detail = f"unparsable eventTime {time_text[int(index)].as_py()!r}"
-            problems.append(Problem(source_file, detail, int(index), name))
-        rejected |= mask_np
-    for name in _STRING_FIELDS:
-        column = pc.struct_field(records, name)
-        mistyped = pc.fill_null(pc.starts_with(column, "\x00mistyped:"), False)
-        for index in np.flatnonzero(np.asarray(mistyped)):
-            if not rejected[index]:
-                problems.append(Problem(source_file, f"field {name} has the wrong type", int(index), name))
-        rejected |= np.asarray(mistyped)
+    problems: list[Problem] = []
+    starts = np.searchsorted(file_index, np.arange(len(logs)))
+    for field_name, mask, reason in checks:
+        new = mask & ~rejected
+        for index in np.flatnonzero(new):
+            doc = int(file_index[index])
+            problems.append(Problem(logs[doc].source_file, reason(int(index)), int(index - starts[doc]), field_name))
+        rejected |= new
 
-    keep = pa.array(~rejected)
     kinds, source_ip = _classify_ips(source_text)
-    arn = pc.struct_field(ident, "arn")
-    invalid_ip = np.asarray(pc.fill_null(pc.equal(kinds, "invalid"), False)) & ~rejected
-    for index in np.flatnonzero(invalid_ip):
+    invalid = np.asarray(pc.fill_null(pc.equal(kinds, KIND_INVALID), False), dtype=bool) & ~rejected
+    for index in np.flatnonzero(invalid):
+        doc = int(file_index[index])
         problems.append(
             Problem(
-                source_file,
+                logs[doc].source_file,
                 f"sourceIPAddress {source_text[int(index)].as_py()!r} is neither an IP address nor an AWS service"
                 " (kept as an event, not a pair)",
-                int(index),
+                int(index - starts[doc]),
                 "sourceIPAddress",
                 record_rejected=False,
             )
         )
-    is_pair = pc.and_(pc.equal(kinds, KIND_IP), pc.is_valid(arn))
-    region_col = pc.struct_field(records, "awsRegion")
-    account_col = pc.struct_field(records, "recipientAccountId")
+    arn = pc.struct_field(ident, "arn")
+    doc_index = pa.array(file_index)
+    per_record = {
+        key: pc.take(pa.array([getattr(log, key) or None for log in logs], pa.string()), doc_index)
+        for key in ("source_file", "account", "region")
+    }
     table = pa.table(
         {
             "event_time": event_time.cast(pa.timestamp("ms", tz="UTC")),
-            "event_name": event_name,
-            "event_source": pc.struct_field(records, "eventSource"),
+            "event_name": columns["eventName"],
+            "event_source": columns["eventSource"],
             "identity_arn": arn,
             "identity_type": pc.struct_field(ident, "type"),
-            "account": pc.fill_null(account_col, account or None) if account else account_col,
-            "region": pc.fill_null(region_col, region or None) if region else region_col,
+            "account": pc.coalesce(columns["recipientAccountId"], per_record["account"]),
+            "region": pc.coalesce(columns["awsRegion"], per_record["region"]),
             "source_ip": source_ip,
             "source_kind": kinds,
-            "is_pair": pc.fill_null(is_pair, False),
-            "user_agent": pc.struct_field(records, "userAgent"),
-            "error_code": pc.struct_field(records, "errorCode"),
-            "event_id": pc.struct_field(records, "eventID"),
-            "source": pa.array(["cloudtrail"] * n, pa.string()),
-            "source_file": pa.array([source_file] * n, pa.string()),
+            "is_pair": pc.fill_null(pc.and_(pc.equal(kinds, KIND_IP), pc.is_valid(arn)), False),
+            "user_agent": columns["userAgent"],
+            "error_code": columns["errorCode"],
+            "event_id": columns["eventID"],
+            "source": pa.repeat(pa.scalar("cloudtrail"), n),
+            "source_file": per_record["source_file"],
         },
         schema=EVENTS_SCHEMA,
     )
     if rejected.any():
-        table = table.filter(keep)
+        table = table.filter(pa.array(~rejected))
     return ParsedFile(table, problems)
 
 
@@ -398,12 +453,27 @@ def problems_table(problems: list[Problem]) -> pa.Table:
     )
 
 
-def iter_day_events(store: ObjectStore, objects: list[LogObject]) -> Iterator[tuple[LogObject, ParsedFile]]:
-    """Parse the day's objects one at a time; a read error becomes a problem for that object."""
+def iter_day_events(
+    store: ObjectStore, objects: list[LogObject], batch_bytes: int = BATCH_BYTES
+) -> Iterator[tuple[list[LogObject], ParsedFile]]:
+    """Parse the day's objects in batches of about ``batch_bytes`` compressed bytes.
+
+    Memory stays bounded by one batch; an object that cannot even be read becomes a problem.
+    """
+    batch: list[RawLog] = []
+    members: list[LogObject] = []
+    size = 0
     for obj in objects:
         try:
             data = store.get(obj.info.key)
         except Exception as exc:
-            yield obj, _failed(obj.uri, f"could not be read ({type(exc).__name__}: {exc})")
+            yield [obj], _failed(obj.uri, f"could not be read ({type(exc).__name__}: {exc})")
             continue
-        yield obj, parse_log_bytes(data, obj.uri, obj.account, obj.region)
+        batch.append(RawLog(data, obj.uri, obj.account, obj.region))
+        members.append(obj)
+        size += len(data) * 8  # decompressed JSON is typically ~8-15x the gzip size
+        if size >= batch_bytes:
+            yield members, parse_logs(batch)
+            batch, members, size = [], [], 0
+    if batch:
+        yield members, parse_logs(batch)

@@ -17,6 +17,8 @@ import pyarrow.parquet as pq
 
 from proactive_assets.core.storage import ObjectStore
 
+ROW_GROUP_ROWS = 256_000
+
 
 def partition_prefix(asset: str, day: date | str) -> str:
     return f"{asset}/day={day}/"
@@ -31,6 +33,7 @@ class PartitionWriter:
         self._dir = tempfile.TemporaryDirectory(prefix="proactive-")
         self._files: dict[str, str] = {}
         self._writers: dict[str, pq.ParquetWriter] = {}
+        self._pending: dict[str, list[pa.Table]] = {}
 
     def path(self, name: str) -> str:
         path = os.path.join(self._dir.name, name)
@@ -44,16 +47,28 @@ class PartitionWriter:
         Path(self.path(name)).write_bytes(data)
 
     def append(self, name: str, table: pa.Table) -> None:
-        """Stream batches into ``name.parquet`` without holding the partition in memory."""
-        writer = self._writers.get(name)
-        if writer is None:
-            writer = pq.ParquetWriter(self.path(f"{name}.parquet"), table.schema, compression="zstd")
-            self._writers[name] = writer
+        """Stream batches into ``name.parquet`` without holding the partition in memory.
+
+        Small batches are buffered up to ``ROW_GROUP_ROWS`` so the file has few, large row groups.
+        """
+        if name not in self._writers:
+            self._writers[name] = pq.ParquetWriter(self.path(f"{name}.parquet"), table.schema, compression="zstd")
+            self._pending[name] = []
+        pending = self._pending[name]
         if table.num_rows:
-            writer.write_table(table)
+            pending.append(table)
+        if sum(t.num_rows for t in pending) >= ROW_GROUP_ROWS:
+            self._flush(name)
+
+    def _flush(self, name: str) -> None:
+        pending = self._pending[name]
+        if pending:
+            self._writers[name].write_table(pa.concat_tables(pending), row_group_size=ROW_GROUP_ROWS)
+            pending.clear()
 
     def commit(self) -> list[str]:
-        for writer in self._writers.values():
+        for name, writer in self._writers.items():
+            self._flush(name)
             writer.close()
         written = []
         for name, path in sorted(self._files.items()):

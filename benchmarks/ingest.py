@@ -1,0 +1,153 @@
+"""Ingest benchmark: gz CloudTrail -> normalised events, against zlib on the same bytes, and peak RSS.
+
+    python -m benchmarks.ingest              # throughput on ~250k events + peak RSS on a ~5M-event day
+    python -m benchmarks.ingest --quick      # smaller, for a smoke run
+
+Throughput is measured on one core (the parser runs single-threaded) and reported as a ratio to
+the time zlib needs to decompress the same objects, measured in the same run, because the
+machines are shared and noisy. Target: at most 3x.
+
+Peak RSS runs the real assets (raw_cloudtrail, cloudtrail_events, learning_set) for one day in a
+child process, and reports it beside the RSS of a child that only imports the project (baseline).
+The big day is built from the generator's files, copied under new object names until it holds
+the requested number of events; the copies repeat event ids, which the learning set counts once.
+"""
+
+import argparse
+import gzip
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from datetime import date
+from pathlib import Path
+
+DAY = date(2024, 6, 1)
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*.json.gz") if "CloudTrail-Digest" not in p.parts)
+
+
+def throughput(root: Path, repeats: int = 3) -> dict:
+    from proactive_assets.core.cloudtrail import parse_log_bytes
+
+    blobs = [p.read_bytes() for p in _files(root)]
+    compressed = sum(len(b) for b in blobs)
+    raw_bytes = sum(len(zlib.decompress(b, 31)) for b in blobs)
+    best_zlib = best_parse = float("inf")
+    events = 0
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for blob in blobs:
+            zlib.decompress(blob, 31)
+        best_zlib = min(best_zlib, time.perf_counter() - started)
+        started = time.perf_counter()
+        events = 0
+        for i, blob in enumerate(blobs):
+            events += parse_log_bytes(blob, f"f{i}").events.num_rows
+        best_parse = min(best_parse, time.perf_counter() - started)
+    return {
+        "objects": len(blobs),
+        "events": events,
+        "compressed_mb": compressed / 1e6,
+        "json_mb": raw_bytes / 1e6,
+        "zlib_s": best_zlib,
+        "ingest_s": best_parse,
+        "events_per_s": events / best_parse,
+        "json_mb_per_s": raw_bytes / 1e6 / best_parse,
+        "ratio_to_zlib": best_parse / best_zlib,
+    }
+
+
+def _grow(root: Path, target_events: int) -> int:
+    """Copy the day's log objects under new names until the day holds ``target_events``."""
+    files = _files(root)
+    per_round = sum(len(json.loads(gzip.decompress(p.read_bytes()))["Records"]) for p in files)
+    rounds = max(1, -(-target_events // per_round))
+    for r in range(1, rounds):
+        for path in files:
+            stem = path.name[: -len(".json.gz")]
+            shutil.copyfile(path, path.with_name(f"{stem[:-16]}{r:04d}{stem[-12:]}.json.gz"))
+    return per_round * rounds
+
+
+CHILD = """
+import resource, sys, time
+from datetime import date
+from dagster import DagsterInstance, materialize
+from dagster_aws.s3 import S3Resource
+from proactive_assets.defs.assets.ingest import cloudtrail_events, learning_set, raw_cloudtrail
+from proactive_assets.defs.resources import ProactiveResource
+if sys.argv[1] == "run":
+    res = ProactiveResource(home=sys.argv[3], cloudtrail_uri=sys.argv[2], warehouse_uri=sys.argv[3] + "/warehouse",
+                            s3=S3Resource())
+    started = time.perf_counter()
+    result = materialize([raw_cloudtrail, cloudtrail_events, learning_set], partition_key=sys.argv[4],
+                         resources={"proactive": res}, instance=DagsterInstance.ephemeral())
+    assert result.success
+    print(time.perf_counter() - started)
+else:
+    print(0.0)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def _child(*args: str) -> tuple[float, float]:
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DAGSTER_DISABLE_TELEMETRY": "1"},
+    ).stdout.split()
+    return float(out[-2]), int(out[-1]) / 1024  # seconds, MiB
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--scale", type=float, default=None, help="generator scale for the throughput day")
+    parser.add_argument("--big-events", type=int, default=None, help="events in the peak-RSS day")
+    args = parser.parse_args(argv)
+    scale = args.scale or (10.0 if args.quick else 100.0)
+    big = args.big_events or (500_000 if args.quick else 5_000_000)
+
+    from proactive_assets.core.sample_data import generate_sample
+
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+        root = Path(tmp) / "bucket"
+        started = time.perf_counter()
+        generate_sample(root, start=DAY, days=1, seed=11, scale=scale)
+        generated = time.perf_counter() - started
+        t = throughput(root)
+        print(
+            f"throughput day: {t['objects']} objects, {t['events']:,} events, {t['compressed_mb']:.1f} MB gz, "
+            f"{t['json_mb']:.1f} MB JSON (generated in {generated:.1f}s)"
+        )
+        print(f"  zlib decompress      {t['zlib_s']:.3f} s   (baseline, same bytes, same run)")
+        print(
+            f"  ingest (parse+norm)  {t['ingest_s']:.3f} s   {t['events_per_s']:,.0f} events/s  "
+            f"{t['json_mb_per_s']:.0f} MB/s JSON"
+        )
+        print(f"  ratio to zlib        {t['ratio_to_zlib']:.2f}x   (target <= 3x)")
+
+        events = _grow(root, big)
+        _, base_rss = _child("baseline")
+        seconds, peak_rss = _child("run", str(root), str(Path(tmp) / "home"), DAY.isoformat())
+        print(f"peak-RSS day: {events:,} events through raw_cloudtrail -> cloudtrail_events -> learning_set")
+        print(f"  wall time            {seconds:.1f} s   ({events / seconds:,.0f} events/s end to end)")
+        print(
+            f"  peak RSS             {peak_rss:,.0f} MiB  (import-only baseline {base_rss:,.0f} MiB, "
+            f"ratio {peak_rss / base_rss:.2f}x; target < 1536 MiB)"
+        )
+    print(f"(this process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB)")
+
+
+if __name__ == "__main__":
+    main()
