@@ -98,12 +98,13 @@ def cloudtrail_events(context: AssetExecutionContext, proactive: ProactiveResour
     quarantined: list[str] = []
     with warehouse.partition("cloudtrail_events", day) as out:
         out.append("cloudtrail_events", cloudtrail.EVENTS_SCHEMA.empty_table())
-        for obj, parsed in cloudtrail.iter_day_events(store, objects):
+        for _members, parsed in cloudtrail.iter_day_events(store, objects):
             out.append("cloudtrail_events", parsed.events)
             problems.extend(parsed.problems)
-            if any(p.record_index < 0 for p in parsed.problems):
-                quarantined.append(obj.uri)
-                context.log.warning(f"quarantined {parsed.problems[0].message()}")
+            for problem in parsed.problems:
+                if problem.record_index < 0:
+                    quarantined.append(problem.source_file)
+                    context.log.warning(f"quarantined {problem.message()}")
             events += parsed.events.num_rows
             pairs_count += int(pc.sum(parsed.events.column("is_pair")).as_py() or 0)
             accounts.update(a for a in pc.unique(parsed.events.column("account")).to_pylist() if a)
