@@ -15,7 +15,7 @@ from dagster import (
 )
 
 from proactive_assets.config import Settings
-from proactive_assets.core import scoring, training
+from proactive_assets.core import plots, scoring, training
 from proactive_assets.core.ipinsights import IPInsightsParams, train_ip_insights
 from proactive_assets.defs.assets.ingest import learning_set, partition_day
 from proactive_assets.defs.metadata import table_preview
@@ -106,6 +106,7 @@ def ip_insights_model(context: AssetExecutionContext, proactive: ProactiveResour
             "hyperparameters": MetadataValue.json(model.params.to_dict()),
             "calibration": MetadataValue.json(model.metadata.get("calibration", {})),
             "artifact": artifact,
+            **_roc_plot(model.metadata, auc),
         }
     )
     yield AssetCheckResult(
@@ -142,7 +143,18 @@ def daily_insights(context: AssetExecutionContext, proactive: ProactiveResource)
             "model_validation_auc": float(meta.get("validation_auc", float("nan"))),
             "training_window": f"{meta.get('window_start')}..{meta.get('window_end')}",
             "insight_histogram": MetadataValue.json({"bin_edges": edges, "counts": counts}),
+            "insight_distribution": MetadataValue.md(
+                plots.as_markdown_image(plots.insight_histogram_svg(edges, counts, threshold), "insight distribution")
+            ),
             "table": warehouse.uri_for("daily_insights", day),
             "preview": table_preview(insights, ["entity", "source_ip", "insight", "dot_product", "event_count"]),
         }
     )
+
+
+def _roc_plot(model_metadata: dict, auc: float) -> dict:
+    roc = model_metadata.get("roc") or {}
+    if not roc.get("fpr"):
+        return {}
+    svg = plots.roc_svg(roc["fpr"], roc["tpr"], auc)
+    return {"validation_roc": MetadataValue.md(plots.as_markdown_image(svg, "validation ROC"))}
