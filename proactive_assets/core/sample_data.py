@@ -32,7 +32,6 @@ import os
 import re
 import shutil
 import string
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,21 +159,45 @@ _P_DESCRIBE = {"filterSet": {}}
 _EVENT_TABLE: tuple[tuple[str, str, bool, dict | None, bool], ...] = (
     ("sts", "GetCallerIdentity", True, None, False),
     ("s3", "ListBuckets", True, {"Host": "s3.amazonaws.com"}, False),
-    ("s3", "GetBucketLocation", True, {"bucketName": "acme-app-artifacts", "Host": "s3.amazonaws.com", "location": ""}, False),
-    ("s3", "GetBucketPolicy", True, {"bucketName": "acme-app-artifacts", "Host": "s3.amazonaws.com", "policy": ""}, False),
+    (
+        "s3",
+        "GetBucketLocation",
+        True,
+        {"bucketName": "acme-app-artifacts", "Host": "s3.amazonaws.com", "location": ""},
+        False,
+    ),
+    (
+        "s3",
+        "GetBucketPolicy",
+        True,
+        {"bucketName": "acme-app-artifacts", "Host": "s3.amazonaws.com", "policy": ""},
+        False,
+    ),
     ("s3", "GetBucketAcl", True, {"bucketName": BUCKET, "Host": f"{BUCKET}.s3.amazonaws.com", "acl": ""}, False),
     ("ec2", "DescribeInstances", True, {"instancesSet": {}, "filterSet": {}}, False),
     ("ec2", "DescribeSecurityGroups", True, {"securityGroupSet": {}, "securityGroupIdSet": {}, "filterSet": {}}, False),
     ("ec2", "DescribeVpcs", True, {"vpcSet": {}, "filterSet": {}}, False),
     ("ec2", "DescribeSubnets", True, {"subnetSet": {}, "filterSet": {}}, False),
     ("ec2", "DescribeRegions", True, {"regionSet": {}, "allRegions": True}, False),
-    ("ec2", "DescribeSnapshots", True, {"snapshotSet": {}, "ownersSet": {"items": [{"owner": "self"}]}, "filterSet": {}}, False),
+    (
+        "ec2",
+        "DescribeSnapshots",
+        True,
+        {"snapshotSet": {}, "ownersSet": {"items": [{"owner": "self"}]}, "filterSet": {}},
+        False,
+    ),
     ("ec2", "DescribeTags", True, _P_DESCRIBE, False),
     ("ec2", "DescribeAccountAttributes", True, {"accountAttributeNameSet": {}, "filterSet": {}}, False),
     ("ec2", "CreateSnapshot", False, {"volumeId": "vol-0b1c2d3e4f5a6b7c8", "description": "nightly backup"}, False),
     ("ec2", "DeleteSnapshot", False, {"snapshotId": "snap-0a9b8c7d6e5f4a3b2"}, False),
     ("ec2", "StartInstances", False, {"instancesSet": {"items": [{"instanceId": "i-0d4c3b2a1f0e9d8c7"}]}}, False),
-    ("ec2", "StopInstances", False, {"instancesSet": {"items": [{"instanceId": "i-0d4c3b2a1f0e9d8c7"}]}, "force": False}, False),
+    (
+        "ec2",
+        "StopInstances",
+        False,
+        {"instancesSet": {"items": [{"instanceId": "i-0d4c3b2a1f0e9d8c7"}]}, "force": False},
+        False,
+    ),
     ("iam", "ListRoles", True, None, True),
     ("iam", "GetRole", True, {"roleName": "app-server-role"}, True),
     ("iam", "ListPolicies", True, {"scope": "Local", "onlyAttached": False}, True),
@@ -188,7 +211,13 @@ _EVENT_TABLE: tuple[tuple[str, str, bool, dict | None, bool], ...] = (
     ("iam", "CreateUser", False, {"userName": "svc-maintenance"}, True),
     ("iam", "CreateLoginProfile", False, {"userName": "svc-maintenance", "passwordResetRequired": False}, True),
     ("iam", "CreateAccessKey", False, {"userName": "svc-maintenance"}, True),
-    ("iam", "AttachUserPolicy", False, {"userName": "svc-maintenance", "policyArn": "arn:aws:iam::aws:policy/AdministratorAccess"}, True),
+    (
+        "iam",
+        "AttachUserPolicy",
+        False,
+        {"userName": "svc-maintenance", "policyArn": "arn:aws:iam::aws:policy/AdministratorAccess"},
+        True,
+    ),
     ("iam", "PutRolePolicy", False, {"roleName": "app-server-role", "policyName": "maintenance"}, True),
     ("cloudformation", "DescribeStacks", True, None, False),
     ("cloudformation", "ListStacks", True, {"stackStatusFilter": ["CREATE_COMPLETE", "UPDATE_COMPLETE"]}, False),
@@ -242,49 +271,117 @@ def _catalog(*pairs: tuple[str, float]) -> tuple[np.ndarray, np.ndarray]:
 
 _CATALOGS = {
     "human": _catalog(
-        ("GetCallerIdentity", 6), ("ListBuckets", 6), ("GetBucketPolicy", 2), ("DescribeInstances", 10),
-        ("DescribeSecurityGroups", 5), ("DescribeVpcs", 3), ("DescribeSubnets", 2), ("StartInstances", 0.6),
-        ("StopInstances", 0.6), ("ListRoles", 3), ("GetRole", 2), ("ListPolicies", 1), ("DescribeStacks", 5),
-        ("ListStacks", 2), ("DescribeLogGroups", 4), ("FilterLogEvents", 3), ("ListFunctions20150331", 3),
-        ("GetFunction20150331v2", 2), ("GetParameter", 2), ("StartSession", 0.7), ("ListAliases", 1),
-        ("ListSecrets", 1), ("DescribeAlarms", 2), ("DescribeRepositories", 1), ("DescribeTable", 2),
-        ("DescribeDBInstances", 2), ("DescribeEventAggregates", 1.5),
+        ("GetCallerIdentity", 6),
+        ("ListBuckets", 6),
+        ("GetBucketPolicy", 2),
+        ("DescribeInstances", 10),
+        ("DescribeSecurityGroups", 5),
+        ("DescribeVpcs", 3),
+        ("DescribeSubnets", 2),
+        ("StartInstances", 0.6),
+        ("StopInstances", 0.6),
+        ("ListRoles", 3),
+        ("GetRole", 2),
+        ("ListPolicies", 1),
+        ("DescribeStacks", 5),
+        ("ListStacks", 2),
+        ("DescribeLogGroups", 4),
+        ("FilterLogEvents", 3),
+        ("ListFunctions20150331", 3),
+        ("GetFunction20150331v2", 2),
+        ("GetParameter", 2),
+        ("StartSession", 0.7),
+        ("ListAliases", 1),
+        ("ListSecrets", 1),
+        ("DescribeAlarms", 2),
+        ("DescribeRepositories", 1),
+        ("DescribeTable", 2),
+        ("DescribeDBInstances", 2),
+        ("DescribeEventAggregates", 1.5),
     ),
-    "internal": _catalog(("DescribeAccountAttributes", 3), ("ListAliases", 2), ("GetAccountSummary", 2), ("GetBucketLocation", 2)),
-    "backup": _catalog(("ListBuckets", 2), ("GetBucketLocation", 3), ("DescribeSnapshots", 4), ("CreateSnapshot", 3), ("DeleteSnapshot", 2)),
+    "internal": _catalog(
+        ("DescribeAccountAttributes", 3), ("ListAliases", 2), ("GetAccountSummary", 2), ("GetBucketLocation", 2)
+    ),
+    "backup": _catalog(
+        ("ListBuckets", 2),
+        ("GetBucketLocation", 3),
+        ("DescribeSnapshots", 4),
+        ("CreateSnapshot", 3),
+        ("DeleteSnapshot", 2),
+    ),
     "instance": _catalog(
-        ("UpdateInstanceInformation", 8), ("Decrypt", 6), ("GetSecretValue", 3), ("DescribeTags", 3),
-        ("CreateLogStream", 2), ("GetCallerIdentity", 1), ("GetParameters", 2), ("GetAuthorizationToken", 1),
+        ("UpdateInstanceInformation", 8),
+        ("Decrypt", 6),
+        ("GetSecretValue", 3),
+        ("DescribeTags", 3),
+        ("CreateLogStream", 2),
+        ("GetCallerIdentity", 1),
+        ("GetParameters", 2),
+        ("GetAuthorizationToken", 1),
     ),
-    "lambda": _catalog(("DescribeTable", 3), ("Decrypt", 4), ("GetSecretValue", 2), ("GetParameter", 3), ("GetBucketLocation", 1)),
+    "lambda": _catalog(
+        ("DescribeTable", 3), ("Decrypt", 4), ("GetSecretValue", 2), ("GetParameter", 3), ("GetBucketLocation", 1)
+    ),
     "cicd": _catalog(
-        ("GetCallerIdentity", 2), ("DescribeStacks", 6), ("GetTemplate", 2), ("CreateChangeSet", 2),
-        ("DescribeChangeSet", 4), ("ExecuteChangeSet", 1), ("GetAuthorizationToken", 2), ("PutImage", 1),
-        ("UpdateFunctionCode20150331v2", 1), ("GetBucketLocation", 1),
+        ("GetCallerIdentity", 2),
+        ("DescribeStacks", 6),
+        ("GetTemplate", 2),
+        ("CreateChangeSet", 2),
+        ("DescribeChangeSet", 4),
+        ("ExecuteChangeSet", 1),
+        ("GetAuthorizationToken", 2),
+        ("PutImage", 1),
+        ("UpdateFunctionCode20150331v2", 1),
+        ("GetBucketLocation", 1),
     ),
     "config": _catalog(
-        ("DescribeInstances", 4), ("DescribeSecurityGroups", 4), ("DescribeVpcs", 2), ("DescribeSubnets", 2),
-        ("ListRoles", 1), ("GetBucketAcl", 1), ("DescribeDBInstances", 1),
+        ("DescribeInstances", 4),
+        ("DescribeSecurityGroups", 4),
+        ("DescribeVpcs", 2),
+        ("DescribeSubnets", 2),
+        ("ListRoles", 1),
+        ("GetBucketAcl", 1),
+        ("DescribeDBInstances", 1),
     ),
     "autoscaling": _catalog(("DescribeInstances", 3), ("DescribeAccountAttributes", 1), ("DescribeSubnets", 1)),
     "cloudtrail": _catalog(("GetBucketAcl", 1)),
 }
 
 _RECON = (
-    "ListBuckets", "DescribeInstances", "DescribeRegions", "ListUsers", "ListRoles", "ListPolicies",
-    "GetAccountAuthorizationDetails", "ListAccessKeys", "ListAttachedUserPolicies", "ListSecrets",
-    "DescribeSnapshots", "ListFunctions20150331", "DescribeDBInstances", "ListDetectors", "DescribeTrails",
-    "DescribeOrganization", "ListKeys", "DescribeParameters", "ListGroups", "GetUser", "DescribeSecurityGroups",
+    "ListBuckets",
+    "DescribeInstances",
+    "DescribeRegions",
+    "ListUsers",
+    "ListRoles",
+    "ListPolicies",
+    "GetAccountAuthorizationDetails",
+    "ListAccessKeys",
+    "ListAttachedUserPolicies",
+    "ListSecrets",
+    "DescribeSnapshots",
+    "ListFunctions20150331",
+    "DescribeDBInstances",
+    "ListDetectors",
+    "DescribeTrails",
+    "DescribeOrganization",
+    "ListKeys",
+    "DescribeParameters",
+    "ListGroups",
+    "GetUser",
+    "DescribeSecurityGroups",
 )
 
 # --------------------------------------------------------------------------------------------
 # User agents
 
 _UA_BROWSER = (
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36",
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0",
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Safari/605.1.15",
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/18.1 Safari/605.1.15",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0",
 )
 _UA_CLI = (
     "aws-cli/2.22.4 md/awscrt#0.22.0 ua/2.0 os/macos#24.1.0 md/arch#arm64 lang/python#3.12.6 md/pyimpl#CPython "
@@ -313,7 +410,9 @@ _UA_CI = (
     "md/pyimpl#CPython exec-env/GitHubActions cfg/retry-mode#standard md/installer#exe md/distrib#ubuntu.22 "
     "md/prompt#off md/command#cloudformation.deploy"
 )
-_UA_BACKUP = "aws-sdk-java/1.12.780 Linux/5.15.0-126-generic OpenJDK_64-Bit_Server_VM/17.0.13+11 java/17.0.13 vendor/Ubuntu"
+_UA_BACKUP = (
+    "aws-sdk-java/1.12.780 Linux/5.15.0-126-generic OpenJDK_64-Bit_Server_VM/17.0.13+11 java/17.0.13 vendor/Ubuntu"
+)
 _UA_ATTACK = (
     "aws-cli/1.22.34 Python/3.11.8 Linux/6.6.15-amd64 botocore/1.23.34",
     "Boto3/1.34.14 md/Botocore#1.34.14 ua/2.0 os/linux#6.6.9-amd64 md/arch#x86_64 lang/python#3.11.8 "
@@ -447,9 +546,22 @@ class _NetFactory:
 
 
 _PEOPLE = (
-    "alice.nguyen", "bruno.costa", "chen.wei", "dana.kowalski", "eitan.levy", "fatima.rahman", "georg.muller",
-    "hana.sato", "ivan.petrov", "julia.santos", "kofi.mensah", "lena.fischer", "mateo.garcia", "nora.lindqvist",
-    "omar.haddad", "priya.iyer",
+    "alice.nguyen",
+    "bruno.costa",
+    "chen.wei",
+    "dana.kowalski",
+    "eitan.levy",
+    "fatima.rahman",
+    "georg.muller",
+    "hana.sato",
+    "ivan.petrov",
+    "julia.santos",
+    "kofi.mensah",
+    "lena.fischer",
+    "mateo.garcia",
+    "nora.lindqvist",
+    "omar.haddad",
+    "priya.iyer",
 )
 # office index per person: 0 New York (UTC-5), 1 London (UTC+0), 2 Sydney (UTC+10)
 _PERSON_OFFICE = (0, 1, 0, 2, 1, 0, 1, 2, 0, 1, 0, 1, 0, 2, 1, 0)
@@ -488,13 +600,27 @@ def _build_world(seed: int, names: _Names) -> _World:
     travel = [nets.v4() for _ in range(10)]
     identities: list[_Identity] = []
 
-    def role_ident(kind: str, account: _Account, role: str, session: str, catalog: str, region_w: Any,
-                   role_path: str = "/", **kw: Any) -> _Identity:
+    def role_ident(
+        kind: str,
+        account: _Account,
+        role: str,
+        session: str,
+        catalog: str,
+        region_w: Any,
+        role_path: str = "/",
+        **kw: Any,
+    ) -> _Identity:
         ident = _Identity(
-            kind=kind, account=account, name=session, role=role, role_path=role_path, catalog=catalog,
+            kind=kind,
+            account=account,
+            name=session,
+            role=role,
+            role_path=role_path,
+            catalog=catalog,
             arn=f"arn:aws:sts::{account.id}:assumed-role/{role}/{session}",
             principal="AROA" + names.chars(_B32, 17, "aroa", account.id, role),
-            region_w=np.asarray(region_w, dtype=float), **kw,
+            region_w=np.asarray(region_w, dtype=float),
+            **kw,
         )
         identities.append(ident)
         return ident
@@ -505,8 +631,16 @@ def _build_world(seed: int, names: _Names) -> _World:
         role = sso_roles.setdefault(
             (account.id, permset), f"AWSReservedSSO_{permset}_{names.hex(16, 'sso', account.id, permset)}"
         )
-        return role_ident("sso", account, role, f"{human.name}@example.com", "human", human.region_w,
-                          role_path="/aws-reserved/sso.amazonaws.com/", human=human)
+        return role_ident(
+            "sso",
+            account,
+            role,
+            f"{human.name}@example.com",
+            "human",
+            human.region_w,
+            role_path="/aws-reserved/sso.amazonaws.com/",
+            human=human,
+        )
 
     humans = []
     for i, person in enumerate(_PEOPLE):
@@ -515,16 +649,24 @@ def _build_world(seed: int, names: _Names) -> _World:
         nets.hosts(home, int(rng.integers(1, 3)))
         home6 = nets.v6() if i in _IPV6_HOMES else None
         human = _Human(
-            name=person, tz=_OFFICE_TZ[office_i], office=offices[office_i], home=home, home6=home6,
+            name=person,
+            tz=_OFFICE_TZ[office_i],
+            office=offices[office_i],
+            home=home,
+            home6=home6,
             mobile=carriers[int(rng.integers(0, 4))] if rng.random() < 0.45 else None,
-            p_office=float(rng.uniform(0.35, 0.85)), intensity=float(rng.uniform(10, 30)),
-            region_w=np.array(_OFFICE_REGIONS[office_i]), cli_ua=_UA_CLI[int(rng.integers(0, len(_UA_CLI)))],
+            p_office=float(rng.uniform(0.35, 0.85)),
+            intensity=float(rng.uniform(10, 30)),
+            region_w=np.array(_OFFICE_REGIONS[office_i]),
+            cli_ua=_UA_CLI[int(rng.integers(0, len(_UA_CLI)))],
             browser_ua=_UA_BROWSER[int(rng.integers(0, len(_UA_BROWSER)))],
         )
         if i in _OPS:
             primary = [sso(human, by_name["prod"], "AdministratorAccess")]
-            others = [sso(human, by_name["dev"], "AdministratorAccess"),
-                      sso(human, by_name["shared-services"], "AdministratorAccess")]
+            others = [
+                sso(human, by_name["dev"], "AdministratorAccess"),
+                sso(human, by_name["shared-services"], "AdministratorAccess"),
+            ]
         elif i in _SECURITY:
             primary = [sso(human, by_name["shared-services"], "SecurityAudit")]
             others = [sso(human, by_name["prod"], "ReadOnlyAccess"), sso(human, by_name["dev"], "ReadOnlyAccess")]
@@ -534,10 +676,16 @@ def _build_world(seed: int, names: _Names) -> _World:
         if i in _IAM_USERS:
             account = by_name[_IAM_USERS[i]]
             user = _Identity(
-                kind="iam_user", account=account, arn=f"arn:aws:iam::{account.id}:user/{person}", name=person,
-                principal="AIDA" + names.chars(_B32, 17, "aida", account.id, person), catalog="human",
-                region_w=human.region_w, access_key="AKIA" + names.chars(_B32, 16, "akia", account.id, person),
-                human=human, ua=human.cli_ua,
+                kind="iam_user",
+                account=account,
+                arn=f"arn:aws:iam::{account.id}:user/{person}",
+                name=person,
+                principal="AIDA" + names.chars(_B32, 17, "aida", account.id, person),
+                catalog="human",
+                region_w=human.region_w,
+                access_key="AKIA" + names.chars(_B32, 16, "akia", account.id, person),
+                human=human,
+                ua=human.cli_ua,
             )
             identities.append(user)
             others.append(user)
@@ -550,21 +698,41 @@ def _build_world(seed: int, names: _Names) -> _World:
     prod, dev, shared = by_name["prod"], by_name["dev"], by_name["shared-services"]
     datacenter = nets.v4()
     nets.hosts(datacenter, 2)
-    identities.append(_Identity(
-        kind="iam_user", account=prod, arn=f"arn:aws:iam::{prod.id}:user/backup-agent", name="backup-agent",
-        principal="AIDA" + names.chars(_B32, 17, "aida", prod.id, "backup-agent"), catalog="backup",
-        region_w=np.array([0.7, 0.3, 0.0]), access_key="AKIA" + names.chars(_B32, 16, "akia", prod.id, "backup"),
-        net=datacenter, ua=_UA_BACKUP,
-    ))
+    identities.append(
+        _Identity(
+            kind="iam_user",
+            account=prod,
+            arn=f"arn:aws:iam::{prod.id}:user/backup-agent",
+            name="backup-agent",
+            principal="AIDA" + names.chars(_B32, 17, "aida", prod.id, "backup-agent"),
+            catalog="backup",
+            region_w=np.array([0.7, 0.3, 0.0]),
+            access_key="AKIA" + names.chars(_B32, 16, "akia", prod.id, "backup"),
+            net=datacenter,
+            ua=_UA_BACKUP,
+        )
+    )
     runners = nets.v4()
     nets.hosts(runners, 5)
     for account, region in ((prod, 0), (dev, 1)):
-        role_ident("cicd", account, "github-actions-deploy", "GitHubActions", "cicd", np.eye(3)[region],
-                   net=runners, ua=_UA_CI, region=region)
+        role_ident(
+            "cicd",
+            account,
+            "github-actions-deploy",
+            "GitHubActions",
+            "cicd",
+            np.eye(3)[region],
+            net=runners,
+            ua=_UA_CI,
+            region=region,
+        )
     instances = (
-        (prod, "app-server-role", 0, "public"), (prod, "app-server-role", 0, "public"),
-        (prod, "batch-worker-role", 0, "vpce"), (prod, "app-server-role", 1, "public"),
-        (dev, "dev-box-role", 1, "public"), (shared, "bastion-role", 0, "public"),
+        (prod, "app-server-role", 0, "public"),
+        (prod, "app-server-role", 0, "public"),
+        (prod, "batch-worker-role", 0, "vpce"),
+        (prod, "app-server-role", 1, "public"),
+        (dev, "dev-box-role", 1, "public"),
+        (shared, "bastion-role", 0, "public"),
         (shared, "monitoring-role", 2, "vpce"),
     )
     for n, (account, role, region, access) in enumerate(instances):
@@ -579,36 +747,94 @@ def _build_world(seed: int, names: _Names) -> _World:
         else:
             ip = f"10.{int(rng.integers(0, 64))}.{int(rng.integers(0, 256))}.{int(rng.integers(4, 250))}"
             vpce = "vpce-0" + names.hex(16, "vpce", account.id, region)
-        ident = role_ident("instance", account, role, iid, "instance", weights, fixed_ip=ip, vpce=vpce,
-                           ua=_UA_INSTANCE[n % len(_UA_INSTANCE)], region=region,
-                           params={"UpdateInstanceInformation": {**_EVENTS[_EV["UpdateInstanceInformation"]][3],
-                                                                 "instanceId": iid}})
+        ident = role_ident(
+            "instance",
+            account,
+            role,
+            iid,
+            "instance",
+            weights,
+            fixed_ip=ip,
+            vpce=vpce,
+            ua=_UA_INSTANCE[n % len(_UA_INSTANCE)],
+            region=region,
+            params={"UpdateInstanceInformation": {**_EVENTS[_EV["UpdateInstanceInformation"]][3], "instanceId": iid}},
+        )
         ident.extra["rotate_offset"] = int(rng.integers(1, 6 * 3600))
         ident.extra["burst_offset"] = int(rng.integers(0, 3 * 3600 - 120))
     nat = nets.hosts(nets.v4(_CLOUD_FIRST), 1)[0]
-    role_ident("lambda", prod, "nightly-report-role-" + names.chars(_LOWER_ALNUM, 8, "lambda", 1), "nightly-report",
-               "lambda", np.eye(3)[0], fixed_ip=nat, ua=_UA_LAMBDA, extra={"schedule": "hourly"})
+    role_ident(
+        "lambda",
+        prod,
+        "nightly-report-role-" + names.chars(_LOWER_ALNUM, 8, "lambda", 1),
+        "nightly-report",
+        "lambda",
+        np.eye(3)[0],
+        fixed_ip=nat,
+        ua=_UA_LAMBDA,
+        extra={"schedule": "hourly"},
+    )
     lambda_net = nets.v4(_CLOUD_FIRST)
     nets.hosts(lambda_net, 6)
-    role_ident("lambda", prod, "s3-object-tagger-role-" + names.chars(_LOWER_ALNUM, 8, "lambda", 2),
-               "s3-object-tagger", "lambda", np.eye(3)[0], net=lambda_net, ua=_UA_LAMBDA, extra={"schedule": "busy"})
+    role_ident(
+        "lambda",
+        prod,
+        "s3-object-tagger-role-" + names.chars(_LOWER_ALNUM, 8, "lambda", 2),
+        "s3-object-tagger",
+        "lambda",
+        np.eye(3)[0],
+        net=lambda_net,
+        ua=_UA_LAMBDA,
+        extra={"schedule": "busy"},
+    )
     notifier_net = nets.v4(_CLOUD_FIRST)
     nets.hosts(notifier_net, 3)
-    role_ident("lambda", dev, "cost-notifier-role-" + names.chars(_LOWER_ALNUM, 8, "lambda", 3), "cost-notifier",
-               "lambda", np.eye(3)[1], net=notifier_net, ua=_UA_LAMBDA, extra={"schedule": "daily"})
+    role_ident(
+        "lambda",
+        dev,
+        "cost-notifier-role-" + names.chars(_LOWER_ALNUM, 8, "lambda", 3),
+        "cost-notifier",
+        "lambda",
+        np.eye(3)[1],
+        net=notifier_net,
+        ua=_UA_LAMBDA,
+        extra={"schedule": "daily"},
+    )
     for account in accounts:
-        role_ident("service_role", account, "AWSServiceRoleForConfig", "AWSConfig-Describe", "config",
-                   np.full(3, 1 / 3), role_path="/aws-service-role/config.amazonaws.com/", fixed_ip="config.amazonaws.com",
-                   ua="config.amazonaws.com")
-    role_ident("service_role", prod, "AWSServiceRoleForAutoScaling", "AutoScaling", "autoscaling", np.eye(3)[0],
-               role_path="/aws-service-role/autoscaling.amazonaws.com/", fixed_ip="autoscaling.amazonaws.com",
-               ua="autoscaling.amazonaws.com")
+        role_ident(
+            "service_role",
+            account,
+            "AWSServiceRoleForConfig",
+            "AWSConfig-Describe",
+            "config",
+            np.full(3, 1 / 3),
+            role_path="/aws-service-role/config.amazonaws.com/",
+            fixed_ip="config.amazonaws.com",
+            ua="config.amazonaws.com",
+        )
+    role_ident(
+        "service_role",
+        prod,
+        "AWSServiceRoleForAutoScaling",
+        "AutoScaling",
+        "autoscaling",
+        np.eye(3)[0],
+        role_path="/aws-service-role/autoscaling.amazonaws.com/",
+        fixed_ip="autoscaling.amazonaws.com",
+        ua="autoscaling.amazonaws.com",
+    )
 
     legit_first = {first for first, _ in nets.used16}
     return _World(
-        accounts=accounts, org_id=org_id, humans=humans, identities=identities, travel=travel,
-        offsets=rng.integers(0, 5, size=(3, 3)) * 60 + rng.integers(0, 60, size=(3, 3)),
-        digest_offsets=rng.integers(60, 3540, size=(3, 3)), legit_first_v4=legit_first, nets=nets,
+        accounts=accounts,
+        org_id=org_id,
+        humans=humans,
+        identities=identities,
+        travel=travel,
+        offsets=rng.integers(0, 5, size=(3, 3)) * 60 + rng.integers(0, 55, size=(3, 3)),
+        digest_offsets=rng.integers(60, 3540, size=(3, 3)),
+        legit_first_v4=legit_first,
+        nets=nets,
     )
 
 
@@ -645,15 +871,22 @@ class _Session:
 
 def _ui_user(ident: _Identity) -> dict:
     return {
-        "type": "IAMUser", "principalId": ident.principal, "arn": ident.arn, "accountId": ident.account.id,
-        "accessKeyId": ident.access_key, "userName": ident.name,
+        "type": "IAMUser",
+        "principalId": ident.principal,
+        "arn": ident.arn,
+        "accountId": ident.account.id,
+        "accessKeyId": ident.access_key,
+        "userName": ident.name,
     }
 
 
 def _ui_role(ident: _Identity, key: str, created: int, invoked_by: str = "") -> dict:
     context: dict[str, Any] = {
         "sessionIssuer": {
-            "type": "Role", "principalId": ident.principal, "arn": ident.role_arn, "accountId": ident.account.id,
+            "type": "Role",
+            "principalId": ident.principal,
+            "arn": ident.role_arn,
+            "accountId": ident.account.id,
             "userName": ident.role,
         },
         "webIdFederationData": {},
@@ -662,8 +895,12 @@ def _ui_role(ident: _Identity, key: str, created: int, invoked_by: str = "") -> 
     if ident.kind == "instance":
         context["ec2RoleDelivery"] = "2.0"
     ui = {
-        "type": "AssumedRole", "principalId": f"{ident.principal}:{ident.name}", "arn": ident.arn,
-        "accountId": ident.account.id, "accessKeyId": key, "sessionContext": context,
+        "type": "AssumedRole",
+        "principalId": f"{ident.principal}:{ident.name}",
+        "arn": ident.arn,
+        "accountId": ident.account.id,
+        "accessKeyId": key,
+        "sessionContext": context,
     }
     if invoked_by:
         ui["invokedBy"] = invoked_by
@@ -682,8 +919,11 @@ def _error(source: str, name: str, arn: str | None, region: str, account: str) -
             f"You are not authorized to perform this operation. {detail} because no identity-based policy "
             f"allows the {service}:{action} action",
         )
-    return "AccessDenied", f"{detail} on resource: arn:aws:{service}:{region}:{account}:* because no identity-based " \
-                           f"policy allows the {service}:{action} action"
+    return (
+        "AccessDenied",
+        f"{detail} on resource: arn:aws:{service}:{region}:{account}:* because no identity-based "
+        f"policy allows the {service}:{action} action",
+    )
 
 
 def _uuids(rng: np.random.Generator, n: int) -> str:
@@ -713,9 +953,18 @@ class _Truth:
 
 
 _INCIDENTS = (
-    "stolen_access_key", "session_replay", "recon_burst", "persistence", "instance_credential_exfiltration",
-    "stolen_access_key_ipv6", "cicd_role_abuse", "session_replay", "persistence", "recon_burst",
-    "stolen_access_key", "instance_credential_exfiltration",
+    "stolen_access_key",
+    "session_replay",
+    "recon_burst",
+    "persistence",
+    "instance_credential_exfiltration",
+    "stolen_access_key_ipv6",
+    "cicd_role_abuse",
+    "session_replay",
+    "persistence",
+    "recon_burst",
+    "stolen_access_key",
+    "instance_credential_exfiltration",
 )
 
 
@@ -751,24 +1000,47 @@ class _Generator:
             return self._v6_of_day(human, day)
         return str(rng.choice(human.home.ips(day)))
 
-    def _human_session(self, ident: _Identity, day: int, start: int, duration: int, n: int, ip: str,
-                       rng: np.random.Generator, console: bool | None = None, travel: bool = False) -> list[_Session]:
+    def _human_session(
+        self,
+        ident: _Identity,
+        day: int,
+        start: int,
+        duration: int,
+        n: int,
+        ip: str,
+        rng: np.random.Generator,
+        console: bool | None = None,
+        travel: bool = False,
+    ) -> list[_Session]:
         human = ident.human
         assert human is not None
         day_end = _day_start(self.start, day) + _DAY
         end = min(start + duration, day_end - 1)
         start = min(start, end - 30)
-        common = {"account": ident.account, "arn": ident.arn, "ip": ip, "start": start, "end": end, "n": n,
-                  "catalog": "human", "region_w": ident.region_w, "err_rate": 0.02, "travel": travel}
+        common = {
+            "account": ident.account,
+            "arn": ident.arn,
+            "ip": ip,
+            "start": start,
+            "end": end,
+            "n": n,
+            "catalog": "human",
+            "region_w": ident.region_w,
+            "err_rate": 0.02,
+            "travel": travel,
+        }
+        # a fixed number of draws whatever the scale, so the plan (drawn from its own stream) does not move
+        console_draw, companion_draw, companion_events = rng.random(), rng.random(), int(rng.poisson(2))
         if ident.kind == "iam_user":
             return [_Session(ui=_ui_user(ident), ua=ident.ua, **common)]
         if console is None:
-            console = bool(rng.random() < 0.6)
+            console = bool(console_draw < 0.6)
         ui = _ui_role(ident, self._key(ident.arn, day, start), start - 20)
         sessions = [_Session(ui=ui, ua=human.browser_ua if console else human.cli_ua, console=console, **common)]
-        if console and rng.random() < 0.35:
-            internal = dict(common, ip="AWS Internal", n=1 + int(rng.poisson(2 * self.scale)), catalog="internal",
-                            err_rate=0.0)
+        if console and companion_draw < 0.35:
+            internal = dict(
+                common, ip="AWS Internal", n=1 + round(companion_events * self.scale), catalog="internal", err_rate=0.0
+            )
             sessions.append(_Session(ui=ui, ua="AWS Internal", console=True, **internal))
         return sessions
 
@@ -778,21 +1050,53 @@ class _Generator:
         k = (when - offset) // period
         return k, k * period + offset, (k + 1) * period + offset
 
-    def _ci_run(self, ident: _Identity, day: int, start: int, n: int, ip: str, rng: np.random.Generator,
-                duration: int = 400) -> list[_Session]:
+    def _ci_run(
+        self, ident: _Identity, day: int, start: int, n: int, ip: str, rng: np.random.Generator, duration: int = 400
+    ) -> list[_Session]:
         account = ident.account
         ui = _ui_role(ident, self._key(ident.arn, day, start), start)
         provider = f"arn:aws:iam::{account.id}:oidc-provider/token.actions.githubusercontent.com"
         subject = "repo:acme/app-service:ref:refs/heads/main"
-        web = {"type": "WebIdentityUser", "principalId": f"{provider}:sts.amazonaws.com:{subject}",
-               "userName": subject, "identityProvider": provider}
-        params = {"AssumeRoleWithWebIdentity": {"roleArn": ident.role_arn, "roleSessionName": ident.name,
-                                                "durationSeconds": 3600}}
+        web = {
+            "type": "WebIdentityUser",
+            "principalId": f"{provider}:sts.amazonaws.com:{subject}",
+            "userName": subject,
+            "identityProvider": provider,
+        }
+        params = {
+            "AssumeRoleWithWebIdentity": {
+                "roleArn": ident.role_arn,
+                "roleSessionName": ident.name,
+                "durationSeconds": 3600,
+            }
+        }
         return [
-            _Session(account=account, ui=web, arn=None, ip=ip, ua=_UA_CI, start=start - 3, end=start,
-                     events=[_EV["AssumeRoleWithWebIdentity"]], regions=[ident.region], errors=[False], params=params),
-            _Session(account=account, ui=ui, arn=ident.arn, ip=ip, ua=ident.ua, start=start, end=start + duration,
-                     n=n, catalog="cicd", region_w=ident.region_w, err_rate=0.01),
+            _Session(
+                account=account,
+                ui=web,
+                arn=None,
+                ip=ip,
+                ua=_UA_CI,
+                start=start - 3,
+                end=start,
+                events=[_EV["AssumeRoleWithWebIdentity"]],
+                regions=[ident.region],
+                errors=[False],
+                params=params,
+            ),
+            _Session(
+                account=account,
+                ui=ui,
+                arn=ident.arn,
+                ip=ip,
+                ua=ident.ua,
+                start=start,
+                end=start + duration,
+                n=n,
+                catalog="cicd",
+                region_w=ident.region_w,
+                err_rate=0.01,
+            ),
         ]
 
     # ---- background activity
@@ -819,8 +1123,9 @@ class _Generator:
                 start = ds + int(((hour - human.tz) % 24) * 3600)
                 ip = travel_ip or self._human_ip(human, day, at_office, rng)
                 n = 1 + int(rng.poisson(human.intensity * scale))
-                sessions += self._human_session(ident, day, start, int(rng.integers(120, 1800)), n, ip, rng,
-                                                travel=bool(travel_ip))
+                sessions += self._human_session(
+                    ident, day, start, int(rng.integers(120, 1800)), n, ip, rng, travel=bool(travel_ip)
+                )
         for ident in self.world.identities:
             kind = ident.kind
             if kind == "instance":
@@ -841,19 +1146,37 @@ class _Generator:
                 for region in np.flatnonzero(ident.region_w > 0):
                     for _ in range(3 if ident.catalog == "config" else 2):
                         start = ds + int(rng.integers(0, _DAY - 300))
-                        sessions.append(_Session(
-                            account=ident.account, ui=ui, arn=ident.arn, ip=ident.fixed_ip, ua=ident.ua, start=start,
-                            end=start + 120, n=int(rng.poisson(4 * scale)), catalog=ident.catalog,
-                            region_w=np.eye(3)[region],
-                        ))
+                        sessions.append(
+                            _Session(
+                                account=ident.account,
+                                ui=ui,
+                                arn=ident.arn,
+                                ip=ident.fixed_ip,
+                                ua=ident.ua,
+                                start=start,
+                                end=start + 120,
+                                n=int(rng.poisson(4 * scale)),
+                                catalog=ident.catalog,
+                                region_w=np.eye(3)[region],
+                            )
+                        )
         shared = self.world.accounts[2]
         for block in range(6):  # CloudTrail checking its bucket's ACL, no ARN
             start = ds + block * 4 * 3600 + int(rng.integers(0, 4 * 3600 - 60))
-            sessions.append(_Session(
-                account=shared, ui={"type": "AWSService", "invokedBy": "cloudtrail.amazonaws.com"}, arn=None,
-                ip="cloudtrail.amazonaws.com", ua="cloudtrail.amazonaws.com", start=start, end=start + 30,
-                n=1 + int(rng.poisson(3 * scale)), catalog="cloudtrail", region_w=np.eye(3)[0],
-            ))
+            sessions.append(
+                _Session(
+                    account=shared,
+                    ui={"type": "AWSService", "invokedBy": "cloudtrail.amazonaws.com"},
+                    arn=None,
+                    ip="cloudtrail.amazonaws.com",
+                    ua="cloudtrail.amazonaws.com",
+                    start=start,
+                    end=start + 30,
+                    n=1 + int(rng.poisson(3 * scale)),
+                    catalog="cloudtrail",
+                    region_w=np.eye(3)[0],
+                )
+            )
         return sessions + self.forced.get(day, [])
 
     def _instance_day(self, ident: _Identity, ds: int, de: int, rng: np.random.Generator) -> list[_Session]:
@@ -862,11 +1185,23 @@ class _Generator:
         for when in range(ds + ident.extra["burst_offset"], de - 120, 3 * 3600):
             k, ws, _ = self._instance_window(ident, when)
             ui = _ui_role(ident, self._key(ident.arn, k), ws)
-            sessions.append(_Session(
-                account=ident.account, ui=ui, arn=ident.arn, ip=ident.fixed_ip, ua=ident.ua, start=when,
-                end=when + 90, n=int(rng.poisson(18 * self.scale)), catalog="instance", region_w=ident.region_w,
-                err_rate=0.003, vpce=ident.vpce, params=ident.params,
-            ))
+            sessions.append(
+                _Session(
+                    account=ident.account,
+                    ui=ui,
+                    arn=ident.arn,
+                    ip=ident.fixed_ip,
+                    ua=ident.ua,
+                    start=when,
+                    end=when + 90,
+                    n=int(rng.poisson(18 * self.scale)),
+                    catalog="instance",
+                    region_w=ident.region_w,
+                    err_rate=0.003,
+                    vpce=ident.vpce,
+                    params=ident.params,
+                )
+            )
         period = 6 * 3600
         offset = ident.extra["rotate_offset"]
         for k in range((ds - offset) // period + 1, (de - offset) // period + 1):
@@ -877,8 +1212,16 @@ class _Generator:
     def _service_assume(self, ident: _Identity, service: str, when: int) -> _Session:
         params = {"AssumeRole": {"roleArn": ident.role_arn, "roleSessionName": ident.name}}
         return _Session(
-            account=ident.account, ui={"type": "AWSService", "invokedBy": service}, arn=None, ip=service, ua=service,
-            start=when, end=when + 1, events=[_EV["AssumeRole"]], regions=[ident.region], errors=[False],
+            account=ident.account,
+            ui={"type": "AWSService", "invokedBy": service},
+            arn=None,
+            ip=service,
+            ua=service,
+            start=when,
+            end=when + 1,
+            events=[_EV["AssumeRole"]],
+            regions=[ident.region],
+            errors=[False],
             params=params,
         )
 
@@ -900,25 +1243,57 @@ class _Generator:
             ip = ident.fixed_ip or str(rng.choice(ident.net.ips(day)))
             if rng.random() < 0.15:
                 sessions.append(self._service_assume(ident, "lambda.amazonaws.com", start - 1))
-            sessions.append(_Session(
-                account=ident.account, ui=ui, arn=ident.arn, ip=ip, ua=ident.ua, start=start, end=start + 90,
-                n=1 + int(rng.poisson(mean * self.scale)), catalog="lambda", region_w=ident.region_w, err_rate=0.002,
-            ))
+            sessions.append(
+                _Session(
+                    account=ident.account,
+                    ui=ui,
+                    arn=ident.arn,
+                    ip=ip,
+                    ua=ident.ua,
+                    start=start,
+                    end=start + 90,
+                    n=1 + int(rng.poisson(mean * self.scale)),
+                    catalog="lambda",
+                    region_w=ident.region_w,
+                    err_rate=0.002,
+                )
+            )
         return sessions
 
     def _backup_day(self, ident: _Identity, day: int, ds: int, rng: np.random.Generator) -> list[_Session]:
         ui = _ui_user(ident)
-        sessions = [_Session(
-            account=ident.account, ui=ui, arn=ident.arn, ip=str(rng.choice(ident.net.ips(day))), ua=ident.ua,
-            start=ds + 3600, end=ds + 3 * 3600, n=5 + int(rng.poisson(30 * self.scale)), catalog="backup",
-            region_w=ident.region_w, err_rate=0.005,
-        )]
-        for hour in range(0, 24, 3):
-            sessions.append(_Session(
-                account=ident.account, ui=ui, arn=ident.arn, ip=str(rng.choice(ident.net.ips(day))), ua=ident.ua,
-                start=ds + hour * 3600 + 1500, end=ds + hour * 3600 + 1560, n=1 + int(rng.poisson(self.scale)),
-                catalog="backup", region_w=ident.region_w,
-            ))
+        sessions = [
+            _Session(
+                account=ident.account,
+                ui=ui,
+                arn=ident.arn,
+                ip=str(rng.choice(ident.net.ips(day))),
+                ua=ident.ua,
+                start=ds + 3600,
+                end=ds + 3 * 3600,
+                n=5 + int(rng.poisson(30 * self.scale)),
+                catalog="backup",
+                region_w=ident.region_w,
+                err_rate=0.005,
+            )
+        ]
+        # health checks every three hours, the last one at 23:59:55, so its records always arrive in a file of the
+        # next day (delivery offsets stay below 4m55s past each 5-minute mark)
+        for start in [ds + hour * 3600 + 1500 for hour in range(0, 24, 3)] + [ds + _DAY - 5]:
+            sessions.append(
+                _Session(
+                    account=ident.account,
+                    ui=ui,
+                    arn=ident.arn,
+                    ip=str(rng.choice(ident.net.ips(day))),
+                    ua=ident.ua,
+                    start=start,
+                    end=min(start + 60, ds + _DAY - 1),
+                    n=1 + int(rng.poisson(self.scale)),
+                    catalog="backup",
+                    region_w=ident.region_w,
+                )
+            )
         return sessions
 
     # ---- the plan: injected suspicious activity, benign novelties and the warm-ups they need
@@ -1015,7 +1390,9 @@ class _Generator:
             k, ws, _ = self._instance_window(victim, t0)
             ui = _ui_role(victim, self._key(victim.arn, k), ws)
             recon = list(rng.choice(_RECON, int(rng.integers(3, 9))))
-            phases = [["GetCallerIdentity", "ListBuckets", "DescribeInstances", *recon, "ListSecrets", "GetSecretValue"]]
+            phases = [
+                ["GetCallerIdentity", "ListBuckets", "DescribeInstances", *recon, "ListSecrets", "GetSecretValue"]
+            ]
             what = f"credentials of instance {victim.name} ({victim.role}) used outside AWS"
             err_rate = 0.3
         elif kind == "recon_burst":
@@ -1042,22 +1419,41 @@ class _Generator:
                 "CreateLoginProfile": {"userName": backdoor, "passwordResetRequired": False},
                 "CreateAccessKey": {"userName": backdoor},
                 "AttachUserPolicy": {"userName": backdoor, "policyArn": "arn:aws:iam::aws:policy/AdministratorAccess"},
-                "PutRolePolicy": {"roleName": "app-server-role", "policyName": "ops-maintenance",
-                                  "policyDocument": policy},
+                "PutRolePolicy": {
+                    "roleName": "app-server-role",
+                    "policyName": "ops-maintenance",
+                    "policyDocument": policy,
+                },
                 "ListAttachedUserPolicies": {"userName": backdoor},
             }
             phases = [
                 ["GetCallerIdentity", "ListUsers", "ListRoles", "GetAccountAuthorizationDetails"],
-                ["CreateUser", "CreateLoginProfile", "CreateAccessKey", "AttachUserPolicy", "PutRolePolicy",
-                 "ListAttachedUserPolicies"],
+                [
+                    "CreateUser",
+                    "CreateLoginProfile",
+                    "CreateAccessKey",
+                    "AttachUserPolicy",
+                    "PutRolePolicy",
+                    "ListAttachedUserPolicies",
+                ],
             ]
             err_rate = 0.0
             what = f"persistence (backdoor user {backdoor} with AdministratorAccess) created by {victim.name}"
         elif kind == "cicd_role_abuse":
             victim = self._pick([i for i in world.identities if i.kind == "cicd"], rng, used)
             ui = _ui_role(victim, self._key(victim.arn, day, "abuse"), t0 - 60)
-            phases = [["GetCallerIdentity", "ListSecrets", "GetSecretValue", "GetSecretValue", "GetSecretValue",
-                       "DescribeInstances", "ListBuckets", "ListUsers"]]
+            phases = [
+                [
+                    "GetCallerIdentity",
+                    "ListSecrets",
+                    "GetSecretValue",
+                    "GetSecretValue",
+                    "GetSecretValue",
+                    "DescribeInstances",
+                    "ListBuckets",
+                    "ListUsers",
+                ]
+            ]
             what = f"CI/CD deploy role session of {victim.account.name} assumed outside the runner network"
             err_rate = 0.15
         else:  # pragma: no cover - the table above is fixed
@@ -1074,8 +1470,18 @@ class _Generator:
             regions = [0 if _GLOBAL[e] else int(rng.integers(0, 3)) for e in events]
             errors = [bool(i > 0 and rng.random() < err_rate) for i in range(len(events))]
             session = _Session(
-                account=victim.account, ui=ui, arn=victim.arn, ip=ip, ua=ua, start=when,
-                end=when + 1500, events=events, regions=regions, errors=errors, gap=gap, console=console,
+                account=victim.account,
+                ui=ui,
+                arn=victim.arn,
+                ip=ip,
+                ua=ua,
+                start=when,
+                end=when + 1500,
+                events=events,
+                regions=regions,
+                errors=errors,
+                gap=gap,
+                console=console,
                 params=params,
             )
             self._force(day, [session])
@@ -1099,9 +1505,14 @@ class _Generator:
             old = human.home.hosts
             human.home.hosts = [(ip, since, min(until, day)) for ip, since, until in old]
             new_ip = nets.hosts(human.home, 1, since=day)[0]
-            self._benign_session(ident, day, new_ip, rng, "new_home_ip",
-                                 f"{human.name}'s home connection got a new address {new_ip} inside the usual "
-                                 f"{human.home.network}")
+            self._benign_session(
+                ident,
+                day,
+                new_ip,
+                rng,
+                "new_home_ip",
+                f"{human.name}'s home connection got a new address {new_ip} inside the usual {human.home.network}",
+            )
         # 3. the office adds a NAT address; two people use it on its first day
         office = world.humans[int(order[1])].office
         staff = [h for h in world.humans if h.office is office]
@@ -1110,8 +1521,14 @@ class _Generator:
         for i in rng.choice(len(staff), size=min(2, len(staff)), replace=False):
             ident = staff[int(i)].entities[0]
             self._warm_up(ident, rng, place="office")
-            self._benign_session(ident, day, new_ip, rng, "new_office_ip",
-                                 f"new office NAT address {new_ip} inside the office network {office.network}")
+            self._benign_session(
+                ident,
+                day,
+                new_ip,
+                rng,
+                "new_office_ip",
+                f"new office NAT address {new_ip} inside the office network {office.network}",
+            )
         # 4. a new IPv6 privacy address in a known /64
         v6_humans = [h for h in world.humans if h.home6 is not None]
         human = v6_humans[int(rng.integers(0, len(v6_humans)))]
@@ -1119,8 +1536,14 @@ class _Generator:
         self._warm_up(ident, rng, place="home6")
         assert human.home6 is not None
         new_ip = human.home6.host(int(rng.integers(1, 1 << 62)) | (1 << 62))
-        self._benign_session(ident, days[3], new_ip, rng, "new_ipv6_address",
-                             f"new IPv6 privacy address {new_ip} inside {human.name}'s home prefix {human.home6.network}")
+        self._benign_session(
+            ident,
+            days[3],
+            new_ip,
+            rng,
+            "new_ipv6_address",
+            f"new IPv6 privacy address {new_ip} inside {human.name}'s home prefix {human.home6.network}",
+        )
         # 5. a new CI runner inside the runner network
         ci = next(i for i in world.identities if i.kind == "cicd")
         self._warm_up(ci, rng)
@@ -1129,14 +1552,24 @@ class _Generator:
         start = _day_start(self.start, day) + int(rng.uniform(12, 20) * 3600)
         run = self._ci_run(ci, day, start, 15, new_ip, rng)
         self._force(day, run)
-        self.truth.append(_Truth("benign_novelty", day, ci.arn, new_ip, "new_ci_runner",
-                                 f"new CI runner {new_ip} inside the runner network {ci.net.network}"))
+        self.truth.append(
+            _Truth(
+                "benign_novelty",
+                day,
+                ci.arn,
+                new_ip,
+                "new_ci_runner",
+                f"new CI runner {new_ip} inside the runner network {ci.net.network}",
+            )
+        )
 
-    def _benign_session(self, ident: _Identity, day: int, ip: str, rng: np.random.Generator, kind: str,
-                        description: str) -> None:
+    def _benign_session(
+        self, ident: _Identity, day: int, ip: str, rng: np.random.Generator, kind: str, description: str
+    ) -> None:
         start = _day_start(self.start, day) + int(rng.uniform(1, 21) * 3600)
-        self._force(day, self._human_session(ident, day, start, 1800, 10 + int(rng.integers(0, 10)), ip, rng,
-                                             console=False))
+        self._force(
+            day, self._human_session(ident, day, start, 1800, 10 + int(rng.integers(0, 10)), ip, rng, console=False)
+        )
         self.truth.append(_Truth("benign_novelty", day, ident.arn, ip, kind, description))
 
 
@@ -1147,7 +1580,6 @@ class _Generator:
 def _store(path: Path, payload: bytes) -> str:
     """Gzip (mtime 0, so bytes are reproducible) and write one object; return the SHA-256 CloudTrail records."""
     digest = hashlib.sha256(payload).hexdigest()
-    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(gzip.compress(payload, compresslevel=_GZIP_LEVEL, mtime=0))
     return digest
 
@@ -1182,8 +1614,15 @@ class _LogFile:
 class _Emitter:
     """Turns sessions into records, groups them by delivery file, and writes files in worker threads."""
 
-    def __init__(self, out: Path, world: _World, names: _Names, pool: ThreadPoolExecutor, workers: int,
-                 watch: dict[tuple[int, str, str], set[str]]) -> None:
+    def __init__(
+        self,
+        out: Path,
+        world: _World,
+        names: _Names,
+        pool: ThreadPoolExecutor,
+        workers: int,
+        watch: dict[tuple[int, str, str], set[str]],
+    ) -> None:
         self.out = out
         self.world = world
         self.names = names
@@ -1191,6 +1630,7 @@ class _Emitter:
         self.workers = workers
         self.watch = watch
         self.inflight: list[Future[str]] = []
+        self.folders: set[Path] = set()
         self.logs: list[_LogFile] = []
         self.digest_files = 0
         self.stash: dict[tuple[int, int, int], _Batch] = {}
@@ -1202,7 +1642,11 @@ class _Emitter:
         self.travel: set[tuple[int, str, str]] = set()
 
     def _submit(self, key: str, payload: bytes) -> "Future[str]":
-        future = self.pool.submit(_store, self.out / key, payload)
+        path = self.out / key
+        if path.parent not in self.folders:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.folders.add(path.parent)
+        future = self.pool.submit(_store, path, payload)
         self.inflight.append(future)
         if len(self.inflight) > 3 * self.workers:
             for done in self.inflight[: self.workers]:
@@ -1223,8 +1667,12 @@ class _Emitter:
             gaps[0] = 0
             t = np.minimum(s.start + np.cumsum(gaps), max(s.start, s.end - 1))
             assert s.regions is not None and s.errors is not None
-            return (t, np.array(s.events, dtype=np.int64), np.array(s.regions, dtype=np.int64),
-                    np.array(s.errors, dtype=bool))
+            return (
+                t,
+                np.array(s.events, dtype=np.int64),
+                np.array(s.regions, dtype=np.int64),
+                np.array(s.errors, dtype=bool),
+            )
         n = s.n
         if n <= 0:
             empty = np.zeros(0, dtype=np.int64)
@@ -1249,8 +1697,14 @@ class _Emitter:
         region = REGIONS[reg]
         account = s.account.id
         rec: dict[str, Any] = {
-            "eventVersion": _EVENT_VERSION, "userIdentity": s.ui, "eventTime": _MARK, "eventSource": source,
-            "eventName": name, "awsRegion": region, "sourceIPAddress": s.ip, "userAgent": s.ua,
+            "eventVersion": _EVENT_VERSION,
+            "userIdentity": s.ui,
+            "eventTime": _MARK,
+            "eventSource": source,
+            "eventName": name,
+            "awsRegion": region,
+            "sourceIPAddress": s.ip,
+            "userAgent": s.ua,
         }
         if err:
             rec["errorCode"], rec["errorMessage"] = _error(source, name, s.arn, region, account)
@@ -1271,8 +1725,11 @@ class _Emitter:
         if s.from_ip:
             service = source.split(".", 1)[0]
             host = f"{service}.amazonaws.com" if _GLOBAL[ev] else f"{service}.{region}.amazonaws.com"
-            rec["tlsDetails"] = {"tlsVersion": "TLSv1.3", "cipherSuite": "TLS_AES_128_GCM_SHA256",
-                                 "clientProvidedHostHeader": host}
+            rec["tlsDetails"] = {
+                "tlsVersion": "TLSv1.3",
+                "cipherSuite": "TLS_AES_128_GCM_SHA256",
+                "clientProvidedHostHeader": host,
+            }
         if s.console:
             rec["sessionCredentialFromConsole"] = "true"
         head, after_time, after_request, tail = json.dumps(rec, separators=(",", ":")).split(_MARK)
@@ -1394,8 +1851,9 @@ class _Emitter:
                         files.append(logs[i])
                         i += 1
                     key = (
-                        f"{account.root}CloudTrail-Digest/{region}/{_stamp(hi, '%Y/%m/%d')}/{account.id}_CloudTrail-Digest_"
-                        f"{region}_{account.trail}_{HOME_REGION}_{_stamp(hi, '%Y%m%dT%H%M%SZ')}.json.gz"
+                        f"{account.root}CloudTrail-Digest/{region}/{_stamp(hi, '%Y/%m/%d')}/"
+                        f"{account.id}_CloudTrail-Digest_{region}_{account.trail}_{HOME_REGION}_"
+                        f"{_stamp(hi, '%Y%m%dT%H%M%SZ')}.json.gz"
                     )
                     doc = {
                         "awsAccountId": account.id,
@@ -1413,8 +1871,14 @@ class _Emitter:
                         "previousDigestHashAlgorithm": "SHA-256" if previous else None,
                         "previousDigestSignature": previous[2] if previous else None,
                         "logFiles": [
-                            {"s3Bucket": BUCKET, "s3Object": f.key, "hashValue": _result(f.digest),
-                             "hashAlgorithm": "SHA-256", "newestEventTime": f.newest, "oldestEventTime": f.oldest}
+                            {
+                                "s3Bucket": BUCKET,
+                                "s3Object": f.key,
+                                "hashValue": _result(f.digest),
+                                "hashAlgorithm": "SHA-256",
+                                "newestEventTime": f.newest,
+                                "oldestEventTime": f.oldest,
+                            }
                             for f in files
                         ],
                     }
@@ -1445,9 +1909,7 @@ def _prepare(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def generate_sample(
-    out_dir: Path, start: dt.date, days: int = 21, seed: int = 7, scale: float = 1.0
-) -> SampleSummary:
+def generate_sample(out_dir: Path, start: dt.date, days: int = 21, seed: int = 7, scale: float = 1.0) -> SampleSummary:
     """Write a synthetic CloudTrail bucket and its ``ground_truth.json`` under ``out_dir``.
 
     Same arguments, same bytes. A previous sample in ``out_dir`` (recognised by its
@@ -1465,7 +1927,7 @@ def generate_sample(
     generator = _Generator(world, names, start, days, seed, scale)
     generator.plan()
     watch: dict[tuple[int, str, str], set[str]] = {(t.day, t.arn, t.ip): set() for t in generator.truth}
-    workers = max(1, min(4, os.cpu_count() or 1))
+    workers = min(4, (os.cpu_count() or 1) + 2)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         emitter = _Emitter(out, world, names, pool, workers, watch)
         for day in range(days):
@@ -1510,11 +1972,23 @@ def generate_sample(
     truth_path = out / GROUND_TRUTH
     truth_path.write_text(json.dumps(truth, indent=2) + "\n")
     return SampleSummary(
-        out_dir=out, start=start, days=days, seed=seed, scale=scale, log_files=len(emitter.logs),
-        digest_files=emitter.digest_files, events=emitter.events, duplicates=emitter.duplicates,
-        service_events=emitter.service_events, identities=len(emitter.arns),
-        accounts=tuple(a.id for a in world.accounts), regions=REGIONS, org_id=world.org_id,
-        suspicious=len(suspicious), benign_novelties=len(benign), ground_truth=truth_path,
+        out_dir=out,
+        start=start,
+        days=days,
+        seed=seed,
+        scale=scale,
+        log_files=len(emitter.logs),
+        digest_files=emitter.digest_files,
+        events=emitter.events,
+        duplicates=emitter.duplicates,
+        service_events=emitter.service_events,
+        identities=len(emitter.arns),
+        accounts=tuple(a.id for a in world.accounts),
+        regions=REGIONS,
+        org_id=world.org_id,
+        suspicious=len(suspicious),
+        benign_novelties=len(benign),
+        ground_truth=truth_path,
         seconds=(dt.datetime.now(dt.UTC) - began).total_seconds(),
     )
 
