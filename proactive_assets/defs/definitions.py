@@ -4,6 +4,7 @@ from dagster import Definitions
 
 from proactive_assets.config import Settings
 from proactive_assets.defs.assets import alerts, ingest, model
+from proactive_assets.defs.checks import ASSET_CHECKS
 from proactive_assets.defs.resources import ProactiveResource
 
 ASSETS = [
@@ -21,6 +22,7 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
     settings = settings or Settings.from_env()
     return Definitions(
         assets=ASSETS,
+        asset_checks=ASSET_CHECKS,
         resources={"proactive": ProactiveResource.from_settings(settings)},
     )
 
