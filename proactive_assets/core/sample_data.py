@@ -57,11 +57,13 @@ _LOWER_ALNUM = string.ascii_lowercase + string.digits
 _HEX = "0123456789abcdef"
 _MARK = "@@value@@"
 
-# First octets for "somebody's public network": global unicast, none of the big cloud blocks
-# used below for AWS, none of the reserved, private, shared, test or multicast ranges, nor the
-# well-known resolver blocks.
+# First octets for "somebody's public network" (homes, offices, carriers, hotels, attackers):
+# global unicast, none of the cloud blocks (the AWS ones are used below for EC2 and Lambda),
+# none of the reserved, private, shared, test or multicast ranges, no well-known resolver
+# blocks, and none of the legacy /8s held by government or single companies.
 _CLOUD_FIRST = (3, 13, 18, 44, 52, 54)
-_EXCLUDED_FIRST = {0, 1, 8, 9, 10, 100, 127, 169, 172, 192, 198, 203, *_CLOUD_FIRST, 35, 34, 20, 40}
+_LEGACY_FIRST = {6, 7, 11, 12, 15, 16, 17, 19, 21, 22, 25, 26, 28, 29, 30, 33, 48, 51, 53, 55, 56, 57, 214, 215}
+_EXCLUDED_FIRST = {0, 1, 8, 9, 10, 20, 34, 35, 40, 100, 127, 169, 172, 192, 198, 203, *_CLOUD_FIRST, *_LEGACY_FIRST}
 _PUBLIC_FIRST = tuple(o for o in range(2, 224) if o not in _EXCLUDED_FIRST)
 _V6_FIRST = (0x2A01, 0x2A02, 0x2A04, 0x2A0A, 0x2600, 0x2601, 0x2603, 0x2605, 0x2804, 0x2405, 0x2409, 0x2A00)
 _V6_ATTACK_FIRST = (0x2A05, 0x2A06, 0x2A0B, 0x2A0C, 0x2602, 0x2604, 0x2606, 0x2001)
@@ -949,7 +951,6 @@ class _Truth:
     ip: str
     kind: str
     description: str
-    events: set[str] = field(default_factory=set)
 
 
 _INCIDENTS = (
