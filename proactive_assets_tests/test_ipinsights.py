@@ -4,11 +4,14 @@ import ipaddress
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from proactive_assets.core.ipinsights import (
     IPInsightsModel,
     IPInsightsParams,
+    _entity_hash64,
+    _Layout,
     _parse_ips,
     fit_platt,
     roc_auc,
@@ -204,6 +207,10 @@ def test_scores_are_in_input_order_and_accept_pandas(model, data):
     np.testing.assert_array_equal(plain, as_series)
     np.testing.assert_array_equal(plain, as_categories)
     np.testing.assert_array_equal(plain[:20], one_by_one)
+    as_arrow = model.dot_product(
+        pa.array([entities[i] for i in idx]).dictionary_encode(), pa.array([ips[i] for i in idx])
+    )
+    np.testing.assert_array_equal(plain, as_arrow)
     assert model.score([], []).dot_product.shape == (0,)
 
 
@@ -271,3 +278,17 @@ def test_encoder_layers_and_no_validation_train():
     bare = train_ip_insights(entities, ips, params=IPInsightsParams(epochs=1, vector_dim=8, validation_fraction=0.0))
     assert bare.metadata["validation_auc"] is None
     assert bare.calibration == (-1.0, 0.0)
+
+
+def test_hashes_are_stable_across_processes_and_versions():
+    """Golden values: a change here silently re-maps every stored model's entities and prefixes."""
+    assert _entity_hash64(["arn:aws:iam::111122223333:user/alice"]).tolist() == [15303366876413608817]
+    layout = _Layout(IPInsightsParams())
+    buckets = layout.buckets(*_parse_ips(np.array(["203.0.113.7", "2001:db8::1"], dtype=object)))
+    assert buckets.tolist() == [
+        [203, 598273],
+        [52224, 739275],
+        [186627, 1070662],
+        [572748, 1244853],
+        [-1, 1508261],
+    ]

@@ -215,26 +215,38 @@ def _entity_hash64(values: Sequence[Any]) -> np.ndarray:
     )
 
 
+def _normalise_input(values: Any) -> Any:
+    """pyarrow arrays become pandas (dictionary arrays become Categoricals); others unchanged."""
+    if type(values).__module__.startswith("pyarrow"):
+        return values.to_pandas()
+    return values
+
+
 def _as_object_array(values: Any) -> np.ndarray:
-    if isinstance(values, pd.Series | pd.Index | pd.Categorical):
-        return np.asarray(values.astype(object))
-    if hasattr(values, "to_numpy") and not isinstance(values, np.ndarray):
-        return np.asarray(values.to_numpy(zero_copy_only=False), dtype=object)
-    arr = np.asarray(values, dtype=object)
-    if arr.ndim != 1:
-        arr = arr.reshape(-1)
-    return arr
+    """A 1-d object array of the values (strings stay Python strings)."""
+    values = _normalise_input(values)
+    if isinstance(values, np.ndarray) and values.dtype == object:
+        return values.reshape(-1)
+    return np.asarray(values, dtype=object).reshape(-1)
+
+
+def _categorical(values: Any) -> pd.Categorical | None:
+    values = _normalise_input(values)
+    if isinstance(values, pd.Series) and isinstance(values.dtype, pd.CategoricalDtype):
+        return values.array
+    if isinstance(values, pd.Categorical):
+        return values
+    return None
 
 
 def _factorize(values: Any) -> tuple[np.ndarray, np.ndarray]:
     """(codes int64, uniques object array); categoricals reuse their codes."""
-    if isinstance(values, pd.Series) and isinstance(values.dtype, pd.CategoricalDtype):
-        values = values.array
-    if isinstance(values, pd.Categorical):
-        codes = np.asarray(values.codes, dtype=np.int64)
+    cat = _categorical(values)
+    if cat is not None:
+        codes = np.asarray(cat.codes, dtype=np.int64)
         if (codes < 0).any():
             raise ValueError("missing values are not valid entities or addresses")
-        return codes, np.asarray(values.categories.astype(object))
+        return codes, np.asarray(cat.categories, dtype=object)
     codes, uniques = pd.factorize(_as_object_array(values), use_na_sentinel=True)
     if len(codes) and codes.min() < 0:
         raise ValueError("missing values are not valid entities or addresses")
@@ -631,9 +643,7 @@ class IPInsightsModel:
 
     def _pair_rows(self, ips: Any) -> np.ndarray:
         """(levels, n) prefix-embedding rows of each address; categoricals parse each category once."""
-        if isinstance(ips, pd.Categorical) or (
-            isinstance(ips, pd.Series) and isinstance(ips.dtype, pd.CategoricalDtype)
-        ):
+        if _categorical(ips) is not None:
             codes, categories = _factorize(ips)
             return np.ascontiguousarray(self._ip_rows(*_parse_ips(categories))[:, codes])
         return self._ip_rows(*_parse_ips(_as_object_array(ips)))
