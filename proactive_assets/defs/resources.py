@@ -1,5 +1,6 @@
 """Where data lives, as one Dagster resource built from the environment (``Settings``)."""
 
+import re
 from typing import Any
 
 from dagster import ConfigurableResource
@@ -18,6 +19,7 @@ class ProactiveResource(ConfigurableResource):
     accounts: list[str] = []
     regions: list[str] = []
     security_lake_uri: str | None = None
+    sqs_queue_url: str | None = None
     warehouse_uri: str
     model_backend: str = "local"
     training_days: int = 14
@@ -36,6 +38,7 @@ class ProactiveResource(ConfigurableResource):
             accounts=list(settings.accounts),
             regions=list(settings.regions),
             security_lake_uri=settings.security_lake_uri,
+            sqs_queue_url=settings.sqs_queue_url,
             warehouse_uri=settings.warehouse,
             model_backend=settings.model_backend,
             training_days=settings.training_days,
@@ -58,5 +61,21 @@ class ProactiveResource(ConfigurableResource):
             return None
         return open_store(self.security_lake_uri, s3_client=self._client(self.security_lake_uri), must_exist=True)
 
+    def sqs_client(self) -> Any:
+        """A boto3 SQS client in the queue's region (read from its URL when it is an AWS one)."""
+        import boto3
+
+        region = sqs_region(self.sqs_queue_url or "")
+        return boto3.client("sqs", region_name=region) if region else boto3.client("sqs")
+
     def warehouse(self) -> Warehouse:
         return Warehouse(open_store(self.warehouse_uri, s3_client=self._client(self.warehouse_uri)))
+
+
+_SQS_HOST = re.compile(r"^https?://(?:sqs[.-](?P<a>[a-z0-9-]+)|(?P<b>[a-z0-9-]+)\.queue)\.amazonaws\.com(?:\.cn)?/")
+
+
+def sqs_region(queue_url: str) -> str | None:
+    """``https://sqs.eu-west-1.amazonaws.com/123/q`` -> ``eu-west-1``; None for other hosts (moto, VPC endpoints)."""
+    match = _SQS_HOST.match(queue_url)
+    return (match["a"] or match["b"]) if match else None

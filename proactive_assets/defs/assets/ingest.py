@@ -6,6 +6,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from dagster import (
     AssetExecutionContext,
+    AssetKey,
     Backoff,
     Failure,
     MaterializeResult,
@@ -133,17 +134,28 @@ def cloudtrail_events(context: AssetExecutionContext, proactive: ProactiveResour
 
 @asset(
     partitions_def=daily_partitions,
-    deps=[cloudtrail_events],
+    # security_lake_activity by key: its module imports this one (IO_RETRY, partition_day).
+    deps=[cloudtrail_events, AssetKey("security_lake_activity")],
     group_name="ingest",
-    code_version="1",
-    description="One row per (entity, source_ip) of the day: counts, first/last seen, event names, sources.",
+    code_version="2",
+    description=(
+        "One row per (entity, source_ip) of the day from CloudTrail and Security Lake: counts, "
+        "first/last seen, event names, sources."
+    ),
 )
 def learning_set(context: AssetExecutionContext, proactive: ProactiveResource) -> MaterializeResult:
     day = partition_day(context)
     warehouse = proactive.warehouse()
-    events = warehouse.read_table(
-        "cloudtrail_events", day, columns=pairs.PAIR_COLUMNS + ["is_pair"], filters=[("is_pair", "=", True)]
-    )
+    columns, only_pairs = [*pairs.PAIR_COLUMNS, "is_pair"], [("is_pair", "=", True)]
+    events = warehouse.read_table("cloudtrail_events", day, columns=columns, filters=only_pairs)
+    # Security Lake is optional: a partition that was never materialised simply adds nothing.
+    lake_rows = 0
+    if warehouse.has("security_lake_activity", day):
+        lake = warehouse.read_table("security_lake_activity", day, columns=columns, filters=only_pairs)
+        lake_rows = lake.num_rows
+        events = pa.concat_tables([events, lake.cast(events.schema)])
+    else:
+        context.log.info(f"no security_lake_activity partition for {day}: CloudTrail pairs only")
     table, stats = pairs.build_learning_set(events)
     with warehouse.partition("learning_set", day) as out:
         out.write_table("learning_set", table)
@@ -153,6 +165,8 @@ def learning_set(context: AssetExecutionContext, proactive: ProactiveResource) -
     return MaterializeResult(
         metadata={
             **{k: int(v) for k, v in stats.items()},
+            "security_lake_pair_events": lake_rows,
+            "sources": sorted(pc.unique(pc.list_flatten(table.column("sources"))).to_pylist()),
             "table": warehouse.uri_for("learning_set", day),
             "sagemaker_csv": warehouse.store.uri_for(warehouse.key("learning_set", day, "learning.csv")),
             "preview": table_preview(table, ["entity", "source_ip", "event_count", "event_names", "accounts"]),
