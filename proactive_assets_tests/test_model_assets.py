@@ -1,6 +1,8 @@
 """The model half of the lineage, run through the CLI's Dagster path: window, skip, model, insights."""
 
+import io
 import json
+from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -16,32 +18,47 @@ from proactive_assets_tests.cloudtrail_fixtures import log_key, put_log, record,
 START = date(2024, 3, 1)
 
 
-@pytest.fixture
-def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+DAYS = [START + timedelta(days=i) for i in range(6)]
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, list[str]]]:
+    """Six days of history with a never-seen network on the last day, run once for the module."""
+    tmp_path = tmp_path_factory.mktemp("model")
     store = LocalStore(tmp_path / "bucket")
     arns = write_history(store, START, days=6)
-    attack_day = START + timedelta(days=5)
+    attack_day = DAYS[-1]
     put_log(
         store,
         log_key(attack_day, minute=45, uid="Attack0000000000"),
         [record(arn=arns[0], ip="185.220.101.4", name="CreateAccessKey", time=f"{attack_day}T12:00:00Z")],
     )
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
     (tmp_path / "dagster").mkdir()
-    return Settings.from_env(
-        {
-            "PROACTIVE_HOME": str(tmp_path / "home"),
-            "PROACTIVE_CLOUDTRAIL_URI": str(tmp_path / "bucket"),
-            "PROACTIVE_MIN_TRAINING_DAYS": "3",
-        }
-    )
+    env = {
+        "PROACTIVE_HOME": str(tmp_path / "home"),
+        "PROACTIVE_CLOUDTRAIL_URI": str(tmp_path / "bucket"),
+        "PROACTIVE_MIN_TRAINING_DAYS": "3",
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+        settings = Settings.from_env(env)
+        out = io.StringIO()
+        assert cli.run_days(settings, DAYS, out=out)
+        assert cli.run_days(settings, DAYS[-1:], out=out)  # a re-run of the last day
+        for name, value in env.items():
+            patch.setenv(name, value)
+        yield settings, out.getvalue().splitlines()
 
 
-def test_days_run_in_order_with_skip_then_scores(settings: Settings, capsys: pytest.CaptureFixture) -> None:
-    days = [START + timedelta(days=i) for i in range(6)]
-    assert cli.run_days(settings, days)
-    out = capsys.readouterr().out.splitlines()
-    assert len(out) == 6 and "training_set: skipped" in out[0] and "daily_insights=" in out[5]
+@pytest.fixture
+def settings(ran: tuple[Settings, list[str]]) -> Settings:
+    return ran[0]
+
+
+def test_days_run_in_order_with_skip_then_scores(ran: tuple[Settings, list[str]]) -> None:
+    settings, out = ran
+    days = DAYS
+    assert len(out) == 7 and "training_set: skipped" in out[0] and "daily_insights=" in out[5]
     warehouse = Warehouse(open_store(settings.warehouse))
     assert not warehouse.has("training_set", days[2])  # only 2 days of history before it
     model, meta = load_model(warehouse, days[5])
@@ -56,14 +73,8 @@ def test_days_run_in_order_with_skip_then_scores(settings: Settings, capsys: pyt
     assert attack["event_names"] == ["CreateAccessKey"]
 
 
-def test_insights_command_prints_json_lines(
-    settings: Settings, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    day = START + timedelta(days=5)
-    cli.run_days(settings, [START + timedelta(days=i) for i in range(6)])
-    capsys.readouterr()
-    monkeypatch.setenv("PROACTIVE_HOME", settings.home)
-    monkeypatch.setenv("PROACTIVE_CLOUDTRAIL_URI", settings.cloudtrail_uri)
+def test_insights_command_prints_json_lines(settings: Settings, capsys: pytest.CaptureFixture) -> None:
+    day = DAYS[-1]
     assert cli.main(["insights", "--day", day.isoformat()]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert lines and {
@@ -79,12 +90,8 @@ def test_insights_command_prints_json_lines(
     assert cli.main(["insights", "--day", START.isoformat()]) == 1  # never scored: clear message, no crash
 
 
-def test_alerts_are_explained_and_published_once(
-    settings: Settings, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    days = [START + timedelta(days=i) for i in range(6)]
-    assert cli.run_days(settings, days)
-    assert cli.run_days(settings, days[-1:])  # re-run of the last day
+def test_alerts_are_explained_and_published_once(settings: Settings, capsys: pytest.CaptureFixture) -> None:
+    days = DAYS
     lines = [json.loads(x) for x in (Path(settings.home) / "alerts.jsonl").read_text().splitlines()]
     attack = [x for x in lines if x["source_ip"] == "185.220.101.4"]
     assert len(attack) == 1, "re-running a day must not publish twice"
@@ -95,8 +102,6 @@ def test_alerts_are_explained_and_published_once(
     assert row["ip_seen_for_entity_in_window"] is False and "never" in row["explanation"].lower()
     assert row["published_to"] == [f"file:{Path(settings.home) / 'alerts.jsonl'}"]
     capsys.readouterr()
-    monkeypatch.setenv("PROACTIVE_HOME", settings.home)
-    monkeypatch.setenv("PROACTIVE_CLOUDTRAIL_URI", settings.cloudtrail_uri)
     assert cli.main(["alerts", "--day", days[-1].isoformat()]) == 0
     printed = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [p["alert_id"] for p in printed] == [r["alert_id"] for r in table]
