@@ -1,19 +1,31 @@
 """The training window and model artifacts: pure helpers shared by the Dagster assets and the CLI.
 
 No leakage: the window for day D is the ``days`` days strictly before D, never D itself.
+
+One ``ip_insights_model`` partition holds ``model.json`` (metadata, ``backend`` says which) and,
+for the local backend only, ``model.npz``; a SageMaker model lives in SageMaker and its
+``model.json`` says where. ``load_scorer`` hides the difference from ``daily_insights``.
 """
 
 import json
+from collections.abc import Callable
 from datetime import date, timedelta
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from proactive_assets.core.ipinsights import IPInsightsModel
+from proactive_assets.core import remote_model
+from proactive_assets.core.ipinsights import IPInsightsModel, ScoreResult
 from proactive_assets.core.warehouse import Warehouse
 
 TRAINING_COLUMNS = ["entity", "source_ip", "event_count", "sources"]
 MODEL_ASSET = "ip_insights_model"
+MODEL_JSON = "model.json"
+MODEL_NPZ = "model.npz"
+
+Scorer = Callable[[list[str], list[str]], ScoreResult]
+RemoteBackendFactory = Callable[[dict[str, Any]], remote_model.RemoteBackend]
 
 
 def training_window(day: date, days: int) -> tuple[date, date]:
@@ -69,19 +81,71 @@ def save_model(warehouse: Warehouse, day: date, model: IPInsightsModel, extra: d
     """Write the artifact and its metadata as the model partition; returns the artifact URI."""
     meta = {**model.metadata, **extra}
     with warehouse.partition(MODEL_ASSET, day) as out:
-        out.write_bytes("model.npz", model.to_bytes())
-        out.write_bytes("model.json", json.dumps(meta, indent=2, sort_keys=True, default=str).encode())
-    return warehouse.store.uri_for(warehouse.key(MODEL_ASSET, day, "model.npz"))
+        out.write_bytes(MODEL_NPZ, model.to_bytes())
+        out.write_bytes(MODEL_JSON, _json_bytes(meta))
+    return warehouse.store.uri_for(warehouse.key(MODEL_ASSET, day, MODEL_NPZ))
+
+
+def save_remote_model(warehouse: Warehouse, day: date, metadata: dict[str, Any], extra: dict) -> str:
+    """Write a remote model's metadata as the model partition (no npz); returns its URI.
+
+    The partition replaces any earlier one for the day, so a local ``model.npz`` left from a
+    run with the other backend cannot be picked up by mistake.
+    """
+    with warehouse.partition(MODEL_ASSET, day) as out:
+        out.write_bytes(MODEL_JSON, _json_bytes({**metadata, **extra}))
+    return warehouse.store.uri_for(warehouse.key(MODEL_ASSET, day, MODEL_JSON))
+
+
+def _json_bytes(meta: dict[str, Any]) -> bytes:
+    return json.dumps(meta, indent=2, sort_keys=True, default=str).encode()
+
+
+def load_model_metadata(warehouse: Warehouse, day: date) -> dict[str, Any]:
+    """The metadata of the model that scores ``day``, whichever backend trained it."""
+    key = warehouse.key(MODEL_ASSET, day, MODEL_JSON)
+    if not warehouse.store.exists(key):
+        raise FileNotFoundError(f"{warehouse.store.uri_for(key)} does not exist: materialise {MODEL_ASSET} for {day}")
+    return json.loads(warehouse.read_bytes(MODEL_ASSET, day, MODEL_JSON))
 
 
 def load_model(warehouse: Warehouse, day: date) -> tuple[IPInsightsModel, dict]:
-    """The model that scores ``day`` (trained on the window before it) and its metadata."""
-    key = warehouse.key(MODEL_ASSET, day, "model.npz")
+    """The local model that scores ``day`` (trained on the window before it) and its metadata."""
+    key = warehouse.key(MODEL_ASSET, day, MODEL_NPZ)
     if not warehouse.store.exists(key):
+        meta_key = warehouse.key(MODEL_ASSET, day, MODEL_JSON)
+        if warehouse.store.exists(meta_key):
+            backend = load_model_metadata(warehouse, day).get("backend")
+            raise FileNotFoundError(
+                f"the {MODEL_ASSET} for {day} was trained by the {backend!r} backend and has no local "
+                "artifact: use load_scorer or load_model_metadata"
+            )
         raise FileNotFoundError(f"{warehouse.store.uri_for(key)} does not exist: materialise {MODEL_ASSET} for {day}")
-    model = IPInsightsModel.from_bytes(warehouse.read_bytes(MODEL_ASSET, day, "model.npz"))
-    meta = json.loads(warehouse.read_bytes(MODEL_ASSET, day, "model.json"))
+    model = IPInsightsModel.from_bytes(warehouse.read_bytes(MODEL_ASSET, day, MODEL_NPZ))
+    meta = json.loads(warehouse.read_bytes(MODEL_ASSET, day, MODEL_JSON))
     return model, meta
+
+
+def load_scorer(
+    warehouse: Warehouse, day: date, remote_backend_factory: RemoteBackendFactory | None = None
+) -> tuple[Scorer, dict[str, Any]]:
+    """A scorer for ``day``'s model and its metadata, for either backend.
+
+    For a remote model, ``remote_backend_factory(metadata)`` builds the client (it may read
+    the region, endpoint and scoring mode the model was trained with from the metadata), and
+    ``entity_known`` comes from the entities of ``training_set`` for the same day.
+    """
+    meta = load_model_metadata(warehouse, day)
+    backend = meta.get("backend", "local")
+    if backend == "local":
+        model, meta = load_model(warehouse, day)
+        return model.score, meta
+    if backend != remote_model.BACKEND:
+        raise ValueError(f"the {MODEL_ASSET} for {day} has unknown backend {backend!r}")
+    if remote_backend_factory is None:
+        raise ValueError(f"the {MODEL_ASSET} for {day} is a {backend} model: a remote backend factory is needed")
+    known = remote_model.known_entities(warehouse.read_table("training_set", day, columns=["entity", "source_ip"]))
+    return remote_model.RemoteScorer(remote_backend_factory(meta), meta, known), meta
 
 
 def distinct_entities(table: pa.Table) -> int:

@@ -90,7 +90,7 @@ def alerts(context: AssetExecutionContext, proactive: ProactiveResource) -> Mate
         applied[[*ALERT_COLUMNS, "published_to"]] if len(applied) else _empty(applied), preserve_index=False
     )
     warehouse.write_tables("alerts", day, {"alerts": table})
-    model_meta = training.load_model(warehouse, day)[1]
+    model_meta = training.load_model_metadata(warehouse, day)
     metadata = {
         "alerts": len(applied),
         "published": len({p["alert_id"] for p in report.published}),
