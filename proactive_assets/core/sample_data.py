@@ -1920,6 +1920,8 @@ def generate_sample(out_dir: Path, start: dt.date, days: int = 21, seed: int = 7
         raise ValueError("days must be at least 1")
     if not scale > 0:
         raise ValueError("scale must be positive")
+    if isinstance(start, dt.datetime):  # days are UTC calendar days, whatever the time of day given
+        start = start.date()
     began = dt.datetime.now(dt.UTC)
     out = Path(out_dir)
     _prepare(out)
