@@ -7,6 +7,7 @@ import boto3
 import pyarrow.parquet as pq
 import pytest
 from dagster import DagsterInstance, Failure, materialize
+from dagster_aws.athena import AthenaClientResource
 from dagster_aws.s3 import S3Resource
 from moto import mock_aws
 
@@ -23,6 +24,15 @@ from proactive_assets.core.security_lake import (
 from proactive_assets.core.storage import LocalStore, S3Store
 from proactive_assets.defs.assets.ingest import cloudtrail_events, learning_set, raw_cloudtrail
 from proactive_assets.defs.assets.security_lake import list_security_lake_day, security_lake_activity
+from proactive_assets.defs.athena import (
+    ATHENA_COLUMNS,
+    activity_query,
+    glue_database,
+    glue_table,
+    make_security_lake_athena_asset,
+    unload_activity,
+    unload_statement,
+)
 from proactive_assets.defs.resources import ProactiveResource
 from proactive_assets_tests.cloudtrail_fixtures import log_key, put_log, record
 from proactive_assets_tests.test_security_lake import (
@@ -247,3 +257,78 @@ def test_generated_sample_files_are_gzip_parquet(tmp_path: Path) -> None:
     paths = write_security_lake_sample(tmp_path, DAY, days=1, seed=1, rows_per_file=10, sources=(ROUTE53,))
     assert all(pq.ParquetFile(p).metadata.row_group(0).column(0).compression == "GZIP" for p in paths)
     assert len(list_security_lake_day(LocalStore(tmp_path), DAY).objects) == len(paths)
+
+
+# ------------------------------------------------------------------------------------ Athena
+
+
+def test_athena_names_and_partition_filters() -> None:
+    assert glue_database("us-east-1") == "amazon_security_lake_glue_db_us_east_1"
+    assert glue_table("eu-west-1", ROUTE53, "2.0") == "amazon_security_lake_table_eu_west_1_route53_2_0"
+    assert glue_table("us-east-1", CLOUD_TRAIL_MGMT, "1.0").endswith("_cloud_trail_mgmt_1_0")
+    sql = activity_query(DAY, VPC_FLOW, "1.0", "us-east-1", accounts=[LAKE_ACCOUNT], regions=["us-west-2", "us-east-1"])
+    assert 'FROM "amazon_security_lake_glue_db_us_east_1"."amazon_security_lake_table_us_east_1_vpc_flow_1_0"' in sql
+    assert "eventday = '20240305'" in sql
+    assert "region IN ('us-east-1', 'us-west-2')" in sql and f"accountid IN ('{LAKE_ACCOUNT}')" in sql
+    assert "src_endpoint.instance_uid NOT IN ('', '-')" in sql and '"activity_name"' in sql
+    cloudtrail_sql = activity_query(DAY, CLOUD_TRAIL_MGMT, "2.0", "us-east-1")
+    assert "accountid" not in cloudtrail_sql and "instance_uid" not in cloudtrail_sql and '"actor"' in cloudtrail_sql
+    unload = unload_statement(sql, "s3://results/unload")
+    assert unload.startswith("UNLOAD (SELECT") and "TO 's3://results/unload/'" in unload and "'PARQUET'" in unload
+    for bad in (
+        lambda: activity_query(DAY, VPC_FLOW, "1.0", "us-east-1", accounts=["1' OR '1'='1"]),
+        lambda: activity_query(DAY, VPC_FLOW, "1.0", "us-east-1'; DROP TABLE x; --"),
+        lambda: activity_query(DAY, "S3_DATA", "2.0", "us-east-1"),
+        lambda: activity_query(DAY, VPC_FLOW, "3.0", "us-east-1"),
+        lambda: unload_statement(sql, "s3://x/it's"),
+    ):
+        with pytest.raises(ValueError):
+            bad()
+
+
+def athena_queries() -> list[str]:
+    athena = boto3.client("athena", region_name="us-east-1")
+    ids = athena.list_query_executions()["QueryExecutionIds"]
+    return [athena.get_query_execution(QueryExecutionId=i)["QueryExecution"]["Query"] for i in ids]
+
+
+@mock_aws
+def test_athena_unload_is_started_read_and_cleaned_up(aws_env: None) -> None:
+    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="athena-results")
+    store = S3Store("s3://athena-results/unload")
+    prefix = "2024-03-05/run/VPC_FLOW_2.0/"
+    # What UNLOAD would write (moto runs no SQL): Parquet files with the selected columns.
+    rows = make_ocsf_table(VPC_FLOW, "2.0", 40, 5, day=DAY, account=LAKE_ACCOUNT)
+    store.put(prefix + "20240305_000000_00001_abcde_part0", parquet_bytes(rows.select(ATHENA_COLUMNS[VPC_FLOW])))
+    sql = activity_query(DAY, VPC_FLOW, "2.0", "us-east-1")
+    client = AthenaClientResource(polling_interval=0).get_client()
+    activities = list(unload_activity(client, store, prefix, sql, VPC_FLOW, "2.0"))
+    assert len(activities) == 1 and activities[0].rows_read == 40 and activities[0].pair_count > 0
+    assert activities[0].table.column("source")[0].as_py() == "security_lake:VPC_FLOW"
+    [query] = athena_queries()
+    assert (
+        query.startswith("UNLOAD (SELECT") and "TO 's3://athena-results/unload/2024-03-05/run/VPC_FLOW_2.0/'" in query
+    )
+    assert list(store.list_objects(prefix)) == []  # the unloaded files are a cache: removed
+
+
+@mock_aws
+def test_athena_asset_runs_one_unload_per_source_and_version(tmp_path: Path, aws_env: None) -> None:
+    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="athena-results")
+    athena_asset = make_security_lake_athena_asset("us-east-1", "s3://athena-results/unload")
+    res = resource(tmp_path, None, accounts=[LAKE_ACCOUNT])
+    result = materialize(
+        [athena_asset],
+        partition_key=DAY.isoformat(),
+        resources={"proactive": res, "athena": AthenaClientResource(polling_interval=0)},
+        instance=DagsterInstance.ephemeral(),
+    )
+    meta = metadata(result, "security_lake_activity")
+    assert meta["status"] == "configured (Athena)" and meta["source"] == "athena:amazon_security_lake_glue_db_us_east_1"
+    assert (meta["objects"], meta["quarantined_objects"], meta["events"]) == (6, 0, 0)
+    queries = athena_queries()
+    assert len(queries) == 6 and all(f"accountid IN ('{LAKE_ACCOUNT}')" in q for q in queries)
+    assert {q.split('"amazon_security_lake_table_us_east_1_')[1].split('"')[0] for q in queries} == {
+        f"{s.lower()}_{v.replace('.', '_')}" for s in (CLOUD_TRAIL_MGMT, VPC_FLOW, ROUTE53) for v in ("1.0", "2.0")
+    }
+    assert res.warehouse().read_table("security_lake_activity", DAY).schema == ACTIVITY_SCHEMA

@@ -16,9 +16,10 @@ For lakes too large to read object by object, see ``proactive_assets.defs.athena
 """
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -29,10 +30,12 @@ from proactive_assets.core.security_lake import (
     ACTIVITY_SCHEMA,
     SUPPORTED_SOURCES,
     SUPPORTED_VERSIONS,
+    OcsfActivity,
     OcsfSchemaError,
     read_ocsf_parquet,
 )
 from proactive_assets.core.storage import ObjectInfo, ObjectStore, SourceUnavailable
+from proactive_assets.core.warehouse import Warehouse
 from proactive_assets.defs.assets.ingest import IO_RETRY, partition_day
 from proactive_assets.defs.metadata import PREVIEW_ROWS, table_preview, text_list
 from proactive_assets.defs.partitions import daily_partitions
@@ -114,11 +117,104 @@ class _Tally:
     accounts: set[str] = field(default_factory=set)
     regions: set[str] = field(default_factory=set)
 
+    def add(self, activity: OcsfActivity) -> None:
+        name = f"{activity.source}/{activity.source_version}"
+        self.objects[name] += 1
+        self.events[name] += activity.rows_kept
+        self.pairs[name] += activity.pair_count
+        self.rejected.update(activity.rejected)
+        self.accounts.update(a for a in pc.unique(activity.table["account"]).to_pylist() if a)
+        self.regions.update(r for r in pc.unique(activity.table["region"]).to_pylist() if r)
+
     def sources(self) -> dict[str, dict[str, int]]:
         return {
             name: {"objects": self.objects[name], "events": self.events[name], "pairs": self.pairs[name]}
             for name in sorted(self.objects)
         }
+
+
+@dataclass(frozen=True)
+class ReadUnit:
+    """One thing to read for the day - an object, or an Athena query - and how to read it.
+
+    ``read`` yields activity tables; anything it raises quarantines the unit (rows it yielded
+    before failing are kept), so one bad unit never fails the day.
+    """
+
+    uri: str
+    read: Callable[[], Iterable[OcsfActivity]]
+
+
+def write_activity_partition(
+    context: AssetExecutionContext,
+    warehouse: Warehouse,
+    day: date,
+    units: Sequence[ReadUnit],
+    skipped: Sequence[cloudtrail.Problem] = (),
+) -> dict[str, Any]:
+    """Stream every unit into the ``security_lake_activity`` partition; returns the metadata."""
+    tally = _Tally()
+    preview = ACTIVITY_SCHEMA.empty_table()
+    problems: list[cloudtrail.Problem] = list(skipped)
+    quarantined: list[str] = []
+    with warehouse.partition(ASSET, day) as out:
+        out.append(ASSET, ACTIVITY_SCHEMA.empty_table())
+        for unit in units:
+            try:
+                for activity in unit.read():
+                    out.append(ASSET, activity.table)
+                    if preview.num_rows < PREVIEW_ROWS and activity.table.num_rows:
+                        head = activity.table.slice(0, PREVIEW_ROWS - preview.num_rows)
+                        preview = pa.concat_tables([preview, head])
+                    tally.add(activity)
+                    problems.extend(
+                        cloudtrail.Problem(unit.uri, reason, record_index=index)
+                        for index, reason in activity.rejected_examples
+                    )
+            except OcsfSchemaError as exc:
+                problem = cloudtrail.Problem(unit.uri, str(exc))
+            except Exception as exc:  # any read failure quarantines only this unit
+                problem = cloudtrail.Problem(unit.uri, f"could not be read ({type(exc).__name__}: {exc})")
+            else:
+                continue
+            problems.append(problem)
+            quarantined.append(unit.uri)
+            context.log.warning(f"quarantined {problem.message()}")
+        quarantine = cloudtrail.problems_table(problems)
+        out.write_table("quarantine", quarantine)
+    return {
+        "objects": len(units),
+        "objects_parsed": len(units) - len(quarantined),
+        "events": sum(tally.events.values()),
+        "pair_events": sum(tally.pairs.values()),
+        "rejected_rows": sum(tally.rejected.values()),
+        "rejected_reasons": MetadataValue.json(dict(tally.rejected)),
+        "quarantined_objects": len(quarantined),
+        "skipped_folders": len(skipped),
+        "quarantine": table_preview(quarantine, rows=20) if quarantine.num_rows else MetadataValue.md("(none)"),
+        "sources": MetadataValue.json(tally.sources()),
+        "accounts": sorted(tally.accounts),
+        "regions": sorted(tally.regions),
+        "table": warehouse.uri_for(ASSET, day),
+        "preview": table_preview(preview, ["identity_arn", "source_ip", "event_name", "account", "region", "source"]),
+    }
+
+
+def write_not_configured(context: AssetExecutionContext, warehouse: Warehouse, day: date) -> MaterializeResult:
+    """Empty tables, so learning_set and the lineage look the same with or without Security Lake."""
+    warehouse.write_tables(
+        ASSET,
+        day,
+        {ASSET: ACTIVITY_SCHEMA.empty_table(), "quarantine": cloudtrail.problems_table([])},
+    )
+    context.log.info("PROACTIVE_SECURITY_LAKE_URI is not set: Security Lake is not configured")
+    return MaterializeResult(
+        metadata={"status": "not configured", "objects": 0, "events": 0, "pair_events": 0, "quarantined_objects": 0}
+    )
+
+
+def _object_unit(store: ObjectStore, key: str) -> ReadUnit:
+    return ReadUnit(store.uri_for(key), lambda: [read_ocsf_parquet(store.get(key), key)])
 
 
 @asset(
@@ -136,87 +232,25 @@ def security_lake_activity(context: AssetExecutionContext, proactive: ProactiveR
     warehouse = proactive.warehouse()
     try:
         store = proactive.security_lake_store()
+        if store is None:
+            return write_not_configured(context, warehouse, day)
+        listing = list_security_lake_day(store, day, proactive.accounts, proactive.regions)
     except SourceUnavailable as exc:
         raise Failure(
             description=f"Security Lake source {proactive.security_lake_uri}: {exc}", allow_retries=False
         ) from exc
-    if store is None:
-        warehouse.write_tables(
-            ASSET,
-            day,
-            {ASSET: ACTIVITY_SCHEMA.empty_table(), "quarantine": cloudtrail.problems_table([])},
-        )
-        context.log.info("PROACTIVE_SECURITY_LAKE_URI is not set: Security Lake is not configured")
-        return MaterializeResult(
-            metadata={"status": "not configured", "objects": 0, "events": 0, "pair_events": 0, "quarantined_objects": 0}
-        )
-
-    try:
-        listing = list_security_lake_day(store, day, proactive.accounts, proactive.regions)
-    except SourceUnavailable as exc:
-        raise Failure(description=f"Security Lake source {store.uri}: {exc}", allow_retries=False) from exc
     for problem in listing.problems:
         context.log.info(f"skipped {problem.message()}")
-
-    tally = _Tally()
-    preview = ACTIVITY_SCHEMA.empty_table()
-    problems: list[cloudtrail.Problem] = []
-    quarantined: list[str] = []
-    with warehouse.partition(ASSET, day) as out:
-        out.append(ASSET, ACTIVITY_SCHEMA.empty_table())
-        for info in listing.objects:
-            uri = store.uri_for(info.key)
-            try:
-                activity = read_ocsf_parquet(store.get(info.key), info.key)
-            except OcsfSchemaError as exc:
-                problem = cloudtrail.Problem(uri, str(exc))
-            except Exception as exc:  # any read failure quarantines only this object
-                problem = cloudtrail.Problem(uri, f"could not be read ({type(exc).__name__}: {exc})")
-            else:
-                name = f"{activity.source}/{activity.source_version}"
-                out.append(ASSET, activity.table)
-                if preview.num_rows < PREVIEW_ROWS and activity.table.num_rows:
-                    preview = pa.concat_tables([preview, activity.table.slice(0, PREVIEW_ROWS - preview.num_rows)])
-                tally.objects[name] += 1
-                tally.events[name] += activity.rows_kept
-                tally.pairs[name] += activity.pair_count
-                tally.rejected.update(activity.rejected)
-                tally.accounts.update(a for a in pc.unique(activity.table["account"]).to_pylist() if a)
-                tally.regions.update(r for r in pc.unique(activity.table["region"]).to_pylist() if r)
-                problems.extend(
-                    cloudtrail.Problem(uri, reason, record_index=index) for index, reason in activity.rejected_examples
-                )
-                continue
-            problems.append(problem)
-            quarantined.append(uri)
-            context.log.warning(f"quarantined {problem.message()}")
-        quarantine = cloudtrail.problems_table(listing.problems + problems)
-        out.write_table("quarantine", quarantine)
-
-    events = sum(tally.events.values())
     if not listing.objects:
         context.log.warning(f"no Security Lake objects for {day} under {store.uri}")
+    units = [_object_unit(store, info.key) for info in listing.objects]
+    metadata = write_activity_partition(context, warehouse, day, units, listing.problems)
     return MaterializeResult(
         metadata={
             "status": "configured",
             "source": store.uri,
-            "objects": len(listing.objects),
-            "objects_parsed": len(listing.objects) - len(quarantined),
             "bytes": int(sum(info.size for info in listing.objects)),
-            "events": events,
-            "pair_events": sum(tally.pairs.values()),
-            "rejected_rows": sum(tally.rejected.values()),
-            "rejected_reasons": MetadataValue.json(dict(tally.rejected)),
-            "quarantined_objects": len(quarantined),
-            "skipped_folders": len(listing.problems),
-            "quarantine": table_preview(quarantine, rows=20) if quarantine.num_rows else MetadataValue.md("(none)"),
-            "sources": MetadataValue.json(tally.sources()),
-            "accounts": sorted(tally.accounts),
-            "regions": sorted(tally.regions),
+            **metadata,
             "object_keys": text_list([info.key for info in listing.objects]),
-            "table": warehouse.uri_for(ASSET, day),
-            "preview": table_preview(
-                preview, ["identity_arn", "source_ip", "event_name", "account", "region", "source"]
-            ),
         }
     )
