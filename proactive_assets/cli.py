@@ -59,6 +59,7 @@ def _summary(result) -> str:
         "alerts": "alerts",
     }
     shown: dict[str, str] = {}
+    checks: set[str] = set()
     for event in result.all_events:
         step = event.step_key
         if event.event_type_value == "ASSET_MATERIALIZATION":
@@ -67,9 +68,14 @@ def _summary(result) -> str:
             value = mat.metadata.get(headline.get(name, ""))
             value = getattr(value, "value", value)
             shown[name] = f"{name}={value:.3f}" if isinstance(value, float) else f"{name}={value}"
+        elif event.event_type_value == "ASSET_CHECK_EVALUATION":
+            evaluation = event.event_specific_data
+            checks.add(step)
+            if not evaluation.passed:
+                shown[f"check:{evaluation.check_name}"] = f"check {evaluation.check_name} FAILED"
         elif step and event.is_step_skipped:
             shown[step] = f"{step}: skipped"
-        elif step and event.is_step_success and step not in shown:
+        elif step and event.is_step_success and step not in shown and step not in checks:
             shown[step] = f"{step}: skipped (see its log)"
         elif step and event.is_step_failure:
             shown[step] = f"{step}: FAILED"
