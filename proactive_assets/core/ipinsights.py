@@ -727,12 +727,21 @@ def _pair_dots(
     n = len(ecodes)
     out = np.empty(n, dtype=np.float32)
     levels = np.ascontiguousarray(levels)
-    ubuf = np.empty((_SCORE_CHUNK, etable.shape[1]), dtype=np.float32)
+    dim = etable.shape[1]
+    ubuf = np.empty((_SCORE_CHUNK, dim), dtype=np.float32)
+    vbuf = np.empty((_SCORE_CHUNK, dim), dtype=np.float32)
+    tbuf = np.empty((_SCORE_CHUNK, dim), dtype=np.float32)
     for s in range(0, n, _SCORE_CHUNK):
         m = min(_SCORE_CHUNK, n - s)
-        v = _sum_levels(ip_emb, levels[:, s : s + m], enc_w, enc_b)
-        np.take(etable, ecodes[s : s + m], axis=0, out=ubuf[:m])
-        np.einsum("ij,ij->i", ubuf[:m], v, out=out[s : s + m])
+        u, v, t = ubuf[:m], vbuf[:m], tbuf[:m]
+        np.take(ip_emb, levels[0, s : s + m], axis=0, out=v)
+        for k in range(1, len(levels)):
+            np.take(ip_emb, levels[k, s : s + m], axis=0, out=t)
+            v += t
+        if len(enc_w):
+            v = _encode_forward(v, enc_w, enc_b)[0]
+        np.take(etable, ecodes[s : s + m], axis=0, out=u)
+        np.einsum("ij,ij->i", u, v, out=out[s : s + m])
     return out
 
 
