@@ -123,19 +123,21 @@ def ip_insights_model(context: AssetExecutionContext, proactive: ProactiveResour
     start, end = training.training_window(day, proactive.training_days)
     window = {"window_start": start.isoformat(), "window_end": end.isoformat()}
     started = time.perf_counter()
-    if proactive.model_backend == remote_model.BACKEND:
+    backend = proactive.model_backend
+    if backend not in ("local", remote_model.BACKEND):
+        raise ValueError(f"PROACTIVE_MODEL_BACKEND must be 'local' or '{remote_model.BACKEND}', got {backend!r}")
+    if backend == remote_model.BACKEND:
         version, auc, metadata = _train_sagemaker(proactive, warehouse, day, table, window)
     else:
         version, auc, metadata = _train_local(warehouse, day, table, window)
     seconds = time.perf_counter() - started
     context.log.info(
-        f"model {version} ({proactive.model_backend}) trained on {start}..{end}: "
-        f"validation AUC {auc:.3f} in {seconds:.1f}s"
+        f"model {version} ({backend}) trained on {start}..{end}: validation AUC {auc:.3f} in {seconds:.1f}s"
     )
     yield MaterializeResult(
         metadata={
             "version": version,
-            "backend": proactive.model_backend,
+            "backend": backend,
             "validation_auc": auc,
             "training_rows": table.num_rows,
             "training_seconds": round(seconds, 2),
