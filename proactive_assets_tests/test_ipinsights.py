@@ -1,6 +1,8 @@
 """The local IP Insights model: it learns, is deterministic, calibrated, and round-trips."""
 
+import io
 import ipaddress
+import zipfile
 
 import numpy as np
 import pandas as pd
@@ -158,6 +160,8 @@ def test_artifact_round_trip(model, data):
     np.testing.assert_array_equal(a.insight, b.insight)
     np.testing.assert_array_equal(a.entity_known, b.entity_known)
     assert loaded.to_bytes() == blob
+    with zipfile.ZipFile(io.BytesIO(blob)) as archive:  # no wall-clock timestamps: reproducible bytes
+        assert {info.date_time for info in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
     meta = model.metadata
     for key in ("version", "backend", "hyperparameters", "training_rows", "training_seconds", "validation_auc", "roc"):
         assert key in meta

@@ -71,6 +71,7 @@ import itertools
 import json
 import math
 import time
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -662,13 +663,23 @@ class IPInsightsModel:
 
     # ---- persistence
     def to_bytes(self) -> bytes:
-        """A compressed .npz with the weights and the JSON metadata (no pickle)."""
-        buf = io.BytesIO()
+        """A compressed .npz with the weights and the JSON metadata (no pickle).
+
+        Byte-for-byte reproducible: the same model always gives the same bytes (fixed zip
+        timestamps, sorted JSON), so re-uploading an unchanged model is a no-op.
+        """
         meta = json.dumps(
             {"format": ARTIFACT_FORMAT, "calibration": list(self.calibration), "metadata": self.metadata},
             sort_keys=True,
         ).encode("utf-8")
-        np.savez_compressed(buf, metadata_json=np.frombuffer(meta, dtype=np.uint8), **self._arrays())
+        arrays = {"metadata_json": np.frombuffer(meta, dtype=np.uint8), **self._arrays()}
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for name, arr in arrays.items():
+                info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+                info.compress_type = zipfile.ZIP_DEFLATED
+                with archive.open(info, "w", force_zip64=True) as fh:
+                    np.lib.format.write_array(fh, np.ascontiguousarray(arr), allow_pickle=False)
         return buf.getvalue()
 
     @classmethod
