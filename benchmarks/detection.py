@@ -17,6 +17,7 @@ number of pre-gathered float32 rows, and a pure-Python dict-lookup scorer on a s
 import argparse
 import dataclasses
 import json
+import resource
 import time
 
 import numpy as np
@@ -227,6 +228,7 @@ def main(argv: list[str] | None = None) -> dict:
         "baseline_python_dict_pairs_per_second": round(py_pairs_per_s),
         "ratio_to_python_dict": round(pairs_per_s / py_pairs_per_s, 2),
         "artifact_bytes": len(model.to_bytes()),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
     print()
     print("=" * 72)
@@ -253,7 +255,10 @@ def main(argv: list[str] | None = None) -> dict:
         f"never-seen network {slash24['median_insight_never_seen_network']} "
         f"({slash24['fraction_users_new_host_below_never_seen']:.1%} of users lower)"
     )
-    print(f"  artifact        {summary['artifact_bytes'] / 1e6:.1f} MB ({model.version})")
+    print(
+        f"  artifact        {summary['artifact_bytes'] / 1e6:.1f} MB ({model.version}); "
+        f"benchmark peak RSS {summary['peak_rss_mb']} MB"
+    )
     print("=" * 72)
     if args.save:
         with open(args.save, "wb") as fh:
