@@ -16,7 +16,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from proactive_assets.core import remote_model
-from proactive_assets.core.ipinsights import IPInsightsModel, ScoreResult
+from proactive_assets.core.ipinsights import IPInsightsModel
+from proactive_assets.core.scoring import Scorer
 from proactive_assets.core.warehouse import Warehouse
 
 TRAINING_COLUMNS = ["entity", "source_ip", "event_count", "sources"]
@@ -24,7 +25,6 @@ MODEL_ASSET = "ip_insights_model"
 MODEL_JSON = "model.json"
 MODEL_NPZ = "model.npz"
 
-Scorer = Callable[[list[str], list[str]], ScoreResult]
 RemoteBackendFactory = Callable[[dict[str, Any]], remote_model.RemoteBackend]
 
 
