@@ -199,7 +199,7 @@ def make_security_lake_athena_asset(
         for source, version in queries:
             sql = activity_query(day, source, version, lake_region, proactive.accounts, proactive.regions)
             statements[f"{source}/{version}"] = sql
-            prefix = f"{day}/{context.run_id}/{source}_{version}/"
+            prefix = f"{day}/{context.run.run_id}/{source}_{version}/"
 
             def read(sql: str = sql, prefix: str = prefix, source: str = source, version: str = version):
                 return unload_activity(client, store, prefix, sql, source, version)

@@ -211,6 +211,12 @@ def cloudtrail_s3_sensor(context: SensorEvaluationContext, proactive: ProactiveR
 
     On its very first tick (no cursor) every day in the bucket that is a partition is requested:
     set ``PROACTIVE_START_DATE`` to bound that first backfill.
+
+    Cost: ``get_objects`` pages through every object under ``AWSLogs/`` on each tick (S3 has no
+    server-side filter on ``LastModified``), about one request per 1,000 objects. That is fine
+    for a trail of some months; for a large organisation trail narrow
+    ``PROACTIVE_CLOUDTRAIL_URI`` to a prefix, or send the bucket's S3 event notifications to a
+    queue and rely on the daily schedule plus that queue instead.
     """
     cursor = ArrivalCursor.load(context.cursor)
     listing = list_cloudtrail_objects(proactive, cursor.since)
