@@ -332,3 +332,22 @@ def test_athena_asset_runs_one_unload_per_source_and_version(tmp_path: Path, aws
         f"{s.lower()}_{v.replace('.', '_')}" for s in (CLOUD_TRAIL_MGMT, VPC_FLOW, ROUTE53) for v in ("1.0", "2.0")
     }
     assert res.warehouse().read_table("security_lake_activity", DAY).schema == ACTIVITY_SCHEMA
+
+
+@needs_samples
+def test_an_event_in_both_cloudtrail_and_security_lake_counts_once(tmp_path: Path) -> None:
+    """Security Lake's CloudTrail rows keep eventID as metadata.uid, so learning_set's
+    deduplication by event_id keeps one copy when a trail and the lake both hold the event."""
+    sample = load_sample("ocsf-1.1.0_cloudtrail_api_activity_6003.json")
+    sample["time"] = int(datetime(DAY.year, DAY.month, DAY.day, 12, tzinfo=UTC).timestamp() * 1000)
+    arn, ip, uid = sample["actor"]["user"]["uid"], sample["src_endpoint"]["ip"], sample["metadata"]["uid"]
+    trail = record(arn=arn, ip=ip, time="2024-03-05T12:00:00Z", event_id=uid)
+    put_log(LocalStore(tmp_path / "cloudtrail"), log_key(DAY, minute=5), [trail])
+    lake = LocalStore(tmp_path / "lake")
+    lake.put(sample_key(sample, CLOUD_TRAIL_MGMT, "2.0", LAKE_ACCOUNT), parquet_bytes(to_table(sample)))
+    res = resource(tmp_path, lake.uri)
+    result = run([raw_cloudtrail, cloudtrail_events, security_lake_activity, learning_set], res)
+    meta = metadata(result, "learning_set")
+    assert (meta["pair_events"], meta["duplicate_events"], meta["pairs"]) == (1, 1, 1)
+    [row] = res.warehouse().read_table("learning_set", DAY).to_pylist()
+    assert (row["entity"], row["source_ip"], row["event_count"]) == (arn, ip, 1)
