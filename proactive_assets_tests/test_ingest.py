@@ -245,3 +245,23 @@ def test_s3_source_and_warehouse_through_moto_server(moto_endpoint: str) -> None
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket="lake")["Contents"]}
     assert f"warehouse/learning_set/day={DAY}/learning_set.parquet" in keys
     assert f"warehouse/cloudtrail_events/day={DAY}/quarantine.parquet" in keys
+
+
+def test_data_version_changes_only_when_the_day_changes(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "bucket")
+    populate(store)
+    res = resource(str(tmp_path / "bucket"), str(tmp_path / "warehouse"))
+
+    def versions() -> tuple[str, str]:
+        result = run_day(res)
+        found = {}
+        for asset in ("raw_cloudtrail", "learning_set"):
+            mat = result.asset_materializations_for_node(asset)[-1]
+            found[asset] = mat.tags["dagster/data_version"]
+        return found["raw_cloudtrail"], found["learning_set"]
+
+    first = versions()
+    assert versions() == first  # same objects: same versions, nothing downstream goes stale
+    put_log(store, log_key(DAY, minute=55, uid="LateDelivery0000"), [record(ip="192.0.2.77")])
+    late = versions()
+    assert late[0] != first[0] and late[1] != first[1]

@@ -5,6 +5,7 @@ bounded by a few files rather than the day. Anything that cannot be read is repo
 ``Problem`` naming the object (and record or field); it never stops the rest of the day.
 """
 
+import hashlib
 import io
 import re
 import zlib
@@ -188,6 +189,19 @@ def list_day_objects(
                 )
     found.sort(key=lambda o: o.info.key)
     return found, problems
+
+
+def inventory_digest(objects: list[LogObject]) -> str:
+    """A short digest of which objects (and which versions of them) make up a day.
+
+    Used as the Dagster data version of ``raw_cloudtrail``: a late delivery or a rewritten object
+    changes it, so Dagster marks the downstream partitions stale; a re-listing of the same objects
+    does not.
+    """
+    digest = hashlib.sha256()
+    for obj in sorted(objects, key=lambda o: o.info.key):
+        digest.update(f"{obj.info.key}\t{obj.info.etag}\n".encode())
+    return digest.hexdigest()[:24]
 
 
 def inventory_table(objects: list[LogObject]) -> pa.Table:

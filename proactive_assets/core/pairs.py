@@ -119,6 +119,16 @@ def build_learning_set(events: pa.Table) -> tuple[pa.Table, dict[str, int]]:
     return table, stats
 
 
+def table_digest(table: pa.Table) -> str:
+    """Content digest of a (sorted) table: the data version of ``learning_set``."""
+    import hashlib
+
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()[:24]
+
+
 def sagemaker_csv(learning_set: pa.Table) -> bytes:
     """Headerless ``entity,ip`` CSV, one line per event, the way SageMaker IP Insights trains on it."""
     frame = learning_set.select(["entity", "source_ip", "event_count"]).to_pandas()

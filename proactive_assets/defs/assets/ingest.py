@@ -8,6 +8,7 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     Backoff,
+    DataVersion,
     Failure,
     MaterializeResult,
     MetadataValue,
@@ -53,6 +54,7 @@ def raw_cloudtrail(context: AssetExecutionContext, proactive: ProactiveResource)
     if not objects:
         context.log.warning(f"no CloudTrail objects for {day} under {store.uri}")
     return MaterializeResult(
+        data_version=DataVersion(cloudtrail.inventory_digest(objects)),
         metadata={
             "source": store.uri,
             "objects": len(objects),
@@ -63,7 +65,7 @@ def raw_cloudtrail(context: AssetExecutionContext, proactive: ProactiveResource)
             "org_ids": sorted({o.org_id for o in objects if o.org_id}),
             "object_keys": text_list([o.info.key for o in objects]),
             "preview": table_preview(inventory, ["key", "size", "account", "region", "delivered_at"]),
-        }
+        },
     )
 
 
@@ -163,6 +165,7 @@ def learning_set(context: AssetExecutionContext, proactive: ProactiveResource) -
     if table.num_rows == 0:
         context.log.warning(f"learning set for {day} is empty")
     return MaterializeResult(
+        data_version=DataVersion(pairs.table_digest(table)),
         metadata={
             **{k: int(v) for k, v in stats.items()},
             "security_lake_pair_events": lake_rows,
@@ -170,5 +173,5 @@ def learning_set(context: AssetExecutionContext, proactive: ProactiveResource) -
             "table": warehouse.uri_for("learning_set", day),
             "sagemaker_csv": warehouse.store.uri_for(warehouse.key("learning_set", day, "learning.csv")),
             "preview": table_preview(table, ["entity", "source_ip", "event_count", "event_names", "accounts"]),
-        }
+        },
     )
