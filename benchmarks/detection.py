@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override a parameter")
     parser.add_argument("--json", help="also write the summary as JSON to this file")
     parser.add_argument("--save", help="also write the model artifact to this file")
+    parser.add_argument("--model", help="score with this saved artifact (same --users/--seed) instead of training")
     args = parser.parse_args(argv)
     users = 1_000 if args.quick else args.users
     params = IPInsightsParams(**_parse_overrides(args.set))
@@ -84,11 +85,19 @@ def main(argv: list[str] | None = None) -> dict:
         f"generated in {gen_seconds:.1f}s"
     )
 
-    print(f"training with {json.dumps(params.to_sagemaker_hyperparameters())} ...", flush=True)
-    t0, c0 = time.perf_counter(), time.process_time()
-    model = train_ip_insights(train_entities, train_ips, rows.event_count.to_numpy(), params)
-    train_seconds = time.perf_counter() - t0
-    train_cpu = time.process_time() - c0
+    if args.model:
+        with open(args.model, "rb") as fh:
+            model = ipi.IPInsightsModel.from_bytes(fh.read())
+        params = model.params
+        train_seconds = float(model.metadata["training_seconds"])
+        train_cpu = float("nan")
+        print(f"loaded {model.version} from {args.model} (trained in {train_seconds:.1f}s wall)")
+    else:
+        print(f"training with {json.dumps(params.to_sagemaker_hyperparameters())} ...", flush=True)
+        t0, c0 = time.perf_counter(), time.process_time()
+        model = train_ip_insights(train_entities, train_ips, rows.event_count.to_numpy(), params)
+        train_seconds = time.perf_counter() - t0
+        train_cpu = time.process_time() - c0
     meta = model.metadata
     print(
         f"trained {model.version} in {train_seconds:.1f}s wall, {train_cpu:.1f}s CPU; "
@@ -103,11 +112,12 @@ def main(argv: list[str] | None = None) -> dict:
     n_side = min(n_eval // 2, len(normal))
     normal = normal.iloc[np.sort(rng.choice(len(normal), n_side, replace=False))]
     atk_user, atk_ip = td.attacks(known_users, n_side, data, rng)
-    eval_entities = td.entity_name(np.r_[normal.user.to_numpy(), atk_user])
-    eval_ips = td.ip_strings(np.r_[normal.ip_int.to_numpy(), atk_ip])
-    label = np.r_[np.zeros(n_side, bool), np.ones(n_side, bool)]
-    order = rng.permutation(len(label))  # shuffled, as a day's pairs would arrive
-    eval_entities, eval_ips, label = eval_entities[order], eval_ips[order], label[order]
+    # shuffled, as a day's pairs would arrive; the strings are made after shuffling, in row
+    # order, as reading a parquet column makes them (pyarrow also shares repeated values)
+    order = rng.permutation(2 * n_side)
+    eval_entities = td.entity_name(np.r_[normal.user.to_numpy(), atk_user][order])
+    eval_ips = td.ip_strings(np.r_[normal.ip_int.to_numpy(), atk_ip][order])
+    label = np.r_[np.zeros(n_side, bool), np.ones(n_side, bool)][order]
 
     result = model.score(eval_entities, eval_ips)
     auc = roc_auc(result.insight[label], result.insight[~label])
