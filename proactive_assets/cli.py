@@ -7,6 +7,7 @@ what ``dagster dev`` shows and what sensors and schedules run.
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -119,7 +120,8 @@ def _print_rows(settings: Settings, asset: str, day: date) -> int:
         )
         return 1
     for row in warehouse.read_table(asset, day).to_pylist():
-        print(json.dumps(row, default=_json_default))
+        clean = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
+        print(json.dumps(clean, default=_json_default))
     return 0
 
 
