@@ -22,6 +22,7 @@ setup(
             "moto[server,s3,sqs,sns,sagemaker]>=5.0",
             "ruff>=0.6",
             "psutil>=5.9",
+            "playwright>=1.40",
         ],
     },
     entry_points={"console_scripts": ["proactive-assets=proactive_assets.cli:main"]},
