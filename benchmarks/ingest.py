@@ -3,9 +3,10 @@
     python -m benchmarks.ingest              # throughput on ~250k events + peak RSS on a ~5M-event day
     python -m benchmarks.ingest --quick      # smaller, for a smoke run
 
-Throughput is measured on one core (the parser runs single-threaded) and reported as a ratio to
-the time zlib needs to decompress the same objects, measured in the same run, because the
-machines are shared and noisy. Target: at most 3x.
+Throughput is CPU time of this process (the parser is single-threaded, so: one core), reported
+as a ratio to the CPU time zlib needs to decompress the same objects, measured in the same run,
+because the machines are shared and noisy. Target: at most 3x. The ingest time includes the
+decompression itself, so 1x is the floor.
 
 Peak RSS runs the real assets (raw_cloudtrail, cloudtrail_events, learning_set) for one day in a
 child process, and reports it beside the RSS of a child that only imports the project (baseline).
@@ -34,24 +35,39 @@ def _files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*.json.gz") if "CloudTrail-Digest" not in p.parts)
 
 
+def _batches(blobs: list[bytes]) -> list[list[bytes]]:
+    """The same grouping ``iter_day_events`` uses (about BATCH_BYTES of JSON per parse call)."""
+    from proactive_assets.core.cloudtrail import BATCH_BYTES
+
+    groups: list[list[bytes]] = [[]]
+    size = 0
+    for blob in blobs:
+        groups[-1].append(blob)
+        size += len(blob) * 8
+        if size >= BATCH_BYTES:
+            groups.append([])
+            size = 0
+    return [g for g in groups if g]
+
+
 def throughput(root: Path, repeats: int = 3) -> dict:
-    from proactive_assets.core.cloudtrail import parse_log_bytes
+    """CPU seconds (this process, one core) of zlib alone and of the whole parse, best of ``repeats``."""
+    from proactive_assets.core.cloudtrail import RawLog, parse_logs
 
     blobs = [p.read_bytes() for p in _files(root)]
+    groups = _batches(blobs)
     compressed = sum(len(b) for b in blobs)
     raw_bytes = sum(len(zlib.decompress(b, 31)) for b in blobs)
     best_zlib = best_parse = float("inf")
     events = 0
     for _ in range(repeats):
-        started = time.perf_counter()
+        started = time.process_time()
         for blob in blobs:
             zlib.decompress(blob, 31)
-        best_zlib = min(best_zlib, time.perf_counter() - started)
-        started = time.perf_counter()
-        events = 0
-        for i, blob in enumerate(blobs):
-            events += parse_log_bytes(blob, f"f{i}").events.num_rows
-        best_parse = min(best_parse, time.perf_counter() - started)
+        best_zlib = min(best_zlib, time.process_time() - started)
+        started = time.process_time()
+        events = sum(parse_logs([RawLog(b, f"f{i}") for i, b in enumerate(g)]).events.num_rows for g in groups)
+        best_parse = min(best_parse, time.process_time() - started)
     return {
         "objects": len(blobs),
         "events": events,
@@ -130,9 +146,9 @@ def main(argv: list[str] | None = None) -> None:
             f"throughput day: {t['objects']} objects, {t['events']:,} events, {t['compressed_mb']:.1f} MB gz, "
             f"{t['json_mb']:.1f} MB JSON (generated in {generated:.1f}s)"
         )
-        print(f"  zlib decompress      {t['zlib_s']:.3f} s   (baseline, same bytes, same run)")
+        print(f"  zlib decompress      {t['zlib_s']:.3f} s CPU (baseline, same bytes, same run)")
         print(
-            f"  ingest (parse+norm)  {t['ingest_s']:.3f} s   {t['events_per_s']:,.0f} events/s  "
+            f"  ingest (gunzip+parse+normalise) {t['ingest_s']:.3f} s   {t['events_per_s']:,.0f} events/s  "
             f"{t['json_mb_per_s']:.0f} MB/s JSON"
         )
         print(f"  ratio to zlib        {t['ratio_to_zlib']:.2f}x   (target <= 3x)")

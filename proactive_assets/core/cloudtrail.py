@@ -231,7 +231,7 @@ def inventory_table(objects: list[LogObject]) -> pa.Table:
 # object, read in one pyarrow call. A batch the columnar reader rejects is parsed object by
 # object, which isolates the bad object and names the bad record or field.
 
-BATCH_BYTES = 64 << 20
+BATCH_BYTES = 32 << 20
 
 
 @dataclass(frozen=True)
@@ -470,22 +470,27 @@ def problems_table(problems: list[Problem]) -> pa.Table:
 def iter_day_events(
     store: ObjectStore, objects: list[LogObject], batch_bytes: int = BATCH_BYTES
 ) -> Iterator[tuple[list[LogObject], ParsedFile]]:
-    """Parse the day's objects in batches of about ``batch_bytes`` compressed bytes.
+    """Parse the day's objects in batches of about ``batch_bytes`` of JSON.
 
-    Memory stays bounded by one batch; an object that cannot even be read becomes a problem.
+    Objects are decompressed as they are read so a batch is sized by what the parser holds,
+    whatever the compression ratio; memory stays bounded by one batch. An object that cannot be
+    read or decompressed becomes a problem for that object alone.
     """
     batch: list[RawLog] = []
     members: list[LogObject] = []
     size = 0
     for obj in objects:
         try:
-            data = store.get(obj.info.key)
+            data = decompress(store.get(obj.info.key))
+        except zlib.error as exc:
+            yield [obj], _failed(obj.uri, f"not a readable gzip object ({exc})")
+            continue
         except Exception as exc:
             yield [obj], _failed(obj.uri, f"could not be read ({type(exc).__name__}: {exc})")
             continue
         batch.append(RawLog(data, obj.uri, obj.account, obj.region))
         members.append(obj)
-        size += len(data) * 8  # decompressed JSON is typically ~8-15x the gzip size
+        size += len(data)
         if size >= batch_bytes:
             yield members, parse_logs(batch)
             batch, members, size = [], [], 0

@@ -6,11 +6,12 @@ an alert needs (first/last seen, event names, accounts, regions, source objects)
 """
 
 import io
+from collections.abc import Iterator
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 MAX_SOURCE_FILES = 50
 
@@ -47,36 +48,55 @@ PAIR_COLUMNS = [
 ]
 
 
-def drop_duplicate_events(events: pa.Table) -> tuple[pa.Table, int]:
-    """Keep the first copy of each eventID (CloudTrail may deliver a record twice)."""
-    if events.num_rows == 0 or "event_id" not in events.column_names:
-        return events, 0
-    ids = events.column("event_id")
-    if ids.null_count == len(ids):
-        return events, 0
-    hashes = pd.util.hash_array(np.asarray(ids.to_numpy(zero_copy_only=False), dtype=object))
-    has_id = np.asarray(pc.is_valid(ids), dtype=bool)
-    keep = ~has_id
-    _, first = np.unique(hashes[has_id], return_index=True)
-    keep[np.flatnonzero(has_id)[first]] = True
-    dropped = int(len(keep) - keep.sum())
-    return (events.filter(pa.array(keep)) if dropped else events), dropped
+EventSource = pa.Table | str
+"""Pair events: an in-memory table, or the path of a Parquet file read batch by batch."""
+
+BATCH_ROWS = 256_000
+_LIST_COLUMNS = {
+    "event_names": "event_name",
+    "identity_types": "identity_type",
+    "accounts": "account",
+    "regions": "region",
+    "sources": "source",
+    "source_files": "source_file",
+}
+_KEYS = ["entity", "source_ip"]
 
 
-def _sorted_lists(column: pa.Array) -> pa.Array:
-    return pa.array([sorted(v) if v is not None else [] for v in column.to_pylist()], pa.list_(pa.string()))
+def _read(source: EventSource, columns: list[str]) -> pa.Table:
+    if isinstance(source, pa.Table):
+        return source.select(columns)
+    return pq.read_table(source, columns=columns)
 
 
-def build_learning_set(events: pa.Table) -> tuple[pa.Table, dict[str, int]]:
-    """Aggregate the day's pair events; returns the table and counts for metadata."""
-    total = events.num_rows
-    pairs = events.filter(pc.field("is_pair")) if total else events
-    pairs = pairs.select(PAIR_COLUMNS)
-    pairs, duplicates = drop_duplicate_events(pairs)
-    stats = {"events": total, "pair_events": pairs.num_rows, "duplicate_events": duplicates}
-    if pairs.num_rows == 0:
-        stats["pairs"] = 0
-        return LEARNING_SET_SCHEMA.empty_table(), stats
+def _batches(source: EventSource, columns: list[str]) -> Iterator[pa.Table]:
+    if isinstance(source, pa.Table):
+        for batch in source.select(columns).to_batches(max_chunksize=BATCH_ROWS):
+            yield pa.Table.from_batches([batch])
+        return
+    for batch in pq.ParquetFile(source).iter_batches(batch_size=BATCH_ROWS, columns=columns):
+        yield pa.Table.from_batches([batch])
+
+
+def first_occurrences(event_ids: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """True for the first row of each eventID, and for every row without one.
+
+    CloudTrail may deliver a record twice (in different objects of the same day), and Security
+    Lake keeps CloudTrail's eventID, so the same event can come from both. The hash aggregation
+    runs in Arrow: no Python object per event, so a multi-million-event day stays small.
+    """
+    n = len(event_ids)
+    keep = np.asarray(pc.is_null(event_ids), dtype=bool)
+    if n == 0 or keep.all():
+        return keep
+    rows = pa.table({"id": event_ids, "row": pa.array(np.arange(n, dtype=np.int64))})
+    firsts = rows.filter(pc.is_valid(rows.column("id"))).group_by("id").aggregate([("row", "min")])
+    keep[np.asarray(firsts.column("row_min"))] = True
+    return keep
+
+
+def _partial(pairs: pa.Table) -> pa.Table:
+    """Aggregate one batch of pair events per (entity, source_ip)."""
     pairs = pairs.append_column("is_error", pc.is_valid(pairs.column("error_code")).cast(pa.int64()))
     grouped = pairs.group_by(["identity_arn", "source_ip"]).aggregate(
         [
@@ -84,18 +104,10 @@ def build_learning_set(events: pa.Table) -> tuple[pa.Table, dict[str, int]]:
             ("is_error", "sum"),
             ("event_time", "min"),
             ("event_time", "max"),
-            ("event_name", "distinct"),
-            ("identity_type", "distinct"),
-            ("account", "distinct"),
-            ("region", "distinct"),
-            ("source", "distinct"),
-            ("source_file", "distinct"),
+            *[(column, "distinct") for column in _LIST_COLUMNS.values()],
         ]
     )
-    files = grouped.column("source_file_distinct")
-    file_counts = pc.list_value_length(files).cast(pa.int64())
-    capped = pa.array([sorted(v)[:MAX_SOURCE_FILES] for v in files.to_pylist()], pa.list_(pa.string()))
-    table = pa.table(
+    return pa.table(
         {
             "entity": grouped.column("identity_arn"),
             "source_ip": grouped.column("source_ip"),
@@ -103,16 +115,70 @@ def build_learning_set(events: pa.Table) -> tuple[pa.Table, dict[str, int]]:
             "error_count": grouped.column("is_error_sum").cast(pa.int64()),
             "first_seen": grouped.column("event_time_min"),
             "last_seen": grouped.column("event_time_max"),
-            "event_names": _sorted_lists(grouped.column("event_name_distinct")),
-            "identity_types": _sorted_lists(grouped.column("identity_type_distinct")),
-            "accounts": _sorted_lists(grouped.column("account_distinct")),
-            "regions": _sorted_lists(grouped.column("region_distinct")),
-            "sources": _sorted_lists(grouped.column("source_distinct")),
-            "source_files": capped,
-            "source_file_count": file_counts,
-        },
-        schema=LEARNING_SET_SCHEMA,
+            **{name: grouped.column(f"{column}_distinct") for name, column in _LIST_COLUMNS.items()},
+        }
     )
+
+
+def _combine(partials: list[pa.Table]) -> pa.Table:
+    """Merge per-batch aggregates: sums, min/max, and the union of each list column."""
+    merged = pa.concat_tables(partials)
+    table = merged.group_by(_KEYS).aggregate(
+        [("event_count", "sum"), ("error_count", "sum"), ("first_seen", "min"), ("last_seen", "max")]
+    )
+    table = table.rename_columns([*_KEYS, "event_count", "error_count", "first_seen", "last_seen"])
+    index = {key: i for i, key in enumerate(zip(*(table.column(k).to_pylist() for k in _KEYS), strict=True))}
+    for name in _LIST_COLUMNS:
+        values: list[set] = [set() for _ in range(table.num_rows)]
+        for entity, ip, items in zip(
+            merged.column("entity").to_pylist(),
+            merged.column("source_ip").to_pylist(),
+            merged.column(name).to_pylist(),
+            strict=True,
+        ):
+            values[index[(entity, ip)]].update(v for v in items or () if v is not None)
+        table = table.append_column(name, pa.array([sorted(v) for v in values], pa.list_(pa.string())))
+    return table
+
+
+def build_learning_set(*sources: EventSource) -> tuple[pa.Table, dict[str, int]]:
+    """The learning set of a day from its event sources (CloudTrail, Security Lake), streamed.
+
+    Two passes over the sources: the first reads only ``is_pair`` and ``event_id`` to find the
+    first copy of every event; the second aggregates batch by batch. Memory is bounded by one
+    batch and the (small) per-pair aggregates, not by the day.
+    """
+    flags = [_read(source, ["is_pair", "event_id"]) for source in sources]
+    total = sum(f.num_rows for f in flags)
+    is_pair = [np.asarray(pc.fill_null(f.column("is_pair"), False), dtype=bool) for f in flags]
+    pair_ids = pa.chunked_array(
+        [f.column("event_id").filter(pa.array(m)) for f, m in zip(flags, is_pair, strict=True)], pa.string()
+    )
+    keep_pairs = first_occurrences(pair_ids)
+    del flags, pair_ids
+    stats = {"events": total, "pair_events": int(keep_pairs.sum()), "duplicate_events": int((~keep_pairs).sum())}
+    partials, offset = [], 0
+    for source, pair_mask in zip(sources, is_pair, strict=True):
+        keep = np.zeros(len(pair_mask), dtype=bool)
+        keep[pair_mask] = keep_pairs[offset : offset + int(pair_mask.sum())]
+        offset += int(pair_mask.sum())
+        start = 0
+        for batch in _batches(source, PAIR_COLUMNS):
+            mask = keep[start : start + batch.num_rows]
+            start += batch.num_rows
+            if mask.any():
+                partials.append(_partial(batch.filter(pa.array(mask))))
+    if not partials:
+        stats["pairs"] = 0
+        return LEARNING_SET_SCHEMA.empty_table(), stats
+    table = _combine(partials)
+    files = table.column("source_files")
+    table = table.set_column(
+        table.schema.get_field_index("source_files"),
+        "source_files",
+        pa.array([v[:MAX_SOURCE_FILES] for v in files.to_pylist()], pa.list_(pa.string())),
+    ).append_column("source_file_count", pc.list_value_length(files).cast(pa.int64()))
+    table = table.select(LEARNING_SET_SCHEMA.names).cast(LEARNING_SET_SCHEMA)
     table = table.sort_by([("entity", "ascending"), ("source_ip", "ascending")])
     stats["pairs"] = table.num_rows
     stats["entities"] = len(pc.unique(table.column("entity")))

@@ -42,6 +42,7 @@ class ObjectStore(Protocol):
     def delete(self, key: str) -> None: ...
     def exists(self, key: str) -> bool: ...
     def uri_for(self, key: str) -> str: ...
+    def local_path(self, key: str) -> str | None: ...
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
@@ -132,6 +133,10 @@ class LocalStore:
     def uri_for(self, key: str) -> str:
         return str(self._path(key))
 
+    def local_path(self, key: str) -> str | None:
+        """The file itself: readers need no copy."""
+        return str(self._path(key))
+
 
 class S3Store:
     """An S3 prefix through boto3; every listing is paginated."""
@@ -215,6 +220,9 @@ class S3Store:
 
     def uri_for(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._full(key)}"
+
+    def local_path(self, key: str) -> str | None:
+        return None
 
 
 def open_store(uri: str, s3_client: Any | None = None, must_exist: bool = False) -> ObjectStore:

@@ -132,13 +132,23 @@ class Warehouse:
         filters: list | None = None,
     ) -> pa.Table:
         """A partition's table; raises ``FileNotFoundError`` naming it when it was never written."""
+        with self.local_file(asset, day, name) as path:
+            return pq.read_table(path, columns=columns, filters=filters)
+
+    @contextmanager
+    def local_file(self, asset: str, day: date | str, name: str | None = None) -> Iterator[str]:
+        """A local path to a partition's table (the file itself, or a temporary download from S3)."""
         key = self.table_key(asset, day, name)
         if not self.store.exists(key):
             raise FileNotFoundError(f"{self.store.uri_for(key)} does not exist: materialise {asset} for {day} first")
+        local = self.store.local_path(key)
+        if local is not None:
+            yield local
+            return
         with tempfile.TemporaryDirectory(prefix="proactive-") as tmp:
             path = os.path.join(tmp, "t.parquet")
             self.store.get_file(key, path)
-            return pq.read_table(path, columns=columns, filters=filters)
+            yield path
 
     def read_bytes(self, asset: str, day: date | str, name: str) -> bytes:
         return self.store.get(self.key(asset, day, name))

@@ -1,9 +1,11 @@
 """raw_cloudtrail -> cloudtrail_events -> learning_set: the day's CloudTrail, read and paired."""
 
+from contextlib import ExitStack
 from datetime import date
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from dagster import (
     AssetExecutionContext,
     AssetKey,
@@ -148,17 +150,16 @@ def cloudtrail_events(context: AssetExecutionContext, proactive: ProactiveResour
 def learning_set(context: AssetExecutionContext, proactive: ProactiveResource) -> MaterializeResult:
     day = partition_day(context)
     warehouse = proactive.warehouse()
-    columns, only_pairs = [*pairs.PAIR_COLUMNS, "is_pair"], [("is_pair", "=", True)]
-    events = warehouse.read_table("cloudtrail_events", day, columns=columns, filters=only_pairs)
-    # Security Lake is optional: a partition that was never materialised simply adds nothing.
-    lake_rows = 0
-    if warehouse.has("security_lake_activity", day):
-        lake = warehouse.read_table("security_lake_activity", day, columns=columns, filters=only_pairs)
-        lake_rows = lake.num_rows
-        events = pa.concat_tables([events, lake.cast(events.schema)])
-    else:
-        context.log.info(f"no security_lake_activity partition for {day}: CloudTrail pairs only")
-    table, stats = pairs.build_learning_set(events)
+    with ExitStack() as stack:
+        sources = [stack.enter_context(warehouse.local_file("cloudtrail_events", day))]
+        # Security Lake is optional: a partition that was never materialised simply adds nothing.
+        lake_rows = 0
+        if warehouse.has("security_lake_activity", day):
+            sources.append(stack.enter_context(warehouse.local_file("security_lake_activity", day)))
+            lake_rows = int(pc.sum(pq.read_table(sources[-1], columns=["is_pair"]).column("is_pair")).as_py() or 0)
+        else:
+            context.log.info(f"no security_lake_activity partition for {day}: CloudTrail pairs only")
+        table, stats = pairs.build_learning_set(*sources)
     with warehouse.partition("learning_set", day) as out:
         out.write_table("learning_set", table)
         out.write_bytes("learning.csv", pairs.sagemaker_csv(table))
