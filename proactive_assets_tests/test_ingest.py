@@ -101,6 +101,7 @@ def test_local_day_materialises_with_metadata(tmp_path: Path) -> None:
     assert raw["accounts"] == [ACCOUNT, ORG_ACCOUNT] and raw["org_ids"] == [ORG_ID]
     events = metadata(result, "cloudtrail_events")
     assert events["events"] == 4 and events["pair_events"] == 4
+    assert "arn:aws:iam::111122223333:user/alice" in events["preview"] and "203.0.113.10" in events["preview"]
     pairs = metadata(result, "learning_set")
     assert pairs["pairs"] == 3
     table = res.warehouse().read_table("learning_set", DAY)

@@ -20,7 +20,7 @@ from dagster import (
 
 from proactive_assets.core import cloudtrail, pairs
 from proactive_assets.core.storage import SourceUnavailable
-from proactive_assets.defs.metadata import table_preview, text_list
+from proactive_assets.defs.metadata import PREVIEW_ROWS, table_preview, text_list
 from proactive_assets.defs.partitions import daily_partitions
 from proactive_assets.defs.resources import ProactiveResource
 
@@ -101,10 +101,13 @@ def cloudtrail_events(context: AssetExecutionContext, proactive: ProactiveResour
     accounts: set[str] = set()
     regions: set[str] = set()
     quarantined: list[str] = []
+    head = cloudtrail.EVENTS_SCHEMA.empty_table()
     with warehouse.partition("cloudtrail_events", day) as out:
         out.append("cloudtrail_events", cloudtrail.EVENTS_SCHEMA.empty_table())
         for _members, parsed in cloudtrail.iter_day_events(store, objects):
             out.append("cloudtrail_events", parsed.events)
+            if head.num_rows < PREVIEW_ROWS:
+                head = pa.concat_tables([head, parsed.events.slice(0, PREVIEW_ROWS)])
             problems.extend(parsed.problems)
             for problem in parsed.problems:
                 if problem.record_index < 0:
@@ -132,6 +135,9 @@ def cloudtrail_events(context: AssetExecutionContext, proactive: ProactiveResour
             "accounts": sorted(accounts),
             "regions": sorted(regions),
             "table": warehouse.uri_for("cloudtrail_events", day),
+            "preview": table_preview(
+                head, ["event_time", "event_name", "identity_arn", "source_ip", "source_kind", "account", "region"]
+            ),
         }
     )
 
