@@ -71,12 +71,12 @@ def _summary(result) -> str:
             shown[name] = f"{name}={value:.3f}" if isinstance(value, float) else f"{name}={value}"
         elif event.event_type_value == "ASSET_CHECK_EVALUATION":
             evaluation = event.event_specific_data
-            checks.add(step)
+            checks.add(evaluation.check_name)
             if not evaluation.passed:
                 shown[f"check:{evaluation.check_name}"] = f"check {evaluation.check_name} FAILED"
         elif step and event.is_step_skipped:
             shown[step] = f"{step}: skipped"
-        elif step and event.is_step_success and step not in shown and step not in checks:
+        elif step and event.is_step_success and step not in shown and not any(step.endswith(c) for c in checks):
             shown[step] = f"{step}: skipped (see its log)"
         elif step and event.is_step_failure:
             shown[step] = f"{step}: FAILED"
