@@ -1,7 +1,6 @@
 """Publishing: ledger, JSON-lines sink, SNS sink with retries (moto), exactly-once re-runs."""
 
 import json
-import socket
 from datetime import date
 from typing import Any
 
@@ -26,17 +25,6 @@ from proactive_assets.core.publish import (
 DAY = date(2024, 1, 15)
 ACCT = "111122223333"
 REGION = "us-east-1"
-
-
-@pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Dummy credentials so nothing can reach a real account."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SNS", "AWS_ENDPOINT_URL_SQS"):
-        monkeypatch.delenv(name, raising=False)
 
 
 def _alerts(n: int = 3) -> pd.DataFrame:
@@ -316,22 +304,7 @@ def test_fifo_topic_gets_deduplication_id() -> None:
 # moto standalone server on 127.0.0.1
 
 
-@pytest.fixture
-def moto_server(aws_env) -> Any:
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
-def test_publish_through_moto_server(moto_server: str, tmp_path) -> None:
+def test_publish_through_moto_server(moto_server: str, aws_env: None, tmp_path) -> None:
     sns = boto3.client("sns", region_name=REGION, endpoint_url=moto_server)
     sqs = boto3.client("sqs", region_name=REGION, endpoint_url=moto_server)
     topic_arn, queue_url = _topic_with_queue(sns, sqs, name="server-alerts")

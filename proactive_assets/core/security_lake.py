@@ -38,6 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from proactive_assets.core.cloudtrail import EVENTS_SCHEMA
 from proactive_assets.core.ipnet import KIND_IP, classify_source
 
 CLOUD_TRAIL_MGMT = "CLOUD_TRAIL_MGMT"
@@ -75,25 +76,7 @@ CLOUDTRAIL_ENTITY_FIELD = {"1.0": "actor.user.uuid", "2.0": "actor.user.uid"}
 
 #: Columns of the normalised activity table: identical to the CloudTrail side's
 #: ``EVENTS_SCHEMA`` (a test holds them together), so the two concatenate as they are.
-ACTIVITY_SCHEMA = pa.schema(
-    [
-        ("event_time", pa.timestamp("ms", tz="UTC")),
-        ("event_name", pa.string()),
-        ("event_source", pa.string()),
-        ("identity_arn", pa.string()),
-        ("identity_type", pa.string()),
-        ("account", pa.string()),
-        ("region", pa.string()),
-        ("source_ip", pa.string()),
-        ("source_kind", pa.string()),
-        ("is_pair", pa.bool_()),
-        ("user_agent", pa.string()),
-        ("error_code", pa.string()),
-        ("event_id", pa.string()),
-        ("source", pa.string()),
-        ("source_file", pa.string()),
-    ]
-)
+ACTIVITY_SCHEMA = EVENTS_SCHEMA
 
 _INSTANCE_DEFAULTS = {
     VPC_FLOW: ("Traffic", "vpc-flow-logs"),
