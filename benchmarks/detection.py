@@ -38,6 +38,10 @@ def _parse_overrides(items: list[str]) -> dict:
         current = getattr(IPInsightsParams(), name)
         if isinstance(current, tuple):
             out[name] = tuple(int(v) for v in value.split(","))
+        elif isinstance(current, bool):
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise SystemExit(f"{name} takes true or false, not {value!r}")
+            out[name] = value.lower() in ("true", "1")
         else:
             out[name] = type(current)(value)
     return out

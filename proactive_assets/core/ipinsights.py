@@ -83,6 +83,11 @@ ARTIFACT_FORMAT = 1
 _ENTITY_PERSON = b"ipi-entity"
 _MASK64 = (1 << 64) - 1
 _SCORE_CHUNK = 4096
+_MIN_VALIDATION_NEGATIVES = 2000
+_MAX_NEGATIVES_PER_HELD_OUT = 50
+_MIN_AUTO_BATCH = 128
+_BLOCK_POSITIVES = 16384  # positives whose random negatives are drawn at once
+_FLAT_SEGMENT_SUMS = 16384  # (entries x levels) up to which the plain sort is faster
 _SAGEMAKER_NAMES = (
     "num_entity_vectors",
     "vector_dim",
@@ -117,6 +122,13 @@ class IPInsightsParams:
     validation_fraction: float = 0.1
     weight_power: float = 0.5
     max_validation_pairs: int = 200_000
+    min_steps: int = 200
+    unseen_prefix_vectors: bool = True
+    prefix_dropout: float = 0.25
+    other_version_negatives: float = 0.2
+    prefix_dropout_levels: int = 2
+    cv_folds: int = 5
+    cv_max_pairs: int = 2000
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ipv4_prefixes", tuple(int(p) for p in self.ipv4_prefixes))
@@ -138,6 +150,8 @@ class IPInsightsParams:
             (self.num_ip_vectors >= 1, "num_ip_vectors >= 1"),
             (0 <= self.validation_fraction < 1, "0 <= validation_fraction < 1"),
             (self.weight_power >= 0, "weight_power >= 0"),
+            (self.min_steps >= 0, "min_steps >= 0"),
+            (0 <= self.prefix_dropout < 1, "0 <= prefix_dropout < 1"),
             (_prefixes_ok(self.ipv4_prefixes, 32), "ipv4_prefixes: increasing, in 1..32"),
             (_prefixes_ok(self.ipv6_prefixes, 128), "ipv6_prefixes: increasing, in 1..128"),
         ]
@@ -379,6 +393,7 @@ class _Layout:
         self.total = offset
         self.v4 = [s for s in self.sections if s[0] == 4]
         self.v6 = [s for s in self.sections if s[0] == 6]
+        self.n_sections = len(self.sections)
 
     def width(self, is6: np.ndarray) -> int:
         """Levels needed for the versions present (IPv4-only input skips IPv6's extra level)."""
@@ -476,7 +491,7 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * z))
 
 
-def fit_platt(dot: np.ndarray, is_suspicious: np.ndarray) -> tuple[float, float]:
+def fit_platt(dot: np.ndarray, is_suspicious: np.ndarray, weights: np.ndarray | None = None) -> tuple[float, float]:
     """Logistic fit P(suspicious | dot) = sigmoid(slope * dot + intercept), slope < 0.
 
     Platt's smoothed targets and a few Newton steps; if the data do not support a decreasing
@@ -484,8 +499,9 @@ def fit_platt(dot: np.ndarray, is_suspicious: np.ndarray) -> tuple[float, float]
     """
     x = np.asarray(dot, dtype=np.float64)
     y = np.asarray(is_suspicious, dtype=bool)
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
+    sw = np.ones(len(x)) if weights is None else np.asarray(weights, dtype=np.float64)
+    n_pos, n_neg = float(sw[y].sum()), float(sw[~y].sum())
+    if n_pos <= 0 or n_neg <= 0:
         return -1.0, 0.0
     t = np.where(y, (n_pos + 1.0) / (n_pos + 2.0), 1.0 / (n_neg + 2.0))
     scale = float(np.std(x)) or 1.0
@@ -493,8 +509,9 @@ def fit_platt(dot: np.ndarray, is_suspicious: np.ndarray) -> tuple[float, float]
     a, b = -1.0, 0.0
     for _ in range(100):
         p = _sigmoid(a * xs + b)
-        w = np.maximum(p * (1 - p), 1e-12)
-        ga, gb = float(((p - t) * xs).sum()), float((p - t).sum())
+        w = sw * np.maximum(p * (1 - p), 1e-12)
+        r = sw * (p - t)
+        ga, gb = float((r * xs).sum()), float(r.sum())
         haa = float((w * xs * xs).sum()) + 1e-9
         hab = float((w * xs).sum())
         hbb = float(w.sum()) + 1e-9
@@ -504,8 +521,8 @@ def fit_platt(dot: np.ndarray, is_suspicious: np.ndarray) -> tuple[float, float]
         da = (hbb * ga - hab * gb) / det
         db = (haa * gb - hab * ga) / det
         step = 1.0
-        loss0 = _logloss(a, b, xs, t)
-        while step > 1e-6 and _logloss(a - step * da, b - step * db, xs, t) > loss0:
+        loss0 = _logloss(a, b, xs, t, sw)
+        while step > 1e-6 and _logloss(a - step * da, b - step * db, xs, t, sw) > loss0:
             step /= 2
         a, b = a - step * da, b - step * db
         if abs(step * da) < 1e-10 and abs(step * db) < 1e-10:
@@ -516,9 +533,9 @@ def fit_platt(dot: np.ndarray, is_suspicious: np.ndarray) -> tuple[float, float]
     return float(slope), float(b)
 
 
-def _logloss(a: float, b: float, x: np.ndarray, t: np.ndarray) -> float:
+def _logloss(a: float, b: float, x: np.ndarray, t: np.ndarray, w: np.ndarray) -> float:
     z = a * x + b
-    return float((np.logaddexp(0, z) - t * z).sum())
+    return float((w * (np.logaddexp(0, z) - t * z)).sum())
 
 
 # --------------------------------------------------------------------------------------------
@@ -551,7 +568,11 @@ class IPInsightsModel:
         self.enc_b = np.ascontiguousarray(enc_b, dtype=np.float32)
         self.calibration = (float(calibration[0]), float(calibration[1]))
         self._layout = _Layout(params)
-        self._bucket_to_row = _bucket_map(self._layout.total, self.ip_buckets)
+        n_unseen = len(self.ip_emb) - 1 - len(self.ip_buckets)
+        if n_unseen not in (0, self._layout.n_sections):
+            raise ValueError(f"ip_emb has {len(self.ip_emb)} rows for {len(self.ip_buckets)} prefix buckets")
+        self.unseen_prefix_rows = n_unseen > 0
+        self._bucket_to_row = _bucket_map(self._layout, self.ip_buckets, self.unseen_prefix_rows)
         if len(self.entity_emb):
             self.entity_mean = self.entity_emb.mean(axis=0, dtype=np.float64).astype(np.float32)
         else:
@@ -704,9 +725,16 @@ class IPInsightsModel:
         )
 
 
-def _bucket_map(total: int, ip_buckets: np.ndarray) -> np.ndarray:
-    mapping = np.zeros(total, dtype=np.int32)
-    mapping[ip_buckets] = np.arange(1, len(ip_buckets) + 1, dtype=np.int32)
+def _bucket_map(layout: "_Layout", ip_buckets: np.ndarray, unseen_rows: bool) -> np.ndarray:
+    """Global bucket id -> ip_emb row: 0 = the zero row; 1..S = each section's unseen-prefix row."""
+    if unseen_rows:
+        sizes = [size for _, _, _, size, _ in layout.sections]
+        mapping = np.repeat(np.arange(1, layout.n_sections + 1, dtype=np.int32), sizes)
+        first = layout.n_sections + 1
+    else:
+        mapping = np.zeros(layout.total, dtype=np.int32)
+        first = 1
+    mapping[ip_buckets] = np.arange(first, first + len(ip_buckets), dtype=np.int32)
     return mapping
 
 
@@ -833,6 +861,8 @@ def _segment_sums(rows: np.ndarray, grads: np.ndarray, skip_zero: bool) -> tuple
     ``np.add.at`` or ``reduceat`` over many small groups.
     """
     n, levels = rows.shape
+    if n * levels <= _FLAT_SEGMENT_SUMS:
+        return _segment_sums_flat(rows, grads, skip_zero)
     order = np.lexsort(rows.T[::-1]) if levels > 1 else np.argsort(rows[:, 0], kind="stable")
     srows = rows[order]
     csum = np.zeros((n + 1, grads.shape[1]), dtype=np.float64)
@@ -865,6 +895,20 @@ def _segment_sums(rows: np.ndarray, grads: np.ndarray, skip_zero: bool) -> tuple
         np.concatenate([urows[single], rep_rows[starts]]),
         np.concatenate([usums[single], merged]).astype(np.float32),
     )
+
+
+def _segment_sums_flat(rows: np.ndarray, grads: np.ndarray, skip_zero: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``_segment_sums`` for small batches: one stable sort of every (entry, level) and a reduceat."""
+    levels = rows.shape[1]
+    flat = rows.ravel()
+    order = np.argsort(flat, kind="stable")
+    sorted_rows = flat[order]
+    starts = np.flatnonzero(np.concatenate(([True], sorted_rows[1:] != sorted_rows[:-1])))
+    sums = np.add.reduceat(grads[order // levels if levels > 1 else order], starts, axis=0)
+    out_rows = sorted_rows[starts]
+    if skip_zero and len(out_rows) and out_rows[0] == 0:
+        return out_rows[1:], sums[1:]
+    return out_rows, sums
 
 
 def _systematic_sample(weights: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -942,30 +986,168 @@ def train_ip_insights(
         raise ValueError("all training weights are zero")
 
     rng = np.random.default_rng(params.seed)
-    held = _holdout(pair_e, params.validation_fraction, rng)
-    tr = ~held
+    layout = _Layout(params)
+    data = _PairData(
+        params=params,
+        layout=layout,
+        pair_e=pair_e,
+        pair_i=pair_i,
+        pair_w=pair_w,
+        pair_rows=pair_rows,
+        ehash=_entity_hash64(euniques_str),
+        buckets=layout.buckets(is6, hi, lo),
+        is6=is6,
+        hi=hi,
+        lo=lo,
+    )
+    n_pairs = len(pair_e)
+    cross_validate = params.validation_fraction > 0 and params.cv_folds >= 2 and n_pairs <= params.cv_max_pairs
+    folds: list[np.ndarray] = []
+    if cross_validate:
+        fold_of = rng.integers(0, params.cv_folds, n_pairs)
+        folds = [_keep_one_per_entity(pair_e, fold_of == f) for f in range(params.cv_folds)]
+    else:
+        folds = [_holdout(pair_e, params.validation_fraction, rng)]
+    n_val = sum(min(int(h.sum()), params.max_validation_pairs) for h in folds)
+    k = max(1, min(_MAX_NEGATIVES_PER_HELD_OUT, math.ceil(_MIN_VALIDATION_NEGATIVES / max(n_val, 1))))
+    pos, neg, shuf = [], [], []
+    final = None
+    for held in folds:
+        trained = _train_subset(data, ~held, rng)
+        val = np.flatnonzero(held)
+        if len(val) > params.max_validation_pairs:
+            val = np.sort(rng.choice(val, params.max_validation_pairs, replace=False))
+        if len(val):
+            dots = trained.validation_dots(data, val, k, rng)
+            pos.append(dots[0])
+            neg.append(dots[1])
+            shuf.append(dots[2])
+        if not cross_validate:
+            final = trained
+    if final is None:  # cross-validated: the model that scores learns from every pair
+        final = _train_subset(data, np.ones(n_pairs, dtype=bool), rng)
+    pos_dot = np.concatenate(pos) if pos else np.zeros(0, np.float32)
+    neg_dot = np.concatenate(neg) if neg else np.zeros(0, np.float32)
+    metadata: dict[str, Any] = {
+        "backend": "local",
+        "training_rows": n_rows,
+        "training_pairs": final.pairs,
+        "training_entities": len(final.known_hashes),
+        "training_ips": final.ips,
+        "ip_embedding_rows": len(final.ip_buckets),
+        "validation": f"{params.cv_folds}-fold cross-validation" if cross_validate else "held-out pairs",
+        "validation_pairs": len(pos_dot),
+        "epoch_losses": [round(v, 6) for v in final.losses],
+    }
+    calibration = (-1.0, 0.0)
+    if len(pos_dot):
+        calibration = fit_platt(
+            np.r_[pos_dot, neg_dot],
+            np.r_[np.zeros(len(pos_dot), bool), np.ones(len(neg_dot), bool)],
+            np.r_[np.ones(len(pos_dot)), np.full(len(neg_dot), 1.0 / k)],
+        )
+        metadata["validation_auc"] = roc_auc(pos_dot, neg_dot)
+        metadata["validation_shuffled_auc"] = roc_auc(pos_dot, np.concatenate(shuf))
+        metadata["roc"] = roc_points(pos_dot, neg_dot)
+        metadata["calibration"] = {
+            "fitted_on": "held-out pairs (normal) vs random-address pairs (suspicious), 1:1",
+            "positives": len(pos_dot),
+            "negatives": len(neg_dot),
+            "negative_weight": 1.0 / k,
+        }
+    else:
+        metadata["validation_auc"] = None
+        metadata["calibration"] = {"fitted_on": "none (no validation data): sigmoid(-dot)"}
+    metadata["training_seconds"] = round(time.perf_counter() - started, 3)
+    return IPInsightsModel(
+        params=params,
+        entity_hashes=final.known_hashes,
+        entity_buckets=final.entity_buckets,
+        entity_emb=final.entity_emb,
+        ip_buckets=final.ip_buckets,
+        ip_emb=final.ip_emb,
+        enc_w=final.enc_w,
+        enc_b=final.enc_b,
+        calibration=calibration,
+        metadata=metadata,
+    )
+
+
+@dataclass
+class _PairData:
+    """The canonical distinct pairs of a training call and their addresses' prefix buckets."""
+
+    params: IPInsightsParams
+    layout: _Layout
+    pair_e: np.ndarray  # entity code per pair (entities sorted by text)
+    pair_i: np.ndarray  # address code per pair (addresses sorted by version, value)
+    pair_w: np.ndarray  # sampling weight
+    pair_rows: np.ndarray  # input rows per pair
+    ehash: np.ndarray  # 64-bit hash per entity code
+    buckets: np.ndarray  # (levels, n_ips) global bucket ids
+    is6: np.ndarray
+    hi: np.ndarray
+    lo: np.ndarray
+
+
+@dataclass
+class _Trained:
+    """Embeddings learnt from a subset of the pairs, and how to look the pairs up in them."""
+
+    pairs: int
+    ips: int
+    known_hashes: np.ndarray
+    entity_buckets: np.ndarray
+    entity_emb: np.ndarray
+    ent_row: np.ndarray  # entity code -> entity_emb row (-1: not trained)
+    ip_buckets: np.ndarray
+    ip_emb: np.ndarray
+    bucket_to_row: np.ndarray
+    ip_row_table: np.ndarray  # (n_ips, levels) ip_emb rows of every address of the call
+    enc_w: np.ndarray
+    enc_b: np.ndarray
+    losses: list[float]
+
+    def validation_dots(
+        self, data: _PairData, val: np.ndarray, k: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Held-out pairs; k random addresses per pair (same entity and version); shuffled pairs."""
+        val_ent = self.ent_row[data.pair_e[val]]
+        val_rows = self.ip_row_table[data.pair_i[val]].T
+        pos = _pair_dots(self.entity_emb, val_ent, self.ip_emb, val_rows, self.enc_w, self.enc_b)
+        rand = _random_addresses(np.tile(data.is6[data.pair_i[val]], k), rng)
+        rand_rows = data.layout.rows(*rand, self.bucket_to_row)
+        neg = _pair_dots(self.entity_emb, np.tile(val_ent, k), self.ip_emb, rand_rows, self.enc_w, self.enc_b)
+        perm = rng.permutation(len(val))
+        shuf = _pair_dots(self.entity_emb, val_ent[perm], self.ip_emb, val_rows, self.enc_w, self.enc_b)
+        return pos, neg, shuf
+
+
+def _train_subset(data: _PairData, tr: np.ndarray, rng: np.random.Generator) -> _Trained:
+    """Train embeddings on the pairs where ``tr`` is True."""
+    params, layout = data.params, data.layout
+    pair_e, pair_i = data.pair_e, data.pair_i
 
     # entity rows: hashed buckets actually used
-    ehash = _entity_hash64(euniques_str)
     used_e = np.unique(pair_e[tr])
-    ebucket = (ehash % np.uint64(params.num_entity_vectors)).astype(np.int64)
+    ebucket = (data.ehash % np.uint64(params.num_entity_vectors)).astype(np.int64)
     entity_buckets, ent_row_of_code = np.unique(ebucket[used_e], return_inverse=True)
-    ent_row = np.full(len(euniques_str), -1, dtype=np.int64)
+    ent_row = np.full(len(data.ehash), -1, dtype=np.int64)
     ent_row[used_e] = ent_row_of_code
-    known_hashes = np.sort(ehash[used_e])
+    known_hashes = np.sort(data.ehash[used_e])
 
-    # IP rows: buckets of prefixes seen in training positives
-    layout = _Layout(params)
-    buckets = layout.buckets(is6, hi, lo)
+    # IP rows: buckets of prefixes seen in training positives; the others map to the unseen rows
     train_ips = np.unique(pair_i[tr])
-    tb = buckets[:, train_ips].ravel()
+    tb = data.buckets[:, train_ips].ravel()
     ip_buckets = np.unique(tb[tb >= 0])
-    bucket_to_row = _bucket_map(layout.total, ip_buckets)
-    ip_row_table = np.ascontiguousarray(layout.rows(is6, hi, lo, bucket_to_row).T)  # (n_ips, levels)
+    unseen = params.unseen_prefix_vectors
+    bucket_to_row = _bucket_map(layout, ip_buckets, unseen)
+    width = layout.levels if params.other_version_negatives > 0 else None
+    ip_row_table = np.ascontiguousarray(layout.rows(data.is6, data.hi, data.lo, bucket_to_row, width=width).T)
 
     dim = params.vector_dim
     entity_emb = (rng.standard_normal((len(entity_buckets), dim)) / math.sqrt(dim)).astype(np.float32)
-    ip_emb = np.zeros((len(ip_buckets) + 1, dim), dtype=np.float32)
+    ip_emb = np.zeros((len(ip_buckets) + 1 + (layout.n_sections if unseen else 0), dim), dtype=np.float32)
     n_layers = params.num_ip_encoder_layers
     enc_w = (rng.standard_normal((n_layers, dim, dim)) * (0.1 / math.sqrt(dim))).astype(np.float32)
     enc_b = np.zeros((n_layers, dim), dtype=np.float32)
@@ -975,9 +1157,9 @@ def train_ip_insights(
         rng,
         ent_row[pair_e[tr]],
         ip_row_table[pair_i[tr]],
-        is6[pair_i[tr]],
-        pair_w[tr],
-        int(pair_rows[tr].sum()),
+        data.is6[pair_i[tr]],
+        data.pair_w[tr],
+        int(data.pair_rows[tr].sum()),
         entity_emb,
         ip_emb,
         enc_w,
@@ -985,71 +1167,30 @@ def train_ip_insights(
         layout,
         bucket_to_row,
     )
-
-    model = IPInsightsModel(
-        params=params,
-        entity_hashes=known_hashes,
+    return _Trained(
+        pairs=int(tr.sum()),
+        ips=len(train_ips),
+        known_hashes=known_hashes,
         entity_buckets=entity_buckets,
         entity_emb=entity_emb,
+        ent_row=ent_row,
         ip_buckets=ip_buckets,
         ip_emb=ip_emb,
+        bucket_to_row=bucket_to_row,
+        ip_row_table=ip_row_table,
         enc_w=enc_w,
         enc_b=enc_b,
-        calibration=(-1.0, 0.0),
-    )
-
-    # validation: held-out pairs vs one random address each, same entity
-    val = np.flatnonzero(held)
-    if len(val) > params.max_validation_pairs:
-        val = np.sort(rng.choice(val, params.max_validation_pairs, replace=False))
-    metadata: dict[str, Any] = {
-        "backend": "local",
-        "training_rows": n_rows,
-        "training_pairs": int(tr.sum()),
-        "training_entities": len(used_e),
-        "training_ips": len(train_ips),
-        "ip_embedding_rows": len(ip_buckets),
-        "validation_pairs": len(val),
-        "epoch_losses": [round(v, 6) for v in losses],
-    }
-    calibration = (-1.0, 0.0)
-    if len(val):
-        val_ent = ent_row[pair_e[val]]
-        val_rows = ip_row_table[pair_i[val]].T
-        pos_dot = _pair_dots(entity_emb, val_ent, ip_emb, val_rows, enc_w, enc_b)
-        rand_rows = model._ip_rows(*_random_addresses(is6[pair_i[val]], rng))
-        neg_dot = _pair_dots(entity_emb, val_ent, ip_emb, rand_rows, enc_w, enc_b)
-        shuf_dot = _pair_dots(entity_emb, val_ent[rng.permutation(len(val))], ip_emb, val_rows, enc_w, enc_b)
-        calibration = fit_platt(np.r_[pos_dot, neg_dot], np.r_[np.zeros(len(val), bool), np.ones(len(val), bool)])
-        metadata["validation_auc"] = roc_auc(pos_dot, neg_dot)
-        metadata["validation_shuffled_auc"] = roc_auc(pos_dot, shuf_dot)
-        metadata["roc"] = roc_points(pos_dot, neg_dot)
-        metadata["calibration"] = {
-            "fitted_on": "held-out pairs (normal) vs random-address pairs (suspicious), 1:1",
-            "positives": len(val),
-            "negatives": len(val),
-        }
-    else:
-        metadata["validation_auc"] = None
-        metadata["calibration"] = {"fitted_on": "none (no validation data): sigmoid(-dot)"}
-    metadata["training_seconds"] = round(time.perf_counter() - started, 3)
-    return IPInsightsModel(
-        params=params,
-        entity_hashes=known_hashes,
-        entity_buckets=entity_buckets,
-        entity_emb=entity_emb,
-        ip_buckets=ip_buckets,
-        ip_emb=ip_emb,
-        enc_w=enc_w,
-        enc_b=enc_b,
-        calibration=calibration,
-        metadata=metadata,
+        losses=losses,
     )
 
 
 def _holdout(pair_e: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
     """Hold out about ``fraction`` of pairs, always leaving each entity a training pair."""
-    held = rng.random(len(pair_e)) < fraction
+    return _keep_one_per_entity(pair_e, rng.random(len(pair_e)) < fraction)
+
+
+def _keep_one_per_entity(pair_e: np.ndarray, held: np.ndarray) -> np.ndarray:
+    """``held`` with the first pair of every entity whose pairs are all held given back to training."""
     if not held.any():
         return held
     # pairs are sorted by entity: un-hold the first pair of an entity whose pairs all went
@@ -1059,6 +1200,39 @@ def _holdout(pair_e: np.ndarray, fraction: float, rng: np.random.Generator) -> n
     all_held = held_per_entity == counts
     held[starts[all_held]] = False
     return held
+
+
+def _drop_prefixes(
+    params: IPInsightsParams, layout: _Layout, rows: np.ndarray, is6: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """Positives' rows with, for a ``prefix_dropout`` share, the longest prefixes made unseen."""
+    if params.prefix_dropout <= 0:
+        return rows
+    drop = np.flatnonzero(rng.random(len(rows)) < params.prefix_dropout)
+    if not len(drop):
+        return rows
+    rows = rows.copy()
+    n_v4 = len(layout.v4)
+    v6 = is6[drop]
+    nlev = np.where(v6, len(layout.v6), n_v4)
+    depth = np.minimum(params.prefix_dropout_levels, nlev - 1)
+    first = nlev - 1 - (rng.random(len(drop)) * depth).astype(np.int64)
+    unseen = params.unseen_prefix_vectors
+    for k in range(1, rows.shape[1]):
+        hit = (k >= first) & (k < nlev)
+        if hit.any():
+            rows[drop[hit], k] = np.where(v6[hit], 1 + n_v4 + k, 1 + k) if unseen else 0
+    return rows
+
+
+def _schedule(params: IPInsightsParams, epoch_size: int) -> tuple[int, int]:
+    """(mini-batch size, passes over the rows per epoch) giving at least ``params.min_steps`` steps."""
+    batch = min(params.mini_batch_size, epoch_size)
+    if params.epochs * math.ceil(epoch_size / batch) >= params.min_steps:
+        return batch, 1
+    batch = min(batch, max(_MIN_AUTO_BATCH, math.ceil(params.epochs * epoch_size / params.min_steps)))
+    passes = max(1, math.ceil(params.min_steps / (params.epochs * math.ceil(epoch_size / batch))))
+    return batch, passes
 
 
 def _fit(
@@ -1081,75 +1255,105 @@ def _fit(
     opt_e = _SparseAdam(entity_emb, lr, wd)
     opt_ip = _SparseAdam(ip_emb, lr, wd)
     opt_layers = [(_SparseAdam(enc_w[k], lr, wd), _SparseAdam(enc_b[k], lr, 0.0)) for k in range(len(enc_w))]
+    opts = (opt_e, opt_ip, opt_layers)
     n_rand = params.random_negative_sampling_rate
     n_shuf = params.shuffled_negative_sampling_rate
-    batch = params.mini_batch_size
+    batch, passes = _schedule(params, epoch_size)
     levels = pos_rows.shape[1]
+    block = batch * max(1, _BLOCK_POSITIVES // batch)
     losses = []
     for _epoch in range(params.epochs):
-        order = _systematic_sample(pos_w, epoch_size, rng)
+        order = _systematic_sample(pos_w, epoch_size * passes, rng)
         total_loss, total_pairs = 0.0, 0
-        for s in range(0, len(order), batch):
-            idx = order[s : s + batch]
-            b = len(idx)
-            ent = pos_ent[idx]
-            rows = pos_rows[idx]
+        for block_start in range(0, len(order), block):
+            # positives and random negatives of several mini-batches at once (fewer small numpy calls)
+            block_idx = order[block_start : block_start + block]
+            block_rows = _drop_prefixes(params, layout, pos_rows[block_idx], pos_is6[block_idx], rng)
             if n_rand:
-                r6, rhi, rlo = _random_addresses(np.tile(pos_is6[idx], n_rand), rng)
-                rrows = layout.rows(r6, rhi, rlo, bucket_to_row, width=levels)
-                rows = np.concatenate([rows, rrows.T])
-            h0 = ip_emb[rows[:, 0]]
-            for k in range(1, levels):
-                h0 += ip_emb[rows[:, k]]
-            v, cache = _encode_forward(h0, enc_w, enc_b) if len(enc_w) else (h0, [])
-            u = entity_emb[ent]
-            vp = v[:b]
-            n_total = b * (1 + n_rand + n_shuf)
-            # positives
-            sp = np.einsum("ij,ij->i", u, vp)
-            gp = (_sigmoid(sp) - 1.0) / n_total
-            loss = np.logaddexp(0, -sp).sum()
-            du = gp[:, None] * vp
-            dv = np.empty_like(v)
-            dv[:b] = gp[:, None] * u
-            # random negatives: block r pairs entity j with random address r*b + j
-            if n_rand:
-                vr = v[b:].reshape(n_rand, b, -1)
-                sr = np.einsum("jd,rjd->rj", u, vr)
-                gr = _sigmoid(sr) / n_total
-                loss += np.logaddexp(0, sr).sum()
-                du += np.einsum("rj,rjd->jd", gr, vr)
-                dv[b:] = (gr[:, :, None] * u[None, :, :]).reshape(n_rand * b, -1)
-            # shuffled negatives: entity j with the batch's address perm[j]
-            for _ in range(n_shuf):
-                perm = rng.permutation(b)
-                ss = np.einsum("ij,ij->i", u, vp[perm])
-                gs = _sigmoid(ss) / n_total
-                loss += np.logaddexp(0, ss).sum()
-                du += gs[:, None] * vp[perm]
-                dv[perm] += gs[:, None] * u
-            total_loss += float(loss)
-            total_pairs += n_total
-            # back through the encoder
-            if cache:
-                dh = dv
-                for layer in range(len(cache) - 1, -1, -1):
-                    hin, t = cache[layer]
-                    dz = dh * (1.0 - t * t)
-                    gw, gb = hin.T @ dz, dz.sum(axis=0)
-                    dh = dh + dz @ enc_w[layer].T
-                    opt_layers[layer][0].step_dense(gw)
-                    opt_layers[layer][1].step_dense(gb)
-                dh0 = dh
-            else:
-                dh0 = dv
-            # sparse updates
-            urows, ugrad = _segment_sums(rows, dh0, skip_zero=True)
-            opt_ip.step_rows(urows, ugrad)
-            erows, egrad = _segment_sums(ent[:, None], du, skip_zero=False)
-            opt_e.step_rows(erows, egrad)
+                r6 = np.tile(pos_is6[block_idx], n_rand)
+                if params.other_version_negatives > 0:
+                    r6 ^= rng.random(len(r6)) < params.other_version_negatives
+                rand_rows = layout.rows(*_random_addresses(r6, rng), bucket_to_row, width=levels)
+                rand_rows = rand_rows.T.reshape(n_rand, len(block_idx), levels)
+            for s in range(0, len(block_idx), batch):
+                idx = block_idx[s : s + batch]
+                b = len(idx)
+                ent = pos_ent[idx]
+                rows = block_rows[s : s + b]
+                if n_rand:
+                    rows = np.concatenate([rows, rand_rows[:, s : s + b].reshape(n_rand * b, levels)])
+                total_loss += _step(params, rng, ent, rows, b, entity_emb, ip_emb, enc_w, enc_b, opts)
+                total_pairs += b * (1 + n_rand + n_shuf)
         losses.append(total_loss / max(total_pairs, 1))
     return losses
+
+
+def _step(
+    params: IPInsightsParams,
+    rng: np.random.Generator,
+    ent: np.ndarray,
+    rows: np.ndarray,
+    b: int,
+    entity_emb: np.ndarray,
+    ip_emb: np.ndarray,
+    enc_w: np.ndarray,
+    enc_b: np.ndarray,
+    opts: tuple,
+) -> float:
+    """One mini-batch: b positives (rows[:b]), random negatives (rows[b:]) and shuffled negatives."""
+    opt_e, opt_ip, opt_layers = opts
+    n_rand = params.random_negative_sampling_rate
+    n_shuf = params.shuffled_negative_sampling_rate
+    levels = rows.shape[1]
+    h0 = ip_emb[rows[:, 0]]
+    for k in range(1, levels):
+        h0 += ip_emb[rows[:, k]]
+    v, cache = _encode_forward(h0, enc_w, enc_b) if len(enc_w) else (h0, [])
+    u = entity_emb[ent]
+    vp = v[:b]
+    n_total = b * (1 + n_rand + n_shuf)
+    # positives
+    sp = np.einsum("ij,ij->i", u, vp)
+    gp = (_sigmoid(sp) - 1.0) / n_total
+    loss = np.logaddexp(0, -sp).sum()
+    du = gp[:, None] * vp
+    dv = np.empty_like(v)
+    dv[:b] = gp[:, None] * u
+    # random negatives: block r pairs entity j with random address r*b + j
+    if n_rand:
+        vr = v[b:].reshape(n_rand, b, -1)
+        sr = np.einsum("jd,rjd->rj", u, vr)
+        gr = _sigmoid(sr) / n_total
+        loss += np.logaddexp(0, sr).sum()
+        du += np.einsum("rj,rjd->jd", gr, vr)
+        dv[b:] = (gr[:, :, None] * u[None, :, :]).reshape(n_rand * b, -1)
+    # shuffled negatives: entity j with the batch's address perm[j]
+    for _ in range(n_shuf):
+        perm = rng.permutation(b)
+        ss = np.einsum("ij,ij->i", u, vp[perm])
+        gs = _sigmoid(ss) / n_total
+        loss += np.logaddexp(0, ss).sum()
+        du += gs[:, None] * vp[perm]
+        dv[perm] += gs[:, None] * u
+    # back through the encoder
+    if cache:
+        dh = dv
+        for layer in range(len(cache) - 1, -1, -1):
+            hin, t = cache[layer]
+            dz = dh * (1.0 - t * t)
+            gw, gb = hin.T @ dz, dz.sum(axis=0)
+            dh = dh + dz @ enc_w[layer].T
+            opt_layers[layer][0].step_dense(gw)
+            opt_layers[layer][1].step_dense(gb)
+        dh0 = dh
+    else:
+        dh0 = dv
+    # sparse updates
+    urows, ugrad = _segment_sums(rows, dh0, skip_zero=True)
+    opt_ip.step_rows(urows, ugrad)
+    erows, egrad = _segment_sums(ent[:, None], du, skip_zero=False)
+    opt_e.step_rows(erows, egrad)
+    return float(loss)
 
 
 __all__ = [
