@@ -1,5 +1,6 @@
 """The local IP Insights model: it learns, is deterministic, calibrated, and round-trips."""
 
+import base64
 import io
 import ipaddress
 import zipfile
@@ -15,6 +16,7 @@ from proactive_assets.core.ipinsights import (
     _entity_hash64,
     _Layout,
     _parse_ips,
+    _schedule,
     fit_platt,
     roc_auc,
     train_ip_insights,
@@ -296,3 +298,171 @@ def test_hashes_are_stable_across_processes_and_versions():
         [572748, 1244853],
         [-1, 1508261],
     ]
+
+
+def _small_org(seed: int, days: int = 14) -> tuple[list, list, list, list, list]:
+    """A demo-sized company: 20 people (some with IPv6 homes) with 1-3 roles each, 3 shared offices.
+
+    About 370 (entity, ip, day) rows over two weeks, as in the pipeline's training window for a
+    small organisation: far fewer than one default mini-batch.
+    """
+    rng = np.random.default_rng(seed)
+
+    def net() -> str:
+        return ".".join(str(int(x)) for x in (rng.integers(11, 200), *rng.integers(0, 256, 2)))
+
+    offices = [[f"{net()}.{h}" for h in rng.choice(np.arange(2, 250), 4, replace=False)] for _ in range(3)]
+    people = []
+    for p in range(20):
+        home = net()
+        homes = [f"{home}.{h}" for h in rng.choice(np.arange(2, 250), 2, replace=False)]
+        v6 = None
+        if p % 5 == 0:
+            v6 = "2a02:" + ":".join(f"{int(x):x}" for x in rng.integers(1, 0xFFFF, 3))
+        roles = [f"arn:aws:sts::111122223333:assumed-role/{r}/person{p}" for r in ("ReadOnly", "Power", "Admin")]
+        people.append((p % 3, homes, v6, roles[: 1 + p % 3]))
+    entities, ips, counts = [], [], []
+    for day in range(days):
+        for office, homes, v6, roles in people:
+            for role in rng.choice(roles, size=min(len(roles), 1 + int(rng.integers(0, 2))), replace=False):
+                if day % 7 < 5 and rng.random() < 0.7:
+                    ip = str(rng.choice(offices[office]))
+                elif v6 is not None and rng.random() < 0.8:  # a new privacy address every time
+                    ip = f"{v6}:" + ":".join(f"{int(x):x}" for x in rng.integers(1, 0xFFFF, 4))
+                else:
+                    ip = str(rng.choice(homes))
+                entities.append(str(role))
+                ips.append(ip)
+                counts.append(int(rng.integers(1, 60)))
+    return entities, ips, counts, offices, people
+
+
+@pytest.fixture(scope="module")
+def small_org():
+    return _small_org(1)
+
+
+@pytest.fixture(scope="module")
+def small_model(small_org):
+    entities, ips, counts, _, _ = small_org
+    return train_ip_insights(entities, ips, counts, IPInsightsParams())
+
+
+def _roles(people: list) -> list[str]:
+    return [role for _, _, _, roles in people for role in roles]
+
+
+def _strangers(n: int, seed: int) -> list[str]:
+    """Public IPv4 addresses in /8s the small organisation never uses."""
+    rng = np.random.default_rng(seed)
+    return [".".join(str(int(x)) for x in (rng.integers(200, 224), *rng.integers(0, 256, 3))) for _ in range(n)]
+
+
+def test_small_training_set_is_trained_and_validated_well(small_model):
+    """A few hundred rows: enough optimizer steps, every pair validated once, validation AUC >= 0.85."""
+    meta = small_model.metadata
+    assert 300 <= meta["training_rows"] <= 600
+    assert meta["optimizer_steps"] >= IPInsightsParams().min_steps
+    assert meta["validation"] == "5-fold cross-validation"
+    assert meta["training_pairs"] >= meta["validation_pairs"] >= 0.8 * meta["training_pairs"]
+    assert meta["validation_auc"] >= 0.85
+    assert meta["calibration"]["negative_weight"] < 1  # several random negatives per held-out pair
+
+
+def test_never_seen_network_is_clearly_suspicious_on_small_data(small_org, small_model):
+    """Unseen prefixes have learnt vectors: a never-seen network scores high for everyone, above
+    a colleague's office (the entity's vector may point away from it, but people here use it),
+    while a new host in the identity's own office stays normal."""
+    entities, ips, counts, offices, people = small_org
+    roles = _roles(people)
+    strangers = _strangers(len(roles), seed=5)
+    own_office_new_host = [offices[o][0].rsplit(".", 1)[0] + ".251" for o, _, _, rs in people for _ in rs]
+    colleagues_office = [offices[(o + 1) % 3][0] for o, _, _, rs in people for _ in rs]
+    stranger = small_model.score(roles, strangers)
+    colleague = small_model.score(roles, colleagues_office)
+    new_host = small_model.score(roles, own_office_new_host)
+    assert np.median(stranger.insight) > 0.9 and np.median(stranger.dot_product) < -3
+    assert (stranger.insight > colleague.insight).mean() >= 0.85
+    assert (new_host.insight < stranger.insight).all() and np.median(new_host.insight) < 0.2
+    # every never-seen address gets the same (learnt, non-zero) vector: the unseen vectors' sum
+    vectors = small_model.ip_vectors(strangers[:3])
+    np.testing.assert_array_equal(vectors[0], vectors[1])
+    assert np.abs(vectors[0]).sum() > 0
+    # with zero vectors for unseen prefixes (the older design) a never-seen network sits at dot
+    # product 0, no more suspicious than a colleague's office
+    zero = train_ip_insights(entities, ips, counts, IPInsightsParams(unseen_prefix_vectors=False))
+    assert not zero.ip_vectors(strangers[:3]).any()
+    assert (zero.score(roles, strangers).insight > zero.score(roles, colleagues_office).insight).mean() < 0.5
+
+
+def test_ipv4_only_identity_on_an_unknown_ipv6_network_is_suspicious(small_org, small_model):
+    """Random negatives are sometimes of the other IP version, so IPv4-only identities learn it too."""
+    _, _, _, _, people = small_org
+    v4_only = [role for _, _, v6, roles in people if v6 is None for role in roles]
+    rng = np.random.default_rng(3)
+    unknown_v6 = ["2c0f:" + ":".join(f"{int(x):x}" for x in rng.integers(1, 0xFFFF, 3)) + "::1" for _ in v4_only]
+    result = small_model.score(v4_only, unknown_v6)
+    assert result.entity_known.all()
+    assert (result.insight > 0.8).mean() >= 0.9
+
+
+def test_training_schedule_gives_small_data_enough_steps():
+    params = IPInsightsParams()
+    assert params.min_steps >= 100
+    for rows in (1, 50, 367, 600, 5_000, 20_000):
+        batch, passes = _schedule(params, rows)
+        assert params.epochs * -(-rows * passes // batch) >= params.min_steps
+        assert batch >= min(rows, 128)
+    # data with enough steps of their own are trained exactly as configured
+    assert _schedule(params, 2_500_000) == (params.mini_batch_size, 1)
+    assert _schedule(IPInsightsParams(min_steps=0), 600) == (600, 1)
+
+
+# An artifact written before unseen-prefix vectors, prefix dropout, min_steps and cross-validation
+# existed (vector_dim 2, four users): it must keep loading, matching its version, and scoring the same.
+_LEGACY_ARTIFACT = (
+    "UEsDBC0AAAAIAAAAIQC6AL4P//////////8RABQAbWV0YWRhdGFfanNvbi5ucHkBABAA+AMAAAAAAAAAAgAAAAAAAJ1TwY7aMBDd"
+    "XvsVVi6AFFASIJvlA3pr1UsPVbWyjD0hVh3bsg0spXxFf7hjBwTZQw/NJZk3b2beGzt/vnz7/PX7h6fD03kiwHM32ZDJ7305ycmk"
+    "NS44pqlxAiL+iSkPiPuOWcB42jRNPsvJhfz38/Gccabk1rEgjc425Me8XBQ5KRbFa04yVNCzgHCJQQ+BCRYYhudsy/hP0AK/M2Ww"
+    "RYaEcadz1soQQNAUZdpoIFNtyAFZIpFI7DbbEC93vZFiOhcmzGIjqQM4DjZOLqKcOLszaZpVLIRI8spYQCQKvmAM1vCOKuM9+Gik"
+    "WNQvy3L1HH10JwvOMsewDzif1CW+v3qT9rCi1kEr34bqJidlnZNqlZNl9Tow6hEjppdVTlZIrZFWVk3kKWBOS72juAgY9KflsTd6"
+    "d04tk0lGVcQn5qWWdMsCWvDyVyxcDwm97ynoIMOJHoAHk8ri7JSRFpPc4P2gip0Ga8U9964CL5MwPdWwQxUHoJ71Vj1ojUI9gLg2"
+    "8d2+bRWe4D8LHly1jvHr6Q/HNsynQvbRKwJHkLsuUAGcnWI9zIv1HbbmCC4Vry9p5RT6LQiRJppj8oGbzvCvkGnHaTEynccIlzZx"
+    "q0fstvIxems7Aj1wo4UfbCSBDybZnmNC75Ua47f+g2/nhz2gCTnfNqu2rquXkuP7uSyyy+UvUEsDBC0AAAAIAAAAIQABBmel////"
+    "//////8RABQAZW50aXR5X2hhc2hlcy5ucHkBABAAoAAAAAAAAABmAAAAAAAAAJvsF+obEMnIUMZQrZ6SWpxcpG6loG5TaqGuo6Ce"
+    "ll9UUpSYF59flJIKEndLzClOBYoXZyQWpAL5GiY6mjoKtQoUAK4vtg3taRvadJqSf+vHrvnpWDt97YH22y/3z9e88f3cikfPAVBL"
+    "AwQtAAAACAAAACEA20d52P//////////EgAUAGVudGl0eV9idWNrZXRzLm5weQEAEACgAAAAAAAAAFAAAAAAAAAAm+wX6hsQychQ"
+    "xlCtnpJanFykbqWgbpNpoa6joJ6WX1RSlJgXn1+UkgoSd0vMKU4FihdnJBakAvkaJjqaOgq1ChQALiYGCGCB0rxQmh9KAwBQSwME"
+    "LQAAAAgAAAAhAGntaiH//////////w4AFABlbnRpdHlfZW1iLm5weQEAEACgAAAAAAAAAGgAAAAAAAAAm+wX6hsQychQxlCtnpJa"
+    "nFykbqWgbpNmoq6joJ6WX1RSlJgXn1+UkgoSd0vMKU4FihdnJBakAvkaJjoKRpo6CrUKZAOuaRoX9xfbi+wT+RW3/95/xv2L3u/f"
+    "d+VK1L6KN/120zSs7AFQSwMELQAAAAgAAAAhAIWERon//////////w4AFABpcF9idWNrZXRzLm5weQEAEADwAAAAAAAAAG0AAAAA"
+    "AAAAm+wX6hsQychQxlCtnpJanFykbqWgbpNpoa6joJ6WX1RSlJgXn1+UkgoSd0vMKU4FihdnJBakAvkahiY6mjoKtQrkA65jDBBg"
+    "fBzKYGQEUxxQmgdK80FpASgtBKVFoLQolBaD0hJQWgpKy0BpAFBLAwQtAAAACAAAACEAWUXmDf//////////CgAUAGlwX2VtYi5u"
+    "cHkBABAA+AAAAAAAAACKAAAAAAAAAJvsF+obEMnIUMZQrZ6SWpxcpG6loG6TZqKuo6Cell9UUpSYF59flJIKEndLzClOBYoXZyQW"
+    "pAL5GoamOgpGmjoKtQrkAi4GKJBzf7lTPTzeCkZzXle2YQdiDiC+eQ3M3sMGxCD6D5QPpPf8A7IZgWqYgJgBKMYKpEH4N1DuAxDD"
+    "aJg8kG8D5NsAAFBLAwQtAAAACAAAACEAY3PfZP//////////CQAUAGVuY193Lm5weQEAEACAAAAAAAAAAEgAAAAAAAAAm+wX6hsQ"
+    "ychQxlCtnpJanFykbqWgbpNmoq6joJ6WX1RSlJgXn1+UkgoSd0vMKU4FihdnJBakAvkaBjoKRkCkqaNQq0Ae4AIAUEsDBC0AAAAI"
+    "AAAAIQA2RWf4//////////8JABQAZW5jX2IubnB5AQAQAIAAAAAAAAAARgAAAAAAAACb7BfqGxDJyFDGUK2eklqcXKRupaBuk2ai"
+    "rqOgnpZfVFKUmBefX5SSChJ3S8wpTgWKF2ckFqQC+RoGOgpGmjoKtQpkAy4AUEsBAi0DLQAAAAgAAAAhALoAvg8AAgAA+AMAABEA"
+    "AAAAAAAAAAAAAIABAAAAAG1ldGFkYXRhX2pzb24ubnB5UEsBAi0DLQAAAAgAAAAhAAEGZ6VmAAAAoAAAABEAAAAAAAAAAAAAAIAB"
+    "QwIAAGVudGl0eV9oYXNoZXMubnB5UEsBAi0DLQAAAAgAAAAhANtHedhQAAAAoAAAABIAAAAAAAAAAAAAAIAB7AIAAGVudGl0eV9i"
+    "dWNrZXRzLm5weVBLAQItAy0AAAAIAAAAIQBp7WohaAAAAKAAAAAOAAAAAAAAAAAAAACAAYADAABlbnRpdHlfZW1iLm5weVBLAQIt"
+    "Ay0AAAAIAAAAIQCFhEaJbQAAAPAAAAAOAAAAAAAAAAAAAACAASgEAABpcF9idWNrZXRzLm5weVBLAQItAy0AAAAIAAAAIQBZReYN"
+    "igAAAPgAAAAKAAAAAAAAAAAAAACAAdUEAABpcF9lbWIubnB5UEsBAi0DLQAAAAgAAAAhAGNz32RIAAAAgAAAAAkAAAAAAAAAAAAA"
+    "AIABmwUAAGVuY193Lm5weVBLAQItAy0AAAAIAAAAIQA2RWf4RgAAAIAAAAAJAAAAAAAAAAAAAACAAR4GAABlbmNfYi5ucHlQSwUG"
+    "AAAAAAgACADcAQAAnwYAAAAA"
+)
+
+
+def test_artifact_from_before_the_small_data_settings_loads_and_scores_the_same():
+    model = IPInsightsModel.from_bytes(base64.b64decode(_LEGACY_ARTIFACT))
+    assert model.version == "ipi-b84f66291c4f6710"
+    params = model.params
+    assert not params.unseen_prefix_vectors and params.min_steps == 0 and params.cv_folds == 0
+    result = model.score(["u0", "u1", "nobody"], ["198.51.0.9", "203.0.113.5", "198.51.1.1"])
+    np.testing.assert_allclose(
+        result.dot_product, [0.01610020361840725, -0.013788113370537758, 0.014208560809493065], rtol=1e-5
+    )
+    np.testing.assert_allclose(result.insight, [0.4959750473499298, 0.5034469962120056, 0.49644792079925537], rtol=1e-5)
+    assert result.entity_known.tolist() == [True, True, False]
+    assert IPInsightsModel.from_bytes(model.to_bytes()).version == model.version
