@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_INSIGHT_THRESHOLD = 0.9
+DEFAULT_INSIGHT_THRESHOLD = 0.85
 DEFAULT_TRAINING_DAYS = 14
 DEFAULT_MIN_TRAINING_DAYS = 3
 

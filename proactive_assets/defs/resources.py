@@ -24,7 +24,7 @@ class ProactiveResource(ConfigurableResource):
     model_backend: str = "local"
     training_days: int = 14
     min_training_days: int = 3
-    insight_threshold: float = 0.9
+    insight_threshold: float = 0.85
     sns_topic_arn: str | None = None
     sagemaker_role_arn: str | None = None
     sagemaker_artifacts_uri: str | None = None

@@ -105,7 +105,7 @@ def training_set(context: AssetExecutionContext, proactive: ProactiveResource):
     partitions_def=daily_partitions,
     deps=[training_set],
     group_name="model",
-    code_version="1",
+    code_version="2",
     check_specs=[
         AssetCheckSpec(
             "validation_auc_floor",
