@@ -59,6 +59,8 @@ class Settings:
     sns_topic_arn: str | None
     sagemaker_role_arn: str | None
     sagemaker_artifacts_uri: str | None
+    sagemaker_scoring_mode: str | None = None
+    sagemaker_endpoint_name: str | None = None
 
     @property
     def alerts_file(self) -> str:
@@ -90,4 +92,6 @@ class Settings:
             sns_topic_arn=env.get("SNS_TOPIC_ARN") or None,
             sagemaker_role_arn=env.get("SAGEMAKER_ROLE_ARN") or None,
             sagemaker_artifacts_uri=env.get("PROACTIVE_SAGEMAKER_ARTIFACTS_URI") or None,
+            sagemaker_scoring_mode=(env.get("PROACTIVE_SAGEMAKER_SCORING_MODE") or "").lower() or None,
+            sagemaker_endpoint_name=env.get("PROACTIVE_SAGEMAKER_ENDPOINT_NAME") or None,
         )

@@ -28,6 +28,8 @@ class ProactiveResource(ConfigurableResource):
     sns_topic_arn: str | None = None
     sagemaker_role_arn: str | None = None
     sagemaker_artifacts_uri: str | None = None
+    sagemaker_scoring_mode: str | None = None
+    sagemaker_endpoint_name: str | None = None
     s3: S3Resource
 
     @classmethod
@@ -47,6 +49,8 @@ class ProactiveResource(ConfigurableResource):
             sns_topic_arn=settings.sns_topic_arn,
             sagemaker_role_arn=settings.sagemaker_role_arn,
             sagemaker_artifacts_uri=settings.sagemaker_artifacts_uri,
+            sagemaker_scoring_mode=settings.sagemaker_scoring_mode,
+            sagemaker_endpoint_name=settings.sagemaker_endpoint_name,
             s3=S3Resource(),
         )
 

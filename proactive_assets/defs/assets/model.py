@@ -39,9 +39,6 @@ AUC_FLOOR = 0.8
 MODEL_PARAMS = IPInsightsParams()
 # The partition mapping is fixed when the definitions load; the window length comes from the same setting.
 WINDOW_DAYS = Settings.from_env().training_days
-# Read here rather than in Settings: they only matter to the SageMaker backend (see README).
-SCORING_MODE_ENV = "PROACTIVE_SAGEMAKER_SCORING_MODE"
-ENDPOINT_NAME_ENV = "PROACTIVE_SAGEMAKER_ENDPOINT_NAME"
 
 
 def sagemaker_backend(
@@ -49,14 +46,14 @@ def sagemaker_backend(
 ) -> SageMakerIPInsights:
     """The SageMaker client for training (no metadata) or for scoring an existing model.
 
-    Role and artifacts location come from the resource; region, endpoint name and scoring mode
-    from the environment, except that a model is scored in the region and on the endpoint it was
-    deployed to, and in the mode it was trained with unless the environment overrides it.
+    Role, artifacts location, endpoint name and scoring mode come from the resource, region from
+    the environment; a model is scored in the region and on the endpoint it was deployed to, and
+    in the mode it was trained with unless PROACTIVE_SAGEMAKER_SCORING_MODE overrides it.
     """
     meta = model_metadata or {}
     region = meta.get("region") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
-    mode = os.environ.get(SCORING_MODE_ENV) or meta.get("scoring_mode") or "endpoint"
-    endpoint = meta.get("endpoint_name") or os.environ.get(ENDPOINT_NAME_ENV) or DEFAULT_ENDPOINT_NAME
+    mode = proactive.sagemaker_scoring_mode or meta.get("scoring_mode") or "endpoint"
+    endpoint = meta.get("endpoint_name") or proactive.sagemaker_endpoint_name or DEFAULT_ENDPOINT_NAME
     return SageMakerIPInsights(
         role_arn=proactive.sagemaker_role_arn,
         artifacts_uri=proactive.sagemaker_artifacts_uri,
