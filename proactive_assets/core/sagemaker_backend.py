@@ -334,6 +334,21 @@ def _require(value: str | None, env_var: str, what: str) -> str:
 # Polling
 
 
+def _job_finished(status_field: str, what: str, error: type[SageMakerError]) -> Callable[[Mapping[str, Any]], bool]:
+    """A poll predicate for a SageMaker job: True when Completed, ``error`` with its reason on failure."""
+
+    def finished(desc: Mapping[str, Any]) -> bool:
+        status = desc.get(status_field)
+        if status == "Completed":
+            return True
+        if status in ("Failed", "Stopped"):
+            reason = desc.get("FailureReason") or "no FailureReason given"
+            raise error(f"{what} {status}: {reason}")
+        return False
+
+    return finished
+
+
 def _poll(
     describe: Callable[[], Mapping[str, Any]],
     finished: Callable[[Mapping[str, Any]], bool],
@@ -442,14 +457,7 @@ def start_training_job(
         request["Tags"] = [{"Key": k, "Value": v} for k, v in tags.items()]
     sagemaker_client.create_training_job(**request)
 
-    def finished(desc: Mapping[str, Any]) -> bool:
-        status = desc.get("TrainingJobStatus")
-        if status == "Completed":
-            return True
-        if status in ("Failed", "Stopped"):
-            reason = desc.get("FailureReason") or "no FailureReason given"
-            raise TrainingJobFailed(f"training job {job_name} {status}: {reason}")
-        return False
+    finished = _job_finished("TrainingJobStatus", f"training job {job_name}", TrainingJobFailed)
 
     try:
         description = _poll(
@@ -917,14 +925,7 @@ def score_pairs_batch(
         TransformResources={"InstanceType": instance_type, "InstanceCount": instance_count},
     )
 
-    def finished(desc: Mapping[str, Any]) -> bool:
-        status = desc.get("TransformJobStatus")
-        if status == "Completed":
-            return True
-        if status in ("Failed", "Stopped"):
-            reason = desc.get("FailureReason") or "no FailureReason given"
-            raise SageMakerScoringError(f"transform job {job_name} {status}: {reason}")
-        return False
+    finished = _job_finished("TransformJobStatus", f"transform job {job_name}", SageMakerScoringError)
 
     _poll(
         lambda: sagemaker_client.describe_transform_job(TransformJobName=job_name),
