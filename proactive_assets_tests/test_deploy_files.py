@@ -431,7 +431,7 @@ def test_warehouse_writes_reads_replaces_and_ledger_are_allowed(policy_file: str
     assert stale not in fake.objects  # the stale file of an earlier run was deleted
     assert warehouse.read_table("learning_set", "2024-06-20", "pairs").num_rows == 1
     assert not warehouse.has("learning_set", "2024-06-21", "pairs")
-    assert warehouse.days("learning_set") == ["2024-06-20"]
+    assert store.list_prefixes("learning_set/") == ["learning_set/day=2024-06-20/"]
     store.put("learning_set/day=2024-06-20/learning.csv", b"a,1.2.3.4\n")
     assert warehouse.read_bytes("learning_set", "2024-06-20", "learning.csv")
     ledger = ObjectStoreLedger(store)

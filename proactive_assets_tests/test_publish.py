@@ -14,13 +14,14 @@ from proactive_assets.core.alerts import add_alert_ids, alert_id, apply_suppress
 from proactive_assets.core.publish import (
     JsonLinesSink,
     LedgerError,
+    ObjectStoreLedger,
     OutgoingAlert,
     PublishError,
-    PublishLedger,
     SnsSink,
     publish_alerts,
     render_alert,
 )
+from proactive_assets.core.storage import LocalStore
 
 DAY = date(2024, 1, 15)
 ACCT = "111122223333"
@@ -98,28 +99,31 @@ class RecordingSink:
 # --------------------------------------------------------------------------------------------
 
 
-def test_ledger_persists_and_survives_torn_line(tmp_path) -> None:
+def PublishLedger(path) -> ObjectStoreLedger:
+    """The ledger the alerts asset uses, on a local folder."""
+    return ObjectStoreLedger(LocalStore(path))
+
+
+def test_ledger_persists_across_instances(tmp_path) -> None:
     ledger = PublishLedger(tmp_path / "ledger")
     assert not ledger.already_published("a1", "sns:t")
     ledger.record("a1", "sns:t", "msg-1")
     ledger.record("a1", "file:x", None)
     assert ledger.already_published("a1", "sns:t") and not ledger.already_published("a2", "sns:t")
-
-    # a crash mid-append leaves a torn last line: it is skipped and the next record stays valid
-    with open(ledger.path, "a", encoding="utf-8") as handle:
-        handle.write('{"alert_id": "a2", "si')
     reopened = PublishLedger(tmp_path / "ledger")
-    assert len(reopened) == 2 and reopened.get("a1", "sns:t")["message_id"] == "msg-1"
-    reopened.record("a3", "sns:t", "msg-3")
-    again = PublishLedger(tmp_path / "ledger")
-    assert again.already_published("a3", "sns:t") and not again.already_published("a2", "sns:t")
-    assert all("published_at" in e for e in again.entries())
+    assert reopened.get("a1", "sns:t")["message_id"] == "msg-1"
+    assert reopened.already_published("a1", "file:x") and not reopened.already_published("a2", "file:x")
+    assert "published_at" in reopened.get("a1", "sns:t")
+
+
+class _ReadOnlyStore(LocalStore):
+    def put(self, key: str, data: bytes) -> None:
+        raise OSError("read-only file system")
 
 
 def test_ledger_write_failure_stops_publishing(tmp_path) -> None:
-    ledger = PublishLedger(tmp_path)
-    ledger.path.mkdir()  # the ledger file path is now a directory: appends fail
-    with pytest.raises(LedgerError, match=r"published\.jsonl"):
+    ledger = ObjectStoreLedger(_ReadOnlyStore(tmp_path))
+    with pytest.raises(LedgerError, match=r"alerts_ledger/.*read-only"):
         publish_alerts(_alerts(1), [RecordingSink()], ledger, day=DAY)
 
 

@@ -55,8 +55,3 @@ def canonical_ip(text: str) -> str | None:
             return None
         octets.append(str(number))
     return ".".join(octets)
-
-
-def ip_version(canonical: str) -> int:
-    """4 or 6 for a canonical address string."""
-    return 6 if ":" in canonical else 4

@@ -4,8 +4,9 @@ Guarantee: re-running a day never sends an alert twice to a sink and never drops
 
 * Every alert has a deterministic ``alert_id`` (``alerts.alert_id``), so a re-run produces the
   same ids.
-* :class:`PublishLedger` records ``(alert_id, sink)`` right after each successful publish, one
-  fsynced append per record; before publishing, :func:`publish_alerts` asks the ledger.
+* :class:`ObjectStoreLedger` records ``(alert_id, sink)`` right after each successful publish, one
+  object per record beside the warehouse (local or S3); before publishing, :func:`publish_alerts`
+  asks the ledger.
 * A failure is reported, not raised, so the other alerts still go out; the caller then fails
   the run and the retry publishes only what is missing.
 
@@ -20,7 +21,6 @@ import json
 import logging
 import os
 import random
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -145,52 +145,6 @@ class LedgerStore(Protocol):
     def record(self, alert_id: str, sink: str, message_id: str | None) -> None:
         """Durably note that ``alert_id`` was delivered to ``sink``."""
         ...
-
-
-class PublishLedger:
-    """Ledger of ``(alert_id, sink) -> published_at, message_id`` in ``<directory>/published.jsonl``.
-
-    Append-only JSON lines, one fsynced write per record, so a crash loses at most the record
-    being written. Loaded once at construction.
-    """
-
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
-        self.directory = Path(directory)
-        self.path = self.directory / LEDGER_FILE
-        self._lock = threading.Lock()
-        self._entries: dict[tuple[str, str], dict[str, Any]] = {}
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            for record in _read_json_lines(self.path):
-                if "alert_id" in record and "sink" in record:
-                    self._entries[(str(record["alert_id"]), str(record["sink"]))] = record
-        except OSError as exc:
-            raise LedgerError(f"cannot read publishing ledger {self.path}: {exc}") from exc
-
-    def already_published(self, alert_id: str, sink: str) -> bool:
-        """True if the ledger holds a record for ``(alert_id, sink)``."""
-        return (alert_id, sink) in self._entries
-
-    def get(self, alert_id: str, sink: str) -> dict[str, Any] | None:
-        """The stored record (alert_id, sink, message_id, published_at) or None."""
-        return self._entries.get((alert_id, sink))
-
-    def record(self, alert_id: str, sink: str, message_id: str | None) -> None:
-        """Append and fsync one record; raises :class:`LedgerError` if that fails."""
-        entry = {"alert_id": alert_id, "sink": sink, "message_id": message_id, "published_at": _now()}
-        with self._lock:
-            try:
-                _append_line(self.path, json.dumps(entry, sort_keys=True))
-            except OSError as exc:
-                raise LedgerError(f"cannot append to publishing ledger {self.path}: {exc}") from exc
-            self._entries[(alert_id, sink)] = entry
-
-    def entries(self) -> list[dict[str, Any]]:
-        """All records, in the order they were loaded or written."""
-        return list(self._entries.values())
-
-    def __len__(self) -> int:
-        return len(self._entries)
 
 
 class ObjectStoreLedger:

@@ -152,12 +152,3 @@ class Warehouse:
 
     def read_bytes(self, asset: str, day: date | str, name: str) -> bytes:
         return self.store.get(self.key(asset, day, name))
-
-    def days(self, asset: str) -> list[str]:
-        """Days for which ``asset`` has been written, oldest first."""
-        days = []
-        for prefix in self.store.list_prefixes(f"{asset}/"):
-            part = prefix.rstrip("/").rsplit("/", 1)[-1]
-            if part.startswith("day="):
-                days.append(part[len("day=") :])
-        return sorted(days)
