@@ -1,10 +1,20 @@
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
+
+# The CloudTrail field scanner (plain C, CPython API only, no extra dependency). optional=True: on a
+# machine without a C compiler the install still succeeds and ingest uses pyarrow's JSON reader.
+CLOUDTRAIL_SCAN = Extension(
+    "proactive_assets.core._cloudtrail_scan",
+    ["proactive_assets/core/_cloudtrail_scan.c"],
+    extra_compile_args=["-O3", "-std=c99", "-Wall", "-Wextra"],
+    optional=True,
+)
 
 setup(
     name="proactive_assets",
     version="0.1.0",
     description="Suspicious identity/IP activity in AWS logs, as day-partitioned Dagster assets",
     packages=find_packages(exclude=["proactive_assets_tests", "benchmarks"]),
+    ext_modules=[CLOUDTRAIL_SCAN],
     python_requires=">=3.11",
     install_requires=[
         "dagster>=1.13,<1.14",

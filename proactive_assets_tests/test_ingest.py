@@ -32,6 +32,16 @@ DAY = date(2024, 3, 5)
 INGEST = [raw_cloudtrail, cloudtrail_events, learning_set]
 
 
+@pytest.fixture(params=["scanner", "pyarrow"])
+def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with the C scanner and with the pyarrow reader used where it was not built."""
+    if request.param == "pyarrow":
+        monkeypatch.setattr(cloudtrail, "scanner", None)
+    elif cloudtrail.scanner is None:
+        pytest.skip("the C scanner is not built here")
+    return request.param
+
+
 def resource(cloudtrail_uri: str, warehouse_uri: str, **kwargs) -> ProactiveResource:
     return ProactiveResource(
         home=str(Path(warehouse_uri).parent) if not warehouse_uri.startswith("s3://") else "/tmp",
@@ -92,7 +102,7 @@ def test_listing_finds_every_account_region_and_org_trail(tmp_path: Path) -> Non
     assert [o.region for o in only] == ["eu-west-1"]
 
 
-def test_local_day_materialises_with_metadata(tmp_path: Path) -> None:
+def test_local_day_materialises_with_metadata(tmp_path: Path, reader: str) -> None:
     populate(LocalStore(tmp_path / "bucket"))
     res = resource(str(tmp_path / "bucket"), str(tmp_path / "warehouse"))
     result = run_day(res)
@@ -111,7 +121,7 @@ def test_local_day_materialises_with_metadata(tmp_path: Path) -> None:
     assert "2001:db8::1" in table.column("source_ip").to_pylist()
 
 
-def test_bad_inputs_are_quarantined_and_the_rest_is_processed(tmp_path: Path) -> None:
+def test_bad_inputs_are_quarantined_and_the_rest_is_processed(tmp_path: Path, reader: str) -> None:
     store = LocalStore(tmp_path / "bucket")
     good = [record(), record(arn=None, ip="lambda.amazonaws.com", userIdentity={"type": "AWSService"})]
     put_log(store, log_key(DAY, minute=0), good)
@@ -184,7 +194,7 @@ def test_rerun_replaces_partition_exactly(tmp_path: Path) -> None:
     assert not stale.exists()
 
 
-def test_duplicate_deliveries_are_counted_once() -> None:
+def test_duplicate_deliveries_are_counted_once(reader: str) -> None:
     rec = record(event_id="same-id")
     parsed = cloudtrail.parse_log_bytes(
         gzip.compress(json.dumps({"Records": [rec, rec, record(event_id="other")]}).encode()), "f"
@@ -194,7 +204,7 @@ def test_duplicate_deliveries_are_counted_once() -> None:
     assert sagemaker_csv(table) == b"arn:aws:iam::111122223333:user/alice,203.0.113.10\n" * 2
 
 
-def test_real_stratus_samples_parse() -> None:
+def test_real_stratus_samples_parse(reader: str) -> None:
     records = []
     for path in sorted((SAMPLES / "cloudtrail").glob("*.json")):
         records += json.loads(path.read_text())
