@@ -89,8 +89,10 @@ def first_occurrences(event_ids: pa.ChunkedArray | pa.Array) -> np.ndarray:
     keep = np.asarray(pc.is_null(event_ids), dtype=bool)
     if n == 0 or keep.all():
         return keep
+    # Nulls form one group of their own; they are kept anyway. No filtered copy of the ids.
     rows = pa.table({"id": event_ids, "row": pa.array(np.arange(n, dtype=np.int64))})
-    firsts = rows.filter(pc.is_valid(rows.column("id"))).group_by("id").aggregate([("row", "min")])
+    firsts = rows.group_by("id").aggregate([("row", "min")])
+    del rows
     keep[np.asarray(firsts.column("row_min"))] = True
     return keep
 
@@ -148,14 +150,15 @@ def build_learning_set(*sources: EventSource) -> tuple[pa.Table, dict[str, int]]
     first copy of every event; the second aggregates batch by batch. Memory is bounded by one
     batch and the (small) per-pair aggregates, not by the day.
     """
-    flags = [_read(source, ["is_pair", "event_id"]) for source in sources]
-    total = sum(f.num_rows for f in flags)
-    is_pair = [np.asarray(pc.fill_null(f.column("is_pair"), False), dtype=bool) for f in flags]
-    pair_ids = pa.chunked_array(
-        [f.column("event_id").filter(pa.array(m)) for f, m in zip(flags, is_pair, strict=True)], pa.string()
-    )
-    keep_pairs = first_occurrences(pair_ids)
-    del flags, pair_ids
+    total, is_pair, pair_ids = 0, [], []
+    for source in sources:  # one source's ids at a time: only the pair events' ids stay in memory
+        flags = _read(source, ["is_pair", "event_id"])
+        total += flags.num_rows
+        is_pair.append(np.asarray(pc.fill_null(flags.column("is_pair"), False), dtype=bool))
+        pair_ids.append(flags.column("event_id").filter(pa.array(is_pair[-1])).combine_chunks())
+        del flags
+    keep_pairs = first_occurrences(pa.chunked_array(pair_ids, pa.string()))
+    del pair_ids
     stats = {"events": total, "pair_events": int(keep_pairs.sum()), "duplicate_events": int((~keep_pairs).sum())}
     partials, offset = [], 0
     for source, pair_mask in zip(sources, is_pair, strict=True):
