@@ -14,6 +14,7 @@
  *   record_valid    uint8 per record: 0 when the record is not a JSON object
  *   identity_valid  uint8 per record: 0 when userIdentity is absent, null or not an object
  *   columns         one (offsets int32[rows+1], data, valid uint8[rows]) per name in FIELDS
+ *   (every array is a read-only buffer-protocol object that owns its memory: no copy into bytes)
  *   failed          indices of docs that are not clean CloudTrail JSON; their records are left
  *                   out. The caller parses those with an exact (slow) reader to say what is wrong.
  *
@@ -138,14 +139,42 @@ static size_t utf8_len(const unsigned char *p, const unsigned char *end) {
     return n;
 }
 
+/* Where in the 8 bytes at p the first byte that needs a look is: a ", a \, a control character or
+ * a non-ASCII byte; 8 if none. Most of a CloudTrail object is string contents, so this
+ * word-at-a-time search is the hot loop. (v - ones) & ~v sets the high bit of the first zero byte
+ * of v exactly (borrows only run upwards), so the lowest flagged byte is the first special one. */
+static inline unsigned first_special8(const unsigned char *p) {
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    uint64_t x, quote, backslash;
+    memcpy(&x, p, 8);
+    quote = x ^ (ones * '"');
+    backslash = x ^ (ones * '\\');
+    uint64_t special = ((quote - ones) & ~quote) | ((backslash - ones) & ~backslash);
+    special |= (x - ones * 0x20) & ~x; /* a byte below 0x20 */
+    special |= x;                      /* a byte at or above 0x80 */
+    special &= highs;
+    return special ? (unsigned)__builtin_ctzll(special) >> 3 : 8;
+#else
+    for (unsigned i = 0; i < 8; i++)
+        if (!PLAIN[p[i]]) return i;
+    return 8;
+#endif
+}
+
 /* c->p at the opening quote. Leaves c->p after the closing quote; the contents are [*start, +*len). */
 static int scan_string(cur_t *c, const unsigned char **start, size_t *len, int *escaped) {
     const unsigned char *p = c->p + 1, *end = c->end;
     *start = p;
     *escaped = 0;
     for (;;) {
-        while (p < end && PLAIN[*p]) p++;
-        if (p >= end) return -1;
+        unsigned skip = 8;
+        while (end - p >= 8 && (skip = first_special8(p)) == 8) p += 8;
+        if (skip < 8) p += skip;
+        else {
+            while (p < end && PLAIN[*p]) p++;
+            if (p >= end) return -1;
+        }
         unsigned char b = *p;
         if (b == '"') break;
         if (b == '\\') {
@@ -538,7 +567,45 @@ static void free_out(out_t *o) {
     free(o->identity_valid.p);
 }
 
-static PyObject *as_bytes(const buf_t *b) { return PyBytes_FromStringAndSize(b->len ? b->p : "", (Py_ssize_t)b->len); }
+/* A read-only buffer that owns a buf_t's memory: handed to Arrow (pa.py_buffer) without a copy. */
+typedef struct {
+    PyObject_HEAD
+    char *p;
+    Py_ssize_t len;
+} Buffer;
+
+static int buffer_get(PyObject *self, Py_buffer *view, int flags) {
+    Buffer *b = (Buffer *)self;
+    return PyBuffer_FillInfo(view, self, b->p, b->len, 1, flags);
+}
+
+static void buffer_dealloc(PyObject *self) {
+    free(((Buffer *)self)->p);
+    Py_TYPE(self)->tp_free(self);
+}
+
+static PyBufferProcs BUFFER_PROCS = {buffer_get, NULL};
+
+static PyTypeObject BufferType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "_cloudtrail_scan.Buffer",
+    .tp_basicsize = sizeof(Buffer),
+    .tp_dealloc = buffer_dealloc,
+    .tp_as_buffer = &BUFFER_PROCS,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Memory filled by scan(), exposed through the buffer protocol.",
+};
+
+/* Move b's memory into a new Buffer (b is left empty). */
+static PyObject *as_buffer(buf_t *b) {
+    if (b->p == NULL && buf_reserve(b, 1) < 0) return PyErr_NoMemory();
+    Buffer *out = PyObject_New(Buffer, &BufferType);
+    if (out == NULL) return NULL;
+    out->p = b->p;
+    out->len = (Py_ssize_t)b->len;
+    b->p = NULL;
+    b->len = b->cap = 0;
+    return (PyObject *)out;
+}
 
 static PyObject *scan(PyObject *self, PyObject *arg) {
     (void)self;
@@ -579,16 +646,16 @@ static PyObject *scan(PyObject *self, PyObject *arg) {
     PyObject *columns = PyTuple_New(N_FIELDS);
     if (columns == NULL) goto done;
     for (int f = 0; f < N_FIELDS; f++) {
-        PyObject *col = Py_BuildValue("(NNN)", as_bytes(&out.columns[f].offsets), as_bytes(&out.columns[f].data),
-                                      as_bytes(&out.columns[f].valid));
+        PyObject *col = Py_BuildValue("(NNN)", as_buffer(&out.columns[f].offsets), as_buffer(&out.columns[f].data),
+                                      as_buffer(&out.columns[f].valid));
         if (col == NULL) {
             Py_DECREF(columns);
             goto done;
         }
         PyTuple_SET_ITEM(columns, f, col);
     }
-    result = Py_BuildValue("(nNNNNO)", (Py_ssize_t)out.rows, as_bytes(&out.doc_index), as_bytes(&out.record_valid),
-                           as_bytes(&out.identity_valid), columns, failed);
+    result = Py_BuildValue("(nNNNNO)", (Py_ssize_t)out.rows, as_buffer(&out.doc_index), as_buffer(&out.record_valid),
+                           as_buffer(&out.identity_valid), columns, failed);
 done:
     free_out(&out);
     Py_XDECREF(failed);
@@ -608,6 +675,7 @@ static struct PyModuleDef MODULE = {
 
 PyMODINIT_FUNC PyInit__cloudtrail_scan(void) {
     init_tables();
+    if (PyType_Ready(&BufferType) < 0) return NULL;
     PyObject *m = PyModule_Create(&MODULE);
     if (m == NULL) return NULL;
     PyObject *names = PyTuple_New(N_FIELDS);
