@@ -239,19 +239,40 @@ static int number(cur_t *c, enum kind *kind) {
 
 static int skip_value(cur_t *c, enum kind *kind);
 
-/* Calls on_member(key, key_len, cursor at value, ctx) for each member of the object at c->p. */
-typedef int (*member_fn)(cur_t *c, const unsigned char *key, size_t key_len, int key_escaped, void *ctx);
-
-static int object(cur_t *c, member_fn on_member, void *ctx) {
+/* At a '{' or '[': 1 if the container has items (cursor at the first), 0 if it is empty (consumed). */
+static int open_container(cur_t *c, unsigned char close) {
     if (++c->depth > MAX_DEPTH) return -1;
-    c->p++; /* { */
+    c->p++;
     skip_ws(c);
-    if (c->p < c->end && *c->p == '}') {
+    if (c->p < c->end && *c->p == close) {
         c->p++;
         c->depth--;
         return 0;
     }
-    for (;;) {
+    return 1;
+}
+
+/* After an item: 1 if a ',' and another item follow, 0 at the closing byte (consumed), -1 else. */
+static int next_item(cur_t *c, unsigned char close) {
+    skip_ws(c);
+    if (c->p >= c->end) return -1;
+    if (*c->p == ',') {
+        c->p++;
+        skip_ws(c);
+        return 1;
+    }
+    if (*c->p != close) return -1;
+    c->p++;
+    c->depth--;
+    return 0;
+}
+
+/* Calls on_member(cursor at value, key, ..., ctx) for each member of the object at c->p. */
+typedef int (*member_fn)(cur_t *c, const unsigned char *key, size_t key_len, int key_escaped, void *ctx);
+
+static int object(cur_t *c, member_fn on_member, void *ctx) {
+    int more = open_container(c, '}');
+    while (more > 0) {
         const unsigned char *key;
         size_t key_len;
         int escaped;
@@ -261,24 +282,32 @@ static int object(cur_t *c, member_fn on_member, void *ctx) {
         c->p++;
         skip_ws(c);
         if (on_member(c, key, key_len, escaped, ctx) < 0) return -1;
-        skip_ws(c);
-        if (c->p >= c->end) return -1;
-        if (*c->p == ',') {
-            c->p++;
-            skip_ws(c);
-            continue;
-        }
-        if (*c->p != '}') return -1;
-        c->p++;
-        c->depth--;
-        return 0;
+        more = next_item(c, '}');
     }
+    return more;
+}
+
+/* Calls on_element(cursor at element, ctx) for each element of the array at c->p. */
+typedef int (*element_fn)(cur_t *c, void *ctx);
+
+static int array(cur_t *c, element_fn on_element, void *ctx) {
+    int more = open_container(c, ']');
+    while (more > 0) {
+        if (on_element(c, ctx) < 0) return -1;
+        more = next_item(c, ']');
+    }
+    return more;
+}
+
+static int skip_element(cur_t *c, void *ctx) {
+    (void)ctx;
+    enum kind ignored;
+    return skip_value(c, &ignored);
 }
 
 static int skip_member(cur_t *c, const unsigned char *key, size_t key_len, int key_escaped, void *ctx) {
-    (void)key, (void)key_len, (void)key_escaped, (void)ctx;
-    enum kind ignored;
-    return skip_value(c, &ignored);
+    (void)key, (void)key_len, (void)key_escaped;
+    return skip_element(c, ctx);
 }
 
 static int skip_value(cur_t *c, enum kind *kind) {
@@ -295,29 +324,7 @@ static int skip_value(cur_t *c, enum kind *kind) {
         return object(c, skip_member, NULL);
     case '[':
         *kind = K_LIST;
-        if (++c->depth > MAX_DEPTH) return -1;
-        c->p++;
-        skip_ws(c);
-        if (c->p < c->end && *c->p == ']') {
-            c->p++;
-            c->depth--;
-            return 0;
-        }
-        for (;;) {
-            enum kind ignored;
-            if (skip_value(c, &ignored) < 0) return -1;
-            skip_ws(c);
-            if (c->p >= c->end) return -1;
-            if (*c->p == ',') {
-                c->p++;
-                skip_ws(c);
-                continue;
-            }
-            if (*c->p != ']') return -1;
-            c->p++;
-            c->depth--;
-            return 0;
-        }
+        return array(c, skip_element, NULL);
     case 't':
         *kind = K_BOOL;
         return literal(c, "true", 4);
@@ -369,9 +376,7 @@ static int record_member(cur_t *c, const unsigned char *key, size_t key_len, int
     if (key_len == 12 && memcmp(key, "userIdentity", 12) == 0) {
         memset(&r->slots[N_TOP], 0, sizeof(slot_t) * N_IDENTITY); /* a repeated key replaces the first */
         r->identity_valid = c->p < c->end && *c->p == '{';
-        if (r->identity_valid) return object(c, identity_member, r);
-        enum kind ignored;
-        return skip_value(c, &ignored);
+        return r->identity_valid ? object(c, identity_member, r) : skip_element(c, NULL);
     }
     int i = key_index(key, key_len, TOP_KEYS, TOP_LENS, N_TOP);
     if (i < 0) return skip_member(c, key, key_len, key_escaped, NULL);
@@ -468,48 +473,23 @@ typedef struct {
     int status; /* -2 when out of memory: stop everything, not just this document */
 } doc_ctx_t;
 
-static int records_array(cur_t *c, doc_ctx_t *d) {
-    if (c->p >= c->end || *c->p != '[') return -1;
-    c->p++;
-    skip_ws(c);
-    if (c->p < c->end && *c->p == ']') {
-        c->p++;
-        return 0;
-    }
-    for (;;) {
-        record_t r;
-        memset(&r, 0, sizeof r);
-        int valid = c->p < c->end && *c->p == '{';
-        if (valid) {
-            if (object(c, record_member, &r) < 0) return -1;
-        } else {
-            enum kind ignored;
-            if (skip_value(c, &ignored) < 0) return -1;
-        }
-        int rc = append_record(d->out, &r, valid, d->doc);
-        if (rc < 0) {
-            if (rc == -2) d->status = -2;
-            return -1;
-        }
-        skip_ws(c);
-        if (c->p >= c->end) return -1;
-        if (*c->p == ',') {
-            c->p++;
-            skip_ws(c);
-            continue;
-        }
-        if (*c->p != ']') return -1;
-        c->p++;
-        return 0;
-    }
+static int record_element(cur_t *c, void *ctx) {
+    doc_ctx_t *d = ctx;
+    record_t r;
+    memset(&r, 0, sizeof r);
+    int valid = c->p < c->end && *c->p == '{';
+    if ((valid ? object(c, record_member, &r) : skip_element(c, NULL)) < 0) return -1;
+    int rc = append_record(d->out, &r, valid, d->doc);
+    if (rc == -2) d->status = -2;
+    return rc < 0 ? -1 : 0;
 }
 
 static int doc_member(cur_t *c, const unsigned char *key, size_t key_len, int key_escaped, void *ctx) {
     doc_ctx_t *d = ctx;
     if (key_escaped) return -1;
     if (key_len == 7 && memcmp(key, "Records", 7) == 0) {
-        if (d->seen_records++) return -1;
-        return records_array(c, d);
+        if (d->seen_records++ || c->p >= c->end || *c->p != '[') return -1;
+        return array(c, record_element, d);
     }
     return skip_member(c, key, key_len, key_escaped, NULL);
 }
