@@ -4,12 +4,15 @@ import base64
 import io
 import ipaddress
 import zipfile
+from datetime import date
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
+from proactive_assets.core import scoring
 from proactive_assets.core.ipinsights import (
     IPInsightsModel,
     IPInsightsParams,
@@ -466,3 +469,33 @@ def test_artifact_from_before_the_small_data_settings_loads_and_scores_the_same(
     np.testing.assert_allclose(result.insight, [0.4959750473499298, 0.5034469962120056, 0.49644792079925537], rtol=1e-5)
     assert result.entity_known.tolist() == [True, True, False]
     assert IPInsightsModel.from_bytes(model.to_bytes()).version == model.version
+
+
+def test_score_learning_set_scores_the_arrow_columns(model, data):
+    """``daily_insights`` hands the learning set's columns to the scorer as they are read."""
+    entities, ips, _, _ = data
+    buffer = io.BytesIO()
+    learning_set = pa.table({"entity": entities, "source_ip": ips, "event_count": np.ones(len(ips), np.int64)})
+    pq.write_table(learning_set, buffer, row_group_size=500)
+    learning_set = pq.read_table(io.BytesIO(buffer.getvalue()))
+    for column in ("event_names", "first_seen", "last_seen", "accounts", "regions", "sources", "source_files"):
+        learning_set = learning_set.append_column(column, pa.nulls(learning_set.num_rows))
+    seen = []
+
+    def scorer(entity_column: scoring.Column, ip_column: scoring.Column):
+        seen.append((type(entity_column), type(ip_column)))
+        return model.score(entity_column, ip_column)
+
+    table = scoring.score_learning_set(learning_set, scorer, model.version, date(2024, 6, 1))
+    assert seen == [(pa.ChunkedArray, pa.ChunkedArray)]
+    expected = model.score(entities, ips)
+    order = {(e, ip): i for i, (e, ip) in enumerate(zip(entities, ips, strict=True))}
+    rows = [
+        order[(e, ip)]
+        for e, ip in zip(table.column("entity").to_pylist(), table.column("source_ip").to_pylist(), strict=True)
+    ]
+    np.testing.assert_array_equal(table.column("dot_product").to_numpy(), expected.dot_product[rows].astype(np.float64))
+    np.testing.assert_array_equal(table.column("insight").to_numpy(), expected.insight[rows].astype(np.float64))
+    assert table.column("model_version").unique().to_pylist() == [model.version]
+    assert table.column("day").type == pa.date32() and table.column("day").unique().to_pylist() == [date(2024, 6, 1)]
+    assert (np.diff(table.column("insight").to_numpy()) <= 0).all()  # riskiest first

@@ -190,7 +190,7 @@ def test_train_remote_validates_and_calibrates_through_the_endpoint(moto: str) -
     entities = [split.entities[0], "arn:aws:iam::111122223333:user/new", split.entities[0], split.entities[0]]
     ips = [split.ips[0], "203.0.113.9", "2001:db8::9", split.ips[0]]
     post_results(moto, [predictions([2.5, -4.0])])
-    result = scorer(entities, ips)
+    result = scorer(pa.array(entities), pa.chunked_array([ips[:2], ips[2:]]))  # columns, as daily_insights passes
     np.testing.assert_array_equal(result.dot_product, [2.5, -4.0, np.nan, 2.5])
     assert result.insight[0] == pytest.approx(sigmoid(slope * 2.5 + intercept))
     assert result.insight[1] == pytest.approx(sigmoid(slope * -4.0 + intercept))
@@ -249,6 +249,7 @@ class FakeBackend:
         self.calls: list[str | None] = []
 
     def score(self, entities: list[Any], ips: list[Any], *, model_name: str | None = None) -> smb.SageMakerScores:
+        assert isinstance(entities, list) and isinstance(ips, list)  # what the SageMaker client sends as CSV
         self.calls.append(model_name)
         return smb.SageMakerScores(np.array([1.0 if ":" not in ip else np.nan for ip in ips]), skipped_ipv6=0)
 
@@ -281,6 +282,14 @@ def test_remote_model_partition_and_load_scorer(tmp_path: Path) -> None:
     assert backend.calls == ["m1"]
     assert result.insight.tolist() == pytest.approx([sigmoid(-2.0 + 0.5)] * 2)
     assert result.entity_known.tolist() == [True, False]
+    # the learning set's Arrow columns (plain or dictionary-encoded, any chunks) score the same
+    columns = pa.table({"entity": ["arn:aws:iam::111122223333:user/u1", "stranger"], "source_ip": ["10.1.8.1", "::1"]})
+    from_arrow = score(columns.column("entity").dictionary_encode(), columns.column("source_ip"))
+    assert backend.calls == ["m1", "m1"]
+    assert from_arrow.insight[0] == result.insight[0] and math.isnan(from_arrow.insight[1])
+    assert from_arrow.entity_known.tolist() == [True, False]
+    with pytest.raises(ValueError, match="2 entities but 1 addresses"):
+        score(columns.column("entity"), pa.array(["10.1.8.1"]))
 
 
 # ---------------------------------------------------------------------------------------------

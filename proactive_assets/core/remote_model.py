@@ -304,8 +304,10 @@ def train_remote(
 class RemoteScorer:
     """``score(entities, ips) -> ScoreResult`` on the backend's model, calibrated like local.
 
-    Callable, so it can stand wherever a ``scoring.Scorer`` does. ``skipped_ipv6`` and
-    ``skipped_invalid`` accumulate what the backend could not score (NaN in the result).
+    Callable, so it can stand wherever a ``scoring.Scorer`` does: ``entities`` and ``ips`` are
+    pyarrow string columns (``daily_insights`` passes the learning set's) or Python sequences;
+    the backend gets Python lists either way, since it writes them out as CSV. ``skipped_ipv6``
+    and ``skipped_invalid`` accumulate what the backend could not score (NaN in the result).
     An entity the model never saw still gets a dot product from the algorithm (its hashed
     vector), which means little: ``entity_known`` says so.
     """
@@ -321,8 +323,12 @@ class RemoteScorer:
         self.skipped_ipv6 = 0
         self.skipped_invalid = 0
 
-    def score(self, entities: Sequence[Any], ips: Sequence[Any]) -> ScoreResult:
-        entity_list, ip_list = list(entities), list(ips)
+    def score(
+        self, entities: Sequence[Any] | pa.Array | pa.ChunkedArray, ips: Sequence[Any] | pa.Array | pa.ChunkedArray
+    ) -> ScoreResult:
+        entity_list, ip_list = _as_list(entities), _as_list(ips)
+        if len(entity_list) != len(ip_list):
+            raise ValueError(f"{len(entity_list)} entities but {len(ip_list)} addresses")
         scores = self.backend.score(entity_list, ip_list, model_name=self.model_name)
         dot = np.asarray(scores.dot_product, dtype=np.float64)
         if len(dot) != len(entity_list):
@@ -337,3 +343,10 @@ class RemoteScorer:
         )
 
     __call__ = score
+
+
+def _as_list(values: Sequence[Any] | pa.Array | pa.ChunkedArray) -> list[Any]:
+    """Python values of a pyarrow column (dictionary-encoded or not) or of any sequence."""
+    if isinstance(values, pa.Array | pa.ChunkedArray):
+        return values.to_pylist()
+    return list(values)

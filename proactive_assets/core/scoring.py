@@ -27,16 +27,20 @@ INSIGHT_COLUMNS = [
     "day",
 ]
 
-Scorer = Callable[[list[str], list[str]], ScoreResult]
+Column = pa.Array | pa.ChunkedArray
+Scorer = Callable[[Column, Column], ScoreResult]
+"""Scores (entity, source_ip) pairs given as two pyarrow string columns of the same length, in
+row order. The local model (``IPInsightsModel.score``) works on the Arrow buffers directly, so
+no Python string is made per pair; ``remote_model.RemoteScorer`` converts them for its backend."""
 
 
 def score_learning_set(learning_set: pa.Table, score: Scorer, model_version: str, day: date) -> pa.Table:
     """Every pair of the day with its calibrated ``insight`` (higher = more suspicious), riskiest first."""
     n = learning_set.num_rows
-    entities = learning_set.column("entity").to_pylist()
-    ips = learning_set.column("source_ip").to_pylist()
     result = (
-        score(entities, ips) if n else ScoreResult(np.zeros(0, np.float32), np.zeros(0, np.float32), np.zeros(0, bool))
+        score(learning_set.column("entity"), learning_set.column("source_ip"))
+        if n
+        else ScoreResult(np.zeros(0, np.float32), np.zeros(0, np.float32), np.zeros(0, bool))
     )
     table = pa.table(
         {
@@ -46,7 +50,7 @@ def score_learning_set(learning_set: pa.Table, score: Scorer, model_version: str
             "dot_product": pa.array(np.asarray(result.dot_product, dtype=np.float64)),
             "event_count": learning_set.column("event_count"),
             "event_names": learning_set.column("event_names"),
-            "model_version": pa.array([model_version] * n, pa.string()),
+            "model_version": pa.repeat(pa.scalar(model_version, pa.string()), n),
             "entity_known": pa.array(np.asarray(result.entity_known, dtype=bool)),
             "first_seen": learning_set.column("first_seen"),
             "last_seen": learning_set.column("last_seen"),
@@ -54,7 +58,7 @@ def score_learning_set(learning_set: pa.Table, score: Scorer, model_version: str
             "regions": learning_set.column("regions"),
             "sources": learning_set.column("sources"),
             "source_files": learning_set.column("source_files"),
-            "day": pa.array([day] * n, pa.date32()),
+            "day": pa.repeat(pa.scalar(day, pa.date32()), n),
         }
     )
     return table.sort_by([("insight", "descending"), ("entity", "ascending"), ("source_ip", "ascending")])
