@@ -100,12 +100,22 @@ Artifacts
     matches its version and scores exactly as before.
 
 Performance notes
-    Scoring parses IPv4 strings vectorised, computes each pair's prefix rows and sums and dots
-    them in cache-sized chunks; pandas Categoricals (e.g. dictionary-encoded parquet columns)
-    skip the string hashing. IPv6 strings are parsed one distinct value at a time.
+    ``score`` takes the learning set's pyarrow string columns as they are read (plain or
+    dictionary-encoded, any chunking; Python sequences are converted to Arrow first) and never
+    makes a Python object per pair: entities are dictionary-encoded by pyarrow and hashed once
+    per distinct entity; IPv4 addresses are parsed on the Arrow bytes (padded to 16-byte rows by
+    ``ascii_rpad``, dots located through a table of 16-bit dot masks, fields read with one
+    unaligned load each); IPv6 and anything unusual go one distinct value at a time through
+    ``ipaddress``. The prefix rows' gathers, their sum and the dot product run in cache-sized
+    chunks. Dictionary-encoded addresses (pyarrow dictionaries, pandas
+    Categoricals) are parsed and looked up once per distinct value; for plain columns that would
+    not pay on the tutorial-style data, where 99% of a day's addresses are distinct. What is
+    left is memory-bound: four or five random 128-byte rows per pair from tables of tens of MB.
+    ``python -m benchmarks.detection`` reports pairs/s from the learning set's columns.
 """
 
 import dataclasses
+import functools
 import hashlib
 import io
 import ipaddress
@@ -120,6 +130,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 ARTIFACT_FORMAT = 1
 _ENTITY_PERSON = b"ipi-entity"
@@ -269,7 +281,7 @@ class ScoreResult:
 
 
 # --------------------------------------------------------------------------------------------
-# hashing and address parsing
+# hashing, pyarrow input and address parsing
 
 
 def _mix64(x: np.ndarray) -> np.ndarray:
@@ -283,24 +295,50 @@ def _mix64(x: np.ndarray) -> np.ndarray:
     return x
 
 
+_ENTITY_HASHER = hashlib.blake2b(digest_size=8, person=_ENTITY_PERSON)
+
+
 def _entity_hash64(values: Sequence[Any]) -> np.ndarray:
     """64-bit BLAKE2b of each entity's UTF-8 text (stable across processes and platforms)."""
-    return np.fromiter(
-        (
-            int.from_bytes(
-                hashlib.blake2b(str(v).encode("utf-8"), digest_size=8, person=_ENTITY_PERSON).digest(),
-                "little",
-            )
-            for v in values
-        ),
-        dtype=np.uint64,
-        count=len(values),
-    )
+
+    def one(value: Any) -> int:
+        hasher = _ENTITY_HASHER.copy()  # a copy of the keyed, empty state: half the cost of a new one
+        hasher.update(str(value).encode("utf-8"))
+        return int.from_bytes(hasher.digest(), "little")
+
+    return np.fromiter((one(v) for v in values), dtype=np.uint64, count=len(values))
+
+
+def _string_column(values: Any) -> pa.ChunkedArray | None:
+    """``values`` as a pyarrow ChunkedArray when it is a pyarrow string column (``string``,
+    ``large_string`` or ``string_view``, plain or dictionary-encoded, Array or ChunkedArray);
+    None for any other input."""
+    if not isinstance(values, pa.Array | pa.ChunkedArray):
+        return None
+    value_type = values.type.value_type if pa.types.is_dictionary(values.type) else values.type
+    if not (
+        pa.types.is_string(value_type) or pa.types.is_large_string(value_type) or pa.types.is_string_view(value_type)
+    ):
+        return None
+    if isinstance(values, pa.Array):
+        values = pa.chunked_array([values])
+    if pa.types.is_string_view(value_type):
+        values = values.cast(pa.dictionary(pa.int32(), pa.string()) if values.type != value_type else pa.string())
+    return values
+
+
+def _string_array(values: pa.ChunkedArray) -> pa.Array:
+    """The column as one Array (dictionary chunks are unified)."""
+    return values.chunk(0) if values.num_chunks == 1 else values.combine_chunks()
+
+
+def _dictionary_codes(values: pa.DictionaryArray) -> np.ndarray:
+    return values.indices.to_numpy(zero_copy_only=False).astype(np.intp, copy=False)
 
 
 def _normalise_input(values: Any) -> Any:
     """pyarrow arrays become pandas (dictionary arrays become Categoricals); others unchanged."""
-    if type(values).__module__.startswith("pyarrow"):
+    if isinstance(values, pa.Array | pa.ChunkedArray):
         return values.to_pandas()
     return values
 
@@ -323,72 +361,131 @@ def _categorical(values: Any) -> pd.Categorical | None:
 
 
 def _factorize(values: Any) -> tuple[np.ndarray, np.ndarray]:
-    """(codes int64, uniques object array); categoricals reuse their codes."""
+    """(codes intp, uniques object array); categoricals and pyarrow dictionaries reuse their codes,
+    other pyarrow strings are dictionary-encoded by pyarrow (no Python string per row)."""
+    column = _string_column(values)
+    if column is not None:
+        if not pa.types.is_dictionary(column.type):
+            column = pc.dictionary_encode(column)
+        chunks = column.unify_dictionaries().chunks
+        dictionary = chunks[0].dictionary if chunks else pa.array([], pa.string())
+        if column.null_count or dictionary.null_count:
+            raise ValueError("missing values are not valid entities or addresses")
+        codes = np.concatenate([_dictionary_codes(c) for c in chunks]) if chunks else np.zeros(0, np.intp)
+        return codes, np.array(dictionary.to_pylist(), dtype=object)
     cat = _categorical(values)
     if cat is not None:
-        codes = np.asarray(cat.codes, dtype=np.int64)
+        codes = np.asarray(cat.codes, dtype=np.intp)
         if (codes < 0).any():
             raise ValueError("missing values are not valid entities or addresses")
         return codes, np.asarray(cat.categories, dtype=object)
     codes, uniques = pd.factorize(_as_object_array(values), use_na_sentinel=True)
     if len(codes) and codes.min() < 0:
         raise ValueError("missing values are not valid entities or addresses")
-    return codes.astype(np.int64, copy=False), np.asarray(uniques, dtype=object)
+    return codes.astype(np.intp, copy=False), np.asarray(uniques, dtype=object)
 
 
-def _parse_ipv4_fast(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Vectorised dotted-decimal parse; returns (uint32 value, ok). ok=False rows need a closer look.
+def _offsets(values: pa.Array) -> np.ndarray:
+    """The value offsets of a plain ``string`` or ``large_string`` array, without a copy."""
+    dtype = np.dtype(np.int64 if pa.types.is_large_string(values.type) else np.int32)
+    return np.frombuffer(values.buffers()[1], dtype=dtype, count=len(values) + 1, offset=values.offset * dtype.itemsize)
 
-    Works on the 16-byte ASCII images of the strings: the three dot positions split each row
-    into four fields of 1-3 digits, the last one ended by a NUL. About 0.15-0.3 s per million
-    strings, against ~1 s for ``ipaddress``; anything unusual (IPv6, junk, non-ASCII) is left to
-    the slow path.
+
+@functools.cache
+def _dot_table() -> np.ndarray:
+    """For every 16-bit mask of '.' positions in a 16-byte row: the positions of its first three
+    dots (4 bits each, from bit 0), and bit 12 set when the mask has exactly three."""
+    bits = (np.arange(1 << 16, dtype=np.uint32)[:, None] >> np.arange(16, dtype=np.uint32)) & 1
+    rank = np.cumsum(bits, axis=1)
+    table = np.zeros(1 << 16, dtype=np.uint16)
+    for k in range(3):
+        table |= np.argmax(rank == k + 1, axis=1).astype(np.uint16) << np.uint16(4 * k)
+    table[rank[:, -1] == 3] |= np.uint16(1 << 12)
+    return table
+
+
+# bytes of a right-aligned 3-byte field that belong to a field of width 0..3
+_FIELD_KEEP = np.array([0, 0xFF0000, 0xFFFF00, 0xFFFFFF], dtype=np.uint32)
+
+
+def _parse_ipv4_rows(data: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Dotted-decimal values of n strings laid out in 16-byte rows: ``data`` is their 16 n bytes,
+    each string of ``length`` bytes padded with NULs. Returns (uint32 value, ok); ok=False rows
+    are not d.d.d.d (fields of 1-3 ASCII digits, at most 255; leading zeros read as decimal) and
+    need a closer look.
+
+    No per-string work: a 65,536-entry table turns the 16-bit mask of a row's dots into the dot
+    positions; each field is then read with one unaligned 4-byte load per row (the 3 bytes
+    before its end, or the row's first bytes shifted for the first field), the bytes before a
+    shorter field replaced by '0', checked to be digits (SWAR: bit 7 of a byte of
+    ``(x + 0x46) | (x - 0x30)`` is set unless it is '0'-'9') and combined into the octet.
+    """
+    n = len(length)
+    u32 = np.uint32
+    # windows[k] = bytes k..k+3 of data (little-endian); a field ending at byte e >= 3 of row r
+    # (every field but the first: the first dot is at byte 1 or later) ends window 16 r + e - 3
+    windows = np.ndarray((16 * n - 3,), dtype="<u4", buffer=data, strides=(1,))
+    row_starts = np.ndarray((n,), dtype="<u4", buffer=data, strides=(16,))
+    base = np.arange(-3, 16 * n - 3, 16, dtype=np.intp)
+    dots = np.packbits(data == ord("."), bitorder="little").view("<u2")
+    info = _dot_table()[dots]
+    ok = info >= (1 << 12)
+    ends = [(info >> np.uint16(4 * k)) & np.uint16(15) for k in range(3)] + [length.astype(np.uint16)]
+    value = np.zeros(n, dtype=u32)
+    not_digit = np.zeros(n, dtype=u32)
+    start = np.zeros(n, dtype=np.uint16)
+    for field, end in enumerate(ends):
+        width = end - start  # wraps for rows without three dots, which are not ok anyway
+        ok &= (width >= 1) & (width <= 3)
+        if field == 0:
+            x = row_starts << (u32(24) - u32(8) * np.minimum(width, 3)).astype(u32)
+        else:
+            x = windows[base + end]
+        x ^= u32(0x303030)
+        x &= np.take(_FIELD_KEEP, width, mode="clip")
+        x ^= u32(0x303030)  # the field's bytes right-aligned in bytes 0-2, '0' before them
+        not_digit |= (x + u32(0x464646)) | (x - u32(0x303030))
+        x &= u32(0x0F0F0F)
+        octet = (x & u32(0xFF)) * u32(100) + ((x >> u32(8)) & u32(0xFF)) * u32(10) + (x >> u32(16))
+        ok &= octet <= 255
+        value <<= u32(8)
+        value |= octet & u32(0xFF)
+        start = end + np.uint16(1)
+    ok &= (not_digit & u32(0x808080)) == 0
+    return value, ok
+
+
+def _parse_ipv4_arrow(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(uint32 value, ok) of a plain pyarrow string array, parsed on its bytes; see ``_parse_ipv4_rows``.
+
+    Strings of 7-15 bytes are padded to 16 by pyarrow (``ascii_rpad``), so their bytes become an
+    (n, 16) array without a copy per string; the others (IPv6, nulls, junk) are not ok.
     """
     n = len(values)
-    try:
-        raw = values.astype("S16")
-    except (UnicodeEncodeError, TypeError, ValueError):
-        return np.zeros(n, dtype=np.uint32), np.zeros(n, dtype=bool)
-    grid = raw.view(np.uint8).reshape(n, 16)
-    flat = grid.ravel()
-    dotpos = np.flatnonzero(flat == 46)
-    dot_row = dotpos >> 4
-    if len(dotpos) == 3 * n and (dot_row.reshape(n, 3) == np.arange(n)[:, None]).all():
-        good = grid[:, 15] == 0
-    else:
-        good = (np.bincount(dot_row, minlength=n) == 3) & (grid[:, 15] == 0)
-        dotpos = dotpos[good[dot_row]]
-    if not good.all():
-        grid = np.ascontiguousarray(grid[good])
-        flat = grid.ravel()
-    m = len(grid)
-    cols = (dotpos & 15).reshape(m, 3).astype(np.int64)
-    base = np.arange(m, dtype=np.int64) * 16
-    flat = np.r_[flat, np.zeros(3, dtype=np.uint8)]  # reads past the last row see NULs
-    digits = flat - np.uint8(48)  # 0..9 for digits, anything else is larger (uint8 wraps)
-    value = np.zeros(m, dtype=np.uint32)
-    ok = np.ones(m, dtype=bool)
-    for field in range(4):
-        pos = base + (0 if field == 0 else cols[:, field - 1] + 1)
-        d0, d1, d2 = digits[pos], digits[pos + 1], digits[pos + 2]
-        if field < 3:
-            width = cols[:, field] - (pos - base)
-        else:  # the last field runs to the NUL
-            is1, is2 = d1 <= 9, d2 <= 9
-            width = 1 + is1 + (is1 & is2)
-            ok &= flat[pos + width] == 0
-        ok &= (width >= 1) & (width <= 3) & (d0 <= 9) & ((width < 2) | (d1 <= 9)) & ((width < 3) | (d2 <= 9))
-        a, b, c = d0.astype(np.uint16), d1.astype(np.uint16), d2.astype(np.uint16)
-        octet = np.where(width == 1, a, np.where(width == 2, a * 10 + b, a * 100 + b * 10 + c))
-        ok &= octet <= 255
-        value = (value << np.uint32(8)) | octet.astype(np.uint32)
-    if m == n:
+    value = np.zeros(n, dtype=np.uint32)
+    ok = np.zeros(n, dtype=bool)
+    if n == 0:
         return value, ok
-    full_value = np.zeros(n, dtype=np.uint32)
-    full_ok = np.zeros(n, dtype=bool)
-    full_value[good] = value
-    full_ok[good] = ok
-    return full_value, full_ok
+    length = np.diff(_offsets(values))
+    candidate = (length >= 7) & (length <= 15)
+    if values.null_count:
+        candidate &= values.is_valid().to_numpy(zero_copy_only=False)
+    every = bool(candidate.all())
+    if not every and not candidate.any():
+        return value, ok
+    subset = values if every else values.filter(pa.array(candidate))
+    padded = pc.ascii_rpad(subset, 16, "\0")
+    offsets = _offsets(padded)
+    m = len(padded)
+    if offsets[-1] - offsets[0] != 16 * m:  # cannot happen (padding never shortens): stay safe
+        return value, ok
+    data = np.frombuffer(padded.buffers()[2], dtype=np.uint8, count=16 * m, offset=int(offsets[0]))
+    parsed, parsed_ok = _parse_ipv4_rows(data, length if every else length[candidate])
+    if every:
+        return parsed, parsed_ok
+    value[candidate] = parsed
+    ok[candidate] = parsed_ok
+    return value, ok
 
 
 def _parse_one(text: Any) -> tuple[bool, int] | None:
@@ -406,42 +503,54 @@ def _parse_one(text: Any) -> tuple[bool, int] | None:
     return False, (int(parts[0]) << 24) | (int(parts[1]) << 16) | (int(parts[2]) << 8) | int(parts[3])
 
 
-def _parse_ips(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _parse_ips(values: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Parse canonical address strings into (is_v6, hi, lo): the 128 bits as two uint64 halves.
 
-    IPv4 is parsed vectorised; IPv6 and anything unusual one distinct value at a time. Raises
-    ValueError listing a few values that are not addresses: callers must pass addresses
-    (``ipnet.classify_source`` separates service names and ``AWS Internal`` beforehand).
+    ``values``: a pyarrow string column, or a sequence of strings (converted to one first).
+    IPv4 is parsed vectorised on the Arrow bytes; IPv6 and anything unusual one distinct value
+    at a time. Raises ValueError listing a few values that are not addresses: callers must pass
+    addresses (``ipnet.classify_source`` separates service names and ``AWS Internal`` beforehand).
     """
-    values = np.asarray(values, dtype=object)
-    n = len(values)
+    column = _string_column(values)
+    arrow = _string_array(column) if column is not None else None
+    objects = None
+    if arrow is None:
+        objects = _as_object_array(values)
+        try:
+            arrow = pa.array(objects, type=pa.string())
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # not all strings: the per-value path says which
+            arrow = None
+    if arrow is not None and pa.types.is_dictionary(arrow.type):
+        arrow = arrow.dictionary_decode()
+    n = len(arrow) if arrow is not None else len(objects)
     is6 = np.zeros(n, dtype=bool)
     hi = np.zeros(n, dtype=np.uint64)
-    if n == 0:
-        return is6, hi, np.zeros(0, dtype=np.uint64)
-    value, ok = _parse_ipv4_fast(values)
-    lo = value.astype(np.uint64)
-    if not ok.all():
+    if arrow is not None:
+        value, ok = _parse_ipv4_arrow(arrow)
+        lo = value.astype(np.uint64)
         rest = np.flatnonzero(~ok)
-        cache: dict[Any, tuple[bool, int] | None] = {}
-        bad = []
-        for i in rest.tolist():
-            key = values[i]
-            try:
-                parsed = cache[key]
-            except KeyError:
-                parsed = cache[key] = _parse_one(key)
-            except TypeError:  # unhashable
-                parsed = None
-            if parsed is None:
-                bad.append(i)
-                continue
-            is6[i] = parsed[0]
-            hi[i] = parsed[1] >> 64
-            lo[i] = parsed[1] & _MASK64
-        if bad:
-            examples = [str(values[i]) for i in bad[:5]]
-            raise ValueError(f"{len(bad)} values are not IP addresses, e.g. {examples}")
+        rest_values = arrow.take(pa.array(rest)).to_pylist() if len(rest) else []
+    else:
+        lo = np.zeros(n, dtype=np.uint64)
+        rest = np.arange(n)
+        rest_values = objects.tolist()
+    cache: dict[Any, tuple[bool, int] | None] = {}
+    bad = []
+    for i, key in zip(rest.tolist(), rest_values, strict=True):
+        try:
+            parsed = cache[key]
+        except KeyError:
+            parsed = cache[key] = _parse_one(key)
+        except TypeError:  # unhashable
+            parsed = None
+        if parsed is None:
+            bad.append(key)
+            continue
+        is6[i] = parsed[0]
+        hi[i] = parsed[1] >> 64
+        lo[i] = parsed[1] & _MASK64
+    if bad:
+        raise ValueError(f"{len(bad)} values are not IP addresses, e.g. {[str(v) for v in bad[:5]]}")
     return is6, hi, lo
 
 
@@ -679,7 +788,11 @@ class IPInsightsModel:
 
     # ---- scoring
     def score(self, entities: Any, ips: Any) -> ScoreResult:
-        """Dot products, calibrated insight and entity_known for pairs, in input order."""
+        """Dot products, calibrated insight and entity_known for pairs, in input order.
+
+        ``entities`` and ``ips``: pyarrow string columns (the fast path, see "Performance
+        notes"), or sequences, numpy arrays, pandas Series or Categoricals of strings.
+        """
         dot, known = self._dot_and_known(entities, ips)
         return ScoreResult(dot_product=dot, insight=self.insight(dot), entity_known=known)
 
@@ -690,8 +803,14 @@ class IPInsightsModel:
     def insight(self, dot: Any) -> np.ndarray:
         """Calibrated suspicion in [0, 1]: sigmoid(slope * dot + intercept), slope < 0."""
         slope, intercept = self.calibration
-        z = slope * np.asarray(dot, dtype=np.float64) + intercept
-        return _sigmoid(z).astype(np.float32)
+        z = np.multiply(np.asarray(dot, dtype=np.float64), slope)
+        z += intercept
+        # _sigmoid's operations in place: the same values without three temporaries
+        z *= 0.5
+        np.tanh(z, out=z)
+        z += 1.0
+        z *= 0.5
+        return z.astype(np.float32)
 
     def entity_known(self, entities: Any) -> np.ndarray:
         """Whether each entity was in the training data."""
@@ -721,25 +840,29 @@ class IPInsightsModel:
         """(levels, n) rows into ip_emb; unseen prefixes get their section's unseen row (or 0, legacy)."""
         return self._layout.rows(is6, hi, lo, self._bucket_to_row)
 
-    def _ip_vectors_from_rows(self, levels: np.ndarray) -> np.ndarray:
-        """IP vectors (after the encoder) for (levels, n) rows of prefix embeddings."""
-        n = levels.shape[1]
-        out = np.empty((n, self.params.vector_dim), dtype=np.float32)
-        for s in range(0, n, _SCORE_CHUNK):
-            m = min(_SCORE_CHUNK, n - s)
-            out[s : s + m] = _sum_levels(self.ip_emb, levels[:, s : s + m], self.enc_w, self.enc_b)
-        return out
-
     def _pair_rows(self, ips: Any) -> np.ndarray:
-        """(levels, n) prefix-embedding rows of each address; categoricals parse each category once."""
+        """(levels, n) prefix-embedding rows of each address; dictionary-encoded input (pyarrow
+        dictionaries, pandas Categoricals) parses and looks up each distinct value once."""
+        column = _string_column(ips)
+        if column is not None:
+            arrow = _string_array(column)
+            if pa.types.is_dictionary(arrow.type) and not arrow.null_count:
+                rows = self._ip_rows(*_parse_ips(arrow.dictionary))
+                return np.ascontiguousarray(rows[:, _dictionary_codes(arrow)])
+            return self._ip_rows(*_parse_ips(arrow))
         if _categorical(ips) is not None:
             codes, categories = _factorize(ips)
             return np.ascontiguousarray(self._ip_rows(*_parse_ips(categories))[:, codes])
-        return self._ip_rows(*_parse_ips(_as_object_array(ips)))
+        return self._ip_rows(*_parse_ips(ips))
 
     def ip_vectors(self, ips: Any) -> np.ndarray:
         """IP embeddings (after the encoder) for addresses, in input order."""
-        return self._ip_vectors_from_rows(self._pair_rows(ips))
+        rows = self._pair_rows(ips)
+        out = np.empty((rows.shape[1], self.params.vector_dim), dtype=np.float32)
+        for s in range(0, rows.shape[1], _SCORE_CHUNK):
+            m = min(_SCORE_CHUNK, rows.shape[1] - s)
+            out[s : s + m] = _sum_levels(self.ip_emb, rows[:, s : s + m], self.enc_w, self.enc_b)
+        return out
 
     def _dot_and_known(self, entities: Any, ips: Any) -> tuple[np.ndarray, np.ndarray]:
         ecodes, euniques = _factorize(entities)
@@ -813,14 +936,23 @@ def _bucket_map(layout: "_Layout", ip_buckets: np.ndarray, unseen_rows: bool) ->
 
 def _sum_levels(ip_emb: np.ndarray, levels: np.ndarray, enc_w: np.ndarray, enc_b: np.ndarray) -> np.ndarray:
     """Sum of the prefix embeddings (levels: (L, m) rows), then the encoder layers."""
-    v = np.take(ip_emb, levels[0], axis=0)
-    tmp = np.empty_like(v)
-    for k in range(1, len(levels)):
-        np.take(ip_emb, levels[k], axis=0, out=tmp)
-        v += tmp
+    v = np.empty((levels.shape[1], ip_emb.shape[1]), dtype=np.float32)
+    _gather_sum(v, np.empty_like(v), ip_emb, levels, slice(None))
     if len(enc_w):
         v = _encode_forward(v, enc_w, enc_b)[0]
     return v
+
+
+def _gather_sum(v: np.ndarray, tmp: np.ndarray, ip_emb: np.ndarray, levels: np.ndarray, part: slice) -> None:
+    """v = the sum of the rows ``levels[:, part]`` of ip_emb, in level order.
+
+    The gathers use ``mode="clip"`` (the rows are valid by construction): numpy's default
+    ``mode="raise"`` gathers into a temporary and copies that to ``out``, up to twice as slow.
+    """
+    np.take(ip_emb, levels[0, part], axis=0, out=v, mode="clip")
+    for k in range(1, len(levels)):
+        np.take(ip_emb, levels[k, part], axis=0, out=tmp, mode="clip")
+        v += tmp
 
 
 def _pair_dots(
@@ -845,14 +977,11 @@ def _pair_dots(
     tbuf = np.empty((_SCORE_CHUNK, dim), dtype=np.float32)
     for s in range(0, n, _SCORE_CHUNK):
         m = min(_SCORE_CHUNK, n - s)
-        u, v, t = ubuf[:m], vbuf[:m], tbuf[:m]
-        np.take(ip_emb, levels[0, s : s + m], axis=0, out=v)
-        for k in range(1, len(levels)):
-            np.take(ip_emb, levels[k, s : s + m], axis=0, out=t)
-            v += t
+        u, v = ubuf[:m], vbuf[:m]
+        _gather_sum(v, tbuf[:m], ip_emb, levels, slice(s, s + m))
         if len(enc_w):
             v = _encode_forward(v, enc_w, enc_b)[0]
-        np.take(etable, ecodes[s : s + m], axis=0, out=u)
+        np.take(etable, ecodes[s : s + m], axis=0, out=u, mode="clip")
         np.einsum("ij,ij->i", u, v, out=out[s : s + m])
     return out
 
