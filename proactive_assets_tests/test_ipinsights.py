@@ -19,7 +19,9 @@ from proactive_assets.core.ipinsights import (
     IPInsightsModel,
     IPInsightsParams,
     _entity_hash64,
+    _factorize,
     _Layout,
+    _pair_dots,
     _parse_ips,
     _parse_ipv4_arrow,
     _parse_one,
@@ -645,6 +647,12 @@ def test_fast_scoring_matches_the_pair_by_pair_computation_for_every_input_form(
         np.testing.assert_array_equal(result.dot_product, plain.dot_product, err_msg=name)
         np.testing.assert_array_equal(result.insight, plain.insight, err_msg=name)
         np.testing.assert_array_equal(result.entity_known, plain.entity_known, err_msg=name)
+    # the folded head levels add up in the same order as summing every level's row: same bits
+    codes, uniques = _factorize(probe_e)
+    etable, _ = model._entity_table(uniques)
+    levels = model._layout.rows(*_parse_ips(probe_ip), model._bucket_to_row)
+    level_by_level = _pair_dots(etable, codes, model.ip_emb, levels, model.enc_w, model.enc_b)
+    np.testing.assert_array_equal(plain.dot_product, level_by_level)
     np.testing.assert_array_equal(model.ip_vectors(pa.array(probe_ip[:50])), model.ip_vectors(probe_ip[:50]))
 
 

@@ -106,11 +106,13 @@ Performance notes
     per distinct entity; IPv4 addresses are parsed on the Arrow bytes (padded to 16-byte rows by
     ``ascii_rpad``, dots located through a table of 16-bit dot masks, fields read with one
     unaligned load each); IPv6 and anything unusual go one distinct value at a time through
-    ``ipaddress``. The prefix rows' gathers, their sum and the dot product run in cache-sized
-    chunks. Dictionary-encoded addresses (pyarrow dictionaries, pandas
+    ``ipaddress``. Each version's leading exactly-indexed levels (IPv4 /8 and /16, IPv6 /16)
+    are folded into one precomputed "head" row per prefix (bit-for-bit the same sum), so an IPv4
+    address costs three row gathers instead of four; the gathers, the sum and the dot product
+    run in cache-sized chunks. Dictionary-encoded addresses (pyarrow dictionaries, pandas
     Categoricals) are parsed and looked up once per distinct value; for plain columns that would
     not pay on the tutorial-style data, where 99% of a day's addresses are distinct. What is
-    left is memory-bound: four or five random 128-byte rows per pair from tables of tens of MB.
+    left is memory-bound: three or four random 128-byte rows per pair from tables of tens of MB.
     ``python -m benchmarks.detection`` reports pairs/s from the learning set's columns.
 """
 
@@ -571,19 +573,28 @@ class _Layout:
         self.v4 = [s for s in self.sections if s[0] == 4]
         self.v6 = [s for s in self.sections if s[0] == 6]
         self.n_sections = len(self.sections)
+        # Scoring folds each version's leading exactly-indexed levels (IPv4 /8 and /16, IPv6 /16 by
+        # default) into one "head" row per prefix of the longest of them: head_table below.
+        self.head_levels = {v: sum(1 for s in secs if s[4]) for v, secs in ((4, self.v4), (6, self.v6))}
+        self.head_bits = {
+            v: secs[self.head_levels[v] - 1][1] if self.head_levels[v] else 0
+            for v, secs in ((4, self.v4), (6, self.v6))
+        }
 
     def width(self, is6: np.ndarray) -> int:
         """Levels needed for the versions present (IPv4-only input skips IPv6's extra level)."""
         return max(len(self.v4) if (~is6).any() else 0, len(self.v6) if is6.any() else 0, 1)
 
-    def _level_buckets(self, is6: np.ndarray, hi: np.ndarray, lo: np.ndarray):
-        """Yield (level, index, global bucket ids) for each version present and prefix level."""
+    def _level_buckets(self, is6: np.ndarray, hi: np.ndarray, lo: np.ndarray, skip_head: bool = False):
+        """Yield (level, index, global bucket ids) for each version present and prefix level;
+        with ``skip_head`` without the head levels, the next level being level 0."""
         for mask, sections in ((~is6, self.v4), (is6, self.v6)):
             if not mask.any():
                 continue
             idx = slice(None) if mask.all() else np.flatnonzero(mask)
             h, lw = hi[idx], lo[idx]
-            for level, (version, bits, offset, size, exact) in enumerate(sections):
+            first = self.head_levels[sections[0][0]] if skip_head else 0
+            for level, (version, bits, offset, size, exact) in enumerate(sections[first:]):
                 salt = np.uint64((version * 1000 + bits) * 0x9E3779B97F4A7C15 & _MASK64)
                 if version == 4:
                     prefix = lw >> np.uint64(32 - bits)
@@ -616,6 +627,48 @@ class _Layout:
         for level, idx, bucket in self._level_buckets(is6, hi, lo):
             out[level, idx] = bucket_to_row[bucket]
         return out
+
+    def head_table(self, ip_emb: np.ndarray, bucket_to_row: np.ndarray) -> np.ndarray:
+        """Sums of the head levels' embeddings for every head prefix: IPv4's 2**head_bits[4] rows,
+        then IPv6's (one zero row for a version without exact levels).
+
+        Each sum is accumulated in level order in float32, as ``_pair_dots`` adds levels, so a
+        head row plus the remaining levels is bit-for-bit the sum over all the levels.
+        """
+        parts = []
+        for sections in (self.v4, self.v6):
+            version = sections[0][0]
+            bits = self.head_bits[version]
+            prefixes = np.arange(1 << bits, dtype=np.int64)
+            table = np.zeros((1 << bits, ip_emb.shape[1]), dtype=np.float32)
+            for level, (_, level_bits, offset, _, _) in enumerate(sections[: self.head_levels[version]]):
+                rows = ip_emb[bucket_to_row[offset + (prefixes >> (bits - level_bits))]]
+                if level == 0:
+                    table = rows
+                else:
+                    table += rows
+            parts.append(table)
+        return np.concatenate(parts)
+
+    def head_rows(
+        self, is6: np.ndarray, hi: np.ndarray, lo: np.ndarray, bucket_to_row: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(row of ``head_table`` per address, (levels, n) int32 rows of the levels after the head)."""
+        head = np.zeros(len(lo), dtype=np.intp)
+        for mask, version, word, word_bits, first in ((~is6, 4, lo, 32, 0), (is6, 6, hi, 64, 1 << self.head_bits[4])):
+            bits = self.head_bits[version]
+            if mask.all():
+                head[:] = first + (word >> np.uint64(word_bits - bits)).astype(np.intp) if bits else first
+            elif mask.any():
+                head[mask] = first + (word[mask] >> np.uint64(word_bits - bits)).astype(np.intp) if bits else first
+        width = max(
+            len(self.v4) - self.head_levels[4] if (~is6).any() else 0,
+            len(self.v6) - self.head_levels[6] if is6.any() else 0,
+        )
+        rows = np.zeros((width, len(lo)), dtype=np.int32)
+        for level, idx, bucket in self._level_buckets(is6, hi, lo, skip_head=True):
+            rows[level, idx] = bucket_to_row[bucket]
+        return head, rows
 
 
 # --------------------------------------------------------------------------------------------
@@ -836,41 +889,53 @@ class IPInsightsModel:
             table[known] = self.entity_emb[rows]
         return table, known
 
-    def _ip_rows(self, is6: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
-        """(levels, n) rows into ip_emb; unseen prefixes get their section's unseen row (or 0, legacy)."""
-        return self._layout.rows(is6, hi, lo, self._bucket_to_row)
+    def _ip_rows(self, is6: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(row of ``_head_table``, (levels, n) rows into ip_emb of the levels after the head) per
+        address; unseen prefixes get their section's unseen row (or 0, legacy)."""
+        return self._layout.head_rows(is6, hi, lo, self._bucket_to_row)
 
-    def _pair_rows(self, ips: Any) -> np.ndarray:
-        """(levels, n) prefix-embedding rows of each address; dictionary-encoded input (pyarrow
-        dictionaries, pandas Categoricals) parses and looks up each distinct value once."""
+    @functools.cached_property
+    def _head_table(self) -> np.ndarray:
+        """The head levels' summed embeddings per head prefix (``_Layout.head_table``), made on
+        first use: 2 x 65,536 rows with the default prefixes, 16 MB at vector_dim 32."""
+        return self._layout.head_table(self.ip_emb, self._bucket_to_row)
+
+    def _pair_rows(self, ips: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``_ip_rows`` of each address; dictionary-encoded input (pyarrow dictionaries, pandas
+        Categoricals) parses and looks up each distinct value once."""
         column = _string_column(ips)
         if column is not None:
             arrow = _string_array(column)
             if pa.types.is_dictionary(arrow.type) and not arrow.null_count:
-                rows = self._ip_rows(*_parse_ips(arrow.dictionary))
-                return np.ascontiguousarray(rows[:, _dictionary_codes(arrow)])
+                codes = _dictionary_codes(arrow)
+                head, rows = self._ip_rows(*_parse_ips(arrow.dictionary))
+                return head[codes], np.ascontiguousarray(rows[:, codes])
             return self._ip_rows(*_parse_ips(arrow))
         if _categorical(ips) is not None:
             codes, categories = _factorize(ips)
-            return np.ascontiguousarray(self._ip_rows(*_parse_ips(categories))[:, codes])
+            head, rows = self._ip_rows(*_parse_ips(categories))
+            return head[codes], np.ascontiguousarray(rows[:, codes])
         return self._ip_rows(*_parse_ips(ips))
 
     def ip_vectors(self, ips: Any) -> np.ndarray:
         """IP embeddings (after the encoder) for addresses, in input order."""
-        rows = self._pair_rows(ips)
-        out = np.empty((rows.shape[1], self.params.vector_dim), dtype=np.float32)
-        for s in range(0, rows.shape[1], _SCORE_CHUNK):
-            m = min(_SCORE_CHUNK, rows.shape[1] - s)
-            out[s : s + m] = _sum_levels(self.ip_emb, rows[:, s : s + m], self.enc_w, self.enc_b)
+        head, rows = self._pair_rows(ips)
+        out = np.empty((len(head), self.params.vector_dim), dtype=np.float32)
+        for s in range(0, len(head), _SCORE_CHUNK):
+            m = min(_SCORE_CHUNK, len(head) - s)
+            out[s : s + m] = _sum_levels(
+                self.ip_emb, rows[:, s : s + m], self.enc_w, self.enc_b, (self._head_table, head[s : s + m])
+            )
         return out
 
     def _dot_and_known(self, entities: Any, ips: Any) -> tuple[np.ndarray, np.ndarray]:
         ecodes, euniques = _factorize(entities)
-        rows = self._pair_rows(ips)
-        if len(ecodes) != rows.shape[1]:
-            raise ValueError(f"{len(ecodes)} entities but {rows.shape[1]} addresses")
+        head, rows = self._pair_rows(ips)
+        if len(ecodes) != len(head):
+            raise ValueError(f"{len(ecodes)} entities but {len(head)} addresses")
         etable, known = self._entity_table(euniques)
-        return _pair_dots(etable, ecodes, self.ip_emb, rows, self.enc_w, self.enc_b), known[ecodes]
+        dots = _pair_dots(etable, ecodes, self.ip_emb, rows, self.enc_w, self.enc_b, (self._head_table, head))
+        return dots, known[ecodes]
 
     # ---- persistence
     def to_bytes(self) -> bytes:
@@ -934,23 +999,43 @@ def _bucket_map(layout: "_Layout", ip_buckets: np.ndarray, unseen_rows: bool) ->
     return mapping
 
 
-def _sum_levels(ip_emb: np.ndarray, levels: np.ndarray, enc_w: np.ndarray, enc_b: np.ndarray) -> np.ndarray:
-    """Sum of the prefix embeddings (levels: (L, m) rows), then the encoder layers."""
-    v = np.empty((levels.shape[1], ip_emb.shape[1]), dtype=np.float32)
-    _gather_sum(v, np.empty_like(v), ip_emb, levels, slice(None))
+def _sum_levels(
+    ip_emb: np.ndarray,
+    levels: np.ndarray,
+    enc_w: np.ndarray,
+    enc_b: np.ndarray,
+    head: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
+    """Sum of the prefix embeddings (levels: (L, m) rows, after ``head``'s rows if given: (table,
+    row per address)), then the encoder layers."""
+    m = levels.shape[1] if head is None else len(head[1])
+    v = np.empty((m, ip_emb.shape[1]), dtype=np.float32)
+    _gather_sum(v, np.empty_like(v), ip_emb, levels, slice(None), head)
     if len(enc_w):
         v = _encode_forward(v, enc_w, enc_b)[0]
     return v
 
 
-def _gather_sum(v: np.ndarray, tmp: np.ndarray, ip_emb: np.ndarray, levels: np.ndarray, part: slice) -> None:
-    """v = the sum of the rows ``levels[:, part]`` of ip_emb, in level order.
+def _gather_sum(
+    v: np.ndarray,
+    tmp: np.ndarray,
+    ip_emb: np.ndarray,
+    levels: np.ndarray,
+    part: slice,
+    head: tuple[np.ndarray, np.ndarray] | None,
+) -> None:
+    """v = the sum of the rows ``levels[:, part]`` of ip_emb (after ``head``'s rows), in level order.
 
     The gathers use ``mode="clip"`` (the rows are valid by construction): numpy's default
     ``mode="raise"`` gathers into a temporary and copies that to ``out``, up to twice as slow.
     """
-    np.take(ip_emb, levels[0, part], axis=0, out=v, mode="clip")
-    for k in range(1, len(levels)):
+    if head is None:
+        np.take(ip_emb, levels[0, part], axis=0, out=v, mode="clip")
+        first = 1
+    else:
+        np.take(head[0], head[1][part], axis=0, out=v, mode="clip")
+        first = 0
+    for k in range(first, len(levels)):
         np.take(ip_emb, levels[k, part], axis=0, out=tmp, mode="clip")
         v += tmp
 
@@ -962,8 +1047,10 @@ def _pair_dots(
     levels: np.ndarray,
     enc_w: np.ndarray,
     enc_b: np.ndarray,
+    head: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """out[i] = etable[ecodes[i]] . ip_vector(levels[:, i]), in cache-sized chunks.
+    """out[i] = etable[ecodes[i]] . ip_vector(i), in cache-sized chunks; ip_vector(i) is the sum
+    of ``head[0][head[1][i]]`` (if given) and of ip_emb's rows ``levels[:, i]``, then the encoder.
 
     No per-address table is materialised: each chunk gathers its prefix rows, sums them and
     takes the row-wise dot product while the rows are still in cache.
@@ -978,7 +1065,7 @@ def _pair_dots(
     for s in range(0, n, _SCORE_CHUNK):
         m = min(_SCORE_CHUNK, n - s)
         u, v = ubuf[:m], vbuf[:m]
-        _gather_sum(v, tbuf[:m], ip_emb, levels, slice(s, s + m))
+        _gather_sum(v, tbuf[:m], ip_emb, levels, slice(s, s + m), head)
         if len(enc_w):
             v = _encode_forward(v, enc_w, enc_b)[0]
         np.take(etable, ecodes[s : s + m], axis=0, out=u, mode="clip")
