@@ -324,8 +324,9 @@ def _string_column(values: Any) -> pa.ChunkedArray | None:
         return None
     if isinstance(values, pa.Array):
         values = pa.chunked_array([values])
-    if pa.types.is_string_view(value_type):
-        values = values.cast(pa.dictionary(pa.int32(), pa.string()) if values.type != value_type else pa.string())
+    if pa.types.is_string_view(value_type):  # no offsets buffer: made a plain string column
+        is_dictionary = pa.types.is_dictionary(values.type)
+        values = values.cast(pa.dictionary(values.type.index_type, pa.string()) if is_dictionary else pa.string())
     return values
 
 
@@ -656,11 +657,11 @@ class _Layout:
         """(row of ``head_table`` per address, (levels, n) int32 rows of the levels after the head)."""
         head = np.zeros(len(lo), dtype=np.intp)
         for mask, version, word, word_bits, first in ((~is6, 4, lo, 32, 0), (is6, 6, hi, 64, 1 << self.head_bits[4])):
+            if not mask.any():
+                continue
             bits = self.head_bits[version]
-            if mask.all():
-                head[:] = first + (word >> np.uint64(word_bits - bits)).astype(np.intp) if bits else first
-            elif mask.any():
-                head[mask] = first + (word[mask] >> np.uint64(word_bits - bits)).astype(np.intp) if bits else first
+            part = slice(None) if mask.all() else mask
+            head[part] = first + (word[part] >> np.uint64(word_bits - bits)).astype(np.intp) if bits else first
         width = max(
             len(self.v4) - self.head_levels[4] if (~is6).any() else 0,
             len(self.v6) - self.head_levels[6] if is6.any() else 0,
