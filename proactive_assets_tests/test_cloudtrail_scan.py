@@ -139,3 +139,11 @@ def test_fuzzed_objects_match_the_exact_reader() -> None:
             else:
                 doc[at:at] = bytes([rng.choice(alphabet)])
         assert_same(bytes(doc))
+
+
+def test_a_mistyped_identity_field_is_reported_by_name() -> None:
+    parsed = scanned([dump([record(), record(userIdentity={"type": "IAMUser", "arn": 12})])])
+    assert [(p.record_index, p.field, p.reason) for p in parsed.problems] == [
+        (1, "userIdentity.arn", "field userIdentity.arn has the wrong type")
+    ]
+    assert parsed.events.num_rows == 1
