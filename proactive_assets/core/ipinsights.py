@@ -105,9 +105,9 @@ Performance notes
     makes a Python object per pair: entities are dictionary-encoded by pyarrow and hashed once
     per distinct entity; IPv4 addresses are parsed on the Arrow bytes (padded to 16-byte rows by
     ``ascii_rpad``, dots located through a table of 16-bit dot masks, fields read with one
-    unaligned load each); IPv6 and anything unusual go one distinct value at a time through
-    ``ipaddress``. Each version's leading exactly-indexed levels (IPv4 /8 and /16, IPv6 /16)
-    are folded into one precomputed "head" row per prefix (bit-for-bit the same sum), so an IPv4
+    unaligned load each); IPv6 and anything unusual go one value at a time through ``inet_pton``
+    (``ipaddress`` for what it refuses). Each version's leading exactly-indexed levels (IPv4 /8
+    and /16, IPv6 /16) are folded into one precomputed "head" row per prefix (bit-for-bit the same sum), so an IPv4
     address costs three row gathers instead of four; the gathers, the sum and the dot product
     run in cache-sized chunks. Dictionary-encoded addresses (pyarrow dictionaries, pandas
     Categoricals) are parsed and looked up once per distinct value; for plain columns that would
@@ -124,6 +124,7 @@ import ipaddress
 import itertools
 import json
 import math
+import socket
 import time
 import zipfile
 from collections.abc import Sequence
@@ -506,12 +507,27 @@ def _parse_one(text: Any) -> tuple[bool, int] | None:
     return False, (int(parts[0]) << 24) | (int(parts[1]) << 16) | (int(parts[2]) << 8) | int(parts[3])
 
 
+_inet_pton = socket.inet_pton
+
+
+def _pack_one(text: Any) -> tuple[bool, bytes] | None:
+    """(is_v6, 16 big-endian bytes) of one address, or None. IPv6 goes through the C library's
+    inet_pton; whatever it refuses (a zone id, IPv4, junk) gets ``_parse_one``'s answer."""
+    if isinstance(text, str) and ":" in text:
+        try:
+            return True, _inet_pton(socket.AF_INET6, text)
+        except (OSError, ValueError):
+            pass
+    parsed = _parse_one(text)
+    return None if parsed is None else (parsed[0], parsed[1].to_bytes(16, "big"))
+
+
 def _parse_ips(values: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Parse canonical address strings into (is_v6, hi, lo): the 128 bits as two uint64 halves.
 
     ``values``: a pyarrow string column, or a sequence of strings (converted to one first).
-    IPv4 is parsed vectorised on the Arrow bytes; IPv6 and anything unusual one distinct value
-    at a time. Raises ValueError listing a few values that are not addresses: callers must pass
+    IPv4 is parsed vectorised on the Arrow bytes; IPv6 and anything unusual one value at a
+    time. Raises ValueError listing a few values that are not addresses: callers must pass
     addresses (``ipnet.classify_source`` separates service names and ``AWS Internal`` beforehand).
     """
     column = _string_column(values)
@@ -537,23 +553,19 @@ def _parse_ips(values: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         lo = np.zeros(n, dtype=np.uint64)
         rest = np.arange(n)
         rest_values = objects.tolist()
-    cache: dict[Any, tuple[bool, int] | None] = {}
-    bad = []
-    for i, key in zip(rest.tolist(), rest_values, strict=True):
-        try:
-            parsed = cache[key]
-        except KeyError:
-            parsed = cache[key] = _parse_one(key)
-        except TypeError:  # unhashable
-            parsed = None
-        if parsed is None:
-            bad.append(key)
-            continue
-        is6[i] = parsed[0]
-        hi[i] = parsed[1] >> 64
-        lo[i] = parsed[1] & _MASK64
-    if bad:
-        raise ValueError(f"{len(bad)} values are not IP addresses, e.g. {[str(v) for v in bad[:5]]}")
+    if len(rest):
+        try:  # usually all IPv6: one inet_pton each (more than 10x faster than ipaddress)
+            blobs, v6 = [_inet_pton(socket.AF_INET6, value) for value in rest_values], True
+        except (OSError, ValueError, TypeError):
+            packed = [_pack_one(value) for value in rest_values]
+            bad = [value for value, p in zip(rest_values, packed, strict=True) if p is None]
+            if bad:
+                raise ValueError(f"{len(bad)} values are not IP addresses, e.g. {[str(v) for v in bad[:5]]}") from None
+            blobs, v6 = [p[1] for p in packed], [p[0] for p in packed]
+        halves = np.frombuffer(b"".join(blobs), dtype=">u8").reshape(-1, 2)
+        is6[rest] = v6
+        hi[rest] = halves[:, 0]
+        lo[rest] = halves[:, 1]
     return is6, hi, lo
 
 
