@@ -87,7 +87,6 @@ typedef struct {
     column_t columns[N_FIELDS];
     buf_t doc_index, record_valid, identity_valid;
     size_t rows;
-    int oom;
 } out_t;
 
 typedef struct {
