@@ -1,66 +1,103 @@
-"""Settings read from the environment variables that ../DESIGN.md names (all optional).
+"""Settings: the one place the environment is read (the variables DESIGN.md names, all optional).
 
-Kept free of Dagster so the CLI, the benchmarks and the Dagster resources read them the same way.
+Each field names its environment variable once (its alias); pydantic parses and validates, and a
+bad value becomes a one-line error naming the variable. No Dagster here: the CLI, the benchmarks
+and the Dagster resource (``defs/resources.py``, which carries a ``Settings`` as its config) all
+read the same object.
 """
 
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from datetime import date
 from pathlib import Path
+from typing import Any
 
-DEFAULT_INSIGHT_THRESHOLD = 0.85
-DEFAULT_TRAINING_DAYS = 14
-DEFAULT_MIN_TRAINING_DAYS = 3
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-
-def _csv(value: str | None) -> tuple[str, ...]:
-    if not value:
-        return ()
-    return tuple(part.strip() for part in value.split(",") if part.strip())
+DEFAULT_START_DATE = "2024-01-01"
+MODEL_BACKENDS = ("local", "sagemaker")
+SCORING_MODES = ("endpoint", "batch")
 
 
-def _int(env: dict[str, str], name: str, default: int, minimum: int = 1) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
+def _env(*names: str) -> Any:
+    return AliasChoices(*names)
 
 
-def _float(env: dict[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from None
-
-
-@dataclass(frozen=True)
-class Settings:
+class Settings(BaseModel):
     """Everything a run needs to know about where data lives and how to treat it."""
 
-    home: str
-    cloudtrail_uri: str
-    accounts: tuple[str, ...]
-    regions: tuple[str, ...]
-    security_lake_uri: str | None
-    sqs_queue_url: str | None
-    warehouse: str
-    model_backend: str
-    training_days: int
-    min_training_days: int
-    insight_threshold: float
-    sns_topic_arn: str | None
-    sagemaker_role_arn: str | None
-    sagemaker_artifacts_uri: str | None
-    sagemaker_scoring_mode: str | None = None
-    sagemaker_endpoint_name: str | None = None
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    home: str = Field(default="", validation_alias=_env("home", "PROACTIVE_HOME"))
+    cloudtrail_uri: str = Field(default="", validation_alias=_env("cloudtrail_uri", "PROACTIVE_CLOUDTRAIL_URI"))
+    accounts: list[str] = Field(default=[], validation_alias=_env("accounts", "PROACTIVE_ACCOUNTS"))
+    regions: list[str] = Field(default=[], validation_alias=_env("regions", "PROACTIVE_REGIONS"))
+    security_lake_uri: str | None = Field(
+        default=None, validation_alias=_env("security_lake_uri", "PROACTIVE_SECURITY_LAKE_URI")
+    )
+    sqs_queue_url: str | None = Field(default=None, validation_alias=_env("sqs_queue_url", "PROACTIVE_SQS_QUEUE_URL"))
+    warehouse: str = Field(default="", validation_alias=_env("warehouse", "PROACTIVE_WAREHOUSE"))
+    model_backend: str = Field(
+        default="local", validation_alias=_env("model_backend", "PROACTIVE_MODEL_BACKEND")
+    )
+    training_days: int = Field(default=14, ge=1, validation_alias=_env("training_days", "PROACTIVE_TRAINING_DAYS"))
+    min_training_days: int = Field(
+        default=3, ge=1, validation_alias=_env("min_training_days", "PROACTIVE_MIN_TRAINING_DAYS")
+    )
+    insight_threshold: float = Field(
+        default=0.85, ge=0.0, le=1.0, validation_alias=_env("insight_threshold", "INSIGHT_THRESHOLD")
+    )
+    start_date: str = Field(default=DEFAULT_START_DATE, validation_alias=_env("start_date", "PROACTIVE_START_DATE"))
+    sns_topic_arn: str | None = Field(default=None, validation_alias=_env("sns_topic_arn", "SNS_TOPIC_ARN"))
+    aws_region: str | None = Field(default=None, validation_alias=_env("aws_region", "AWS_REGION", "AWS_DEFAULT_REGION"))
+    sagemaker_role_arn: str | None = Field(
+        default=None, validation_alias=_env("sagemaker_role_arn", "SAGEMAKER_ROLE_ARN")
+    )
+    sagemaker_artifacts_uri: str | None = Field(
+        default=None, validation_alias=_env("sagemaker_artifacts_uri", "PROACTIVE_SAGEMAKER_ARTIFACTS_URI")
+    )
+    sagemaker_scoring_mode: str | None = Field(
+        default=None, validation_alias=_env("sagemaker_scoring_mode", "PROACTIVE_SAGEMAKER_SCORING_MODE")
+    )
+    sagemaker_endpoint_name: str | None = Field(
+        default=None, validation_alias=_env("sagemaker_endpoint_name", "PROACTIVE_SAGEMAKER_ENDPOINT_NAME")
+    )
+
+    @field_validator("accounts", "regions", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("model_backend", "sagemaker_scoring_mode", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("model_backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        return _one_of(value, MODEL_BACKENDS)
+
+    @field_validator("sagemaker_scoring_mode")
+    @classmethod
+    def _known_mode(cls, value: str | None) -> str | None:
+        return None if value is None else _one_of(value, SCORING_MODES)
+
+    @field_validator("start_date")
+    @classmethod
+    def _iso_day(cls, value: str) -> str:
+        return date.fromisoformat(value).isoformat()
+
+    @model_validator(mode="after")
+    def _derived_paths(self) -> "Settings":
+        """Paths default under ``home`` (itself ``.proactive`` in the working directory), made absolute."""
+        home = str(Path(self.home or ".proactive").expanduser().resolve())
+        object.__setattr__(self, "home", home)
+        object.__setattr__(self, "cloudtrail_uri", _absolute(self.cloudtrail_uri or str(Path(home) / "sample")))
+        object.__setattr__(self, "warehouse", _absolute(self.warehouse or str(Path(home) / "warehouse")))
+        return self
 
     @property
     def alerts_file(self) -> str:
@@ -70,28 +107,53 @@ class Settings:
     def suppressions_file(self) -> str:
         return str(Path(self.home) / "suppressions.toml")
 
+    @property
+    def dagster_home(self) -> str:
+        return str(Path(self.home) / "dagster")
+
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
-        env = dict(os.environ if env is None else env)
-        home = env.get("PROACTIVE_HOME") or str(Path.cwd() / ".proactive")
-        backend = (env.get("PROACTIVE_MODEL_BACKEND") or "local").lower()
-        if backend not in ("local", "sagemaker"):
-            raise ValueError(f"PROACTIVE_MODEL_BACKEND must be 'local' or 'sagemaker', got {backend!r}")
-        return cls(
-            home=home,
-            cloudtrail_uri=env.get("PROACTIVE_CLOUDTRAIL_URI") or str(Path(home) / "sample"),
-            accounts=_csv(env.get("PROACTIVE_ACCOUNTS")),
-            regions=_csv(env.get("PROACTIVE_REGIONS")),
-            security_lake_uri=env.get("PROACTIVE_SECURITY_LAKE_URI") or None,
-            sqs_queue_url=env.get("PROACTIVE_SQS_QUEUE_URL") or None,
-            warehouse=env.get("PROACTIVE_WAREHOUSE") or str(Path(home) / "warehouse"),
-            model_backend=backend,
-            training_days=_int(env, "PROACTIVE_TRAINING_DAYS", DEFAULT_TRAINING_DAYS),
-            min_training_days=_int(env, "PROACTIVE_MIN_TRAINING_DAYS", DEFAULT_MIN_TRAINING_DAYS),
-            insight_threshold=_float(env, "INSIGHT_THRESHOLD", DEFAULT_INSIGHT_THRESHOLD),
-            sns_topic_arn=env.get("SNS_TOPIC_ARN") or None,
-            sagemaker_role_arn=env.get("SAGEMAKER_ROLE_ARN") or None,
-            sagemaker_artifacts_uri=env.get("PROACTIVE_SAGEMAKER_ARTIFACTS_URI") or None,
-            sagemaker_scoring_mode=(env.get("PROACTIVE_SAGEMAKER_SCORING_MODE") or "").lower() or None,
-            sagemaker_endpoint_name=env.get("PROACTIVE_SAGEMAKER_ENDPOINT_NAME") or None,
-        )
+    def env_names(cls) -> set[str]:
+        """Every environment variable the settings read."""
+        return {name for field in cls.model_fields.values() for name in _aliases(field.validation_alias)}
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        """Settings from ``env`` (default: ``os.environ``); empty variables count as unset.
+
+        Raises ``ValueError`` with one line per bad variable, naming it and the value it had.
+        """
+        source = os.environ if env is None else env
+        values = {name: source[name] for name in cls.env_names() if name in source and source[name].strip() != ""}
+        # AWS_REGION wins over AWS_DEFAULT_REGION, as in boto3.
+        if "AWS_REGION" in values:
+            values.pop("AWS_DEFAULT_REGION", None)
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise ValueError(_describe(exc, values)) from None
+
+
+def _one_of(value: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ValueError(f"must be one of {', '.join(allowed)}")
+    return value
+
+
+def _absolute(uri: str) -> str:
+    return uri if "://" in uri else str(Path(uri).expanduser().resolve())
+
+
+def _aliases(alias: Any) -> list[str]:
+    if isinstance(alias, AliasChoices):
+        return [a for a in alias.choices if isinstance(a, str) and a.upper() == a]
+    return []
+
+
+def _describe(exc: ValidationError, values: Mapping[str, str]) -> str:
+    lines = []
+    for error in exc.errors():
+        name = str(error["loc"][0]) if error["loc"] else "settings"
+        got = f", got {values[name]!r}" if name in values else ""
+        message = str(error["msg"]).removeprefix("Value error, ")
+        lines.append(f"{name}: {message}{got}")
+    return "; ".join(lines)

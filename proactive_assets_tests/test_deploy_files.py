@@ -786,13 +786,10 @@ def test_task_execution_role_reads_only_the_database_secret() -> None:
 
 
 def _env_names_read_by_the_project() -> set[str]:
-    config = (ROOT / "proactive_assets" / "config.py").read_text()
-    names = set(re.findall(r'env\.get\("([A-Z0-9_]+)"\)', config))
-    names |= set(re.findall(r'_(?:int|float)\(env, "([A-Z0-9_]+)"', config))
-    partitions = (ROOT / "proactive_assets" / "defs" / "partitions.py").read_text()
-    names |= set(re.findall(r'environ\.get\("([A-Z0-9_]+)"\)', partitions))
-    model = (ROOT / "proactive_assets" / "defs" / "assets" / "model.py").read_text()
-    names |= set(re.findall(r'^[A-Z_]+_ENV = "([A-Z0-9_]+)"', model, flags=re.MULTILINE))
+    from proactive_assets.config import Settings
+
+    # ECS sets AWS_REGION/AWS_DEFAULT_REGION in every task itself; they are boto3's own settings.
+    names = Settings.env_names() - {"AWS_REGION", "AWS_DEFAULT_REGION"}
     assert {"PROACTIVE_CLOUDTRAIL_URI", "PROACTIVE_WAREHOUSE", "PROACTIVE_START_DATE"} <= names
     return names
 
