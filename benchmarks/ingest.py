@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     scale = args.scale or (10.0 if args.quick else 100.0)
     big = args.big_events or (500_000 if args.quick else 5_000_000)
 
-    from proactive_assets.core.sample_data import generate_sample
+    from proactive_assets.samples.cloudtrail import generate_sample
 
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         root = Path(tmp) / "bucket"

@@ -34,8 +34,8 @@ import pyarrow as pa
 from benchmarks.detection import _parse_overrides
 from proactive_assets.core import cloudtrail, pairs
 from proactive_assets.core.ipinsights import IPInsightsParams, roc_auc, train_ip_insights
-from proactive_assets.core.sample_data import generate_sample
 from proactive_assets.core.storage import LocalStore
+from proactive_assets.samples.cloudtrail import generate_sample
 
 START = date(2024, 6, 1)  # the demo's start day (proactive_assets.demo.DEMO_START)
 THRESHOLDS = (0.5, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.99)

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
         started = time.perf_counter()
         if not args.home:
             from proactive_assets.cli import run_days
-            from proactive_assets.core.sample_data import generate_sample
+            from proactive_assets.samples.cloudtrail import generate_sample
 
             generate_sample(Path(settings.cloudtrail_uri), start=DEMO_START, days=args.days, seed=args.seed)
             with open(os.devnull, "w") as quiet:

@@ -136,7 +136,7 @@ def _json_default(value: object) -> object:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from proactive_assets.core.sample_data import generate_sample
+    from proactive_assets.samples.cloudtrail import generate_sample
 
     start = args.start or (datetime.now(UTC).date() - timedelta(days=args.days))
     summary = generate_sample(Path(args.out_dir), start=start, days=args.days, seed=args.seed)

@@ -24,7 +24,7 @@ def _collect(warehouse: Warehouse, asset: str, days: list[date]) -> pd.DataFrame
 def run_demo(days: int = 21, seed: int = 7, start: date = DEMO_START) -> int:
     """Everything on the embedded default; returns the process exit code."""
     from proactive_assets.cli import run_days
-    from proactive_assets.core.sample_data import generate_sample
+    from proactive_assets.samples.cloudtrail import generate_sample
 
     settings = Settings.from_env()
     sample_dir = Path(settings.cloudtrail_uri)

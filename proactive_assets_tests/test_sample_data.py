@@ -12,14 +12,11 @@ from pathlib import Path
 import pytest
 
 from proactive_assets.core.ipnet import KIND_AWS_INTERNAL, KIND_AWS_SERVICE, KIND_IP, classify_source
-from proactive_assets.core.sample_data import (
-    GROUND_TRUTH,
-    SampleSummary,
-    _build_world,
-    _Generator,
-    _Names,
-    generate_sample,
-)
+from proactive_assets.samples.cloudtrail import GROUND_TRUTH, SampleSummary, generate_sample
+from proactive_assets.samples.cloudtrail.activity import DailyActivity
+from proactive_assets.samples.cloudtrail.incidents import IncidentPlan
+from proactive_assets.samples.cloudtrail.seeded import HashedNames
+from proactive_assets.samples.cloudtrail.world import build_world
 
 START = dt.date(2025, 3, 3)  # a Monday
 DAYS = 2
@@ -112,18 +109,18 @@ def test_ground_truth_does_not_depend_on_scale(sample: tuple[Path, SampleSummary
 
 def test_three_weeks_keep_injections_in_the_last_week() -> None:
     """The plan alone (no files): with 21 days, everything injected falls on days 14-20."""
-    names = _Names(7)
-    generator = _Generator(_build_world(7, names), names, START, 21, 7, 1.0)
-    generator.plan()
-    suspicious = [t for t in generator.truth if t.label == "suspicious"]
-    benign = [t for t in generator.truth if t.label == "benign_novelty"]
-    assert all(14 <= t.day <= 20 for t in generator.truth)
+    names = HashedNames(7)
+    plan = IncidentPlan(DailyActivity(build_world(7, names), names, START, 1.0), 21, 7)
+    plan.draw()
+    suspicious = [t for t in plan.truth if t.label == "suspicious"]
+    benign = [t for t in plan.truth if t.label == "benign_novelty"]
+    assert all(14 <= t.day <= 20 for t in plan.truth)
     assert 6 <= len({(t.day, t.arn) for t in suspicious}) <= 12 and len(benign) >= 5
     assert len({t.day for t in suspicious}) == 7, "an incident every day of the last week"
     assert any(":" in t.ip for t in suspicious)
-    warm_ups = {s.arn for day, sessions in generator.forced.items() if day < 14 for s in sessions}
-    always_on = {i.arn for i in generator.world.identities if i.kind == "instance"}
-    assert {t.arn for t in generator.truth} <= warm_ups | always_on, "every labelled identity has a history"
+    warm_ups = {s.arn for day, sessions in plan.forced.items() if day < 14 for s in sessions}
+    always_on = {i.arn for i in plan.world.identities if i.kind == "instance"}
+    assert {t.arn for t in plan.truth} <= warm_ups | always_on, "every labelled identity has a history"
 
 
 def test_layout_is_a_cloudtrail_bucket(sample: tuple[Path, SampleSummary], truth: dict) -> None:

@@ -1,0 +1,1 @@
+"""Synthetic scenario generators: log data with known answers, for demos, tests and benchmarks."""
