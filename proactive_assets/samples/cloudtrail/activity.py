@@ -90,12 +90,12 @@ class DailyActivity:
             sessions.append(Session(ui=ui, ua="AWS Internal", console=True, **internal))
         return sessions
 
-    def instance_window(self, ident: Identity, when: int) -> tuple[int, int, int]:
-        """The instance's six-hour credential window holding ``when``: its number, start and end."""
+    def instance_window(self, ident: Identity, when: int) -> tuple[int, int]:
+        """The instance's six-hour credential window holding ``when``: its number and start."""
         period = 6 * 3600
         offset = ident.extra["rotate_offset"]
         k = (when - offset) // period
-        return k, k * period + offset, (k + 1) * period + offset
+        return k, k * period + offset
 
     def ci_run(
         self, ident: Identity, day: int, start: int, n: int, ip: str, rng: np.random.Generator, duration: int = 400
@@ -233,7 +233,7 @@ class DailyActivity:
         """Cron-like bursts every three hours, with credentials rotated by EC2 every six hours."""
         sessions = []
         for when in range(ds + ident.extra["burst_offset"], de - 120, 3 * 3600):
-            k, ws, _ = self.instance_window(ident, when)
+            k, ws = self.instance_window(ident, when)
             ui = assumed_role_identity(ident, self.temporary_key(ident.arn, k), ws)
             sessions.append(
                 Session(

@@ -8,7 +8,6 @@ BUCKET = "example-org-cloudtrail-logs"
 
 # Every API call the sample makes: (service, eventName, readOnly, requestParameters, logged in us-east-1 only)
 
-_P_DESCRIBE = {"filterSet": {}}
 _EVENT_TABLE: tuple[tuple[str, str, bool, dict | None, bool], ...] = (
     ("sts", "GetCallerIdentity", True, None, False),
     ("s3", "ListBuckets", True, {"Host": "s3.amazonaws.com"}, False),
@@ -39,7 +38,7 @@ _EVENT_TABLE: tuple[tuple[str, str, bool, dict | None, bool], ...] = (
         {"snapshotSet": {}, "ownersSet": {"items": [{"owner": "self"}]}, "filterSet": {}},
         False,
     ),
-    ("ec2", "DescribeTags", True, _P_DESCRIBE, False),
+    ("ec2", "DescribeTags", True, {"filterSet": {}}, False),
     ("ec2", "DescribeAccountAttributes", True, {"accountAttributeNameSet": {}, "filterSet": {}}, False),
     ("ec2", "CreateSnapshot", False, {"volumeId": "vol-0b1c2d3e4f5a6b7c8", "description": "nightly backup"}, False),
     ("ec2", "DeleteSnapshot", False, {"snapshotId": "snap-0a9b8c7d6e5f4a3b2"}, False),
@@ -90,7 +89,6 @@ _EVENT_TABLE: tuple[tuple[str, str, bool, dict | None, bool], ...] = (
     ("ssm", "UpdateInstanceInformation", False, {"agentName": "amazon-ssm-agent", "agentVersion": "3.3.1142.0"}, False),
     ("ssm", "StartSession", False, {"target": "i-0d4c3b2a1f0e9d8c7"}, False),
     ("kms", "Decrypt", True, {"encryptionAlgorithm": "SYMMETRIC_DEFAULT"}, False),
-    ("kms", "GenerateDataKey", True, {"keySpec": "AES_256"}, False),
     ("kms", "ListAliases", True, None, False),
     ("kms", "ListKeys", True, None, False),
     ("secretsmanager", "GetSecretValue", True, {"secretId": "prod/app/db"}, False),

@@ -42,11 +42,6 @@ class SampleSummary:
     ground_truth: Path
     seconds: float
 
-    @property
-    def files(self) -> int:
-        """Log and digest files together (every object written under ``AWSLogs/``)."""
-        return self.log_files + self.digest_files
-
     def __str__(self) -> str:
         return (
             f"{self.days} days from {self.start} (seed {self.seed}, scale {self.scale:g}): "

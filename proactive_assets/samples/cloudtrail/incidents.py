@@ -154,7 +154,7 @@ class IncidentPlan:
             err_rate = 0.1
         elif kind == "instance_credential_exfiltration":
             victim = self._pick([i for i in world.identities if i.kind == "instance"], rng, used)
-            k, ws, _ = self.activity.instance_window(victim, t0)
+            k, ws = self.activity.instance_window(victim, t0)
             ui = assumed_role_identity(victim, self.activity.temporary_key(victim.arn, k), ws)
             recon = list(rng.choice(RECON, int(rng.integers(3, 9))))
             phases = [

@@ -94,7 +94,7 @@ class _LogFile:
     region: int
     delivered: int
     key: str
-    digest: "Future[str] | str"
+    digest: "Future[str]"  # the SHA-256 of the uncompressed file, once written
     oldest: str
     newest: str
 
@@ -362,7 +362,7 @@ class BucketWriter:
                             {
                                 "s3Bucket": BUCKET,
                                 "s3Object": f.key,
-                                "hashValue": _result(f.digest),
+                                "hashValue": f.digest.result(),
                                 "hashAlgorithm": "SHA-256",
                                 "newestEventTime": f.newest,
                                 "oldestEventTime": f.oldest,
@@ -378,7 +378,3 @@ class BucketWriter:
                     j += 1
                     if j > days * 24 and lo > last:
                         break
-
-
-def _result(value: "Future[str] | str") -> str:
-    return value.result() if isinstance(value, Future) else value
