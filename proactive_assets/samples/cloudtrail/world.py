@@ -197,17 +197,7 @@ def build_world(seed: int, names: HashedNames) -> World:
     """The accounts, offices, homes, people, machines and service roles of ``seed``."""
     rng = random_stream(seed, 1)
     nets = NetworkFactory(rng)
-    ids: set[int] = set()
-    while len(ids) < 3:
-        ids.add(int(rng.integers(10**11, 10**12)))
-    acct_ids = sorted(ids, key=lambda _: rng.random())
-    org_id = "o-" + "".join(rng.choice(list(LOWER_ALNUM), 10))
-    accounts = [
-        Account("prod", str(acct_ids[0]), None, "management-events", 0),
-        Account("dev", str(acct_ids[1]), None, "management-events", 1),
-        Account("shared-services", str(acct_ids[2]), org_id, "org-trail", 2),
-    ]
-    by_name = {a.name: a for a in accounts}
+    accounts, org_id = _accounts(rng)
     offices = []
     for _ in range(3):
         office = nets.v4()
@@ -219,9 +209,67 @@ def build_world(seed: int, names: HashedNames) -> World:
         nets.hosts(carrier, 4)
         carriers.append(carrier)
     travel = [nets.v4() for _ in range(10)]
-    identities: list[Identity] = []
+    directory = _Directory(names)
+    by_name = {a.name: a for a in accounts}
+    humans = [_person(i, directory, by_name, offices, carriers, nets, rng) for i in range(len(_PEOPLE))]
+    _machines(directory, accounts, nets, rng)
+    legit_first = {first for first, _ in nets.used16}
+    return World(
+        accounts=accounts,
+        org_id=org_id,
+        humans=humans,
+        identities=directory.identities,
+        travel=travel,
+        offsets=rng.integers(0, 5, size=(3, 3)) * 60 + rng.integers(0, 55, size=(3, 3)),
+        digest_offsets=rng.integers(60, 3540, size=(3, 3)),
+        legit_first_v4=legit_first,
+        nets=nets,
+    )
 
-    def role_ident(
+
+def _accounts(rng: np.random.Generator) -> tuple[list[Account], str]:
+    """Two standalone accounts and one in the organisation, with random ids; and the organisation id."""
+    ids: set[int] = set()
+    while len(ids) < 3:
+        ids.add(int(rng.integers(10**11, 10**12)))
+    acct_ids = sorted(ids, key=lambda _: rng.random())
+    org_id = "o-" + "".join(rng.choice(list(LOWER_ALNUM), 10))
+    accounts = [
+        Account("prod", str(acct_ids[0]), None, "management-events", 0),
+        Account("dev", str(acct_ids[1]), None, "management-events", 1),
+        Account("shared-services", str(acct_ids[2]), org_id, "org-trail", 2),
+    ]
+    return accounts, org_id
+
+
+class _Directory:
+    """The identities in the order they are made; principal ids and SSO role names are hashes."""
+
+    def __init__(self, names: HashedNames) -> None:
+        self.names = names
+        self.identities: list[Identity] = []
+        self._sso_roles: dict[tuple[str, str], str] = {}
+
+    def user(
+        self, account: Account, name: str, key_name: str, catalog: str, region_w: np.ndarray, **kw: Any
+    ) -> Identity:
+        """An IAM user with one access key (named by ``key_name``)."""
+        ident = Identity(
+            kind="iam_user",
+            account=account,
+            arn=f"arn:aws:iam::{account.id}:user/{name}",
+            name=name,
+            principal="AIDA" + self.names.chars(BASE32, 17, "aida", account.id, name),
+            catalog=catalog,
+            region_w=region_w,
+            access_key="AKIA" + self.names.chars(BASE32, 16, "akia", account.id, key_name),
+            **kw,
+        )
+        self.identities.append(ident)
+        return ident
+
+    def role(
+        self,
         kind: str,
         account: Account,
         role: str,
@@ -231,6 +279,7 @@ def build_world(seed: int, names: HashedNames) -> World:
         role_path: str = "/",
         **kw: Any,
     ) -> Identity:
+        """A session ``session`` of the role ``role``."""
         ident = Identity(
             kind=kind,
             account=account,
@@ -239,20 +288,19 @@ def build_world(seed: int, names: HashedNames) -> World:
             role_path=role_path,
             catalog=catalog,
             arn=f"arn:aws:sts::{account.id}:assumed-role/{role}/{session}",
-            principal="AROA" + names.chars(BASE32, 17, "aroa", account.id, role),
+            principal="AROA" + self.names.chars(BASE32, 17, "aroa", account.id, role),
             region_w=np.asarray(region_w, dtype=float),
             **kw,
         )
-        identities.append(ident)
+        self.identities.append(ident)
         return ident
 
-    sso_roles: dict[tuple[str, str], str] = {}
-
-    def sso(human: Human, account: Account, permset: str) -> Identity:
-        role = sso_roles.setdefault(
-            (account.id, permset), f"AWSReservedSSO_{permset}_{names.hex(16, 'sso', account.id, permset)}"
+    def sso(self, human: Human, account: Account, permset: str) -> Identity:
+        """``human``'s session of the SSO role of permission set ``permset`` in ``account``."""
+        role = self._sso_roles.setdefault(
+            (account.id, permset), f"AWSReservedSSO_{permset}_{self.names.hex(16, 'sso', account.id, permset)}"
         )
-        return role_ident(
+        return self.role(
             "sso",
             account,
             role,
@@ -263,80 +311,73 @@ def build_world(seed: int, names: HashedNames) -> World:
             human=human,
         )
 
-    humans = []
-    for i, person in enumerate(_PEOPLE):
-        office_i = _PERSON_OFFICE[i]
-        home = nets.v4()
-        nets.hosts(home, int(rng.integers(1, 3)))
-        home6 = nets.v6() if i in _IPV6_HOMES else None
-        human = Human(
-            name=person,
-            tz=_OFFICE_TZ[office_i],
-            office=offices[office_i],
-            home=home,
-            home6=home6,
-            mobile=carriers[int(rng.integers(0, 4))] if rng.random() < 0.45 else None,
-            p_office=float(rng.uniform(0.35, 0.85)),
-            intensity=float(rng.uniform(10, 30)),
-            region_w=np.array(_OFFICE_REGIONS[office_i]),
-            cli_ua=UA_CLI[int(rng.integers(0, len(UA_CLI)))],
-            browser_ua=UA_BROWSER[int(rng.integers(0, len(UA_BROWSER)))],
-        )
-        if i in _OPS:
-            primary = [sso(human, by_name["prod"], "AdministratorAccess")]
-            others = [
-                sso(human, by_name["dev"], "AdministratorAccess"),
-                sso(human, by_name["shared-services"], "AdministratorAccess"),
-            ]
-        elif i in _SECURITY:
-            primary = [sso(human, by_name["shared-services"], "SecurityAudit")]
-            others = [sso(human, by_name["prod"], "ReadOnlyAccess"), sso(human, by_name["dev"], "ReadOnlyAccess")]
-        else:
-            primary = [sso(human, by_name["dev"], "PowerUserAccess")]
-            others = [sso(human, by_name["prod"], "ReadOnlyAccess")] if rng.random() < 0.5 else []
-        if i in _IAM_USERS:
-            account = by_name[_IAM_USERS[i]]
-            user = Identity(
-                kind="iam_user",
-                account=account,
-                arn=f"arn:aws:iam::{account.id}:user/{person}",
-                name=person,
-                principal="AIDA" + names.chars(BASE32, 17, "aida", account.id, person),
-                catalog="human",
-                region_w=human.region_w,
-                access_key="AKIA" + names.chars(BASE32, 16, "akia", account.id, person),
-                human=human,
-                ua=human.cli_ua,
-            )
-            identities.append(user)
-            others.append(user)
-        human.entities = primary + others
-        weights = np.array([0.55] + [0.45 / max(1, len(others))] * len(others))
-        human.weights = np.cumsum(weights / weights.sum())
-        humans.append(human)
 
-    # Non-human identities
-    prod, dev, shared = by_name["prod"], by_name["dev"], by_name["shared-services"]
+def _person(
+    i: int,
+    directory: _Directory,
+    by_name: dict[str, Account],
+    offices: list[Network],
+    carriers: list[Network],
+    nets: NetworkFactory,
+    rng: np.random.Generator,
+) -> Human:
+    """Person ``i``: a home network, habits, and SSO roles (and maybe an IAM user) by team."""
+    person = _PEOPLE[i]
+    office_i = _PERSON_OFFICE[i]
+    home = nets.v4()
+    nets.hosts(home, int(rng.integers(1, 3)))
+    home6 = nets.v6() if i in _IPV6_HOMES else None
+    human = Human(
+        name=person,
+        tz=_OFFICE_TZ[office_i],
+        office=offices[office_i],
+        home=home,
+        home6=home6,
+        mobile=carriers[int(rng.integers(0, 4))] if rng.random() < 0.45 else None,
+        p_office=float(rng.uniform(0.35, 0.85)),
+        intensity=float(rng.uniform(10, 30)),
+        region_w=np.array(_OFFICE_REGIONS[office_i]),
+        cli_ua=UA_CLI[int(rng.integers(0, len(UA_CLI)))],
+        browser_ua=UA_BROWSER[int(rng.integers(0, len(UA_BROWSER)))],
+    )
+    if i in _OPS:
+        primary = [directory.sso(human, by_name["prod"], "AdministratorAccess")]
+        others = [
+            directory.sso(human, by_name["dev"], "AdministratorAccess"),
+            directory.sso(human, by_name["shared-services"], "AdministratorAccess"),
+        ]
+    elif i in _SECURITY:
+        primary = [directory.sso(human, by_name["shared-services"], "SecurityAudit")]
+        others = [
+            directory.sso(human, by_name["prod"], "ReadOnlyAccess"),
+            directory.sso(human, by_name["dev"], "ReadOnlyAccess"),
+        ]
+    else:
+        primary = [directory.sso(human, by_name["dev"], "PowerUserAccess")]
+        others = [directory.sso(human, by_name["prod"], "ReadOnlyAccess")] if rng.random() < 0.5 else []
+    if i in _IAM_USERS:
+        others.append(
+            directory.user(
+                by_name[_IAM_USERS[i]], person, person, "human", human.region_w, human=human, ua=human.cli_ua
+            )
+        )
+    human.entities = primary + others
+    weights = np.array([0.55] + [0.45 / max(1, len(others))] * len(others))
+    human.weights = np.cumsum(weights / weights.sum())
+    return human
+
+
+def _machines(directory: _Directory, accounts: list[Account], nets: NetworkFactory, rng: np.random.Generator) -> None:
+    """The backup agent, the CI/CD deploy role, EC2 instances, Lambda functions and service-linked roles."""
+    prod, dev, shared = accounts
+    names = directory.names
     datacenter = nets.v4()
     nets.hosts(datacenter, 2)
-    identities.append(
-        Identity(
-            kind="iam_user",
-            account=prod,
-            arn=f"arn:aws:iam::{prod.id}:user/backup-agent",
-            name="backup-agent",
-            principal="AIDA" + names.chars(BASE32, 17, "aida", prod.id, "backup-agent"),
-            catalog="backup",
-            region_w=np.array([0.7, 0.3, 0.0]),
-            access_key="AKIA" + names.chars(BASE32, 16, "akia", prod.id, "backup"),
-            net=datacenter,
-            ua=UA_BACKUP,
-        )
-    )
+    directory.user(prod, "backup-agent", "backup", "backup", np.array([0.7, 0.3, 0.0]), net=datacenter, ua=UA_BACKUP)
     runners = nets.v4()
     nets.hosts(runners, 5)
     for account, region in ((prod, 0), (dev, 1)):
-        role_ident(
+        directory.role(
             "cicd",
             account,
             "github-actions-deploy",
@@ -368,7 +409,7 @@ def build_world(seed: int, names: HashedNames) -> World:
         else:
             ip = f"10.{int(rng.integers(0, 64))}.{int(rng.integers(0, 256))}.{int(rng.integers(4, 250))}"
             vpce = "vpce-0" + names.hex(16, "vpce", account.id, region)
-        ident = role_ident(
+        ident = directory.role(
             "instance",
             account,
             role,
@@ -386,7 +427,7 @@ def build_world(seed: int, names: HashedNames) -> World:
         ident.extra["rotate_offset"] = int(rng.integers(1, 6 * 3600))
         ident.extra["burst_offset"] = int(rng.integers(0, 3 * 3600 - 120))
     nat = nets.hosts(nets.v4(_CLOUD_FIRST), 1)[0]
-    role_ident(
+    directory.role(
         "lambda",
         prod,
         "nightly-report-role-" + names.chars(LOWER_ALNUM, 8, "lambda", 1),
@@ -399,7 +440,7 @@ def build_world(seed: int, names: HashedNames) -> World:
     )
     lambda_net = nets.v4(_CLOUD_FIRST)
     nets.hosts(lambda_net, 6)
-    role_ident(
+    directory.role(
         "lambda",
         prod,
         "s3-object-tagger-role-" + names.chars(LOWER_ALNUM, 8, "lambda", 2),
@@ -412,7 +453,7 @@ def build_world(seed: int, names: HashedNames) -> World:
     )
     notifier_net = nets.v4(_CLOUD_FIRST)
     nets.hosts(notifier_net, 3)
-    role_ident(
+    directory.role(
         "lambda",
         dev,
         "cost-notifier-role-" + names.chars(LOWER_ALNUM, 8, "lambda", 3),
@@ -424,7 +465,7 @@ def build_world(seed: int, names: HashedNames) -> World:
         extra={"schedule": "daily"},
     )
     for account in accounts:
-        role_ident(
+        directory.role(
             "service_role",
             account,
             "AWSServiceRoleForConfig",
@@ -435,7 +476,7 @@ def build_world(seed: int, names: HashedNames) -> World:
             fixed_ip="config.amazonaws.com",
             ua="config.amazonaws.com",
         )
-    role_ident(
+    directory.role(
         "service_role",
         prod,
         "AWSServiceRoleForAutoScaling",
@@ -445,17 +486,4 @@ def build_world(seed: int, names: HashedNames) -> World:
         role_path="/aws-service-role/autoscaling.amazonaws.com/",
         fixed_ip="autoscaling.amazonaws.com",
         ua="autoscaling.amazonaws.com",
-    )
-
-    legit_first = {first for first, _ in nets.used16}
-    return World(
-        accounts=accounts,
-        org_id=org_id,
-        humans=humans,
-        identities=identities,
-        travel=travel,
-        offsets=rng.integers(0, 5, size=(3, 3)) * 60 + rng.integers(0, 55, size=(3, 3)),
-        digest_offsets=rng.integers(60, 3540, size=(3, 3)),
-        legit_first_v4=legit_first,
-        nets=nets,
     )
