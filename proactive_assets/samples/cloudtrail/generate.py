@@ -13,7 +13,7 @@ from proactive_assets.samples.cloudtrail.catalog import BUCKET, REGIONS
 from proactive_assets.samples.cloudtrail.clock import day_start
 from proactive_assets.samples.cloudtrail.incidents import IncidentPlan
 from proactive_assets.samples.cloudtrail.seeded import HashedNames, random_stream
-from proactive_assets.samples.cloudtrail.world import build_world
+from proactive_assets.samples.cloudtrail.world import World, build_world
 from proactive_assets.samples.cloudtrail.writer import BucketWriter
 
 GROUND_TRUTH = "ground_truth.json"
@@ -94,36 +94,7 @@ def generate_sample(out_dir: Path, start: dt.date, days: int = 21, seed: int = 7
     missing = [t for t in plan.truth if (t.day, t.arn, t.ip) not in writer.pairs]
     if missing:  # pragma: no cover - an internal invariant of the plan
         raise RuntimeError(f"injected activity missing from the logs: {missing}")
-
-    def entries(label: str) -> list[dict]:
-        rows = {}
-        for t in plan.truth:
-            if t.label == label:
-                rows.setdefault((t.day, t.arn, t.ip), t)
-        return [_entry(start, t.day, t.arn, t.ip, t.kind, t.description, watch[key]) for key, t in sorted(rows.items())]
-
-    travel = [
-        _entry(start, day, arn, ip, "travel", "a real person working from a hotel or airport network", set())
-        for day, arn, ip in sorted(writer.travel)
-    ]
-    suspicious = entries("suspicious")
-    benign = entries("benign_novelty")
-    truth = {
-        "seed": seed,
-        "start": start.isoformat(),
-        "days": days,
-        "scale": scale,
-        "accounts": [a.id for a in world.accounts],
-        "account_names": {a.id: a.name for a in world.accounts},
-        "regions": list(REGIONS),
-        "org_id": world.org_id,
-        "org_accounts": [a.id for a in world.accounts if a.org_id],
-        "bucket": BUCKET,
-        "first_incident_day": (start + dt.timedelta(days=plan.first_incident_day)).isoformat(),
-        "suspicious": suspicious,
-        "benign_novelties": benign,
-        "travel": travel,
-    }
+    truth = _ground_truth(world, plan, writer, seed, scale)
     truth_path = out / GROUND_TRUTH
     truth_path.write_text(json.dumps(truth, indent=2) + "\n")
     return SampleSummary(
@@ -141,11 +112,45 @@ def generate_sample(out_dir: Path, start: dt.date, days: int = 21, seed: int = 7
         accounts=tuple(a.id for a in world.accounts),
         regions=REGIONS,
         org_id=world.org_id,
-        suspicious=len(suspicious),
-        benign_novelties=len(benign),
+        suspicious=len(truth["suspicious"]),
+        benign_novelties=len(truth["benign_novelties"]),
         ground_truth=truth_path,
         seconds=(dt.datetime.now(dt.UTC) - began).total_seconds(),
     )
+
+
+def _ground_truth(world: World, plan: IncidentPlan, writer: BucketWriter, seed: int, scale: float) -> dict:
+    """The labels: what the plan injected, with the calls it made, and the travel found in the logs."""
+    start = plan.start
+
+    def entries(label: str) -> list[dict]:
+        rows = {}
+        for t in plan.truth:
+            if t.label == label:
+                rows.setdefault((t.day, t.arn, t.ip), t)
+        calls = writer.watch
+        return [_entry(start, t.day, t.arn, t.ip, t.kind, t.description, calls[key]) for key, t in sorted(rows.items())]
+
+    travel = [
+        _entry(start, day, arn, ip, "travel", "a real person working from a hotel or airport network", set())
+        for day, arn, ip in sorted(writer.travel)
+    ]
+    return {
+        "seed": seed,
+        "start": start.isoformat(),
+        "days": plan.days,
+        "scale": scale,
+        "accounts": [a.id for a in world.accounts],
+        "account_names": {a.id: a.name for a in world.accounts},
+        "regions": list(REGIONS),
+        "org_id": world.org_id,
+        "org_accounts": [a.id for a in world.accounts if a.org_id],
+        "bucket": BUCKET,
+        "first_incident_day": (start + dt.timedelta(days=plan.first_incident_day)).isoformat(),
+        "suspicious": entries("suspicious"),
+        "benign_novelties": entries("benign_novelty"),
+        "travel": travel,
+    }
 
 
 def _entry(start: dt.date, day: int, arn: str, ip: str, kind: str, description: str, events: set[str]) -> dict:

@@ -80,6 +80,7 @@ class IncidentPlan:
         self._benign(window, rng)
 
     def _pick(self, candidates: list[Identity], rng: np.random.Generator, used: set[str]) -> Identity:
+        """A candidate not picked before, if any is left."""
         fresh = [c for c in candidates if c.arn not in used] or candidates
         choice = fresh[int(rng.integers(0, len(fresh)))]
         used.add(choice.arn)
@@ -111,6 +112,7 @@ class IncidentPlan:
             )
 
     def _attack_ips(self, rng: np.random.Generator, count: int, ipv6: bool = False) -> list[str]:
+        """``count`` addresses of one new network, in no IPv4 /8 the company uses (or the attackers' IPv6)."""
         if ipv6:
             net = self.world.nets.v6(_V6_ATTACK_FIRST)
             return [net.host(int(rng.integers(1, 1 << 62))) for _ in range(count)]
@@ -119,6 +121,7 @@ class IncidentPlan:
         return [net.host(int(n)) for n in numbers]
 
     def _incident(self, kind: str, day: int, rng: np.random.Generator, used: set[str]) -> None:
+        """One incident: a victim (a fresh one while any is left), its warm-up, the intruder's calls, labels."""
         world = self.world
         ds = day_start(self.start, day)
         t0 = ds + int(rng.uniform(0.35, 23.2) * 3600)
@@ -257,6 +260,7 @@ class IncidentPlan:
             when += int(gap[1] * len(events)) + int(rng.integers(60, 600))
 
     def _benign(self, window: list[int], rng: np.random.Generator) -> None:
+        """New addresses in known networks: two homes, an office NAT, an IPv6 privacy address, a CI runner."""
         world = self.world
         nets = world.nets
         days = [int(d) for d in rng.choice(window, size=5, replace=len(window) < 5)]
@@ -333,6 +337,7 @@ class IncidentPlan:
     def _benign_session(
         self, ident: Identity, day: int, ip: str, rng: np.random.Generator, kind: str, description: str
     ) -> None:
+        """A CLI session of ``ident`` from the new address ``ip``, labelled a benign novelty."""
         start = day_start(self.start, day) + int(rng.uniform(1, 21) * 3600)
         self._force(
             day,

@@ -32,10 +32,12 @@ _MARK = "@@value@@"
 
 
 def _action(name: str) -> str:
+    """The IAM action of an event name (``ListFunctions20150331`` -> ``ListFunctions``)."""
     return re.sub(r"\d{8}(v\d)?$", "", name)
 
 
 def _error(source: str, name: str, arn: str | None, region: str, account: str) -> tuple[str, str]:
+    """The ``errorCode`` and ``errorMessage`` of a denied call, worded as each service words them."""
     service = source.split(".", 1)[0]
     action = _action(name)
     if service == "s3":
@@ -100,7 +102,11 @@ class _LogFile:
 
 
 class BucketWriter:
-    """Turns sessions into records, groups them by delivery file, and writes files in worker threads."""
+    """Turns sessions into records, groups them by delivery file, and writes files in worker threads.
+
+    For each (day, ARN, address) in ``watch`` it collects the event names called; ``pairs``,
+    ``travel``, ``arns`` and the counters describe what was written.
+    """
 
     def __init__(
         self,
@@ -143,12 +149,14 @@ class BucketWriter:
         return future
 
     def finish(self) -> None:
+        """Wait for every file still being written."""
         for future in self.inflight:
             future.result()
         self.inflight.clear()
 
     @staticmethod
     def _arrays(s: Session, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+        """The session's calls as arrays: time, event, region, denied."""
         if s.events is not None:
             n = len(s.events)
             gaps = rng.integers(s.gap[0], s.gap[1] + 1, n)
