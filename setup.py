@@ -3,8 +3,8 @@ from setuptools import Extension, find_packages, setup
 # The CloudTrail field scanner (plain C, CPython API only, no extra dependency). optional=True: on a
 # machine without a C compiler the install still succeeds and ingest uses pyarrow's JSON reader.
 CLOUDTRAIL_SCAN = Extension(
-    "proactive_assets.core._cloudtrail_scan",
-    ["proactive_assets/core/_cloudtrail_scan.c"],
+    "proactive_assets.core.sources._cloudtrail_scan",
+    ["proactive_assets/core/sources/_cloudtrail_scan.c"],
     extra_compile_args=["-O3", "-std=c99", "-Wall", "-Wextra"],
     optional=True,
 )

@@ -13,12 +13,9 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TextIO
 
 from proactive_assets.config import Settings
-
-# The console shows warnings (alerts, quarantined objects, skips); everything is in the instance's event log.
-QUIET = {"loggers": {"console": {"config": {"log_level": os.environ.get("PROACTIVE_LOG_LEVEL", "WARNING")}}}}
+from proactive_assets.defs import tables
 
 
 def _day(text: str) -> date:
@@ -32,80 +29,6 @@ def _days(start: date, end: date) -> list[date]:
     if end < start:
         raise SystemExit(f"--end {end} is before --start {start}")
     return [start + timedelta(days=i) for i in range((end - start).days + 1)]
-
-
-def _instance(settings: Settings):  # -> DagsterInstance (import kept lazy: it is slow)
-    from dagster import DagsterInstance
-
-    if not os.environ.get("DAGSTER_HOME"):
-        home = Path(settings.home) / "dagster"
-        home.mkdir(parents=True, exist_ok=True)
-        config = home / "dagster.yaml"
-        if not config.exists():
-            config.write_text("telemetry:\n  enabled: false\n")
-        os.environ["DAGSTER_HOME"] = str(home)
-    return DagsterInstance.get()
-
-
-def _summary(result) -> str:
-    """One line per day: the headline number of each asset materialised."""
-    headline = {
-        "raw_cloudtrail": "objects",
-        "cloudtrail_events": "events",
-        "learning_set": "pairs",
-        "security_lake_activity": "events",
-        "training_set": "rows",
-        "ip_insights_model": "validation_auc",
-        "daily_insights": "pairs_scored",
-        "alerts": "alerts",
-    }
-    shown: dict[str, str] = {}
-    checks: set[str] = set()
-    for event in result.all_events:
-        step = event.step_key
-        if event.event_type_value == "ASSET_MATERIALIZATION":
-            mat = event.event_specific_data.materialization
-            name = mat.asset_key.to_user_string()
-            value = mat.metadata.get(headline.get(name, ""))
-            value = getattr(value, "value", value)
-            shown[name] = f"{name}={value:.3f}" if isinstance(value, float) else f"{name}={value}"
-        elif event.event_type_value == "ASSET_CHECK_EVALUATION":
-            evaluation = event.event_specific_data
-            checks.add(evaluation.check_name)
-            if not evaluation.passed:
-                shown[f"check:{evaluation.check_name}"] = f"check {evaluation.check_name} FAILED"
-        elif step and event.is_step_skipped:
-            shown[step] = f"{step}: skipped"
-        elif step and event.is_step_success and step not in shown and not any(step.endswith(c) for c in checks):
-            shown[step] = f"{step}: skipped (see its log)"
-        elif step and event.is_step_failure:
-            shown[step] = f"{step}: FAILED"
-    parts = list(shown.values())
-    return ", ".join(parts)
-
-
-def run_days(settings: Settings, days: Sequence[date], out: TextIO | None = None) -> bool:
-    """Materialise every asset for each day, in order; True when all days succeeded."""
-    out = out or sys.stdout
-    from proactive_assets.defs.definitions import build_definitions
-
-    defs = build_definitions(settings)
-    job = defs.resolve_implicit_global_asset_job_def()
-    instance = _instance(settings)
-    ok = True
-    for day in days:
-        result = job.execute_in_process(
-            partition_key=day.isoformat(), instance=instance, raise_on_error=False, run_config=QUIET
-        )
-        status = "ok" if result.success else "FAILED"
-        print(f"{day} {status}: {_summary(result)}", file=out, flush=True)
-        if not result.success:
-            ok = False
-            for event in result.all_events:
-                if event.is_step_failure:
-                    error = event.step_failure_data.error
-                    print(f"  {event.step_key}: {error.message.strip() if error else 'failed'}", file=out)
-    return ok
 
 
 def _print_rows(settings: Settings, asset: str, day: date) -> int:
@@ -145,16 +68,18 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from proactive_assets.runner import run_days
+
     settings = Settings.from_env()
     return 0 if run_days(settings, _days(args.start, args.end)) else 1
 
 
 def cmd_insights(args: argparse.Namespace) -> int:
-    return _print_rows(Settings.from_env(), "daily_insights", args.day)
+    return _print_rows(Settings.from_env(), tables.DAILY_INSIGHTS, args.day)
 
 
 def cmd_alerts(args: argparse.Namespace) -> int:
-    return _print_rows(Settings.from_env(), "alerts", args.day)
+    return _print_rows(Settings.from_env(), tables.ALERTS, args.day)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

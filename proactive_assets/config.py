@@ -48,8 +48,12 @@ class Settings(BaseModel):
         default=0.85, ge=0.0, le=1.0, validation_alias=_env("insight_threshold", "INSIGHT_THRESHOLD")
     )
     start_date: str = Field(default=DEFAULT_START_DATE, validation_alias=_env("start_date", "PROACTIVE_START_DATE"))
+    log_level: str = Field(default="WARNING", validation_alias=_env("log_level", "PROACTIVE_LOG_LEVEL"))
     sns_topic_arn: str | None = Field(default=None, validation_alias=_env("sns_topic_arn", "SNS_TOPIC_ARN"))
-    aws_region: str | None = Field(default=None, validation_alias=_env("aws_region", "AWS_REGION", "AWS_DEFAULT_REGION"))
+    aws_region: str | None = Field(
+        default=None, validation_alias=_env("aws_region", "AWS_REGION", "AWS_DEFAULT_REGION")
+    )
+    dagster_home: str = Field(default="", validation_alias=_env("dagster_home", "DAGSTER_HOME"))
     sagemaker_role_arn: str | None = Field(
         default=None, validation_alias=_env("sagemaker_role_arn", "SAGEMAKER_ROLE_ARN")
     )
@@ -97,6 +101,7 @@ class Settings(BaseModel):
         object.__setattr__(self, "home", home)
         object.__setattr__(self, "cloudtrail_uri", _absolute(self.cloudtrail_uri or str(Path(home) / "sample")))
         object.__setattr__(self, "warehouse", _absolute(self.warehouse or str(Path(home) / "warehouse")))
+        object.__setattr__(self, "dagster_home", _absolute(self.dagster_home or str(Path(home) / "dagster")))
         return self
 
     @property
@@ -106,10 +111,6 @@ class Settings(BaseModel):
     @property
     def suppressions_file(self) -> str:
         return str(Path(self.home) / "suppressions.toml")
-
-    @property
-    def dagster_home(self) -> str:
-        return str(Path(self.home) / "dagster")
 
     @classmethod
     def env_names(cls) -> set[str]:

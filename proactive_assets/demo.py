@@ -1,7 +1,6 @@
 """``proactive-assets demo``: sample data in, a run over every day, alerts out, scored against the truth."""
 
 import json
-import os
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from proactive_assets.config import Settings
 from proactive_assets.core.evaluation import evaluate, load_ground_truth
 from proactive_assets.core.storage import open_store
 from proactive_assets.core.warehouse import Warehouse
+from proactive_assets.defs import tables
 
 DEMO_START = date(2024, 6, 1)
 
@@ -23,12 +23,13 @@ def _collect(warehouse: Warehouse, asset: str, days: list[date]) -> pd.DataFrame
 
 def run_demo(days: int = 21, seed: int = 7, start: date = DEMO_START) -> int:
     """Everything on the embedded default; returns the process exit code."""
-    from proactive_assets.cli import run_days
+    from proactive_assets.runner import run_days
     from proactive_assets.samples.cloudtrail import generate_sample
 
-    settings = Settings.from_env()
-    sample_dir = Path(settings.cloudtrail_uri)
-    if os.environ.get("PROACTIVE_CLOUDTRAIL_URI"):
+    configured = Settings.from_env()
+    sample_dir = Path(configured.home) / "sample"
+    settings = configured.model_copy(update={"cloudtrail_uri": str(sample_dir)})
+    if configured.cloudtrail_uri != settings.cloudtrail_uri:
         print(f"PROACTIVE_CLOUDTRAIL_URI is set; the demo uses its own sample data in {sample_dir}")
     truth_path = sample_dir / "ground_truth.json"
     if sample_dir.is_dir() and truth_path.exists():
@@ -44,8 +45,8 @@ def run_demo(days: int = 21, seed: int = 7, start: date = DEMO_START) -> int:
     ok = run_days(settings, all_days)
 
     warehouse = Warehouse(open_store(settings.warehouse))
-    insights = _collect(warehouse, "daily_insights", all_days)
-    alerts = _collect(warehouse, "alerts", all_days)
+    insights = _collect(warehouse, tables.DAILY_INSIGHTS, all_days)
+    alerts = _collect(warehouse, tables.ALERTS, all_days)
     print(f"\nalerts (insight >= {settings.insight_threshold}):")
     for row in alerts.to_dict("records"):
         print(f"  {row['day']} {row['entity']} from {row['source_ip']} insight={row['insight']:.3f}")
@@ -56,5 +57,5 @@ def run_demo(days: int = 21, seed: int = 7, start: date = DEMO_START) -> int:
     for line in result.lines():
         print(f"  {line}")
     print(f"\nalert file: {settings.alerts_file}")
-    print(f"open the lineage in the UI: DAGSTER_HOME={Path(settings.home) / 'dagster'} dagster dev")
+    print(f"open the lineage in the UI: DAGSTER_HOME={settings.dagster_home} dagster dev")
     return 0 if ok else 1

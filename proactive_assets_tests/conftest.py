@@ -3,8 +3,12 @@
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from proactive_assets.defs.resources import ProactiveResource
 
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 
@@ -57,3 +61,19 @@ def moto_endpoint(moto_server: str, aws_env: None, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
     yield moto_server
     urllib.request.urlopen(urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")).read()
+
+
+def project_resource(home: Path | str, **settings: Any) -> "ProactiveResource":
+    """The resource ``build_definitions`` gives for ``Settings(home=home, **settings)``."""
+    from proactive_assets.config import Settings
+    from proactive_assets.defs.resources import ProactiveResource
+
+    return ProactiveResource.from_settings(Settings(home=str(home), **settings))
+
+
+def project_assets(res: "ProactiveResource", *names: str) -> list:
+    """The assets called ``names``, built for the resource's settings (its partitions and window)."""
+    from proactive_assets.defs.definitions import build_definitions
+
+    by_name = {key.to_user_string(): a for a in build_definitions(res.settings).assets for key in a.keys}
+    return [by_name[name] for name in names]

@@ -886,7 +886,7 @@ def test_dockerfile_builds_the_code_location_image() -> None:
     assert re.search(r"^FROM python:3\.11-slim$", text, flags=re.MULTILINE)
     # The C scanner is compiled in a build stage and the image refuses to build without it.
     assert "pip wheel --no-deps --wheel-dir /wheels ." in text
-    assert "import proactive_assets.core._cloudtrail_scan" in text
+    assert "import proactive_assets.core.sources._cloudtrail_scan" in text
     cmd = re.search(r"^CMD (\[.*\])$", text, flags=re.MULTILINE)
     assert cmd and json.loads(cmd.group(1)) == GRPC_COMMAND
     assert "COPY deploy/dagster.yaml deploy/workspace.yaml /opt/dagster/dagster_home/" in text

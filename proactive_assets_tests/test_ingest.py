@@ -9,13 +9,11 @@ import boto3
 import pyarrow.compute as pc
 import pytest
 from dagster import DagsterInstance, materialize
-from dagster_aws.s3 import S3Resource
 from moto import mock_aws
 
-from proactive_assets.core import cloudtrail
 from proactive_assets.core.pairs import build_learning_set, sagemaker_csv
+from proactive_assets.core.sources import cloudtrail, cloudtrail_records
 from proactive_assets.core.storage import LocalStore, S3Store, SourceUnavailable, open_store
-from proactive_assets.defs.assets.ingest import cloudtrail_events, learning_set, raw_cloudtrail
 from proactive_assets.defs.resources import ProactiveResource
 from proactive_assets_tests.cloudtrail_fixtures import (
     ACCOUNT,
@@ -26,35 +24,30 @@ from proactive_assets_tests.cloudtrail_fixtures import (
     put_log,
     record,
 )
-from proactive_assets_tests.conftest import SAMPLES
+from proactive_assets_tests.conftest import SAMPLES, project_assets, project_resource
 
 DAY = date(2024, 3, 5)
-INGEST = [raw_cloudtrail, cloudtrail_events, learning_set]
+INGEST = ["raw_cloudtrail", "cloudtrail_events", "learning_set"]
 
 
 @pytest.fixture(params=["scanner", "pyarrow"])
 def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run a test with the C scanner and with the pyarrow reader used where it was not built."""
     if request.param == "pyarrow":
-        monkeypatch.setattr(cloudtrail, "scanner", None)
-    elif cloudtrail.scanner is None:
+        monkeypatch.setattr(cloudtrail_records, "scanner", None)
+    elif cloudtrail_records.scanner is None:
         pytest.skip("the C scanner is not built here")
     return request.param
 
 
 def resource(cloudtrail_uri: str, warehouse_uri: str, **kwargs) -> ProactiveResource:
-    return ProactiveResource(
-        home=str(Path(warehouse_uri).parent) if not warehouse_uri.startswith("s3://") else "/tmp",
-        cloudtrail_uri=cloudtrail_uri,
-        warehouse_uri=warehouse_uri,
-        s3=S3Resource(),
-        **kwargs,
-    )
+    home = str(Path(warehouse_uri).parent) if not warehouse_uri.startswith("s3://") else "/tmp"
+    return project_resource(home, cloudtrail_uri=cloudtrail_uri, warehouse=warehouse_uri, **kwargs)
 
 
 def run_day(res: ProactiveResource, day: date = DAY, raise_on_error: bool = True):
     return materialize(
-        INGEST,
+        project_assets(res, *INGEST),
         partition_key=day.isoformat(),
         resources={"proactive": res},
         instance=DagsterInstance.ephemeral(),
@@ -88,7 +81,8 @@ def populate(store) -> None:
 def test_listing_finds_every_account_region_and_org_trail(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
     populate(store)
-    objects, problems = cloudtrail.list_day_objects(store, DAY)
+    listing = cloudtrail.list_day(store, DAY)
+    objects, problems = listing.objects, listing.problems
     assert [(o.account, o.region, o.org_id) for o in objects] == [
         (ACCOUNT, "eu-west-1", None),
         (ACCOUNT, "us-east-1", None),
@@ -96,9 +90,11 @@ def test_listing_finds_every_account_region_and_org_trail(tmp_path: Path) -> Non
     ]
     assert all("Digest" not in o.info.key for o in objects)
     assert [p.reason for p in problems] == ["not a CloudTrail log file name"]
-    only, _ = cloudtrail.list_day_objects(store, DAY, accounts=[ORG_ACCOUNT])
+    listing = cloudtrail.list_day(store, DAY, accounts=[ORG_ACCOUNT])
+    only, _ = listing.objects, listing.problems
     assert [o.account for o in only] == [ORG_ACCOUNT]
-    only, _ = cloudtrail.list_day_objects(store, DAY, regions=["eu-west-1"])
+    listing = cloudtrail.list_day(store, DAY, regions=["eu-west-1"])
+    only, _ = listing.objects, listing.problems
     assert [o.region for o in only] == ["eu-west-1"]
 
 
@@ -196,7 +192,7 @@ def test_rerun_replaces_partition_exactly(tmp_path: Path) -> None:
 
 def test_duplicate_deliveries_are_counted_once(reader: str) -> None:
     rec = record(event_id="same-id")
-    parsed = cloudtrail.parse_log_bytes(
+    parsed = cloudtrail_records.parse_log_bytes(
         gzip.compress(json.dumps({"Records": [rec, rec, record(event_id="other")]}).encode()), "f"
     )
     table, stats = build_learning_set(parsed.events)
@@ -208,7 +204,7 @@ def test_real_stratus_samples_parse(reader: str) -> None:
     records = []
     for path in sorted((SAMPLES / "cloudtrail").glob("*.json")):
         records += json.loads(path.read_text())
-    parsed = cloudtrail.parse_log_bytes(gzip.compress(json.dumps({"Records": records}).encode()), "stratus")
+    parsed = cloudtrail_records.parse_log_bytes(gzip.compress(json.dumps({"Records": records}).encode()), "stratus")
     assert parsed.problems == []
     assert parsed.events.num_rows == len(records) == 15
     assert pc.all(parsed.events.column("is_pair")).as_py()
@@ -226,7 +222,8 @@ def test_s3_listing_paginates_past_1000_objects(aws_env: None) -> None:
     for i in range(1100):
         s3.put_object(Bucket="trail", Key="prefix/" + log_key(DAY, minute=i % 1440, uid=f"U{i:015d}"), Body=body)
     put_digest(store, DAY)
-    objects, problems = cloudtrail.list_day_objects(store, DAY)
+    listing = cloudtrail.list_day(store, DAY)
+    objects, problems = listing.objects, listing.problems
     assert len(objects) == 1100 and not problems
     assert objects[0].uri.startswith("s3://trail/prefix/AWSLogs/")
 
@@ -235,13 +232,13 @@ def test_s3_listing_paginates_past_1000_objects(aws_env: None) -> None:
 def test_missing_bucket_is_a_clear_error(aws_env: None) -> None:
     store = S3Store("s3://no-such-bucket", client=boto3.client("s3", region_name="us-east-1"))
     with pytest.raises(SourceUnavailable, match=r"no-such-bucket.*NoSuchBucket"):
-        cloudtrail.list_day_objects(store, DAY)
+        cloudtrail.list_day(store, DAY)
 
 
 def test_no_credentials_is_a_clear_error(no_aws_credentials: None) -> None:
     store = open_store("s3://some-bucket/trail")
     with pytest.raises(SourceUnavailable, match="no AWS credentials"):
-        cloudtrail.list_day_objects(store, DAY)
+        cloudtrail.list_day(store, DAY)
 
 
 def test_s3_source_and_warehouse_through_moto_server(moto_endpoint: str) -> None:

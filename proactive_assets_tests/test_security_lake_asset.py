@@ -226,7 +226,7 @@ def test_learning_set_combines_cloudtrail_and_security_lake(tmp_path: Path) -> N
     result = run([raw_cloudtrail, cloudtrail_events, security_lake_activity, learning_set], res)
     meta = metadata(result, "learning_set")
     lake_meta = metadata(result, "security_lake_activity")
-    assert meta["security_lake_pair_events"] == lake_meta["pair_events"] > 0
+    assert meta["pair_events_by_table"]["security_lake_activity"] == lake_meta["pair_events"] > 0
     assert meta["pair_events"] == 2 + lake_meta["pair_events"] - meta["duplicate_events"]
     table = res.warehouse().read_table("learning_set", DAY)
     sources = {s for row in table.column("sources").to_pylist() for s in row}
@@ -248,7 +248,7 @@ def test_learning_set_without_security_lake_partition(tmp_path: Path) -> None:
     put_log(LocalStore(tmp_path / "cloudtrail"), log_key(DAY, minute=5), [record()])
     res = resource(tmp_path, None)
     meta = metadata(run([raw_cloudtrail, cloudtrail_events, learning_set], res), "learning_set")
-    assert meta["pairs"] == 1 and meta["security_lake_pair_events"] == 0
+    assert meta["pairs"] == 1 and meta["pair_events_by_table"]["security_lake_activity"] == 0
     assert meta["sources"] == ["cloudtrail"]
 
 

@@ -28,15 +28,24 @@ and Glue read access, and write access to the output location.
 """
 
 import io
+import itertools
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import date
 
 import pyarrow.parquet as pq
-from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetExecutionContext,
+    AssetsDefinition,
+    DailyPartitionsDefinition,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
 from dagster_aws.athena import AthenaClient, AthenaClientResource
 
-from proactive_assets.core.security_lake import (
+from proactive_assets.core.events import EventBatch, quarantined
+from proactive_assets.core.sources.ocsf import (
     CLOUD_TRAIL_MGMT,
     ROUTE53,
     SUPPORTED_SOURCES,
@@ -45,10 +54,12 @@ from proactive_assets.core.security_lake import (
     OcsfActivity,
     read_ocsf_activity,
 )
+from proactive_assets.core.sources.security_lake import activity_batch
 from proactive_assets.core.storage import ObjectStore, open_store
-from proactive_assets.defs.assets.ingest import IO_RETRY, partition_day
-from proactive_assets.defs.assets.security_lake import ASSET, ReadUnit, write_activity_partition
-from proactive_assets.defs.partitions import daily_partitions
+from proactive_assets.defs import tables
+from proactive_assets.defs.assets.cloudtrail import IO_RETRY
+from proactive_assets.defs.assets.security_lake import write_activity_partition
+from proactive_assets.defs.partitions import partition_day
 from proactive_assets.defs.resources import ProactiveResource
 
 #: Top-level OCSF columns each source's mapping reads (``read_ocsf_activity``); selecting a
@@ -161,7 +172,17 @@ def unload_activity(
             store.delete(info.key)
 
 
+def _query_batches(uri: str, activities: Callable[[], Iterable[OcsfActivity]]) -> Iterator[EventBatch]:
+    """One query's result files as batches; a query that fails is quarantined (rows read before it kept)."""
+    try:
+        for activity in activities():
+            yield activity_batch(uri, activity)
+    except Exception as exc:
+        yield quarantined(uri, f"could not be read ({type(exc).__name__}: {exc})")
+
+
 def make_security_lake_athena_asset(
+    partitions: DailyPartitionsDefinition,
     lake_region: str,
     output_uri: str,
     sources: Sequence[str] = SUPPORTED_SOURCES,
@@ -178,8 +199,8 @@ def make_security_lake_athena_asset(
         glue_table(lake_region, source, version)  # validate at load time, not in the run
 
     @asset(
-        name=ASSET,
-        partitions_def=daily_partitions,
+        name=tables.SECURITY_LAKE_ACTIVITY,
+        partitions_def=partitions,
         group_name="ingest",
         retry_policy=IO_RETRY,
         code_version="1-athena",
@@ -195,17 +216,20 @@ def make_security_lake_athena_asset(
         client = athena.get_client()
         store = open_store(output_uri, s3_client=proactive.s3.get_client())
         statements: dict[str, str] = {}
-        units = []
+        batches: list[Iterator[EventBatch]] = []
+        settings = proactive.settings
         for source, version in queries:
-            sql = activity_query(day, source, version, lake_region, proactive.accounts, proactive.regions)
+            sql = activity_query(day, source, version, lake_region, settings.accounts, settings.regions)
             statements[f"{source}/{version}"] = sql
             prefix = f"{day}/{context.run.run_id}/{source}_{version}/"
 
             def read(sql: str = sql, prefix: str = prefix, source: str = source, version: str = version):
                 return unload_activity(client, store, prefix, sql, source, version)
 
-            units.append(ReadUnit(f"athena:{glue_table(lake_region, source, version)}", read))
-        metadata = write_activity_partition(context, proactive.warehouse(), day, units)
+            batches.append(_query_batches(f"athena:{glue_table(lake_region, source, version)}", read))
+        metadata = write_activity_partition(
+            context, proactive.warehouse(), day, itertools.chain.from_iterable(batches), len(batches)
+        )
         return MaterializeResult(
             metadata={
                 "status": "configured (Athena)",

@@ -1,13 +1,16 @@
-"""The one partitioning of the project: a UTC day (CloudTrail's delivery day)."""
+"""The one partitioning of the project: a UTC day (CloudTrail's delivery day), from the settings."""
 
-import os
+from datetime import date
 
-from dagster import DailyPartitionsDefinition
+from dagster import AssetCheckExecutionContext, AssetExecutionContext, DailyPartitionsDefinition
 
-DEFAULT_START_DATE = "2024-01-01"
+from proactive_assets.config import Settings
 
-daily_partitions = DailyPartitionsDefinition(
-    start_date=os.environ.get("PROACTIVE_START_DATE") or DEFAULT_START_DATE,
-    timezone="UTC",
-    end_offset=1,
-)
+
+def daily_partitions(settings: Settings) -> DailyPartitionsDefinition:
+    """Days from ``PROACTIVE_START_DATE`` to today (``end_offset=1``: today is a partition too)."""
+    return DailyPartitionsDefinition(start_date=settings.start_date, timezone="UTC", end_offset=1)
+
+
+def partition_day(context: AssetExecutionContext | AssetCheckExecutionContext) -> date:
+    return date.fromisoformat(context.partition_key)

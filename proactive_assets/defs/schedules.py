@@ -30,8 +30,10 @@ from dagster import (
     AssetSelection,
     AssetSpec,
     AutomationCondition,
+    DailyPartitionsDefinition,
     DefaultScheduleStatus,
     RunRequest,
+    ScheduleDefinition,
     ScheduleEvaluationContext,
     SkipReason,
     define_asset_job,
@@ -39,8 +41,6 @@ from dagster import (
     map_asset_specs,
     schedule,
 )
-
-from proactive_assets.defs.partitions import daily_partitions
 
 DAILY_JOB_NAME = "proactive_daily_job"
 #: Assets that follow their parents for the latest partition (see the module docstring).
@@ -75,21 +75,24 @@ def previous_day(moment: datetime) -> str:
     return (moment.astimezone(UTC) - timedelta(days=1)).date().isoformat()
 
 
-@schedule(
-    name="daily_schedule",
-    job=daily_job,
-    cron_schedule="30 1 * * *",
-    execution_timezone="UTC",
-    default_status=DefaultScheduleStatus.STOPPED,
-    description="Every asset for yesterday's partition (UTC), at 01:30 UTC once CloudTrail has delivered the day.",
-)
-def daily_schedule(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
-    moment = context.scheduled_execution_time or datetime.now(UTC)
-    day = previous_day(moment)
-    if not daily_partitions.has_partition_key(day):
-        return SkipReason(f"{day} is not a partition (before PROACTIVE_START_DATE?)")
-    return RunRequest(
-        run_key=f"daily:{day}",
-        partition_key=day,
-        tags={"proactive/trigger": "daily_schedule"},
+def daily_schedule(partitions: DailyPartitionsDefinition) -> ScheduleDefinition:
+    @schedule(
+        name="daily_schedule",
+        job=daily_job,
+        cron_schedule="30 1 * * *",
+        execution_timezone="UTC",
+        default_status=DefaultScheduleStatus.STOPPED,
+        description="Every asset for yesterday's partition (UTC), at 01:30 UTC once CloudTrail has delivered the day.",
     )
+    def _daily_schedule(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
+        moment = context.scheduled_execution_time or datetime.now(UTC)
+        day = previous_day(moment)
+        if not partitions.has_partition_key(day):
+            return SkipReason(f"{day} is not a partition (before PROACTIVE_START_DATE?)")
+        return RunRequest(
+            run_key=f"daily:{day}",
+            partition_key=day,
+            tags={"proactive/trigger": "daily_schedule"},
+        )
+
+    return _daily_schedule

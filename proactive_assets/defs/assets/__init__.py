@@ -1,0 +1,1 @@
+"""The assets, one module per domain; each module builds its assets for a given partitioning."""

@@ -4,15 +4,25 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    DailyPartitionsDefinition,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
 
 from proactive_assets.core import alerts as alert_logic
 from proactive_assets.core import training
-from proactive_assets.core.publish import JsonLinesSink, ObjectStoreLedger, SnsSink, publish_alerts
-from proactive_assets.defs.assets.ingest import IO_RETRY, partition_day
-from proactive_assets.defs.assets.model import daily_insights, training_set
+from proactive_assets.core.publish import JsonLinesSink, ObjectStoreLedger, Sink, SnsSink, publish_alerts
+from proactive_assets.defs import tables
+from proactive_assets.defs.assets.cloudtrail import IO_RETRY
 from proactive_assets.defs.metadata import table_preview
-from proactive_assets.defs.partitions import daily_partitions
+from proactive_assets.defs.model_store import load_model_metadata
+from proactive_assets.defs.partitions import partition_day
 from proactive_assets.defs.resources import ProactiveResource
 
 ALERT_COLUMNS = [
@@ -42,78 +52,82 @@ ALERT_COLUMNS = [
 ]
 
 
-def _sinks(proactive: ProactiveResource) -> list:
-    sinks: list = [JsonLinesSink(Path(proactive.home) / "alerts.jsonl")]
-    if proactive.sns_topic_arn:
-        import boto3
-
-        region = proactive.sns_topic_arn.split(":")[3] or None
-        sinks.append(SnsSink(boto3.client("sns", region_name=region), proactive.sns_topic_arn))
+def _sinks(proactive: ProactiveResource) -> list[Sink]:
+    sinks: list[Sink] = [JsonLinesSink(Path(proactive.settings.alerts_file))]
+    if proactive.settings.sns_topic_arn:
+        sinks.append(SnsSink(proactive.sns_client(), proactive.settings.sns_topic_arn))
     return sinks
 
 
-@asset(
-    partitions_def=daily_partitions,
-    deps=[daily_insights, training_set],
-    group_name="alerts",
-    retry_policy=IO_RETRY,
-    code_version="1",
-    description="Insights >= INSIGHT_THRESHOLD with an explanation, and where each was published (exactly once).",
-)
-def alerts(context: AssetExecutionContext, proactive: ProactiveResource) -> MaterializeResult:
-    day = partition_day(context)
-    warehouse = proactive.warehouse()
-    insights = warehouse.read_table("daily_insights", day).to_pandas()
-    threshold = proactive.insight_threshold
-    selected = alert_logic.add_alert_ids(alert_logic.select_alerts(insights, threshold), day)
-    window = training.training_window(day, proactive.training_days)
-    train_pairs = training.training_pairs(warehouse.read_table("training_set", day)).to_pandas()
-    day_pairs = insights[["entity", "source_ip"]]
-    explained = alert_logic.explain_alerts(selected, train_pairs, day_pairs, window)
-    suppressions_path = Path(proactive.home) / "suppressions.toml"
-    suppressions = alert_logic.load_suppressions(suppressions_path) if suppressions_path.exists() else None
-    applied = alert_logic.apply_suppressions(explained, suppressions)
-
-    ledger = ObjectStoreLedger(warehouse.store)
-    sinks = _sinks(proactive)
-    report = publish_alerts(applied, sinks, ledger, day=day, cloudtrail_location=proactive.cloudtrail_uri)
-    for row in applied.to_dict("records"):
-        state = f"suppressed by {row['suppressed_by']}" if row["suppressed"] else "alert"
-        context.log.warning(
-            f"{state}: {row['entity']} from {row['source_ip']} insight={row['insight']:.3f} "
-            f"[{row['alert_id']}] {row['explanation']}"
-        )
-    applied["published_to"] = [
-        [s.name for s in sinks if ledger.already_published(aid, s.name)] for aid in applied["alert_id"]
-    ]
-    table = pa.Table.from_pandas(
-        applied[[*ALERT_COLUMNS, "published_to"]] if len(applied) else _empty(applied), preserve_index=False
+def alert_assets(partitions: DailyPartitionsDefinition) -> list[AssetsDefinition]:
+    @asset(
+        name=tables.ALERTS,
+        partitions_def=partitions,
+        deps=[AssetKey(tables.DAILY_INSIGHTS), AssetKey(tables.TRAINING_SET)],
+        group_name="alerts",
+        retry_policy=IO_RETRY,
+        code_version="1",
+        description="Insights >= INSIGHT_THRESHOLD with an explanation, and where each was published (exactly once).",
     )
-    warehouse.write_tables("alerts", day, {"alerts": table})
-    model_meta = training.load_model_metadata(warehouse, day)
-    metadata = {
-        "alerts": len(applied),
-        "published": len({p["alert_id"] for p in report.published}),
-        "already_published": len({p["alert_id"] for p in report.skipped_already_published}),
-        "suppressed": len(report.suppressed),
-        "failed": len(report.failed),
-        "threshold": threshold,
-        "model_version": str(model_meta.get("version")),
-        "model_validation_auc": float(model_meta.get("validation_auc", float("nan"))),
-        "training_window": f"{window[0]}..{window[1]}",
-        "sinks": [s.name for s in sinks],
-        "alert_ids": MetadataValue.json(applied["alert_id"].tolist() if len(applied) else []),
-        "table": warehouse.uri_for("alerts", day),
-        "preview": table_preview(table, ["alert_id", "entity", "source_ip", "insight", "explanation", "published_to"]),
-    }
-    if report.failed:
-        context.log.error(f"{len(report.failed)} publish(es) failed: {report.failed[:5]}")
-        raise Failure(
-            description=f"{len(report.failed)} alert publish(es) failed; a retry sends only those "
-            f"(first: {report.failed[0]['reason']})",
-            metadata=metadata,
+    def alerts(context: AssetExecutionContext, proactive: ProactiveResource) -> MaterializeResult:
+        day = partition_day(context)
+        warehouse = proactive.warehouse()
+        settings = proactive.settings
+        insights = warehouse.read_table(tables.DAILY_INSIGHTS, day).to_pandas()
+        threshold = settings.insight_threshold
+        selected = alert_logic.add_alert_ids(alert_logic.select_alerts(insights, threshold), day)
+        window = training.training_window(day, settings.training_days)
+        train_pairs = training.training_pairs(warehouse.read_table(tables.TRAINING_SET, day)).to_pandas()
+        day_pairs = insights[["entity", "source_ip"]]
+        explained = alert_logic.explain_alerts(selected, train_pairs, day_pairs, window)
+        suppressions_path = Path(settings.suppressions_file)
+        suppressions = alert_logic.load_suppressions(suppressions_path) if suppressions_path.exists() else None
+        applied = alert_logic.apply_suppressions(explained, suppressions)
+
+        ledger = ObjectStoreLedger(warehouse.store)
+        sinks = _sinks(proactive)
+        report = publish_alerts(applied, sinks, ledger, day=day, cloudtrail_location=settings.cloudtrail_uri)
+        for row in applied.to_dict("records"):
+            state = f"suppressed by {row['suppressed_by']}" if row["suppressed"] else "alert"
+            context.log.warning(
+                f"{state}: {row['entity']} from {row['source_ip']} insight={row['insight']:.3f} "
+                f"[{row['alert_id']}] {row['explanation']}"
+            )
+        applied["published_to"] = [
+            [s.name for s in sinks if ledger.already_published(aid, s.name)] for aid in applied["alert_id"]
+        ]
+        table = pa.Table.from_pandas(
+            applied[[*ALERT_COLUMNS, "published_to"]] if len(applied) else _empty(applied), preserve_index=False
         )
-    return MaterializeResult(metadata=metadata)
+        warehouse.write_tables(tables.ALERTS, day, {tables.ALERTS: table})
+        model_meta = load_model_metadata(warehouse, day)
+        metadata = {
+            "alerts": len(applied),
+            "published": len({p["alert_id"] for p in report.published}),
+            "already_published": len({p["alert_id"] for p in report.skipped_already_published}),
+            "suppressed": len(report.suppressed),
+            "failed": len(report.failed),
+            "threshold": threshold,
+            "model_version": str(model_meta.get("version")),
+            "model_validation_auc": float(model_meta.get("validation_auc", float("nan"))),
+            "training_window": f"{window[0]}..{window[1]}",
+            "sinks": [s.name for s in sinks],
+            "alert_ids": MetadataValue.json(applied["alert_id"].tolist() if len(applied) else []),
+            "table": warehouse.uri_for(tables.ALERTS, day),
+            "preview": table_preview(
+                table, ["alert_id", "entity", "source_ip", "insight", "explanation", "published_to"]
+            ),
+        }
+        if report.failed:
+            context.log.error(f"{len(report.failed)} publish(es) failed: {report.failed[:5]}")
+            raise Failure(
+                description=f"{len(report.failed)} alert publish(es) failed; a retry sends only those "
+                f"(first: {report.failed[0]['reason']})",
+                metadata=metadata,
+            )
+        return MaterializeResult(metadata=metadata)
+
+    return [alerts]
 
 
 def _empty(frame: pd.DataFrame) -> pd.DataFrame:

@@ -1,83 +1,32 @@
-"""CloudTrail: find a day's log objects in the bucket layout and parse them into normalised events.
+"""Parse CloudTrail log objects into ``EVENTS_SCHEMA`` rows, a batch of objects per call.
 
-Parsing is columnar and batch by batch, so memory is bounded by a few files rather than the day:
-a small C scanner (``_cloudtrail_scan.c``, built by setup.py) validates each object as JSON and copies
-only the fields used here straight into Arrow buffers; where it was not built (no C compiler),
-pyarrow's JSON reader with an explicit schema does the same job about three times slower.
-Anything that cannot be read is reported as a ``Problem`` naming the object (and record or field);
-it never stops the rest of the day.
+A small C scanner (``_cloudtrail_scan.c``, built by setup.py) validates each object as JSON and
+copies only the fields used here straight into Arrow buffers; where it was not built (no C
+compiler), pyarrow's JSON reader with an explicit schema does the same job about three times
+slower. An object either reader rejects is parsed on its own by ``json.loads``, which names the
+bad record or field; the rest of the batch is unaffected. Nothing here raises for bad input:
+what cannot be used becomes a ``Problem``.
 """
 
-import hashlib
 import io
-import re
 import zlib
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from datetime import date, datetime
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
+from proactive_assets.core.events import EVENTS_SCHEMA, EventBatch, Problem, quarantined
 from proactive_assets.core.ipnet import KIND_INVALID, KIND_IP, classify_source
-from proactive_assets.core.storage import ObjectInfo, ObjectStore
 
 try:
-    from proactive_assets.core import _cloudtrail_scan as scanner
+    from proactive_assets.core.sources import _cloudtrail_scan as scanner
 except ImportError:  # built without a C compiler
     scanner = None
 
-LOG_NAME = re.compile(
-    r"^(?P<account>\d{12})_CloudTrail_(?P<region>[a-z0-9-]+)_(?P<stamp>\d{8}T\d{4}Z)_(?P<uid>[A-Za-z0-9]+)\.json\.gz$"
-)
-ORG_ID = re.compile(r"^o-[a-z0-9]{10,32}$")
-ACCOUNT_ID = re.compile(r"^\d{12}$")
-
-EVENTS_SCHEMA = pa.schema(
-    [
-        ("event_time", pa.timestamp("ms", tz="UTC")),
-        ("event_name", pa.string()),
-        ("event_source", pa.string()),
-        ("identity_arn", pa.string()),
-        ("identity_type", pa.string()),
-        ("account", pa.string()),
-        ("region", pa.string()),
-        ("source_ip", pa.string()),
-        ("source_kind", pa.string()),
-        ("is_pair", pa.bool_()),
-        ("user_agent", pa.string()),
-        ("error_code", pa.string()),
-        ("event_id", pa.string()),
-        ("source", pa.string()),
-        ("source_file", pa.string()),
-    ]
-)
-
-INVENTORY_SCHEMA = pa.schema(
-    [
-        ("key", pa.string()),
-        ("uri", pa.string()),
-        ("size", pa.int64()),
-        ("etag", pa.string()),
-        ("last_modified", pa.timestamp("ms", tz="UTC")),
-        ("org_id", pa.string()),
-        ("account", pa.string()),
-        ("region", pa.string()),
-        ("delivered_at", pa.timestamp("ms", tz="UTC")),
-    ]
-)
-
-QUARANTINE_SCHEMA = pa.schema(
-    [
-        ("source_file", pa.string()),
-        ("record_index", pa.int64()),
-        ("field", pa.string()),
-        ("reason", pa.string()),
-        ("record_rejected", pa.bool_()),
-    ]
-)
+#: Objects are parsed in batches of about this much JSON: per-call overhead dominates one by one.
+BATCH_BYTES = 32 << 20
 
 _IDENTITY = pa.struct(
     [("type", pa.string()), ("arn", pa.string()), ("accountId", pa.string()), ("invokedBy", pa.string())]
@@ -107,142 +56,6 @@ _STRING_FIELDS = [f.name for f in _RECORD if f.name != "userIdentity"]
 
 
 @dataclass(frozen=True)
-class Problem:
-    """Something in the input that could not be used, and why; ``record_index`` -1 = whole object."""
-
-    source_file: str
-    reason: str
-    record_index: int = -1
-    field: str | None = None
-    record_rejected: bool = True
-
-    def message(self) -> str:
-        where = self.source_file if self.record_index < 0 else f"{self.source_file} record #{self.record_index}"
-        return f"{where}: {self.reason}"
-
-
-@dataclass(frozen=True)
-class LogObject:
-    """A CloudTrail log object found for a day, with what its key says about it."""
-
-    info: ObjectInfo
-    uri: str
-    org_id: str | None
-    account: str
-    region: str
-    delivered_at: datetime
-
-
-@dataclass
-class ParsedFile:
-    events: pa.Table
-    problems: list[Problem] = field(default_factory=list)
-
-
-# ---------------------------------------------------------------------------------------------
-# Listing
-
-
-def _account_roots(store: ObjectStore, accounts: Iterable[str]) -> list[tuple[str | None, str, str]]:
-    """(org_id, account, prefix) for every account folder under AWSLogs/, org-trail layout included."""
-    wanted = set(accounts)
-    roots: list[tuple[str | None, str, str]] = []
-    for prefix in store.list_prefixes("AWSLogs/"):
-        name = prefix.rstrip("/").rsplit("/", 1)[-1]
-        if ACCOUNT_ID.match(name):
-            roots.append((None, name, prefix))
-        elif ORG_ID.match(name):
-            for sub in store.list_prefixes(prefix):
-                acct = sub.rstrip("/").rsplit("/", 1)[-1]
-                if ACCOUNT_ID.match(acct):
-                    roots.append((name, acct, sub))
-    return [r for r in roots if not wanted or r[1] in wanted]
-
-
-def list_day_objects(
-    store: ObjectStore, day: date, accounts: Iterable[str] = (), regions: Iterable[str] = ()
-) -> tuple[list[LogObject], list[Problem]]:
-    """Every log object delivered on ``day`` (all accounts and regions unless filtered).
-
-    Digest and Insight files live in other folders and are never listed; objects under the day's
-    prefix whose names do not follow CloudTrail's pattern, or that are empty, come back as problems.
-    """
-    wanted_regions = set(regions)
-    found: list[LogObject] = []
-    problems: list[Problem] = []
-    for org_id, _account, root in _account_roots(store, accounts):
-        for region_prefix in store.list_prefixes(f"{root}CloudTrail/"):
-            region = region_prefix.rstrip("/").rsplit("/", 1)[-1]
-            if wanted_regions and region not in wanted_regions:
-                continue
-            day_prefix = f"{region_prefix}{day:%Y/%m/%d}/"
-            for info in store.list_objects(day_prefix):
-                name = info.key.rsplit("/", 1)[-1]
-                match = LOG_NAME.match(name)
-                if match is None:
-                    problems.append(Problem(store.uri_for(info.key), "not a CloudTrail log file name"))
-                    continue
-                if info.size == 0:
-                    problems.append(Problem(store.uri_for(info.key), "empty object"))
-                    continue
-                found.append(
-                    LogObject(
-                        info=info,
-                        uri=store.uri_for(info.key),
-                        org_id=org_id,
-                        account=match["account"],
-                        region=match["region"],
-                        delivered_at=datetime.strptime(match["stamp"] + "+0000", "%Y%m%dT%H%MZ%z"),
-                    )
-                )
-    found.sort(key=lambda o: o.info.key)
-    return found, problems
-
-
-def inventory_digest(objects: list[LogObject]) -> str:
-    """A short digest of which objects (and which versions of them) make up a day.
-
-    Used as the Dagster data version of ``raw_cloudtrail``: a late delivery or a rewritten object
-    changes it, so Dagster marks the downstream partitions stale; a re-listing of the same objects
-    does not.
-    """
-    digest = hashlib.sha256()
-    for obj in sorted(objects, key=lambda o: o.info.key):
-        digest.update(f"{obj.info.key}\t{obj.info.etag}\n".encode())
-    return digest.hexdigest()[:24]
-
-
-def inventory_table(objects: list[LogObject]) -> pa.Table:
-    """The ``raw_cloudtrail`` table for a day."""
-    return pa.table(
-        {
-            "key": [o.info.key for o in objects],
-            "uri": [o.uri for o in objects],
-            "size": [o.info.size for o in objects],
-            "etag": [o.info.etag for o in objects],
-            "last_modified": [o.info.last_modified for o in objects],
-            "org_id": [o.org_id for o in objects],
-            "account": [o.account for o in objects],
-            "region": [o.region for o in objects],
-            "delivered_at": [o.delivered_at for o in objects],
-        },
-        schema=INVENTORY_SCHEMA,
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# Parsing
-#
-# CloudTrail delivers many small objects (one per account, region and ~5 minutes). Parsing them
-# one by one is dominated by per-call overhead, so objects are parsed in batches: one call of the C
-# scanner, or (without it) one pyarrow call over their bytes joined into newline-delimited JSON.
-# An object the fast reader rejects is parsed on its own by json.loads, which names the bad record
-# or field; the rest of the batch is unaffected.
-
-BATCH_BYTES = 32 << 20
-
-
-@dataclass(frozen=True)
 class RawLog:
     """One object's bytes and where they came from."""
 
@@ -259,12 +72,12 @@ def decompress(data: bytes) -> bytes:
     return data
 
 
-def parse_log_bytes(data: bytes, source_file: str, account: str = "", region: str = "") -> ParsedFile:
+def parse_log_bytes(data: bytes, source_file: str, account: str = "", region: str = "") -> EventBatch:
     """Normalised events of one CloudTrail object; a corrupt object gives no events and one problem."""
     return parse_logs([RawLog(data, source_file, account, region)])
 
 
-def parse_logs(logs: list[RawLog]) -> ParsedFile:
+def parse_logs(logs: list[RawLog]) -> EventBatch:
     """Normalised events of several objects, parsed together when they are well formed."""
     problems: list[Problem] = []
     docs: list[bytes] = []
@@ -278,7 +91,7 @@ def parse_logs(logs: list[RawLog]) -> ParsedFile:
         docs.append(raw)
         kept.append(log)
     if not kept:
-        return ParsedFile(EVENTS_SCHEMA.empty_table(), problems)
+        return EventBatch(EVENTS_SCHEMA.empty_table(), problems)
     if scanner is not None:
         records, file_index, failed = _scan_records(docs)
         results = [_normalise(records, file_index, kept)]
@@ -296,7 +109,7 @@ def parse_logs(logs: list[RawLog]) -> ParsedFile:
     return _merge(_concat(results), problems)
 
 
-def _parse_one(doc: bytes, log: RawLog, columnar: bool = True) -> ParsedFile:
+def _parse_one(doc: bytes, log: RawLog, columnar: bool = True) -> EventBatch:
     """One object on its own: pyarrow's reader if ``columnar`` (it may span lines), else json.loads."""
     if columnar:
         try:
@@ -307,21 +120,17 @@ def _parse_one(doc: bytes, log: RawLog, columnar: bool = True) -> ParsedFile:
     try:
         records = _records_tolerant(doc)
     except ValueError as exc:
-        return _failed(log.source_file, str(exc))
+        return quarantined(log.source_file, str(exc))
     return _normalise(records, np.zeros(len(records), dtype=np.int64), [log])
 
 
-def _merge(parsed: ParsedFile, problems: list[Problem]) -> ParsedFile:
-    return ParsedFile(parsed.events, problems + parsed.problems)
+def _merge(parsed: EventBatch, problems: list[Problem]) -> EventBatch:
+    return EventBatch(parsed.events, problems + parsed.problems)
 
 
-def _concat(results: list[ParsedFile]) -> ParsedFile:
+def _concat(results: list[EventBatch]) -> EventBatch:
     events = pa.concat_tables([r.events for r in results]) if results else EVENTS_SCHEMA.empty_table()
-    return ParsedFile(events, [p for r in results for p in r.problems])
-
-
-def _failed(source_file: str, reason: str) -> ParsedFile:
-    return ParsedFile(EVENTS_SCHEMA.empty_table(), [Problem(source_file, reason)])
+    return EventBatch(events, [p for r in results for p in r.problems])
 
 
 def _scan_records(docs: list[bytes]) -> tuple[pa.StructArray, np.ndarray, list[int]]:
@@ -414,10 +223,10 @@ def _null_mask(array: pa.Array) -> np.ndarray:
     return np.asarray(pc.is_null(array), dtype=bool)
 
 
-def _normalise(records: pa.StructArray, file_index: np.ndarray, logs: list[RawLog]) -> ParsedFile:
+def _normalise(records: pa.StructArray, file_index: np.ndarray, logs: list[RawLog]) -> EventBatch:
     n = len(records)
     if n == 0:
-        return ParsedFile(EVENTS_SCHEMA.empty_table())
+        return EventBatch(EVENTS_SCHEMA.empty_table())
     ident = pc.struct_field(records, "userIdentity")
     time_text = pc.struct_field(records, "eventTime")
     event_time = pc.strptime(time_text, format="%Y-%m-%dT%H:%M:%SZ", unit="ms", error_is_null=True)
@@ -495,49 +304,4 @@ def _normalise(records: pa.StructArray, file_index: np.ndarray, logs: list[RawLo
     )
     if rejected.any():
         table = table.filter(pa.array(~rejected))
-    return ParsedFile(table, problems)
-
-
-def problems_table(problems: list[Problem]) -> pa.Table:
-    """The quarantine table: every unreadable object and every rejected or unpaired record."""
-    return pa.table(
-        {
-            "source_file": [p.source_file for p in problems],
-            "record_index": [p.record_index for p in problems],
-            "field": [p.field for p in problems],
-            "reason": [p.reason for p in problems],
-            "record_rejected": [p.record_rejected for p in problems],
-        },
-        schema=QUARANTINE_SCHEMA,
-    )
-
-
-def iter_day_events(
-    store: ObjectStore, objects: list[LogObject], batch_bytes: int = BATCH_BYTES
-) -> Iterator[tuple[list[LogObject], ParsedFile]]:
-    """Parse the day's objects in batches of about ``batch_bytes`` of JSON.
-
-    Objects are decompressed as they are read so a batch is sized by what the parser holds,
-    whatever the compression ratio; memory stays bounded by one batch. An object that cannot be
-    read or decompressed becomes a problem for that object alone.
-    """
-    batch: list[RawLog] = []
-    members: list[LogObject] = []
-    size = 0
-    for obj in objects:
-        try:
-            data = decompress(store.get(obj.info.key))
-        except zlib.error as exc:
-            yield [obj], _failed(obj.uri, f"not a readable gzip object ({exc})")
-            continue
-        except Exception as exc:
-            yield [obj], _failed(obj.uri, f"could not be read ({type(exc).__name__}: {exc})")
-            continue
-        batch.append(RawLog(data, obj.uri, obj.account, obj.region))
-        members.append(obj)
-        size += len(data)
-        if size >= batch_bytes:
-            yield members, parse_logs(batch)
-            batch, members, size = [], [], 0
-    if batch:
-        yield members, parse_logs(batch)
+    return EventBatch(table, problems)

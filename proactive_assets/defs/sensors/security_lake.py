@@ -1,31 +1,19 @@
-"""Event-driven runs: new CloudTrail objects in S3 and Security Lake notifications on SQS.
+"""The Security Lake sensor: a run for every day partition announced on the subscriber SQS queue.
 
-Both sensors run ``proactive_daily_job`` (every asset) for each day partition that changed, so
-a day is always re-processed from its inputs down to its alerts - including a late delivery to
-an old day, which the schedule alone would never revisit. Both are STOPPED by default: switch
-them on in the UI (Automation tab) once the sources are configured. See ``schedules.py`` for
-how the schedule and the declarative automation fit with them.
-
-Run keys name the day and a digest of what triggered the run (object versions or SQS message
-ids): Dagster never launches the same run key twice for a sensor, so the same set of objects is
-never requested twice, while new objects for a day make a new key and a new run for that day.
-
-Interval: every run re-processes its whole day, so polling faster than data arrives only splits
-one delivery wave (CloudTrail writes about every 5 minutes per account and region) into several
-runs. ``minimum_interval_seconds`` is therefore 300 s for both sensors.
+It runs ``proactive_daily_job`` (every asset) for each announced day. STOPPED by default: switch it
+on in the UI (Automation) once PROACTIVE_SECURITY_LAKE_URI and PROACTIVE_SQS_QUEUE_URL are set.
 """
 
-import hashlib
 import json
-import re
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from dagster import (
+    DailyPartitionsDefinition,
     DefaultSensorStatus,
     RunRequest,
     SensorDefinition,
@@ -34,216 +22,12 @@ from dagster import (
     SkipReason,
     sensor,
 )
-from dagster_aws.s3.sensor import get_objects
 
-from proactive_assets.core.cloudtrail import LOG_NAME
-from proactive_assets.core.security_lake import (
-    MalformedNotification,
-    parse_security_lake_key,
-    parse_sqs_message_body,
-)
-from proactive_assets.core.storage import ObjectInfo, split_s3_uri
-from proactive_assets.defs.partitions import daily_partitions
+from proactive_assets.core.sources import notifications, security_lake
+from proactive_assets.core.storage import split_s3_uri
 from proactive_assets.defs.resources import ProactiveResource
 from proactive_assets.defs.schedules import daily_job
-
-SENSOR_INTERVAL_SECONDS = 300
-CURSOR_VERSION = 1
-
-# ----------------------------------------------------------------------------------- helpers
-
-
-def _digest(parts: Iterable[str], length: int = 16) -> str:
-    return hashlib.sha256("\n".join(sorted(parts)).encode()).hexdigest()[:length]
-
-
-def run_key(trigger: str, day: str, parts: Iterable[str]) -> str:
-    """``<trigger>:<day>:<digest of what triggered it>`` - see the module docstring."""
-    return f"{trigger}:{day}:{_digest(parts)}"
-
-
-def is_partition(day: date | str) -> bool:
-    """True when ``day`` is a partition of ``daily_partitions`` now (not before the start, not future)."""
-    return daily_partitions.has_partition_key(day if isinstance(day, str) else day.isoformat())
-
-
-# ------------------------------------------------------------------------- CloudTrail arrivals
-
-#: A CloudTrail log object key relative to the trail's root (org-trail layout included): the
-#: folder date is the delivery day, the partition ``list_day_objects`` finds the object in.
-CLOUDTRAIL_KEY = re.compile(
-    r"^AWSLogs/(?:o-[a-z0-9]{10,32}/)?(?P<account>\d{12})/CloudTrail/(?P<region>[a-z0-9-]+)/"
-    r"(?P<year>\d{4})/(?P<month>\d{2})/(?P<day>\d{2})/(?P<name>[^/]+)$"
-)
-#: How far behind the newest ``LastModified`` seen each listing starts again. S3 stamps an
-#: object when its upload *starts*, so an object can become visible after a newer one; object
-#: versions inside the window are remembered (by fingerprint) so they are not requested twice.
-OVERLAP = timedelta(minutes=15)
-
-
-def cloudtrail_key_day(key: str, accounts: Iterable[str] = (), regions: Iterable[str] = ()) -> date | None:
-    """Delivery day of a CloudTrail log object key, or None (digests, other files, filtered out)."""
-    match = CLOUDTRAIL_KEY.match(key)
-    if match is None or LOG_NAME.match(match["name"]) is None:
-        return None
-    accounts, regions = set(accounts), set(regions)
-    if (accounts and match["account"] not in accounts) or (regions and match["region"] not in regions):
-        return None
-    try:
-        return date(int(match["year"]), int(match["month"]), int(match["day"]))
-    except ValueError:
-        return None
-
-
-def fingerprint(info: ObjectInfo) -> str:
-    """Identifies one version of one object (a rewrite changes the etag, so the fingerprint)."""
-    return hashlib.sha256(f"{info.key}\0{info.etag}".encode()).hexdigest()[:20]
-
-
-@dataclass
-class ArrivalCursor:
-    """What the CloudTrail sensor has seen: the newest ``LastModified`` and the recent versions."""
-
-    watermark: datetime | None = None
-    recent: dict[str, float] = field(default_factory=dict)  # fingerprint -> LastModified (epoch s)
-
-    @property
-    def since(self) -> datetime | None:
-        """Where the next listing starts (exclusive)."""
-        return self.watermark - OVERLAP if self.watermark else None
-
-    @classmethod
-    def load(cls, text: str | None) -> "ArrivalCursor":
-        if not text:
-            return cls()
-        try:
-            doc = json.loads(text)
-            watermark = datetime.fromisoformat(doc["watermark"]) if doc.get("watermark") else None
-            return cls(watermark=watermark, recent={str(k): float(v) for k, v in doc.get("recent", {}).items()})
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ValueError(
-                f"unreadable cloudtrail_s3_sensor cursor ({exc}); reset it in the UI to start from scratch"
-            ) from None
-
-    def dump(self) -> str:
-        return json.dumps(
-            {
-                "version": CURSOR_VERSION,
-                "watermark": self.watermark.isoformat() if self.watermark else None,
-                "recent": self.recent,
-            },
-            sort_keys=True,
-        )
-
-
-def detect_changes(
-    listing: Iterable[ObjectInfo],
-    cursor: ArrivalCursor,
-    accounts: Iterable[str] = (),
-    regions: Iterable[str] = (),
-) -> tuple[dict[date, list[ObjectInfo]], ArrivalCursor]:
-    """New or rewritten log objects by delivery day, and the cursor that remembers them.
-
-    ``listing`` holds the objects modified after ``cursor.since`` (the caller lists that way);
-    the versions already in the cursor are dropped, so a listing repeated with the returned
-    cursor finds nothing.
-    """
-    recent = dict(cursor.recent)
-    watermark = cursor.watermark
-    changed: dict[date, list[ObjectInfo]] = defaultdict(list)
-    for info in listing:
-        day = cloudtrail_key_day(info.key, accounts, regions)
-        if day is None:
-            continue
-        modified = info.last_modified.astimezone(UTC)
-        if watermark is None or modified > watermark:
-            watermark = modified
-        mark = fingerprint(info)
-        if mark in recent:
-            continue
-        recent[mark] = modified.timestamp()
-        changed[day].append(info)
-    if watermark is not None:
-        horizon = (watermark - OVERLAP).timestamp()
-        recent = {mark: stamp for mark, stamp in recent.items() if stamp >= horizon}
-    return dict(changed), ArrivalCursor(watermark=watermark, recent=recent)
-
-
-def list_cloudtrail_objects(proactive: ProactiveResource, since: datetime | None) -> list[ObjectInfo]:
-    """Log-folder objects modified after ``since`` (all of them when None), keys relative to the root.
-
-    S3 goes through ``dagster_aws.s3.sensor.get_objects`` with ``since_last_modified`` (not
-    ``since_key``: that one fails once its key is deleted and misses rewritten objects); a local
-    folder (the embedded default) through the store's listing, whose etag is mtime+size.
-    """
-    uri = proactive.cloudtrail_uri
-    if uri.startswith("s3://"):
-        bucket, prefix = split_s3_uri(uri)
-        base = f"{prefix}/" if prefix else ""
-        objects = get_objects(
-            bucket, prefix=f"{base}AWSLogs/", since_last_modified=since, client=proactive.s3.get_client()
-        )
-        return [
-            ObjectInfo(
-                key=obj["Key"][len(base) :],
-                size=int(obj.get("Size", 0)),
-                etag=str(obj.get("ETag", "")).strip('"'),
-                last_modified=obj["LastModified"],
-            )
-            for obj in objects
-        ]
-    store = proactive.cloudtrail_store()
-    return [info for info in store.list_objects("AWSLogs/") if since is None or info.last_modified > since]
-
-
-@sensor(
-    name="cloudtrail_s3_sensor",
-    job=daily_job,
-    minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
-    default_status=DefaultSensorStatus.STOPPED,
-    description=(
-        "Runs every asset for each day partition that received new or rewritten CloudTrail log objects "
-        "(S3 bucket or local folder of PROACTIVE_CLOUDTRAIL_URI), late deliveries to old days included."
-    ),
-)
-def cloudtrail_s3_sensor(context: SensorEvaluationContext, proactive: ProactiveResource) -> SensorResult:
-    """One run per changed day; the cursor (JSON) carries the watermark and recent versions.
-
-    On its very first tick (no cursor) every day in the bucket that is a partition is requested:
-    set ``PROACTIVE_START_DATE`` to bound that first backfill.
-
-    Cost: ``get_objects`` pages through every object under ``AWSLogs/`` on each tick (S3 has no
-    server-side filter on ``LastModified``), about one request per 1,000 objects. That is fine
-    for a trail of some months; for a large organisation trail narrow
-    ``PROACTIVE_CLOUDTRAIL_URI`` to a prefix, or send the bucket's S3 event notifications to a
-    queue and rely on the daily schedule plus that queue instead.
-    """
-    cursor = ArrivalCursor.load(context.cursor)
-    listing = list_cloudtrail_objects(proactive, cursor.since)
-    changes, new_cursor = detect_changes(listing, cursor, proactive.accounts, proactive.regions)
-    run_requests = []
-    for day, objects in sorted(changes.items()):
-        key = day.isoformat()
-        if not is_partition(key):
-            context.log.info(f"ignoring {len(objects)} CloudTrail object(s) of {key}: not a day partition")
-            continue
-        run_requests.append(
-            RunRequest(
-                run_key=run_key("cloudtrail", key, (fingerprint(o) for o in objects)),
-                partition_key=key,
-                tags={"proactive/trigger": "cloudtrail_s3_sensor", "proactive/new_objects": str(len(objects))},
-            )
-        )
-        context.log.info(f"{key}: {len(objects)} new CloudTrail object(s), e.g. {objects[0].key}")
-    if not run_requests:
-        return SensorResult(
-            skip_reason=SkipReason(f"no new CloudTrail objects under {proactive.cloudtrail_uri}"),
-            cursor=new_cursor.dump(),
-        )
-    return SensorResult(run_requests=run_requests, cursor=new_cursor.dump())
-
-
-# ------------------------------------------------------------------- Security Lake notifications
+from proactive_assets.defs.sensors.common import CURSOR_VERSION, SENSOR_INTERVAL_SECONDS, is_partition, run_key
 
 #: How long a message id whose run was requested is remembered, to recognise a redelivery
 #: (SQS keeps messages at most 14 days), and at most how many are remembered.
@@ -291,24 +75,27 @@ def _pruned(requested: dict[str, float], now: float) -> dict[str, float]:
     return {mid: stamp for stamp, mid in kept[:REQUESTED_MAX]}
 
 
-def object_day(bucket: str, key: str, proactive: ProactiveResource) -> tuple[str | None, str]:
+def announced_day(
+    bucket: str, key: str, proactive: ProactiveResource, partitions: DailyPartitionsDefinition
+) -> tuple[str | None, str]:
     """(partition key, "") for an object the project reads, else (None, why not)."""
-    info = parse_security_lake_key(key)
+    info = security_lake.parse_security_lake_key(key)
     if info is None:
         return None, f"s3://{bucket}/{key} is not a Security Lake object key"
     if not info.supported:
         return None, f"unsupported source {info.source} {info.source_version or ''}".rstrip()
-    lake = proactive.security_lake_uri or ""
+    settings = proactive.settings
+    lake = settings.security_lake_uri or ""
     if lake.startswith("s3://"):
         lake_bucket, lake_prefix = split_s3_uri(lake)
         if bucket != lake_bucket or (lake_prefix and not key.startswith(f"{lake_prefix}/")):
             return None, f"s3://{bucket}/{key} is outside PROACTIVE_SECURITY_LAKE_URI {lake}"
-    if proactive.accounts and info.account not in proactive.accounts:
+    if settings.accounts and info.account not in settings.accounts:
         return None, f"account {info.account} is filtered out"
-    if proactive.regions and info.region not in proactive.regions:
+    if settings.regions and info.region not in settings.regions:
         return None, f"region {info.region} is filtered out"
     day = info.day.isoformat()
-    if not is_partition(day):
+    if not is_partition(partitions, day):
         return None, f"{day} is not a day partition"
     return day, ""
 
@@ -362,19 +149,20 @@ def delete_messages(
 def poll_security_lake_queue(
     context: SensorEvaluationContext,
     proactive: ProactiveResource,
+    partitions: DailyPartitionsDefinition,
     visibility_timeout: int = DEFAULT_VISIBILITY_TIMEOUT,
     max_messages: int = DEFAULT_MAX_MESSAGES,
     wait_seconds: int = 1,
 ) -> SensorResult:
     """One tick of the Security Lake sensor; see ``make_security_lake_sqs_sensor``."""
-    if not proactive.sqs_queue_url:
+    if not proactive.settings.sqs_queue_url:
         return SensorResult(skip_reason=SkipReason("PROACTIVE_SQS_QUEUE_URL is not set"), cursor=context.cursor)
-    if not proactive.security_lake_uri:
+    if not proactive.settings.security_lake_uri:
         return SensorResult(
             skip_reason=SkipReason("PROACTIVE_SECURITY_LAKE_URI is not set: a run would have nothing to read"),
             cursor=context.cursor,
         )
-    queue = proactive.sqs_queue_url
+    queue = proactive.settings.sqs_queue_url
     client = proactive.sqs_client()
     cursor = QueueCursor.load(context.cursor)
     now = time.time()
@@ -397,8 +185,8 @@ def poll_security_lake_queue(
             context.log.info(f"SQS message {mid} was redelivered; its run was already requested")
             continue
         try:
-            objects = parse_sqs_message_body(message.get("Body", ""))
-        except MalformedNotification as exc:
+            objects = notifications.parse_sqs_message_body(message.get("Body", ""))
+        except notifications.MalformedNotification as exc:
             malformed += 1
             receives = message.get("Attributes", {}).get("ApproximateReceiveCount", "?")
             context.log.warning(
@@ -409,7 +197,7 @@ def poll_security_lake_queue(
         days: set[str] = set()
         reasons: list[str] = []
         for bucket, key in objects:
-            day, reason = object_day(bucket, key, proactive)
+            day, reason = announced_day(bucket, key, proactive, partitions)
             if day is None:
                 reasons.append(reason)
             else:
@@ -450,6 +238,7 @@ def poll_security_lake_queue(
 
 
 def make_security_lake_sqs_sensor(
+    partitions: DailyPartitionsDefinition,
     name: str = "security_lake_sqs_sensor",
     visibility_timeout: int = DEFAULT_VISIBILITY_TIMEOUT,
     max_messages: int = DEFAULT_MAX_MESSAGES,
@@ -491,11 +280,6 @@ def make_security_lake_sqs_sensor(
         ),
     )
     def _security_lake_sqs_sensor(context: SensorEvaluationContext, proactive: ProactiveResource) -> SensorResult:
-        return poll_security_lake_queue(context, proactive, visibility_timeout, max_messages, wait_seconds)
+        return poll_security_lake_queue(context, proactive, partitions, visibility_timeout, max_messages, wait_seconds)
 
     return _security_lake_sqs_sensor
-
-
-security_lake_sqs_sensor = make_security_lake_sqs_sensor()
-
-SENSORS: list[SensorDefinition] = [cloudtrail_s3_sensor, security_lake_sqs_sensor]

@@ -1,0 +1,83 @@
+"""The SageMaker backend: the built-in ``ipinsights`` algorithm, trained and served by SageMaker.
+
+The warehouse keeps only the model's metadata (job, model, endpoint, calibration); the weights
+live in SageMaker. A model is scored in the region, on the endpoint and in the mode it was
+trained with, unless ``PROACTIVE_SAGEMAKER_SCORING_MODE`` overrides the mode.
+"""
+
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+import pyarrow as pa
+
+from proactive_assets.config import Settings
+from proactive_assets.core import remote_model
+from proactive_assets.core.backends import TrainedModel
+from proactive_assets.core.model import IPInsightsParams
+from proactive_assets.core.sagemaker_backend import DEFAULT_ENDPOINT_NAME, SageMakerIPInsights
+from proactive_assets.core.scoring import Scorer
+
+#: What ``describe`` shows of a SageMaker model's metadata.
+_DESCRIBED = (
+    "hyperparameters",
+    "calibration",
+    "model_artifact_uri",
+    "endpoint_name",
+    "scoring_mode",
+    "model_name",
+    "training_job_name",
+    "validation_pairs",
+    "skipped_ipv6",
+)
+
+
+class SageMakerBackend:
+    name = remote_model.BACKEND
+
+    def __init__(
+        self,
+        role_arn: str | None,
+        artifacts_uri: str | None,
+        region: str | None = None,
+        scoring_mode: str | None = None,
+        endpoint_name: str | None = None,
+    ) -> None:
+        self.role_arn = role_arn
+        self.artifacts_uri = artifacts_uri
+        self.region = region
+        self.scoring_mode = scoring_mode
+        self.endpoint_name = endpoint_name
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "SageMakerBackend":
+        return cls(
+            settings.sagemaker_role_arn,
+            settings.sagemaker_artifacts_uri,
+            settings.aws_region,
+            settings.sagemaker_scoring_mode,
+            settings.sagemaker_endpoint_name,
+        )
+
+    def client(self, metadata: dict[str, Any] | None = None) -> SageMakerIPInsights:
+        """The SageMaker client for training (no metadata) or for scoring an existing model."""
+        meta = metadata or {}
+        mode = self.scoring_mode or meta.get("scoring_mode") or "endpoint"
+        return SageMakerIPInsights(
+            role_arn=self.role_arn,
+            artifacts_uri=self.artifacts_uri,
+            region=meta.get("region") or self.region,
+            scoring_mode=mode.lower(),
+            endpoint_name=meta.get("endpoint_name") or self.endpoint_name or DEFAULT_ENDPOINT_NAME,
+        )
+
+    def train(self, training_set: pa.Table, params: IPInsightsParams, day: date) -> TrainedModel:
+        """Train, deploy (endpoint mode) and calibrate through SageMaker."""
+        return TrainedModel(remote_model.train_remote(self.client(), training_set, params, day))
+
+    def scorer(self, model: TrainedModel, training_set: Callable[[], pa.Table]) -> Scorer:
+        known = remote_model.known_entities(training_set().select(["entity", "source_ip"]))
+        return remote_model.RemoteScorer(self.client(model.metadata), model.metadata, known)
+
+    def describe(self, model: TrainedModel) -> dict[str, Any]:
+        return {name: model.metadata.get(name) for name in _DESCRIBED}

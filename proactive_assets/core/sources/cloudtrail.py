@@ -1,0 +1,230 @@
+"""CloudTrail as a log source: the bucket's key layout, a day's objects, and reading them.
+
+The key layout is written here once: ``AWSLogs/[<org id>/]<account>/CloudTrail/<region>/YYYY/MM/DD/
+<account>_CloudTrail_<region>_<YYYYMMDDTHHMMZ>_<id>.json.gz``; the folder date is the delivery
+day, i.e. the partition. Listing walks those prefixes (digest and insight files live elsewhere
+and are never listed); the sensor maps a key to its day with ``object_day``.
+"""
+
+import hashlib
+import re
+import zlib
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import pyarrow as pa
+
+from proactive_assets.core.events import DayListing, EventBatch, Problem, quarantined
+from proactive_assets.core.sources.cloudtrail_records import BATCH_BYTES, RawLog, decompress, parse_logs
+from proactive_assets.core.storage import ObjectInfo, ObjectStore
+
+NAME = "cloudtrail"
+
+#: A log object's key relative to the trail's root; the folder date is the delivery day.
+KEY = re.compile(
+    r"^AWSLogs/(?:(?P<org_id>o-[a-z0-9]{10,32})/)?(?P<account>\d{12})/CloudTrail/(?P<region>[a-z0-9-]+)/"
+    r"(?P<year>\d{4})/(?P<month>\d{2})/(?P<day>\d{2})/(?P<name>[^/]+)$"
+)
+#: The object name CloudTrail gives a delivery.
+LOG_NAME = re.compile(
+    r"^(?P<account>\d{12})_CloudTrail_(?P<region>[a-z0-9-]+)_(?P<stamp>\d{8}T\d{4}Z)_(?P<uid>[A-Za-z0-9]+)\.json\.gz$"
+)
+ORG_ID = re.compile(r"^o-[a-z0-9]{10,32}$")
+ACCOUNT_ID = re.compile(r"^\d{12}$")
+
+INVENTORY_SCHEMA = pa.schema(
+    [
+        ("key", pa.string()),
+        ("uri", pa.string()),
+        ("size", pa.int64()),
+        ("etag", pa.string()),
+        ("last_modified", pa.timestamp("ms", tz="UTC")),
+        ("org_id", pa.string()),
+        ("account", pa.string()),
+        ("region", pa.string()),
+        ("delivered_at", pa.timestamp("ms", tz="UTC")),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class LogObject:
+    """A CloudTrail log object found for a day, with what its key says about it."""
+
+    info: ObjectInfo
+    uri: str
+    org_id: str | None
+    account: str
+    region: str
+    delivered_at: datetime
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """What a log object's key says: where it belongs and when it was delivered."""
+
+    org_id: str | None
+    account: str
+    region: str
+    day: date
+    delivered_at: datetime
+
+
+def parse_key(key: str) -> KeyInfo | None:
+    """The parts of a CloudTrail log object key, or None for any other key (digests, stray files)."""
+    match = KEY.match(key)
+    name = LOG_NAME.match(match["name"]) if match else None
+    if match is None or name is None:
+        return None
+    try:
+        day = date(int(match["year"]), int(match["month"]), int(match["day"]))
+        delivered_at = datetime.strptime(name["stamp"] + "+0000", "%Y%m%dT%H%MZ%z")
+    except ValueError:
+        return None
+    return KeyInfo(match["org_id"], name["account"], name["region"], day, delivered_at)
+
+
+def object_day(key: str, accounts: Iterable[str] = (), regions: Iterable[str] = ()) -> date | None:
+    """The partition (delivery day) of a log object key, or None: not a log object, or filtered out."""
+    info = parse_key(key)
+    if info is None:
+        return None
+    accounts, regions = set(accounts), set(regions)
+    if (accounts and info.account not in accounts) or (regions and info.region not in regions):
+        return None
+    return info.day
+
+
+# ---------------------------------------------------------------------------------------------
+# Listing
+
+
+def _account_roots(store: ObjectStore, accounts: Iterable[str]) -> list[str]:
+    """The prefix of every account folder under AWSLogs/, organisation-trail layout included."""
+    wanted = set(accounts)
+    roots: list[tuple[str, str]] = []
+    for prefix in store.list_prefixes("AWSLogs/"):
+        name = prefix.rstrip("/").rsplit("/", 1)[-1]
+        if ACCOUNT_ID.match(name):
+            roots.append((name, prefix))
+        elif ORG_ID.match(name):
+            for sub in store.list_prefixes(prefix):
+                account = sub.rstrip("/").rsplit("/", 1)[-1]
+                if ACCOUNT_ID.match(account):
+                    roots.append((account, sub))
+    return [prefix for account, prefix in roots if not wanted or account in wanted]
+
+
+def list_day(store: ObjectStore, day: date, accounts: Iterable[str] = (), regions: Iterable[str] = ()) -> DayListing:
+    """Every log object delivered on ``day`` (all accounts and regions unless filtered).
+
+    Only the day's folders are listed; objects there whose names do not follow CloudTrail's
+    pattern, or that are empty, come back as problems.
+    """
+    wanted_regions = set(regions)
+    listing = DayListing()
+    for root in _account_roots(store, accounts):
+        for region_prefix in store.list_prefixes(f"{root}CloudTrail/"):
+            region = region_prefix.rstrip("/").rsplit("/", 1)[-1]
+            if wanted_regions and region not in wanted_regions:
+                continue
+            for info in store.list_objects(f"{region_prefix}{day:%Y/%m/%d}/"):
+                key = parse_key(info.key)
+                if key is None:
+                    listing.problems.append(Problem(store.uri_for(info.key), "not a CloudTrail log file name"))
+                    continue
+                if info.size == 0:
+                    listing.problems.append(Problem(store.uri_for(info.key), "empty object"))
+                    continue
+                uri = store.uri_for(info.key)
+                listing.objects.append(LogObject(info, uri, key.org_id, key.account, key.region, key.delivered_at))
+    listing.objects.sort(key=lambda o: o.info.key)
+    return listing
+
+
+def inventory_digest(objects: list[LogObject]) -> str:
+    """A short digest of which objects (and which versions of them) make up a day.
+
+    Used as the Dagster data version of ``raw_cloudtrail``: a late delivery or a rewritten object
+    changes it, so Dagster marks the downstream partitions stale; a re-listing of the same objects
+    does not.
+    """
+    digest = hashlib.sha256()
+    for obj in sorted(objects, key=lambda o: o.info.key):
+        digest.update(f"{obj.info.key}\t{obj.info.etag}\n".encode())
+    return digest.hexdigest()[:24]
+
+
+def inventory_table(objects: list[LogObject]) -> pa.Table:
+    """The ``raw_cloudtrail`` table for a day."""
+    return pa.table(
+        {
+            "key": [o.info.key for o in objects],
+            "uri": [o.uri for o in objects],
+            "size": [o.info.size for o in objects],
+            "etag": [o.info.etag for o in objects],
+            "last_modified": [o.info.last_modified for o in objects],
+            "org_id": [o.org_id for o in objects],
+            "account": [o.account for o in objects],
+            "region": [o.region for o in objects],
+            "delivered_at": [o.delivered_at for o in objects],
+        },
+        schema=INVENTORY_SCHEMA,
+    )
+
+
+def objects_from_inventory(inventory: pa.Table) -> list[LogObject]:
+    """The objects an ``inventory_table`` lists (what ``read`` takes)."""
+    return [
+        LogObject(
+            info=ObjectInfo(row["key"], row["size"], row["etag"], row["last_modified"]),
+            uri=row["uri"],
+            org_id=row["org_id"],
+            account=row["account"],
+            region=row["region"],
+            delivered_at=row["delivered_at"],
+        )
+        for row in inventory.to_pylist()
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+def read(store: ObjectStore, objects: list[LogObject], batch_bytes: int = BATCH_BYTES) -> Iterator[EventBatch]:
+    """The objects' events, parsed in batches of about ``batch_bytes`` of JSON.
+
+    Objects are decompressed as they are read so a batch is sized by what the parser holds,
+    whatever the compression ratio; memory stays bounded by one batch. An object that cannot be
+    read or decompressed becomes a problem for that object alone.
+    """
+    batch: list[RawLog] = []
+    size = 0
+    for obj in objects:
+        try:
+            data = decompress(store.get(obj.info.key))
+        except zlib.error as exc:
+            yield quarantined(obj.uri, f"not a readable gzip object ({exc})")
+            continue
+        except Exception as exc:
+            yield quarantined(obj.uri, f"could not be read ({type(exc).__name__}: {exc})")
+            continue
+        batch.append(RawLog(data, obj.uri, obj.account, obj.region))
+        size += len(data)
+        if size >= batch_bytes:
+            yield _parsed(batch)
+            batch, size = [], 0
+    if batch:
+        yield _parsed(batch)
+
+
+def _parsed(batch: list[RawLog]) -> EventBatch:
+    parsed = parse_logs(batch)
+    parsed.objects = len(batch)
+    parsed.rejected = dict(
+        Counter(p.field or "record" for p in parsed.problems if p.record_index >= 0 and p.record_rejected)
+    )
+    return parsed

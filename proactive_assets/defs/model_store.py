@@ -1,0 +1,45 @@
+"""Trained models in the warehouse: one ``ip_insights_model`` partition per day.
+
+A partition holds ``model.json`` (the metadata; ``backend`` names who trained it) and, when the
+weights live with us (the local backend), ``model.npz``; a SageMaker model lives in SageMaker
+and its ``model.json`` says where. Both files are written by one partition commit.
+"""
+
+import json
+from datetime import date
+from typing import Any
+
+from proactive_assets.core.backends import TrainedModel
+from proactive_assets.core.warehouse import Warehouse
+from proactive_assets.defs import tables
+
+MODEL_JSON = "model.json"
+MODEL_ARTIFACT = "model.npz"
+
+
+def save_model(warehouse: Warehouse, day: date, model: TrainedModel) -> str:
+    """Write the model as the day's partition (replacing any earlier one); returns where it is."""
+    with warehouse.partition(tables.IP_INSIGHTS_MODEL, day) as out:
+        if model.artifact is not None:
+            out.write_bytes(MODEL_ARTIFACT, model.artifact)
+        out.write_bytes(MODEL_JSON, json.dumps(model.metadata, indent=2, sort_keys=True, default=str).encode())
+    name = MODEL_ARTIFACT if model.artifact is not None else MODEL_JSON
+    return warehouse.store.uri_for(warehouse.key(tables.IP_INSIGHTS_MODEL, day, name))
+
+
+def load_model_metadata(warehouse: Warehouse, day: date) -> dict[str, Any]:
+    """The metadata of the model that scores ``day``, whichever backend trained it."""
+    key = warehouse.key(tables.IP_INSIGHTS_MODEL, day, MODEL_JSON)
+    if not warehouse.store.exists(key):
+        raise FileNotFoundError(
+            f"{warehouse.store.uri_for(key)} does not exist: materialise {tables.IP_INSIGHTS_MODEL} for {day}"
+        )
+    return json.loads(warehouse.store.get(key))
+
+
+def load_model(warehouse: Warehouse, day: date) -> TrainedModel:
+    """The model that scores ``day`` (trained on the window before it)."""
+    metadata = load_model_metadata(warehouse, day)
+    key = warehouse.key(tables.IP_INSIGHTS_MODEL, day, MODEL_ARTIFACT)
+    artifact = warehouse.store.get(key) if warehouse.store.exists(key) else None
+    return TrainedModel(metadata, artifact)
