@@ -37,6 +37,7 @@ class DailyActivity:
         return human.home6.host(int(self.names.hex(16, "v6", human.name, day), 16) | 0x0200_0000_0000_0000)
 
     def _human_ip(self, human: Human, day: int, at_office: bool, rng: np.random.Generator) -> str:
+        """Where a person works from today: now and then the phone, else the office or home (IPv6 if it has it)."""
         if human.mobile is not None and rng.random() < 0.04:
             return str(rng.choice(human.mobile.ips(day)))
         if at_office:
@@ -260,6 +261,7 @@ class DailyActivity:
         return sessions
 
     def _service_assume(self, ident: Identity, service: str, when: int) -> Session:
+        """An AWS service (EC2, Lambda) assuming ``ident``'s role: an ``AssumeRole`` record without an ARN."""
         params = {"AssumeRole": {"roleArn": ident.role_arn, "roleSessionName": ident.name}}
         return Session(
             account=ident.account,
@@ -276,6 +278,7 @@ class DailyActivity:
         )
 
     def _lambda_day(self, ident: Identity, day: int, ds: int, rng: np.random.Generator) -> list[Session]:
+        """A function's runs on its schedule (hourly, busy or daily), in a role session renewed every 4 hours."""
         schedule = ident.extra["schedule"]
         if schedule == "hourly":
             starts = [ds + h * 3600 + 31 for h in range(24)]
@@ -311,6 +314,7 @@ class DailyActivity:
         return sessions
 
     def _backup_day(self, ident: Identity, day: int, ds: int, rng: np.random.Generator) -> list[Session]:
+        """The backup agent's run at 01:00 UTC and its health checks every three hours."""
         ui = iam_user_identity(ident)
         sessions = [
             Session(
