@@ -36,9 +36,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from benchmarks import tutorial_data as td
-from proactive_assets.core import ipinsights as ipi
 from proactive_assets.core import scoring
-from proactive_assets.core.ipinsights import IPInsightsParams, roc_auc, train_ip_insights
+from proactive_assets.core.ipnet import parse_ips
+from proactive_assets.core.model import IPInsightsParams, roc_auc, train_ip_insights
+from proactive_assets.core.model import ipinsights as ipi
 from proactive_assets.core.pairs import LEARNING_SET_SCHEMA
 from proactive_assets.core.storage import open_store
 from proactive_assets.core.warehouse import Warehouse
@@ -249,15 +250,15 @@ def main(argv: list[str] | None = None) -> dict:
 
     for _ in range(REPEATS):
         t0 = time.perf_counter()
-        ent_codes, ent_uniques = ipi._factorize(ent_col)
+        ent_codes, ent_uniques = ipi.factorize(ent_col)
         etable, _ = model._entity_table(ent_uniques)
         t0 = stage("entities: dictionary-encode + vectors", t0)
-        parsed = ipi._parse_ips(ip_col)
+        parsed = parse_ips(ip_col)
         t0 = stage("addresses: parse", t0)
         head, levels = model._ip_rows(*parsed)
         t0 = stage("addresses: prefix rows", t0)
         head_rows = (model._head_table, head)
-        dots = ipi._pair_dots(etable, ent_codes, model.ip_emb, levels, model.enc_w, model.enc_b, head_rows)
+        dots = ipi.pair_dots(etable, ent_codes, model.ip_emb, levels, model.enc_w, model.enc_b, head_rows)
         t0 = stage("gathers + dot products", t0)
         model.insight(dots)
         stage("calibration", t0)

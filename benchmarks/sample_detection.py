@@ -33,7 +33,7 @@ import pyarrow as pa
 
 from benchmarks.detection import _parse_overrides
 from proactive_assets.core import cloudtrail, pairs
-from proactive_assets.core.ipinsights import IPInsightsParams, roc_auc, train_ip_insights
+from proactive_assets.core.model import IPInsightsParams, roc_auc, train_ip_insights
 from proactive_assets.core.storage import LocalStore
 from proactive_assets.samples.cloudtrail import generate_sample
 

@@ -22,7 +22,7 @@ from dagster import DagsterInstance, materialize
 from proactive_assets.config import Settings
 from proactive_assets.core import remote_model, training
 from proactive_assets.core import sagemaker_backend as smb
-from proactive_assets.core.ipinsights import IPInsightsParams, fit_platt, roc_auc, roc_points
+from proactive_assets.core.model import IPInsightsParams, fit_platt, roc_auc, roc_points
 from proactive_assets.core.storage import LocalStore, open_store
 from proactive_assets.core.warehouse import Warehouse
 from proactive_assets.defs.assets import alerts as alert_assets

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from proactive_assets.core.ipinsights import roc_auc
+from proactive_assets.core.model import roc_auc
 
 KEY = ["day", "entity", "source_ip"]
 

@@ -37,8 +37,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from proactive_assets.core.ipinsights import IPInsightsParams, ScoreResult, fit_platt, roc_auc, roc_points
 from proactive_assets.core.ipnet import canonical_ip
+from proactive_assets.core.model import IPInsightsParams, ScoreResult, fit_platt, roc_auc, roc_points
 
 BACKEND = "sagemaker"
 VERSION_PREFIX = "sm-"

@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from proactive_assets.core.ipinsights import ScoreResult
+from proactive_assets.core.model import ScoreResult
 
 INSIGHT_COLUMNS = [
     "entity",

@@ -5,7 +5,6 @@ import io
 import ipaddress
 import zipfile
 from datetime import date
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -14,22 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from proactive_assets.core import scoring
-from proactive_assets.core.ipinsights import (
-    _SCORE_CHUNK,
-    IPInsightsModel,
-    IPInsightsParams,
-    _entity_hash64,
-    _factorize,
-    _Layout,
-    _pair_dots,
-    _parse_ips,
-    _parse_ipv4_arrow,
-    _parse_one,
-    _schedule,
-    fit_platt,
-    roc_auc,
-    train_ip_insights,
-)
+from proactive_assets.core.ipnet import parse_ips
+from proactive_assets.core.model import IPInsightsModel, IPInsightsParams, fit_platt, roc_auc, train_ip_insights
+from proactive_assets.core.model.ipinsights import PrefixLayout, entity_hash64
 
 PARAMS = IPInsightsParams(epochs=8, mini_batch_size=512, vector_dim=32, seed=3)
 
@@ -237,46 +223,6 @@ def test_roc_auc_ranks_and_ties():
     assert np.isnan(roc_auc([], [1.0]))
 
 
-def test_address_parsing_matches_ipaddress():
-    rng = np.random.default_rng(0)
-    values = [str(ipaddress.IPv4Address(int(x))) for x in rng.integers(0, 1 << 32, 2000)]
-    values += ["2001:db8::1", "::1", "fe80::1", "0.0.0.0", "255.255.255.255", "075.050.255.67"]
-    values += ["2001:0db8:0000:0000:0000:ff00:0042:8329", "::ffff:1.2.3.4", "1::"]
-    values += ["fe80::1%eth0"]  # inet_pton refuses a zone id: ipaddress reads it (the zone is not the address)
-    for given in (np.array(values, dtype=object), pa.array(values), pa.array(values, pa.large_string())):
-        is6, hi, lo = _parse_ips(given)
-        for value, v6, h, lw in zip(values, is6, hi, lo, strict=True):
-            if value == "075.050.255.67":  # leading zeros are decimal, as in ipnet.canonical_ip
-                assert (v6, int(lw)) == (False, int(ipaddress.IPv4Address("75.50.255.67")))
-                continue
-            addr = ipaddress.ip_address(value)
-            assert v6 == (addr.version == 6)
-            assert (int(h) << 64 | int(lw)) == int(addr)
-    bad_values = ["ec2.amazonaws.com", "AWS Internal", "1.2.3", "1.2.3.256", "1..2.3", "", "1.2.3.4.5", "١.2.3.4"]
-    bad_values += ["1.2.3.4 ", " 1.2.3.4", "1.2.3.4\x00", "1.2.3.", ".1.2.3", "1.2.3.4/32", "1234.1.1.1", "1.2.3.٤"]
-    bad_values += ["2001:db8::g", "1:2:3:4:5:6:7:8:9", ":::", "2001:db8::1 "]
-    for bad in [*bad_values, None]:
-        for good in ("1.2.3.4", "2001:db8::1"):
-            with pytest.raises(ValueError, match="not IP addresses"):
-                _parse_ips(np.array([good, bad], dtype=object))
-            with pytest.raises(ValueError, match="not IP addresses"):
-                _parse_ips(pa.array([good, bad], pa.string()))
-
-
-def test_vectorised_ipv4_parse_reads_every_octet_form_like_the_per_value_parser():
-    """Every octet text 0-999 with 1-3 digits (leading zeros too) in each of the four positions,
-    and a column sliced out of a larger one (non-zero Arrow offset)."""
-    octets = [str(i) for i in range(1000)] + [f"{i:02d}" for i in range(100)] + [f"{i:03d}" for i in range(1000)]
-    texts = [t for o in octets for t in (f"{o}.1.2.3", f"1.{o}.2.3", f"1.2.{o}.3", f"1.2.3.{o}")]
-    valid = [_parse_one(t) is not None for t in texts]
-    assert 0 < sum(valid) < len(texts)
-    column = pa.array(["::1", *texts, "junk"]).slice(1, len(texts))
-    value, ok = _parse_ipv4_arrow(column)
-    assert ok.tolist() == valid
-    expected = [_parse_one(t)[1] if v else 0 for t, v in zip(texts, valid, strict=True)]
-    assert value[ok].tolist() == [e for e, v in zip(expected, valid, strict=True) if v]
-
-
 def test_params_validation_and_sagemaker_hyperparameters():
     hp = IPInsightsParams().to_sagemaker_hyperparameters()
     assert set(hp) == {
@@ -320,9 +266,9 @@ def test_encoder_layers_and_no_validation_train():
 
 def test_hashes_are_stable_across_processes_and_versions():
     """Golden values: a change here silently re-maps every stored model's entities and prefixes."""
-    assert _entity_hash64(["arn:aws:iam::111122223333:user/alice"]).tolist() == [15303366876413608817]
-    layout = _Layout(IPInsightsParams())
-    buckets = layout.buckets(*_parse_ips(np.array(["203.0.113.7", "2001:db8::1"], dtype=object)))
+    assert entity_hash64(["arn:aws:iam::111122223333:user/alice"]).tolist() == [15303366876413608817]
+    layout = PrefixLayout(IPInsightsParams())
+    buckets = layout.buckets(*parse_ips(np.array(["203.0.113.7", "2001:db8::1"], dtype=object)))
     assert buckets.tolist() == [
         [203, 598273],
         [52224, 739275],
@@ -330,124 +276,6 @@ def test_hashes_are_stable_across_processes_and_versions():
         [572748, 1244853],
         [-1, 1508261],
     ]
-
-
-def _small_org(seed: int, days: int = 14) -> tuple[list, list, list, list, list]:
-    """A demo-sized company: 20 people (some with IPv6 homes) with 1-3 roles each, 3 shared offices.
-
-    About 370 (entity, ip, day) rows over two weeks, as in the pipeline's training window for a
-    small organisation: far fewer than one default mini-batch.
-    """
-    rng = np.random.default_rng(seed)
-
-    def net() -> str:
-        return ".".join(str(int(x)) for x in (rng.integers(11, 200), *rng.integers(0, 256, 2)))
-
-    offices = [[f"{net()}.{h}" for h in rng.choice(np.arange(2, 250), 4, replace=False)] for _ in range(3)]
-    people = []
-    for p in range(20):
-        home = net()
-        homes = [f"{home}.{h}" for h in rng.choice(np.arange(2, 250), 2, replace=False)]
-        v6 = None
-        if p % 5 == 0:
-            v6 = "2a02:" + ":".join(f"{int(x):x}" for x in rng.integers(1, 0xFFFF, 3))
-        roles = [f"arn:aws:sts::111122223333:assumed-role/{r}/person{p}" for r in ("ReadOnly", "Power", "Admin")]
-        people.append((p % 3, homes, v6, roles[: 1 + p % 3]))
-    entities, ips, counts = [], [], []
-    for day in range(days):
-        for office, homes, v6, roles in people:
-            for role in rng.choice(roles, size=min(len(roles), 1 + int(rng.integers(0, 2))), replace=False):
-                if day % 7 < 5 and rng.random() < 0.7:
-                    ip = str(rng.choice(offices[office]))
-                elif v6 is not None and rng.random() < 0.8:  # a new privacy address every time
-                    ip = f"{v6}:" + ":".join(f"{int(x):x}" for x in rng.integers(1, 0xFFFF, 4))
-                else:
-                    ip = str(rng.choice(homes))
-                entities.append(str(role))
-                ips.append(ip)
-                counts.append(int(rng.integers(1, 60)))
-    return entities, ips, counts, offices, people
-
-
-@pytest.fixture(scope="module")
-def small_org():
-    return _small_org(1)
-
-
-@pytest.fixture(scope="module")
-def small_model(small_org):
-    entities, ips, counts, _, _ = small_org
-    return train_ip_insights(entities, ips, counts, IPInsightsParams())
-
-
-def _roles(people: list) -> list[str]:
-    return [role for _, _, _, roles in people for role in roles]
-
-
-def _strangers(n: int, seed: int) -> list[str]:
-    """Public IPv4 addresses in /8s the small organisation never uses."""
-    rng = np.random.default_rng(seed)
-    return [".".join(str(int(x)) for x in (rng.integers(200, 224), *rng.integers(0, 256, 3))) for _ in range(n)]
-
-
-def test_small_training_set_is_trained_and_validated_well(small_model):
-    """A few hundred rows: enough optimizer steps, every pair validated once, validation AUC >= 0.85."""
-    meta = small_model.metadata
-    assert 300 <= meta["training_rows"] <= 600
-    assert meta["optimizer_steps"] >= IPInsightsParams().min_steps
-    assert meta["validation"] == "5-fold cross-validation"
-    assert meta["training_pairs"] >= meta["validation_pairs"] >= 0.8 * meta["training_pairs"]
-    assert meta["validation_auc"] >= 0.85
-    assert meta["calibration"]["negative_weight"] < 1  # several random negatives per held-out pair
-
-
-def test_never_seen_network_is_clearly_suspicious_on_small_data(small_org, small_model):
-    """Unseen prefixes have learnt vectors: a never-seen network scores high for everyone, above
-    a colleague's office (the entity's vector may point away from it, but people here use it),
-    while a new host in the identity's own office stays normal."""
-    entities, ips, counts, offices, people = small_org
-    roles = _roles(people)
-    strangers = _strangers(len(roles), seed=5)
-    own_office_new_host = [offices[o][0].rsplit(".", 1)[0] + ".251" for o, _, _, rs in people for _ in rs]
-    colleagues_office = [offices[(o + 1) % 3][0] for o, _, _, rs in people for _ in rs]
-    stranger = small_model.score(roles, strangers)
-    colleague = small_model.score(roles, colleagues_office)
-    new_host = small_model.score(roles, own_office_new_host)
-    assert np.median(stranger.insight) > 0.9 and np.median(stranger.dot_product) < -3
-    assert (stranger.insight > colleague.insight).mean() >= 0.85
-    assert (new_host.insight < stranger.insight).all() and np.median(new_host.insight) < 0.2
-    # every never-seen address gets the same (learnt, non-zero) vector: the unseen vectors' sum
-    vectors = small_model.ip_vectors(strangers[:3])
-    np.testing.assert_array_equal(vectors[0], vectors[1])
-    assert np.abs(vectors[0]).sum() > 0
-    # with zero vectors for unseen prefixes (the older design) a never-seen network sits at dot
-    # product 0, no more suspicious than a colleague's office
-    zero = train_ip_insights(entities, ips, counts, IPInsightsParams(unseen_prefix_vectors=False))
-    assert not zero.ip_vectors(strangers[:3]).any()
-    assert (zero.score(roles, strangers).insight > zero.score(roles, colleagues_office).insight).mean() < 0.5
-
-
-def test_ipv4_only_identity_on_an_unknown_ipv6_network_is_suspicious(small_org, small_model):
-    """Random negatives are sometimes of the other IP version, so IPv4-only identities learn it too."""
-    _, _, _, _, people = small_org
-    v4_only = [role for _, _, v6, roles in people if v6 is None for role in roles]
-    rng = np.random.default_rng(3)
-    unknown_v6 = ["2c0f:" + ":".join(f"{int(x):x}" for x in rng.integers(1, 0xFFFF, 3)) + "::1" for _ in v4_only]
-    result = small_model.score(v4_only, unknown_v6)
-    assert result.entity_known.all()
-    assert (result.insight > 0.8).mean() >= 0.9
-
-
-def test_training_schedule_gives_small_data_enough_steps():
-    params = IPInsightsParams()
-    assert params.min_steps >= 100
-    for rows in (1, 50, 367, 600, 5_000, 20_000):
-        batch, passes = _schedule(params, rows)
-        assert params.epochs * -(-rows * passes // batch) >= params.min_steps
-        assert batch >= min(rows, 128)
-    # data with enough steps of their own are trained exactly as configured
-    assert _schedule(params, 2_500_000) == (params.mini_batch_size, 1)
-    assert _schedule(IPInsightsParams(min_steps=0), 600) == (600, 1)
 
 
 # An artifact written before unseen-prefix vectors, prefix dropout, min_steps and cross-validation
@@ -498,165 +326,6 @@ def test_artifact_from_before_the_small_data_settings_loads_and_scores_the_same(
     np.testing.assert_allclose(result.insight, [0.4959750473499298, 0.5034469962120056, 0.49644792079925537], rtol=1e-5)
     assert result.entity_known.tolist() == [True, True, False]
     assert IPInsightsModel.from_bytes(model.to_bytes()).version == model.version
-
-
-# --------------------------------------------------------------------------------------------
-# The scoring fast path (pyarrow columns parsed on their bytes, folded head levels, chunked
-# gathers) against the straightforward computation, one pair at a time
-
-
-def _random_model(params: IPInsightsParams, entities: list[str], ips: list[str], seed: int) -> IPInsightsModel:
-    """A model with random weights, trained (as far as it knows) on these entities and addresses."""
-    rng = np.random.default_rng(seed)
-    layout = _Layout(params)
-    hashes = np.unique(_entity_hash64(entities))
-    entity_buckets = np.unique((hashes % np.uint64(params.num_entity_vectors)).astype(np.int64))
-    buckets = layout.buckets(*_parse_ips(ips))
-    ip_buckets = np.unique(buckets[buckets >= 0])
-    first_trained_row = 1 + (layout.n_sections if params.unseen_prefix_vectors else 0)
-    dim, layers = params.vector_dim, params.num_ip_encoder_layers
-    ip_emb = rng.standard_normal((first_trained_row + len(ip_buckets), dim)).astype(np.float32)
-    ip_emb[0] = 0  # the padding row
-    return IPInsightsModel(
-        params=params,
-        entity_hashes=hashes,
-        entity_buckets=entity_buckets,
-        entity_emb=rng.standard_normal((len(entity_buckets), dim)).astype(np.float32),
-        ip_buckets=ip_buckets,
-        ip_emb=ip_emb,
-        enc_w=(rng.standard_normal((layers, dim, dim)) * 0.3).astype(np.float32),
-        enc_b=(rng.standard_normal((layers, dim)) * 0.1).astype(np.float32),
-        calibration=(-0.7, 0.2),
-    )
-
-
-def _reference_pair(model: IPInsightsModel, entity: str, ip: str) -> tuple[float, bool]:
-    """(dot product, entity known) of one pair the plain way: ``ipaddress``, one bucket per prefix
-    level, the level vectors summed in float64, the entity looked up by its hash."""
-    text = ip if ":" in ip else ".".join(str(int(part)) for part in ip.split("."))  # leading zeros: decimal
-    value = int(ipaddress.ip_address(text))
-    bits = (np.array([":" in ip]), np.array([value >> 64], np.uint64), np.array([value & (1 << 64) - 1], np.uint64))
-    rows = [model._bucket_to_row[b] for b in _Layout(model.params).buckets(*bits)[:, 0] if b >= 0]
-    v = model.ip_emb[rows].astype(np.float64).sum(axis=0)
-    for w, b in zip(model.enc_w.astype(np.float64), model.enc_b.astype(np.float64), strict=True):
-        v = v + np.tanh(v @ w + b)
-    h = _entity_hash64([entity])[0]
-    known = h in set(model.entity_hashes.tolist())
-    if known:
-        u = model.entity_emb[np.searchsorted(model.entity_buckets, int(h % np.uint64(model.params.num_entity_vectors)))]
-    else:
-        u = model.entity_mean
-    return float(u.astype(np.float64) @ v), known
-
-
-def _scoring_probes(seed: int) -> tuple[list[str], list[str], list[str], list[str]]:
-    """(training entities, training addresses, probe entities, probe addresses): the probes mix
-    trained pairs, new hosts of trained /24s and /64s, never-seen IPv4 and IPv6 networks (long,
-    short and compressed IPv6 forms, the shortest and longest IPv4 texts, leading zeros) and
-    unknown entities; more probes than one scoring chunk."""
-    rng = np.random.default_rng(seed)
-    users = [f"arn:aws:iam::111122223333:user/u{u}" for u in range(60)] + ["arn:aws:sts::1:assumed-role/é/ß"]
-    nets = [".".join(str(int(x)) for x in rng.integers(1, 224, 3)) for _ in range(40)]
-    nets6 = [f"2001:db8:{int(x):x}:{int(y):x}" for x, y in rng.integers(1, 0xFFFF, (15, 2))]
-    train_e, train_ip = [], []
-    for user in users:
-        for _ in range(12):
-            train_e.append(user)
-            if rng.random() < 0.8:
-                train_ip.append(f"{nets[int(rng.integers(len(nets)))]}.{int(rng.integers(1, 200))}")
-            else:
-                train_ip.append(f"{nets6[int(rng.integers(len(nets6)))]}::{int(rng.integers(1, 0xFFFF)):x}")
-    strangers = ["nobody", "arn:aws:iam::999999999999:user/new", ""]
-    probe_e, probe_ip = [], []
-    while len(probe_e) < _SCORE_CHUNK + 1500:
-        kind = int(rng.integers(7))
-        i = int(rng.integers(len(train_e)))
-        entity = str(rng.choice(strangers)) if rng.random() < 0.1 else train_e[i]
-        if kind == 0:
-            ip = train_ip[i]
-        elif kind == 1:
-            ip = f"{nets[int(rng.integers(len(nets)))]}.{int(rng.integers(200, 256))}"
-        elif kind == 2:
-            ip = ".".join(str(int(x)) for x in rng.integers(0, 256, 4))
-        elif kind == 3:
-            ip = f"{nets6[int(rng.integers(len(nets6)))]}:{int(rng.integers(1, 0xFFFF)):x}::1"
-        elif kind == 4:
-            ip = str(ipaddress.IPv6Address(int(rng.integers(1 << 61, 1 << 62)) << 64 | int(rng.integers(1, 1 << 62))))
-        elif kind == 5:
-            ip = str(rng.choice(["0.0.0.0", "255.255.255.255", "1.2.3.4", "010.001.002.003", "::1", "::", "1::"]))
-        else:
-            ip = ipaddress.IPv6Address(int(rng.integers(1, 1 << 62)) << 66).exploded
-        probe_e.append(entity)
-        probe_ip.append(ip)
-    return train_e, train_ip, probe_e, probe_ip
-
-
-def _input_forms(entities: list[str], ips: list[str]) -> dict[str, tuple[Any, Any]]:
-    """The same pairs as every kind of input ``score`` takes."""
-    n = len(entities)
-    buffer = io.BytesIO()
-    pq.write_table(pa.table({"entity": entities, "source_ip": ips}), buffer, row_group_size=1000)
-    as_parquet = pq.read_table(io.BytesIO(buffer.getvalue()))
-    as_parquet_dictionary = pq.read_table(io.BytesIO(buffer.getvalue()), read_dictionary=["entity", "source_ip"])
-    assert as_parquet.column("entity").num_chunks > 1
-
-    def split(values: list[str], at: int, encode: bool = False) -> pa.ChunkedArray:
-        chunks = [pa.array(values[:at]), pa.array(values[at:])]
-        return pa.chunked_array([c.dictionary_encode() for c in chunks] if encode else chunks)
-
-    return {
-        "python lists": (entities, ips),
-        "numpy object arrays": (np.array(entities, dtype=object), np.array(ips, dtype=object)),
-        "pandas Categoricals": (pd.Categorical(entities), pd.Categorical(ips)),
-        "arrow string": (pa.array(entities), pa.array(ips)),
-        "arrow large_string": (pa.array(entities, pa.large_string()), pa.array(ips, pa.large_string())),
-        "arrow string_view": (pa.array(entities, pa.string_view()), pa.array(ips, pa.string_view())),
-        "arrow sliced": (pa.array(["x", *entities]).slice(1), pa.array(["::1", *ips, "x"]).slice(1, n)),
-        "arrow chunks (different per column)": (split(entities, 1000), split(ips, n - 7)),
-        "arrow dictionary": (pa.array(entities).dictionary_encode(), pa.array(ips).dictionary_encode()),
-        "arrow chunked dictionaries": (split(entities, 700, True), split(ips, 3000, True)),
-        "parquet columns": (as_parquet.column("entity"), as_parquet.column("source_ip")),
-        "parquet dictionary columns": (
-            as_parquet_dictionary.column("entity"),
-            as_parquet_dictionary.column("source_ip"),
-        ),
-    }
-
-
-@pytest.mark.parametrize(
-    "params",
-    [
-        IPInsightsParams(vector_dim=8, num_entity_vectors=64, num_ip_vectors=512),  # bucket collisions
-        IPInsightsParams(vector_dim=8, num_ip_encoder_layers=1, unseen_prefix_vectors=False),  # legacy unseen rows
-        IPInsightsParams(vector_dim=8, ipv4_prefixes=(12, 20, 32), ipv6_prefixes=(32, 64, 128)),  # IPv6: no exact level
-        IPInsightsParams(vector_dim=8, ipv4_prefixes=(4, 8, 16), ipv6_prefixes=(8, 16, 64)),  # IPv4: exact levels only
-    ],
-    ids=["default-prefixes", "encoder-legacy", "ipv4-12-20-32", "ipv4-4-8-16"],
-)
-def test_fast_scoring_matches_the_pair_by_pair_computation_for_every_input_form(params):
-    train_e, train_ip, probe_e, probe_ip = _scoring_probes(seed=4)
-    model = _random_model(params, train_e, train_ip, seed=9)
-    reference = [_reference_pair(model, e, ip) for e, ip in zip(probe_e, probe_ip, strict=True)]
-    ref_dot = np.array([d for d, _ in reference])
-    ref_known = np.array([k for _, k in reference])
-    assert 0.5 < ref_known.mean() < 1  # known and unknown entities
-    slope, intercept = model.calibration
-    results = {name: model.score(*given) for name, given in _input_forms(probe_e, probe_ip).items()}
-    plain = results.pop("python lists")
-    np.testing.assert_allclose(plain.dot_product, ref_dot, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(plain.insight, 1 / (1 + np.exp(-(slope * ref_dot + intercept))), atol=1e-6)
-    assert plain.entity_known.tolist() == ref_known.tolist()
-    for name, result in results.items():  # bit-for-bit the same whatever the input
-        np.testing.assert_array_equal(result.dot_product, plain.dot_product, err_msg=name)
-        np.testing.assert_array_equal(result.insight, plain.insight, err_msg=name)
-        np.testing.assert_array_equal(result.entity_known, plain.entity_known, err_msg=name)
-    # the folded head levels add up in the same order as summing every level's row: same bits
-    codes, uniques = _factorize(probe_e)
-    etable, _ = model._entity_table(uniques)
-    levels = model._layout.rows(*_parse_ips(probe_ip), model._bucket_to_row)
-    level_by_level = _pair_dots(etable, codes, model.ip_emb, levels, model.enc_w, model.enc_b)
-    np.testing.assert_array_equal(plain.dot_product, level_by_level)
-    np.testing.assert_array_equal(model.ip_vectors(pa.array(probe_ip[:50])), model.ip_vectors(probe_ip[:50]))
 
 
 def test_arrow_input_is_checked_like_python_input(model):

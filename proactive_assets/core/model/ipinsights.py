@@ -1,0 +1,554 @@
+"""The IP Insights model: embeddings of entities and address prefixes, scored by dot product.
+
+``dot_product(entity, ip) = entity_vector(entity) . ip_vector(ip)``, higher = more normal, as in
+Amazon SageMaker IP Insights; ``insight`` is the calibrated suspicion in [0, 1]. Entities are
+hashed into buckets; an address's vector is the sum of its prefixes' vectors (``PrefixLayout``),
+so a new host in a known /24 inherits what was learnt about that network. Scoring takes pyarrow
+string columns without a Python object per pair. Design and measurements:
+docs/ip_insights_model.md.
+"""
+
+import functools
+import hashlib
+import io
+import json
+import zipfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from proactive_assets.core.ipnet import arrow_to_pandas, as_object_array, parse_ips, string_array, string_column
+from proactive_assets.core.model.params import IPInsightsParams, versioned_params
+
+ARTIFACT_FORMAT = 1
+_ENTITY_PERSON = b"ipi-entity"
+_MASK64 = (1 << 64) - 1
+_SCORE_CHUNK = 4096
+
+
+@dataclass
+class ScoreResult:
+    """Scores of (entity, ip) pairs, in input order."""
+
+    dot_product: np.ndarray  # float32; higher = more normal (SageMaker's output)
+    insight: np.ndarray  # float32 in [0, 1]; higher = more suspicious (calibrated)
+    entity_known: np.ndarray  # bool; False = entity not in training, population prior used
+
+
+# --------------------------------------------------------------------------------------------
+# entities: hashes and codes
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser: a stable, platform-independent 64-bit integer hash."""
+    x = x.astype(np.uint64, copy=True)
+    x ^= x >> np.uint64(30)
+    x *= np.uint64(0xBF58476D1CE4E5B9)
+    x ^= x >> np.uint64(27)
+    x *= np.uint64(0x94D049BB133111EB)
+    x ^= x >> np.uint64(31)
+    return x
+
+
+_ENTITY_HASHER = hashlib.blake2b(digest_size=8, person=_ENTITY_PERSON)
+
+
+def entity_hash64(values: Sequence[Any]) -> np.ndarray:
+    """64-bit BLAKE2b of each entity's UTF-8 text (stable across processes and platforms)."""
+
+    def one(value: Any) -> int:
+        hasher = _ENTITY_HASHER.copy()  # a copy of the keyed, empty state: half the cost of a new one
+        hasher.update(str(value).encode("utf-8"))
+        return int.from_bytes(hasher.digest(), "little")
+
+    return np.fromiter((one(v) for v in values), dtype=np.uint64, count=len(values))
+
+
+def _dictionary_codes(values: pa.DictionaryArray) -> np.ndarray:
+    """The indices of a dictionary array as intp codes."""
+    return values.indices.to_numpy(zero_copy_only=False).astype(np.intp, copy=False)
+
+
+def _categorical(values: Any) -> pd.Categorical | None:
+    """The values as a pandas Categorical if they are one (or a pyarrow dictionary), else None."""
+    values = arrow_to_pandas(values)
+    if isinstance(values, pd.Series) and isinstance(values.dtype, pd.CategoricalDtype):
+        return values.array
+    if isinstance(values, pd.Categorical):
+        return values
+    return None
+
+
+def factorize(values: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(codes intp, uniques object array); categoricals and pyarrow dictionaries reuse their codes,
+    other pyarrow strings are dictionary-encoded by pyarrow (no Python string per row)."""
+    column = string_column(values)
+    if column is not None:
+        if not pa.types.is_dictionary(column.type):
+            column = pc.dictionary_encode(column)
+        chunks = column.unify_dictionaries().chunks
+        dictionary = chunks[0].dictionary if chunks else pa.array([], pa.string())
+        if column.null_count or dictionary.null_count:
+            raise ValueError("missing values are not valid entities or addresses")
+        codes = np.concatenate([_dictionary_codes(c) for c in chunks]) if chunks else np.zeros(0, np.intp)
+        return codes, np.array(dictionary.to_pylist(), dtype=object)
+    cat = _categorical(values)
+    if cat is not None:
+        codes = np.asarray(cat.codes, dtype=np.intp)
+        if (codes < 0).any():
+            raise ValueError("missing values are not valid entities or addresses")
+        return codes, np.asarray(cat.categories, dtype=object)
+    codes, uniques = pd.factorize(as_object_array(values), use_na_sentinel=True)
+    if len(codes) and codes.min() < 0:
+        raise ValueError("missing values are not valid entities or addresses")
+    return codes.astype(np.intp, copy=False), np.asarray(uniques, dtype=object)
+
+
+# --------------------------------------------------------------------------------------------
+# addresses: prefix buckets and embedding rows
+
+
+class PrefixLayout:
+    """How an address maps to embedding buckets: one section of bucket ids per (IP version, prefix
+    length); prefixes of at most 16 bits are indexed exactly, longer ones hashed into
+    ``num_ip_vectors`` buckets. An address has one bucket per prefix level."""
+
+    def __init__(self, params: IPInsightsParams) -> None:
+        self.levels = max(len(params.ipv4_prefixes), len(params.ipv6_prefixes))
+        self.sections: list[tuple[int, int, int, int, bool]] = []  # version, bits, offset, size, exact
+        offset = 0
+        for version, prefixes in ((4, params.ipv4_prefixes), (6, params.ipv6_prefixes)):
+            for bits in prefixes:
+                exact = bits <= 16
+                size = (1 << bits) if exact else params.num_ip_vectors
+                self.sections.append((version, bits, offset, size, exact))
+                offset += size
+        self.total = offset
+        self.v4 = [s for s in self.sections if s[0] == 4]
+        self.v6 = [s for s in self.sections if s[0] == 6]
+        self.n_sections = len(self.sections)
+        # Scoring folds each version's leading exactly-indexed levels (IPv4 /8 and /16, IPv6 /16 by
+        # default) into one "head" row per prefix of the longest of them: head_table below.
+        self.head_levels = {v: sum(1 for s in secs if s[4]) for v, secs in ((4, self.v4), (6, self.v6))}
+        self.head_bits = {
+            v: secs[self.head_levels[v] - 1][1] if self.head_levels[v] else 0
+            for v, secs in ((4, self.v4), (6, self.v6))
+        }
+
+    def width(self, is6: np.ndarray) -> int:
+        """Levels needed for the versions present (IPv4-only input skips IPv6's extra level)."""
+        return max(len(self.v4) if (~is6).any() else 0, len(self.v6) if is6.any() else 0, 1)
+
+    def _level_buckets(
+        self, is6: np.ndarray, hi: np.ndarray, lo: np.ndarray, skip_head: bool = False
+    ) -> Iterator[tuple[int, slice | np.ndarray, np.ndarray]]:
+        """Yield (level, index, global bucket ids) for each version present and prefix level;
+        with ``skip_head`` without the head levels, the next level being level 0."""
+        for mask, sections in ((~is6, self.v4), (is6, self.v6)):
+            if not mask.any():
+                continue
+            idx = slice(None) if mask.all() else np.flatnonzero(mask)
+            h, lw = hi[idx], lo[idx]
+            first = self.head_levels[sections[0][0]] if skip_head else 0
+            for level, (version, bits, offset, size, exact) in enumerate(sections[first:]):
+                salt = np.uint64((version * 1000 + bits) * 0x9E3779B97F4A7C15 & _MASK64)
+                if version == 4:
+                    prefix = lw >> np.uint64(32 - bits)
+                elif bits <= 64:
+                    prefix = h >> np.uint64(64 - bits)
+                else:
+                    low = lw >> np.uint64(128 - bits) if bits < 128 else lw
+                    prefix = _mix64(h ^ salt) ^ low
+                if exact:
+                    local = prefix.astype(np.int64)
+                elif size & (size - 1) == 0:
+                    local = (_mix64(prefix ^ salt) & np.uint64(size - 1)).astype(np.int64)
+                else:
+                    local = (_mix64(prefix ^ salt) % np.uint64(size)).astype(np.int64)
+                local += offset
+                yield level, idx, local
+
+    def buckets(self, is6: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+        """(levels, n) int64 global bucket ids; -1 pads versions with fewer prefixes."""
+        out = np.full((self.width(is6), len(lo)), -1, dtype=np.int64)
+        for level, idx, bucket in self._level_buckets(is6, hi, lo):
+            out[level, idx] = bucket
+        return out
+
+    def rows(
+        self, is6: np.ndarray, hi: np.ndarray, lo: np.ndarray, bucket_to_row: np.ndarray, width: int | None = None
+    ) -> np.ndarray:
+        """(levels, n) int32 embedding rows as ``bucket_to_row`` maps them; 0 (the zero row) pads."""
+        out = np.zeros((width or self.width(is6), len(lo)), dtype=np.int32)
+        for level, idx, bucket in self._level_buckets(is6, hi, lo):
+            out[level, idx] = bucket_to_row[bucket]
+        return out
+
+    def head_table(self, ip_emb: np.ndarray, bucket_to_row: np.ndarray) -> np.ndarray:
+        """Sums of the head levels' embeddings for every head prefix: IPv4's 2**head_bits[4] rows,
+        then IPv6's (one zero row for a version without exact levels).
+
+        Each sum is accumulated in level order in float32, as ``pair_dots`` adds levels, so a
+        head row plus the remaining levels is bit-for-bit the sum over all the levels.
+        """
+        parts = []
+        for sections in (self.v4, self.v6):
+            version = sections[0][0]
+            bits = self.head_bits[version]
+            prefixes = np.arange(1 << bits, dtype=np.int64)
+            table = np.zeros((1 << bits, ip_emb.shape[1]), dtype=np.float32)
+            for level, (_, level_bits, offset, _, _) in enumerate(sections[: self.head_levels[version]]):
+                rows = ip_emb[bucket_to_row[offset + (prefixes >> (bits - level_bits))]]
+                if level == 0:
+                    table = rows
+                else:
+                    table += rows
+            parts.append(table)
+        return np.concatenate(parts)
+
+    def head_rows(
+        self, is6: np.ndarray, hi: np.ndarray, lo: np.ndarray, bucket_to_row: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(row of ``head_table`` per address, (levels, n) int32 rows of the levels after the head)."""
+        head = np.zeros(len(lo), dtype=np.intp)
+        for mask, version, word, word_bits, first in ((~is6, 4, lo, 32, 0), (is6, 6, hi, 64, 1 << self.head_bits[4])):
+            if not mask.any():
+                continue
+            bits = self.head_bits[version]
+            part = slice(None) if mask.all() else mask
+            head[part] = first + (word[part] >> np.uint64(word_bits - bits)).astype(np.intp) if bits else first
+        width = max(
+            len(self.v4) - self.head_levels[4] if (~is6).any() else 0,
+            len(self.v6) - self.head_levels[6] if is6.any() else 0,
+        )
+        rows = np.zeros((width, len(lo)), dtype=np.int32)
+        for level, idx, bucket in self._level_buckets(is6, hi, lo, skip_head=True):
+            rows[level, idx] = bucket_to_row[bucket]
+        return head, rows
+
+
+def bucket_map(layout: PrefixLayout, ip_buckets: np.ndarray, unseen_rows: bool) -> np.ndarray:
+    """Global bucket id -> ip_emb row.
+
+    Row 0 is the zero row (padding: IPv4 has fewer levels than IPv6). With ``unseen_rows`` rows
+    1..S are the unseen-prefix rows of the S (version, prefix length) sections, in the layout's
+    order, every bucket not trained maps to its section's row, and the trained buckets follow;
+    without (legacy artifacts) untrained buckets map to the zero row and trained ones start at 1.
+    """
+    if unseen_rows:
+        sizes = [size for _, _, _, size, _ in layout.sections]
+        mapping = np.repeat(np.arange(1, layout.n_sections + 1, dtype=np.int32), sizes)
+        first = layout.n_sections + 1
+    else:
+        mapping = np.zeros(layout.total, dtype=np.int32)
+        first = 1
+    mapping[ip_buckets] = np.arange(first, first + len(ip_buckets), dtype=np.int32)
+    return mapping
+
+
+# --------------------------------------------------------------------------------------------
+# the model
+
+
+class IPInsightsModel:
+    """A trained model: embeddings, calibration and metadata. Build with ``train_ip_insights``."""
+
+    def __init__(
+        self,
+        params: IPInsightsParams,
+        entity_hashes: np.ndarray,
+        entity_buckets: np.ndarray,
+        entity_emb: np.ndarray,
+        ip_buckets: np.ndarray,
+        ip_emb: np.ndarray,
+        enc_w: np.ndarray,
+        enc_b: np.ndarray,
+        calibration: tuple[float, float],
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        self.params = params
+        self.entity_hashes = np.ascontiguousarray(entity_hashes, dtype=np.uint64)
+        self.entity_buckets = np.ascontiguousarray(entity_buckets, dtype=np.int64)
+        self.entity_emb = np.ascontiguousarray(entity_emb, dtype=np.float32)
+        self.ip_buckets = np.ascontiguousarray(ip_buckets, dtype=np.int64)
+        self.ip_emb = np.ascontiguousarray(ip_emb, dtype=np.float32)
+        self.enc_w = np.ascontiguousarray(enc_w, dtype=np.float32)
+        self.enc_b = np.ascontiguousarray(enc_b, dtype=np.float32)
+        self.calibration = (float(calibration[0]), float(calibration[1]))
+        self._layout = PrefixLayout(params)
+        expected_rows = 1 + len(self.ip_buckets) + (self._layout.n_sections if params.unseen_prefix_vectors else 0)
+        if len(self.ip_emb) != expected_rows:
+            raise ValueError(f"ip_emb has {len(self.ip_emb)} rows, expected {expected_rows} for these parameters")
+        self._bucket_to_row = bucket_map(self._layout, self.ip_buckets, params.unseen_prefix_vectors)
+        if len(self.entity_emb):
+            self.entity_mean = self.entity_emb.mean(axis=0, dtype=np.float64).astype(np.float32)
+        else:
+            self.entity_mean = np.zeros(params.vector_dim, dtype=np.float32)
+        self.version = self._content_version()
+        self.metadata: dict[str, Any] = dict(metadata or {})
+        self.metadata["version"] = self.version
+        self.metadata.setdefault("backend", "local")
+        self.metadata["hyperparameters"] = params.to_dict()
+        self.metadata["calibration"] = {
+            **self.metadata.get("calibration", {}),
+            "method": "platt",
+            "slope": self.calibration[0],
+            "intercept": self.calibration[1],
+        }
+
+    # ---- identity
+    def _content_version(self) -> str:
+        digest = hashlib.sha256()
+        digest.update(json.dumps(versioned_params(self.params), sort_keys=True).encode())
+        digest.update(json.dumps(list(self.calibration)).encode())
+        for arr in self._arrays().values():
+            digest.update(str(arr.dtype).encode() + str(arr.shape).encode())
+            digest.update(np.ascontiguousarray(arr).tobytes())
+        return "ipi-" + digest.hexdigest()[:16]
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "entity_hashes": self.entity_hashes,
+            "entity_buckets": self.entity_buckets,
+            "entity_emb": self.entity_emb,
+            "ip_buckets": self.ip_buckets,
+            "ip_emb": self.ip_emb,
+            "enc_w": self.enc_w,
+            "enc_b": self.enc_b,
+        }
+
+    # ---- scoring
+    def score(self, entities: Any, ips: Any) -> ScoreResult:
+        """Dot products, calibrated insight and entity_known for pairs, in input order.
+
+        ``entities`` and ``ips``: pyarrow string columns (the fast path: no Python object per
+        pair), or sequences, numpy arrays, pandas Series or Categoricals of strings.
+        """
+        dot, known = self._dot_and_known(entities, ips)
+        return ScoreResult(dot_product=dot, insight=self.insight(dot), entity_known=known)
+
+    def dot_product(self, entities: Any, ips: Any) -> np.ndarray:
+        """Raw IP Insights dot products (float32; higher = more normal)."""
+        return self._dot_and_known(entities, ips)[0]
+
+    def insight(self, dot: Any) -> np.ndarray:
+        """Calibrated suspicion in [0, 1]: sigmoid(slope * dot + intercept), slope < 0."""
+        slope, intercept = self.calibration
+        z = np.multiply(np.asarray(dot, dtype=np.float64), slope)
+        z += intercept
+        # metrics.calibrated_insight's operations in place: the same values without three temporaries
+        z *= 0.5
+        np.tanh(z, out=z)
+        z += 1.0
+        z *= 0.5
+        return z.astype(np.float32)
+
+    def entity_known(self, entities: Any) -> np.ndarray:
+        """Whether each entity was in the training data."""
+        codes, uniques = factorize(entities)
+        return self._known_mask(entity_hash64(uniques))[codes]
+
+    def _known_mask(self, hashes: np.ndarray) -> np.ndarray:
+        if len(self.entity_hashes) == 0:
+            return np.zeros(len(hashes), dtype=bool)
+        pos = np.searchsorted(self.entity_hashes, hashes)
+        pos = np.minimum(pos, len(self.entity_hashes) - 1)
+        return self.entity_hashes[pos] == hashes
+
+    def _entity_table(self, uniques: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Vectors for unique entities (mean vector for unknown ones) and their known flags."""
+        hashes = entity_hash64(uniques)
+        known = self._known_mask(hashes)
+        table = np.empty((len(uniques), self.params.vector_dim), dtype=np.float32)
+        table[:] = self.entity_mean
+        if known.any():
+            buckets = (hashes[known] % np.uint64(self.params.num_entity_vectors)).astype(np.int64)
+            rows = np.searchsorted(self.entity_buckets, buckets)
+            table[known] = self.entity_emb[rows]
+        return table, known
+
+    def _ip_rows(self, is6: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(row of ``_head_table``, (levels, n) rows into ip_emb of the levels after the head) per
+        address; unseen prefixes get their section's unseen row (or 0, legacy)."""
+        return self._layout.head_rows(is6, hi, lo, self._bucket_to_row)
+
+    @functools.cached_property
+    def _head_table(self) -> np.ndarray:
+        """The head levels' summed embeddings per head prefix (``PrefixLayout.head_table``), made on
+        first use: 2 x 65,536 rows with the default prefixes, 16 MB at vector_dim 32."""
+        return self._layout.head_table(self.ip_emb, self._bucket_to_row)
+
+    def _pair_rows(self, ips: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``_ip_rows`` of each address; dictionary-encoded input (pyarrow dictionaries, pandas
+        Categoricals) parses and looks up each distinct value once."""
+        column = string_column(ips)
+        if column is not None:
+            arrow = string_array(column)
+            if pa.types.is_dictionary(arrow.type) and not arrow.null_count:
+                codes = _dictionary_codes(arrow)
+                head, rows = self._ip_rows(*parse_ips(arrow.dictionary))
+                return head[codes], np.ascontiguousarray(rows[:, codes])
+            return self._ip_rows(*parse_ips(arrow))
+        if _categorical(ips) is not None:
+            codes, categories = factorize(ips)
+            head, rows = self._ip_rows(*parse_ips(categories))
+            return head[codes], np.ascontiguousarray(rows[:, codes])
+        return self._ip_rows(*parse_ips(ips))
+
+    def ip_vectors(self, ips: Any) -> np.ndarray:
+        """IP embeddings (after the encoder) for addresses, in input order."""
+        head, rows = self._pair_rows(ips)
+        out = np.empty((len(head), self.params.vector_dim), dtype=np.float32)
+        for s in range(0, len(head), _SCORE_CHUNK):
+            m = min(_SCORE_CHUNK, len(head) - s)
+            out[s : s + m] = _sum_levels(
+                self.ip_emb, rows[:, s : s + m], self.enc_w, self.enc_b, (self._head_table, head[s : s + m])
+            )
+        return out
+
+    def _dot_and_known(self, entities: Any, ips: Any) -> tuple[np.ndarray, np.ndarray]:
+        ecodes, euniques = factorize(entities)
+        head, rows = self._pair_rows(ips)
+        if len(ecodes) != len(head):
+            raise ValueError(f"{len(ecodes)} entities but {len(head)} addresses")
+        etable, known = self._entity_table(euniques)
+        dots = pair_dots(etable, ecodes, self.ip_emb, rows, self.enc_w, self.enc_b, (self._head_table, head))
+        return dots, known[ecodes]
+
+    # ---- persistence
+    def to_bytes(self) -> bytes:
+        """A compressed .npz with the weights and the JSON metadata (no pickle).
+
+        Byte-for-byte reproducible: the same model always gives the same bytes (fixed zip
+        timestamps, sorted JSON), so re-uploading an unchanged model is a no-op.
+        """
+        meta = json.dumps(
+            {"format": ARTIFACT_FORMAT, "calibration": list(self.calibration), "metadata": self.metadata},
+            sort_keys=True,
+        ).encode("utf-8")
+        arrays = {"metadata_json": np.frombuffer(meta, dtype=np.uint8), **self._arrays()}
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for name, arr in arrays.items():
+                info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+                info.compress_type = zipfile.ZIP_DEFLATED
+                with archive.open(info, "w", force_zip64=True) as fh:
+                    np.lib.format.write_array(fh, np.ascontiguousarray(arr), allow_pickle=False)
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "IPInsightsModel":
+        """Load an artifact written by ``to_bytes``; checks the content version."""
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        meta = json.loads(arrays.pop("metadata_json").tobytes().decode("utf-8"))
+        if meta.get("format") != ARTIFACT_FORMAT:
+            raise ValueError(f"unsupported IP Insights artifact format {meta.get('format')!r}")
+        metadata = meta["metadata"]
+        params = IPInsightsParams.from_dict(metadata["hyperparameters"])
+        model = cls(params=params, calibration=tuple(meta["calibration"]), metadata=metadata, **arrays)
+        if metadata.get("version") not in (None, model.version):
+            raise ValueError(f"artifact content does not match its version {metadata.get('version')!r}")
+        return model
+
+    def __repr__(self) -> str:
+        return (
+            f"IPInsightsModel(version={self.version!r}, entities={len(self.entity_hashes)}, "
+            f"ip_rows={len(self.ip_buckets)}, dim={self.params.vector_dim})"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# the scoring gathers: prefix rows summed and dotted with entity vectors, in cache-sized chunks
+
+
+def _sum_levels(
+    ip_emb: np.ndarray,
+    levels: np.ndarray,
+    enc_w: np.ndarray,
+    enc_b: np.ndarray,
+    head: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
+    """Sum of the prefix embeddings (levels: (L, m) rows, after ``head``'s rows if given: (table,
+    row per address)), then the encoder layers."""
+    m = levels.shape[1] if head is None else len(head[1])
+    v = np.empty((m, ip_emb.shape[1]), dtype=np.float32)
+    _gather_sum(v, np.empty_like(v), ip_emb, levels, slice(None), head)
+    if len(enc_w):
+        v = encode_forward(v, enc_w, enc_b)[0]
+    return v
+
+
+def _gather_sum(
+    v: np.ndarray,
+    tmp: np.ndarray,
+    ip_emb: np.ndarray,
+    levels: np.ndarray,
+    part: slice,
+    head: tuple[np.ndarray, np.ndarray] | None,
+) -> None:
+    """v = the sum of the rows ``levels[:, part]`` of ip_emb (after ``head``'s rows), in level order.
+
+    The gathers use ``mode="clip"`` (the rows are valid by construction): numpy's default
+    ``mode="raise"`` gathers into a temporary and copies that to ``out``, up to twice as slow.
+    """
+    if head is None:
+        np.take(ip_emb, levels[0, part], axis=0, out=v, mode="clip")
+        first = 1
+    else:
+        np.take(head[0], head[1][part], axis=0, out=v, mode="clip")
+        first = 0
+    for k in range(first, len(levels)):
+        np.take(ip_emb, levels[k, part], axis=0, out=tmp, mode="clip")
+        v += tmp
+
+
+def pair_dots(
+    etable: np.ndarray,
+    ecodes: np.ndarray,
+    ip_emb: np.ndarray,
+    levels: np.ndarray,
+    enc_w: np.ndarray,
+    enc_b: np.ndarray,
+    head: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
+    """out[i] = etable[ecodes[i]] . ip_vector(i), in cache-sized chunks; ip_vector(i) is the sum
+    of ``head[0][head[1][i]]`` (if given) and of ip_emb's rows ``levels[:, i]``, then the encoder.
+
+    No per-address table is materialised: each chunk gathers its prefix rows, sums them and
+    takes the row-wise dot product while the rows are still in cache.
+    """
+    n = len(ecodes)
+    out = np.empty(n, dtype=np.float32)
+    levels = np.ascontiguousarray(levels)
+    dim = etable.shape[1]
+    ubuf = np.empty((_SCORE_CHUNK, dim), dtype=np.float32)
+    vbuf = np.empty((_SCORE_CHUNK, dim), dtype=np.float32)
+    tbuf = np.empty((_SCORE_CHUNK, dim), dtype=np.float32)
+    for s in range(0, n, _SCORE_CHUNK):
+        m = min(_SCORE_CHUNK, n - s)
+        u, v = ubuf[:m], vbuf[:m]
+        _gather_sum(v, tbuf[:m], ip_emb, levels, slice(s, s + m), head)
+        if len(enc_w):
+            v = encode_forward(v, enc_w, enc_b)[0]
+        np.take(etable, ecodes[s : s + m], axis=0, out=u, mode="clip")
+        np.einsum("ij,ij->i", u, v, out=out[s : s + m])
+    return out
+
+
+def encode_forward(
+    h0: np.ndarray, enc_w: np.ndarray, enc_b: np.ndarray
+) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """Residual tanh layers h + tanh(h W + b); returns output and (input, tanh) per layer."""
+    h = h0
+    cache = []
+    for w, b in zip(enc_w, enc_b, strict=True):
+        t = np.tanh(h @ w + b)
+        cache.append((h, t))
+        h = h + t
+    return h, cache

@@ -1,0 +1,49 @@
+"""Address parsing: the vectorised parsers read addresses exactly as ``ipaddress`` does."""
+
+import ipaddress
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from proactive_assets.core.ipnet import parse_ip, parse_ips, parse_ipv4_arrow
+
+
+def test_address_parsing_matches_ipaddress():
+    rng = np.random.default_rng(0)
+    values = [str(ipaddress.IPv4Address(int(x))) for x in rng.integers(0, 1 << 32, 2000)]
+    values += ["2001:db8::1", "::1", "fe80::1", "0.0.0.0", "255.255.255.255", "075.050.255.67"]
+    values += ["2001:0db8:0000:0000:0000:ff00:0042:8329", "::ffff:1.2.3.4", "1::"]
+    values += ["fe80::1%eth0"]  # inet_pton refuses a zone id: ipaddress reads it (the zone is not the address)
+    for given in (np.array(values, dtype=object), pa.array(values), pa.array(values, pa.large_string())):
+        is6, hi, lo = parse_ips(given)
+        for value, v6, h, lw in zip(values, is6, hi, lo, strict=True):
+            if value == "075.050.255.67":  # leading zeros are decimal, as in ipnet.canonical_ip
+                assert (v6, int(lw)) == (False, int(ipaddress.IPv4Address("75.50.255.67")))
+                continue
+            addr = ipaddress.ip_address(value)
+            assert v6 == (addr.version == 6)
+            assert (int(h) << 64 | int(lw)) == int(addr)
+    bad_values = ["ec2.amazonaws.com", "AWS Internal", "1.2.3", "1.2.3.256", "1..2.3", "", "1.2.3.4.5", "١.2.3.4"]
+    bad_values += ["1.2.3.4 ", " 1.2.3.4", "1.2.3.4\x00", "1.2.3.", ".1.2.3", "1.2.3.4/32", "1234.1.1.1", "1.2.3.٤"]
+    bad_values += ["2001:db8::g", "1:2:3:4:5:6:7:8:9", ":::", "2001:db8::1 "]
+    for bad in [*bad_values, None]:
+        for good in ("1.2.3.4", "2001:db8::1"):
+            with pytest.raises(ValueError, match="not IP addresses"):
+                parse_ips(np.array([good, bad], dtype=object))
+            with pytest.raises(ValueError, match="not IP addresses"):
+                parse_ips(pa.array([good, bad], pa.string()))
+
+
+def test_vectorised_ipv4_parse_reads_every_octet_form_like_the_per_value_parser():
+    """Every octet text 0-999 with 1-3 digits (leading zeros too) in each of the four positions,
+    and a column sliced out of a larger one (non-zero Arrow offset)."""
+    octets = [str(i) for i in range(1000)] + [f"{i:02d}" for i in range(100)] + [f"{i:03d}" for i in range(1000)]
+    texts = [t for o in octets for t in (f"{o}.1.2.3", f"1.{o}.2.3", f"1.2.{o}.3", f"1.2.3.{o}")]
+    valid = [parse_ip(t) is not None for t in texts]
+    assert 0 < sum(valid) < len(texts)
+    column = pa.array(["::1", *texts, "junk"]).slice(1, len(texts))
+    value, ok = parse_ipv4_arrow(column)
+    assert ok.tolist() == valid
+    expected = [parse_ip(t)[1] if v else 0 for t, v in zip(texts, valid, strict=True)]
+    assert value[ok].tolist() == [e for e, v in zip(expected, valid, strict=True) if v]

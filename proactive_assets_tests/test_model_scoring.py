@@ -1,0 +1,170 @@
+"""The scoring fast path (pyarrow columns parsed on their bytes, folded head levels, chunked
+gathers) against the straightforward computation, one pair at a time."""
+
+import io
+import ipaddress
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from proactive_assets.core.ipnet import parse_ips
+from proactive_assets.core.model import IPInsightsModel, IPInsightsParams
+from proactive_assets.core.model.ipinsights import _SCORE_CHUNK, PrefixLayout, entity_hash64, factorize, pair_dots
+
+
+def _random_model(params: IPInsightsParams, entities: list[str], ips: list[str], seed: int) -> IPInsightsModel:
+    """A model with random weights, trained (as far as it knows) on these entities and addresses."""
+    rng = np.random.default_rng(seed)
+    layout = PrefixLayout(params)
+    hashes = np.unique(entity_hash64(entities))
+    entity_buckets = np.unique((hashes % np.uint64(params.num_entity_vectors)).astype(np.int64))
+    buckets = layout.buckets(*parse_ips(ips))
+    ip_buckets = np.unique(buckets[buckets >= 0])
+    first_trained_row = 1 + (layout.n_sections if params.unseen_prefix_vectors else 0)
+    dim, layers = params.vector_dim, params.num_ip_encoder_layers
+    ip_emb = rng.standard_normal((first_trained_row + len(ip_buckets), dim)).astype(np.float32)
+    ip_emb[0] = 0  # the padding row
+    return IPInsightsModel(
+        params=params,
+        entity_hashes=hashes,
+        entity_buckets=entity_buckets,
+        entity_emb=rng.standard_normal((len(entity_buckets), dim)).astype(np.float32),
+        ip_buckets=ip_buckets,
+        ip_emb=ip_emb,
+        enc_w=(rng.standard_normal((layers, dim, dim)) * 0.3).astype(np.float32),
+        enc_b=(rng.standard_normal((layers, dim)) * 0.1).astype(np.float32),
+        calibration=(-0.7, 0.2),
+    )
+
+
+def _reference_pair(model: IPInsightsModel, entity: str, ip: str) -> tuple[float, bool]:
+    """(dot product, entity known) of one pair the plain way: ``ipaddress``, one bucket per prefix
+    level, the level vectors summed in float64, the entity looked up by its hash."""
+    text = ip if ":" in ip else ".".join(str(int(part)) for part in ip.split("."))  # leading zeros: decimal
+    value = int(ipaddress.ip_address(text))
+    bits = (np.array([":" in ip]), np.array([value >> 64], np.uint64), np.array([value & (1 << 64) - 1], np.uint64))
+    rows = [model._bucket_to_row[b] for b in PrefixLayout(model.params).buckets(*bits)[:, 0] if b >= 0]
+    v = model.ip_emb[rows].astype(np.float64).sum(axis=0)
+    for w, b in zip(model.enc_w.astype(np.float64), model.enc_b.astype(np.float64), strict=True):
+        v = v + np.tanh(v @ w + b)
+    h = entity_hash64([entity])[0]
+    known = h in set(model.entity_hashes.tolist())
+    if known:
+        u = model.entity_emb[np.searchsorted(model.entity_buckets, int(h % np.uint64(model.params.num_entity_vectors)))]
+    else:
+        u = model.entity_mean
+    return float(u.astype(np.float64) @ v), known
+
+
+def _scoring_probes(seed: int) -> tuple[list[str], list[str], list[str], list[str]]:
+    """(training entities, training addresses, probe entities, probe addresses): the probes mix
+    trained pairs, new hosts of trained /24s and /64s, never-seen IPv4 and IPv6 networks (long,
+    short and compressed IPv6 forms, the shortest and longest IPv4 texts, leading zeros) and
+    unknown entities; more probes than one scoring chunk."""
+    rng = np.random.default_rng(seed)
+    users = [f"arn:aws:iam::111122223333:user/u{u}" for u in range(60)] + ["arn:aws:sts::1:assumed-role/é/ß"]
+    nets = [".".join(str(int(x)) for x in rng.integers(1, 224, 3)) for _ in range(40)]
+    nets6 = [f"2001:db8:{int(x):x}:{int(y):x}" for x, y in rng.integers(1, 0xFFFF, (15, 2))]
+    train_e, train_ip = [], []
+    for user in users:
+        for _ in range(12):
+            train_e.append(user)
+            if rng.random() < 0.8:
+                train_ip.append(f"{nets[int(rng.integers(len(nets)))]}.{int(rng.integers(1, 200))}")
+            else:
+                train_ip.append(f"{nets6[int(rng.integers(len(nets6)))]}::{int(rng.integers(1, 0xFFFF)):x}")
+    strangers = ["nobody", "arn:aws:iam::999999999999:user/new", ""]
+    probe_e, probe_ip = [], []
+    while len(probe_e) < _SCORE_CHUNK + 1500:
+        kind = int(rng.integers(7))
+        i = int(rng.integers(len(train_e)))
+        entity = str(rng.choice(strangers)) if rng.random() < 0.1 else train_e[i]
+        if kind == 0:
+            ip = train_ip[i]
+        elif kind == 1:
+            ip = f"{nets[int(rng.integers(len(nets)))]}.{int(rng.integers(200, 256))}"
+        elif kind == 2:
+            ip = ".".join(str(int(x)) for x in rng.integers(0, 256, 4))
+        elif kind == 3:
+            ip = f"{nets6[int(rng.integers(len(nets6)))]}:{int(rng.integers(1, 0xFFFF)):x}::1"
+        elif kind == 4:
+            ip = str(ipaddress.IPv6Address(int(rng.integers(1 << 61, 1 << 62)) << 64 | int(rng.integers(1, 1 << 62))))
+        elif kind == 5:
+            ip = str(rng.choice(["0.0.0.0", "255.255.255.255", "1.2.3.4", "010.001.002.003", "::1", "::", "1::"]))
+        else:
+            ip = ipaddress.IPv6Address(int(rng.integers(1, 1 << 62)) << 66).exploded
+        probe_e.append(entity)
+        probe_ip.append(ip)
+    return train_e, train_ip, probe_e, probe_ip
+
+
+def _input_forms(entities: list[str], ips: list[str]) -> dict[str, tuple[Any, Any]]:
+    """The same pairs as every kind of input ``score`` takes."""
+    n = len(entities)
+    buffer = io.BytesIO()
+    pq.write_table(pa.table({"entity": entities, "source_ip": ips}), buffer, row_group_size=1000)
+    as_parquet = pq.read_table(io.BytesIO(buffer.getvalue()))
+    as_parquet_dictionary = pq.read_table(io.BytesIO(buffer.getvalue()), read_dictionary=["entity", "source_ip"])
+    assert as_parquet.column("entity").num_chunks > 1
+
+    def split(values: list[str], at: int, encode: bool = False) -> pa.ChunkedArray:
+        chunks = [pa.array(values[:at]), pa.array(values[at:])]
+        return pa.chunked_array([c.dictionary_encode() for c in chunks] if encode else chunks)
+
+    return {
+        "python lists": (entities, ips),
+        "numpy object arrays": (np.array(entities, dtype=object), np.array(ips, dtype=object)),
+        "pandas Categoricals": (pd.Categorical(entities), pd.Categorical(ips)),
+        "arrow string": (pa.array(entities), pa.array(ips)),
+        "arrow large_string": (pa.array(entities, pa.large_string()), pa.array(ips, pa.large_string())),
+        "arrow string_view": (pa.array(entities, pa.string_view()), pa.array(ips, pa.string_view())),
+        "arrow sliced": (pa.array(["x", *entities]).slice(1), pa.array(["::1", *ips, "x"]).slice(1, n)),
+        "arrow chunks (different per column)": (split(entities, 1000), split(ips, n - 7)),
+        "arrow dictionary": (pa.array(entities).dictionary_encode(), pa.array(ips).dictionary_encode()),
+        "arrow chunked dictionaries": (split(entities, 700, True), split(ips, 3000, True)),
+        "parquet columns": (as_parquet.column("entity"), as_parquet.column("source_ip")),
+        "parquet dictionary columns": (
+            as_parquet_dictionary.column("entity"),
+            as_parquet_dictionary.column("source_ip"),
+        ),
+    }
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        IPInsightsParams(vector_dim=8, num_entity_vectors=64, num_ip_vectors=512),  # bucket collisions
+        IPInsightsParams(vector_dim=8, num_ip_encoder_layers=1, unseen_prefix_vectors=False),  # legacy unseen rows
+        IPInsightsParams(vector_dim=8, ipv4_prefixes=(12, 20, 32), ipv6_prefixes=(32, 64, 128)),  # IPv6: no exact level
+        IPInsightsParams(vector_dim=8, ipv4_prefixes=(4, 8, 16), ipv6_prefixes=(8, 16, 64)),  # IPv4: exact levels only
+    ],
+    ids=["default-prefixes", "encoder-legacy", "ipv4-12-20-32", "ipv4-4-8-16"],
+)
+def test_fast_scoring_matches_the_pair_by_pair_computation_for_every_input_form(params):
+    train_e, train_ip, probe_e, probe_ip = _scoring_probes(seed=4)
+    model = _random_model(params, train_e, train_ip, seed=9)
+    reference = [_reference_pair(model, e, ip) for e, ip in zip(probe_e, probe_ip, strict=True)]
+    ref_dot = np.array([d for d, _ in reference])
+    ref_known = np.array([k for _, k in reference])
+    assert 0.5 < ref_known.mean() < 1  # known and unknown entities
+    slope, intercept = model.calibration
+    results = {name: model.score(*given) for name, given in _input_forms(probe_e, probe_ip).items()}
+    plain = results.pop("python lists")
+    np.testing.assert_allclose(plain.dot_product, ref_dot, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(plain.insight, 1 / (1 + np.exp(-(slope * ref_dot + intercept))), atol=1e-6)
+    assert plain.entity_known.tolist() == ref_known.tolist()
+    for name, result in results.items():  # bit-for-bit the same whatever the input
+        np.testing.assert_array_equal(result.dot_product, plain.dot_product, err_msg=name)
+        np.testing.assert_array_equal(result.insight, plain.insight, err_msg=name)
+        np.testing.assert_array_equal(result.entity_known, plain.entity_known, err_msg=name)
+    # the folded head levels add up in the same order as summing every level's row: same bits
+    codes, uniques = factorize(probe_e)
+    etable, _ = model._entity_table(uniques)
+    levels = model._layout.rows(*parse_ips(probe_ip), model._bucket_to_row)
+    level_by_level = pair_dots(etable, codes, model.ip_emb, levels, model.enc_w, model.enc_b)
+    np.testing.assert_array_equal(plain.dot_product, level_by_level)
+    np.testing.assert_array_equal(model.ip_vectors(pa.array(probe_ip[:50])), model.ip_vectors(probe_ip[:50]))
