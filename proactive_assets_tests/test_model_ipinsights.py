@@ -14,7 +14,14 @@ import pytest
 
 from proactive_assets.core import scoring
 from proactive_assets.core.ipnet import parse_ips
-from proactive_assets.core.model import IPInsightsModel, IPInsightsParams, fit_platt, roc_auc, train_ip_insights
+from proactive_assets.core.model import (
+    IPInsightsModel,
+    IPInsightsParams,
+    calibrated_insight,
+    fit_platt,
+    roc_auc,
+    train_ip_insights,
+)
 from proactive_assets.core.model.ipinsights import PrefixLayout, entity_hash64
 
 PARAMS = IPInsightsParams(epochs=8, mini_batch_size=512, vector_dim=32, seed=3)
@@ -192,6 +199,9 @@ def test_calibration_is_in_unit_interval_and_decreasing(model):
     assert ((insight >= 0) & (insight <= 1)).all()
     assert (np.diff(insight.astype(np.float64)) <= 0).all()
     assert insight[0] > 0.99 and insight[-1] < 0.01
+    # the SageMaker backend's calibration function gives the same values
+    np.testing.assert_array_equal(calibrated_insight(dots, *model.calibration).astype(np.float32), insight)
+    assert np.isnan(calibrated_insight([np.nan], *model.calibration)).all()
     slope, _ = fit_platt(np.r_[np.full(50, 5.0), np.full(50, -5.0)], np.r_[np.zeros(50, bool), np.ones(50, bool)])
     assert slope < 0
     slope, intercept = fit_platt(np.zeros(10), np.r_[np.zeros(5, bool), np.ones(5, bool)])  # no signal

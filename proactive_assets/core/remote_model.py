@@ -38,7 +38,14 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from proactive_assets.core.ipnet import canonical_ip
-from proactive_assets.core.model import IPInsightsParams, ScoreResult, fit_platt, roc_auc, roc_points
+from proactive_assets.core.model import (
+    IPInsightsParams,
+    ScoreResult,
+    calibrated_insight,
+    fit_platt,
+    roc_auc,
+    roc_points,
+)
 
 BACKEND = "sagemaker"
 VERSION_PREFIX = "sm-"
@@ -204,12 +211,6 @@ def known_entities(training_set: pa.Table) -> set[str]:
 
 # ---------------------------------------------------------------------------------------------
 # Training and calibration
-
-
-def calibrated_insight(dot: Any, slope: float, intercept: float) -> np.ndarray:
-    """``sigmoid(slope * dot + intercept)`` without overflow; NaN in, NaN out."""
-    z = slope * np.asarray(dot, dtype=np.float64) + intercept
-    return 0.5 * (1.0 + np.tanh(0.5 * z))
 
 
 def _finite_or_none(value: Any) -> float | None:

@@ -1,8 +1,9 @@
 """How well dot products separate normal from suspicious pairs, and how they become insights.
 
 ``roc_auc`` and ``roc_points`` measure the separation (attacks have low dot products);
-``fit_platt`` maps a dot product to a probability of being suspicious, so a threshold on
-``insight`` means the same thing from one model version (and backend) to the next.
+``fit_platt`` maps a dot product to a probability of being suspicious, and
+``calibrated_insight`` applies that map, so a threshold on ``insight`` means the same thing
+from one model version (and backend) to the next.
 """
 
 import math
@@ -104,3 +105,8 @@ def _logloss(a: float, b: float, x: np.ndarray, t: np.ndarray, w: np.ndarray) ->
     """Weighted cross-entropy of ``sigmoid(a x + b)`` against targets ``t`` (``fit_platt``'s line search)."""
     z = a * x + b
     return float((w * (np.logaddexp(0, z) - t * z)).sum())
+
+
+def calibrated_insight(dot: Any, slope: float, intercept: float) -> np.ndarray:
+    """``sigmoid(slope * dot + intercept)`` without overflow; NaN in, NaN out."""
+    return sigmoid(slope * np.asarray(dot, dtype=np.float64) + intercept)
