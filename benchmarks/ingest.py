@@ -37,8 +37,8 @@ def _files(root: Path) -> list[Path]:
 
 
 def _batches(blobs: list[bytes]) -> list[list[bytes]]:
-    """The same grouping ``iter_day_events`` uses (about BATCH_BYTES of JSON per parse call)."""
-    from proactive_assets.core.cloudtrail import BATCH_BYTES
+    """The same grouping ``cloudtrail.read`` uses (about BATCH_BYTES of JSON per parse call)."""
+    from proactive_assets.core.sources.cloudtrail_records import BATCH_BYTES
 
     groups: list[list[bytes]] = [[]]
     size = 0
@@ -56,8 +56,8 @@ def throughput(root: Path, repeats: int = 3) -> dict:
 
     Also times the pyarrow reader the project falls back to where the C scanner was not built.
     """
-    from proactive_assets.core import cloudtrail
-    from proactive_assets.core.cloudtrail import RawLog, parse_logs
+    from proactive_assets.core.sources import cloudtrail_records as cloudtrail
+    from proactive_assets.core.sources.cloudtrail_records import RawLog, parse_logs
 
     blobs = [p.read_bytes() for p in _files(root)]
     groups = _batches(blobs)
@@ -116,16 +116,17 @@ def _grow(root: Path, target_events: int) -> int:
 CHILD = """
 import resource, sys, time
 from datetime import date
-from dagster import DagsterInstance, materialize
-from dagster_aws.s3 import S3Resource
-from proactive_assets.defs.assets.ingest import cloudtrail_events, learning_set, raw_cloudtrail
-from proactive_assets.defs.resources import ProactiveResource
+from dagster import AssetKey, DagsterInstance
+from proactive_assets.config import Settings
+from proactive_assets.defs.definitions import build_definitions
 if sys.argv[1] == "run":
-    res = ProactiveResource(home=sys.argv[3], cloudtrail_uri=sys.argv[2], warehouse_uri=sys.argv[3] + "/warehouse",
-                            s3=S3Resource())
+    defs = build_definitions(Settings(home=sys.argv[3], cloudtrail_uri=sys.argv[2]))
+    job = defs.resolve_implicit_global_asset_job_def()
     started = time.perf_counter()
-    result = materialize([raw_cloudtrail, cloudtrail_events, learning_set], partition_key=sys.argv[4],
-                         resources={"proactive": res}, instance=DagsterInstance.ephemeral())
+    result = job.execute_in_process(
+        partition_key=sys.argv[4], instance=DagsterInstance.ephemeral(),
+        asset_selection=[AssetKey(n) for n in ("raw_cloudtrail", "cloudtrail_events", "learning_set")],
+    )
     assert result.success
     print(time.perf_counter() - started)
 else:

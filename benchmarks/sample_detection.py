@@ -32,8 +32,9 @@ import numpy as np
 import pyarrow as pa
 
 from benchmarks.detection import _parse_overrides
-from proactive_assets.core import cloudtrail, pairs
+from proactive_assets.core import pairs
 from proactive_assets.core.model import IPInsightsParams, roc_auc, train_ip_insights
+from proactive_assets.core.sources import cloudtrail
 from proactive_assets.core.storage import LocalStore
 from proactive_assets.samples.cloudtrail import generate_sample
 
@@ -62,8 +63,8 @@ def load_sample(root: Path, seed: int, days: int, start: date = START) -> Sample
     all_days = [start + timedelta(days=i) for i in range(days)]
     sets = {}
     for d in all_days:
-        objects, _ = cloudtrail.list_day_objects(store, d)
-        events = [parsed.events for _, parsed in cloudtrail.iter_day_events(store, objects)]
+        objects = cloudtrail.list_day(store, d).objects
+        events = [batch.events for batch in cloudtrail.read(store, objects)]
         sets[d], _ = pairs.build_learning_set(pa.concat_tables(events))
 
     def keys(entries: list[dict]) -> set[tuple[str, str, str]]:

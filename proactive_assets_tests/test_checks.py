@@ -4,9 +4,7 @@ import gzip
 from datetime import date, timedelta
 from pathlib import Path
 
-import pytest
-
-from proactive_assets import cli
+from proactive_assets import runner
 from proactive_assets.config import Settings
 from proactive_assets.core import quality
 from proactive_assets.core.storage import LocalStore
@@ -29,20 +27,18 @@ def test_alert_volume_against_recent_norm() -> None:
     assert quality.alert_volume(10, [2, 3, 4])[1].passed
 
 
-def test_checks_run_with_their_assets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_checks_run_with_their_assets(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "bucket")
     write_history(store, START, days=4)
     last = START + timedelta(days=3)
     store.put(log_key(last, minute=50, uid="Broken0000000000"), gzip.compress(b'{"Records": [')[:-4])
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
-    (tmp_path / "dagster").mkdir()
     settings = Settings.from_env(
         {"PROACTIVE_HOME": str(tmp_path / "home"), "PROACTIVE_CLOUDTRAIL_URI": str(tmp_path / "bucket")}
     )
-    assert cli.run_days(settings, [START + timedelta(days=i) for i in range(4)])
-    from dagster import AssetCheckKey, AssetKey, DagsterInstance
+    assert runner.run_days(settings, [START + timedelta(days=i) for i in range(4)])
+    from dagster import AssetCheckKey, AssetKey
 
-    instance = DagsterInstance.get()
+    instance = runner.instance(settings)
 
     def latest(asset: str, check: str):
         record = instance.event_log_storage.get_latest_asset_check_execution_by_key(

@@ -11,25 +11,27 @@ import random
 import pyarrow as pa
 import pytest
 
-from proactive_assets.core import cloudtrail
-from proactive_assets.core.cloudtrail import RawLog
+from proactive_assets.core.sources import cloudtrail_records
+from proactive_assets.core.sources.cloudtrail_records import RawLog
 from proactive_assets_tests.cloudtrail_fixtures import record
 from proactive_assets_tests.conftest import SAMPLES
 
-pytestmark = pytest.mark.skipif(cloudtrail.scanner is None and not os.environ.get("CI"), reason="scanner not built")
+pytestmark = pytest.mark.skipif(
+    cloudtrail_records.scanner is None and not os.environ.get("CI"), reason="scanner not built"
+)
 
 
 def test_scanner_is_built() -> None:
     """setup.py builds it wherever there is a C compiler, as in CI; without it ingest is ~3x slower."""
-    assert cloudtrail.scanner is not None
+    assert cloudtrail_records.scanner is not None
 
 
-def exact(doc: bytes, name: str = "f") -> cloudtrail.ParsedFile:
-    return cloudtrail._parse_one(doc, RawLog(doc, name, "111122223333", "us-east-1"), columnar=False)
+def exact(doc: bytes, name: str = "f") -> cloudtrail_records.EventBatch:
+    return cloudtrail_records._parse_one(doc, RawLog(doc, name, "111122223333", "us-east-1"), columnar=False)
 
 
-def scanned(docs: list[bytes]) -> cloudtrail.ParsedFile:
-    return cloudtrail.parse_logs([RawLog(d, f"f{i}", "111122223333", "us-east-1") for i, d in enumerate(docs)])
+def scanned(docs: list[bytes]) -> cloudtrail_records.EventBatch:
+    return cloudtrail_records.parse_logs([RawLog(d, f"f{i}", "111122223333", "us-east-1") for i, d in enumerate(docs)])
 
 
 def assert_same(doc: bytes) -> None:

@@ -379,14 +379,14 @@ def _cloudtrail_bucket(bucket: str, root: str) -> FakeS3:
 @pytest.mark.parametrize("trail_prefix", ["", "org-trail/"])
 @pytest.mark.parametrize("policy_file", ["cloudtrail-read.json", "run-task-role.json"])
 def test_cloudtrail_listing_and_reading_are_allowed_and_nothing_else(trail_prefix: str, policy_file: str) -> None:
-    from proactive_assets.core.cloudtrail import list_day_objects
+    from proactive_assets.core.sources.cloudtrail import list_day
     from proactive_assets.core.storage import S3Store
 
     bucket = SAMPLE["CloudTrailBucket"]
     fake = _cloudtrail_bucket(bucket, trail_prefix)
     uri = f"s3://{bucket}/{trail_prefix}".rstrip("/")
     store = S3Store(uri, client=fake)
-    objects, _problems = list_day_objects(store, date(2024, 6, 20))
+    objects = list_day(store, date(2024, 6, 20)).objects
     assert len(objects) == 3  # both layouts, both regions; digests and insights are not listed
     for obj in objects:
         store.get(obj.info.key)
@@ -453,8 +453,8 @@ def test_warehouse_writes_reads_replaces_and_ledger_are_allowed(policy_file: str
 
 @pytest.mark.parametrize("policy_file", ["security-lake-athena-read.json", "run-task-role.json"])
 def test_security_lake_listing_and_reading_are_allowed(policy_file: str) -> None:
+    from proactive_assets.core.sources.security_lake import list_day as list_security_lake_day
     from proactive_assets.core.storage import S3Store
-    from proactive_assets.defs.assets.security_lake import list_security_lake_day
 
     bucket = SAMPLE["SecurityLakeBucket"]
     keys = [
@@ -523,7 +523,8 @@ ARTIFACT_S3_OPERATIONS = {
 
 
 def _backend_source() -> str:
-    return (ROOT / "proactive_assets" / "core" / "sagemaker_backend.py").read_text()
+    package = ROOT / "proactive_assets" / "core" / "backends" / "sagemaker"
+    return "\n".join(path.read_text() for path in sorted(package.glob("*.py")))
 
 
 def test_the_sagemaker_maps_cover_every_operation_the_backend_calls() -> None:
@@ -537,7 +538,7 @@ def test_the_sagemaker_maps_cover_every_operation_the_backend_calls() -> None:
 
 
 def _sagemaker_names() -> dict[str, str]:
-    from proactive_assets.core import sagemaker_backend as smb
+    from proactive_assets.core.backends.sagemaker import jobs as smb
 
     job = smb.make_resource_name(smb.DEFAULT_NAME_PREFIX, "sm-0123456789ab")
     return {
@@ -576,7 +577,7 @@ def test_every_sagemaker_call_is_allowed_on_the_backends_resource_names(policy_f
 
 def _artifact_keys() -> dict[str, str]:
     """Where the backend and SageMaker read and write, built with the backend's own helpers."""
-    from proactive_assets.core import sagemaker_backend as smb
+    from proactive_assets.core.backends.sagemaker import training_data as smb
 
     artifacts = f"s3://{SAMPLE['ArtifactsBucket']}/{SAMPLE['ArtifactsPrefix']}"
     names = _sagemaker_names()
@@ -614,7 +615,7 @@ def test_backend_artifact_reads_and_writes_are_allowed(policy_file: str) -> None
 
 
 def test_sagemaker_execution_role_reads_inputs_writes_outputs_pulls_image_and_logs() -> None:
-    from proactive_assets.core.sagemaker_backend import fallback_ipinsights_image_uri
+    from proactive_assets.core.backends.sagemaker.jobs import fallback_ipinsights_image_uri
 
     doc = policy("sagemaker-execution-role.json")
     keys = _artifact_keys()
@@ -682,7 +683,9 @@ SQS_OPERATION_ACTIONS = {
 
 def test_sensor_calls_are_allowed_for_the_code_location() -> None:
     """Sensors run in the code server: SQS calls on the subscriber queue, CloudTrail listing."""
-    source = (ROOT / "proactive_assets" / "defs" / "sensors.py").read_text()
+    source = "\n".join(
+        path.read_text() for path in sorted((ROOT / "proactive_assets" / "defs" / "sensors").glob("*.py"))
+    )
     called = set(re.findall(r"\bclient\.(\w+)\(", source))
     assert called and called <= set(SQS_OPERATION_ACTIONS), f"unmapped SQS calls: {called - set(SQS_OPERATION_ACTIONS)}"
     queue = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{SAMPLE['QueueName']}"
@@ -788,8 +791,9 @@ def test_task_execution_role_reads_only_the_database_secret() -> None:
 def _env_names_read_by_the_project() -> set[str]:
     from proactive_assets.config import Settings
 
-    # ECS sets AWS_REGION/AWS_DEFAULT_REGION in every task itself; they are boto3's own settings.
-    names = Settings.env_names() - {"AWS_REGION", "AWS_DEFAULT_REGION"}
+    # ECS sets AWS_REGION/AWS_DEFAULT_REGION in every task and the image sets DAGSTER_HOME;
+    # PROACTIVE_LOG_LEVEL only sets what the CLI prints.
+    names = Settings.env_names() - {"AWS_REGION", "AWS_DEFAULT_REGION", "DAGSTER_HOME", "PROACTIVE_LOG_LEVEL"}
     assert {"PROACTIVE_CLOUDTRAIL_URI", "PROACTIVE_WAREHOUSE", "PROACTIVE_START_DATE"} <= names
     return names
 

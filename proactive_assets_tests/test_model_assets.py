@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from proactive_assets import cli
+from proactive_assets import cli, runner
 from proactive_assets.config import Settings
 from proactive_assets.core.storage import LocalStore, open_store
-from proactive_assets.core.training import load_model, training_window
+from proactive_assets.core.training import training_window
 from proactive_assets.core.warehouse import Warehouse
+from proactive_assets.defs.model_store import load_model
 from proactive_assets_tests.cloudtrail_fixtures import log_key, put_log, record, write_history
 
 START = date(2024, 3, 1)
@@ -43,8 +44,8 @@ def ran(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, li
         patch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
         settings = Settings.from_env(env)
         out = io.StringIO()
-        assert cli.run_days(settings, DAYS, out=out)
-        assert cli.run_days(settings, DAYS[-1:], out=out)  # a re-run of the last day
+        assert runner.run_days(settings, DAYS, out=out)
+        assert runner.run_days(settings, DAYS[-1:], out=out)  # a re-run of the last day
         for name, value in env.items():
             patch.setenv(name, value)
         yield settings, out.getvalue().splitlines()
@@ -61,7 +62,8 @@ def test_days_run_in_order_with_skip_then_scores(ran: tuple[Settings, list[str]]
     assert len(out) == 7 and "training_set: skipped" in out[0] and "daily_insights=" in out[5]
     warehouse = Warehouse(open_store(settings.warehouse))
     assert not warehouse.has("training_set", days[2])  # only 2 days of history before it
-    model, meta = load_model(warehouse, days[5])
+    model = load_model(warehouse, days[5])
+    meta = model.metadata
     assert (meta["window_start"], meta["window_end"]) == tuple(d.isoformat() for d in training_window(days[5], 14))
     assert meta["validation_auc"] > 0.8
     training = warehouse.read_table("training_set", days[5])

@@ -20,16 +20,22 @@ import requests
 from dagster import DagsterInstance, materialize
 
 from proactive_assets.config import Settings
-from proactive_assets.core import remote_model, training
-from proactive_assets.core import sagemaker_backend as smb
+from proactive_assets.core import training
+from proactive_assets.core.backends import TrainedModel
+from proactive_assets.core.backends.local import LocalBackend
+from proactive_assets.core.backends.sagemaker import SageMakerBackend
+from proactive_assets.core.backends.sagemaker import remote as remote_model
+from proactive_assets.core.backends.sagemaker import training_data as smb
+from proactive_assets.core.backends.sagemaker.client import SageMakerIPInsights
+from proactive_assets.core.backends.sagemaker.invoke import SageMakerScores
 from proactive_assets.core.model import IPInsightsParams, fit_platt, roc_auc, roc_points
 from proactive_assets.core.storage import LocalStore, open_store
 from proactive_assets.core.warehouse import Warehouse
-from proactive_assets.defs.assets import alerts as alert_assets
-from proactive_assets.defs.assets import ingest
-from proactive_assets.defs.assets import model as model_assets
+from proactive_assets.defs.assets.model import MODEL_PARAMS
+from proactive_assets.defs.model_store import load_model, load_model_metadata, save_model
 from proactive_assets.defs.resources import ProactiveResource
 from proactive_assets_tests.cloudtrail_fixtures import log_key, put_log, record, write_history
+from proactive_assets_tests.conftest import project_assets
 
 REGION = "us-east-1"
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
@@ -103,9 +109,9 @@ def training_table(days: int = 3) -> pa.Table:
     return pa.Table.from_pylist(rows)
 
 
-def make_backend(**kwargs: Any) -> smb.SageMakerIPInsights:
+def make_backend(**kwargs: Any) -> SageMakerIPInsights:
     """A backend whose clients come from the environment (AWS_ENDPOINT_URL = moto)."""
-    return smb.SageMakerIPInsights(
+    return SageMakerIPInsights(
         role_arn=ROLE, artifacts_uri=ARTIFACTS, region=REGION, image_uri=IMAGE, sleep=lambda _: None, **kwargs
     )
 
@@ -248,13 +254,13 @@ class FakeBackend:
     def __init__(self) -> None:
         self.calls: list[str | None] = []
 
-    def score(self, entities: list[Any], ips: list[Any], *, model_name: str | None = None) -> smb.SageMakerScores:
+    def score(self, entities: list[Any], ips: list[Any], *, model_name: str | None = None) -> SageMakerScores:
         assert isinstance(entities, list) and isinstance(ips, list)  # what the SageMaker client sends as CSV
         self.calls.append(model_name)
-        return smb.SageMakerScores(np.array([1.0 if ":" not in ip else np.nan for ip in ips]), skipped_ipv6=0)
+        return SageMakerScores(np.array([1.0 if ":" not in ip else np.nan for ip in ips]), skipped_ipv6=0)
 
 
-def test_remote_model_partition_and_load_scorer(tmp_path: Path) -> None:
+def test_remote_model_partition_and_scorer(tmp_path: Path) -> None:
     warehouse = Warehouse(open_store(str(tmp_path / "wh")))
     day = date(2024, 3, 4)
     warehouse.write_tables("training_set", day, {"training_set": training_table()})
@@ -264,20 +270,26 @@ def test_remote_model_partition_and_load_scorer(tmp_path: Path) -> None:
         "model_name": "m1",
         "validation_auc": 0.97,
         "calibration": {"method": "platt", "slope": -2.0, "intercept": 0.5},
+        "window_start": "2024-02-19",
     }
-    uri = training.save_remote_model(warehouse, day, meta, {"window_start": "2024-02-19"})
-    assert uri.endswith("model.json")
+    locations = save_model(warehouse, day, TrainedModel(meta))
+    assert set(locations) == {"model_json"} and locations["model_json"].endswith("model.json")
     assert not warehouse.store.exists(warehouse.key("ip_insights_model", day, "model.npz"))
-    assert training.load_model_metadata(warehouse, day)["window_start"] == "2024-02-19"
-    with pytest.raises(FileNotFoundError, match="'sagemaker' backend"):
-        training.load_model(warehouse, day)
-    with pytest.raises(ValueError, match="factory"):
-        training.load_scorer(warehouse, day)
+    loaded = load_model(warehouse, day)
+    assert loaded.metadata == meta and loaded.artifact is None and loaded.backend == "sagemaker"
 
-    seen: list[dict] = []
+    def window() -> pa.Table:
+        return warehouse.read_table("training_set", day)
+
+    with pytest.raises(ValueError, match="no artifact"):
+        LocalBackend().scorer(loaded, window)
+
+    seen: list[dict | None] = []
     backend = FakeBackend()
-    score, loaded = training.load_scorer(warehouse, day, lambda m: seen.append(m) or backend)
-    assert loaded["version"] == "sm-0123" and seen == [loaded]
+    sagemaker = SageMakerBackend(ROLE, ARTIFACTS, REGION)
+    sagemaker.client = lambda metadata=None: seen.append(metadata) or backend  # type: ignore[method-assign]
+    score = sagemaker.scorer(loaded, window)
+    assert seen == [meta]
     result = score(["arn:aws:iam::111122223333:user/u1", "stranger"], ["10.1.8.1", "10.9.9.9"])
     assert backend.calls == ["m1"]
     assert result.insight.tolist() == pytest.approx([sigmoid(-2.0 + 0.5)] * 2)
@@ -325,11 +337,12 @@ def test_assets_train_and_score_on_sagemaker(moto: str, tmp_path: Path) -> None:
             "PROACTIVE_SAGEMAKER_ARTIFACTS_URI": ARTIFACTS,
         }
     )
-    resources = {"proactive": ProactiveResource.from_settings(settings)}
+    res = ProactiveResource.from_settings(settings)
+    resources = {"proactive": res}
     instance = DagsterInstance.ephemeral()
     for d in range(6):
         materialize(
-            [ingest.raw_cloudtrail, ingest.cloudtrail_events, ingest.learning_set],
+            project_assets(res, "raw_cloudtrail", "cloudtrail_events", "learning_set"),
             partition_key=(START + timedelta(days=d)).isoformat(),
             resources=resources,
             instance=instance,
@@ -337,8 +350,11 @@ def test_assets_train_and_score_on_sagemaker(moto: str, tmp_path: Path) -> None:
 
     # What the assets will send: the calibration request, then the day's pairs.
     warehouse = Warehouse(open_store(settings.warehouse))
-    train, _ = training.build_training_set(warehouse, day, settings.training_days)
-    split = remote_model.split_validation(train, model_assets.MODEL_PARAMS)
+    window = training.window_days(day, settings.training_days)
+    train, _ = training.union_learning_sets(
+        {d: warehouse.read_table("learning_set", d) for d in window if warehouse.has("learning_set", d)}
+    )
+    split = remote_model.split_validation(train, MODEL_PARAMS)
     n = len(split)
     assert n > 0
     pos = list(np.linspace(1.0, 3.0, n))
@@ -349,7 +365,7 @@ def test_assets_train_and_score_on_sagemaker(moto: str, tmp_path: Path) -> None:
     post_results(moto, [predictions(pos + neg), predictions(day_dots.values())])
 
     result = materialize(
-        [model_assets.training_set, model_assets.ip_insights_model, model_assets.daily_insights, alert_assets.alerts],
+        project_assets(res, "training_set", "ip_insights_model", "daily_insights", "alerts"),
         partition_key=day.isoformat(),
         resources=resources,
         instance=instance,
@@ -360,7 +376,7 @@ def test_assets_train_and_score_on_sagemaker(moto: str, tmp_path: Path) -> None:
         (mat,) = result.asset_materializations_for_node(asset)
         return {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
 
-    meta = training.load_model_metadata(warehouse, day)
+    meta = load_model_metadata(warehouse, day)
     model_md = metadata("ip_insights_model")
     assert model_md["backend"] == "sagemaker" and model_md["version"] == meta["version"]
     assert model_md["validation_auc"] == pytest.approx(roc_auc(pos, neg)) and roc_auc(pos, neg) > 0.8

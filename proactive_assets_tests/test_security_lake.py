@@ -15,23 +15,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from proactive_assets.core.security_lake import (
+from proactive_assets.core.sources.notifications import MalformedNotification, parse_sqs_message_body
+from proactive_assets.core.sources.ocsf import (
     ACTIVITY_SCHEMA,
     CLOUD_TRAIL_MGMT,
     ROUTE53,
     SUPPORTED_SOURCES,
     SUPPORTED_VERSIONS,
     VPC_FLOW,
-    MalformedNotification,
     OcsfSchemaError,
-    make_ocsf_table,
-    parse_security_lake_key,
-    parse_sqs_message_body,
     read_ocsf_activity,
-    read_ocsf_parquet,
-    security_lake_key,
-    write_security_lake_sample,
 )
+from proactive_assets.core.sources.security_lake import parse_security_lake_key, read_ocsf_parquet, security_lake_key
+from proactive_assets.samples.ocsf import make_ocsf_table, write_security_lake_sample
 
 SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "samples"
 OCSF = SAMPLES / "ocsf"
@@ -303,7 +299,7 @@ def test_malformed_bodies_raise(body: Any, message: str) -> None:
 
 def test_activity_schema_is_the_cloudtrail_events_schema() -> None:
     """Security Lake activity and CloudTrail events feed one learning set."""
-    from proactive_assets.core.cloudtrail import EVENTS_SCHEMA
+    from proactive_assets.core.events import EVENTS_SCHEMA
 
     assert ACTIVITY_SCHEMA == EVENTS_SCHEMA
     lake = read_ocsf_activity(make_ocsf_table(VPC_FLOW, "2.0", 10, seed=1), VPC_FLOW, "2.0", "k").table

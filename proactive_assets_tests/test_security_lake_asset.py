@@ -8,22 +8,13 @@ import pyarrow.parquet as pq
 import pytest
 from dagster import DagsterInstance, Failure, materialize
 from dagster_aws.athena import AthenaClientResource
-from dagster_aws.s3 import S3Resource
 from moto import mock_aws
 
-from proactive_assets.core.cloudtrail import QUARANTINE_SCHEMA
-from proactive_assets.core.security_lake import (
-    ACTIVITY_SCHEMA,
-    CLOUD_TRAIL_MGMT,
-    ROUTE53,
-    VPC_FLOW,
-    make_ocsf_table,
-    security_lake_key,
-    write_security_lake_sample,
-)
+from proactive_assets.core.events import QUARANTINE_SCHEMA
+from proactive_assets.core.sources.ocsf import ACTIVITY_SCHEMA, CLOUD_TRAIL_MGMT, ROUTE53, VPC_FLOW
+from proactive_assets.core.sources.security_lake import list_day as list_security_lake_day
+from proactive_assets.core.sources.security_lake import security_lake_key
 from proactive_assets.core.storage import LocalStore, S3Store
-from proactive_assets.defs.assets.ingest import cloudtrail_events, learning_set, raw_cloudtrail
-from proactive_assets.defs.assets.security_lake import list_security_lake_day, security_lake_activity
 from proactive_assets.defs.athena import (
     ATHENA_COLUMNS,
     activity_query,
@@ -33,8 +24,11 @@ from proactive_assets.defs.athena import (
     unload_activity,
     unload_statement,
 )
+from proactive_assets.defs.partitions import daily_partitions
 from proactive_assets.defs.resources import ProactiveResource
+from proactive_assets.samples.ocsf import make_ocsf_table, write_security_lake_sample
 from proactive_assets_tests.cloudtrail_fixtures import log_key, put_log, record
+from proactive_assets_tests.conftest import project_assets, project_resource
 from proactive_assets_tests.test_security_lake import (
     ALL_SAMPLES,
     load_sample,
@@ -50,19 +44,14 @@ OTHER_ACCOUNT = "222222222222"
 
 
 def resource(tmp_path: Path, security_lake_uri: str | None, **kwargs) -> ProactiveResource:
-    return ProactiveResource(
-        home=str(tmp_path),
-        cloudtrail_uri=str(tmp_path / "cloudtrail"),
-        security_lake_uri=security_lake_uri,
-        warehouse_uri=str(tmp_path / "warehouse"),
-        s3=S3Resource(),
-        **kwargs,
+    return project_resource(
+        tmp_path, cloudtrail_uri=str(tmp_path / "cloudtrail"), security_lake_uri=security_lake_uri, **kwargs
     )
 
 
-def run(assets: list, res: ProactiveResource, day: date = DAY, raise_on_error: bool = True):
+def run(assets: list[str], res: ProactiveResource, day: date = DAY, raise_on_error: bool = True):
     return materialize(
-        assets,
+        project_assets(res, *assets),
         partition_key=day.isoformat(),
         resources={"proactive": res},
         instance=DagsterInstance.ephemeral(),
@@ -113,7 +102,7 @@ def test_activity_from_v1_and_v2_with_bad_objects_quarantined(tmp_path: Path) ->
     lake = tmp_path / "lake"
     populate_lake(lake)
     res = resource(tmp_path, str(lake), accounts=[LAKE_ACCOUNT])
-    meta = metadata(run([security_lake_activity], res), "security_lake_activity")
+    meta = metadata(run(["security_lake_activity"], res), "security_lake_activity")
     assert meta["status"] == "configured"
     assert (meta["objects"], meta["objects_parsed"], meta["quarantined_objects"]) == (8, 6, 2)
     assert meta["skipped_folders"] == 3
@@ -149,7 +138,7 @@ def test_activity_from_v1_and_v2_with_bad_objects_quarantined(tmp_path: Path) ->
 
 def test_not_configured_materialises_empty_tables(tmp_path: Path) -> None:
     res = resource(tmp_path, None)
-    meta = metadata(run([security_lake_activity], res), "security_lake_activity")
+    meta = metadata(run(["security_lake_activity"], res), "security_lake_activity")
     assert meta["status"] == "not configured" and meta["objects"] == 0
     warehouse = res.warehouse()
     assert warehouse.read_table("security_lake_activity", DAY).num_rows == 0
@@ -160,20 +149,20 @@ def test_empty_day_and_missing_lake(tmp_path: Path) -> None:
     lake = tmp_path / "lake"
     populate_lake(lake)
     res = resource(tmp_path, str(lake))
-    meta = metadata(run([security_lake_activity], res, day=date(2024, 3, 9)), "security_lake_activity")
+    meta = metadata(run(["security_lake_activity"], res, day=date(2024, 3, 9)), "security_lake_activity")
     assert (meta["objects"], meta["events"]) == (0, 0)
     missing = resource(tmp_path, str(tmp_path / "no-such-lake"))
     with pytest.raises(Failure, match="does not exist"):
-        run([security_lake_activity], missing)
+        run(["security_lake_activity"], missing)
 
 
 def test_rerun_gives_the_same_tables(tmp_path: Path) -> None:
     lake = tmp_path / "lake"
     populate_lake(lake)
     res = resource(tmp_path, str(lake))
-    run([security_lake_activity], res)
+    run(["security_lake_activity"], res)
     first = res.warehouse().read_table("security_lake_activity", DAY)
-    run([security_lake_activity], res)
+    run(["security_lake_activity"], res)
     assert res.warehouse().read_table("security_lake_activity", DAY).equals(first)
 
 
@@ -191,7 +180,7 @@ def test_real_ocsf_samples_through_the_asset(tmp_path: Path) -> None:
         key = sample_key(sample, source, version, LAKE_ACCOUNT).replace("0a1b2c", Path(name).stem)
         store.put(key, parquet_bytes(to_table(sample)))
     res = resource(tmp_path, store.uri)
-    meta = metadata(run([security_lake_activity], res), "security_lake_activity")
+    meta = metadata(run(["security_lake_activity"], res), "security_lake_activity")
     assert (meta["objects"], meta["quarantined_objects"]) == (len(ALL_SAMPLES), 0)
     assert meta["pair_events"] == len(ALL_SAMPLES)
     assert sorted(meta["sources"]) == [
@@ -212,7 +201,7 @@ def test_s3_lake_through_moto(tmp_path: Path, aws_env: None) -> None:
         s3.put(path.relative_to(tmp_path / "gen").as_posix(), path.read_bytes())
     s3.put(day_key(ROUTE53, "2.0", "broken.gz.parquet"), b"")
     res = resource(tmp_path, "s3://aws-security-data-lake-us-east-1-test/lake")
-    meta = metadata(run([security_lake_activity], res), "security_lake_activity")
+    meta = metadata(run(["security_lake_activity"], res), "security_lake_activity")
     assert (meta["objects"], meta["objects_parsed"], meta["quarantined_objects"]) == (3, 2, 1)
     assert meta["source"] == "s3://aws-security-data-lake-us-east-1-test/lake"
     assert sorted(meta["sources"]) == ["VPC_FLOW/1.0", "VPC_FLOW/2.0"]
@@ -223,7 +212,7 @@ def test_learning_set_combines_cloudtrail_and_security_lake(tmp_path: Path) -> N
     lake = tmp_path / "lake"
     write_security_lake_sample(lake, DAY, days=1, seed=11, rows_per_file=100)
     res = resource(tmp_path, str(lake))
-    result = run([raw_cloudtrail, cloudtrail_events, security_lake_activity, learning_set], res)
+    result = run(["raw_cloudtrail", "cloudtrail_events", "security_lake_activity", "learning_set"], res)
     meta = metadata(result, "learning_set")
     lake_meta = metadata(result, "security_lake_activity")
     assert meta["pair_events_by_table"]["security_lake_activity"] == lake_meta["pair_events"] > 0
@@ -247,7 +236,7 @@ def test_learning_set_combines_cloudtrail_and_security_lake(tmp_path: Path) -> N
 def test_learning_set_without_security_lake_partition(tmp_path: Path) -> None:
     put_log(LocalStore(tmp_path / "cloudtrail"), log_key(DAY, minute=5), [record()])
     res = resource(tmp_path, None)
-    meta = metadata(run([raw_cloudtrail, cloudtrail_events, learning_set], res), "learning_set")
+    meta = metadata(run(["raw_cloudtrail", "cloudtrail_events", "learning_set"], res), "learning_set")
     assert meta["pairs"] == 1 and meta["pair_events_by_table"]["security_lake_activity"] == 0
     assert meta["sources"] == ["cloudtrail"]
 
@@ -315,8 +304,10 @@ def test_athena_unload_is_started_read_and_cleaned_up(aws_env: None) -> None:
 @mock_aws
 def test_athena_asset_runs_one_unload_per_source_and_version(tmp_path: Path, aws_env: None) -> None:
     boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="athena-results")
-    athena_asset = make_security_lake_athena_asset("us-east-1", "s3://athena-results/unload")
     res = resource(tmp_path, None, accounts=[LAKE_ACCOUNT])
+    athena_asset = make_security_lake_athena_asset(
+        daily_partitions(res.settings), "us-east-1", "s3://athena-results/unload"
+    )
     result = materialize(
         [athena_asset],
         partition_key=DAY.isoformat(),
@@ -346,7 +337,7 @@ def test_an_event_in_both_cloudtrail_and_security_lake_counts_once(tmp_path: Pat
     lake = LocalStore(tmp_path / "lake")
     lake.put(sample_key(sample, CLOUD_TRAIL_MGMT, "2.0", LAKE_ACCOUNT), parquet_bytes(to_table(sample)))
     res = resource(tmp_path, lake.uri)
-    result = run([raw_cloudtrail, cloudtrail_events, security_lake_activity, learning_set], res)
+    result = run(["raw_cloudtrail", "cloudtrail_events", "security_lake_activity", "learning_set"], res)
     meta = metadata(result, "learning_set")
     assert (meta["pair_events"], meta["duplicate_events"], meta["pairs"]) == (1, 1, 1)
     [row] = res.warehouse().read_table("learning_set", DAY).to_pylist()

@@ -12,22 +12,19 @@ from typing import Any
 import boto3
 import pytest
 from dagster import AssetKey, DagsterInstance, SensorResult, build_schedule_context, build_sensor_context
-from dagster_aws.s3 import S3Resource
 from moto import mock_aws
 
 from proactive_assets.config import Settings
-from proactive_assets.core.security_lake import security_lake_key
+from proactive_assets.core.sources import cloudtrail
+from proactive_assets.core.sources.security_lake import security_lake_key
 from proactive_assets.core.storage import LocalStore, S3Store
 from proactive_assets.defs.definitions import build_definitions
+from proactive_assets.defs.partitions import daily_partitions
 from proactive_assets.defs.resources import ProactiveResource
 from proactive_assets.defs.schedules import DAILY_JOB_NAME, EAGER_ASSETS, daily_schedule
-from proactive_assets.defs.sensors import (
-    ArrivalCursor,
-    QueueCursor,
-    cloudtrail_key_day,
-    cloudtrail_s3_sensor,
-    make_security_lake_sqs_sensor,
-)
+from proactive_assets.defs.sensors.cloudtrail import ArrivalCursor
+from proactive_assets.defs.sensors.cloudtrail import cloudtrail_s3_sensor as build_cloudtrail_sensor
+from proactive_assets.defs.sensors.security_lake import QueueCursor, make_security_lake_sqs_sensor
 from proactive_assets_tests.cloudtrail_fixtures import (
     ACCOUNT,
     ORG_ACCOUNT,
@@ -37,22 +34,18 @@ from proactive_assets_tests.cloudtrail_fixtures import (
     put_log,
     record,
 )
-from proactive_assets_tests.conftest import SAMPLES
+from proactive_assets_tests.conftest import SAMPLES, project_resource
 
 D1, D2, D3 = date(2024, 3, 5), date(2024, 3, 6), date(2024, 3, 7)
 BUCKET = "trail-bucket"
 LAKE_BUCKET = "aws-security-data-lake-us-east-1-abc"
 LAKE_ACCOUNT = "123456789012"
+PARTITIONS = daily_partitions(Settings())
+cloudtrail_s3_sensor = build_cloudtrail_sensor(PARTITIONS)
 
 
 def resource(tmp_path: Path, cloudtrail_uri: str, **kwargs: Any) -> ProactiveResource:
-    return ProactiveResource(
-        home=str(tmp_path),
-        cloudtrail_uri=cloudtrail_uri,
-        warehouse_uri=str(tmp_path / "warehouse"),
-        s3=S3Resource(),
-        **kwargs,
-    )
+    return project_resource(tmp_path, cloudtrail_uri=cloudtrail_uri, **kwargs)
 
 
 class Records(logging.Handler):
@@ -91,14 +84,14 @@ def requested(result: SensorResult) -> dict[str, str]:
 
 
 def test_key_to_delivery_day() -> None:
-    assert cloudtrail_key_day(log_key(D1)) == D1
-    assert cloudtrail_key_day(log_key(D2, account=ORG_ACCOUNT, org_id=ORG_ID, region="eu-west-1")) == D2
-    assert cloudtrail_key_day(log_key(D1), accounts=[ORG_ACCOUNT]) is None
-    assert cloudtrail_key_day(log_key(D1), regions=["eu-west-1"]) is None
+    assert cloudtrail.object_day(log_key(D1)) == D1
+    assert cloudtrail.object_day(log_key(D2, account=ORG_ACCOUNT, org_id=ORG_ID, region="eu-west-1")) == D2
+    assert cloudtrail.object_day(log_key(D1), accounts=[ORG_ACCOUNT]) is None
+    assert cloudtrail.object_day(log_key(D1), regions=["eu-west-1"]) is None
     digest = f"AWSLogs/{ACCOUNT}/CloudTrail-Digest/us-east-1/2024/03/05/{ACCOUNT}_CloudTrail-Digest_x.json.gz"
-    assert cloudtrail_key_day(digest) is None
-    assert cloudtrail_key_day(f"AWSLogs/{ACCOUNT}/CloudTrail/us-east-1/2024/03/05/notes.txt") is None
-    assert cloudtrail_key_day(log_key(D1).replace("/03/05/", "/02/30/")) is None
+    assert cloudtrail.object_day(digest) is None
+    assert cloudtrail.object_day(f"AWSLogs/{ACCOUNT}/CloudTrail/us-east-1/2024/03/05/notes.txt") is None
+    assert cloudtrail.object_day(log_key(D1).replace("/03/05/", "/02/30/")) is None
 
 
 def test_cursor_rejects_garbage() -> None:
@@ -193,9 +186,9 @@ def test_cloudtrail_sensor_on_moto_server(tmp_path: Path, moto_endpoint: str) ->
 
 # ------------------------------------------------------------------------- Security Lake sensor
 
-sqs_sensor = make_security_lake_sqs_sensor(name="test_sqs_sensor", visibility_timeout=30, wait_seconds=0)
+sqs_sensor = make_security_lake_sqs_sensor(PARTITIONS, name="test_sqs_sensor", visibility_timeout=30, wait_seconds=0)
 sqs_sensor_no_visibility = make_security_lake_sqs_sensor(
-    name="test_sqs_sensor_vt0", visibility_timeout=0, wait_seconds=0
+    PARTITIONS, name="test_sqs_sensor_vt0", visibility_timeout=0, wait_seconds=0
 )
 
 
@@ -355,13 +348,13 @@ def test_sqs_sensor_on_moto_server_with_the_workshop_message(tmp_path: Path, mot
 
 def test_schedule_requests_yesterday() -> None:
     context = build_schedule_context(scheduled_execution_time=datetime(2024, 3, 6, 1, 30, tzinfo=UTC))
-    request = daily_schedule(context)
+    request = daily_schedule(PARTITIONS)(context)
     assert request.partition_key == "2024-03-05"
     assert request.run_key == "daily:2024-03-05"
     late_evening = build_schedule_context(scheduled_execution_time=datetime(2024, 3, 1, 0, 5, tzinfo=UTC))
-    assert daily_schedule(late_evening).partition_key == "2024-02-29"
+    assert daily_schedule(PARTITIONS)(late_evening).partition_key == "2024-02-29"
     before_start = build_schedule_context(scheduled_execution_time=datetime(2020, 1, 2, 1, 30, tzinfo=UTC))
-    assert "not a partition" in str(daily_schedule(before_start).skip_message)
+    assert "not a partition" in str(daily_schedule(PARTITIONS)(before_start).skip_message)
 
 
 def test_definitions_register_sensors_schedule_and_automation(tmp_path: Path) -> None:
@@ -389,4 +382,4 @@ def test_definitions_register_sensors_schedule_and_automation(tmp_path: Path) ->
     assert automated == set(EAGER_ASSETS)
     deps = {k.to_user_string() for k in repo.asset_graph.get(AssetKey("learning_set")).parent_keys}
     assert deps == {"cloudtrail_events", "security_lake_activity"}
-    assert defs.resources["proactive"].sqs_queue_url == "https://sqs.eu-west-1.amazonaws.com/1/q"
+    assert defs.resources["proactive"].settings.sqs_queue_url == "https://sqs.eu-west-1.amazonaws.com/1/q"

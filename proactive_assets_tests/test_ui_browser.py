@@ -28,11 +28,11 @@ from pathlib import Path
 
 import pytest
 
-from proactive_assets import cli
+from proactive_assets import runner
 from proactive_assets.config import Settings
 from proactive_assets.core.storage import LocalStore, open_store
-from proactive_assets.core.training import load_model_metadata
 from proactive_assets.core.warehouse import Warehouse
+from proactive_assets.defs.model_store import load_model_metadata
 from proactive_assets_tests.cloudtrail_fixtures import log_key, put_log, record, write_history
 
 REPO = Path(__file__).resolve().parents[1]
@@ -230,7 +230,7 @@ def test_ui_shows_lineage_and_alert_partition_metadata(ui_env: Settings, tmp_pat
     # The webserver starts (loads the definitions) while the days are materialised.
     with _webserver(dict(os.environ), log_path) as (proc, base):
         out = io.StringIO()
-        assert cli.run_days(settings, DAYS, out=out), out.getvalue()
+        assert runner.run_days(settings, DAYS, out=out), out.getvalue()
         warehouse = Warehouse(open_store(settings.warehouse))
         alerts = warehouse.read_table("alerts", ATTACK_DAY).to_pylist()
         assert any(a["source_ip"] == ATTACK_IP for a in alerts), out.getvalue()

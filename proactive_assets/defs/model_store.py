@@ -17,14 +17,16 @@ MODEL_JSON = "model.json"
 MODEL_ARTIFACT = "model.npz"
 
 
-def save_model(warehouse: Warehouse, day: date, model: TrainedModel) -> str:
-    """Write the model as the day's partition (replacing any earlier one); returns where it is."""
+def save_model(warehouse: Warehouse, day: date, model: TrainedModel) -> dict[str, str]:
+    """Write the model as the day's partition (replacing any earlier one); returns where its files are."""
     with warehouse.partition(tables.IP_INSIGHTS_MODEL, day) as out:
         if model.artifact is not None:
             out.write_bytes(MODEL_ARTIFACT, model.artifact)
         out.write_bytes(MODEL_JSON, json.dumps(model.metadata, indent=2, sort_keys=True, default=str).encode())
-    name = MODEL_ARTIFACT if model.artifact is not None else MODEL_JSON
-    return warehouse.store.uri_for(warehouse.key(tables.IP_INSIGHTS_MODEL, day, name))
+    names = {"model_json": MODEL_JSON, **({"artifact": MODEL_ARTIFACT} if model.artifact is not None else {})}
+    return {
+        label: warehouse.store.uri_for(warehouse.key(tables.IP_INSIGHTS_MODEL, day, n)) for label, n in names.items()
+    }
 
 
 def load_model_metadata(warehouse: Warehouse, day: date) -> dict[str, Any]:

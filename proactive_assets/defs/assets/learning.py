@@ -44,6 +44,7 @@ def learning_assets(partitions: DailyPartitionsDefinition) -> list[AssetsDefinit
                 # A source whose partition was never materialised (say, no Security Lake) adds nothing.
                 if not warehouse.has(name, day):
                     context.log.info(f"no {name} partition for {day}: it adds no pairs")
+                    pair_events[name] = 0
                     continue
                 path = stack.enter_context(warehouse.local_file(name, day))
                 pair_events[name] = int(pc.sum(pq.read_table(path, columns=["is_pair"]).column("is_pair")).as_py() or 0)

@@ -114,7 +114,7 @@ def model_assets(partitions: DailyPartitionsDefinition, training_days: int) -> l
         model.metadata.update(
             {"window_start": start.isoformat(), "window_end": end.isoformat(), "training_rows": table.num_rows}
         )
-        location = save_model(warehouse, day, model)
+        locations = save_model(warehouse, day, model)
         auc = _auc(model.metadata)
         context.log.info(
             f"model {model.version} ({backend.name}) trained on {start}..{end}: "
@@ -129,7 +129,7 @@ def model_assets(partitions: DailyPartitionsDefinition, training_days: int) -> l
                 "training_seconds": round(seconds, 2),
                 "window_start": start.isoformat(),
                 "window_end": end.isoformat(),
-                "artifact": location,
+                **locations,
                 **{name: _metadata_value(value) for name, value in backend.describe(model).items()},
                 **_roc_plot(model.metadata, auc),
             }

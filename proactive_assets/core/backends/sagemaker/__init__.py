@@ -12,24 +12,15 @@ from typing import Any
 import pyarrow as pa
 
 from proactive_assets.config import Settings
-from proactive_assets.core import remote_model
 from proactive_assets.core.backends import TrainedModel
+from proactive_assets.core.backends.sagemaker import remote as remote_model
+from proactive_assets.core.backends.sagemaker.client import SageMakerIPInsights
+from proactive_assets.core.backends.sagemaker.jobs import DEFAULT_ENDPOINT_NAME
 from proactive_assets.core.model import IPInsightsParams
-from proactive_assets.core.sagemaker_backend import DEFAULT_ENDPOINT_NAME, SageMakerIPInsights
 from proactive_assets.core.scoring import Scorer
 
-#: What ``describe`` shows of a SageMaker model's metadata.
-_DESCRIBED = (
-    "hyperparameters",
-    "calibration",
-    "model_artifact_uri",
-    "endpoint_name",
-    "scoring_mode",
-    "model_name",
-    "training_job_name",
-    "validation_pairs",
-    "skipped_ipv6",
-)
+#: What ``describe`` shows of a SageMaker model's metadata, as is.
+_DESCRIBED = ("hyperparameters", "calibration", "scoring_mode", "model_name", "training_job_name", "validation_pairs")
 
 
 class SageMakerBackend:
@@ -80,4 +71,10 @@ class SageMakerBackend:
         return remote_model.RemoteScorer(self.client(model.metadata), model.metadata, known)
 
     def describe(self, model: TrainedModel) -> dict[str, Any]:
-        return {name: model.metadata.get(name) for name in _DESCRIBED}
+        meta = model.metadata
+        return {
+            **{name: meta.get(name) for name in _DESCRIBED},
+            "artifact": meta.get("model_artifact_uri"),
+            "endpoint": meta.get("endpoint_name") or f"none ({meta.get('scoring_mode')} scoring)",
+            "skipped_ipv6": int(meta.get("skipped_ipv6") or 0),
+        }
