@@ -1,6 +1,6 @@
 """Synthetic login data built like the SageMaker IP Insights tutorial's ``generate_data.py``.
 
-SEEDS_SPEC section 6.1: users have a home and a work ASN (work = home + uniform offset in
+As in the tutorial, users have a home and a work ASN (work = home + uniform offset in
 [-50,000, 50,000), re-drawn until different), ``floor(50 * (Pareto(1) + 1))`` events capped at
 10,000, ``p_travel ~ Beta(1, 30)`` and ``p_home ~ Beta(3, 5)``. An event travels (uniform random
 ASN) with probability p_travel, else uses home (p_home) or work, jittered by

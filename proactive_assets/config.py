@@ -1,4 +1,4 @@
-"""Settings: the one place the environment is read (the variables DESIGN.md names, all optional).
+"""Settings: the one place the environment is read (every variable is optional; README lists them).
 
 Each field names its environment variable once (its alias); pydantic parses and validates, and a
 bad value becomes a one-line error naming the variable. No Dagster here: the CLI, the benchmarks

@@ -6,21 +6,21 @@ from datetime import date
 import pandas as pd
 import pytest
 
+from proactive_assets.core.alert_message import SNS_SUBJECT_MAX, cloudtrail_prefixes, format_sns_message
 from proactive_assets.core.alerts import (
-    SNS_SUBJECT_MAX,
-    SuppressionError,
-    Suppressions,
     add_alert_ids,
     alert_id,
-    apply_suppressions,
-    cloudtrail_prefixes,
     explain_alerts,
-    format_sns_message,
     is_write,
-    load_suppressions,
     order_event_names,
-    parse_suppressions,
     select_alerts,
+)
+from proactive_assets.core.suppressions import (
+    SuppressionError,
+    Suppressions,
+    apply_suppressions,
+    load_suppressions,
+    parse_suppressions,
 )
 
 ACCT = "111122223333"
@@ -270,14 +270,15 @@ def test_sns_message_has_every_field() -> None:
 
 
 def test_cloudtrail_lines_from_source_files_and_cap() -> None:
+    folder = f"AWSLogs/o-abc123defg/{ACCT}/CloudTrail/us-east-1/2024/01/15"
     files = [
-        f"org/AWSLogs/o-abc123/{ACCT}/CloudTrail/us-east-1/2024/01/15/{ACCT}_CloudTrail_x.json.gz",
-        f"org/AWSLogs/o-abc123/{ACCT}/CloudTrail/us-east-1/2024/01/15/{ACCT}_CloudTrail_y.json.gz",
+        f"s3://org/{folder}/{ACCT}_CloudTrail_us-east-1_20240115T0005Z_{uid}.json.gz"
+        for uid in ("AbCdEf0123456789", "ZyXwVu9876543210")
     ]
     alert = {"entity": ALICE, "source_ip": "192.0.2.1", "insight": 0.9, "source_files": files}
-    assert cloudtrail_prefixes(alert, DAY) == [f"AWSLogs/o-abc123/{ACCT}/CloudTrail/us-east-1/2024/01/15"]
+    assert cloudtrail_prefixes(alert, DAY) == [folder]
     _, message, _ = format_sns_message(alert, DAY, None)
-    assert f"\nCLOUDTRAIL=AWSLogs/o-abc123/{ACCT}/CloudTrail/us-east-1/2024/01/15\n" in message
+    assert f"\nCLOUDTRAIL={folder}\n" in message
 
     many = {
         "entity": ALICE,

@@ -10,7 +10,7 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 from moto import mock_aws
 
-from proactive_assets.core.alerts import add_alert_ids, alert_id, apply_suppressions, parse_suppressions
+from proactive_assets.core.alerts import add_alert_ids, alert_id
 from proactive_assets.core.publish import (
     JsonLinesSink,
     LedgerError,
@@ -22,6 +22,7 @@ from proactive_assets.core.publish import (
     render_alert,
 )
 from proactive_assets.core.storage import LocalStore
+from proactive_assets.core.suppressions import apply_suppressions, parse_suppressions
 
 DAY = date(2024, 1, 15)
 ACCT = "111122223333"

@@ -1,4 +1,4 @@
-"""Alert selection, explanation, ids, SNS message formatting and suppression (no Dagster here).
+"""Alert selection, explanation and ids (no Dagster here).
 
 An alert is one (identity ARN, source IP) pair of day D whose ``insight`` reaches the threshold.
 This module turns the scored pairs into rows a responder can act on:
@@ -9,21 +9,17 @@ This module turns the scored pairs into rows a responder can act on:
   training-window pairs) and from the day itself.
 * :func:`alert_id` is a deterministic id, so re-running a day yields the same ids and the
   publishing ledger (``publish.py``) can guarantee "never twice, never dropped".
-* :func:`format_sns_message` keeps the seed's SNS body lines and adds the new fields.
-* :func:`load_suppressions` / :func:`apply_suppressions` implement an allow-list in TOML.
+
+The message a sink sends is in ``alert_message.py``; the allow-list in ``suppressions.py``.
 """
 
 import bisect
-import fnmatch
 import hashlib
 import ipaddress
 import math
-import re
-import tomllib
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -49,18 +45,6 @@ READ_ONLY_PREFIXES: tuple[str, ...] = (
 
 #: Width of the "known network" shown around the identity's nearest known address.
 DISPLAY_PREFIX = {4: 24, 6: 64}
-
-#: SNS limits for ``Subject`` (100 printable ASCII characters, no line breaks).
-SNS_SUBJECT_MAX = 100
-
-#: At most this many ``CLOUDTRAIL=`` lines; the rest are counted in ``CLOUDTRAIL_MORE=``.
-MAX_CLOUDTRAIL_LINES = 5
-
-#: At most this many event names on the ``ACTION=`` line (writes first); the rest are counted.
-MAX_ACTION_NAMES = 30
-
-#: Bands for the ``severity`` message attribute (by insight).
-SEVERITY_BANDS: tuple[tuple[float, str], ...] = ((0.99, "high"), (0.9, "medium"), (0.0, "low"))
 
 _ALERT_ID_VERSION = "proactive_assets/alert/v1"
 _ALERT_ID_HEX = 24
@@ -203,14 +187,14 @@ def order_event_names(names: Any) -> list[str]:
 # explanation
 
 
-def _parse_ip(text: Any) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def parse_ip(text: Any) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     canonical = canonical_ip(str(text).strip())
     return ipaddress.ip_address(canonical) if canonical is not None else None
 
 
 def _ip_key(text: Any) -> tuple[int, int] | None:
     """(version, integer) for an IP string, or None."""
-    addr = _parse_ip(text)
+    addr = parse_ip(text)
     return (addr.version, int(addr)) if addr is not None else None
 
 
@@ -282,7 +266,7 @@ def _other_identity_counts(pairs: pd.DataFrame | None, alerts: pd.DataFrame) -> 
     return totals - own_series.astype("int64"), own_series
 
 
-def _objects(values: list[Any], index: pd.Index) -> pd.Series:
+def object_series(values: list[Any], index: pd.Index) -> pd.Series:
     """Object column that keeps ``None`` as None (a plain list assignment turns it into NaN)."""
     series = pd.Series([None] * len(values), index=index, dtype=object)
     for position, value in enumerate(values):
@@ -346,9 +330,9 @@ def explain_alerts(
 
     index = _EntityIpIndex(train)
     nearest = [index.nearest(e, ip) for e, ip in zip(out["entity"], out["source_ip"], strict=True)]
-    out["nearest_known_ip"] = _objects([nk.known_ip if nk else None for nk in nearest], out.index)
+    out["nearest_known_ip"] = object_series([nk.known_ip if nk else None for nk in nearest], out.index)
     out["common_prefix_bits"] = pd.array([nk.common_bits if nk else None for nk in nearest], dtype="Int64")
-    out["nearest_known_network"] = _objects(
+    out["nearest_known_network"] = object_series(
         [f"{nk.network} (shares /{nk.common_bits})" if nk else None for nk in nearest], out.index
     )
 
@@ -360,9 +344,9 @@ def explain_alerts(
         out[column] = counts[0] if counts is not None else None
 
     names = out["event_names"] if "event_names" in out.columns else [None] * len(out)
-    out["event_names"] = _objects([order_event_names(v) for v in names], out.index)
+    out["event_names"] = object_series([order_event_names(v) for v in names], out.index)
     writes = [[x for x in names if is_write(x)] for names in out["event_names"]]
-    out["write_event_names"] = _objects(writes, out.index)
+    out["write_event_names"] = object_series(writes, out.index)
     out["explanation"] = [_explain_row(row, window) for row in out.to_dict("records")]
     return out
 
@@ -430,307 +414,3 @@ def _explain_row(row: dict[str, Any], window: tuple[DayLike, DayLike] | None) ->
     return " ".join(parts)
 
 
-# --------------------------------------------------------------------------------------------
-# SNS message
-
-_CT_KEY = re.compile(r"(AWSLogs/(?:o-[a-z0-9]+/)?\d{12}/CloudTrail/[^/]+/\d{4}/\d{2}/\d{2})")
-
-
-def cloudtrail_prefixes(alert: Mapping[str, Any], day: DayLike) -> list[str]:
-    """The day's CloudTrail prefixes (``AWSLogs/<acct>/CloudTrail/<region>/<YYYY/MM/DD>``) of an alert.
-
-    Taken from ``source_files`` when present (exact, and right for organisation trails),
-    otherwise every account x region of the pair in the standard single-account layout.
-    """
-    found: list[str] = []
-    for key in as_name_list(alert.get("source_files")):
-        match = _CT_KEY.search(key)
-        if match and match.group(1) not in found:
-            found.append(match.group(1))
-    if found:
-        return sorted(found)
-    day_path = as_day(day).strftime("%Y/%m/%d")
-    accounts = as_name_list(alert.get("accounts")) or ["unknown"]
-    regions = as_name_list(alert.get("regions")) or ["unknown"]
-    return [f"AWSLogs/{a}/CloudTrail/{r}/{day_path}" for a in sorted(set(accounts)) for r in sorted(set(regions))]
-
-
-def _join_location(base: str | None, key: str) -> str:
-    if not base:
-        return key
-    return f"{str(base).rstrip('/')}/{key}"
-
-
-def short_identity(arn: str) -> str:
-    """The readable tail of an ARN (``user/alice``, ``assumed-role/Admin/bob``)."""
-    text = str(arn)
-    if text.startswith("arn:"):
-        pieces = text.split(":", 5)
-        if len(pieces) == 6 and pieces[5]:
-            return pieces[5]
-    return text
-
-
-def _ascii_line(text: str) -> str:
-    """Printable ASCII only: non-ASCII -> '?', control characters and line breaks -> space."""
-    cleaned = str(text).encode("ascii", "replace").decode("ascii")
-    return re.sub(r"[\x00-\x1f\x7f]+", " ", cleaned).strip()
-
-
-def _fit(text: str, budget: int) -> str:
-    if len(text) <= budget:
-        return text
-    if budget <= 3:
-        return text[:budget]
-    head = (budget - 3) // 2
-    tail = budget - 3 - head
-    return text[:head] + "..." + (text[-tail:] if tail else "")
-
-
-def _number(value: Any, digits: int = 6) -> str:
-    if value is None or pd.isna(value):
-        return ""
-    return f"{float(value):.{digits}f}"
-
-
-def severity(insight: float) -> str:
-    """``high`` / ``medium`` / ``low`` band of an insight (for SNS filter policies)."""
-    for floor, name in SEVERITY_BANDS:
-        if float(insight) >= floor:
-            return name
-    return "low"
-
-
-def format_subject(alert: Mapping[str, Any]) -> str:
-    """SNS Subject: ASCII, no line breaks, at most 100 characters; the identity is shortened."""
-    ip = _ascii_line(str(alert.get("source_ip", "")))
-    insight = alert.get("insight")
-    score = f" (insight {float(insight):.2f})" if insight is not None and not pd.isna(insight) else ""
-    prefix, middle = "proactive_assets alert: ", f" from {ip}"
-    budget = SNS_SUBJECT_MAX - len(prefix) - len(middle) - len(score)
-    who = _fit(_ascii_line(short_identity(str(alert.get("entity", "")))), max(budget, 0))
-    return (prefix + who + middle + score)[:SNS_SUBJECT_MAX]
-
-
-def format_sns_message(
-    alert: Mapping[str, Any], day: DayLike, cloudtrail_location: str | None
-) -> tuple[str, str, dict[str, dict[str, str]]]:
-    """``(subject, message, message_attributes)`` for one alert row.
-
-    The body keeps the seed's lines and order (including the leading space before
-    ``ACCOUNT=``, so existing parsers and email filters keep working) and appends new ones::
-
-        Possible malicious activity detected
-        <blank>
-         ACCOUNT=<acct>[,<acct>...]
-        REGION=<region>[,<region>...]
-        DAY=YYYY/MM/DD
-        ARN=<identity ARN>
-        ACTION=<event names, writes first, comma-separated; "(+N more)" beyond 30>
-        COUNT=<events of the pair that day>
-        INSIGHT=<insight, 6 decimals>
-        CLOUDTRAIL=<location>/AWSLogs/<acct>/CloudTrail/<region>/YYYY/MM/DD   (one line each, max 5)
-        CLOUDTRAIL_MORE=<n>                       (only when more than 5 locations)
-        SOURCE_IP=<ip>
-        DOT_PRODUCT=<dot product, 6 decimals>
-        MODEL_VERSION=<model version>
-        ALERT_ID=<alert id>
-        EXPLANATION=<explanation, one line>
-
-    ``cloudtrail_location`` is the trail root (``s3://bucket[/prefix]`` or a local folder);
-    ``None`` gives just the key, as the seed did. Attributes are all ``String``: alert_id,
-    account (comma-joined if several), insight, severity, model_version, day.
-    """
-    the_day = as_day(day)
-    accounts = sorted(set(as_name_list(alert.get("accounts"))))
-    regions = sorted(set(as_name_list(alert.get("regions"))))
-    names = order_event_names(alert.get("event_names"))
-    action = ",".join(names[:MAX_ACTION_NAMES])
-    if len(names) > MAX_ACTION_NAMES:
-        action += f" (+{len(names) - MAX_ACTION_NAMES} more)"
-    count = alert.get("event_count")
-    the_id = alert.get("alert_id") or alert_id(the_day, alert["entity"], alert["source_ip"])
-    locations = [_join_location(cloudtrail_location, p) for p in cloudtrail_prefixes(alert, the_day)]
-    explanation = re.sub(r"[\r\n]+", " ", str(alert.get("explanation") or "")).strip()
-
-    lines = [
-        "Possible malicious activity detected",
-        "",
-        f" ACCOUNT={','.join(accounts)}",
-        f"REGION={','.join(regions)}",
-        f"DAY={the_day.strftime('%Y/%m/%d')}",
-        f"ARN={alert.get('entity', '')}",
-        f"ACTION={action}",
-        f"COUNT={'' if count is None or pd.isna(count) else int(count)}",
-        f"INSIGHT={_number(alert.get('insight'))}",
-    ]
-    lines += [f"CLOUDTRAIL={loc}" for loc in locations[:MAX_CLOUDTRAIL_LINES]]
-    if len(locations) > MAX_CLOUDTRAIL_LINES:
-        lines.append(f"CLOUDTRAIL_MORE={len(locations) - MAX_CLOUDTRAIL_LINES}")
-    lines += [
-        f"SOURCE_IP={alert.get('source_ip', '')}",
-        f"DOT_PRODUCT={_number(alert.get('dot_product'))}",
-        f"MODEL_VERSION={alert.get('model_version') or ''}",
-        f"ALERT_ID={the_id}",
-        f"EXPLANATION={explanation}",
-    ]
-    message = "\n".join(lines)
-
-    insight = alert.get("insight")
-    values = {
-        "alert_id": str(the_id),
-        "account": ",".join(accounts),
-        "insight": _number(insight, 4),
-        "severity": severity(insight) if insight is not None and not pd.isna(insight) else "",
-        "model_version": str(alert.get("model_version") or ""),
-        "day": the_day.isoformat(),
-    }
-    # SNS rejects empty attribute values, so empty ones are left out.
-    attributes = {k: {"DataType": "String", "StringValue": v} for k, v in values.items() if v}
-    return format_subject(alert), message, attributes
-
-
-# --------------------------------------------------------------------------------------------
-# suppression
-
-
-class SuppressionError(ValueError):
-    """A suppression file is missing, not TOML, or has an invalid entry (the message says which)."""
-
-
-@dataclass(frozen=True)
-class SuppressionRule:
-    """One allow-list entry: ``kind`` is identity, cidr or account."""
-
-    kind: str
-    value: str
-    reason: str | None = None
-    network: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None
-
-    def label(self) -> str:
-        """How the rule is shown in ``suppressed_by``."""
-        text = f"{self.kind}:{self.value}"
-        return f"{text} ({self.reason})" if self.reason else text
-
-
-@dataclass(frozen=True)
-class Suppressions:
-    """Parsed allow-list; empty by default (nothing suppressed)."""
-
-    identities: tuple[SuppressionRule, ...] = ()
-    cidrs: tuple[SuppressionRule, ...] = ()
-    accounts: tuple[SuppressionRule, ...] = ()
-    source: str | None = field(default=None, compare=False)
-
-    def __len__(self) -> int:
-        return len(self.identities) + len(self.cidrs) + len(self.accounts)
-
-    def match(self, entity: str, source_ip: str, accounts: Sequence[str]) -> SuppressionRule | None:
-        """The first rule (identities, then CIDRs, then accounts) that covers this alert."""
-        for rule in self.identities:
-            if fnmatch.fnmatchcase(str(entity), rule.value):
-                return rule
-        if self.cidrs:
-            addr = _parse_ip(source_ip)
-            if addr is not None:
-                for rule in self.cidrs:
-                    if rule.network is not None and addr in rule.network:
-                        return rule
-        # An alert seen in several accounts is suppressed only if every one of them is.
-        if self.accounts and accounts:
-            by_account = {r.value: r for r in self.accounts}
-            if all(a in by_account for a in accounts):
-                return by_account[min(accounts)]
-        return None
-
-
-_KINDS = {"identities": ("identity", "arn"), "cidrs": ("cidr", "cidr"), "accounts": ("account", "account")}
-
-
-def _parse_entry(path: str, section: str, position: int, entry: Any) -> SuppressionRule:
-    kind, key = _KINDS[section]
-    where = f"{path}: {section}[{position}]"
-    reason: str | None = None
-    if isinstance(entry, dict):
-        unknown = set(entry) - {key, "reason"}
-        if unknown:
-            raise SuppressionError(f"{where}: unknown key(s) {sorted(unknown)}; expected '{key}' and optional 'reason'")
-        if key not in entry:
-            raise SuppressionError(f"{where}: missing '{key}' in {entry!r}")
-        reason = entry.get("reason")
-        if reason is not None and not isinstance(reason, str):
-            raise SuppressionError(f"{where}: 'reason' must be a string, got {reason!r}")
-        value = entry[key]
-    else:
-        value = entry
-    if not isinstance(value, str) or not value.strip():
-        hint = " (quote account ids: leading zeros matter)" if kind == "account" and isinstance(value, int) else ""
-        raise SuppressionError(f"{where}: expected a non-empty string, got {value!r}{hint}")
-    value = value.strip()
-    if kind == "cidr":
-        try:
-            network = ipaddress.ip_network(value, strict=False)
-        except ValueError as exc:
-            raise SuppressionError(f"{where}: {value!r} is not an IPv4/IPv6 network ({exc})") from None
-        return SuppressionRule(kind, str(network), reason, network)
-    if kind == "account" and not re.fullmatch(r"\d{12}", value):
-        raise SuppressionError(f"{where}: {value!r} is not a 12-digit AWS account id")
-    return SuppressionRule(kind, value, reason)
-
-
-def parse_suppressions(data: Mapping[str, Any], source: str = "<suppressions>") -> Suppressions:
-    """Validate an already-parsed suppression mapping (see :func:`load_suppressions`)."""
-    unknown = set(data) - set(_KINDS)
-    if unknown:
-        raise SuppressionError(f"{source}: unknown section(s) {sorted(unknown)}; expected {sorted(_KINDS)}")
-    parsed: dict[str, tuple[SuppressionRule, ...]] = {}
-    for section in _KINDS:
-        entries = data.get(section, [])
-        if not isinstance(entries, list):
-            raise SuppressionError(f"{source}: '{section}' must be a list, got {type(entries).__name__}")
-        parsed[section] = tuple(_parse_entry(source, section, i, e) for i, e in enumerate(entries))
-    return Suppressions(parsed["identities"], parsed["cidrs"], parsed["accounts"], source)
-
-
-def load_suppressions(path: str | Path) -> Suppressions:
-    """Read the allow-list from a TOML file (stdlib ``tomllib``; no YAML dependency).
-
-    Format: three optional lists; each entry is a string or a table with the value and an
-    optional ``reason``::
-
-        identities = ["arn:aws:iam::111122223333:role/ci-*",          # exact ARN or fnmatch glob
-                      { arn = "arn:aws:iam::111122223333:user/scanner", reason = "vuln scanner" }]
-        cidrs = ["10.0.0.0/8", { cidr = "2001:db8::/32", reason = "office" }]
-        accounts = [{ account = "444455556666", reason = "sandbox" }]
-
-    Any invalid entry raises :class:`SuppressionError` naming the file and the entry.
-    """
-    source = str(path)
-    try:
-        with open(path, "rb") as handle:
-            data = tomllib.load(handle)
-    except FileNotFoundError:
-        raise SuppressionError(f"{source}: suppression file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise SuppressionError(f"{source}: not valid TOML ({exc})") from None
-    return parse_suppressions(data, source)
-
-
-def apply_suppressions(alerts: pd.DataFrame, suppressions: Suppressions | None) -> pd.DataFrame:
-    """Copy of ``alerts`` with ``suppressed`` (bool) and ``suppressed_by`` (rule label or None).
-
-    Suppressed alerts stay in the table (auditable) but are not published.
-    """
-    out = alerts.copy()
-    if suppressions is None or len(suppressions) == 0 or out.empty:
-        out["suppressed"] = False
-        out["suppressed_by"] = None
-        return out
-    account_lists: Iterable[Any] = out["accounts"] if "accounts" in out.columns else [None] * len(out)
-    rules = [
-        suppressions.match(e, ip, as_name_list(a))
-        for e, ip, a in zip(out["entity"], out["source_ip"], account_lists, strict=True)
-    ]
-    out["suppressed"] = [r is not None for r in rules]
-    out["suppressed_by"] = _objects([r.label() if r is not None else None for r in rules], out.index)
-    return out

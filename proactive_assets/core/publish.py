@@ -35,16 +35,10 @@ from botocore.exceptions import (
     EndpointConnectionError,
 )
 
-from proactive_assets.core.alerts import (
-    DayLike,
-    alert_id,
-    alert_record,
-    format_sns_message,
-)
+from proactive_assets.core.alert_message import format_sns_message
+from proactive_assets.core.alerts import DayLike, alert_id, alert_record
 
 log = logging.getLogger(__name__)
-
-LEDGER_FILE = "published.jsonl"
 
 #: ClientError codes worth retrying: throttling and transient server-side failures.
 RETRYABLE_CODES = frozenset(

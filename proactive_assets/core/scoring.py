@@ -9,24 +9,6 @@ import pyarrow.compute as pc
 
 from proactive_assets.core.model import ScoreResult
 
-INSIGHT_COLUMNS = [
-    "entity",
-    "source_ip",
-    "insight",
-    "dot_product",
-    "event_count",
-    "event_names",
-    "model_version",
-    "entity_known",
-    "first_seen",
-    "last_seen",
-    "accounts",
-    "regions",
-    "sources",
-    "source_files",
-    "day",
-]
-
 Column = pa.Array | pa.ChunkedArray
 Scorer = Callable[[Column, Column], ScoreResult]
 """Scores (entity, source_ip) pairs given as two pyarrow string columns of the same length, in

@@ -11,16 +11,16 @@ tables and quarantine.
 
 What is here:
 
-* ``glue_database`` / ``glue_table``: Security Lake's Glue names (SEEDS_SPEC 5.3), e.g.
+* ``glue_database`` / ``glue_table``: Security Lake's Glue database and table names, e.g.
   ``amazon_security_lake_glue_db_us_east_1.amazon_security_lake_table_us_east_1_vpc_flow_2_0``;
 * ``activity_query``: the ``SELECT`` for one day, source and source version, with the
   partition filters; ``unload_statement`` wraps it in ``UNLOAD ... TO 's3://...'``;
 * ``unload_activity``: runs one such statement through dagster-aws's ``AthenaClient``
   (``AthenaClientResource.get_client()``), reads and then deletes what it wrote;
 * ``make_security_lake_athena_asset``: an asset with the same key and tables as
-  ``security_lake_activity`` that takes its rows from Athena; swap it into
-  ``definitions.ASSETS`` and add ``"athena": AthenaClientResource(...)`` to the resources to
-  use it (see docs/security_lake_athena.md).
+  ``security_lake_activity`` that takes its rows from Athena; build the definitions with it in
+  place of ``security_lake_assets`` and add ``"athena": AthenaClientResource(...)`` to the
+  resources to use it (see docs/security_lake_athena.md).
 
 Athena runs in the region of the boto3 session (``AWS_DEFAULT_REGION``), which must be the
 lake's region; the principal needs Lake Formation ``SELECT``/``DESCRIBE`` on the tables, Athena

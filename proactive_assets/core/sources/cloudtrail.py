@@ -97,6 +97,19 @@ def object_day(key: str, accounts: Iterable[str] = (), regions: Iterable[str] = 
     return info.day
 
 
+def day_folder(account: str, region: str, day: date, org_id: str | None = None) -> str:
+    """The folder of one account's, region's and day's log objects."""
+    org = f"{org_id}/" if org_id else ""
+    return f"AWSLogs/{org}{account}/CloudTrail/{region}/{day:%Y/%m/%d}"
+
+
+def delivery_folder(location: str) -> str | None:
+    """The day folder (``day_folder``) of a log object's key or URI, or None for anything else."""
+    start = location.find("AWSLogs/")
+    info = parse_key(location[start:]) if start >= 0 else None
+    return day_folder(info.account, info.region, info.day, info.org_id) if info else None
+
+
 # ---------------------------------------------------------------------------------------------
 # Listing
 

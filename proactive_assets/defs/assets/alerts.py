@@ -16,7 +16,7 @@ from dagster import (
 )
 
 from proactive_assets.core import alerts as alert_logic
-from proactive_assets.core import training
+from proactive_assets.core import suppressions, training
 from proactive_assets.core.publish import JsonLinesSink, ObjectStoreLedger, Sink, SnsSink, publish_alerts
 from proactive_assets.defs import tables
 from proactive_assets.defs.assets.cloudtrail import IO_RETRY
@@ -81,8 +81,8 @@ def alert_assets(partitions: DailyPartitionsDefinition) -> list[AssetsDefinition
         day_pairs = insights[["entity", "source_ip"]]
         explained = alert_logic.explain_alerts(selected, train_pairs, day_pairs, window)
         suppressions_path = Path(settings.suppressions_file)
-        suppressions = alert_logic.load_suppressions(suppressions_path) if suppressions_path.exists() else None
-        applied = alert_logic.apply_suppressions(explained, suppressions)
+        rules = suppressions.load_suppressions(suppressions_path) if suppressions_path.exists() else None
+        applied = suppressions.apply_suppressions(explained, rules)
 
         ledger = ObjectStoreLedger(warehouse.store)
         sinks = _sinks(proactive)
