@@ -1,9 +1,9 @@
 """SageMaker training jobs for the built-in ``ipinsights`` algorithm, and what every job needs.
 
-The job is created with boto3's ``create_training_job`` rather than the SDK's ``ModelTrainer``,
-which checks the role with ``iam:SimulatePrincipalPolicy`` and wants a default bucket. Here too:
-the algorithm's image, its hyperparameters, unique resource names, and polling until a job or
-an endpoint reaches a final state.
+The job is made with boto3's ``create_training_job``: the SDK's ``ModelTrainer`` adds nothing for
+a built-in algorithm, checks the role with ``iam:SimulatePrincipalPolicy`` and wants a default
+bucket. The algorithm's image, its hyperparameters, unique resource names and the polling loop
+that waits for jobs and endpoints live here too.
 """
 
 import re
