@@ -25,7 +25,7 @@ from proactive_assets.core.backends import TrainedModel
 from proactive_assets.core.backends.local import LocalBackend
 from proactive_assets.core.backends.sagemaker import SageMakerBackend
 from proactive_assets.core.backends.sagemaker import remote as remote_model
-from proactive_assets.core.backends.sagemaker import training_data as smb
+from proactive_assets.core.backends.sagemaker import training_data
 from proactive_assets.core.backends.sagemaker.client import SageMakerIPInsights
 from proactive_assets.core.backends.sagemaker.invoke import SageMakerScores
 from proactive_assets.core.model import IPInsightsParams, fit_platt, roc_auc, roc_points
@@ -62,7 +62,7 @@ def predictions(values: Any) -> dict[str, Any]:
 
 def sent_lines(entities: list[Any], ips: list[Any]) -> list[str]:
     """The distinct CSV lines a scoring call sends, in order (what score_pairs deduplicates to)."""
-    return list(dict.fromkeys(smb.prepare_pairs(entities, ips).lines))
+    return list(dict.fromkeys(training_data.prepare_pairs(entities, ips).lines))
 
 
 def chunks(values: list[float], size: int) -> list[list[float]]:
@@ -74,7 +74,7 @@ def sigmoid(z: float) -> float:
 
 
 def read_s3_text(uri: str) -> str:
-    bucket, key = smb.parse_s3_uri(uri)
+    bucket, key = training_data.parse_s3_uri(uri)
     return boto3.client("s3", region_name=REGION).get_object(Bucket=bucket, Key=key)["Body"].read().decode()
 
 
@@ -182,7 +182,7 @@ def test_train_remote_validates_and_calibrates_through_the_endpoint(moto: str) -
 
     # The training CSV leaves the held-out pairs out (and IPv6), repeating rows by sqrt(count).
     train_rows = read_s3_text(meta["training_data_uri"]).splitlines()
-    held = {f"{smb.encode_entity(e)},{ip}" for e, ip in zip(split.entities, split.ips, strict=True)}
+    held = {f"{training_data.encode_entity(e)},{ip}" for e, ip in zip(split.entities, split.ips, strict=True)}
     assert not held & set(train_rows) and not any(":" in r.split(",")[-1] for r in train_rows)
     kept = table.filter(pa.array(split.train_rows))
     expected_rows = remote_model.repeat_counts(kept.column("event_count").to_numpy(), 0.5)
@@ -226,7 +226,7 @@ class TransformWritesOutput:
         lines = read_s3_text(kwargs["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]).splitlines()
         dots = [2.0 if line.split(",")[1].startswith("10.") else -2.0 for line in lines]
         out = "".join(json.dumps({"dot_product": dot}) + "\n" for dot in dots)
-        bucket, key = smb.parse_s3_uri(smb.join_s3_uri(kwargs["TransformOutput"]["S3OutputPath"], "pairs.csv.out"))
+        bucket, key = training_data.parse_s3_uri(training_data.join_s3_uri(kwargs["TransformOutput"]["S3OutputPath"], "pairs.csv.out"))
         self.s3.put_object(Bucket=bucket, Key=key, Body=out.encode())
         return response
 

@@ -13,7 +13,7 @@ Column = pa.Array | pa.ChunkedArray
 Scorer = Callable[[Column, Column], ScoreResult]
 """Scores (entity, source_ip) pairs given as two pyarrow string columns of the same length, in
 row order. The local model (``IPInsightsModel.score``) works on the Arrow buffers directly, so
-no Python string is made per pair; ``remote_model.RemoteScorer`` converts them for its backend."""
+no Python string is made per pair; the SageMaker backend's ``RemoteScorer`` converts them for its client."""
 
 
 def score_learning_set(learning_set: pa.Table, score: Scorer, model_version: str, day: date) -> pa.Table:
