@@ -23,9 +23,8 @@ from proactive_assets.config import Settings
 from proactive_assets.core import training
 from proactive_assets.core.backends import TrainedModel
 from proactive_assets.core.backends.local import LocalBackend
-from proactive_assets.core.backends.sagemaker import SageMakerBackend
+from proactive_assets.core.backends.sagemaker import SageMakerBackend, training_data
 from proactive_assets.core.backends.sagemaker import remote as remote_model
-from proactive_assets.core.backends.sagemaker import training_data
 from proactive_assets.core.backends.sagemaker.client import SageMakerIPInsights
 from proactive_assets.core.backends.sagemaker.invoke import SageMakerScores
 from proactive_assets.core.model import IPInsightsParams, fit_platt, roc_auc, roc_points
@@ -226,7 +225,9 @@ class TransformWritesOutput:
         lines = read_s3_text(kwargs["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]).splitlines()
         dots = [2.0 if line.split(",")[1].startswith("10.") else -2.0 for line in lines]
         out = "".join(json.dumps({"dot_product": dot}) + "\n" for dot in dots)
-        bucket, key = training_data.parse_s3_uri(training_data.join_s3_uri(kwargs["TransformOutput"]["S3OutputPath"], "pairs.csv.out"))
+        bucket, key = training_data.parse_s3_uri(
+            training_data.join_s3_uri(kwargs["TransformOutput"]["S3OutputPath"], "pairs.csv.out")
+        )
         self.s3.put_object(Bucket=bucket, Key=key, Body=out.encode())
         return response
 
