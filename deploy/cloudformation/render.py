@@ -74,7 +74,7 @@ _Loader.add_multi_constructor("!", _construct)
 
 def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
     """The template as plain dicts and lists, intrinsic functions in their long form."""
-    return yaml.load(path.read_text(), Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+    return yaml.load(path.read_text(), Loader=_Loader)
 
 
 class Stack:
@@ -223,7 +223,7 @@ class Stack:
         if not isinstance(node, dict):
             return node
         if len(node) == 1:
-            (key, arg), = node.items()
+            ((key, arg),) = node.items()
             if key == "Ref":
                 return self.ref(arg)
             if key == "Condition":
