@@ -1087,7 +1087,10 @@ def test_ecs_task_definitions_agree_with_the_instance_the_image_and_the_code() -
     server_env = _environment(server)
     assert server_env["DAGSTER_CURRENT_IMAGE"] == server["image"] == IMAGE
     assert not _env_names_read_by_the_project() - set(server_env)
-    assert not any(name.startswith("DAGSTER_PG") for name in server_env)  # the code server has no database access
+    # Sensor ticks build the instance in the code server (see the test below): same database settings.
+    for name in ("DAGSTER_PG_HOST", "DAGSTER_PG_USER", "DAGSTER_PG_DB"):
+        assert server_env[name] == daemon_env[name], name
+    assert server["secrets"] == containers["daemon"]["secrets"]
     assert code["taskRoleArn"] == s.get_att("CodeLocationTaskRole", "Arn")
     # Both tasks point the project at the same places, and at the stack's own resources.
     for key in _env_names_read_by_the_project():
@@ -1138,6 +1141,39 @@ def test_run_task_size_follows_the_template_through_the_code_locations_container
     assert {"cpu": cpu, "memory": memory} == _instance_yaml()["run_launcher"]["config"]["run_resources"]
 
 
+def test_a_sensor_with_a_resource_opens_the_instance_in_the_code_server(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Why the code server needs the database: the daemon sends its instance ref with every sensor
+    tick, and Dagster builds a sensor's resources with that instance, in the code server."""
+    from dagster import DagsterInstance, ResourceDefinition
+    from dagster._core.definitions.sensor_definition import SensorEvaluationContext
+
+    sensors = source_defining("def cloudtrail_s3_sensor(")
+    assert re.search(r"def cloudtrail_s3_sensor\(context: \w+, \w+: \w+\)", sensors), "it takes a resource"
+    opened = []
+    real_from_ref = DagsterInstance.from_ref
+
+    def from_ref(ref: Any) -> Any:
+        opened.append(ref)
+        return real_from_ref(ref)
+
+    monkeypatch.setattr(DagsterInstance, "from_ref", staticmethod(from_ref))
+    with DagsterInstance.local_temp(str(tmp_path)) as daemon_instance:
+        context = SensorEvaluationContext(
+            instance_ref=daemon_instance.get_ref(),
+            last_tick_completion_time=None,
+            last_run_key=None,
+            cursor=None,
+            log_key=None,
+            repository_name=None,
+            resources={"proactive": ResourceDefinition.hardcoded_resource("settings")},
+        )
+        with context:
+            assert context.resources.proactive == "settings"
+    assert len(opened) == 1
+
+
 def test_services_run_one_daemon_and_reach_the_code_server_by_name() -> None:
     s = stack()
     dagster, code = s.properties("DagsterService"), s.properties("CodeService")
@@ -1155,7 +1191,10 @@ def test_services_run_one_daemon_and_reach_the_code_server_by_name() -> None:
     assert [(r["FromPort"], r["SourceSecurityGroupId"]) for r in code_ingress] == [
         (4000, s.ref("DagsterSecurityGroup"))
     ]
-    assert [(r["FromPort"], r["SourceSecurityGroupId"]) for r in db_ingress] == [(5432, s.ref("DagsterSecurityGroup"))]
+    assert [(r["FromPort"], r["SourceSecurityGroupId"]) for r in db_ingress] == [
+        (5432, s.ref("DagsterSecurityGroup")),
+        (5432, s.ref("CodeSecurityGroup")),
+    ]
     assert [(r["FromPort"], r["CidrIp"]) for r in ui_ingress] == [
         (3000, render.SAMPLE_PARAMETERS["WebserverIngressCidr"])
     ]

@@ -35,10 +35,10 @@ def _render_module() -> Any:
 render = _render_module()
 
 
-def _lint(text: str) -> list[str]:
+def _lint(text: str, regions: list[str] = LINT_REGIONS) -> list[str]:
     from cfnlint.api import ManualArgs, lint
 
-    matches = lint(text, config=ManualArgs(include_checks=["I"], regions=LINT_REGIONS))
+    matches = lint(text, config=ManualArgs(include_checks=["I"], regions=regions))
     return [f"{m.rule.id} {m.message} (line {m.linenumber})" for m in matches]
 
 
@@ -51,7 +51,7 @@ def test_cfn_lint_would_catch_a_mistake() -> None:
     text = TEMPLATE.read_text()
     broken = text.replace("!Ref AWS::AccountId", "!Ref AWS::AcountId", 1)
     assert broken != text
-    assert any(finding.startswith("E1020") for finding in _lint(broken))
+    assert any(finding.startswith("E1020") for finding in _lint(broken, regions=LINT_REGIONS[:1]))
 
 
 def test_the_default_database_version_is_one_rds_still_creates() -> None:
@@ -60,7 +60,7 @@ def test_the_default_database_version_is_one_rds_still_creates() -> None:
     default = render.load_template()["Parameters"]["DbEngineVersion"]["Default"]
     literal = text.replace("EngineVersion: !Ref DbEngineVersion", f'EngineVersion: "{default}"')
     assert literal != text
-    findings = [f for f in _lint(literal) if re.match(r"[EWI]369\d", f)]
+    findings = [f for f in _lint(literal, regions=LINT_REGIONS[:1]) if re.match(r"[EWI]369\d", f)]
     assert findings == [], f"DbEngineVersion default {default}: {findings}"
 
 
