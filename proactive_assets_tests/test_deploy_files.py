@@ -795,8 +795,8 @@ SQS_OPERATION_ACTIONS = {
 @pytest.mark.parametrize("trail_prefix", ["", "org-trail/"])
 def test_sensor_calls_are_allowed_for_the_code_location(trail_prefix: str) -> None:
     """Sensors run in the code server: SQS calls on the subscriber queue, CloudTrail listing."""
-    source = source_defining("def cloudtrail_s3_sensor(")
-    called = set(re.findall(r"\bclient\.(\w+)\(", source))
+    sqs_source = source_defining("def make_security_lake_sqs_sensor(")
+    called = set(re.findall(r"\bclient\.(\w+)\(", sqs_source))
     assert called and called <= set(SQS_OPERATION_ACTIONS), f"unmapped SQS calls: {called - set(SQS_OPERATION_ACTIONS)}"
     s = stack(**LAKE, CloudTrailPrefix=trail_prefix)
     doc = s.effective_policy("CodeLocationTaskRole")
@@ -804,6 +804,7 @@ def test_sensor_calls_are_allowed_for_the_code_location(trail_prefix: str) -> No
         assert allowed(doc, SQS_OPERATION_ACTIONS[operation], QUEUE_ARN), operation
     assert not allowed(doc, "sqs:ReceiveMessage", f"arn:aws:sqs:{REGION}:{ACCOUNT}:other-queue")
     # cloudtrail_s3_sensor lists "<trail prefix>AWSLogs/" through dagster_aws.s3.sensor.get_objects.
+    source = source_defining("def cloudtrail_s3_sensor(")
     assert "get_objects(" in source and "AWSLogs/" in source
     bucket = f"arn:aws:s3:::{TRAIL_BUCKET}"
     assert allowed(doc, "s3:ListBucket", bucket, {"s3:prefix": f"{trail_prefix}AWSLogs/"})

@@ -83,7 +83,7 @@ def test_render_reads_the_template_as_cfn_lint_does() -> None:
     assert render.load_template() == _plain(decoded)
 
 
-def test_every_resource_condition_and_parameter_is_used_by_some_scenario() -> None:
+def test_every_optional_part_switches_on_and_off() -> None:
     """Each optional part can be switched on, and off again (no resource is dead in every case)."""
     on = render.Stack(
         {
