@@ -1,26 +1,35 @@
 """The production files under deploy/ (see deploy/README.md), checked without AWS.
 
-* IAM policies: the policy grammar, least privilege (no wildcard actions, ``"Resource": "*"``
-  only for actions that support nothing else), every ``${Placeholder}`` documented, size limits.
-* Every AWS operation the code performs is allowed by the policy of the role that performs it,
-  and nothing obviously outside its job is: the S3 calls of ``storage.py`` are *recorded* while
-  the real listing, warehouse and ledger code runs against an in-memory bucket, then evaluated
-  against the rendered policy (action, ARN, condition keys). The SageMaker, SNS and SQS calls
-  are taken from the source (an explicit operation -> IAM action map, so a new call fails here
-  until the policy and the map are updated).
-* The instance (``dagster.yaml``) and workspace files validate against Dagster's own schemas and
-  name dagster-postgres and ``dagster_aws.ecs.EcsRunLauncher``; the ECS task definitions validate
-  against the ECS API model in botocore; the Dockerfile, the task definitions and the Helm values
-  agree with each other and with the code (module, port, environment variables).
+The IAM policies exist in one place only, deploy/cloudformation/proactive-assets.yaml; they are
+rendered from it (deploy/cloudformation/render.py evaluates the intrinsic functions for sample
+parameters) and then:
 
-None of this proves the files work against real AWS (they have not been run there); it proves
-they are well-formed and consistent with what the code does.
+* checked for grammar and least privilege: no wildcard actions, ``"Resource": "*"`` only for
+  actions that support nothing narrower, no ``...IfExists`` condition, size limits;
+* evaluated against every AWS operation the code performs, for the role that performs it, with
+  negative cases: the S3 calls are *recorded* while the real listing, warehouse and ledger code
+  runs against an in-memory bucket; the SageMaker, SNS and SQS calls are taken from the source
+  (an explicit operation -> IAM action map, so a new call fails here until the policy and the
+  map are updated);
+* per deployment choice (local or SageMaker model, batch or endpoint scoring, with or without
+  Security Lake): the run role holds the rights of the parts that are switched on and no others.
+
+The instance (``dagster.yaml``) and workspace files validate against Dagster's own schemas; the
+template's ECS task definitions validate against the ECS API model in botocore and agree with
+the Dockerfile, the instance, the Helm values and the settings the code reads. Source files are
+found by what they define (searching the package), not by path, so modules can move.
+
+None of this proves the stack works on real AWS (it has not been deployed); it proves the files
+are well-formed and consistent with what the code does. cfn-lint: test_deploy_template.py.
 """
 
+import functools
+import importlib
+import importlib.util
 import io
 import json
 import re
-import string
+import sys
 import tempfile
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -31,79 +40,86 @@ import yaml
 from botocore.exceptions import ClientError
 
 ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "proactive_assets"
 DEPLOY = ROOT / "deploy"
-IAM = DEPLOY / "iam"
-ECS = DEPLOY / "ecs"
+TEMPLATE = DEPLOY / "cloudformation" / "proactive-assets.yaml"
 README = DEPLOY / "README.md"
-PLACEHOLDER = re.compile(r"\$\{([A-Za-z][A-Za-z0-9]*)\}")
 
-# One sample value per placeholder (deploy/README.md documents them all).
-SAMPLE = {
-    "Region": "eu-west-1",
-    "AccountId": "111122223333",
-    "CloudTrailBucket": "org-cloudtrail-logs",
-    "CloudTrailPrefix": "",
-    "KmsKeyArn": "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
-    "WarehouseBucket": "proactive-data",
-    "WarehousePrefix": "warehouse",
-    "ArtifactsBucket": "proactive-data",
-    "ArtifactsPrefix": "sagemaker",
-    "SageMakerRoleName": "proactive-sagemaker-execution",
-    "IpInsightsImageAccount": "438346466558",
-    "TopicName": "proactive-alerts",
-    "QueueName": "AmazonSecurityLake-1234-Main-Queue",
-    "SecurityLakeBucket": "aws-security-data-lake-eu-west-1-abcdefghijklmnopqrstuvwxyz12",
-    "SecurityLakeDatabase": "amazon_security_lake_glue_db_eu_west_1",
-    "AthenaWorkgroup": "proactive",
-    "AthenaResultsBucket": "proactive-data",
-    "AthenaResultsPrefix": "athena-results",
-    "EcsCluster": "proactive",
-    "RunTaskRoleName": "proactive-run",
-    "EcsExecutionRoleName": "proactive-ecs-execution",
-    "DagsterTaskRoleName": "proactive-dagster",
-    "CodeLocationTaskRoleName": "proactive-code-location",
-    "LogGroup": "/proactive/dagster",
-    "DbHost": "dagster.abcdefghijkl.eu-west-1.rds.amazonaws.com",
-    "DbSecretArn": "arn:aws:secretsmanager:eu-west-1:111122223333:secret:proactive-dagster-db-AbCdEf",
-    "CodeServerHost": "proactive-code.dagster.internal",
-    "ImageUri": "111122223333.dkr.ecr.eu-west-1.amazonaws.com/proactive-assets:0a1b2c3",
+
+def _load_render() -> Any:
+    spec = importlib.util.spec_from_file_location("proactive_deploy_render", DEPLOY / "cloudformation" / "render.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+render = _load_render()
+
+REGION, ACCOUNT = "eu-west-1", "111122223333"
+KMS_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+LAKE_BUCKET = "aws-security-data-lake-eu-west-1-abcdefghijklmnopqrstuvwxyz12"
+QUEUE_ARN = f"arn:aws:sqs:{REGION}:{ACCOUNT}:AmazonSecurityLake-1234-Main-Queue"
+TRAIL_BUCKET = render.SAMPLE_PARAMETERS["CloudTrailBucket"]
+IMAGE = render.SAMPLE_PARAMETERS["ImageUri"]
+
+# Deployment choices the tests render the template for.
+LOCAL: dict[str, str] = {}
+BATCH = {"ModelBackend": "sagemaker"}
+ENDPOINT = {"ModelBackend": "sagemaker", "SageMakerScoringMode": "endpoint"}
+LAKE = {"SecurityLakeBucket": LAKE_BUCKET, "SecurityLakeQueueArn": QUEUE_ARN}
+EVERYTHING = {
+    **ENDPOINT,
+    **LAKE,
+    "SecurityLakeReadPath": "athena",
+    "CloudTrailKmsKeyArn": KMS_KEY,
+    "EnableEcsExec": "true",
 }
-REGION, ACCOUNT = SAMPLE["Region"], SAMPLE["AccountId"]
-
-POLICY_FILES = sorted(p.name for p in IAM.glob("*.json"))
-TRUST_FILES = [name for name in POLICY_FILES if name.endswith("-trust.json")]
-PERMISSION_FILES = [name for name in POLICY_FILES if name not in TRUST_FILES]
-
-STATEMENT_KEYS = {"Sid", "Effect", "Principal", "Action", "Resource", "Condition"}
-CONDITION_OPERATORS = {
-    "StringEquals",
-    "StringLike",
-    "StringLikeIfExists",
-    "ArnEquals",
-    "ArnLike",
-}
-# Actions with no resource-level permissions: "Resource": "*" is the only possible grant.
-STAR_RESOURCE_ACTIONS = {
-    "ecr:GetAuthorizationToken",
-    "ecs:RegisterTaskDefinition",
-    "ecs:DescribeTaskDefinition",
-    "ec2:DescribeNetworkInterfaces",
-    "lakeformation:GetDataAccess",
-    "cloudwatch:PutMetricData",
-}
-MANAGED_POLICY_MAX_CHARS = 6144  # IAM quota, counted without whitespace
+SCENARIOS = {"local": LOCAL, "sagemaker-batch": BATCH, "sagemaker-endpoint": ENDPOINT, "everything": EVERYTHING}
 
 
-def render(text: str, values: dict[str, str] | None = None) -> str:
-    return string.Template(text).substitute(values or SAMPLE)
+@functools.cache
+def _stack(items: tuple[tuple[str, str], ...]) -> Any:
+    return render.Stack(dict(items), region=REGION, account=ACCOUNT)
 
 
-def policy(name: str, **overrides: str) -> dict[str, Any]:
-    return json.loads(render((IAM / name).read_text(), {**SAMPLE, **overrides}))
+def stack(**parameters: str) -> Any:
+    """The template rendered for these parameters (and the sample values of the required ones)."""
+    return _stack(tuple(sorted(parameters.items())))
 
 
 def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
+
+
+# ----------------------------------------------------------- finding code by what it defines
+
+
+@functools.cache
+def _package_files() -> dict[Path, str]:
+    return {path: path.read_text() for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+def source_defining(marker: str) -> str:
+    """The text of the one module of the package that contains ``marker`` (e.g. ``class S3Store``)."""
+    found = [path for path, text in _package_files().items() if marker in text]
+    assert len(found) == 1, f"expected one module containing {marker!r}, found {[str(p) for p in found]}"
+    return _package_files()[found[0]]
+
+
+def _source(name: str) -> Any:
+    """A log source module (the sources' shape is a contract: ``list_day``, ``object_day``, ``read``)."""
+    return importlib.import_module(f"proactive_assets.core.sources.{name}")
+
+
+def symbol(name: str) -> Any:
+    """The function or class ``name`` from whichever module of the package defines it."""
+    pattern = re.compile(rf"^(?:def|class) {re.escape(name)}\b", flags=re.MULTILINE)
+    found = [path for path, text in _package_files().items() if pattern.search(text)]
+    assert len(found) == 1, f"expected one module defining {name}, found {[str(p) for p in found]}"
+    module = ".".join(found[0].relative_to(ROOT).with_suffix("").parts)
+    return getattr(importlib.import_module(module), name)
 
 
 # ------------------------------------------------------------------ a small policy evaluator
@@ -119,12 +135,17 @@ def _condition_holds(condition: dict[str, Any], context: dict[str, str]) -> bool
     for operator, tests in condition.items():
         base = operator.removesuffix("IfExists")
         for key, expected in tests.items():
+            wanted = [str(w) for w in as_list(expected)]
+            if base == "Null":  # "true": the key must be absent; "false": present
+                if (key not in context) != (wanted == ["true"]):
+                    return False
+                continue
             if key not in context:
                 if operator.endswith("IfExists"):
                     continue
                 return False
-            actual, wanted = context[key], as_list(expected)
-            if base in ("StringEquals", "ArnEquals"):
+            actual = context[key]
+            if base in ("StringEquals", "ArnEquals", "Bool"):
                 ok = actual in wanted
             elif base in ("StringLike", "ArnLike"):
                 ok = any(_wildcard(w, actual) for w in wanted)
@@ -135,16 +156,48 @@ def _condition_holds(condition: dict[str, Any], context: dict[str, str]) -> bool
     return True
 
 
+def _resource_matches(statement: dict[str, Any], resource: str) -> bool:
+    if "NotResource" in statement:
+        return not any(_wildcard(p, resource) for p in as_list(statement["NotResource"]))
+    return any(_wildcard(p, resource) for p in as_list(statement["Resource"]))
+
+
+def _action_matches(statement: dict[str, Any], action: str) -> bool:
+    return any(_wildcard(p, action) for p in as_list(statement["Action"]))
+
+
 def allowed(doc: dict[str, Any], action: str, resource: str, context: dict[str, str] | None = None) -> bool:
-    """True if some Allow statement grants ``action`` on ``resource`` in ``context`` (no Deny is used)."""
-    for statement in doc["Statement"]:
-        if action not in as_list(statement["Action"]):
-            continue
-        if not any(_wildcard(pattern, resource) for pattern in as_list(statement["Resource"])):
-            continue
-        if _condition_holds(statement.get("Condition", {}), context or {}):
-            return True
-    return False
+    """True if some Allow statement grants ``action`` on ``resource`` in ``context`` (identity policies use no Deny)."""
+    return any(
+        statement["Effect"] == "Allow"
+        and _action_matches(statement, action)
+        and _resource_matches(statement, resource)
+        and _condition_holds(statement.get("Condition", {}), context or {})
+        for statement in doc["Statement"]
+    )
+
+
+def denied(doc: dict[str, Any], action: str, resource: str, context: dict[str, str] | None = None) -> bool:
+    """True if some Deny statement of a resource policy (``Principal: "*"``) refuses the request."""
+    return any(
+        statement["Effect"] == "Deny"
+        and statement.get("Principal") == "*"
+        and _action_matches(statement, action)
+        and _resource_matches(statement, resource)
+        and _condition_holds(statement.get("Condition", {}), context or {})
+        for statement in doc["Statement"]
+    )
+
+
+def may_assume(trust: dict[str, Any], service: str, context: dict[str, str]) -> bool:
+    """True if the trust policy lets ``service`` assume the role in ``context``."""
+    return any(
+        statement["Effect"] == "Allow"
+        and service in as_list(statement["Principal"].get("Service", []))
+        and "sts:AssumeRole" in as_list(statement["Action"])
+        and _condition_holds(statement.get("Condition", {}), context)
+        for statement in trust["Statement"]
+    )
 
 
 def test_evaluator_sanity() -> None:
@@ -155,7 +208,13 @@ def test_evaluator_sanity() -> None:
                 "Action": "s3:ListBucket",
                 "Resource": "arn:aws:s3:::b",
                 "Condition": {"StringLike": {"s3:prefix": ["AWSLogs/*"]}},
-            }
+            },
+            {
+                "Effect": "Allow",
+                "Action": "s3:ListBucket",
+                "Resource": "arn:aws:s3:::n",
+                "Condition": {"Null": {"s3:prefix": "true"}},
+            },
         ]
     }
     assert allowed(doc, "s3:ListBucket", "arn:aws:s3:::b", {"s3:prefix": "AWSLogs/"})
@@ -163,107 +222,128 @@ def test_evaluator_sanity() -> None:
     assert not allowed(doc, "s3:ListBucket", "arn:aws:s3:::b", {})
     assert not allowed(doc, "s3:ListBucket", "arn:aws:s3:::bb", {"s3:prefix": "AWSLogs/"})
     assert not allowed(doc, "s3:GetObject", "arn:aws:s3:::b", {"s3:prefix": "AWSLogs/"})
+    assert allowed(doc, "s3:ListBucket", "arn:aws:s3:::n", {}) and not allowed(
+        doc, "s3:ListBucket", "arn:aws:s3:::n", {"s3:prefix": "x"}
+    )
     assert _wildcard("a/*/c/*", "a/x/y/c/z") and not _wildcard("a/*/c/*", "a/x/c-d/z")
+    deny = {
+        "Statement": [
+            {"Effect": "Deny", "Principal": "*", "Action": "s3:PutObject", "NotResource": "arn:aws:s3:::b/w/*"}
+        ]
+    }
+    assert denied(deny, "s3:PutObject", "arn:aws:s3:::b/x") and not denied(deny, "s3:PutObject", "arn:aws:s3:::b/w/x")
+
+
+# --------------------------------------------------------------------------- one source
+
+
+def test_the_template_is_the_only_copy_of_the_policies_and_task_definitions() -> None:
+    assert not (DEPLOY / "iam").exists() and not (DEPLOY / "ecs").exists()
+    copies = [
+        path.relative_to(ROOT)
+        for path in DEPLOY.rglob("*")
+        if path.is_file()
+        and path.suffix in {".json", ".yaml", ".yml", ".md"}
+        and path != TEMPLATE
+        and re.search(r'"?(Statement|containerDefinitions)"?\s*:', path.read_text())
+    ]
+    assert not copies, f"IAM statements or task definitions outside the template: {copies}"
 
 
 # --------------------------------------------------------------------------- policy grammar
 
-
-def test_the_expected_policy_files_exist() -> None:
-    assert set(POLICY_FILES) >= {
-        "cloudtrail-read.json",
-        "cloudtrail-kms-decrypt.json",
-        "warehouse-readwrite.json",
-        "sagemaker-orchestration.json",
-        "sagemaker-execution-role.json",
-        "sagemaker-execution-trust.json",
-        "sns-publish.json",
-        "sqs-subscriber.json",
-        "security-lake-athena-read.json",
-        "run-task-role.json",
-        "code-location-task-role.json",
-        "dagster-daemon-webserver.json",
-        "ecs-tasks-trust.json",
-        "ecs-task-execution.json",
-    }
+CONDITION_OPERATORS = {"StringEquals", "StringLike", "ArnEquals", "ArnLike", "Null", "Bool"}
+# Actions with no resource-level permissions: "Resource": "*" is the only possible grant.
+STAR_RESOURCE_ACTIONS = {
+    "ecr:GetAuthorizationToken",
+    "ecs:RegisterTaskDefinition",
+    "ecs:DescribeTaskDefinition",
+    "ec2:DescribeNetworkInterfaces",
+    "lakeformation:GetDataAccess",
+    "cloudwatch:PutMetricData",
+    "ssmmessages:CreateControlChannel",
+    "ssmmessages:CreateDataChannel",
+    "ssmmessages:OpenControlChannel",
+    "ssmmessages:OpenDataChannel",
+}
+MANAGED_POLICY_MAX_CHARS = 6144  # IAM quota, counted without whitespace
+ROLE_MANAGED_POLICIES_MAX = 10  # IAM default quota of managed policies attached to one role
 
 
-@pytest.mark.parametrize("name", POLICY_FILES)
-def test_policy_grammar_and_least_privilege(name: str) -> None:
-    raw = json.loads((IAM / name).read_text())  # valid JSON before rendering, too
-    assert set(raw) <= {"Version", "Id", "Statement"}
-    assert raw["Version"] == "2012-10-17"
-    statements = raw["Statement"]
-    assert isinstance(statements, list) and statements
+def _check_statements(where: str, doc: dict[str, Any], trust: bool) -> None:
+    assert set(doc) <= {"Version", "Id", "Statement"} and doc["Version"] == "2012-10-17", where
+    statements = doc["Statement"]
+    assert isinstance(statements, list) and statements, where
     sids = [s.get("Sid") for s in statements]
-    assert all(sid and re.fullmatch(r"[A-Za-z0-9]+", sid) for sid in sids), sids
-    assert len(set(sids)) == len(sids), f"duplicate Sid in {name}"
-    trust = name in TRUST_FILES
+    assert all(sid and re.fullmatch(r"[A-Za-z0-9]+", sid) for sid in sids), f"{where}: {sids}"
+    assert len(set(sids)) == len(sids), f"duplicate Sid in {where}"
     for statement in statements:
-        where = f"{name}:{statement.get('Sid')}"
-        assert set(statement) <= STATEMENT_KEYS, where
-        assert statement["Effect"] == "Allow", where
+        at = f"{where}:{statement['Sid']}"
+        assert set(statement) <= {"Sid", "Effect", "Principal", "Action", "Resource", "Condition"}, at
+        assert statement["Effect"] == "Allow", at
         actions = as_list(statement["Action"])
-        assert actions and all(isinstance(a, str) for a in actions), where
+        assert actions and all(isinstance(a, str) for a in actions), at
         for action in actions:
-            assert "*" not in action and "?" not in action, f"{where}: wildcard action {action}"
-            assert re.fullmatch(r"[a-z0-9-]+:[A-Za-z0-9]+", action), f"{where}: {action}"
+            assert "*" not in action and "?" not in action, f"{at}: wildcard action {action}"
+            assert re.fullmatch(r"[a-z0-9-]+:[A-Za-z0-9]+", action), f"{at}: {action}"
         for operator in statement.get("Condition", {}):
-            assert operator in CONDITION_OPERATORS, f"{where}: {operator}"
+            assert operator in CONDITION_OPERATORS, f"{at}: condition operator {operator}"
         if trust:
-            assert "Resource" not in statement and "Principal" in statement, where
-            assert actions == ["sts:AssumeRole"], where
-            assert list(statement["Principal"]) == ["Service"], where
+            assert "Resource" not in statement and list(statement["Principal"]) == ["Service"], at
+            assert actions == ["sts:AssumeRole"], at
             continue
-        assert "Principal" not in statement, where
+        assert "Principal" not in statement, at
         resources = as_list(statement["Resource"])
-        assert resources and all(isinstance(r, str) for r in resources), where
+        assert resources and all(isinstance(r, str) for r in resources), at
+        for resource in resources:
+            assert resource == "*" or resource.startswith("arn:aws:"), f"{at}: {resource}"
         if "*" in resources:
-            assert resources == ["*"], where
-            assert set(actions) <= STAR_RESOURCE_ACTIONS, f"{where}: Resource * for {actions}"
+            assert resources == ["*"], at
+            assert set(actions) <= STAR_RESOURCE_ACTIONS, f"{at}: Resource * for {actions}"
 
 
-@pytest.mark.parametrize("name", POLICY_FILES)
-def test_policy_renders_to_arns_within_the_size_quota(name: str) -> None:
-    text = render((IAM / name).read_text())
-    assert "${" not in text and "$" not in text, f"{name}: unrendered placeholder or policy variable"
-    doc = json.loads(text)
-    for statement in doc["Statement"]:
-        for resource in as_list(statement.get("Resource", [])):
-            assert resource == "*" or resource.startswith("arn:aws:"), f"{name}: {resource}"
-    assert len("".join(text.split())) <= MANAGED_POLICY_MAX_CHARS, f"{name} exceeds the managed policy size quota"
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_policy_grammar_and_least_privilege(scenario: str) -> None:
+    s = stack(**SCENARIOS[scenario])
+    policies = s.managed_policies()
+    assert policies
+    for logical_id, props in policies.items():
+        _check_statements(logical_id, props["PolicyDocument"], trust=False)
+        text = json.dumps(props["PolicyDocument"])
+        assert "${" not in text, f"{logical_id}: unrendered substitution"
+        assert len("".join(text.split())) <= MANAGED_POLICY_MAX_CHARS, (
+            f"{logical_id} exceeds the managed policy size quota"
+        )
+        assert props["Roles"], f"{logical_id} is attached to no role"
+    for role in s.roles():
+        _check_statements(f"{role} trust", s.trust_policy(role), trust=True)
+        assert "Policies" not in s.properties(role), f"{role}: policies belong in AWS::IAM::ManagedPolicy resources"
+        assert len(s.role_policies(role)) <= ROLE_MANAGED_POLICIES_MAX, role
 
 
-def _placeholders(paths: list[Path]) -> set[str]:
-    return {name for path in paths for name in PLACEHOLDER.findall(path.read_text())}
+def test_every_identity_policy_of_the_template_is_attached_to_a_role() -> None:
+    s = stack(**EVERYTHING)
+    roles = {s.ref(role) for role in s.roles()}
+    for logical_id, props in s.managed_policies().items():
+        assert set(props["Roles"]) <= roles, logical_id
 
 
-def test_every_placeholder_is_documented_and_has_a_sample() -> None:
-    templates = [*IAM.glob("*.json"), *ECS.glob("*.json")]
-    used = _placeholders(templates)
-    readme = README.read_text()
-    undocumented = sorted(name for name in used if f"${{{name}}}" not in readme)
-    assert not undocumented, f"placeholders missing from deploy/README.md: {undocumented}"
-    assert used == set(SAMPLE), f"SAMPLE out of date: missing {used - set(SAMPLE)}, unused {set(SAMPLE) - used}"
-
-
-def test_every_policy_file_is_assigned_in_the_readme() -> None:
-    readme = README.read_text()
-    missing = [name for name in POLICY_FILES if name not in readme]
-    assert not missing, f"policy files deploy/README.md never mentions: {missing}"
-
-
-def test_trust_policies_name_the_services_that_assume_the_roles() -> None:
-    sagemaker = policy("sagemaker-execution-trust.json")["Statement"][0]
-    assert sagemaker["Principal"] == {"Service": "sagemaker.amazonaws.com"}
-    ecs = policy("ecs-tasks-trust.json")["Statement"][0]
-    assert ecs["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
-    assert ecs["Condition"]["StringEquals"]["aws:SourceAccount"] == ACCOUNT
+def test_ecs_task_roles_trust_only_ecs_tasks_of_the_account() -> None:
+    s = stack(**EVERYTHING)
+    ecs_roles = [r for r in s.roles() if r != "SageMakerExecutionRole"]
+    assert set(ecs_roles) == {"DagsterTaskRole", "CodeLocationTaskRole", "RunTaskRole", "EcsExecutionRole"}
+    trust = s.trust_policy("RunTaskRole")
+    assert all(s.trust_policy(role) == trust for role in ecs_roles)  # one trust policy, four roles
+    ours = {"aws:SourceAccount": ACCOUNT, "aws:SourceArn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/proactive/abc"}
+    assert may_assume(trust, "ecs-tasks.amazonaws.com", ours)
+    assert not may_assume(trust, "ecs-tasks.amazonaws.com", {**ours, "aws:SourceAccount": "999999999999"})
+    assert not may_assume(trust, "ecs-tasks.amazonaws.com", {"aws:SourceAccount": ACCOUNT})
+    assert not may_assume(trust, "lambda.amazonaws.com", ours)
 
 
 # ------------------------------------------------------- S3: record what the code really calls
 
-# boto3 S3 client operations of storage.py -> the IAM action that authorises each.
+# boto3 S3 client operations of the object store -> the IAM action that authorises each.
 S3_OPERATION_ACTIONS = {
     "list_objects_v2": "s3:ListBucket",
     "get_object": "s3:GetObject",
@@ -275,15 +355,19 @@ S3_OPERATION_ACTIONS = {
 }
 
 
-def test_the_s3_map_covers_every_operation_storage_calls() -> None:
-    source = (ROOT / "proactive_assets" / "core" / "storage.py").read_text()
+def test_the_s3_map_covers_every_operation_the_object_store_calls() -> None:
+    source = source_defining("class S3Store")
     called = set(re.findall(r"self\.client\.(\w+)", source)) - {"get_paginator"}
     called |= set(re.findall(r'get_paginator\("(\w+)"\)', source))
-    assert called == set(S3_OPERATION_ACTIONS), "storage.py calls changed: update the map and the S3 policies"
+    assert called == set(S3_OPERATION_ACTIONS), "S3Store calls changed: update the map and the S3 policies"
 
 
 class FakeS3:
-    """An in-memory bucket with the boto3 methods storage.py uses; records every call."""
+    """An in-memory bucket with the boto3 methods the object store uses; records every call.
+
+    ``iam_requests`` also records what S3 itself checks: a HeadObject of a missing key is
+    answered 404 only when the caller may s3:ListBucket the bucket (with no prefix), 403 otherwise.
+    """
 
     def __init__(self, objects: dict[tuple[str, str], bytes] | None = None) -> None:
         self.objects = dict(objects or {})
@@ -322,8 +406,9 @@ class FakeS3:
         return {"Body": io.BytesIO(self.objects[(Bucket, Key)])}
 
     def head_object(self, Bucket: str, Key: str) -> dict[str, Any]:
-        self.calls.append(("head_object", {"Bucket": Bucket, "Key": Key}))
-        if (Bucket, Key) not in self.objects:
+        missing = (Bucket, Key) not in self.objects
+        self.calls.append(("head_object", {"Bucket": Bucket, "Key": Key, "missing": missing}))
+        if missing:
             raise self._missing("HeadObject", "404")
         return {"ContentLength": len(self.objects[(Bucket, Key)])}
 
@@ -353,8 +438,10 @@ class FakeS3:
             if operation == "list_objects_v2":
                 context = {"s3:prefix": kwargs["Prefix"]} if kwargs.get("Prefix") else {}
                 requests.append((action, f"arn:aws:s3:::{kwargs['Bucket']}", context))
-            else:
-                requests.append((action, f"arn:aws:s3:::{kwargs['Bucket']}/{kwargs['Key']}", {}))
+                continue
+            requests.append((action, f"arn:aws:s3:::{kwargs['Bucket']}/{kwargs['Key']}", {}))
+            if kwargs.get("missing"):  # the 404 the code relies on needs ListBucket, without a prefix
+                requests.append(("s3:ListBucket", f"arn:aws:s3:::{kwargs['Bucket']}", {}))
         return requests
 
 
@@ -377,54 +464,60 @@ def _cloudtrail_bucket(bucket: str, root: str) -> FakeS3:
 
 
 @pytest.mark.parametrize("trail_prefix", ["", "org-trail/"])
-@pytest.mark.parametrize("policy_file", ["cloudtrail-read.json", "run-task-role.json"])
-def test_cloudtrail_listing_and_reading_are_allowed_and_nothing_else(trail_prefix: str, policy_file: str) -> None:
-    from proactive_assets.core.sources.cloudtrail import list_day
-    from proactive_assets.core.storage import S3Store
-
-    bucket = SAMPLE["CloudTrailBucket"]
-    fake = _cloudtrail_bucket(bucket, trail_prefix)
-    uri = f"s3://{bucket}/{trail_prefix}".rstrip("/")
-    store = S3Store(uri, client=fake)
-    objects = list_day(store, date(2024, 6, 20)).objects
+def test_cloudtrail_listing_and_reading_are_allowed_and_nothing_else(trail_prefix: str) -> None:
+    s3_store = symbol("S3Store")
+    fake = _cloudtrail_bucket(TRAIL_BUCKET, trail_prefix)
+    store = s3_store(f"s3://{TRAIL_BUCKET}/{trail_prefix}".rstrip("/"), client=fake)
+    objects = _source("cloudtrail").list_day(store, date(2024, 6, 20)).objects
     assert len(objects) == 3  # both layouts, both regions; digests and insights are not listed
     for obj in objects:
         store.get(obj.info.key)
         with tempfile.TemporaryDirectory() as tmp:
             store.get_file(obj.info.key, str(Path(tmp) / "f"))
-    doc = policy(policy_file, CloudTrailPrefix=trail_prefix)
-    _assert_all_allowed(doc, fake.iam_requests(), policy_file)
+    s = stack(CloudTrailPrefix=trail_prefix)
+    _assert_all_allowed(s.effective_policy("RunTaskRole"), fake.iam_requests(), "RunTaskRole")
 
-    if policy_file == "cloudtrail-read.json":
-        digest = f"arn:aws:s3:::{bucket}/{trail_prefix}AWSLogs/111122223333/CloudTrail-Digest/eu-west-1/x.json.gz"
-        assert not allowed(doc, "s3:GetObject", digest)
-        assert not allowed(doc, "s3:GetObject", f"arn:aws:s3:::{bucket}/elsewhere/file")
-        assert not allowed(doc, "s3:ListBucket", f"arn:aws:s3:::{bucket}", {"s3:prefix": "elsewhere/"})
+    trail = {
+        "Statement": [
+            *s.managed_policies()["CloudTrailListPolicy"]["PolicyDocument"]["Statement"],
+            *s.managed_policies()["CloudTrailReadPolicy"]["PolicyDocument"]["Statement"],
+        ]
+    }
+    _assert_all_allowed(trail, fake.iam_requests(), "the CloudTrail policies alone")
+    bucket = f"arn:aws:s3:::{TRAIL_BUCKET}"
+    run = s.effective_policy("RunTaskRole")
+    for doc in (trail, run):
+        assert not allowed(
+            doc, "s3:GetObject", f"{bucket}/{trail_prefix}AWSLogs/111122223333/CloudTrail-Digest/eu-west-1/x.json.gz"
+        )
+        assert not allowed(doc, "s3:GetObject", f"{bucket}/elsewhere/file")
+        assert not allowed(doc, "s3:ListBucket", bucket, {"s3:prefix": "elsewhere/"})
+        assert not allowed(doc, "s3:ListBucket", bucket, {})
         for write in ("s3:PutObject", "s3:DeleteObject"):
             assert not allowed(doc, write, objects[0].uri.replace("s3://", "arn:aws:s3:::"))
 
 
-def test_cloudtrail_kms_decrypt_only_through_s3() -> None:
-    doc = policy("cloudtrail-kms-decrypt.json")
-    key = SAMPLE["KmsKeyArn"]
-    assert allowed(doc, "kms:Decrypt", key, {"kms:ViaService": "s3.us-east-1.amazonaws.com"})
-    assert not allowed(doc, "kms:Decrypt", key, {})
-    assert not allowed(doc, "kms:Decrypt", key, {"kms:ViaService": "lambda.us-east-1.amazonaws.com"})
+def test_cloudtrail_kms_decrypt_only_through_s3_and_only_with_a_key() -> None:
+    doc = stack(CloudTrailKmsKeyArn=KMS_KEY).effective_policy("RunTaskRole")
+    assert allowed(doc, "kms:Decrypt", KMS_KEY, {"kms:ViaService": "s3.us-east-1.amazonaws.com"})
+    assert not allowed(doc, "kms:Decrypt", KMS_KEY, {})
+    assert not allowed(doc, "kms:Decrypt", KMS_KEY, {"kms:ViaService": "lambda.us-east-1.amazonaws.com"})
+    assert not any(s["Action"] == "kms:Decrypt" for s in stack().effective_policy("RunTaskRole")["Statement"])
 
 
-@pytest.mark.parametrize("policy_file", ["warehouse-readwrite.json", "run-task-role.json"])
-def test_warehouse_writes_reads_replaces_and_ledger_are_allowed(policy_file: str) -> None:
+def _warehouse(s: Any) -> tuple[str, str]:
+    return s.ref("WarehouseBucket"), s.parameters["WarehousePrefix"]
+
+
+def test_warehouse_writes_reads_replaces_and_ledger_are_allowed() -> None:
     import pyarrow as pa
 
-    from proactive_assets.core.publish import ObjectStoreLedger
-    from proactive_assets.core.storage import S3Store
-    from proactive_assets.core.warehouse import Warehouse
-
-    bucket, prefix = SAMPLE["WarehouseBucket"], SAMPLE["WarehousePrefix"]
+    s = stack()
+    bucket, prefix = _warehouse(s)
     stale = (bucket, f"{prefix}/learning_set/day=2024-06-20/old.parquet")
     fake = FakeS3({stale: b"stale"})
-    store = S3Store(f"s3://{bucket}/{prefix}", client=fake)
-    warehouse = Warehouse(store)
+    store = symbol("S3Store")(f"s3://{bucket}/{prefix}", client=fake)
+    warehouse = symbol("Warehouse")(store)
     warehouse.write_tables(
         "learning_set", "2024-06-20", {"pairs": pa.table({"entity": ["a"], "source_ip": ["1.2.3.4"]})}
     )
@@ -434,65 +527,74 @@ def test_warehouse_writes_reads_replaces_and_ledger_are_allowed(policy_file: str
     assert store.list_prefixes("learning_set/") == ["learning_set/day=2024-06-20/"]
     store.put("learning_set/day=2024-06-20/learning.csv", b"a,1.2.3.4\n")
     assert warehouse.read_bytes("learning_set", "2024-06-20", "learning.csv")
-    ledger = ObjectStoreLedger(store)
+    ledger = symbol("ObjectStoreLedger")(store)
     assert not ledger.already_published("alert-1", "sns:arn")
     ledger.record("alert-1", "sns:arn", "message-1")
     assert ledger.get("alert-1", "sns:arn")["message_id"] == "message-1"
     assert {op for op, _ in fake.calls} == set(S3_OPERATION_ACTIONS)  # every storage operation ran
+    assert any(kw.get("missing") for op, kw in fake.calls if op == "head_object")  # and a 404 was needed
 
-    doc = policy(policy_file)
-    _assert_all_allowed(doc, fake.iam_requests(), policy_file)
-    # A missing key (ledger lookup, Warehouse.has) must be a 404, not a 403: S3 answers 404 only
-    # to callers allowed s3:ListBucket, and that check carries no s3:prefix.
-    assert allowed(doc, "s3:ListBucket", f"arn:aws:s3:::{bucket}", {})
-    if policy_file == "warehouse-readwrite.json":
-        assert not allowed(doc, "s3:GetObject", f"arn:aws:s3:::{bucket}/other/file")
-        assert not allowed(doc, "s3:DeleteObject", f"arn:aws:s3:::{bucket}/other/file")
-        assert not allowed(doc, "s3:ListBucket", f"arn:aws:s3:::{bucket}", {"s3:prefix": "other/"})
+    requests = fake.iam_requests()
+    _assert_all_allowed(s.effective_policy("RunTaskRole"), requests, "RunTaskRole")
+    own = s.managed_policies()["WarehousePolicy"]["PolicyDocument"]
+    _assert_all_allowed(own, requests, "WarehousePolicy")
+    arn = f"arn:aws:s3:::{bucket}"
+    assert not allowed(own, "s3:GetObject", f"{arn}/other/file")
+    assert not allowed(own, "s3:DeleteObject", f"{arn}/other/file")
+    assert not allowed(own, "s3:ListBucket", arn, {"s3:prefix": "other/"})
+    assert not allowed(own, "s3:ListBucket", f"arn:aws:s3:::{TRAIL_BUCKET}", {})
 
 
-@pytest.mark.parametrize("policy_file", ["security-lake-athena-read.json", "run-task-role.json"])
-def test_security_lake_listing_and_reading_are_allowed(policy_file: str) -> None:
-    from proactive_assets.core.sources.security_lake import list_day as list_security_lake_day
-    from proactive_assets.core.storage import S3Store
-
-    bucket = SAMPLE["SecurityLakeBucket"]
+@pytest.mark.parametrize("parameters", [LAKE, EVERYTHING], ids=["objects", "athena"])
+def test_security_lake_listing_and_reading_are_allowed(parameters: dict[str, str]) -> None:
     keys = [
         "aws/CLOUD_TRAIL_MGMT/2.0/region=eu-west-1/accountId=111122223333/eventDay=20240620/a.gz.parquet",
         "aws/VPC_FLOW/1.0/region=eu-west-1/accountId=111122223333/eventDay=20240620/b.gz.parquet",
         "aws/SH_FINDINGS/2.0/region=eu-west-1/accountId=111122223333/eventDay=20240620/c.gz.parquet",
         "ext/CUSTOM_SOURCE/1.0/region=eu-west-1/accountId=111122223333/eventDay=20240620/d.parquet",
     ]
-    fake = FakeS3({(bucket, key): b"PAR1" for key in keys})
-    store = S3Store(f"s3://{bucket}", client=fake)
-    listing = list_security_lake_day(store, date(2024, 6, 20))
+    fake = FakeS3({(LAKE_BUCKET, key): b"PAR1" for key in keys})
+    store = symbol("S3Store")(f"s3://{LAKE_BUCKET}", client=fake)
+    listing = _source("security_lake").list_day(store, date(2024, 6, 20))
     assert listing.objects
     for info in listing.objects:
         store.get(info.key)
-    _assert_all_allowed(policy(policy_file), fake.iam_requests(), policy_file)
+    run = stack(**parameters).effective_policy("RunTaskRole")
+    _assert_all_allowed(run, fake.iam_requests(), "RunTaskRole")
+    assert not allowed(run, "s3:GetObject", f"arn:aws:s3:::{LAKE_BUCKET}/ext/CUSTOM_SOURCE/x.parquet")
+    assert not any("SecurityLake" in s["Sid"] for s in stack().effective_policy("RunTaskRole")["Statement"])
 
 
 def test_athena_path_queries_the_lake_tables_and_manages_its_unload_location() -> None:
-    """defs/athena.py: UNLOAD through the workgroup, then list, read and delete what it wrote."""
-    doc = policy("security-lake-athena-read.json")
-    workgroup = f"arn:aws:athena:{REGION}:{ACCOUNT}:workgroup/{SAMPLE['AthenaWorkgroup']}"
+    """The Athena reader: UNLOAD through the stack's workgroup, then list, read and delete what it wrote."""
+    s = stack(**EVERYTHING)
+    doc = s.managed_policies()["SecurityLakeAthenaPolicy"]["PolicyDocument"]
+    workgroup_name = s.properties("AthenaWorkGroup")["Name"]
+    workgroup = f"arn:aws:athena:{REGION}:{ACCOUNT}:workgroup/{workgroup_name}"
     for action in ("athena:StartQueryExecution", "athena:GetQueryExecution", "athena:GetQueryResults"):
         assert allowed(doc, action, workgroup), action
-    assert not allowed(doc, "athena:StartQueryExecution", f"arn:aws:athena:{REGION}:{ACCOUNT}:workgroup/other")
-    database = SAMPLE["SecurityLakeDatabase"]
-    table = f"arn:aws:glue:{REGION}:{ACCOUNT}:table/{database}/amazon_security_lake_table_eu_west_1_vpc_flow_2_0"
+    assert not allowed(doc, "athena:StartQueryExecution", f"arn:aws:athena:{REGION}:{ACCOUNT}:workgroup/primary")
+    glue_database = symbol("glue_database")(REGION)
+    table = f"arn:aws:glue:{REGION}:{ACCOUNT}:table/{glue_database}/amazon_security_lake_table_eu_west_1_vpc_flow_2_0"
     for action in ("glue:GetDatabase", "glue:GetTable", "glue:GetPartitions"):
-        for resource in (f"arn:aws:glue:{REGION}:{ACCOUNT}:catalog", table):
+        for resource in (
+            f"arn:aws:glue:{REGION}:{ACCOUNT}:catalog",
+            f"arn:aws:glue:{REGION}:{ACCOUNT}:database/{glue_database}",
+            table,
+        ):
             assert allowed(doc, action, resource), (action, resource)
     assert not allowed(doc, "glue:GetTable", f"arn:aws:glue:{REGION}:{ACCOUNT}:table/other_db/t")
     assert allowed(doc, "lakeformation:GetDataAccess", "*")
-    bucket, prefix = SAMPLE["AthenaResultsBucket"], SAMPLE["AthenaResultsPrefix"]
-    unload = f"{prefix}/proactive-unload/2024-06-20/run-1/VPC_FLOW_2.0/"
+    bucket = s.ref("ArtifactsBucket")
+    output = s.properties("AthenaWorkGroup")["WorkGroupConfiguration"]["ResultConfiguration"]["OutputLocation"]
+    assert output == f"s3://{bucket}/athena-results/"
+    unload = "athena-results/proactive-unload/2024-06-20/run-1/VPC_FLOW_2.0/"
     assert allowed(doc, "s3:ListBucket", f"arn:aws:s3:::{bucket}", {"s3:prefix": unload})
     for action in ("s3:PutObject", "s3:GetObject", "s3:DeleteObject"):
         assert allowed(doc, action, f"arn:aws:s3:::{bucket}/{unload}part-0.parquet"), action
-        assert not allowed(doc, action, f"arn:aws:s3:::{bucket}/elsewhere/part-0.parquet"), action
+        assert not allowed(doc, action, f"arn:aws:s3:::{bucket}/sagemaker/models/x"), action
     assert allowed(doc, "s3:GetBucketLocation", f"arn:aws:s3:::{bucket}")
+    assert "SecurityLakeAthenaPolicy" not in stack(**LAKE).managed_policies()  # objects path: no Athena rights
 
 
 # ------------------------------------------------------------------------ SageMaker (from source)
@@ -514,6 +616,8 @@ SAGEMAKER_OPERATIONS = {
     "create_transform_job": ("sagemaker:CreateTransformJob", "transform-job"),
     "describe_transform_job": ("sagemaker:DescribeTransformJob", "transform-job"),
 }
+# The operations batch scoring never makes (endpoint mode only).
+ENDPOINT_ONLY = {"endpoint-config", "endpoint"}
 # S3 calls of the backend on the artifacts location.
 ARTIFACT_S3_OPERATIONS = {
     "upload_fileobj": "s3:PutObject",
@@ -523,8 +627,10 @@ ARTIFACT_S3_OPERATIONS = {
 
 
 def _backend_source() -> str:
-    package = ROOT / "proactive_assets" / "core" / "backends" / "sagemaker"
-    return "\n".join(path.read_text() for path in sorted(package.glob("*.py")))
+    """Every module of the package that holds the SageMaker backend (its calls are spread over them)."""
+    package = [path for path, text in _package_files().items() if "def start_training_job(" in text]
+    assert len(package) == 1, f"expected one module defining start_training_job, found {package}"
+    return "\n".join(text for path, text in _package_files().items() if path.parent == package[0].parent)
 
 
 def test_the_sagemaker_maps_cover_every_operation_the_backend_calls() -> None:
@@ -538,36 +644,43 @@ def test_the_sagemaker_maps_cover_every_operation_the_backend_calls() -> None:
 
 
 def _sagemaker_names() -> dict[str, str]:
-    from proactive_assets.core.backends.sagemaker import jobs as smb
-
-    job = smb.make_resource_name(smb.DEFAULT_NAME_PREFIX, "sm-0123456789ab")
+    make_resource_name = symbol("make_resource_name")
+    name_prefix = _constant("DEFAULT_NAME_PREFIX")
+    job = make_resource_name(name_prefix, "sm-0123456789ab")
     return {
         "training-job": job,
         "model": job,  # the model and its endpoint config are named after the job
         "endpoint-config": job,
-        "endpoint": smb.DEFAULT_ENDPOINT_NAME,
-        "transform-job": smb.make_resource_name(f"{smb.DEFAULT_NAME_PREFIX}-score", job[-20:]),
+        "endpoint": _constant("DEFAULT_ENDPOINT_NAME"),
+        "transform-job": make_resource_name(f"{name_prefix}-score", job[-20:]),
     }
+
+
+def _constant(name: str) -> str:
+    match = re.search(rf'^{name} = "([^"]+)"', _backend_source(), flags=re.MULTILINE)
+    assert match, f"{name} not found in the SageMaker backend"
+    return match.group(1)
 
 
 def _sagemaker_arn(kind: str, name: str) -> str:
     return f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:{kind}/{name.lower()}"  # SageMaker ARNs are lower case
 
 
-@pytest.mark.parametrize("policy_file", ["sagemaker-orchestration.json", "run-task-role.json"])
-def test_every_sagemaker_call_is_allowed_on_the_backends_resource_names(policy_file: str) -> None:
-    doc = policy(policy_file)
+@pytest.mark.parametrize("mode", ["batch", "endpoint"])
+def test_every_sagemaker_call_of_the_scoring_mode_is_allowed_and_no_other(mode: str) -> None:
+    s = stack(ModelBackend="sagemaker", SageMakerScoringMode=mode)
+    doc = s.effective_policy("RunTaskRole")
     names = _sagemaker_names()
     for operation, (action, kind) in SAGEMAKER_OPERATIONS.items():
-        assert allowed(doc, action, _sagemaker_arn(kind, names[kind])), f"{operation} -> {action}"
-    # Resources created with tags (the training job carries proactive:version).
-    for kind in ("training-job", "endpoint"):
-        assert allowed(doc, "sagemaker:AddTags", _sagemaker_arn(kind, names[kind]))
+        expected = mode == "endpoint" or kind not in ENDPOINT_ONLY
+        assert allowed(doc, action, _sagemaker_arn(kind, names[kind])) == expected, f"{mode}: {operation} -> {action}"
+    assert allowed(doc, "sagemaker:AddTags", _sagemaker_arn("training-job", names["training-job"]))
+    assert allowed(doc, "sagemaker:AddTags", _sagemaker_arn("endpoint", names["endpoint"])) == (mode == "endpoint")
     # Resources of other applications are out of reach.
     assert not allowed(doc, "sagemaker:DeleteEndpoint", _sagemaker_arn("endpoint", "someone-elses-endpoint"))
-    assert not allowed(doc, "sagemaker:InvokeEndpoint", _sagemaker_arn("endpoint", "someone-elses-endpoint"))
+    assert not allowed(doc, "sagemaker:CreateTrainingJob", _sagemaker_arn("training-job", "someone-elses-job"))
 
-    role = f"arn:aws:iam::{ACCOUNT}:role/{SAMPLE['SageMakerRoleName']}"
+    role = s.get_att("SageMakerExecutionRole", "Arn")
     assert allowed(doc, "iam:PassRole", role, {"iam:PassedToService": "sagemaker.amazonaws.com"})
     assert not allowed(doc, "iam:PassRole", role, {"iam:PassedToService": "ec2.amazonaws.com"})
     assert not allowed(
@@ -575,68 +688,63 @@ def test_every_sagemaker_call_is_allowed_on_the_backends_resource_names(policy_f
     )
 
 
-def _artifact_keys() -> dict[str, str]:
+def _artifact_keys(s: Any) -> dict[str, str]:
     """Where the backend and SageMaker read and write, built with the backend's own helpers."""
-    from proactive_assets.core.backends.sagemaker import training_data as smb
-
-    artifacts = f"s3://{SAMPLE['ArtifactsBucket']}/{SAMPLE['ArtifactsPrefix']}"
+    join_s3_uri, parse_s3_uri = symbol("join_s3_uri"), symbol("parse_s3_uri")
+    env = {e["Name"]: e["Value"] for e in s.properties("CodeTaskDefinition")["ContainerDefinitions"][0]["Environment"]}
+    artifacts = env["PROACTIVE_SAGEMAKER_ARTIFACTS_URI"]
+    assert artifacts == f"s3://{s.ref('ArtifactsBucket')}/{s.parameters['ArtifactsPrefix']}"
     names = _sagemaker_names()
     job, transform = names["training-job"], names["transform-job"]
-    data = smb.join_s3_uri(artifacts, "training-data", job)
-    transform_prefix = smb.join_s3_uri(artifacts, "transform", transform)
+    data = join_s3_uri(artifacts, "training-data", job)
+    transform_prefix = join_s3_uri(artifacts, "transform", transform)
     uris = {
-        "train": smb.join_s3_uri(data, "train.csv"),
-        "validation": smb.join_s3_uri(data, "validation.csv"),
-        "model": smb.join_s3_uri(artifacts, "models", job, "output", "model.tar.gz"),
-        "transform_input": smb.join_s3_uri(transform_prefix, "input", "pairs.csv"),
-        "transform_output_prefix": smb.join_s3_uri(transform_prefix, "output") + "/",
-        "transform_output": smb.join_s3_uri(transform_prefix, "output", "pairs.csv.out"),
+        "train": join_s3_uri(data, "train.csv"),
+        "validation": join_s3_uri(data, "validation.csv"),
+        "model": join_s3_uri(artifacts, "models", job, "output", "model.tar.gz"),
+        "transform_input": join_s3_uri(transform_prefix, "input", "pairs.csv"),
+        "transform_output_prefix": join_s3_uri(transform_prefix, "output") + "/",
+        "transform_output": join_s3_uri(transform_prefix, "output", "pairs.csv.out"),
     }
-    return {name: smb.parse_s3_uri(uri)[1] for name, uri in uris.items()}
+    return {name: parse_s3_uri(uri)[1] for name, uri in uris.items()}
 
 
-def _object(key: str) -> str:
-    return f"arn:aws:s3:::{SAMPLE['ArtifactsBucket']}/{key}"
-
-
-ARTIFACTS_BUCKET_ARN = f"arn:aws:s3:::{SAMPLE['ArtifactsBucket']}"
-
-
-@pytest.mark.parametrize("policy_file", ["sagemaker-orchestration.json", "run-task-role.json"])
-def test_backend_artifact_reads_and_writes_are_allowed(policy_file: str) -> None:
-    doc = policy(policy_file)
-    keys = _artifact_keys()
-    for name in ("train", "validation", "transform_input"):
-        assert allowed(doc, ARTIFACT_S3_OPERATIONS["upload_fileobj"], _object(keys[name])), name
-    assert allowed(doc, "s3:ListBucket", ARTIFACTS_BUCKET_ARN, {"s3:prefix": keys["transform_output_prefix"]})
-    assert allowed(doc, "s3:GetObject", _object(keys["transform_output"]))
-    if policy_file == "sagemaker-orchestration.json":
-        assert not allowed(doc, "s3:PutObject", _object(keys["model"]))  # only SageMaker writes models
+def test_backend_artifact_reads_and_writes_are_allowed() -> None:
+    s = stack(**BATCH)
+    bucket = f"arn:aws:s3:::{s.ref('ArtifactsBucket')}"
+    keys = _artifact_keys(s)
+    own = s.managed_policies()["SageMakerOrchestrationPolicy"]["PolicyDocument"]
+    for doc in (own, s.effective_policy("RunTaskRole")):
+        for name in ("train", "validation", "transform_input"):
+            assert allowed(doc, ARTIFACT_S3_OPERATIONS["upload_fileobj"], f"{bucket}/{keys[name]}"), name
+        assert allowed(doc, "s3:ListBucket", bucket, {"s3:prefix": keys["transform_output_prefix"]})
+        assert allowed(doc, "s3:GetObject", f"{bucket}/{keys['transform_output']}")
+        assert not allowed(doc, "s3:PutObject", f"{bucket}/{keys['model']}")  # only SageMaker writes models
+        assert not allowed(doc, "s3:ListBucket", bucket, {})
 
 
 def test_sagemaker_execution_role_reads_inputs_writes_outputs_pulls_image_and_logs() -> None:
-    from proactive_assets.core.backends.sagemaker.jobs import fallback_ipinsights_image_uri
-
-    doc = policy("sagemaker-execution-role.json")
-    keys = _artifact_keys()
+    s = stack(**BATCH)
+    doc = s.effective_policy("SageMakerExecutionRole")
+    bucket = f"arn:aws:s3:::{s.ref('ArtifactsBucket')}"
+    keys = _artifact_keys(s)
     for name in ("train", "validation", "transform_input"):
-        assert allowed(doc, "s3:ListBucket", ARTIFACTS_BUCKET_ARN, {"s3:prefix": keys[name]}), name  # S3Prefix channels
-        assert allowed(doc, "s3:GetObject", _object(keys[name])), name
-    assert allowed(doc, "s3:PutObject", _object(keys["model"]))
-    assert allowed(doc, "s3:GetObject", _object(keys["model"]))  # hosting and batch transform load it
-    assert allowed(doc, "s3:PutObject", _object(keys["transform_output"]))
-    assert not allowed(doc, "s3:PutObject", _object(keys["train"]))
-    assert not allowed(doc, "s3:GetObject", f"arn:aws:s3:::{SAMPLE['WarehouseBucket']}/{SAMPLE['WarehousePrefix']}/x")
+        assert allowed(doc, "s3:ListBucket", bucket, {"s3:prefix": keys[name]}), name  # S3Prefix channels
+        assert allowed(doc, "s3:GetObject", f"{bucket}/{keys[name]}"), name
+    assert allowed(doc, "s3:PutObject", f"{bucket}/{keys['model']}")
+    assert allowed(doc, "s3:GetObject", f"{bucket}/{keys['model']}")  # hosting and batch transform load it
+    assert allowed(doc, "s3:PutObject", f"{bucket}/{keys['transform_output']}")
+    assert not allowed(doc, "s3:PutObject", f"{bucket}/{keys['train']}")
+    warehouse, prefix = _warehouse(s)
+    assert not allowed(doc, "s3:GetObject", f"arn:aws:s3:::{warehouse}/{prefix}/x")
 
-    image = fallback_ipinsights_image_uri(REGION)  # 438346466558.dkr.ecr.eu-west-1.amazonaws.com/ipinsights:1
+    image = symbol("fallback_ipinsights_image_uri")(REGION)  # 438346466558.dkr.ecr.eu-west-1.amazonaws.com/ipinsights:1
     registry, repository = image.split("/", 1)
-    image_account = registry.split(".", 1)[0]
-    assert image_account == SAMPLE["IpInsightsImageAccount"]
-    repository_arn = f"arn:aws:ecr:{REGION}:{image_account}:repository/{repository.split(':')[0]}"
+    repository_arn = f"arn:aws:ecr:{REGION}:{registry.split('.', 1)[0]}:repository/{repository.split(':')[0]}"
     for action in ("ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"):
         assert allowed(doc, action, repository_arn), action
+    assert not allowed(doc, "ecr:BatchGetImage", f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/other")
     assert allowed(doc, "ecr:GetAuthorizationToken", "*")
-
     stream = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/sagemaker/TrainingJobs:log-stream:job/algo-1-1718841600"
     assert allowed(doc, "logs:PutLogEvents", stream)
     assert allowed(
@@ -646,13 +754,21 @@ def test_sagemaker_execution_role_reads_inputs_writes_outputs_pulls_image_and_lo
     assert not allowed(doc, "cloudwatch:PutMetricData", "*", {"cloudwatch:namespace": "Other"})
 
 
+def test_the_image_account_map_is_the_backends() -> None:
+    """The template's per-region ipinsights registry accounts are the backend's fallback table."""
+    mapping = render.load_template()["Mappings"]["IpInsightsImage"]
+    fallback = symbol("fallback_ipinsights_image_uri")
+    for region, row in mapping.items():
+        assert fallback(region).split(".", 1)[0] == row["Account"], region
+    table = re.search(r"_IPINSIGHTS_ACCOUNTS = \{(.*?)\}", _backend_source(), flags=re.DOTALL)
+    assert table and set(re.findall(r'"([a-z0-9-]+)":', table.group(1))) == set(mapping)
+
+
 # ----------------------------------------------------------------------------- SNS and SQS
 
 
-def test_sns_publish_is_allowed_on_the_topic() -> None:
-    from proactive_assets.core.publish import OutgoingAlert, SnsSink
-
-    source = (ROOT / "proactive_assets" / "core" / "publish.py").read_text()
+def test_sns_publish_is_allowed_on_the_stack_topic_only() -> None:
+    source = source_defining("class SnsSink")
     assert set(re.findall(r"self\.client\.(\w+)\(", source)) == {"publish"}
 
     class FakeSns:
@@ -663,13 +779,16 @@ def test_sns_publish_is_allowed_on_the_topic() -> None:
             self.calls.append(kwargs)
             return {"MessageId": "m-1"}
 
-    topic = f"arn:aws:sns:{REGION}:{ACCOUNT}:{SAMPLE['TopicName']}"
+    s = stack()
+    topic = s.ref("AlertTopic")
     sns = FakeSns()
-    SnsSink(sns, topic).publish(OutgoingAlert("alert-1", "subject", "message", {}, {}))
-    for name in ("sns-publish.json", "run-task-role.json"):
-        doc = policy(name)
-        assert all(allowed(doc, "sns:Publish", call["TopicArn"]) for call in sns.calls), name
-        assert not allowed(doc, "sns:Publish", f"arn:aws:sns:{REGION}:{ACCOUNT}:another-topic")
+    symbol("SnsSink")(sns, topic).publish(symbol("OutgoingAlert")("alert-1", "subject", "message", {}, {}))
+    assert sns.calls
+    doc = s.effective_policy("RunTaskRole")
+    assert all(allowed(doc, "sns:Publish", call["TopicArn"]) for call in sns.calls)
+    assert not allowed(doc, "sns:Publish", f"arn:aws:sns:{REGION}:{ACCOUNT}:another-topic")
+    for role in ("CodeLocationTaskRole", "DagsterTaskRole"):
+        assert not allowed(s.effective_policy(role), "sns:Publish", topic), role
 
 
 SQS_OPERATION_ACTIONS = {
@@ -681,58 +800,29 @@ SQS_OPERATION_ACTIONS = {
 }
 
 
-def test_sensor_calls_are_allowed_for_the_code_location() -> None:
+@pytest.mark.parametrize("trail_prefix", ["", "org-trail/"])
+def test_sensor_calls_are_allowed_for_the_code_location(trail_prefix: str) -> None:
     """Sensors run in the code server: SQS calls on the subscriber queue, CloudTrail listing."""
-    source = "\n".join(
-        path.read_text() for path in sorted((ROOT / "proactive_assets" / "defs" / "sensors").glob("*.py"))
-    )
-    called = set(re.findall(r"\bclient\.(\w+)\(", source))
+    sqs_source = source_defining("def make_security_lake_sqs_sensor(")
+    called = set(re.findall(r"\bclient\.(\w+)\(", sqs_source))
     assert called and called <= set(SQS_OPERATION_ACTIONS), f"unmapped SQS calls: {called - set(SQS_OPERATION_ACTIONS)}"
-    queue = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{SAMPLE['QueueName']}"
-    for name in ("sqs-subscriber.json", "code-location-task-role.json"):
-        doc = policy(name)
-        for operation in called:
-            assert allowed(doc, SQS_OPERATION_ACTIONS[operation], queue), f"{name}: {operation}"
-        assert not allowed(doc, "sqs:ReceiveMessage", f"arn:aws:sqs:{REGION}:{ACCOUNT}:other-queue")
+    s = stack(**LAKE, CloudTrailPrefix=trail_prefix)
+    doc = s.effective_policy("CodeLocationTaskRole")
+    for operation in called:
+        assert allowed(doc, SQS_OPERATION_ACTIONS[operation], QUEUE_ARN), operation
+    assert not allowed(doc, "sqs:ReceiveMessage", f"arn:aws:sqs:{REGION}:{ACCOUNT}:other-queue")
     # cloudtrail_s3_sensor lists "<trail prefix>AWSLogs/" through dagster_aws.s3.sensor.get_objects.
+    source = source_defining("def cloudtrail_s3_sensor(")
     assert "get_objects(" in source and "AWSLogs/" in source
-    for trail_prefix in ("", "org-trail/"):
-        doc = policy("code-location-task-role.json", CloudTrailPrefix=trail_prefix)
-        bucket = f"arn:aws:s3:::{SAMPLE['CloudTrailBucket']}"
-        assert allowed(doc, "s3:ListBucket", bucket, {"s3:prefix": f"{trail_prefix}AWSLogs/"})
-        assert not allowed(doc, "s3:GetObject", f"{bucket}/{trail_prefix}AWSLogs/111122223333/CloudTrail/x.json.gz")
-
-
-# --------------------------------------------------------------------------- combined policies
-
-
-def _grants(doc: dict[str, Any]) -> set[tuple[str, str, str]]:
-    return {
-        (action, resource, json.dumps(statement.get("Condition", {}), sort_keys=True))
-        for statement in doc["Statement"]
-        for action in as_list(statement["Action"])
-        for resource in as_list(statement["Resource"])
-    }
-
-
-def test_combined_role_policies_are_exactly_their_parts() -> None:
-    run = _grants(policy("run-task-role.json"))
-    parts = set()
-    for name in (
-        "cloudtrail-read.json",
-        "warehouse-readwrite.json",
-        "sagemaker-orchestration.json",
-        "sns-publish.json",
-    ):
-        parts |= _grants(policy(name))
-    lake = policy("security-lake-athena-read.json")
-    parts |= _grants({"Statement": [s for s in lake["Statement"] if s["Sid"].startswith("SecurityLake")]})
-    assert run == parts
-
-    code = _grants(policy("code-location-task-role.json"))
-    trail = policy("cloudtrail-read.json")
-    listing = _grants({"Statement": [s for s in trail["Statement"] if s["Action"] == "s3:ListBucket"]})
-    assert code == listing | _grants(policy("sqs-subscriber.json"))
+    bucket = f"arn:aws:s3:::{TRAIL_BUCKET}"
+    assert allowed(doc, "s3:ListBucket", bucket, {"s3:prefix": f"{trail_prefix}AWSLogs/"})
+    assert not allowed(doc, "s3:GetObject", f"{bucket}/{trail_prefix}AWSLogs/111122223333/CloudTrail/x.json.gz")
+    # Nothing else: the code location never reads data, writes the warehouse or publishes.
+    actions = {a for st in doc["Statement"] for a in as_list(st["Action"])}
+    assert actions == {"s3:ListBucket", *SQS_OPERATION_ACTIONS.values()}
+    assert not any(
+        st["Action"].startswith("sqs:") for st in stack().effective_policy("CodeLocationTaskRole")["Statement"]
+    )
 
 
 # ------------------------------------------------------------------------ ECS run launcher role
@@ -746,21 +836,23 @@ def test_daemon_can_launch_watch_and_stop_run_tasks() -> None:
     from dagster._core.remote_origin import GrpcServerCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
     from dagster_aws.ecs.utils import get_task_definition_family
 
-    doc = policy("dagster-daemon-webserver.json")
+    s = stack(**EVERYTHING)
+    doc = s.effective_policy("DagsterTaskRole")
     launcher = _instance_yaml()["run_launcher"]["config"]
     origin = RemoteJobOrigin(
         RemoteRepositoryOrigin(
-            GrpcServerCodeLocationOrigin(host=SAMPLE["CodeServerHost"], port=4000, location_name="proactive_assets"),
+            GrpcServerCodeLocationOrigin(host="code.proactive.internal", port=4000, location_name="proactive_assets"),
             "__repository__",
         ),
         "proactive_daily_job",
     )
     family = get_task_definition_family(launcher["task_definition_prefix"], origin)
-    cluster = f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/{SAMPLE['EcsCluster']}"
+    cluster_name = s.ref("Cluster")
+    cluster = s.get_att("Cluster", "Arn")
     task_definition = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/{family}:7"
-    task = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/{SAMPLE['EcsCluster']}/0123456789abcdef0123456789abcdef"
+    task = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/{cluster_name}/0123456789abcdef0123456789abcdef"
     assert allowed(doc, "ecs:RunTask", task_definition, {"ecs:cluster": cluster})
-    assert not allowed(doc, "ecs:RunTask", task_definition, {"ecs:cluster": cluster.replace("proactive", "prod")})
+    assert not allowed(doc, "ecs:RunTask", task_definition, {"ecs:cluster": cluster + "-other"})
     assert not allowed(
         doc, "ecs:RunTask", f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/other:1", {"ecs:cluster": cluster}
     )
@@ -769,32 +861,50 @@ def test_daemon_can_launch_watch_and_stop_run_tasks() -> None:
         assert allowed(doc, action, task), action
     for action in ("ecs:RegisterTaskDefinition", "ecs:DescribeTaskDefinition", "ec2:DescribeNetworkInterfaces"):
         assert allowed(doc, action, "*"), action
-    for role in (SAMPLE["RunTaskRoleName"], SAMPLE["EcsExecutionRoleName"]):
-        arn = f"arn:aws:iam::{ACCOUNT}:role/{role}"
+    for role in ("RunTaskRole", "EcsExecutionRole"):
+        arn = s.get_att(role, "Arn")
         assert allowed(doc, "iam:PassRole", arn, {"iam:PassedToService": "ecs-tasks.amazonaws.com"})
         assert not allowed(doc, "iam:PassRole", arn, {"iam:PassedToService": "sagemaker.amazonaws.com"})
-    stream = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{SAMPLE['LogGroup']}:log-stream:{family}/run/abc"
+    for role in ("DagsterTaskRole", "CodeLocationTaskRole", "SageMakerExecutionRole"):
+        assert not allowed(
+            doc, "iam:PassRole", s.get_att(role, "Arn"), {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
+        )
+    stream = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{s.ref('LogGroup')}:log-stream:{family}/run/abc"
     assert allowed(doc, "logs:GetLogEvents", stream)
     # The daemon never touches the data.
-    assert not allowed(doc, "s3:GetObject", f"arn:aws:s3:::{SAMPLE['WarehouseBucket']}/{SAMPLE['WarehousePrefix']}/x")
+    warehouse, prefix = _warehouse(s)
+    assert not allowed(doc, "s3:GetObject", f"arn:aws:s3:::{warehouse}/{prefix}/x")
+    # ECS Exec channels only when asked for.
+    assert allowed(doc, "ssmmessages:CreateControlChannel", "*")
+    assert not allowed(stack().effective_policy("DagsterTaskRole"), "ssmmessages:CreateControlChannel", "*")
+    # The RunTask grant follows dagster.yaml's task definition prefix.
+    run_task = next(st for st in doc["Statement"] if st["Action"] == "ecs:RunTask")
+    assert run_task["Resource"].endswith(f":task-definition/{launcher['task_definition_prefix']}_*:*")
 
 
 def test_task_execution_role_reads_only_the_database_secret() -> None:
-    doc = policy("ecs-task-execution.json")
-    assert allowed(doc, "secretsmanager:GetSecretValue", SAMPLE["DbSecretArn"])
-    assert not allowed(doc, "secretsmanager:GetSecretValue", SAMPLE["DbSecretArn"] + "-other")
+    s = stack()
+    doc = s.effective_policy("EcsExecutionRole")
+    secret = s.ref("DatabaseSecret")
+    assert allowed(doc, "secretsmanager:GetSecretValue", secret)
+    assert not allowed(doc, "secretsmanager:GetSecretValue", secret + "-other")
+    attached = s.role_policies("EcsExecutionRole")
+    assert "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy" in attached
 
 
 # ------------------------------------------------------------------- instance and workspace YAML
 
+# Read by the command line only, never inside a run.
+#: Settings the run tasks do not need: what the CLI prints, and a local ip-ranges.json file
+#: (tasks use the address ranges bundled with the image).
+CLI_ONLY_SETTINGS = {"PROACTIVE_LOG_LEVEL", "PROACTIVE_AWS_IP_RANGES"}
+
 
 def _env_names_read_by_the_project() -> set[str]:
-    from proactive_assets.config import Settings
-
-    # ECS sets AWS_REGION/AWS_DEFAULT_REGION in every task and the image sets DAGSTER_HOME;
-    # PROACTIVE_LOG_LEVEL only sets what the CLI prints.
-    names = Settings.env_names() - {"AWS_REGION", "AWS_DEFAULT_REGION", "DAGSTER_HOME", "PROACTIVE_LOG_LEVEL"}
-    assert {"PROACTIVE_CLOUDTRAIL_URI", "PROACTIVE_WAREHOUSE", "PROACTIVE_START_DATE"} <= names
+    """Every environment variable the settings read, but boto3's and Dagster's own and the CLI-only ones."""
+    names = symbol("Settings").env_names()
+    names = {n for n in names if not n.startswith(("DAGSTER_", "AWS_"))} - CLI_ONLY_SETTINGS
+    assert {"PROACTIVE_CLOUDTRAIL_URI", "PROACTIVE_WAREHOUSE", "PROACTIVE_START_DATE", "SNS_TOPIC_ARN"} <= names
     return names
 
 
@@ -861,10 +971,6 @@ def test_dagster_yaml_is_a_valid_instance_on_postgres_with_the_ecs_run_launcher(
     assert not missing, f"dagster.yaml env_vars does not forward {sorted(missing)} to run tasks"
     assert {"DAGSTER_PG_HOST", "DAGSTER_PG_USER", "DAGSTER_PG_DB", "AWS_DEFAULT_REGION"} <= forwarded
 
-    # The daemon policy's RunTask grant follows the task definition prefix.
-    run_task = next(s for s in policy("dagster-daemon-webserver.json")["Statement"] if s["Action"] == "ecs:RunTask")
-    assert run_task["Resource"].endswith(f":task-definition/{launcher['config']['task_definition_prefix']}_*:*")
-
 
 def test_workspace_yaml_points_at_the_grpc_code_location(monkeypatch: pytest.MonkeyPatch) -> None:
     from dagster._core.workspace.config_schema import process_workspace_config
@@ -890,7 +996,8 @@ def test_dockerfile_builds_the_code_location_image() -> None:
     assert re.search(r"^FROM python:3\.11-slim$", text, flags=re.MULTILINE)
     # The C scanner is compiled in a build stage and the image refuses to build without it.
     assert "pip wheel --no-deps --wheel-dir /wheels ." in text
-    assert "import proactive_assets.core.sources._cloudtrail_scan" in text
+    scanner = re.search(r'python -c "import (proactive_assets\.[\w.]+)"', text)
+    assert scanner and (PACKAGE.parent / (scanner.group(1).replace(".", "/") + ".c")).exists(), "scanner module"
     cmd = re.search(r"^CMD (\[.*\])$", text, flags=re.MULTILINE)
     assert cmd and json.loads(cmd.group(1)) == GRPC_COMMAND
     assert "COPY deploy/dagster.yaml deploy/workspace.yaml /opt/dagster/dagster_home/" in text
@@ -901,59 +1008,348 @@ def test_dockerfile_builds_the_code_location_image() -> None:
     assert pin and (int(pin.group(1)), int(pin.group(2))) == (minor, minor + 1)
 
 
-def _task_definition(name: str) -> dict[str, Any]:
-    return json.loads(render((ECS / name).read_text()))
+def _api_shape(value: Any, free_keys: bool = False) -> Any:
+    """CloudFormation's PascalCase ECS properties as the ECS API's camelCase request."""
+    if isinstance(value, list):
+        return [_api_shape(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if free_keys:  # e.g. LogConfiguration.Options: keys are the log driver's, kept as written
+        return dict(value)
+    return {k[0].lower() + k[1:]: _api_shape(v, free_keys=k == "Options") for k, v in value.items()}
+
+
+def _task_definition(s: Any, logical_id: str) -> dict[str, Any]:
+    return _api_shape(s.properties(logical_id))
 
 
 def _environment(container: dict[str, Any]) -> dict[str, str]:
     return {item["name"]: item["value"] for item in container.get("environment", [])}
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in ECS.glob("*.json")))
-def test_ecs_task_definitions_are_valid_register_task_definition_input(name: str) -> None:
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+@pytest.mark.parametrize("logical_id", ["CodeTaskDefinition", "DagsterTaskDefinition"])
+def test_ecs_task_definitions_are_valid_register_task_definition_input(logical_id: str, scenario: str) -> None:
     import botocore.session
     from botocore.validate import validate_parameters
 
     model = botocore.session.get_session().get_service_model("ecs")
-    validate_parameters(_task_definition(name), model.operation_model("RegisterTaskDefinition").input_shape)
+    validate_parameters(
+        _task_definition(stack(**SCENARIOS[scenario]), logical_id),
+        model.operation_model("RegisterTaskDefinition").input_shape,
+    )
 
 
-def test_ecs_task_definitions_agree_with_the_instance_and_the_image() -> None:
-    dagster = _task_definition("dagster-task-definition.json")
-    code = _task_definition("code-location-task-definition.json")
+# Fargate task sizes: CPU units -> allowed memory (MiB), AWS ECS developer guide.
+FARGATE_MEMORY = {
+    "256": range(512, 2049, 512),
+    "512": range(1024, 4097, 1024),
+    "1024": range(2048, 8193, 1024),
+    "2048": range(4096, 16385, 1024),
+    "4096": range(8192, 30721, 1024),
+    "8192": range(16384, 61441, 4096),
+    "16384": range(32768, 122881, 8192),
+}
+
+
+def test_ecs_task_definitions_agree_with_the_instance_the_image_and_the_code() -> None:
+    s = stack(**EVERYTHING)
+    dagster = _task_definition(s, "DagsterTaskDefinition")
+    code = _task_definition(s, "CodeTaskDefinition")
     containers = {c["name"]: c for c in dagster["containerDefinitions"]}
     assert set(containers) == {"webserver", "daemon"}
     assert containers["daemon"]["command"][:2] == ["dagster-daemon", "run"]
     assert containers["webserver"]["command"][0] == "dagster-webserver"
-    assert dagster["taskRoleArn"].endswith(f":role/{SAMPLE['DagsterTaskRoleName']}")
+    assert dagster["taskRoleArn"] == s.get_att("DagsterTaskRole", "Arn")
+    for task in (dagster, code):
+        assert int(task["memory"]) in FARGATE_MEMORY[task["cpu"]], task["family"]
+        assert task["executionRoleArn"] == s.get_att("EcsExecutionRole", "Arn")
 
-    forwarded = set(_instance_yaml()["run_launcher"]["config"]["env_vars"])
+    # Webserver and daemon both load the instance: the same settings, the same secret.
     daemon_env = _environment(containers["daemon"])
+    assert _environment(containers["webserver"]) == daemon_env
+    assert containers["webserver"]["secrets"] == containers["daemon"]["secrets"]
+    forwarded = set(_instance_yaml()["run_launcher"]["config"]["env_vars"])
     missing = forwarded - set(daemon_env)
     assert not missing, f"the daemon must define every env var it forwards to runs: {sorted(missing)}"
-    secrets = {s["name"] for s in containers["daemon"]["secrets"]}
-    assert "DAGSTER_PG_PASSWORD" in secrets
-    assert daemon_env["PROACTIVE_RUN_TASK_ROLE_ARN"].endswith(f":role/{SAMPLE['RunTaskRoleName']}")
-    assert daemon_env["DAGSTER_CODE_SERVER_HOST"] == SAMPLE["CodeServerHost"]
+    (secret,) = containers["daemon"]["secrets"]
+    assert secret == {"name": "DAGSTER_PG_PASSWORD", "valueFrom": daemon_env["DAGSTER_PG_PASSWORD_SECRET_ARN"]}
+    assert secret["valueFrom"] == f"{s.ref('DatabaseSecret')}:password::"
+    assert daemon_env["PROACTIVE_RUN_TASK_ROLE_ARN"] == s.get_att("RunTaskRole", "Arn")
+    assert daemon_env["PROACTIVE_LOG_GROUP"] == s.ref("LogGroup")
+    namespace = s.properties("ServiceNamespace")["Name"]
+    assert daemon_env["DAGSTER_CODE_SERVER_HOST"] == f"{s.properties('CodeDiscoveryService')['Name']}.{namespace}"
+    assert daemon_env["DAGSTER_PG_HOST"] == s.get_att("Database", "Endpoint.Address")
 
     (server,) = code["containerDefinitions"]
     assert server["command"] == GRPC_COMMAND
     assert [p["containerPort"] for p in server["portMappings"]] == [4000]
     server_env = _environment(server)
-    assert server_env["DAGSTER_CURRENT_IMAGE"] == server["image"] == SAMPLE["ImageUri"]
+    assert server_env["DAGSTER_CURRENT_IMAGE"] == server["image"] == IMAGE
     assert not _env_names_read_by_the_project() - set(server_env)
-    assert code["taskRoleArn"].endswith(f":role/{SAMPLE['CodeLocationTaskRoleName']}")
-    # Both tasks point the project at the same places.
-    for key in ("PROACTIVE_CLOUDTRAIL_URI", "PROACTIVE_WAREHOUSE", "SNS_TOPIC_ARN", "PROACTIVE_SQS_QUEUE_URL"):
+    # Sensor ticks build the instance in the code server (see the test below): same database settings.
+    for name in ("DAGSTER_PG_HOST", "DAGSTER_PG_USER", "DAGSTER_PG_DB"):
+        assert server_env[name] == daemon_env[name], name
+    assert server["secrets"] == containers["daemon"]["secrets"]
+    assert code["taskRoleArn"] == s.get_att("CodeLocationTaskRole", "Arn")
+    # Both tasks point the project at the same places, and at the stack's own resources.
+    for key in _env_names_read_by_the_project():
         assert server_env[key] == daemon_env[key], key
-    assert daemon_env["PROACTIVE_WAREHOUSE"] == f"s3://{SAMPLE['WarehouseBucket']}/{SAMPLE['WarehousePrefix']}"
+    warehouse, prefix = _warehouse(s)
+    assert daemon_env["PROACTIVE_WAREHOUSE"] == f"s3://{warehouse}/{prefix}"
+    assert daemon_env["SNS_TOPIC_ARN"] == s.ref("AlertTopic")
+    assert daemon_env["SAGEMAKER_ROLE_ARN"] == s.get_att("SageMakerExecutionRole", "Arn")
+    assert (
+        daemon_env["PROACTIVE_SQS_QUEUE_URL"]
+        == f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/AmazonSecurityLake-1234-Main-Queue"
+    )
+    assert daemon_env["PROACTIVE_SECURITY_LAKE_URI"] == f"s3://{LAKE_BUCKET}"
+    assert daemon_env["PROACTIVE_CLOUDTRAIL_URI"] == f"s3://{TRAIL_BUCKET}/"
+
+
+def test_optional_settings_are_empty_when_their_part_is_off() -> None:
+    """An empty value means "unset" to the project: no lake, no queue, no SageMaker by default."""
+    s = stack()
+    env = _environment(_task_definition(s, "CodeTaskDefinition")["containerDefinitions"][0])
+    for name in (
+        "PROACTIVE_SECURITY_LAKE_URI",
+        "PROACTIVE_SQS_QUEUE_URL",
+        "SAGEMAKER_ROLE_ARN",
+        "PROACTIVE_SAGEMAKER_ARTIFACTS_URI",
+    ):
+        assert env[name] == "", name
+    assert env["PROACTIVE_MODEL_BACKEND"] == "local"
+    assert (
+        not s.exists("ArtifactsBucket") and not s.exists("SageMakerExecutionRole") and not s.exists("AthenaWorkGroup")
+    )
+    settings = symbol("Settings").from_env(env)
+    assert settings.security_lake_uri is None and settings.sqs_queue_url is None and settings.sagemaker_role_arn is None
+
+
+def test_run_task_size_follows_the_template_through_the_code_locations_container_context() -> None:
+    """DAGSTER_CONTAINER_CONTEXT on the code server sets every run task's size, over dagster.yaml's default."""
+    from dagster_aws.ecs.container_context import EcsContainerContext
+
+    s = stack(RunTaskCpu="4096", RunTaskMemory="16384")
+    server = _task_definition(s, "CodeTaskDefinition")["containerDefinitions"][0]
+    context = EcsContainerContext.create_from_config(json.loads(_environment(server)["DAGSTER_CONTAINER_CONTEXT"]))
+    launcher = EcsContainerContext(run_resources=_instance_yaml()["run_launcher"]["config"]["run_resources"])
+    assert launcher.merge(context).run_resources == {"cpu": "4096", "memory": "16384"}
+    defaults = render.load_template()["Parameters"]
+    cpu, memory = defaults["RunTaskCpu"]["Default"], defaults["RunTaskMemory"]["Default"]
+    assert int(memory) in FARGATE_MEMORY[cpu]
+    assert {"cpu": cpu, "memory": memory} == _instance_yaml()["run_launcher"]["config"]["run_resources"]
+
+
+def test_a_sensor_with_a_resource_opens_the_instance_in_the_code_server(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Why the code server needs the database: the daemon sends its instance ref with every sensor
+    tick, and Dagster builds a sensor's resources with that instance, in the code server."""
+    from dagster import DagsterInstance, ResourceDefinition
+    from dagster._core.definitions.sensor_definition import SensorEvaluationContext
+
+    sensors = source_defining("def cloudtrail_s3_sensor(")
+    assert re.search(r"def _?cloudtrail_s3_sensor\(context: \w+, \w+: \w+\)", sensors), "it takes a resource"
+    opened = []
+    real_from_ref = DagsterInstance.from_ref
+
+    def from_ref(ref: Any) -> Any:
+        opened.append(ref)
+        return real_from_ref(ref)
+
+    monkeypatch.setattr(DagsterInstance, "from_ref", staticmethod(from_ref))
+    with DagsterInstance.local_temp(str(tmp_path)) as daemon_instance:
+        context = SensorEvaluationContext(
+            instance_ref=daemon_instance.get_ref(),
+            last_tick_completion_time=None,
+            last_run_key=None,
+            cursor=None,
+            log_key=None,
+            repository_name=None,
+            resources={"proactive": ResourceDefinition.hardcoded_resource("settings")},
+        )
+        with context:
+            assert context.resources.proactive == "settings"
+    assert len(opened) == 1
+
+
+def test_services_run_one_daemon_and_reach_the_code_server_by_name() -> None:
+    s = stack()
+    dagster, code = s.properties("DagsterService"), s.properties("CodeService")
+    assert dagster["DesiredCount"] == 1
+    # Never two daemons: the old task stops before the new one starts.
+    assert dagster["DeploymentConfiguration"] == {"MaximumPercent": 100, "MinimumHealthyPercent": 0}
+    assert code["ServiceRegistries"] == [{"RegistryArn": s.get_att("CodeDiscoveryService", "Arn")}]
+    for service in (dagster, code):
+        assert service["LaunchType"] == "FARGATE"
+        assert service["NetworkConfiguration"]["AwsvpcConfiguration"]["AssignPublicIp"] == "DISABLED"
+    # Who reaches what: the UI from the given range; gRPC and PostgreSQL from the dagster tasks only.
+    code_ingress = s.properties("CodeSecurityGroup")["SecurityGroupIngress"]
+    db_ingress = s.properties("DatabaseSecurityGroup")["SecurityGroupIngress"]
+    ui_ingress = s.properties("DagsterSecurityGroup")["SecurityGroupIngress"]
+    assert [(r["FromPort"], r["SourceSecurityGroupId"]) for r in code_ingress] == [
+        (4000, s.ref("DagsterSecurityGroup"))
+    ]
+    assert [(r["FromPort"], r["SourceSecurityGroupId"]) for r in db_ingress] == [
+        (5432, s.ref("DagsterSecurityGroup")),
+        (5432, s.ref("CodeSecurityGroup")),
+    ]
+    assert [(r["FromPort"], r["CidrIp"]) for r in ui_ingress] == [
+        (3000, render.SAMPLE_PARAMETERS["WebserverIngressCidr"])
+    ]
+    database = s.properties("Database")
+    assert database["PubliclyAccessible"] is False and database["StorageEncrypted"] is True
+    assert (
+        database["MasterUserPassword"]
+        == f"{{{{resolve:secretsmanager:{s.ref('DatabaseSecret')}:SecretString:password}}}}"
+    )
 
 
 def test_helm_values_deploy_the_same_code_location_on_postgres() -> None:
     values = yaml.safe_load((DEPLOY / "k8s" / "values.yaml").read_text())
     (deployment,) = values["dagster-user-deployments"]["deployments"]
-    assert deployment["dagsterApiGrpcArgs"] == ["-m", "proactive_assets.defs.definitions"]
+    assert deployment["dagsterApiGrpcArgs"] == GRPC_COMMAND[-2:]
     assert values["runLauncher"]["type"] == "K8sRunLauncher"
     assert values["postgresql"]["enabled"] is False and values["generatePostgresqlPasswordSecret"] is False
     assert values["telemetry"]["enabled"] is False
-    assert values["dagsterDaemon"]["runCoordinator"]["type"] == "QueuedRunCoordinator"
+    coordinator = values["dagsterDaemon"]["runCoordinator"]
+    assert coordinator["type"] == "QueuedRunCoordinator"
+    runs = _instance_yaml()["concurrency"]["runs"]
+    queued = coordinator["config"]["queuedRunCoordinator"]
+    assert queued["maxConcurrentRuns"] == runs["max_concurrent_runs"]
+    assert queued["tagConcurrencyLimits"] == runs["tag_concurrency_limits"]
+
+
+def test_every_template_parameter_is_documented_in_the_readme() -> None:
+    readme = README.read_text()
+    missing = [name for name in render.load_template()["Parameters"] if f"`{name}`" not in readme]
+    assert not missing, f"template parameters deploy/README.md does not explain: {missing}"
+    assert "deploy/iam" not in readme and "deploy/ecs" not in readme and "iam/*.json" not in readme
+
+
+# --------------------------------------------- issue 13 item 7: the three IAM fixes, each fails on the old policy
+
+
+def _all_policy_documents(s: Any) -> dict[str, dict[str, Any]]:
+    docs = {logical_id: props["PolicyDocument"] for logical_id, props in s.managed_policies().items()}
+    docs |= {f"{role} trust": s.trust_policy(role) for role in s.roles()}
+    return docs
+
+
+def test_no_policy_uses_an_if_exists_condition() -> None:
+    """``StringLikeIfExists`` on s3:prefix let a listing without a prefix through to a whole bucket."""
+    for name, doc in _all_policy_documents(stack(**EVERYTHING)).items():
+        for statement in doc["Statement"]:
+            operators = set(statement.get("Condition", {}))
+            assert not {op for op in operators if op.endswith("IfExists")}, f"{name}:{statement['Sid']}"
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_a_listing_without_prefix_is_allowed_only_on_the_bucket_that_holds_nothing_but_the_warehouse(
+    scenario: str,
+) -> None:
+    s = stack(**SCENARIOS[scenario])
+    warehouse, prefix = _warehouse(s)
+    buckets = {TRAIL_BUCKET, warehouse, LAKE_BUCKET} | (
+        {s.ref("ArtifactsBucket")} if s.exists("ArtifactsBucket") else set()
+    )
+    for role in s.roles():
+        doc = s.effective_policy(role)
+        for bucket in buckets - {warehouse}:
+            assert not allowed(doc, "s3:ListBucket", f"arn:aws:s3:::{bucket}", {}), (role, bucket)
+        for other in ("", "other/", "sagemaker/", f"{prefix}-other/"):
+            if other:
+                assert not allowed(doc, "s3:ListBucket", f"arn:aws:s3:::{warehouse}", {"s3:prefix": other}), (
+                    role,
+                    other,
+                )
+    # The warehouse bucket is the stack's own, and its policy refuses every object outside the
+    # prefix, to everyone: a listing without a prefix shows only keys the run role may read anyway.
+    assert s.resources["WarehouseBucket"]["Type"] == "AWS::S3::Bucket"
+    bucket_policy = s.properties("WarehouseBucketPolicy")
+    assert bucket_policy["Bucket"] == warehouse
+    policy_doc = bucket_policy["PolicyDocument"]
+    assert denied(policy_doc, "s3:PutObject", f"arn:aws:s3:::{warehouse}/other/key")
+    assert denied(policy_doc, "s3:PutObject", f"arn:aws:s3:::{warehouse}/{prefix}-other/key")
+    assert not denied(policy_doc, "s3:PutObject", f"arn:aws:s3:::{warehouse}/{prefix}/alerts/day=2024-06-20/t.parquet")
+    assert denied(policy_doc, "s3:GetObject", f"arn:aws:s3:::{warehouse}/{prefix}/x", {"aws:SecureTransport": "false"})
+    run = s.effective_policy("RunTaskRole")
+    assert allowed(run, "s3:ListBucket", f"arn:aws:s3:::{warehouse}", {})  # the 404 the ledger relies on
+    assert allowed(run, "s3:GetObject", f"arn:aws:s3:::{warehouse}/{prefix}/any/key")
+
+
+def test_sagemaker_trusts_only_this_accounts_jobs() -> None:
+    """The execution role's trust names aws:SourceAccount and aws:SourceArn (confused deputy)."""
+    trust = stack(**BATCH).trust_policy("SageMakerExecutionRole")
+    job = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/proactive-ipinsights-20240620-abc"
+    transform = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:transform-job/proactive-ipinsights-score-abc"
+    for source in (job, transform):
+        assert may_assume(trust, "sagemaker.amazonaws.com", {"aws:SourceAccount": ACCOUNT, "aws:SourceArn": source})
+    other = "999999999999"
+    assert not may_assume(
+        trust, "sagemaker.amazonaws.com", {"aws:SourceAccount": other, "aws:SourceArn": job.replace(ACCOUNT, other)}
+    )
+    assert not may_assume(
+        trust, "sagemaker.amazonaws.com", {"aws:SourceAccount": ACCOUNT, "aws:SourceArn": job.replace(ACCOUNT, other)}
+    )
+    assert not may_assume(trust, "sagemaker.amazonaws.com", {"aws:SourceArn": job})  # no SourceAccount: refused
+    assert not may_assume(trust, "sagemaker.amazonaws.com", {})
+
+
+# What each part of the stack adds to the run role, by IAM service prefix.
+DATA_SERVICES = {"s3", "kms", "athena", "glue", "lakeformation"}
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_the_run_role_holds_the_rights_of_the_parts_switched_on_and_no_others(scenario: str) -> None:
+    """One run role remains (a run executes ingest, model and alerts in one process), narrowed:
+    SageMaker and PassRole only with the SageMaker backend, endpoint rights only in endpoint mode,
+    the lake and KMS only when configured, and every policy has one purpose."""
+    parameters = SCENARIOS[scenario]
+    s = stack(**parameters)
+    policies = s.role_policies("RunTaskRole")
+    expected = {"CloudTrailListPolicy", "CloudTrailReadPolicy", "WarehousePolicy", "AlertPublishPolicy"}
+    if parameters.get("ModelBackend") == "sagemaker":
+        expected.add("SageMakerOrchestrationPolicy")
+        if parameters.get("SageMakerScoringMode") == "endpoint":
+            expected.add("SageMakerEndpointPolicy")
+    if "SecurityLakeBucket" in parameters:
+        expected.add("SecurityLakeReadPolicy")
+        if parameters.get("SecurityLakeReadPath") == "athena":
+            expected.add("SecurityLakeAthenaPolicy")
+    if "CloudTrailKmsKeyArn" in parameters:
+        expected.add("CloudTrailKmsDecryptPolicy")
+    assert set(policies) == expected
+
+    services = {
+        name: {a.split(":")[0] for st in doc["Statement"] for a in as_list(st["Action"])}
+        for name, doc in policies.items()
+    }
+    assert services["AlertPublishPolicy"] == {"sns"}
+    for name in expected - {"AlertPublishPolicy", "SageMakerOrchestrationPolicy", "SageMakerEndpointPolicy"}:
+        assert services[name] <= DATA_SERVICES, name  # data access never mixes with SageMaker or SNS rights
+    if "SageMakerOrchestrationPolicy" in policies:
+        assert services["SageMakerOrchestrationPolicy"] == {"sagemaker", "iam", "s3"}
+        artifacts = f"arn:aws:s3:::{s.ref('ArtifactsBucket')}"
+        for st in policies["SageMakerOrchestrationPolicy"]["Statement"]:  # its S3 rights: the artifacts bucket only
+            if any(a.startswith("s3:") for a in as_list(st["Action"])):
+                assert all(r == artifacts or r.startswith(artifacts + "/") for r in as_list(st["Resource"])), st["Sid"]
+    run = s.effective_policy("RunTaskRole")
+    sagemaker_rights = [
+        st for st in run["Statement"] if any(a.startswith(("sagemaker:", "iam:")) for a in as_list(st["Action"]))
+    ]
+    assert bool(sagemaker_rights) == (parameters.get("ModelBackend") == "sagemaker")
+
+
+def test_the_launcher_could_give_a_run_its_own_task_role() -> None:
+    """The documented way to split the run role later: the ``ecs/task_overrides`` run tag reaches RunTask."""
+    from dagster import DagsterRun
+    from dagster_aws.ecs import EcsRunLauncher
+    from dagster_aws.ecs.container_context import EcsContainerContext
+
+    role = stack(**BATCH).get_att("RunTaskRole", "Arn").replace("RunTaskRole", "ModelRunRole")
+    run = DagsterRun(job_name="proactive_daily_job", tags={"ecs/task_overrides": json.dumps({"taskRoleArn": role})})
+    launcher = EcsRunLauncher.__new__(EcsRunLauncher)  # no AWS client needed for this method
+    overrides = launcher._get_task_overrides(EcsContainerContext(), run)
+    assert overrides == {"taskRoleArn": role}
