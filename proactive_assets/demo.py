@@ -47,7 +47,8 @@ def run_demo(days: int = 21, seed: int = 7, start: date = DEMO_START) -> int:
     warehouse = Warehouse(open_store(settings.warehouse))
     insights = _collect(warehouse, tables.DAILY_INSIGHTS, all_days)
     alerts = _collect(warehouse, tables.ALERTS, all_days)
-    print(f"\nalerts (insight >= {settings.insight_threshold}):")
+    rule = f"insight >= {settings.insight_threshold}" if settings.insight_threshold is not None else "budget threshold"
+    print(f"\nalerts ({rule}):")
     for row in alerts.to_dict("records"):
         print(f"  {row['day']} {row['entity']} from {row['source_ip']} insight={row['insight']:.3f}")
         print(f"      {row['explanation']}")

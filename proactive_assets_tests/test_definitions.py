@@ -21,7 +21,7 @@ def test_settings_read_every_variable_once_and_name_bad_values(tmp_path: Path) -
     settings = Settings.from_env(env)
     assert settings.accounts == ["111122223333", "444455556666"] and settings.training_days == 7
     assert settings.model_backend == "sagemaker" and settings.aws_region == "eu-west-1"
-    assert settings.insight_threshold == 0.85
+    assert settings.insight_threshold is None and settings.alert_budget == 1.0
     assert settings.warehouse == str(tmp_path / "warehouse") and settings.cloudtrail_uri == str(tmp_path / "sample")
     assert Settings.from_env({**env, "AWS_REGION": "us-west-2"}).aws_region == "us-west-2"
     for name, value in [

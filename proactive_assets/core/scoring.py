@@ -17,13 +17,28 @@ no Python string is made per pair; the SageMaker backend's ``RemoteScorer`` conv
 
 
 def score_learning_set(learning_set: pa.Table, score: Scorer, model_version: str, day: date) -> pa.Table:
-    """Every pair of the day with its calibrated ``insight`` (higher = more suspicious), riskiest first."""
+    """Every pair of the day scored by ``score`` alone (the IP Insights model's own insight)."""
     n = learning_set.num_rows
     result = (
         score(learning_set.column("entity"), learning_set.column("source_ip"))
         if n
         else ScoreResult(np.zeros(0, np.float32), np.zeros(0, np.float32), np.zeros(0, bool))
     )
+    return insights_table(learning_set, result, model_version, day)
+
+
+def insights_table(
+    learning_set: pa.Table,
+    result: ScoreResult,
+    model_version: str,
+    day: date,
+    evidence: dict[str, pa.Array] | None = None,
+) -> pa.Table:
+    """The ``daily_insights`` table: every pair with its ``insight`` (higher = more suspicious), riskiest first.
+
+    ``evidence`` adds columns (what the detector found about each pair), in the learning set's order.
+    """
+    n = learning_set.num_rows
     table = pa.table(
         {
             "entity": learning_set.column("entity"),
@@ -41,6 +56,7 @@ def score_learning_set(learning_set: pa.Table, score: Scorer, model_version: str
             "sources": learning_set.column("sources"),
             "source_files": learning_set.column("source_files"),
             "day": pa.repeat(pa.scalar(day, pa.date32()), n),
+            **(evidence or {}),
         }
     )
     return table.sort_by([("insight", "descending"), ("entity", "ascending"), ("source_ip", "ascending")])

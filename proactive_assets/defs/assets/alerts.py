@@ -17,6 +17,7 @@ from dagster import (
 
 from proactive_assets.core import alerts as alert_logic
 from proactive_assets.core import suppressions, training
+from proactive_assets.core.evidence.detector import threshold_for
 from proactive_assets.core.publish import JsonLinesSink, ObjectStoreLedger, Sink, SnsSink, publish_alerts
 from proactive_assets.defs import tables
 from proactive_assets.defs.assets.cloudtrail import IO_RETRY
@@ -74,7 +75,7 @@ def alert_assets(partitions: DailyPartitionsDefinition) -> list[AssetsDefinition
         warehouse = proactive.warehouse()
         settings = proactive.settings
         insights = warehouse.read_table(tables.DAILY_INSIGHTS, day).to_pandas()
-        threshold = settings.insight_threshold
+        threshold = threshold_for(load_model_metadata(warehouse, day), settings.insight_threshold)
         selected = alert_logic.add_alert_ids(alert_logic.select_alerts(insights, threshold), day)
         window = training.training_window(day, settings.training_days)
         train_pairs = training.training_pairs(warehouse.read_table(tables.TRAINING_SET, day)).to_pandas()

@@ -27,7 +27,9 @@ from dagster import (
 
 from proactive_assets.core import plots, scoring, training
 from proactive_assets.core.backends import create_backend
-from proactive_assets.core.model import IPInsightsParams
+from proactive_assets.core.evidence.detector import score_day, threshold_for, train_detector
+from proactive_assets.core.evidence.networks import load_networks
+from proactive_assets.core.model import IPInsightsParams, ScoreResult
 from proactive_assets.defs import tables
 from proactive_assets.defs.metadata import table_preview
 from proactive_assets.defs.model_store import load_model, save_model
@@ -108,8 +110,9 @@ def model_assets(partitions: DailyPartitionsDefinition, training_days: int) -> l
         table = warehouse.read_table(tables.TRAINING_SET, day)
         start, end = training.training_window(day, settings.training_days)
         backend = create_backend(settings.model_backend, settings)
+        networks = load_networks(settings.aws_ip_ranges)
         started = time.perf_counter()
-        model = backend.train(table, MODEL_PARAMS, day)
+        model = train_detector(table, backend, MODEL_PARAMS, day, networks, settings.alert_budget)
         seconds = time.perf_counter() - started
         model.metadata.update(
             {"window_start": start.isoformat(), "window_end": end.isoformat(), "training_rows": table.num_rows}
@@ -131,6 +134,7 @@ def model_assets(partitions: DailyPartitionsDefinition, training_days: int) -> l
                 "window_end": end.isoformat(),
                 **locations,
                 **{name: _metadata_value(value) for name, value in backend.describe(model).items()},
+                **_evidence_metadata(model.metadata),
                 **_roc_plot(model.metadata, auc),
             }
         )
@@ -158,13 +162,13 @@ def model_assets(partitions: DailyPartitionsDefinition, training_days: int) -> l
         pairs = warehouse.read_table(tables.LEARNING_SET, day)
         model = load_model(warehouse, day)
         backend = create_backend(model.backend, settings)
-
-        def window() -> pa.Table:
-            return warehouse.read_table(tables.TRAINING_SET, day, columns=["entity", "source_ip"])
-
-        insights = scoring.score_learning_set(pairs, backend.scorer(model, window), model.version, day)
+        window = warehouse.read_table(tables.TRAINING_SET, day, columns=["entity", "source_ip", "day"])
+        scorer = backend.scorer(model, lambda: window)
+        scores = score_day(model, scorer, window, pairs, load_networks(settings.aws_ip_ranges))
+        result = ScoreResult(scores.dot_product, scores.insight, scores.entity_known)
+        insights = scoring.insights_table(pairs, result, model.version, day, scores.evidence_columns())
         warehouse.write_tables(tables.DAILY_INSIGHTS, day, {tables.DAILY_INSIGHTS: insights})
-        threshold = settings.insight_threshold
+        threshold = threshold_for(model.metadata, settings.insight_threshold)
         edges, counts = scoring.insight_histogram(insights)
         return MaterializeResult(
             metadata={
@@ -211,6 +215,24 @@ def _unscored(insights: pa.Table) -> dict:
     return {
         "unscored_pairs": int(pc.sum(nan).as_py() or 0),
         "skipped_ipv6": int(pc.sum(pc.and_(nan, ipv6)).as_py() or 0),
+    }
+
+
+def _evidence_metadata(model_metadata: dict) -> dict:
+    """The detector's threshold, what it is expected to cost and catch, and what it was fitted on."""
+    evidence = model_metadata.get("evidence") or {}
+    budget = evidence.get("budget") or {}
+    return {
+        "threshold": float(model_metadata.get("threshold", float("nan"))),
+        "expected_false_alerts_per_100_identities": float(
+            budget.get("expected_false_alerts_per_100_identities_a_day", float("nan"))
+        ),
+        "expected_recall_on_synthetic_attacks": float(budget.get("expected_recall_on_synthetic_attacks", float("nan"))),
+        "alert_budget_per_100_identities": float(budget.get("budget_per_100_identities_a_day", float("nan"))),
+        "evidence_auc": float("nan") if evidence.get("evidence_auc") is None else float(evidence["evidence_auc"]),
+        "evidence_validation_days": evidence.get("validation_days", []),
+        "network_ranges": MetadataValue.json(evidence.get("networks", {})),
+        "combiner": MetadataValue.json(evidence.get("combiner", {})),
     }
 
 

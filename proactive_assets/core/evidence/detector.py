@@ -1,0 +1,365 @@
+"""Train and apply the detector: IP Insights as the core signal, the evidence around it, one ``insight``.
+
+Training for day D (``train_detector``) on the window D-W..D-1:
+
+1. The last days of the window (up to ``EVAL_DAYS``) are the temporal validation. Pairs first seen
+   on those days are kept out of IP Insights' training, so the model judges them as it will
+   judge new pairs of D; everything seen before trains it (any backend).
+2. For each validation day, every real pair and synthetic attacker-like pairs for the same
+   identities (``negatives.py``) get their evidence against the window before that day.
+3. The combiner is fitted on them (``combiner.py``); out-of-fold insights of the real pairs and
+   the synthetic ones set the default threshold from the alert budget.
+
+Scoring D (``score_day``): the evidence of D's pairs against the whole window, through the same
+model and combiner. No leakage: nothing of D is used to train the model that scores D.
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from proactive_assets.core.backends import ModelBackend, TrainedModel
+from proactive_assets.core.evidence.combiner import MIN_THRESHOLD, Budget, Combiner, budget_threshold, fit_combiner
+from proactive_assets.core.evidence.features import FEATURES, History, build_day, build_history, pair_features
+from proactive_assets.core.evidence.keys import AddressBook, address_book, level_keys
+from proactive_assets.core.evidence.negatives import KINDS, Negatives, draw_negatives
+from proactive_assets.core.evidence.networks import PROVIDERS, Networks
+from proactive_assets.core.model import IPInsightsParams, roc_auc
+from proactive_assets.core.scoring import Scorer
+
+EVAL_DAYS = 3
+#: At most this many identities get synthetic pairs per validation day (large organisations).
+MAX_NEGATIVE_IDENTITIES = 20_000
+#: Used when the window is too short to fit on: novelty and the model's own judgement, by hand.
+PRIOR = Combiner(
+    -4.0,
+    {
+        "novel_24": 1.0,
+        "novel_16": 2.5,
+        "novel_12": 3.5,
+        "novel_network": 4.5,
+        "new_identity": 3.0,
+        "ip_insights": 3.0,
+        "provider_new": 1.0,
+        "aws_region_new": 1.5,
+        "novel_x_churn_24": -2.0,
+        "novel_x_others_window": -1.0,
+        "novel_x_others_today": -1.0,
+    },
+    {"prior": True},
+)
+
+
+@dataclass
+class Frame:
+    """One computation's identities and addresses as codes, with the rows of the window."""
+
+    entities: pd.Index
+    addresses: pd.Index
+    book: AddressBook
+    entity: np.ndarray
+    address: np.ndarray
+    day: np.ndarray
+
+    @classmethod
+    def build(cls, training_set: pa.Table, today: pa.Table | None, networks: Networks) -> "Frame":
+        columns = [training_set.column("entity"), training_set.column("source_ip")]
+        if today is not None:
+            columns = [
+                pa.chunked_array(columns[0].chunks + today.column("entity").chunks, pa.string()),
+                pa.chunked_array(columns[1].chunks + today.column("source_ip").chunks, pa.string()),
+            ]
+        entities = pd.Index(pc.unique(columns[0]).to_pandas())
+        distinct = pc.unique(columns[1])
+        addresses = pd.Index(distinct.to_pandas())
+        book = address_book(distinct, networks)
+        n = training_set.num_rows
+        days = training_set.column("day").cast(pa.int32()).to_numpy(zero_copy_only=False) if n else np.zeros(0, int)
+        return cls(
+            entities,
+            addresses,
+            book,
+            entities.get_indexer(training_set.column("entity").to_pandas()) if n else np.zeros(0, np.int64),
+            addresses.get_indexer(training_set.column("source_ip").to_pandas()) if n else np.zeros(0, np.int64),
+            days.astype(np.int64),
+        )
+
+    def codes(self, table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+        return (
+            self.entities.get_indexer(table.column("entity").to_pandas()),
+            self.addresses.get_indexer(table.column("source_ip").to_pandas()),
+        )
+
+
+def _with_negatives(book: AddressBook, negatives: Negatives, networks: Networks) -> tuple[AddressBook, np.ndarray]:
+    """``book`` extended by the synthetic addresses; their codes."""
+    keys = level_keys(negatives.is6, negatives.hi, negatives.lo)
+    owner = networks.lookup(negatives.is6, negatives.hi, negatives.lo)
+    merged = AddressBook(
+        np.concatenate([book.is6, negatives.is6]),
+        np.concatenate([book.hi, negatives.hi]),
+        np.concatenate([book.lo, negatives.lo]),
+        [np.concatenate([a, b]) for a, b in zip(book.level_keys, keys, strict=True)],
+        type(book.owner)(
+            *(
+                np.concatenate([getattr(book.owner, f), getattr(owner, f)])
+                for f in ("provider", "region", "service", "private")
+            )
+        ),
+    )
+    return merged, len(book) + np.arange(len(negatives))
+
+
+def _ip_insights(scorer: Scorer, entities: pd.Index, entity: np.ndarray, texts: list[str]) -> np.ndarray:
+    if len(entity) == 0:
+        return np.zeros(0)
+    result = scorer(pa.array(entities[entity].to_numpy(), pa.string()), pa.array(texts, pa.string()))
+    return np.asarray(result.insight, dtype=np.float64)
+
+
+@dataclass
+class _Fold:
+    day: int
+    x: np.ndarray
+    suspicious: np.ndarray
+    kind: np.ndarray
+    identities: int
+
+
+def _validation_day(frame: Frame, networks: Networks, scorer: Scorer, d: int, rng: np.random.Generator) -> _Fold | None:
+    before, on = frame.day < d, frame.day == d
+    if not before.any() or not on.any():
+        return None
+    n = len(frame.entities)
+    history = build_history(frame.entity[before], frame.address[before], frame.day[before], frame.book, n)
+    pairs = pd.DataFrame({"e": frame.entity[on], "a": frame.address[on]}).drop_duplicates()
+    entity, address = pairs["e"].to_numpy(), pairs["a"].to_numpy()
+    day = build_day(entity, address, frame.book, history, n)
+    active = np.unique(entity)
+    active = active[history.known[active]]
+    if len(active) > MAX_NEGATIVE_IDENTITIES:
+        active = np.sort(rng.choice(active, MAX_NEGATIVE_IDENTITIES, replace=False))
+    past = pd.DataFrame({"e": frame.entity[before], "a": frame.address[before]}).drop_duplicates()
+    negatives = draw_negatives(
+        active,
+        past["e"].to_numpy(),
+        past["a"].to_numpy(),
+        frame.book,
+        history.seen[1],
+        history.aws_share,
+        history.aws_regions,
+        networks,
+        rng,
+    )
+    book, negative_address = _with_negatives(frame.book, negatives, networks)
+    real_texts = frame.addresses[address].tolist()
+    ipi = _ip_insights(
+        scorer, frame.entities, np.concatenate([entity, negatives.entity]), real_texts + negatives.texts()
+    )
+    all_entity = np.concatenate([entity, negatives.entity])
+    all_address = np.concatenate([address, negative_address])
+    real = np.concatenate([np.ones(len(entity), bool), np.zeros(len(negatives), bool)])
+    x = pair_features(all_entity, all_address, ipi, real, book, history, day)
+    kind = np.concatenate([np.full(len(entity), -1, np.int8), negatives.kind])
+    return _Fold(d, x, ~real, kind, len(np.unique(entity)))
+
+
+def _digest(doc: Any) -> str:
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def train_detector(
+    training_set: pa.Table,
+    backend: ModelBackend,
+    params: IPInsightsParams,
+    day: date,
+    networks: Networks,
+    alert_budget: float,
+) -> TrainedModel:
+    """IP Insights on the established pairs, the combiner on the validation days, the budget threshold."""
+    days = sorted(set(pc.unique(training_set.column("day")).to_pylist())) if training_set.num_rows else []
+    k = min(EVAL_DAYS, max(0, len(days) - 2)) if len(days) >= 3 else (1 if len(days) == 2 else 0)
+    eval_days = days[-k:] if k else []
+    first_seen = training_set.group_by(["entity", "source_ip"]).aggregate([("day", "min")])
+    if eval_days:
+        established_pairs = first_seen.filter(pc.less(first_seen.column("day_min"), pa.scalar(eval_days[0])))
+        keys = pc.binary_join_element_wise(
+            established_pairs.column("entity"), established_pairs.column("source_ip"), "\x00"
+        )
+        row_keys = pc.binary_join_element_wise(training_set.column("entity"), training_set.column("source_ip"), "\x00")
+        established = training_set.filter(pc.is_in(row_keys, value_set=keys))
+    else:
+        established = training_set
+    if established.num_rows == 0:
+        established = training_set
+    model = backend.train(established, params, day)
+    scorer = backend.scorer(model, lambda: established)
+    frame = Frame.build(training_set, None, networks)
+    rng = np.random.default_rng(params.seed)
+    ordinal = [pa.scalar(d, pa.date32()).cast(pa.int32()).as_py() for d in eval_days]
+    folds = [f for f in (_validation_day(frame, networks, scorer, d, rng) for d in ordinal) if f is not None]
+    combiner, budget, auc = _fit(folds, alert_budget, [d.isoformat() for d in eval_days])
+    evidence = {
+        "combiner": combiner.to_dict(),
+        "budget": budget.to_dict(),
+        "evidence_auc": auc,
+        "validation_days": [d.isoformat() for d in eval_days],
+        "established_rows": established.num_rows,
+        "networks": {"source": networks.source, "date": networks.date},
+        "features": list(FEATURES),
+    }
+    metadata = {**model.metadata, "ip_insights_version": model.version, "evidence": evidence}
+    metadata["version"] = f"{model.version}+{_digest(evidence['combiner'])}"
+    metadata["threshold"] = budget.threshold
+    return TrainedModel(metadata, model.artifact)
+
+
+def _auc(scores: np.ndarray, suspicious: np.ndarray) -> float | None:
+    """AUC of the synthetic attacks against the real pairs (higher insight = more suspicious)."""
+    if suspicious.all() or not suspicious.any():
+        return None
+    value = roc_auc(scores[suspicious], scores[~suspicious])
+    return float(value) if np.isfinite(value) else None
+
+
+def _fit(folds: list[_Fold], alert_budget: float, days: list[str]) -> tuple[Combiner, Budget, float | None]:
+    """The combiner on every fold, and out-of-fold insights for the budget (in-sample with one fold)."""
+    if not folds or not any(f.suspicious.any() for f in folds) or not any((~f.suspicious).any() for f in folds):
+        identity_days = sum(f.identities for f in folds)
+        return PRIOR, budget_threshold(np.zeros(0), np.zeros(0), identity_days, alert_budget), None
+    x = np.vstack([f.x for f in folds])
+    suspicious = np.concatenate([f.suspicious for f in folds])
+    fitted_on = {
+        "validation_days": days,
+        "real_pairs": int((~suspicious).sum()),
+        "synthetic_pairs": {
+            kind: int((np.concatenate([f.kind for f in folds]) == i).sum()) for i, kind in enumerate(KINDS)
+        },
+    }
+    combiner = fit_combiner(x, suspicious, fitted_on)
+    if len(folds) >= 2:
+        held = []
+        for i, fold in enumerate(folds):
+            rest = [f for j, f in enumerate(folds) if j != i]
+            partial = fit_combiner(np.vstack([f.x for f in rest]), np.concatenate([f.suspicious for f in rest]))
+            held.append(partial.insight(fold.x))
+        scores = np.concatenate(held)
+    else:
+        scores = combiner.insight(x)
+    identity_days = sum(f.identities for f in folds)
+    budget = budget_threshold(scores[~suspicious], scores[suspicious], identity_days, alert_budget)
+    return combiner, budget, _auc(scores, suspicious)
+
+
+#: Contributions to the log-odds at least this large (either way) are named as evidence.
+NAMED_EVIDENCE = 0.5
+NOVELTY = (
+    "seen address",
+    "new address in a known /24",
+    "new /24 in a known /16",
+    "new /16 in a known /12",
+    "never-seen network",
+    "new identity",
+)
+
+
+@dataclass
+class DayScores:
+    """What ``score_day`` gives for each pair of the day, in the learning set's row order."""
+
+    insight: np.ndarray
+    dot_product: np.ndarray
+    ip_insights: np.ndarray
+    entity_known: np.ndarray
+    features: np.ndarray
+    contributions: np.ndarray
+    owner: list[str]
+
+    def evidence_columns(self) -> dict[str, pa.Array]:
+        """The columns ``daily_insights`` keeps beside ``insight``, for explanations and audits."""
+        column = {name: self.features[:, i] for i, name in enumerate(FEATURES)}
+        novelty = np.select(
+            [
+                column["new_identity"] > 0,
+                column["novel_network"] > 0,
+                column["novel_12"] > 0,
+                column["novel_16"] > 0,
+                column["novel_24"] > 0,
+            ],
+            [5, 4, 3, 2, 1],
+            default=0,
+        )
+        order = np.argsort(-self.contributions, axis=1, kind="stable")
+        names = np.array(FEATURES)
+        support, against = [], []
+        for row, ranked in zip(self.contributions, order, strict=True):
+            support.append([str(names[j]) for j in ranked[:4] if row[j] >= NAMED_EVIDENCE])
+            against.append([str(names[j]) for j in ranked[::-1][:3] if row[j] <= -NAMED_EVIDENCE])
+        return {
+            "ip_insights": pa.array(self.ip_insights, pa.float64()),
+            "novelty": pa.array([NOVELTY[v] for v in novelty.tolist()], pa.string()),
+            "others_on_address_window": pa.array(np.rint(np.expm1(column["others_address_window"])).astype(np.int64)),
+            "others_on_address_today": pa.array(np.rint(np.expm1(column["others_address_today"])).astype(np.int64)),
+            "others_on_24_window": pa.array(np.rint(np.expm1(column["others_24_window"])).astype(np.int64)),
+            "identity_churn": pa.array(column["churn_24"], pa.float64()),
+            "known_network_today": pa.array(column["known_network_today"] > 0),
+            "address_owner": pa.array(self.owner, pa.string()),
+            "evidence_for": pa.array(support, pa.list_(pa.string())),
+            "evidence_against": pa.array(against, pa.list_(pa.string())),
+        }
+
+
+def score_day(
+    model: TrainedModel,
+    scorer: Scorer,
+    training_set: pa.Table,
+    learning_set: pa.Table,
+    networks: Networks,
+) -> DayScores:
+    """The day's pairs judged against the window (``training_set``) by ``model``'s combiner."""
+    evidence = model.metadata.get("evidence") or {}
+    combiner = Combiner.from_dict(evidence["combiner"]) if evidence else PRIOR
+    frame = Frame.build(training_set, learning_set, networks)
+    n = len(frame.entities)
+    history: History = build_history(frame.entity, frame.address, frame.day, frame.book, n)
+    entity, address = frame.codes(learning_set)
+    day = build_day(entity, address, frame.book, history, n)
+    result = scorer(learning_set.column("entity"), learning_set.column("source_ip")) if learning_set.num_rows else None
+    ipi = np.asarray(result.insight, np.float64) if result is not None else np.zeros(0)
+    x = pair_features(entity, address, ipi, np.ones(len(entity), bool), frame.book, history, day)
+    owner = frame.book.owner
+    names = networks.names
+    providers = ("private", "", *PROVIDERS)
+    owners = [
+        " ".join(part for part in (providers[p + 2] if not private else "private", names[r], names[v]) if part)
+        for p, r, v, private in zip(
+            owner.provider[address].tolist(),
+            owner.region[address].tolist(),
+            owner.service[address].tolist(),
+            owner.private[address].tolist(),
+            strict=True,
+        )
+    ]
+    return DayScores(
+        insight=combiner.insight(x),
+        dot_product=np.asarray(result.dot_product, np.float64) if result is not None else np.zeros(0),
+        ip_insights=ipi,
+        entity_known=np.asarray(result.entity_known, bool) if result is not None else np.zeros(0, bool),
+        features=x,
+        contributions=combiner.contributions(x),
+        owner=owners,
+    )
+
+
+def threshold_for(model_metadata: dict[str, Any], override: float | None) -> float:
+    """``INSIGHT_THRESHOLD`` when set, else the model's budget threshold."""
+    if override is not None:
+        return float(override)
+    return float(model_metadata.get("threshold", MIN_THRESHOLD))

@@ -1,0 +1,273 @@
+"""The evidence about one (identity, address) pair of a day, from what the organisation's own logs say.
+
+History is the training window (rows of (identity, address, day)); the day is every pair of the
+day being judged. For each pair:
+
+* how novel the address is for this identity, graded by level (the address, its /24 (/64), its
+  /16 (/48), its /12 (/32)) - a first-seen rule's signal;
+* how many *other* identities used the address or its network in the window and today (a VPN
+  egress move is many identities at once, a stolen key one);
+* how much this identity churns: the share of its active days on which it used a new /24 or
+  /16 (mobile carriers and CI runner pools do every day, two fixed NAT addresses never);
+* who owns the address (AWS region and service, another cloud, private) against whom the
+  identity's addresses belonged to so far (an instance role calling from outside AWS, or from
+  another AWS region; a CI role from a residential network);
+* whether the identity is also active from a network it knows today (stolen credentials are
+  used while their owner works as usual);
+* the IP Insights model's own judgement of the pair.
+
+``FEATURES`` names the columns of the matrix ``pair_features`` returns, in order.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from proactive_assets.core.evidence.keys import AddressBook, pair_key
+from proactive_assets.core.evidence.networks import AWS
+
+FEATURES = (
+    "novel_24",  # the /24 (/64) is known to the identity, the address is not
+    "novel_16",  # only the /16 (/48) is known
+    "novel_12",  # only the /12 (/32) is known
+    "novel_network",  # nothing of it is known to this (known) identity
+    "new_identity",  # the identity has no history in the window
+    "history_days",
+    "churn_24",
+    "churn_16",
+    "networks_16",
+    "others_address_window",
+    "others_24_window",
+    "others_16_window",
+    "others_address_today",
+    "others_24_today",
+    "known_network_today",
+    "aws_address",
+    "cloud_address",
+    "private_address",
+    "aws_share",
+    "cloud_share",
+    "provider_new",
+    "aws_region_new",
+    "family_new",
+    "ip_insights",
+    "ip_insights_missing",
+    "novel_x_churn_24",
+    "novel_x_churn_16",
+    "novel_x_known_today",
+    "novel_x_others_window",
+    "novel_x_others_today",
+    "novel_x_provider_new",
+    "novel_x_ip_insights",
+)
+
+_DAYS_SCALE = np.log1p(14.0)
+_NETS_SCALE = np.log1p(16.0)
+
+
+def _sorted_unique(keys: np.ndarray) -> np.ndarray:
+    return np.unique(keys)
+
+
+def member(sorted_keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """True where ``queries`` are in the sorted unique array ``sorted_keys``."""
+    if len(sorted_keys) == 0:
+        return np.zeros(len(queries), dtype=bool)
+    slot = np.minimum(np.searchsorted(sorted_keys, queries), len(sorted_keys) - 1)
+    return sorted_keys[slot] == queries
+
+
+def _counts(keys: np.ndarray, entities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted keys, number of distinct identities per key)."""
+    _, first = np.unique(pair_key(entities, keys), return_index=True)  # one row per (identity, key)
+    return np.unique(keys[first], return_counts=True)
+
+
+def lookup_count(sorted_keys: np.ndarray, counts: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    if len(sorted_keys) == 0:
+        return np.zeros(len(queries), np.int64)
+    slot = np.minimum(np.searchsorted(sorted_keys, queries), len(sorted_keys) - 1)
+    return np.where(sorted_keys[slot] == queries, counts[slot], 0)
+
+
+@dataclass
+class History:
+    """What the window says, indexed for lookups: built once per window (``build_history``)."""
+
+    seen: list[np.ndarray]  # per level: sorted keys of (identity, level key) pairs
+    org_keys: list[np.ndarray]  # per level: sorted level keys ...
+    org_counts: list[np.ndarray]  # ... and how many distinct identities used each
+    known: np.ndarray  # per identity code: has history
+    days: np.ndarray
+    churn_24: np.ndarray
+    churn_16: np.ndarray
+    networks_16: np.ndarray
+    aws_share: np.ndarray
+    cloud_share: np.ndarray
+    families: np.ndarray  # bit 1: IPv4 seen, bit 2: IPv6 seen
+    providers: np.ndarray  # sorted keys of (identity, provider category)
+    aws_regions: np.ndarray  # sorted keys of (identity, AWS region code)
+
+
+def _provider_category(book: AddressBook) -> np.ndarray:
+    """0 private, 1 no provider (residential, business...), 2 + provider code for clouds."""
+    category = np.where(book.owner.provider >= 0, book.owner.provider.astype(np.int64) + 2, 1)
+    return np.where(book.owner.private, 0, category)
+
+
+def _churn(entity: np.ndarray, key: np.ndarray, day: np.ndarray, n_entities: int) -> np.ndarray:
+    """Share of an identity's active days after its first on which it used a network new to it."""
+    frame = pd.DataFrame({"e": entity, "k": key, "d": day})
+    first = frame.groupby(["e", "k"], sort=False)["d"].min().reset_index()
+    start = frame.groupby("e", sort=False)["d"].min()
+    first = first[first["d"].to_numpy() > start.reindex(first["e"]).to_numpy()]
+    new_days = first.drop_duplicates(["e", "d"]).groupby("e").size()
+    active = frame.drop_duplicates(["e", "d"]).groupby("e").size()
+    out = np.full(n_entities, 0.5)  # unknown with one day: neither stable nor churning
+    later = (active - 1).clip(lower=0)
+    rate = (new_days.reindex(active.index, fill_value=0) / later.where(later > 0)).dropna()
+    out[rate.index.to_numpy()] = rate.to_numpy()
+    return out
+
+
+def build_history(entity: np.ndarray, address: np.ndarray, day: np.ndarray, book: AddressBook, n: int) -> History:
+    """Index the window's rows: ``entity`` and ``address`` are codes (into ``n`` identities and ``book``)."""
+    keys = [level[address] for level in book.level_keys]
+    seen = [_sorted_unique(pair_key(entity, k)) for k in keys]
+    org = [_counts(k, entity) for k in keys]
+    frame = pd.DataFrame({"e": entity, "a": address, "d": day})
+    known = np.zeros(n, bool)
+    known[np.unique(entity)] = True
+    days = np.zeros(n)
+    active = frame.drop_duplicates(["e", "d"]).groupby("e").size()
+    days[active.index.to_numpy()] = active.to_numpy()
+    networks = np.zeros(n)
+    nets = pd.DataFrame({"e": entity, "k": keys[2]}).drop_duplicates().groupby("e").size()
+    networks[nets.index.to_numpy()] = nets.to_numpy()
+    distinct = frame.drop_duplicates(["e", "a"])
+    d_entity, d_address = distinct["e"].to_numpy(), distinct["a"].to_numpy()
+    category = _provider_category(book)[d_address]
+    per_entity = np.bincount(d_entity, minlength=n).astype(float)
+    share = np.maximum(per_entity, 1)
+    aws = np.bincount(d_entity, weights=(category == AWS + 2), minlength=n) / share
+    cloud = np.bincount(d_entity, weights=(category >= 2), minlength=n) / share
+    families = np.zeros(n, np.int64)
+    np.bitwise_or.at(families, d_entity, np.where(book.is6[d_address], 2, 1))
+    is_aws = category == AWS + 2
+    return History(
+        seen=seen,
+        org_keys=[k for k, _ in org],
+        org_counts=[c for _, c in org],
+        known=known,
+        days=days,
+        churn_24=_churn(entity, keys[1], day, n),
+        churn_16=_churn(entity, keys[2], day, n),
+        networks_16=networks,
+        aws_share=aws,
+        cloud_share=cloud,
+        families=families,
+        providers=_sorted_unique(pair_key(d_entity, category.astype(np.uint64))),
+        aws_regions=_sorted_unique(pair_key(d_entity[is_aws], book.owner.region[d_address][is_aws].astype(np.uint64))),
+    )
+
+
+@dataclass
+class Day:
+    """The judged day's real pairs, for the counts of other identities today and 'known network today'."""
+
+    org_keys: list[np.ndarray]  # levels 0 and 1
+    org_counts: list[np.ndarray]
+    known_pairs: np.ndarray  # per identity code: how many of its pairs today are on a known /24 (/64)
+
+
+def build_day(entity: np.ndarray, address: np.ndarray, book: AddressBook, history: History, n: int) -> Day:
+    keys = [book.level_keys[level][address] for level in (0, 1)]
+    org = [_counts(k, entity) for k in keys]
+    known_24 = member(history.seen[1], pair_key(entity, keys[1]))
+    return Day([k for k, _ in org], [c for _, c in org], np.bincount(entity, weights=known_24, minlength=n))
+
+
+def pair_features(
+    entity: np.ndarray,
+    address: np.ndarray,
+    ip_insights: np.ndarray,
+    real: np.ndarray,
+    book: AddressBook,
+    history: History,
+    day: Day,
+) -> np.ndarray:
+    """The evidence matrix (rows: pairs, columns: ``FEATURES``).
+
+    ``real`` marks pairs that belong to the day (they count themselves among the day's pairs);
+    synthetic pairs judged as if added to the day do not.
+    """
+    n = len(entity)
+    levels = [pair_key(entity, book.level_keys[level][address]) for level in range(4)]
+    seen = np.stack([member(history.seen[level], levels[level]) for level in range(4)], axis=1)
+    known = history.known[entity]
+    exact, l24, l16, l12 = (seen[:, i] for i in range(4))
+    novel_24 = ~exact & l24
+    novel_16 = ~l24 & l16
+    novel_12 = ~l16 & l12
+    novel_network = known & ~l12
+    novel = (~exact).astype(float)
+    keys = [book.level_keys[level][address] for level in range(3)]
+    window = [lookup_count(history.org_keys[i], history.org_counts[i], keys[i]) for i in range(3)]
+    window = [np.maximum(w - seen[:, i], 0) for i, w in enumerate(window)]  # others, not this identity
+    today = [lookup_count(day.org_keys[i], day.org_counts[i], keys[i]) for i in range(2)]
+    today = [np.maximum(t - real, 0) for t in today]
+    own_known_24 = (real & l24).astype(float)
+    known_today = (day.known_pairs[entity] - own_known_24) > 0
+    category = _provider_category(book)[address]
+    provider_new = known & ~member(history.providers, pair_key(entity, category.astype(np.uint64)))
+    aws = category == AWS + 2
+    region_new = aws & known & (history.aws_share[entity] > 0)
+    region_new &= ~member(history.aws_regions, pair_key(entity, book.owner.region[address].astype(np.uint64)))
+    family_bit = np.where(book.is6[address], 2, 1)
+    family_new = known & ((history.families[entity] & family_bit) == 0)
+    missing = ~np.isfinite(ip_insights)
+    clipped = np.clip(np.where(missing, 0.5, ip_insights), 1e-4, 1 - 1e-4)
+    ipi = np.log(clipped / (1 - clipped)) / 5.0
+    others_window = np.log1p(window[0]) + 0.5 * np.log1p(window[1])
+    others_today = np.log1p(today[0]) + 0.5 * np.log1p(today[1])
+    churn_24 = np.where(known, history.churn_24[entity], 0.0)
+    churn_16 = np.where(known, history.churn_16[entity], 0.0)
+    columns = {
+        "novel_24": novel_24,
+        "novel_16": novel_16,
+        "novel_12": novel_12,
+        "novel_network": novel_network,
+        "new_identity": ~known,
+        "history_days": np.log1p(history.days[entity]) / _DAYS_SCALE,
+        "churn_24": churn_24,
+        "churn_16": churn_16,
+        "networks_16": np.log1p(history.networks_16[entity]) / _NETS_SCALE,
+        "others_address_window": np.log1p(window[0]),
+        "others_24_window": np.log1p(window[1]),
+        "others_16_window": np.log1p(window[2]),
+        "others_address_today": np.log1p(today[0]),
+        "others_24_today": np.log1p(today[1]),
+        "known_network_today": known_today,
+        "aws_address": aws,
+        "cloud_address": category >= 2,
+        "private_address": category == 0,
+        "aws_share": history.aws_share[entity],
+        "cloud_share": history.cloud_share[entity],
+        "provider_new": provider_new,
+        "aws_region_new": region_new,
+        "family_new": family_new,
+        "ip_insights": ipi,
+        "ip_insights_missing": missing,
+        "novel_x_churn_24": novel * churn_24,
+        "novel_x_churn_16": novel * churn_16,
+        "novel_x_known_today": novel * known_today,
+        "novel_x_others_window": novel * others_window,
+        "novel_x_others_today": novel * others_today,
+        "novel_x_provider_new": novel * provider_new,
+        "novel_x_ip_insights": novel * ipi,
+    }
+    matrix = np.empty((n, len(FEATURES)), dtype=np.float64)
+    for i, name in enumerate(FEATURES):
+        matrix[:, i] = columns[name]
+    return matrix

@@ -1,0 +1,141 @@
+"""Synthetic pairs drawn the way stolen credentials appear, to learn what is *not* an identity's own.
+
+For an identity active on a day, each kind replaces its address with one an attacker would use:
+
+* ``random_network``: any public IPv4 address (a VPS, a proxy, a network nobody here uses);
+* ``colleague_address``: an address another identity of the organisation used (a colleague's
+  home, the office network for a machine role) that this identity never used;
+* ``same_isp_new_24``: a new /24 inside the /16 of one of the identity's own addresses (a
+  residential proxy in the victim's own ISP);
+* ``cloud_address``: an address in a cloud provider's ranges - for an identity with AWS history,
+  AWS in another region (instance credentials used from the attacker's own instance);
+* ``random_ipv6``: a global IPv6 address in a random /32, when the organisation uses IPv6.
+
+Every kind is drawn for every sampled identity, so the mix does not depend on one scenario.
+"""
+
+import ipaddress
+from dataclasses import dataclass
+
+import numpy as np
+
+from proactive_assets.core.evidence.keys import AddressBook, level_keys, pair_key
+from proactive_assets.core.evidence.networks import AWS, Networks
+
+KINDS = ("random_network", "colleague_address", "same_isp_new_24", "cloud_address", "random_ipv6")
+
+#: First octets that are not public unicast IPv4 (0, 10, 127, multicast and reserved).
+_NOT_PUBLIC = {0, 10, 127, *range(224, 256)}
+
+
+@dataclass
+class Negatives:
+    """Synthetic pairs: identity codes, addresses (parsed and as text) and their kind."""
+
+    entity: np.ndarray
+    is6: np.ndarray
+    hi: np.ndarray
+    lo: np.ndarray
+    kind: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.entity)
+
+    def texts(self) -> list[str]:
+        out = []
+        for v6, h, lo in zip(self.is6.tolist(), self.hi.tolist(), self.lo.tolist(), strict=True):
+            out.append(str(ipaddress.IPv6Address((h << 64) | lo)) if v6 else str(ipaddress.IPv4Address(lo)))
+        return out
+
+
+def _public_ipv4(rng: np.random.Generator, n: int) -> np.ndarray:
+    values = rng.integers(1 << 24, 224 << 24, size=n, dtype=np.uint64)
+    bad = np.isin(values >> np.uint64(24), np.array(sorted(_NOT_PUBLIC), dtype=np.uint64))
+    while bad.any():
+        values[bad] = rng.integers(1 << 24, 224 << 24, size=int(bad.sum()), dtype=np.uint64)
+        bad = np.isin(values >> np.uint64(24), np.array(sorted(_NOT_PUBLIC), dtype=np.uint64))
+    return values
+
+
+def draw_negatives(
+    entities: np.ndarray,
+    history_entity: np.ndarray,
+    history_address: np.ndarray,
+    book: AddressBook,
+    seen_24: np.ndarray,
+    aws_share: np.ndarray,
+    aws_regions: np.ndarray,
+    networks: Networks,
+    rng: np.random.Generator,
+) -> Negatives:
+    """One synthetic pair of every kind for each identity code in ``entities``.
+
+    ``history_*`` are the window's (identity, address) rows as codes into ``book``; ``seen_24``
+    the sorted (identity, /24) keys of the window, so a 'new /24' really is new; ``aws_regions``
+    the sorted (identity, AWS region) keys, so 'another region' really is another.
+    """
+    n = len(entities)
+    uses_ipv6 = bool(book.is6[history_address].any()) if len(history_address) else False
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]] = []
+
+    # random public network
+    parts.append((entities, np.zeros(n, bool), np.zeros(n, np.uint64), _public_ipv4(rng, n), 0))
+
+    # another identity's address (rejected and redrawn when it is this identity's own)
+    if len(history_entity):
+        pick = rng.integers(0, len(history_entity), size=n)
+        for _ in range(4):
+            clash = history_entity[pick] == entities
+            if not clash.any():
+                break
+            pick[clash] = rng.integers(0, len(history_entity), size=int(clash.sum()))
+        keep = history_entity[pick] != entities
+        address = history_address[pick[keep]]
+        parts.append((entities[keep], book.is6[address], book.hi[address], book.lo[address], 1))
+
+    # a new /24 (/64) in the identity's own /16 (/48)
+    order = np.argsort(history_entity, kind="stable")
+    first = np.searchsorted(history_entity[order], entities)
+    count = np.searchsorted(history_entity[order], entities, side="right") - first
+    has = count > 0
+    own = history_address[order[first[has] + rng.integers(0, np.maximum(count[has], 1))]]
+    is6, hi, lo = book.is6[own].copy(), book.hi[own].copy(), book.lo[own].copy()
+    for _ in range(3):  # redraw the few that land on a known /24
+        new24 = rng.integers(0, 256, size=len(own), dtype=np.uint64)
+        host = rng.integers(1, 255, size=len(own), dtype=np.uint64)
+        lo4 = (lo & np.uint64(0xFFFF0000)) | (new24 << np.uint64(8)) | host
+        hi6 = (hi & ~np.uint64(0xFFFF)) | rng.integers(0, 1 << 16, size=len(own), dtype=np.uint64)
+        cand_hi = np.where(is6, hi6, hi)
+        cand_lo = np.where(is6, rng.integers(0, 1 << 63, size=len(own), dtype=np.uint64), lo4)
+        keys = level_keys(is6, cand_hi, cand_lo)[1]
+        known = np.isin(pair_key(entities[has], keys), seen_24)
+        hi, lo = np.where(known, hi, cand_hi), np.where(known, lo, cand_lo)
+        if not known.any():
+            break
+    parts.append((entities[has], is6, hi, lo, 2))
+
+    # a cloud address: AWS in another region for identities that call from AWS, any cloud otherwise
+    aws_identity = aws_share[entities] > 0
+    cloud_lo = networks.sample_ipv4(rng, n, provider=None)
+    aws_lo = networks.sample_ipv4(rng, n, provider=AWS)
+    for _ in range(4):  # an AWS identity's own regions are redrawn
+        zero = np.zeros(n, np.uint64)
+        region = networks.lookup(np.zeros(n, bool), zero, aws_lo).region
+        own_region = aws_identity & np.isin(pair_key(entities, region.astype(np.uint64)), aws_regions)
+        if not own_region.any():
+            break
+        aws_lo[own_region] = networks.sample_ipv4(rng, int(own_region.sum()), provider=AWS)
+    parts.append((entities, np.zeros(n, bool), np.zeros(n, np.uint64), np.where(aws_identity, aws_lo, cloud_lo), 3))
+
+    if uses_ipv6:
+        v6_hi = (np.uint64(0x2) << np.uint64(60)) | rng.integers(0, 1 << 60, size=n, dtype=np.uint64)
+        v6_lo = rng.integers(0, 1 << 63, size=n, dtype=np.uint64)
+        parts.append((entities, np.ones(n, bool), v6_hi, v6_lo, 4))
+
+    return Negatives(
+        np.concatenate([p[0] for p in parts]),
+        np.concatenate([p[1] for p in parts]),
+        np.concatenate([p[2] for p in parts]).astype(np.uint64),
+        np.concatenate([p[3] for p in parts]).astype(np.uint64),
+        np.concatenate([np.full(len(p[0]), p[4], np.int8) for p in parts]),
+    )
