@@ -47,16 +47,15 @@ RECORD_SUFFIXES = (".json", ".log", ".jsonl", ".ndjson")
 
 # Product bugs these records expose (issue 12, item 5), by file of data/cloudtrail_edge and stage.
 EVENT_TIME_BUG = "product bug: eventTime {} is quarantined as unparsable (issue 12 item 5)"
+EMPTY_ARN_BUG = "product bug: an empty userIdentity.arn is made an entity with is_pair true (issue 12 item 5)"
+SHARED_ID_BUG = "product bug: learning_set drops a second identity that shares an eventID (issue 12 item 5)"
+BOTH = ("parse", "assets")
 KNOWN_BUGS: dict[str, dict[str, str]] = {
-    "event-time-fractional-seconds.json": dict.fromkeys(("parse", "assets"), EVENT_TIME_BUG.format("with milliseconds")),
-    "event-time-utc-offset.json": dict.fromkeys(("parse", "assets"), EVENT_TIME_BUG.format("ending in +00:00")),
-    "event-time-lowercase-z.json": dict.fromkeys(("parse", "assets"), EVENT_TIME_BUG.format("ending in a lower-case z")),
-    "empty-identity-arn.json": dict.fromkeys(
-        ("parse", "assets"), "product bug: an empty userIdentity.arn is made an entity with is_pair true (issue 12 item 5)"
-    ),
-    "shared-event-id-two-identities.json": {
-        "assets": "product bug: learning_set drops a second identity that shares an eventID (issue 12 item 5)"
-    },
+    "event-time-fractional-seconds.json": dict.fromkeys(BOTH, EVENT_TIME_BUG.format("with milliseconds")),
+    "event-time-utc-offset.json": dict.fromkeys(BOTH, EVENT_TIME_BUG.format("ending in +00:00")),
+    "event-time-lowercase-z.json": dict.fromkeys(BOTH, EVENT_TIME_BUG.format("ending in a lower-case z")),
+    "empty-identity-arn.json": dict.fromkeys(BOTH, EMPTY_ARN_BUG),
+    "shared-event-id-two-identities.json": {"assets": SHARED_ID_BUG},
 }
 
 
@@ -352,7 +351,9 @@ def test_parse_matches_the_reference_reader(case: Case, reader: str, monkeypatch
         problems += differences(got_rows, want_rows, obj.key.rsplit("/", 1)[-1])
         whole = [p.message() for p in parsed.problems if p.record_index < 0]
         problems += [f"object quarantined: {m}" for m in whole]
-        got_rejected = {p.record_index: p.message() for p in parsed.problems if p.record_index >= 0 and p.record_rejected}
+        got_rejected = {
+            p.record_index: p.message() for p in parsed.problems if p.record_index >= 0 and p.record_rejected
+        }
         for index in sorted(set(got_rejected) | set(want_rejected)):
             if (index in got_rejected) != (index in want_rejected):
                 problems.append(
