@@ -12,7 +12,9 @@ if TYPE_CHECKING:
 
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 
-SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "samples"
+#: Test data shipped with the suite (cloudtrail/, cloudtrail_edge/, ocsf/, securitylake_workshop/):
+#: see data/PROVENANCE.md. Tests read samples from here only, so a fresh clone runs them all.
+SAMPLES = Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture

@@ -106,6 +106,7 @@ def test_real_samples_match_the_exact_reader() -> None:
     records = []
     for path in sorted((SAMPLES / "cloudtrail").glob("*.json")):
         records += json.loads(path.read_text())
+    assert records, f"no CloudTrail samples in {SAMPLES / 'cloudtrail'}"
     assert_same(dump(records))
 
 

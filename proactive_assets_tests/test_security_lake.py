@@ -1,7 +1,7 @@
-"""Security Lake: keys, SQS notifications and OCSF rows, checked against real samples.
+"""Security Lake: keys, SQS notifications and OCSF rows, checked against OCSF-shaped samples.
 
-The OCSF and SQS samples (ocsf/examples, the Security Lake SageMaker workshop) are read in
-place from the shared reference folder; nothing is copied into the project.
+The OCSF records and SQS events are the suite's own (``data/ocsf``, ``data/securitylake_workshop``;
+see ``data/PROVENANCE.md``), written in the shapes of the OCSF schema and the Security Lake workshop.
 """
 
 import copy
@@ -28,11 +28,10 @@ from proactive_assets.core.sources.ocsf import (
 )
 from proactive_assets.core.sources.security_lake import parse_security_lake_key, read_ocsf_parquet, security_lake_key
 from proactive_assets.samples.ocsf import make_ocsf_table, write_security_lake_sample
+from proactive_assets_tests.conftest import SAMPLES
 
-SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "samples"
 OCSF = SAMPLES / "ocsf"
 WORKSHOP = SAMPLES / "securitylake_workshop"
-needs_samples = pytest.mark.skipif(not SAMPLES.is_dir(), reason=f"reference samples not found at {SAMPLES}")
 
 WORKSHOP_KEY = (
     "aws/VPC_FLOW/1.0/region=us-east-1/accountId=645411899653/eventDay=20230726/"
@@ -184,14 +183,12 @@ def workshop_body(name: str) -> Any:
     return event["Records"][0]["body"]
 
 
-@needs_samples
 def test_workshop_dict_body_gives_bucket_and_key() -> None:
     body = workshop_body("test-securitylake-sqs-message.json")
     assert isinstance(body, dict)
     assert parse_sqs_message_body(body) == [(WORKSHOP_BUCKET, WORKSHOP_KEY)]
 
 
-@needs_samples
 def test_workshop_body_as_json_string_and_bytes() -> None:
     """Real SQS delivers the body as text; the original Lambda skipped those."""
     text = json.dumps(workshop_body("test-securitylake-sqs-message.json"))
@@ -199,7 +196,6 @@ def test_workshop_body_as_json_string_and_bytes() -> None:
     assert parse_sqs_message_body(text.encode()) == [(WORKSHOP_BUCKET, WORKSHOP_KEY)]
 
 
-@needs_samples
 def test_url_encoded_keys_are_decoded() -> None:
     body = copy.deepcopy(workshop_body("test-securitylake-sqs-message.json"))
     obj = body["Records"][0]["s3"]["object"]
@@ -239,7 +235,6 @@ def test_eventbridge_body() -> None:
     assert parse_sqs_message_body(deleted) == []
 
 
-@needs_samples
 def test_sns_wrapped_body() -> None:
     inner = json.dumps(workshop_body("test-securitylake-sqs-message.json"))
     wrapped = {"Type": "Notification", "MessageId": "m-1", "Message": inner}
@@ -267,7 +262,6 @@ def test_s3_test_event_and_non_creation_records_are_empty() -> None:
     assert parse_sqs_message_body(removed) == []
 
 
-@needs_samples
 def test_irrelevant_workshop_body_is_malformed_as_dict_and_string() -> None:
     """Rule: a body with neither shape is malformed (left for the dead-letter queue)."""
     body = workshop_body("test-lambda-message.json")
@@ -306,7 +300,6 @@ def test_activity_schema_is_the_cloudtrail_events_schema() -> None:
     assert pa.concat_tables([lake, EVENTS_SCHEMA.empty_table()]).num_rows == lake.num_rows
 
 
-@needs_samples
 @pytest.mark.parametrize(("name", "version"), CLOUDTRAIL_SAMPLES)
 def test_cloudtrail_samples_give_entity_ip_pairs(name: str, version: str) -> None:
     record = load_sample(name)
@@ -336,7 +329,6 @@ def test_cloudtrail_samples_give_entity_ip_pairs(name: str, version: str) -> Non
     assert activity.pair_count == 1
 
 
-@needs_samples
 @pytest.mark.parametrize(("name", "version"), CLOUDTRAIL_SAMPLES)
 def test_cloudtrail_samples_through_parquet(name: str, version: str) -> None:
     """Parquet bytes + key: the key's account wins over the caller's when rows lack
@@ -351,7 +343,6 @@ def test_cloudtrail_samples_through_parquet(name: str, version: str) -> None:
     assert row["source_ip"] == dig(record, "src_endpoint.ip")
 
 
-@needs_samples
 def test_cloud_account_is_preferred_when_present() -> None:
     record = load_sample("ocsf-1.1.0_cloudtrail_api_activity_6003.json")
     record["cloud"]["account"] = {"uid": "444455556666"}
@@ -360,7 +351,6 @@ def test_cloud_account_is_preferred_when_present() -> None:
     assert row["account"] == "444455556666"
 
 
-@needs_samples
 @pytest.mark.parametrize(("name", "source", "version"), INSTANCE_SAMPLES)
 def test_instance_samples_without_source_instance_make_no_pair(name: str, source: str, version: str) -> None:
     """The samples are an ingress flow and a query without ``srcids.instance``: as in the
@@ -376,7 +366,6 @@ def test_instance_samples_without_source_instance_make_no_pair(name: str, source
     assert activity.rejected_examples == [(0, "no src_endpoint.instance_uid")]
 
 
-@needs_samples
 @pytest.mark.parametrize(("name", "source", "version"), INSTANCE_SAMPLES)
 def test_instance_samples_with_source_instance_make_a_pair(name: str, source: str, version: str) -> None:
     record = load_sample(name)
@@ -395,7 +384,6 @@ def test_instance_samples_with_source_instance_make_a_pair(name: str, source: st
     assert row["is_pair"] is True
 
 
-@needs_samples
 def test_dash_values_are_dropped_and_default_event_names_used() -> None:
     record = load_sample("ocsf-1.1.0_vpcflow_network_activity_4001.json")
     del record["activity_name"]
@@ -411,7 +399,6 @@ def test_dash_values_are_dropped_and_default_event_names_used() -> None:
     assert (row["identity_arn"], row["event_name"]) == ("i-2", "Traffic")
 
 
-@needs_samples
 @pytest.mark.parametrize(("name", "source", "version"), ALL_SAMPLES)
 def test_wrong_schema_version_raises_naming_the_key(name: str, source: str, version: str) -> None:
     record = load_sample(name)
@@ -425,7 +412,6 @@ def test_wrong_schema_version_raises_naming_the_key(name: str, source: str, vers
     assert f"look like source version {version}" in str(caught.value)
 
 
-@needs_samples
 def test_unknown_source_raises_naming_the_key() -> None:
     table = to_table(load_sample("ocsf-1.1.0_cloudtrail_api_activity_6003.json"))
     key = "aws/S3_DATA/2.0/region=us-east-1/accountId=123456789012/eventDay=20230921/a.gz.parquet"
@@ -439,7 +425,6 @@ def test_unknown_source_raises_naming_the_key() -> None:
         read_ocsf_activity(table, CLOUD_TRAIL_MGMT, "3.0", key)
 
 
-@needs_samples
 def test_missing_columns_are_named() -> None:
     record = load_sample("ocsf-1.1.0_cloudtrail_api_activity_6003.json")
     del record["api"]
@@ -450,14 +435,12 @@ def test_missing_columns_are_named() -> None:
     assert str(caught.value).startswith("the/key: ")
 
 
-@needs_samples
 def test_class_of_another_source_raises() -> None:
     route53 = to_table(load_sample("ocsf-1.1.0_route53_dns_activity_4003.json"))
     with pytest.raises(OcsfSchemaError, match=r"no row of class \[4001\].*found class_uid \[4003\]"):
         read_ocsf_activity(route53, VPC_FLOW, "2.0", "k")
 
 
-@needs_samples
 def test_rows_of_unexpected_class_or_without_time_are_rejected() -> None:
     record = load_sample("ocsf-1.1.0_cloudtrail_api_activity_6003.json")
     finding = copy.deepcopy(record)
@@ -473,7 +456,6 @@ def test_rows_of_unexpected_class_or_without_time_are_rejected() -> None:
     assert [index for index, _ in activity.rejected_examples] == [1, 2]
 
 
-@needs_samples
 def test_service_callers_count_but_are_not_pairs() -> None:
     record = load_sample("ocsf-1.1.0_cloudtrail_api_activity_6003.json")
     service = copy.deepcopy(record)
@@ -490,7 +472,6 @@ def test_service_callers_count_but_are_not_pairs() -> None:
     assert rows[2]["source_ip"] == "AWS Internal"
 
 
-@needs_samples
 def test_source_ips_are_canonical_and_error_codes_kept() -> None:
     record = load_sample("ocsf-1.1.0_cloudtrail_api_activity_6003.json")
     leading_zeros = copy.deepcopy(record)
@@ -505,7 +486,6 @@ def test_source_ips_are_canonical_and_error_codes_kept() -> None:
     assert [r["error_code"] for r in rows] == [None, None, "AccessDenied"]
 
 
-@needs_samples
 def test_time_as_timestamp_column_is_accepted() -> None:
     record = load_sample("ocsf-1.1.0_cloudtrail_api_activity_6003.json")
     table = to_table(record)

@@ -32,7 +32,6 @@ from proactive_assets_tests.conftest import project_assets, project_resource
 from proactive_assets_tests.test_security_lake import (
     ALL_SAMPLES,
     load_sample,
-    needs_samples,
     parquet_bytes,
     sample_key,
     to_table,
@@ -166,9 +165,8 @@ def test_rerun_gives_the_same_tables(tmp_path: Path) -> None:
     assert res.warehouse().read_table("security_lake_activity", DAY).equals(first)
 
 
-@needs_samples
 def test_real_ocsf_samples_through_the_asset(tmp_path: Path) -> None:
-    """The ocsf/examples records (moved to DAY: their own dates precede the partitions), one
+    """The OCSF sample records (moved to DAY: their own dates precede the partitions), one
     Parquet object each, in the lake layout."""
     store = LocalStore(tmp_path / "lake")
     noon = int(datetime(DAY.year, DAY.month, DAY.day, 12, tzinfo=UTC).timestamp() * 1000)
@@ -325,7 +323,6 @@ def test_athena_asset_runs_one_unload_per_source_and_version(tmp_path: Path, aws
     assert res.warehouse().read_table("security_lake_activity", DAY).schema == ACTIVITY_SCHEMA
 
 
-@needs_samples
 def test_an_event_in_both_cloudtrail_and_security_lake_counts_once(tmp_path: Path) -> None:
     """Security Lake's CloudTrail rows keep eventID as metadata.uid, so learning_set's
     deduplication by event_id keeps one copy when a trail and the lake both hold the event."""

@@ -327,7 +327,6 @@ def test_sqs_sensor_filters_and_skips(tmp_path: Path, aws_env: None) -> None:
     assert "PROACTIVE_SECURITY_LAKE_URI" in str(no_lake.skip_reason)
 
 
-@pytest.mark.skipif(not SAMPLES.is_dir(), reason="reference samples not found")
 def test_sqs_sensor_on_moto_server_with_the_workshop_message(tmp_path: Path, moto_endpoint: str) -> None:
     """The workshop's real notification (body as the JSON string SQS delivers) via moto's server."""
     event = json.loads((SAMPLES / "securitylake_workshop" / "test-securitylake-sqs-message.json").read_text())

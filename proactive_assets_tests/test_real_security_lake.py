@@ -1,0 +1,273 @@
+"""Security Lake OCSF Parquet objects against an independent reader, and a day of them through the asset.
+
+Corpora:
+
+* ``data/ocsf``: the suite's own OCSF records (see ``data/PROVENANCE.md``), each written here as one
+  Parquet object; always present.
+* ``../shared/reference/samples/securitylake_parquet``, when that folder sits beside the repository.
+* every folder named in ``PROACTIVE_REAL_SECURITY_LAKE`` (``os.pathsep``-separated): real Security
+  Lake Parquet a developer keeps outside the repository (e.g. AWS's OCSF validation samples). The
+  source comes from the path (``VPC_FLOW``, ``ROUTE53``, ``CLOUD_TRAIL``), the source version from
+  the rows' ``metadata.version`` (OCSF 1.0.0-rc.2 is version 1.0, OCSF 1.1.0 is 2.0); other sources,
+  and ``inputs/`` folders of raw logs, are not ours and are left out.
+
+The reference reads each object with ``pyarrow.parquet`` into Python dicts and says, from the OCSF
+field names alone, what each row means; ``read_ocsf_parquet`` must agree row by row.
+"""
+
+import io
+import json
+import os
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from dagster import DagsterInstance, materialize
+
+from proactive_assets.core.sources.ocsf import CLOUD_TRAIL_MGMT, ROUTE53, VPC_FLOW
+from proactive_assets.core.sources.security_lake import read_ocsf_parquet
+from proactive_assets.core.storage import LocalStore
+from proactive_assets_tests.conftest import SAMPLES, project_assets, project_resource
+
+DAY = date(2024, 3, 5)
+SHARED_SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "samples"
+SHARED_PARQUET = SHARED_SAMPLES / "securitylake_parquet"
+KEY_ACCOUNT = "999988887777"
+KEY_REGION = "us-east-1"
+OCSF_VERSIONS = {"1.0.0-rc.2": "1.0", "1.1.0": "2.0"}
+SOURCE_NAMES = {"CLOUD_TRAIL": CLOUD_TRAIL_MGMT, "CLOUD_TRAIL_MGMT": CLOUD_TRAIL_MGMT, "VPC_FLOW": VPC_FLOW}
+SOURCE_NAMES["ROUTE53"] = ROUTE53
+FILE_SOURCES = {"cloudtrail": CLOUD_TRAIL_MGMT, "vpcflow": VPC_FLOW, "route53": ROUTE53}
+# What each source is made of, from the design: identities from CloudTrail, instances from the others.
+CLASSES = {
+    (CLOUD_TRAIL_MGMT, "1.0"): {3005, 3001, 3002},
+    (CLOUD_TRAIL_MGMT, "2.0"): {6003, 3001, 3002},
+    (VPC_FLOW, "1.0"): {4001},
+    (VPC_FLOW, "2.0"): {4001},
+    (ROUTE53, "1.0"): {4003},
+    (ROUTE53, "2.0"): {4003},
+}
+INSTANCE_EVENTS = {VPC_FLOW: ("Traffic", "vpc-flow-logs"), ROUTE53: ("Query", "route53-resolver")}
+
+
+@dataclass(frozen=True)
+class LakeObject:
+    """One Parquet object: where it came from, its source and version, and its bytes."""
+
+    label: str
+    source: str
+    version: str
+    data: bytes
+
+    def key(self, index: int, day: date = DAY) -> str:
+        return (
+            f"aws/{self.source}/{self.version}/region={KEY_REGION}/accountId={KEY_ACCOUNT}/"
+            f"eventDay={day:%Y%m%d}/sample{index:04d}.gz.parquet"
+        )
+
+
+def without_empty_structs(obj: Any) -> Any:
+    """Parquet cannot store a struct without fields; Security Lake writes full schemas instead."""
+    if isinstance(obj, dict):
+        return {k: without_empty_structs(v) for k, v in obj.items() if v != {}}
+    if isinstance(obj, list):
+        return [without_empty_structs(v) for v in obj]
+    return obj
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="gzip")
+    return sink.getvalue()
+
+
+def own_objects() -> list[LakeObject]:
+    """data/ocsf/ocsf-<OCSF version>_<source>_..._<class>.json, one record each, as Parquet."""
+    objects = []
+    for path in sorted((SAMPLES / "ocsf").glob("ocsf-*.json")):
+        match = re.match(r"ocsf-(?P<ocsf>[0-9a-z.-]+?)_(?P<kind>cloudtrail|vpcflow|route53)_", path.name)
+        assert match, f"{path.name}: expected ocsf-<version>_<cloudtrail|vpcflow|route53>_..."
+        record = without_empty_structs(json.loads(path.read_text()))
+        data = parquet_bytes(pa.Table.from_pylist([record]))
+        source, version = FILE_SOURCES[match["kind"]], OCSF_VERSIONS[match["ocsf"]]
+        objects.append(LakeObject(f"data/ocsf/{path.name}", source, version, data))
+    return objects
+
+
+def folder_objects(folder: Path) -> list[LakeObject]:
+    objects = []
+    for path in sorted(folder.rglob("*.parquet")):
+        parts = path.relative_to(folder).parts
+        source = next((SOURCE_NAMES[p] for p in parts if p in SOURCE_NAMES), None)
+        if source is None or "inputs" in parts:
+            continue  # another source (Security Hub, EKS...) or raw input logs
+        versions = {
+            row["metadata"]["version"] for row in pq.read_table(path, columns=["metadata"]).to_pylist()
+        }
+        assert len(versions) == 1 and versions <= set(OCSF_VERSIONS), f"{path}: OCSF versions {versions}"
+        label = f"env/{folder.name}/{path.relative_to(folder)}"
+        objects.append(LakeObject(label, source, OCSF_VERSIONS[versions.pop()], path.read_bytes()))
+    return objects
+
+
+def corpora() -> list[tuple[str, list[LakeObject]]]:
+    found = [("data/ocsf", own_objects())]
+    if SHARED_PARQUET.is_dir():
+        found.append(("shared/securitylake_parquet", folder_objects(SHARED_PARQUET)))
+    for entry in filter(None, os.environ.get("PROACTIVE_REAL_SECURITY_LAKE", "").split(os.pathsep)):
+        folder = Path(entry).expanduser()
+        assert folder.is_dir(), f"PROACTIVE_REAL_SECURITY_LAKE: {folder} is not a folder"
+        found.append((f"env/{folder.name}", folder_objects(folder)))
+    return found
+
+
+def all_objects() -> list[LakeObject]:
+    return [obj for _, objects in corpora() for obj in objects]
+
+
+# ----------------------------------------------------------------------- reference reader
+
+
+def dig(row: dict[str, Any], path: str) -> Any:
+    value: Any = row
+    for part in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def present(value: Any) -> Any:
+    """Security Lake writes "-" (and sometimes "") where a log had no value."""
+    return None if value in (None, "", "-") else value
+
+
+def reference_ip(value: str | None) -> tuple[str | None, str | None]:
+    import ipaddress
+
+    if value is None:
+        return None, None
+    lowered = value.strip().lower()
+    if lowered.endswith(".amazonaws.com"):
+        return "aws_service", value
+    if lowered == "aws internal":
+        return "aws_internal", value
+    try:
+        if ":" in value:
+            address = ipaddress.IPv6Address(value.strip())
+            return "ip", str(address.ipv4_mapped or address)
+        octets = value.strip().split(".")
+        if len(octets) == 4 and all(o.isdigit() and len(o) <= 3 for o in octets):
+            return "ip", str(ipaddress.IPv4Address(".".join(str(int(o)) for o in octets)))
+    except ValueError:
+        pass
+    return "invalid", value
+
+
+def reference(obj: LakeObject) -> tuple[list[dict[str, Any]], int]:
+    """(rows the object gives, rows it rejects), read with pyarrow.parquet and plain dicts."""
+    rows, rejected = [], 0
+    v1 = obj.version == "1.0"
+    for row in pq.read_table(io.BytesIO(obj.data)).to_pylist():
+        if row.get("time") is None or row.get("class_uid") not in CLASSES[(obj.source, obj.version)]:
+            rejected += 1
+            continue
+        cloud_account = dig(row, "cloud.account_uid" if v1 else "cloud.account.uid")
+        common = {
+            "event_time": datetime.fromtimestamp(row["time"] / 1000, UTC),
+            "account": cloud_account or KEY_ACCOUNT,
+            "region": dig(row, "cloud.region") or KEY_REGION,
+        }
+        if obj.source == CLOUD_TRAIL_MGMT:
+            entity = present(dig(row, "actor.user.uuid" if v1 else "actor.user.uid"))
+            kind, ip = reference_ip(present(dig(row, "src_endpoint.ip")) or present(dig(row, "src_endpoint.domain")))
+            out = {
+                "event_name": dig(row, "api.operation"),
+                "event_source": dig(row, "api.service.name"),
+                "identity_type": dig(row, "actor.user.type"),
+                "user_agent": dig(row, "http_request.user_agent"),
+                "error_code": dig(row, "api.response.error"),
+            }
+        else:
+            entity = present(dig(row, "src_endpoint.instance_uid"))
+            kind, ip = reference_ip(present(dig(row, "src_endpoint.ip")))
+            if entity is None or ip is None:
+                rejected += 1
+                continue
+            default_name, event_source = INSTANCE_EVENTS[obj.source]
+            out = {
+                "event_name": row.get("activity_name") or default_name,
+                "event_source": event_source,
+                "identity_type": "Instance",
+                "user_agent": None,
+                "error_code": None,
+            }
+        rows.append(
+            {
+                **common,
+                **out,
+                "identity_arn": entity,
+                "source_ip": ip,
+                "source_kind": kind,
+                "is_pair": kind == "ip" and entity is not None,
+                "event_id": dig(row, "metadata.uid"),
+            }
+        )
+    return rows, rejected
+
+
+# ---------------------------------------------------------------------------------- tests
+
+
+def test_every_corpus_has_objects() -> None:
+    for label, objects in corpora():
+        assert objects, f"{label}: no Security Lake Parquet objects of a supported source"
+
+
+@pytest.mark.parametrize("obj", [pytest.param(o, id=o.label) for o in all_objects()])
+def test_rows_match_the_reference_reader(obj: LakeObject) -> None:
+    key = obj.key(0)
+    activity = read_ocsf_parquet(obj.data, key)
+    want, rejected = reference(obj)
+    got = [{name: row[name] for name in want[0]} for row in activity.table.to_pylist()] if want else []
+    assert activity.rows_read == len(want) + rejected
+    assert (activity.table.num_rows, activity.rejected_count) == (len(want), rejected), activity.rejected
+    assert got == want
+    assert all(row["source_file"] == key for row in activity.table.to_pylist())
+
+
+def metadata(result, asset: str) -> dict:
+    mat = result.asset_materializations_for_node(asset)[-1]
+    return {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+
+
+@pytest.mark.parametrize("corpus", [pytest.param(c, id=c[0]) for c in corpora()])
+def test_a_day_of_them_runs_through_the_asset(corpus: tuple[str, list[LakeObject]], tmp_path: Path) -> None:
+    """Every object of the corpus under one day of the lake layout: no failed step, nothing
+    quarantined, and the pair count the reference expects."""
+    label, objects = corpus
+    store = LocalStore(tmp_path / "lake")
+    for index, obj in enumerate(objects):
+        store.put(obj.key(index), obj.data)
+    res = project_resource(tmp_path, cloudtrail_uri=str(tmp_path / "cloudtrail"), security_lake_uri=store.uri)
+    result = materialize(
+        project_assets(res, "security_lake_activity"),
+        partition_key=DAY.isoformat(),
+        resources={"proactive": res},
+        instance=DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+    failures = [e.step_failure_data.error.message.strip() for e in result.all_events if e.is_step_failure]
+    assert result.success and not failures, f"{label}: failed step(s):\n" + "\n".join(failures)
+    meta = metadata(result, "security_lake_activity")
+    rows = [row for obj in objects for row in reference(obj)[0]]
+    assert (meta["objects"], meta["quarantined_objects"]) == (len(objects), 0)
+    assert meta["pair_events"] == sum(row["is_pair"] for row in rows)
+    table = res.warehouse().read_table("security_lake_activity", DAY)
+    got = zip(table.column("identity_arn").to_pylist(), table.column("source_ip").to_pylist(), strict=True)
+    assert sorted(got, key=repr) == sorted(((row["identity_arn"], row["source_ip"]) for row in rows), key=repr)
