@@ -1,0 +1,211 @@
+"""The detector's evidence: address owners, per-pair features, synthetic attacks, the combiner and the budget."""
+
+from datetime import date, timedelta
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from proactive_assets.core.backends.local import LocalBackend
+from proactive_assets.core.evidence.combiner import MIN_THRESHOLD, budget_threshold, fit_combiner, fit_logistic
+from proactive_assets.core.evidence.detector import score_day, threshold_for, train_detector
+from proactive_assets.core.evidence.features import FEATURES, build_day, build_history, pair_features
+from proactive_assets.core.evidence.keys import address_book, level_keys, pair_key
+from proactive_assets.core.evidence.negatives import KINDS, draw_negatives
+from proactive_assets.core.evidence.networks import AWS, PROVIDERS, Networks, Prefix, load_networks
+from proactive_assets.core.ipnet import parse_ips
+from proactive_assets.core.model import IPInsightsParams
+
+NETWORKS = Networks(
+    [
+        Prefix("3.80.0.0/12", "aws", "us-east-1", "AMAZON"),
+        Prefix("3.80.0.0/12", "aws", "us-east-1", "EC2"),
+        Prefix("3.80.64.0/18", "aws", "us-east-1", "S3"),
+        Prefix("54.72.0.0/15", "aws", "eu-west-1", "EC2"),
+        Prefix("20.42.0.0/16", "azure", "eastus"),
+        Prefix("2600:1f18::/32", "aws", "us-east-1", "EC2"),
+    ],
+    "test",
+    "2026-01-01",
+)
+
+
+def owner_of(networks: Networks, address: str) -> tuple[str, str, str, bool]:
+    is6, hi, lo = parse_ips([address])
+    owner = networks.lookup(is6, hi, lo)
+    provider = PROVIDERS[owner.provider[0]] if owner.provider[0] >= 0 else ""
+    return provider, networks.names[owner.region[0]], networks.names[owner.service[0]], bool(owner.private[0])
+
+
+def test_the_most_specific_prefix_owns_an_address() -> None:
+    assert owner_of(NETWORKS, "3.80.1.2") == ("aws", "us-east-1", "EC2", False)  # EC2 beats the AMAZON catch-all
+    assert owner_of(NETWORKS, "3.80.70.1") == ("aws", "us-east-1", "S3", False)  # the nested /18
+    assert owner_of(NETWORKS, "3.95.255.255") == ("aws", "us-east-1", "EC2", False)  # last address of the /12
+    assert owner_of(NETWORKS, "3.96.0.0") == ("", "", "", False)
+    assert owner_of(NETWORKS, "54.73.9.9") == ("aws", "eu-west-1", "EC2", False)
+    assert owner_of(NETWORKS, "20.42.5.5") == ("azure", "eastus", "", False)
+    assert owner_of(NETWORKS, "2600:1f18:aa::1") == ("aws", "us-east-1", "EC2", False)
+    for private in ("10.1.2.3", "172.16.5.5", "192.168.0.1", "100.64.1.1", "fd00::1"):
+        assert owner_of(NETWORKS, private)[3], private
+    assert not owner_of(NETWORKS, "198.51.100.7")[3]
+
+
+def test_bundled_ranges_are_dated_and_know_aws_and_other_clouds() -> None:
+    networks = load_networks()
+    assert networks.date >= "2026-01-01" and networks.source
+    assert owner_of(networks, "3.80.1.2")[:2] == ("aws", "us-east-1")
+    assert owner_of(networks, "54.72.3.4")[:2] == ("aws", "eu-west-1")
+    assert owner_of(networks, "20.42.1.1")[0] == "azure"
+    assert owner_of(networks, "192.0.2.1")[0] == ""
+
+
+HISTORY = [  # (entity, address, day)
+    ("alice", "198.51.100.10", 1),
+    ("alice", "198.51.100.10", 2),
+    ("alice", "198.51.100.10", 3),
+    ("bob", "198.51.100.20", 1),
+    ("bob", "198.51.100.20", 3),
+    ("carol", "203.0.113.5", 1),  # carol's carrier hands out a new /24 every day
+    ("carol", "203.0.114.5", 2),
+    ("carol", "203.0.115.5", 3),
+    ("lambda", "3.80.1.2", 1),
+    ("lambda", "3.80.9.9", 2),
+    ("lambda", "3.81.4.4", 3),
+]
+
+
+def features_for(today: list[tuple[str, str]], ip_insights: float = 0.5) -> dict[tuple[str, str], dict[str, float]]:
+    addresses = sorted({a for _, a, _ in HISTORY} | {a for _, a in today})
+    entities = sorted({e for e, _, _ in HISTORY} | {e for e, _ in today})
+    book = address_book(addresses, NETWORKS)
+    e = np.array([entities.index(x) for x, _, _ in HISTORY])
+    a = np.array([addresses.index(x) for _, x, _ in HISTORY])
+    d = np.array([x for _, _, x in HISTORY])
+    history = build_history(e, a, d, book, len(entities))
+    te = np.array([entities.index(x) for x, _ in today])
+    ta = np.array([addresses.index(x) for _, x in today])
+    day = build_day(te, ta, book, history, len(entities))
+    x = pair_features(te, ta, np.full(len(te), ip_insights), np.ones(len(te), bool), book, history, day)
+    return {pair: dict(zip(FEATURES, row, strict=True)) for pair, row in zip(today, x, strict=True)}
+
+
+def test_graded_novelty_other_identities_churn_and_ownership() -> None:
+    today = [
+        ("alice", "198.51.100.10"),  # seen
+        ("alice", "198.51.100.99"),  # new host of a known /24
+        ("alice", "198.51.7.1"),  # new /24 of a known /16
+        ("alice", "192.0.2.44"),  # never-seen network, while alice also works from home
+        ("bob", "198.51.100.10"),  # alice's address: a colleague's
+        ("carol", "203.0.116.5"),  # a churning identity's usual kind of novelty
+        ("lambda", "54.72.1.1"),  # AWS, but another region
+        ("lambda", "198.51.100.20"),  # a machine role outside AWS, on bob's address
+        ("dave", "198.51.100.10"),  # an identity with no history
+    ]
+    f = features_for(today)
+    assert f[("alice", "198.51.100.10")]["novel_24"] == 0 and f[("alice", "198.51.100.10")]["novel_network"] == 0
+    assert f[("alice", "198.51.100.99")]["novel_24"] == 1
+    assert f[("alice", "198.51.7.1")]["novel_16"] == 1
+    assert f[("alice", "192.0.2.44")]["novel_network"] == 1
+    assert f[("alice", "192.0.2.44")]["known_network_today"] == 1  # her usual /24 is active today too
+    assert f[("alice", "198.51.100.10")]["others_address_window"] == 0  # nobody else used it before today
+    assert f[("bob", "198.51.100.10")]["others_address_window"] == pytest.approx(np.log1p(1))
+    assert f[("bob", "198.51.100.10")]["others_address_today"] == pytest.approx(np.log1p(2))  # alice and dave
+    assert f[("carol", "203.0.116.5")]["churn_24"] == 1.0 and f[("alice", "192.0.2.44")]["churn_24"] == 0.0
+    assert f[("lambda", "54.72.1.1")]["aws_region_new"] == 1 and f[("lambda", "54.72.1.1")]["provider_new"] == 0
+    assert f[("lambda", "198.51.100.20")]["provider_new"] == 1 and f[("lambda", "198.51.100.20")]["aws_share"] == 1
+    assert f[("dave", "198.51.100.10")]["new_identity"] == 1 and f[("dave", "198.51.100.10")]["novel_network"] == 0
+
+
+def test_synthetic_attacks_are_of_every_kind_and_never_the_identitys_own() -> None:
+    addresses = sorted({a for _, a, _ in HISTORY})
+    entities = sorted({e for e, _, _ in HISTORY})
+    book = address_book(addresses, NETWORKS)
+    e = np.array([entities.index(x) for x, _, _ in HISTORY])
+    a = np.array([addresses.index(x) for _, x, _ in HISTORY])
+    history = build_history(e, a, np.array([x for _, _, x in HISTORY]), book, len(entities))
+    active = np.arange(len(entities))
+    negatives = draw_negatives(
+        active, e, a, book, history.seen[1], history.aws_share, history.aws_regions, NETWORKS, np.random.default_rng(3)
+    )
+    kinds = {KINDS[k] for k in negatives.kind.tolist()}
+    assert kinds == set(KINDS) - {"random_ipv6"}  # the organisation uses no IPv6
+    own = set(zip(e.tolist(), a.tolist(), strict=True))
+    texts = negatives.texts()
+    for entity, text in zip(negatives.entity.tolist(), texts, strict=True):
+        assert (entity, addresses.index(text) if text in addresses else -1) not in own
+    keys24 = level_keys(negatives.is6, negatives.hi, negatives.lo)[1]
+    same_isp = negatives.kind == KINDS.index("same_isp_new_24")
+    assert not np.isin(pair_key(negatives.entity[same_isp], keys24[same_isp]), history.seen[1]).any()
+    cloud = negatives.kind == KINDS.index("cloud_address")
+    lam = entities.index("lambda")
+    owner = NETWORKS.lookup(negatives.is6, negatives.hi, negatives.lo)
+    lambda_cloud = cloud & (negatives.entity == lam)
+    assert (owner.provider[lambda_cloud] == AWS).all()
+    assert all(NETWORKS.names[r] != "us-east-1" for r in owner.region[lambda_cloud])  # another region
+
+
+def test_logistic_fit_separates_and_the_budget_sets_the_threshold() -> None:
+    rng = np.random.default_rng(0)
+    x = np.vstack([rng.normal(0, 1, (400, 1)), rng.normal(3, 1, (400, 1))])
+    y = np.r_[np.zeros(400), np.ones(400)]
+    beta = fit_logistic(x, y, np.ones(800))
+    assert beta[1] > 1.5  # the feature raises the odds of the second class
+    full = np.zeros((10, len(FEATURES)))
+    combiner = fit_combiner(np.vstack([full, full + 1]), np.r_[np.zeros(10, bool), np.ones(10, bool)])
+    assert combiner.insight(full + 1).min() > 0.9 > 0.1 > combiner.insight(full).max()
+    real = np.linspace(0, 0.99, 100)  # 100 real pairs over 10 identity-days
+    budget = budget_threshold(real, np.full(50, 0.995), identity_days=10, per_100=20)
+    assert budget.threshold > real[-3] and (real >= budget.threshold).sum() == 2  # 20 per 100 of 10 = 2 alerts
+    assert budget.expected_false_alerts_per_100 == pytest.approx(20.0) and budget.expected_recall == 1.0
+    assert budget_threshold(np.zeros(5), np.ones(5), 1000, 1.0).threshold == MIN_THRESHOLD
+    assert threshold_for({"threshold": 0.7}, None) == 0.7 and threshold_for({"threshold": 0.7}, 0.9) == 0.9
+
+
+def _org(days: int, start: date) -> pa.Table:
+    """40 people, each on a home /24 (a new host some days) and an office address; learning-set rows."""
+    rows = []
+    for d in range(days):
+        for person in range(40):
+            arn = f"arn:aws:iam::111122223333:user/p{person}"
+            rows.append((arn, f"198.51.{person}.{10 + (d % 3 if person % 4 == 0 else 0)}", start + timedelta(days=d)))
+            if d % 7 < 5:
+                rows.append((arn, "203.0.113.7", start + timedelta(days=d)))
+    entity, ip, day = zip(*rows, strict=True)
+    return pa.table(
+        {
+            "entity": list(entity),
+            "source_ip": list(ip),
+            "event_count": [3] * len(rows),
+            "sources": [["cloudtrail"]] * len(rows),
+            "day": pa.array(day, pa.date32()),
+        }
+    )
+
+
+def test_the_detector_ranks_an_attack_above_benign_novelty_and_never_sees_the_scored_day() -> None:
+    start = date(2024, 3, 1)
+    window = _org(14, start)
+    scored = start + timedelta(days=14)
+    params = IPInsightsParams(vector_dim=16, epochs=2, seed=5)
+    backend = LocalBackend()
+    model = train_detector(window, backend, params, scored, NETWORKS, alert_budget=1.0)
+    evidence = model.metadata["evidence"]
+    assert evidence["validation_days"] == [(scored - timedelta(days=i)).isoformat() for i in (3, 2, 1)]
+    assert 0.5 <= model.metadata["threshold"] <= 1.0 and evidence["evidence_auc"] > 0.8
+    assert model.version.startswith(model.metadata["ip_insights_version"] + "+")
+    today = pa.table(
+        {
+            "entity": [
+                "arn:aws:iam::111122223333:user/p1",
+                "arn:aws:iam::111122223333:user/p1",
+                "arn:aws:iam::111122223333:user/p2",
+            ],
+            "source_ip": ["198.51.1.10", "185.220.101.4", "198.51.2.77"],  # usual, attacker, new home host
+        }
+    )
+    scores = score_day(model, backend.scorer(model, lambda: window), window, today, NETWORKS)
+    usual, attack, new_host = scores.insight
+    assert attack > model.metadata["threshold"] > max(usual, new_host)
+    columns = scores.evidence_columns()
+    assert columns["novelty"].to_pylist() == ["seen address", "never-seen network", "new address in a known /24"]
+    assert columns["evidence_for"][1].as_py() and not columns["evidence_for"][0].as_py()
