@@ -124,8 +124,10 @@ def test_synthetic_attacks_are_of_every_kind_and_never_the_identitys_own() -> No
     a = np.array([addresses.index(x) for _, x, _ in HISTORY])
     history = build_history(e, a, np.array([x for _, _, x in HISTORY]), book, len(entities))
     active = np.arange(len(entities))
+    none = np.zeros(0, np.int64)
     negatives = draw_negatives(
-        active, e, a, book, history.seen[1], history.aws_share, history.aws_regions, NETWORKS, np.random.default_rng(3)
+        active, e, a, none, none, book, history.seen[1], history.aws_share, history.aws_regions, NETWORKS,
+        np.random.default_rng(3),
     )
     kinds = {KINDS[k] for k in negatives.kind.tolist()}
     assert kinds == set(KINDS) - {"random_ipv6"}  # the organisation uses no IPv6
@@ -153,11 +155,20 @@ def test_logistic_fit_separates_and_the_budget_sets_the_threshold() -> None:
     full = np.zeros((10, len(FEATURES)))
     combiner = fit_combiner(np.vstack([full, full + 1]), np.r_[np.zeros(10, bool), np.ones(10, bool)])
     assert combiner.insight(full + 1).min() > 0.9 > 0.1 > combiner.insight(full).max()
-    real = np.linspace(0, 0.99, 100)  # 100 real pairs over 10 identity-days
-    budget = budget_threshold(real, np.full(50, 0.995), identity_days=10, per_100=20)
+    real = np.linspace(0, 0.99, 100)  # 100 real pairs of a day with 10 identities
+    budget = budget_threshold([real], [10], np.full(50, 0.995), per_100=20)
     assert budget.threshold > real[-3] and (real >= budget.threshold).sum() == 2  # 20 per 100 of 10 = 2 alerts
     assert budget.expected_false_alerts_per_100 == pytest.approx(20.0) and budget.expected_recall == 1.0
-    assert budget_threshold(np.zeros(5), np.ones(5), 1000, 1.0).threshold == MIN_THRESHOLD
+    assert budget_threshold([np.zeros(5)], [1000], np.ones(5), 1.0).threshold == MIN_THRESHOLD
+    # the days' expected false alerts add up: 20 per 100 of 30 identity-days = 6, all on the busy day
+    calm, busy = np.linspace(0, 0.6, 100), np.linspace(0, 0.99, 100)
+    pooled = budget_threshold([calm, calm, busy], [10, 10, 10], np.ones(5), 20)
+    assert (busy >= pooled.threshold).sum() == 6 and (calm >= pooled.threshold).sum() == 0
+    # a few real attacks on top of a large day do not lift the threshold to above them
+    rng = np.random.default_rng(1)
+    day = 1 / (1 + np.exp(-rng.normal(-4, 1, 2000)))
+    with_attacks = np.r_[day, np.full(8, 0.999)]
+    assert budget_threshold([with_attacks], [400], np.ones(1), 1.0).threshold < 0.99
     assert threshold_for({"threshold": 0.7}, None) == 0.7 and threshold_for({"threshold": 0.7}, 0.9) == 0.9
 
 

@@ -151,6 +151,8 @@ def _validation_day(frame: Frame, networks: Networks, scorer: Scorer, d: int, rn
         active,
         past["e"].to_numpy(),
         past["a"].to_numpy(),
+        entity,
+        address,
         frame.book,
         history.seen[1],
         history.aws_share,
@@ -232,8 +234,7 @@ def _auc(scores: np.ndarray, suspicious: np.ndarray) -> float | None:
 def _fit(folds: list[_Fold], alert_budget: float, days: list[str]) -> tuple[Combiner, Budget, float | None]:
     """The combiner on every fold, and out-of-fold insights for the budget (in-sample with one fold)."""
     if not folds or not any(f.suspicious.any() for f in folds) or not any((~f.suspicious).any() for f in folds):
-        identity_days = sum(f.identities for f in folds)
-        return PRIOR, budget_threshold(np.zeros(0), np.zeros(0), identity_days, alert_budget), None
+        return PRIOR, budget_threshold([], [], np.zeros(0), alert_budget), None
     x = np.vstack([f.x for f in folds])
     suspicious = np.concatenate([f.suspicious for f in folds])
     fitted_on = {
@@ -250,11 +251,11 @@ def _fit(folds: list[_Fold], alert_budget: float, days: list[str]) -> tuple[Comb
             rest = [f for j, f in enumerate(folds) if j != i]
             partial = fit_combiner(np.vstack([f.x for f in rest]), np.concatenate([f.suspicious for f in rest]))
             held.append(partial.insight(fold.x))
-        scores = np.concatenate(held)
     else:
-        scores = combiner.insight(x)
-    identity_days = sum(f.identities for f in folds)
-    budget = budget_threshold(scores[~suspicious], scores[suspicious], identity_days, alert_budget)
+        held = [combiner.insight(fold.x) for fold in folds]
+    scores = np.concatenate(held)
+    real = [h[~f.suspicious] for h, f in zip(held, folds, strict=True)]
+    budget = budget_threshold(real, [f.identities for f in folds], scores[suspicious], alert_budget)
     return combiner, budget, _auc(scores, suspicious)
 
 

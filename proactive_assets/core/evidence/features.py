@@ -40,15 +40,18 @@ FEATURES = (
     "others_address_window",
     "others_24_window",
     "others_16_window",
+    "others_12_window",
     "others_address_today",
     "others_24_today",
     "known_network_today",
+    "sibling_known_today",  # a known /24 of the same /16 is active today, this pair's /24 is new
     "aws_address",
     "cloud_address",
     "private_address",
     "aws_share",
     "cloud_share",
     "provider_new",
+    "off_provider",  # an identity that only ever called from cloud or AWS addresses, now elsewhere
     "aws_region_new",
     "family_new",
     "ip_insights",
@@ -60,6 +63,7 @@ FEATURES = (
     "novel_x_others_today",
     "novel_x_provider_new",
     "novel_x_ip_insights",
+    "off_provider_x_others",  # a shared address vouches for people, not for a machine identity
 )
 
 _DAYS_SCALE = np.log1p(14.0)
@@ -179,13 +183,23 @@ class Day:
     org_keys: list[np.ndarray]  # levels 0 and 1
     org_counts: list[np.ndarray]
     known_pairs: np.ndarray  # per identity code: how many of its pairs today are on a known /24 (/64)
+    sibling_keys: np.ndarray  # sorted (identity, /16) keys of today's pairs on a known /24 ...
+    sibling_counts: np.ndarray  # ... and how many such pairs
 
 
 def build_day(entity: np.ndarray, address: np.ndarray, book: AddressBook, history: History, n: int) -> Day:
     keys = [book.level_keys[level][address] for level in (0, 1)]
     org = [_counts(k, entity) for k in keys]
     known_24 = member(history.seen[1], pair_key(entity, keys[1]))
-    return Day([k for k, _ in org], [c for _, c in org], np.bincount(entity, weights=known_24, minlength=n))
+    site = pair_key(entity[known_24], book.level_keys[2][address[known_24]])
+    sibling_keys, sibling_counts = np.unique(site, return_counts=True)
+    return Day(
+        [k for k, _ in org],
+        [c for _, c in org],
+        np.bincount(entity, weights=known_24, minlength=n),
+        sibling_keys,
+        sibling_counts,
+    )
 
 
 def pair_features(
@@ -212,15 +226,19 @@ def pair_features(
     novel_12 = ~l16 & l12
     novel_network = known & ~l12
     novel = (~exact).astype(float)
-    keys = [book.level_keys[level][address] for level in range(3)]
-    window = [lookup_count(history.org_keys[i], history.org_counts[i], keys[i]) for i in range(3)]
+    keys = [book.level_keys[level][address] for level in range(4)]
+    window = [lookup_count(history.org_keys[i], history.org_counts[i], keys[i]) for i in range(4)]
     window = [np.maximum(w - seen[:, i], 0) for i, w in enumerate(window)]  # others, not this identity
     today = [lookup_count(day.org_keys[i], day.org_counts[i], keys[i]) for i in range(2)]
     today = [np.maximum(t - real, 0) for t in today]
     own_known_24 = (real & l24).astype(float)
     known_today = (day.known_pairs[entity] - own_known_24) > 0
+    siblings = lookup_count(day.sibling_keys, day.sibling_counts, levels[2]) - own_known_24
+    sibling_known_today = ~l24 & (siblings > 0)
     category = _provider_category(book)[address]
     provider_new = known & ~member(history.providers, pair_key(entity, category.astype(np.uint64)))
+    concentration = np.maximum(history.aws_share[entity], history.cloud_share[entity])
+    off_provider = provider_new * concentration * (concentration >= 0.9)
     aws = category == AWS + 2
     region_new = aws & known & (history.aws_share[entity] > 0)
     region_new &= ~member(history.aws_regions, pair_key(entity, book.owner.region[address].astype(np.uint64)))
@@ -246,15 +264,18 @@ def pair_features(
         "others_address_window": np.log1p(window[0]),
         "others_24_window": np.log1p(window[1]),
         "others_16_window": np.log1p(window[2]),
+        "others_12_window": np.log1p(window[3]),
         "others_address_today": np.log1p(today[0]),
         "others_24_today": np.log1p(today[1]),
         "known_network_today": known_today,
+        "sibling_known_today": sibling_known_today,
         "aws_address": aws,
         "cloud_address": category >= 2,
         "private_address": category == 0,
         "aws_share": history.aws_share[entity],
         "cloud_share": history.cloud_share[entity],
         "provider_new": provider_new,
+        "off_provider": off_provider,
         "aws_region_new": region_new,
         "family_new": family_new,
         "ip_insights": ipi,
@@ -266,6 +287,7 @@ def pair_features(
         "novel_x_others_today": novel * others_today,
         "novel_x_provider_new": novel * provider_new,
         "novel_x_ip_insights": novel * ipi,
+        "off_provider_x_others": off_provider * (others_window + others_today),
     }
     matrix = np.empty((n, len(FEATURES)), dtype=np.float64)
     for i, name in enumerate(FEATURES):

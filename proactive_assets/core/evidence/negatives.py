@@ -61,6 +61,8 @@ def draw_negatives(
     entities: np.ndarray,
     history_entity: np.ndarray,
     history_address: np.ndarray,
+    today_entity: np.ndarray,
+    today_address: np.ndarray,
     book: AddressBook,
     seen_24: np.ndarray,
     aws_share: np.ndarray,
@@ -70,7 +72,9 @@ def draw_negatives(
 ) -> Negatives:
     """One synthetic pair of every kind for each identity code in ``entities``.
 
-    ``history_*`` are the window's (identity, address) rows as codes into ``book``; ``seen_24``
+    ``history_*`` are the window's (identity, address) rows as codes into ``book``, ``today_*`` the
+    day's; a new /24 is drawn next to an address the identity uses today where it has one (an
+    attacker on a residential proxy of the victim's ISP while the victim works); ``seen_24``
     the sorted (identity, /24) keys of the window, so a 'new /24' really is new; ``aws_regions``
     the sorted (identity, AWS region) keys, so 'another region' really is another.
     """
@@ -81,24 +85,30 @@ def draw_negatives(
     # random public network
     parts.append((entities, np.zeros(n, bool), np.zeros(n, np.uint64), _public_ipv4(rng, n), 0))
 
-    # another identity's address (rejected and redrawn when it is this identity's own)
-    if len(history_entity):
-        pick = rng.integers(0, len(history_entity), size=n)
+    # another identity's address: a random other identity, then one of its addresses, so every kind
+    # of colleague (people, CI, functions) is drawn, not only the busiest
+    order = np.argsort(history_entity, kind="stable")
+    owners, first_row, rows_per = np.unique(history_entity[order], return_index=True, return_counts=True)
+    if len(owners) > 1:
+        pick = rng.integers(0, len(owners), size=n)
         for _ in range(4):
-            clash = history_entity[pick] == entities
+            clash = owners[pick] == entities
             if not clash.any():
                 break
-            pick[clash] = rng.integers(0, len(history_entity), size=int(clash.sum()))
-        keep = history_entity[pick] != entities
-        address = history_address[pick[keep]]
+            pick[clash] = rng.integers(0, len(owners), size=int(clash.sum()))
+        keep = owners[pick] != entities
+        row = first_row[pick[keep]] + np.floor(rng.random(int(keep.sum())) * rows_per[pick[keep]]).astype(np.int64)
+        address = history_address[order[row]]
         parts.append((entities[keep], book.is6[address], book.hi[address], book.lo[address], 1))
 
-    # a new /24 (/64) in the identity's own /16 (/48)
-    order = np.argsort(history_entity, kind="stable")
-    first = np.searchsorted(history_entity[order], entities)
-    count = np.searchsorted(history_entity[order], entities, side="right") - first
-    has = count > 0
-    own = history_address[order[first[has] + rng.integers(0, np.maximum(count[has], 1))]]
+    # a new /24 (/64) in the identity's own /16 (/48): next to today's address, else a past one
+    own_entity = np.concatenate([today_entity, history_entity])
+    own_address = np.concatenate([today_address, history_address])
+    today_first = np.concatenate([np.zeros(len(today_entity)), np.ones(len(history_entity))])
+    order = np.lexsort((rng.random(len(own_entity)), today_first, own_entity))
+    first = np.searchsorted(own_entity[order], entities)
+    has = (first < len(order)) & (own_entity[order][np.minimum(first, len(order) - 1)] == entities)
+    own = own_address[order[first[has]]]
     is6, hi, lo = book.is6[own].copy(), book.hi[own].copy(), book.lo[own].copy()
     for _ in range(3):  # redraw the few that land on a known /24
         new24 = rng.integers(0, 256, size=len(own), dtype=np.uint64)
