@@ -9,7 +9,7 @@ import pytest
 from proactive_assets.core.backends.local import LocalBackend
 from proactive_assets.core.evidence.combiner import MIN_THRESHOLD, budget_threshold, fit_combiner, fit_logistic
 from proactive_assets.core.evidence.detector import score_day, threshold_for, train_detector
-from proactive_assets.core.evidence.features import FEATURES, build_day, build_history, pair_features
+from proactive_assets.core.evidence.features import FEATURES, Behaviour, build_day, build_history, pair_features
 from proactive_assets.core.evidence.keys import address_book, level_keys, pair_key
 from proactive_assets.core.evidence.negatives import KINDS, draw_negatives
 from proactive_assets.core.evidence.networks import AWS, PROVIDERS, Networks, Prefix, load_networks
@@ -81,11 +81,12 @@ def features_for(today: list[tuple[str, str]], ip_insights: float = 0.5) -> dict
     e = np.array([entities.index(x) for x, _, _ in HISTORY])
     a = np.array([addresses.index(x) for _, x, _ in HISTORY])
     d = np.array([x for _, _, x in HISTORY])
-    history = build_history(e, a, d, book, len(entities))
+    history = build_history(e, a, d, book, len(entities), Behaviour.empty(len(e)))
     te = np.array([entities.index(x) for x, _ in today])
     ta = np.array([addresses.index(x) for _, x in today])
     day = build_day(te, ta, book, history, len(entities))
-    x = pair_features(te, ta, np.full(len(te), ip_insights), np.ones(len(te), bool), book, history, day)
+    ipi = np.full(len(te), ip_insights)
+    x = pair_features(te, ta, ipi, np.ones(len(te), bool), book, history, day, Behaviour.empty(len(te)))
     return {pair: dict(zip(FEATURES, row, strict=True)) for pair, row in zip(today, x, strict=True)}
 
 
@@ -122,11 +123,20 @@ def test_synthetic_attacks_are_of_every_kind_and_never_the_identitys_own() -> No
     book = address_book(addresses, NETWORKS)
     e = np.array([entities.index(x) for x, _, _ in HISTORY])
     a = np.array([addresses.index(x) for _, x, _ in HISTORY])
-    history = build_history(e, a, np.array([x for _, _, x in HISTORY]), book, len(entities))
+    history = build_history(e, a, np.array([x for _, _, x in HISTORY]), book, len(entities), Behaviour.empty(len(e)))
     active = np.arange(len(entities))
     none = np.zeros(0, np.int64)
     negatives = draw_negatives(
-        active, e, a, none, none, book, history.seen[1], history.aws_share, history.aws_regions, NETWORKS,
+        active,
+        e,
+        a,
+        none,
+        none,
+        book,
+        history.seen[1],
+        history.aws_share,
+        history.aws_regions,
+        NETWORKS,
         np.random.default_rng(3),
     )
     kinds = {KINDS[k] for k in negatives.kind.tolist()}

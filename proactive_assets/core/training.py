@@ -10,18 +10,20 @@ from datetime import date, timedelta
 import pyarrow as pa
 import pyarrow.compute as pc
 
-#: The learning-set columns a model trains on.
-TRAINING_COLUMNS = ["entity", "source_ip", "event_count", "sources"]
-
 TRAINING_SCHEMA = pa.schema(
     [
         ("entity", pa.string()),
         ("source_ip", pa.string()),
         ("event_count", pa.int64()),
         ("sources", pa.list_(pa.string())),
+        ("event_names", pa.list_(pa.string())),
+        ("user_agents", pa.list_(pa.string())),
         ("day", pa.date32()),
     ]
 )
+#: The learning-set columns a model trains on (what each identity did, too: the detector's
+#: evidence compares a day's actions and user agents with the window's).
+TRAINING_COLUMNS = TRAINING_SCHEMA.names[:-1]
 
 
 def training_window(day: date, days: int) -> tuple[date, date]:
@@ -38,7 +40,7 @@ def union_learning_sets(learning_sets: Mapping[date, pa.Table]) -> tuple[pa.Tabl
     """The training set: the window's learning sets with a ``day`` column, and the days that had rows."""
     tables, used = [], []
     for day in sorted(learning_sets):
-        table = learning_sets[day].select(TRAINING_COLUMNS)
+        table = _with_training_columns(learning_sets[day])
         if table.num_rows == 0:
             continue
         tables.append(table.append_column("day", pa.array([day] * table.num_rows, pa.date32())))
@@ -46,6 +48,18 @@ def union_learning_sets(learning_sets: Mapping[date, pa.Table]) -> tuple[pa.Tabl
     if not tables:
         return TRAINING_SCHEMA.empty_table(), used
     return pa.concat_tables(tables), used
+
+
+def _with_training_columns(learning_set: pa.Table) -> pa.Table:
+    """The training columns of a learning set; a column older partitions lack is empty lists."""
+    n = learning_set.num_rows
+    columns = {}
+    for field in TRAINING_SCHEMA.remove(TRAINING_SCHEMA.get_field_index("day")):
+        if field.name in learning_set.column_names:
+            columns[field.name] = learning_set.column(field.name).cast(field.type)
+        else:
+            columns[field.name] = pa.array([[]] * n, field.type)
+    return pa.table(columns)
 
 
 def training_pairs(training_set: pa.Table) -> pa.Table:

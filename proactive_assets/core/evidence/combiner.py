@@ -143,7 +143,7 @@ def budget_threshold(
 ) -> Budget:
     """The smallest threshold whose expected false alerts stay within ``per_100`` per 100 identities a day.
 
-    ``real_by_day`` are out-of-fold insights of each validation day's real pairs (presumed benign,
+    ``real_by_day`` are the insights of each validation day's real pairs (presumed benign,
     see ``FalseAlertModel``) and ``identities_by_day`` how many identities were active that day;
     ``synthetic`` the insights of the synthetic attacks. Each day's tail is modelled on its own
     (days differ: weekends, a VPN egress moving for everyone at once) and the expected false

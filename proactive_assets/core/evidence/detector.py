@@ -7,7 +7,7 @@ Training for day D (``train_detector``) on the window D-W..D-1:
    judge new pairs of D; everything seen before trains it (any backend).
 2. For each validation day, every real pair and synthetic attacker-like pairs for the same
    identities (``negatives.py``) get their evidence against the window before that day.
-3. The combiner is fitted on them (``combiner.py``); out-of-fold insights of the real pairs and
+3. The combiner is fitted on them (``combiner.py``); its insights of the real pairs and
    the synthetic ones set the default threshold from the alert budget.
 
 Scoring D (``score_day``): the evidence of D's pairs against the whole window, through the same
@@ -27,7 +27,14 @@ import pyarrow.compute as pc
 
 from proactive_assets.core.backends import ModelBackend, TrainedModel
 from proactive_assets.core.evidence.combiner import MIN_THRESHOLD, Budget, Combiner, budget_threshold, fit_combiner
-from proactive_assets.core.evidence.features import FEATURES, History, build_day, build_history, pair_features
+from proactive_assets.core.evidence.features import (
+    FEATURES,
+    Behaviour,
+    History,
+    build_day,
+    build_history,
+    pair_features,
+)
 from proactive_assets.core.evidence.keys import AddressBook, address_book, level_keys
 from proactive_assets.core.evidence.negatives import KINDS, Negatives, draw_negatives
 from proactive_assets.core.evidence.networks import PROVIDERS, Networks
@@ -57,9 +64,42 @@ PRIOR = Combiner(
 )
 
 
+def _flat(table: pa.Table, name: str) -> tuple[np.ndarray, pa.Array]:
+    """(row index, value) of every item of a list column; nothing when the table lacks it."""
+    if name not in table.column_names or table.num_rows == 0:
+        return np.zeros(0, np.int64), pa.array([], pa.string())
+    column = table.column(name).combine_chunks()
+    return np.asarray(pc.list_parent_indices(column), np.int64), pc.list_flatten(column)
+
+
+def _behaviour(tables: list[pa.Table]) -> list[Behaviour]:
+    """Each table's behaviour, its API calls and user agents coded in one vocabulary."""
+    out = []
+    flats = {name: [_flat(t, name) for t in tables] for name in ("event_names", "user_agents")}
+    codes = {}
+    for name, parts in flats.items():
+        values = pa.chunked_array([v for _, v in parts], pa.string())
+        codes[name] = pd.factorize(values.to_pandas(), use_na_sentinel=True)[0] if len(values) else np.zeros(0, int)
+    offsets = {name: np.cumsum([0] + [len(v) for _, v in parts[:-1]]) for name, parts in flats.items()}
+    for i, table in enumerate(tables):
+        pieces = {}
+        for name, parts in flats.items():
+            rows, values = parts[i]
+            code = codes[name][offsets[name][i] : offsets[name][i] + len(values)]
+            keep = code >= 0
+            pieces[name] = (rows[keep], code[keep])
+        events = (
+            table.column("event_count").to_numpy(zero_copy_only=False).astype(np.float64)
+            if "event_count" in table.column_names
+            else np.ones(table.num_rows)
+        )
+        out.append(Behaviour(*pieces["event_names"], *pieces["user_agents"], events))
+    return out
+
+
 @dataclass
 class Frame:
-    """One computation's identities and addresses as codes, with the rows of the window."""
+    """One computation's identities and addresses as codes, with the rows of the window and their behaviour."""
 
     entities: pd.Index
     addresses: pd.Index
@@ -67,6 +107,8 @@ class Frame:
     entity: np.ndarray
     address: np.ndarray
     day: np.ndarray
+    behaviour: Behaviour
+    today_behaviour: Behaviour | None
 
     @classmethod
     def build(cls, training_set: pa.Table, today: pa.Table | None, networks: Networks) -> "Frame":
@@ -82,6 +124,7 @@ class Frame:
         book = address_book(distinct, networks)
         n = training_set.num_rows
         days = training_set.column("day").cast(pa.int32()).to_numpy(zero_copy_only=False) if n else np.zeros(0, int)
+        behaviour = _behaviour([training_set] + ([today] if today is not None else []))
         return cls(
             entities,
             addresses,
@@ -89,6 +132,8 @@ class Frame:
             entities.get_indexer(training_set.column("entity").to_pandas()) if n else np.zeros(0, np.int64),
             addresses.get_indexer(training_set.column("source_ip").to_pandas()) if n else np.zeros(0, np.int64),
             days.astype(np.int64),
+            behaviour[0],
+            behaviour[1] if today is not None else None,
         )
 
     def codes(self, table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
@@ -134,13 +179,14 @@ class _Fold:
 
 
 def _validation_day(frame: Frame, networks: Networks, scorer: Scorer, d: int, rng: np.random.Generator) -> _Fold | None:
-    before, on = frame.day < d, frame.day == d
-    if not before.any() or not on.any():
+    before, on = np.flatnonzero(frame.day < d), np.flatnonzero(frame.day == d)
+    if not len(before) or not len(on):
         return None
     n = len(frame.entities)
-    history = build_history(frame.entity[before], frame.address[before], frame.day[before], frame.book, n)
-    pairs = pd.DataFrame({"e": frame.entity[on], "a": frame.address[on]}).drop_duplicates()
-    entity, address = pairs["e"].to_numpy(), pairs["a"].to_numpy()
+    history = build_history(
+        frame.entity[before], frame.address[before], frame.day[before], frame.book, n, frame.behaviour.take(before)
+    )
+    entity, address = frame.entity[on], frame.address[on]  # one row per (identity, address) and day
     day = build_day(entity, address, frame.book, history, n)
     active = np.unique(entity)
     active = active[history.known[active]]
@@ -168,9 +214,27 @@ def _validation_day(frame: Frame, networks: Networks, scorer: Scorer, d: int, rn
     all_entity = np.concatenate([entity, negatives.entity])
     all_address = np.concatenate([address, negative_address])
     real = np.concatenate([np.ones(len(entity), bool), np.zeros(len(negatives), bool)])
-    x = pair_features(all_entity, all_address, ipi, real, book, history, day)
+    behaviour = Behaviour.concat(
+        [frame.behaviour.take(on), frame.behaviour.take(on[_donors(entity, negatives.entity, rng)])]
+    )
+    x = pair_features(all_entity, all_address, ipi, real, book, history, day, behaviour)
     kind = np.concatenate([np.full(len(entity), -1, np.int8), negatives.kind])
     return _Fold(d, x, ~real, kind, len(np.unique(entity)))
+
+
+def _donors(day_entity: np.ndarray, negative_entity: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """For each synthetic pair, a real pair of the day by *another* identity whose behaviour it borrows.
+
+    Stolen credentials are used by someone else, so what the synthetic pair does is what another
+    identity did today: its API calls, user agents and volume.
+    """
+    donor = rng.integers(0, len(day_entity), size=len(negative_entity))
+    for _ in range(4):
+        same = day_entity[donor] == negative_entity
+        if not same.any():
+            break
+        donor[same] = rng.integers(0, len(day_entity), size=int(same.sum()))
+    return donor
 
 
 def _digest(doc: Any) -> str:
@@ -232,7 +296,7 @@ def _auc(scores: np.ndarray, suspicious: np.ndarray) -> float | None:
 
 
 def _fit(folds: list[_Fold], alert_budget: float, days: list[str]) -> tuple[Combiner, Budget, float | None]:
-    """The combiner on every fold, and out-of-fold insights for the budget (in-sample with one fold)."""
+    """The combiner on every validation day's pairs, and the budget threshold from its scores of them."""
     if not folds or not any(f.suspicious.any() for f in folds) or not any((~f.suspicious).any() for f in folds):
         return PRIOR, budget_threshold([], [], np.zeros(0), alert_budget), None
     x = np.vstack([f.x for f in folds])
@@ -245,14 +309,10 @@ def _fit(folds: list[_Fold], alert_budget: float, days: list[str]) -> tuple[Comb
         },
     }
     combiner = fit_combiner(x, suspicious, fitted_on)
-    if len(folds) >= 2:
-        held = []
-        for i, fold in enumerate(folds):
-            rest = [f for j, f in enumerate(folds) if j != i]
-            partial = fit_combiner(np.vstack([f.x for f in rest]), np.concatenate([f.suspicious for f in rest]))
-            held.append(partial.insight(fold.x))
-    else:
-        held = [combiner.insight(fold.x) for fold in folds]
+    # The threshold from the combiner's own scores of the validation days: it has a few dozen
+    # coefficients for thousands of pairs, so in-sample scores barely flatter it, while out-of-fold
+    # fits on two days instead of three overstated the false alerts of the final model.
+    held = [combiner.insight(fold.x) for fold in folds]
     scores = np.concatenate(held)
     real = [h[~f.suspicious] for h, f in zip(held, folds, strict=True)]
     budget = budget_threshold(real, [f.identities for f in folds], scores[suspicious], alert_budget)
@@ -329,12 +389,13 @@ def score_day(
     combiner = Combiner.from_dict(evidence["combiner"]) if evidence else PRIOR
     frame = Frame.build(training_set, learning_set, networks)
     n = len(frame.entities)
-    history: History = build_history(frame.entity, frame.address, frame.day, frame.book, n)
+    history: History = build_history(frame.entity, frame.address, frame.day, frame.book, n, frame.behaviour)
     entity, address = frame.codes(learning_set)
     day = build_day(entity, address, frame.book, history, n)
     result = scorer(learning_set.column("entity"), learning_set.column("source_ip")) if learning_set.num_rows else None
     ipi = np.asarray(result.insight, np.float64) if result is not None else np.zeros(0)
-    x = pair_features(entity, address, ipi, np.ones(len(entity), bool), frame.book, history, day)
+    assert frame.today_behaviour is not None
+    x = pair_features(entity, address, ipi, np.ones(len(entity), bool), frame.book, history, day, frame.today_behaviour)
     owner = frame.book.owner
     names = networks.names
     providers = ("private", "", *PROVIDERS)

@@ -56,6 +56,9 @@ FEATURES = (
     "family_new",
     "ip_insights",
     "ip_insights_missing",
+    "new_actions",  # share of the pair's API calls this identity never made in the window
+    "new_user_agent",  # share of the pair's user agents this identity never used
+    "events",
     "novel_x_churn_24",
     "novel_x_churn_16",
     "novel_x_known_today",
@@ -64,7 +67,12 @@ FEATURES = (
     "novel_x_provider_new",
     "novel_x_ip_insights",
     "off_provider_x_others",  # a shared address vouches for people, not for a machine identity
+    "novel_x_new_actions",
+    "novel_x_new_user_agent",
 )
+
+_ACTION_TAG = np.uint64(0xA5A5A5A5A5A5A5A5)
+_AGENT_TAG = np.uint64(0x5A5A5A5A5A5A5A5A)
 
 _DAYS_SCALE = np.log1p(14.0)
 _NETS_SCALE = np.log1p(16.0)
@@ -112,6 +120,52 @@ class History:
     families: np.ndarray  # bit 1: IPv4 seen, bit 2: IPv6 seen
     providers: np.ndarray  # sorted keys of (identity, provider category)
     aws_regions: np.ndarray  # sorted keys of (identity, AWS region code)
+    actions: np.ndarray  # sorted keys of (identity, API call)
+    agents: np.ndarray  # sorted keys of (identity, user agent)
+    has_agents: np.ndarray  # per identity: its history records user agents at all
+
+
+@dataclass
+class Behaviour:
+    """What pairs did, flattened: (pair index, code) of each API call and user agent, and event counts."""
+
+    action_pair: np.ndarray
+    action_code: np.ndarray
+    agent_pair: np.ndarray
+    agent_code: np.ndarray
+    events: np.ndarray
+
+    @classmethod
+    def empty(cls, n: int) -> "Behaviour":
+        """``n`` pairs with one event each and nothing recorded of what they did."""
+        none = np.zeros(0, np.int64)
+        return cls(none, none, none, none, np.ones(n))
+
+    def take(self, rows: np.ndarray) -> "Behaviour":
+        """The behaviour of ``rows`` (pair indices), as pairs 0..len(rows)-1."""
+
+        def pick(pair: np.ndarray, code: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            order = np.argsort(pair, kind="stable")
+            start = np.searchsorted(pair[order], rows)
+            stop = np.searchsorted(pair[order], rows, side="right")
+            lengths = stop - start
+            index = np.repeat(start - np.cumsum(np.r_[0, lengths[:-1]]), lengths) + np.arange(lengths.sum())
+            return np.repeat(np.arange(len(rows)), lengths), code[order[index]]
+
+        action_pair, action_code = pick(self.action_pair, self.action_code)
+        agent_pair, agent_code = pick(self.agent_pair, self.agent_code)
+        return Behaviour(action_pair, action_code, agent_pair, agent_code, self.events[rows])
+
+    @staticmethod
+    def concat(parts: list["Behaviour"]) -> "Behaviour":
+        offsets = np.cumsum([0] + [len(p.events) for p in parts[:-1]])
+        return Behaviour(
+            np.concatenate([p.action_pair + o for p, o in zip(parts, offsets, strict=True)]),
+            np.concatenate([p.action_code for p in parts]),
+            np.concatenate([p.agent_pair + o for p, o in zip(parts, offsets, strict=True)]),
+            np.concatenate([p.agent_code for p in parts]),
+            np.concatenate([p.events for p in parts]),
+        )
 
 
 def _provider_category(book: AddressBook) -> np.ndarray:
@@ -135,8 +189,11 @@ def _churn(entity: np.ndarray, key: np.ndarray, day: np.ndarray, n_entities: int
     return out
 
 
-def build_history(entity: np.ndarray, address: np.ndarray, day: np.ndarray, book: AddressBook, n: int) -> History:
-    """Index the window's rows: ``entity`` and ``address`` are codes (into ``n`` identities and ``book``)."""
+def build_history(
+    entity: np.ndarray, address: np.ndarray, day: np.ndarray, book: AddressBook, n: int, behaviour: Behaviour
+) -> History:
+    """Index the window's rows: ``entity`` and ``address`` are codes (into ``n`` identities and ``book``);
+    ``behaviour`` is what each row did (its pair index = the row)."""
     keys = [level[address] for level in book.level_keys]
     seen = [_sorted_unique(pair_key(entity, k)) for k in keys]
     org = [_counts(k, entity) for k in keys]
@@ -173,6 +230,13 @@ def build_history(entity: np.ndarray, address: np.ndarray, day: np.ndarray, book
         families=families,
         providers=_sorted_unique(pair_key(d_entity, category.astype(np.uint64))),
         aws_regions=_sorted_unique(pair_key(d_entity[is_aws], book.owner.region[d_address][is_aws].astype(np.uint64))),
+        actions=_sorted_unique(
+            pair_key(entity[behaviour.action_pair], behaviour.action_code.astype(np.uint64) ^ _ACTION_TAG)
+        ),
+        agents=_sorted_unique(
+            pair_key(entity[behaviour.agent_pair], behaviour.agent_code.astype(np.uint64) ^ _AGENT_TAG)
+        ),
+        has_agents=np.bincount(entity[behaviour.agent_pair], minlength=n) > 0,
     )
 
 
@@ -202,6 +266,15 @@ def build_day(entity: np.ndarray, address: np.ndarray, book: AddressBook, histor
     )
 
 
+def _unseen_share(
+    entity: np.ndarray, pair: np.ndarray, code: np.ndarray, seen: np.ndarray, tag: np.uint64, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per pair: the share of its codes the identity never had, and whether it has any."""
+    unseen = ~member(seen, pair_key(entity[pair], code.astype(np.uint64) ^ tag))
+    total = np.bincount(pair, minlength=n)
+    return np.bincount(pair, weights=unseen, minlength=n) / np.maximum(total, 1), total > 0
+
+
 def pair_features(
     entity: np.ndarray,
     address: np.ndarray,
@@ -210,11 +283,12 @@ def pair_features(
     book: AddressBook,
     history: History,
     day: Day,
+    behaviour: Behaviour,
 ) -> np.ndarray:
     """The evidence matrix (rows: pairs, columns: ``FEATURES``).
 
     ``real`` marks pairs that belong to the day (they count themselves among the day's pairs);
-    synthetic pairs judged as if added to the day do not.
+    synthetic pairs judged as if added to the day do not. ``behaviour`` is what each pair did.
     """
     n = len(entity)
     levels = [pair_key(entity, book.level_keys[level][address]) for level in range(4)]
@@ -251,6 +325,14 @@ def pair_features(
     others_today = np.log1p(today[0]) + 0.5 * np.log1p(today[1])
     churn_24 = np.where(known, history.churn_24[entity], 0.0)
     churn_16 = np.where(known, history.churn_16[entity], 0.0)
+    new_actions, _ = _unseen_share(
+        entity, behaviour.action_pair, behaviour.action_code, history.actions, _ACTION_TAG, n
+    )
+    new_agents, has_agents = _unseen_share(
+        entity, behaviour.agent_pair, behaviour.agent_code, history.agents, _AGENT_TAG, n
+    )
+    new_actions = np.where(known, new_actions, 0.0)
+    new_agents = np.where(known & has_agents & history.has_agents[entity], new_agents, 0.0)
     columns = {
         "novel_24": novel_24,
         "novel_16": novel_16,
@@ -280,6 +362,9 @@ def pair_features(
         "family_new": family_new,
         "ip_insights": ipi,
         "ip_insights_missing": missing,
+        "new_actions": new_actions,
+        "new_user_agent": new_agents,
+        "events": np.log1p(behaviour.events) / np.log(1001.0),
         "novel_x_churn_24": novel * churn_24,
         "novel_x_churn_16": novel * churn_16,
         "novel_x_known_today": novel * known_today,
@@ -288,6 +373,8 @@ def pair_features(
         "novel_x_provider_new": novel * provider_new,
         "novel_x_ip_insights": novel * ipi,
         "off_provider_x_others": off_provider * (others_window + others_today),
+        "novel_x_new_actions": novel * new_actions,
+        "novel_x_new_user_agent": novel * new_agents,
     }
     matrix = np.empty((n, len(FEATURES)), dtype=np.float64)
     for i, name in enumerate(FEATURES):

@@ -6,10 +6,12 @@ assets, metadata and blocking AUC check.
 """
 
 import time
+from datetime import date
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -30,6 +32,7 @@ from proactive_assets.core.backends import create_backend
 from proactive_assets.core.evidence.detector import score_day, threshold_for, train_detector
 from proactive_assets.core.evidence.networks import load_networks
 from proactive_assets.core.model import IPInsightsParams, ScoreResult
+from proactive_assets.core.warehouse import Warehouse
 from proactive_assets.defs import tables
 from proactive_assets.defs.metadata import table_preview
 from proactive_assets.defs.model_store import load_model, save_model
@@ -62,7 +65,7 @@ def model_assets(partitions: DailyPartitionsDefinition, training_days: int) -> l
         settings = proactive.settings
         warehouse = proactive.warehouse()
         learning_sets = {
-            d: warehouse.read_table(tables.LEARNING_SET, d, columns=training.TRAINING_COLUMNS)
+            d: _training_columns(warehouse, d)
             for d in training.window_days(day, settings.training_days)
             if warehouse.has(tables.LEARNING_SET, d)
         }
@@ -193,6 +196,13 @@ def model_assets(partitions: DailyPartitionsDefinition, training_days: int) -> l
         )
 
     return [training_set, ip_insights_model, daily_insights]
+
+
+def _training_columns(warehouse: Warehouse, day: date) -> pa.Table:
+    """The training columns of a day's learning set (older partitions may lack some: they stay out)."""
+    with warehouse.local_file(tables.LEARNING_SET, day) as path:
+        present = set(pq.read_schema(path).names)
+        return pq.read_table(path, columns=[c for c in training.TRAINING_COLUMNS if c in present])
 
 
 def _auc(meta: dict) -> float:
