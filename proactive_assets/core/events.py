@@ -27,6 +27,7 @@ EVENTS_SCHEMA = pa.schema(
         ("is_pair", pa.bool_()),
         ("user_agent", pa.string()),
         ("error_code", pa.string()),
+        ("read_only", pa.bool_()),  # CloudTrail's readOnly; null where unknown (and for OCSF rows)
         ("event_id", pa.string()),
         ("source", pa.string()),
         ("source_file", pa.string()),
@@ -44,6 +45,8 @@ QUARANTINE_SCHEMA = pa.schema(
 )
 
 PREVIEW_ROWS = 10
+#: Record-level problems a partition's quarantine names (every one is counted); objects are all named.
+MAX_LISTED_RECORD_PROBLEMS = 10_000
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,8 @@ class EventBatch:
 
     ``label`` groups batches in the metadata (a Security Lake source and version, say);
     ``rejected`` counts rejected rows by reason when a source reports counts rather than one
-    ``Problem`` per row.
+    ``Problem`` per row; ``unlisted`` counts the record-level problems left out of ``problems``
+    (a source names a sample of them, so one object cannot fill memory with them).
     """
 
     events: pa.Table
@@ -75,6 +79,7 @@ class EventBatch:
     objects: int = 1
     label: str = ""
     rejected: dict[str, int] = field(default_factory=dict)
+    unlisted: int = 0
 
 
 @dataclass
@@ -119,12 +124,18 @@ class TableSink(Protocol):
 
 @dataclass
 class EventTally:
-    """What ``write_events`` saw, for the asset's metadata and checks."""
+    """What ``write_events`` saw, for the asset's metadata and checks.
+
+    ``problems`` names every object that could not be read and at most
+    ``MAX_LISTED_RECORD_PROBLEMS`` record-level problems; ``unlisted_problems`` counts the rest.
+    """
 
     objects: int = 0
     events: int = 0
     pair_events: int = 0
     problems: list[Problem] = field(default_factory=list)
+    unlisted_problems: int = 0
+    listed_record_problems: int = 0
     quarantined: list[str] = field(default_factory=list)
     rejected_reasons: Counter = field(default_factory=Counter)
     accounts: set[str] = field(default_factory=set)
@@ -143,8 +154,18 @@ class EventTally:
         self.events += events.num_rows
         pairs = int(pc.sum(events.column("is_pair")).as_py() or 0) if events.num_rows else 0
         self.pair_events += pairs
-        self.problems.extend(batch.problems)
-        self.quarantined.extend(p.source_file for p in batch.problems if p.record_index < 0)
+        room = MAX_LISTED_RECORD_PROBLEMS - self.listed_record_problems
+        for problem in batch.problems:
+            if problem.record_index < 0:
+                self.problems.append(problem)
+                self.quarantined.append(problem.source_file)
+            elif room > 0:
+                self.problems.append(problem)
+                self.listed_record_problems += 1
+                room -= 1
+            else:
+                self.unlisted_problems += 1
+        self.unlisted_problems += batch.unlisted
         self.rejected_reasons.update(batch.rejected)
         if events.num_rows:
             self.accounts.update(a for a in pc.unique(events.column("account")).to_pylist() if a)
