@@ -201,6 +201,8 @@ def test_duplicate_deliveries_are_counted_once(reader: str) -> None:
 
 
 def test_real_stratus_samples_parse(reader: str) -> None:
+    if not SAMPLES.is_dir():
+        pytest.skip(f"reference samples not found at {SAMPLES}")
     records = []
     for path in sorted((SAMPLES / "cloudtrail").glob("*.json")):
         records += json.loads(path.read_text())

@@ -459,13 +459,13 @@ def _row_checks(found: Records, event_time: pa.Array, kinds: pa.Array) -> tuple[
         if codes is not None:
             add(codes > rules.STRING, name, lambda i, f=name, k=codes: f"field {f} has the wrong type ({KINDS[k[i]]})")
     text = found.strings["eventTime"]
-    add(_nulls(event_time), "eventTime", lambda i: f"unparsable eventTime {text[i].as_py()!r}")
+    add(_nulls(event_time), "eventTime", lambda i: f"unparsable eventTime {_shown(text[i].as_py())}")
     source = found.strings["sourceIPAddress"]
     add(
         np.asarray(pc.fill_null(pc.equal(kinds, KIND_INVALID), False), dtype=bool),
         "sourceIPAddress",
         lambda i: (
-            f"sourceIPAddress {source[i].as_py()!r} is neither an IP address nor an AWS service"
+            f"sourceIPAddress {_shown(source[i].as_py())} is neither an IP address nor an AWS service"
             " (kept as an event, not a pair)"
         ),
         rejects=False,
@@ -477,6 +477,11 @@ def _row_checks(found: Records, event_time: pa.Array, kinds: pa.Array) -> tuple[
         rejects=False,
     )
     return checks, rejected
+
+
+def _shown(value: str, limit: int = 80) -> str:
+    """A value from a log as a reason quotes it: repr (escapes control characters), cut short."""
+    return repr(value) if len(value) <= limit else f"{value[:limit]!r}… ({len(value):,} characters)"
 
 
 def _problems(found: Records, logs: list[RawLog], checks: list[_Check]) -> tuple[list[Problem], dict[str, int], int]:
