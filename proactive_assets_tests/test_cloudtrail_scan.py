@@ -9,6 +9,7 @@ may differ).
 import json
 import os
 import random
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -345,3 +346,66 @@ def test_scanner_rows_come_out_as_arrow_columns() -> None:
     parsed.events.validate(full=True)
     assert isinstance(parsed.events.column("user_agent"), pa.ChunkedArray)
     assert parsed.events.column("user_agent").to_pylist() == ["caf\u00e9 \U0001f600 \u2028", "café 😀"]
+
+
+SANITIZED_RUN = """
+import importlib.machinery, importlib.util, random, sys
+from proactive_assets_tests import test_cloudtrail_scan as t
+loader = importlib.machinery.ExtensionFileLoader("_cloudtrail_scan", sys.argv[1])
+scanner = importlib.util.module_from_spec(importlib.util.spec_from_loader("_cloudtrail_scan", loader))
+loader.exec_module(scanner)
+docs = list(t.EDGE_CASES.values())
+docs.append(b'{"Records": [{"userAgent": "", "userIdentity": {"arn": ""}, "eventTime": "", "eventName": "",'
+            b' "sourceIPAddress": ""}]}')  # empty strings first: memcpy(NULL, src, 0) before the fix
+rng = random.Random(99)
+docs += [t.mutate(rng, t.FUZZ_BASE) for _ in range(300)]
+for doc in docs:
+    scanner.scan([doc], 100)
+scanner.scan(docs, 3)
+print("clean", len(docs))
+"""
+
+
+def test_scanner_is_clean_under_address_and_undefined_behaviour_sanitizers(tmp_path: Path) -> None:
+    """The scanner built with -fsanitize=address,undefined reads every edge case and fuzzed input
+    without a report (memcpy(NULL, src, 0) on a first empty string was one, before the fix)."""
+    import shutil
+    import subprocess
+    import sys
+    import sysconfig
+
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.skip("gcc not found")
+    runtimes = [
+        subprocess.run([gcc, f"-print-file-name={lib}"], capture_output=True, text=True).stdout.strip()
+        for lib in ("libasan.so", "libubsan.so")
+    ]
+    if not all(Path(r).is_file() for r in runtimes):
+        pytest.skip("the sanitizer runtimes are not installed")
+    source = Path(cloudtrail_records.__file__).with_name("_cloudtrail_scan.c")
+    library = tmp_path / "_cloudtrail_scan.so"
+    flags = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer", "-g", "-O1"]
+    subprocess.run(
+        [
+            gcc,
+            "-shared",
+            "-fPIC",
+            "-std=c99",
+            *flags,
+            f"-I{sysconfig.get_paths()['include']}",
+            str(source),
+            "-o",
+            str(library),
+        ],
+        check=True,
+    )
+    env = {
+        **os.environ,
+        "LD_PRELOAD": " ".join(runtimes),
+        "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=1",
+        "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",
+    }
+    run = subprocess.run([sys.executable, "-c", SANITIZED_RUN, str(library)], capture_output=True, text=True, env=env)
+    assert run.returncode == 0 and "runtime error" not in run.stderr, run.stderr[-3000:]
+    assert run.stdout.startswith("clean")
