@@ -409,3 +409,25 @@ def test_scanner_is_clean_under_address_and_undefined_behaviour_sanitizers(tmp_p
     run = subprocess.run([sys.executable, "-c", SANITIZED_RUN, str(library)], capture_output=True, text=True, env=env)
     assert run.returncode == 0 and "runtime error" not in run.stderr, run.stderr[-3000:]
     assert run.stdout.startswith("clean")
+
+
+def test_nesting_count_skips_strings_and_escapes() -> None:
+    """Without the scanner, pyarrow's reads are checked for depth by counting brackets outside
+    strings; strings full of brackets, quotes and backslashes must not fool the count."""
+    rng = random.Random(7)
+    pieces = ["[", "]", "{", "}", '"', "\\", "\\\\", '\\"', "x"]
+
+    def value(depth: int) -> object:
+        if depth == 0 or rng.random() < 0.3:
+            return "".join(rng.choice(pieces) for _ in range(rng.randint(0, 6)))
+        if rng.random() < 0.5:
+            return [value(depth - 1) for _ in range(rng.randint(0, 3))]
+        return {value(0): value(depth - 1) for _ in range(rng.randint(0, 3))}
+
+    for _ in range(300):
+        item = value(rng.randint(0, 8))
+        text = json.dumps({"Records": [item]}).encode()
+        depth = cloudtrail_json._value(text.decode(), 0)[3]
+        assert cloudtrail_records._nesting(text, floor=0) == depth, text
+    deep = b'{"a": "' + b"[" * 600 + b'\\"", "b": ' + b"[" * 10 + b"]" * 10 + b"}"
+    assert cloudtrail_records._nesting(deep) == 11

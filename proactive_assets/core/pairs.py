@@ -87,21 +87,13 @@ _LIST_COLUMNS = {
 _KEYS = ["entity", "source_ip"]
 
 
-def _read(source: EventSource, columns: list[str], dictionary: tuple[str, ...] = ()) -> pa.Table:
-    if isinstance(source, pa.Table):
-        return _complete(source, columns)
-    present = set(pq.ParquetFile(source).schema_arrow.names)
-    wanted = [c for c in columns if c in present]
-    encoded = [c for c in dictionary if c in present]
-    return _complete(pq.read_table(source, columns=wanted, read_dictionary=encoded), columns)
-
-
-def _batches(source: EventSource, columns: list[str]) -> Iterator[pa.Table]:
+def _batches(source: EventSource, columns: list[str], dictionary: tuple[str, ...] = ()) -> Iterator[pa.Table]:
+    """``columns`` of ``source`` batch by batch (``dictionary`` columns of a file dictionary-encoded)."""
     if isinstance(source, pa.Table):
         for batch in source.to_batches(max_chunksize=BATCH_ROWS):
             yield _complete(pa.Table.from_batches([batch], source.schema), columns)
         return
-    parquet = pq.ParquetFile(source)
+    parquet = pq.ParquetFile(source, read_dictionary=list(dictionary))
     present = set(parquet.schema_arrow.names)
     for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=[c for c in columns if c in present]):
         yield _complete(pa.Table.from_batches([batch]), columns)
@@ -138,16 +130,27 @@ def first_occurrences(keys: pa.Table) -> np.ndarray:
 
 
 def _event_keys(source: EventSource) -> tuple[np.ndarray, pa.Table]:
-    """(is_pair per row, the pair rows' EVENT_KEY columns, identity and address dictionary-encoded)."""
-    table = _read(source, ["is_pair", *EVENT_KEY], dictionary=("identity_arn", "source_ip"))
-    is_pair = np.asarray(pc.fill_null(table.column("is_pair"), False), dtype=bool)
-    keys = table.select(EVENT_KEY).filter(pa.array(is_pair))
-    del table
+    """(is_pair per row, the pair rows' EVENT_KEY columns, identity and address dictionary-encoded),
+    read batch by batch so that only the pair rows' keys are ever held whole."""
+    flags, keys = [], []
+    for batch in _batches(source, ["is_pair", *EVENT_KEY], dictionary=("identity_arn", "source_ip")):
+        is_pair = np.asarray(pc.fill_null(batch.column("is_pair"), False), dtype=bool)
+        flags.append(is_pair)
+        batch = batch.select(EVENT_KEY).filter(pa.array(is_pair))
+        for name in ("identity_arn", "source_ip"):
+            column = batch.column(name)
+            if not pa.types.is_dictionary(column.type):
+                batch = batch.set_column(batch.schema.get_field_index(name), name, pc.dictionary_encode(column))
+        keys.append(batch)
+    flag = np.concatenate(flags) if flags else np.zeros(0, dtype=bool)
+    return flag, pa.concat_tables(keys) if keys else _empty_keys()
+
+
+def _empty_keys() -> pa.Table:
+    types = {name: EVENTS_SCHEMA.field(name).type for name in EVENT_KEY}
     for name in ("identity_arn", "source_ip"):
-        column = keys.column(name)
-        if not pa.types.is_dictionary(column.type):
-            keys = keys.set_column(keys.schema.get_field_index(name), name, pc.dictionary_encode(column))
-    return is_pair, keys
+        types[name] = pa.dictionary(pa.int32(), pa.string())
+    return pa.schema([(name, types[name]) for name in EVENT_KEY]).empty_table()
 
 
 def _as_codes(keys: pa.Table) -> pa.Table:
@@ -231,6 +234,7 @@ def build_learning_set(*sources: EventSource) -> tuple[pa.Table, dict[str, int]]
         total += len(flags)
         is_pair.append(flags)
         pair_keys.append(keys)
+    del keys  # the loop's last table, else it stays alive through the second pass
     keep_pairs = first_occurrences(_as_codes(pa.concat_tables(pair_keys)))
     del pair_keys
     stats = {"events": total, "pair_events": int(keep_pairs.sum()), "duplicate_events": int((~keep_pairs).sum())}

@@ -258,19 +258,26 @@ _PARSE_OPTIONS = pajson.ParseOptions(
 _BATCH_PARSE_OPTIONS = pajson.ParseOptions(
     explicit_schema=_FILE_SCHEMA, unexpected_field_behavior="ignore", newlines_in_values=False
 )
-#: What pyarrow would read differently from the rules: raw control bytes (tab, newline and carriage
-#: return aside: pyarrow rejects those in strings itself), surrogate escapes, a byte order mark,
-#: NaN and Infinity (pyarrow takes them). Text in strings may trip it: the Python reader then reads.
-_UNUSUAL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]|\\u[dD][89a-fA-F]|\xef\xbb\xbf|NaN|Infinity")
-#: A JSON string (of a document known to be valid): what ``_nesting`` skips.
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+#: What pyarrow would read differently from the rules (such objects go to the Python reader):
+#: raw control bytes (pyarrow itself rejects tab, newline and carriage return in strings), a
+#: surrogate escape, a byte order mark, NaN and Infinity (pyarrow takes them). The text may sit in
+#: a string and be harmless: then the Python reader reads it the same, only slower.
+_CONTROL = bytes(sorted(set(range(256)) - (set(range(0x20)) - {0x09, 0x0A, 0x0D})))
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_STEP = np.zeros(256, dtype=np.int8)
+_STEP[[ord("["), ord("{")]] = 1
+_STEP[[ord("]"), ord("}")]] = -1
 #: The structural checks, in the order the rules apply them.
 _PRESENCE = ("not_object", "no_identity", "no_event_time", "no_event_name", "no_source")
 
 
 def _ordinary(data: bytes) -> bool:
     """Whether pyarrow reads ``data`` as the rules do (else the Python reader takes it)."""
-    if _UNUSUAL.search(data) is not None or data.count(b'"Records"') > 1:
+    if data.translate(None, _CONTROL) or data.count(b'"Records"') > 1:
+        return False
+    if any(text in data for text in (b"\xef\xbb\xbf", b"NaN", b"Infinity")):
+        return False
+    if b"\\u" in data and _SURROGATE_ESCAPE.search(data) is not None:
         return False
     if data.isascii():
         return True
@@ -281,14 +288,24 @@ def _ordinary(data: bytes) -> bool:
     return True
 
 
-def _nesting(data: bytes) -> int:
-    """How deep containers nest in ``data``, valid JSON (pyarrow read it): its strings taken out,
-    the brackets left are counted. Linear for valid JSON, which is why it runs after pyarrow."""
-    if data.count(b"[") + data.count(b"{") <= rules.MAX_DEPTH:
+def _nesting(data: bytes, floor: int = rules.MAX_DEPTH) -> int:
+    """How deep containers nest in ``data``, valid JSON (pyarrow read it): the brackets outside
+    strings, counted. A bracket is in a string when an odd number of unescaped quotes precede it.
+    0 when ``data`` holds no more than ``floor`` opening brackets at all (it cannot nest deeper)."""
+    if data.count(b"[") + data.count(b"{") <= floor:
         return 0
-    structure = np.frombuffer(_JSON_STRING.sub(b"", data), dtype=np.uint8)
-    step = np.isin(structure, (ord("["), ord("{"))).astype(np.int32) - np.isin(structure, (ord("]"), ord("}")))
-    return int(np.cumsum(step).max(initial=0))
+    raw = np.frombuffer(data, dtype=np.uint8)
+    quotes = np.flatnonzero(raw == ord('"'))
+    if b"\\" in data:  # a quote after an odd run of backslashes is escaped
+        slashes = np.flatnonzero(raw == ord("\\"))
+        run_start = slashes[np.flatnonzero(np.diff(slashes, prepend=-2) != 1)]
+        after = quotes[(quotes > 0) & np.isin(quotes - 1, slashes)]
+        starts = run_start[np.searchsorted(run_start, after - 1, side="right") - 1]
+        quotes = np.setdiff1d(quotes, after[(after - starts) % 2 == 1], assume_unique=True)
+    steps = _STEP[raw]
+    brackets = np.flatnonzero(steps)
+    outside = np.searchsorted(quotes, brackets) % 2 == 0
+    return int(np.cumsum(steps[brackets[outside]], dtype=np.int64).max(initial=0))
 
 
 def _read_without_scanner(logs: list[RawLog]) -> Records:
