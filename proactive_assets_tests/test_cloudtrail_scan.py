@@ -411,7 +411,7 @@ def test_scanner_is_clean_under_address_and_undefined_behaviour_sanitizers(tmp_p
     assert run.stdout.startswith("clean")
 
 
-def test_nesting_count_skips_strings_and_escapes() -> None:
+def test_structure_count_skips_strings_and_escapes() -> None:
     """Without the scanner, pyarrow's reads are checked for depth by counting brackets outside
     strings; strings full of brackets, quotes and backslashes must not fool the count."""
     rng = random.Random(7)
@@ -428,6 +428,10 @@ def test_nesting_count_skips_strings_and_escapes() -> None:
         item = value(rng.randint(0, 8))
         text = json.dumps({"Records": [item]}).encode()
         depth = cloudtrail_json._value(text.decode(), 0)[3]
-        assert cloudtrail_records._nesting(text, floor=0) == depth, text
+        assert cloudtrail_records._structure(text) == (depth, False), text
     deep = b'{"a": "' + b"[" * 600 + b'\\"", "b": ' + b"[" * 10 + b"]" * 10 + b"}"
-    assert cloudtrail_records._nesting(deep) == 11
+    assert cloudtrail_records._structure(deep) == (11, False)
+    assert cloudtrail_records._structure(b'{"NaN": "Infinity \xef\xbb\xbf", "x": [NaN]}') == (2, True)
+    assert cloudtrail_records._structure(b'{"Na\\"N": "x", "y": Infinity}') == (1, True)
+    assert cloudtrail_records._structure(b'\xef\xbb\xbf{"NaN": "Infinity"}') == (1, True)
+    assert cloudtrail_records._structure(b'{"a\\\\": "N"}') == (1, False)

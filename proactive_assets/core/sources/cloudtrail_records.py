@@ -258,24 +258,26 @@ _PARSE_OPTIONS = pajson.ParseOptions(
 _BATCH_PARSE_OPTIONS = pajson.ParseOptions(
     explicit_schema=_FILE_SCHEMA, unexpected_field_behavior="ignore", newlines_in_values=False
 )
-#: What pyarrow would read differently from the rules (such objects go to the Python reader):
-#: raw control bytes (pyarrow itself rejects tab, newline and carriage return in strings), a
-#: surrogate escape, a byte order mark, NaN and Infinity (pyarrow takes them). The text may sit in
-#: a string and be harmless: then the Python reader reads it the same, only slower.
-_CONTROL = bytes(sorted(set(range(256)) - (set(range(0x20)) - {0x09, 0x0A, 0x0D})))
+#: What pyarrow would read differently from the rules, found before it reads (such objects go to
+#: the Python reader): a repeated "Records", a surrogate escape, text that is not UTF-8 (pyarrow
+#: checks only the fields it keeps). It rejects raw control characters in strings itself.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-_STEP = np.zeros(256, dtype=np.int8)
-_STEP[[ord("["), ord("{")]] = 1
-_STEP[[ord("]"), ord("}")]] = -1
+#: ... and after it read them: nesting past MAX_DEPTH, NaN or Infinity, a byte order mark: the
+#: bytes that say so, kept in order (escapes taken out first, so every quote left opens or closes
+#: a string) and read outside the strings.
+_KEPT = b'"[]{}NI\xef'
+_DROPPED = bytes(sorted(set(range(256)) - set(_KEPT)))
+_STEPS = np.zeros(256, dtype=np.int8)
+_STEPS[[ord("["), ord("{")]], _STEPS[[ord("]"), ord("}")]] = 1, -1
+_ODD = np.zeros(256, dtype=bool)
+_ODD[[ord("N"), ord("I"), 0xEF]] = True
 #: The structural checks, in the order the rules apply them.
 _PRESENCE = ("not_object", "no_identity", "no_event_time", "no_event_name", "no_source")
 
 
 def _ordinary(data: bytes) -> bool:
-    """Whether pyarrow reads ``data`` as the rules do (else the Python reader takes it)."""
-    if data.translate(None, _CONTROL) or data.count(b'"Records"') > 1:
-        return False
-    if any(text in data for text in (b"\xef\xbb\xbf", b"NaN", b"Infinity")):
+    """Whether pyarrow may read ``data`` (``_plain_structure`` checks the rest once it has)."""
+    if data.count(b'"Records"') > 1:
         return False
     if b"\\u" in data and _SURROGATE_ESCAPE.search(data) is not None:
         return False
@@ -288,24 +290,22 @@ def _ordinary(data: bytes) -> bool:
     return True
 
 
-def _nesting(data: bytes, floor: int = rules.MAX_DEPTH) -> int:
-    """How deep containers nest in ``data``, valid JSON (pyarrow read it): the brackets outside
-    strings, counted. A bracket is in a string when an odd number of unescaped quotes precede it.
-    0 when ``data`` holds no more than ``floor`` opening brackets at all (it cannot nest deeper)."""
-    if data.count(b"[") + data.count(b"{") <= floor:
-        return 0
-    raw = np.frombuffer(data, dtype=np.uint8)
-    quotes = np.flatnonzero(raw == ord('"'))
-    if b"\\" in data:  # a quote after an odd run of backslashes is escaped
-        slashes = np.flatnonzero(raw == ord("\\"))
-        run_start = slashes[np.flatnonzero(np.diff(slashes, prepend=-2) != 1)]
-        after = quotes[(quotes > 0) & np.isin(quotes - 1, slashes)]
-        starts = run_start[np.searchsorted(run_start, after - 1, side="right") - 1]
-        quotes = np.setdiff1d(quotes, after[(after - starts) % 2 == 1], assume_unique=True)
-    steps = _STEP[raw]
-    brackets = np.flatnonzero(steps)
-    outside = np.searchsorted(quotes, brackets) % 2 == 0
-    return int(np.cumsum(steps[brackets[outside]], dtype=np.int64).max(initial=0))
+def _structure(data: bytes) -> tuple[int, bool]:
+    """(nesting depth, holds NaN, Infinity or a byte order mark) of ``data``, valid JSON (pyarrow
+    read it), counted outside its strings. In valid JSON every backslash starts an escape, so
+    taking out ``\\\\`` then ``\\"`` leaves only the quotes that open and close strings."""
+    if b"\\" in data:
+        data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+    marks = np.frombuffer(data.translate(None, _DROPPED), dtype=np.uint8)
+    outside = np.cumsum(marks == ord('"'), dtype=np.int32) % 2 == 0
+    steps = _STEPS[marks][outside]
+    depth = int(np.cumsum(steps, dtype=np.int32).max(initial=0))
+    return depth, bool(_ODD[marks][outside].any())
+
+
+def _plain_structure(data: bytes) -> bool:
+    depth, odd = _structure(data)
+    return depth <= rules.MAX_DEPTH and not odd
 
 
 def _read_without_scanner(logs: list[RawLog]) -> Records:
@@ -349,7 +349,7 @@ def _pyarrow_records(logs: list[RawLog], docs: list[int], newlines: bool = False
         table = pajson.read_json(io.BytesIO(raw), read_options=read_options, parse_options=options)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
-    if table.num_rows != len(docs) or any(_nesting(text) > rules.MAX_DEPTH for text in texts):
+    if table.num_rows != len(docs) or not all(_plain_structure(text) for text in texts):
         return None
     column = table.column("Records").combine_chunks()
     if column.null_count:
