@@ -240,3 +240,13 @@ def test_event_times_of_exports_become_events() -> None:
     assert parsed.problems == []
     got = parsed.events.column("event_time").to_pylist()
     assert got == [datetime(2024, 3, 5, 10, 0, 0, 500000, tzinfo=UTC)] + [datetime(2024, 3, 5, 10, tzinfo=UTC)] * 3
+
+
+def test_a_problem_is_one_log_line_whatever_the_key_holds(tmp_path: Path) -> None:
+    """A stray object's key is data: its newline cannot start a forged log line."""
+    store = LocalStore(tmp_path)
+    store.put(f"AWSLogs/111122223333/CloudTrail/us-east-1/{DAY:%Y/%m/%d}/x\nERROR forged\u2028line.json.gz", b"{}")
+    [problem] = cloudtrail.list_day(store, DAY).problems
+    message = problem.message()
+    assert "\n" not in message and "\u2028" not in message
+    assert message.endswith("x\\nERROR forged\\u2028line.json.gz: not a CloudTrail log file name")
