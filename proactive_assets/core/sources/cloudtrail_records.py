@@ -2,9 +2,9 @@
 
 A small C scanner (``_cloudtrail_scan.c``, built by setup.py) reads every object: it validates
 each as JSON and copies only the fields used here straight into Arrow buffers. Where it was not
-built (no C compiler), pyarrow's JSON reader reads the objects a cheap screen finds ordinary, about
-three times slower, and ``cloudtrail_json.read_document`` (Python's json) the rest; the three
-follow the rules written in ``cloudtrail_json``. Nothing here raises for bad input: what cannot be
+built (no C compiler), pyarrow's JSON reader reads the objects it reads as the rules say (checked
+before and after; several times slower), and ``cloudtrail_json.read_document`` (Python's json)
+the rest; the three follow the rules written in ``cloudtrail_json``. Nothing here raises for bad input: what cannot be
 used becomes a ``Problem``, at the smallest unit (the record, else the object), and each object
 names at most ``MAX_LISTED_PROBLEMS`` of its problems (all of them are counted).
 
