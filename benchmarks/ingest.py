@@ -57,7 +57,7 @@ def throughput(root: Path, repeats: int = 3) -> dict:
     Also times the pyarrow reader the project falls back to where the C scanner was not built.
     """
     from proactive_assets.core.sources import cloudtrail_records as cloudtrail
-    from proactive_assets.core.sources.cloudtrail_records import RawLog, parse_logs
+    from proactive_assets.core.sources.cloudtrail_records import RawLog, decompress, parse_logs
 
     blobs = [p.read_bytes() for p in _files(root)]
     groups = _batches(blobs)
@@ -68,7 +68,9 @@ def throughput(root: Path, repeats: int = 3) -> dict:
     events = 0
 
     def parse_all() -> int:
-        return sum(parse_logs([RawLog(b, f"f{i}") for i, b in enumerate(g)]).events.num_rows for g in groups)
+        return sum(
+            parse_logs([RawLog(decompress(b), f"f{i}") for i, b in enumerate(g)]).events.num_rows for g in groups
+        )
 
     for _ in range(repeats):
         started = time.process_time()

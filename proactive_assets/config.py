@@ -15,6 +15,11 @@ from typing import Any
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 DEFAULT_START_DATE = "2024-01-01"
+#: Most bytes read of one log object, stored or decompressed. Real CloudTrail objects are far
+#: smaller: a delivery covers about 5 minutes of one account and region (typically KB to a few MB;
+#: the biggest reported, from very busy accounts, are ~50 MB compressed); 512 MiB leaves 10x room
+#: over those while bounding what a planted gzip bomb can cost. At most 1 GiB.
+DEFAULT_MAX_OBJECT_BYTES = 512 * 1024 * 1024
 MODEL_BACKENDS = ("local", "sagemaker")
 SCORING_MODES = ("endpoint", "batch")
 
@@ -50,6 +55,12 @@ class Settings(BaseModel):
     alert_budget: float = Field(default=1.0, gt=0.0, validation_alias=_env("alert_budget", "PROACTIVE_ALERT_BUDGET"))
     aws_ip_ranges: str | None = Field(
         default=None, validation_alias=_env("aws_ip_ranges", "PROACTIVE_AWS_IP_RANGES")
+    )
+    max_object_bytes: int = Field(
+        default=DEFAULT_MAX_OBJECT_BYTES,
+        ge=1024,
+        le=1024 * 1024 * 1024,
+        validation_alias=_env("max_object_bytes", "PROACTIVE_MAX_OBJECT_BYTES"),
     )
     start_date: str = Field(default=DEFAULT_START_DATE, validation_alias=_env("start_date", "PROACTIVE_START_DATE"))
     log_level: str = Field(default="WARNING", validation_alias=_env("log_level", "PROACTIVE_LOG_LEVEL"))

@@ -6,6 +6,7 @@ request will carry (the split is deterministic), queue dot products they chose, 
 validation, calibration and insights are derived from exactly those numbers.
 """
 
+import io
 import json
 import math
 from datetime import date, timedelta
@@ -20,7 +21,6 @@ import requests
 from dagster import DagsterInstance, materialize
 
 from proactive_assets.config import Settings
-from proactive_assets.core import training
 from proactive_assets.core.backends import TrainedModel
 from proactive_assets.core.backends.local import LocalBackend
 from proactive_assets.core.backends.sagemaker import SageMakerBackend, training_data
@@ -30,7 +30,6 @@ from proactive_assets.core.backends.sagemaker.invoke import SageMakerScores
 from proactive_assets.core.model import IPInsightsParams, fit_platt, roc_auc, roc_points
 from proactive_assets.core.storage import LocalStore, open_store
 from proactive_assets.core.warehouse import Warehouse
-from proactive_assets.defs.assets.model import MODEL_PARAMS
 from proactive_assets.defs.model_store import load_model, load_model_metadata, save_model
 from proactive_assets.defs.resources import ProactiveResource
 from proactive_assets_tests.cloudtrail_fixtures import log_key, put_log, record, write_history
@@ -312,14 +311,37 @@ START = date(2024, 3, 1)
 ATTACK_IP = "185.220.101.4"
 
 
-def test_assets_train_and_score_on_sagemaker(moto: str, tmp_path: Path) -> None:
+class Endpoint:
+    """An IP Insights endpoint that answers from what it is sent (``invoke_endpoint`` only)."""
+
+    def __init__(self, own: set[str], day_dots: dict[str, float]) -> None:
+        self.own, self.day_dots = own, day_dots
+        self.calibration: tuple[list[float], list[float]] | None = None
+
+    def invoke_endpoint(self, **request: Any) -> dict[str, Any]:
+        lines = (
+            request["Body"].decode().splitlines()
+            if isinstance(request["Body"], bytes)
+            else request["Body"].splitlines()
+        )
+        if self.calibration is None:  # held-out pairs, then the same identities on random addresses
+            half = len(lines) // 2
+            self.calibration = (list(np.linspace(1.0, 3.0, half)), list(np.linspace(-3.0, 1.5, half)))
+            dots = self.calibration[0] + self.calibration[1]
+        else:
+            dots = [self.day_dots.get(line, 2.0 if line in self.own else -2.0) for line in lines]
+        body = json.dumps(predictions(dots)).encode()
+        return {"Body": io.BytesIO(body), "ContentType": "application/json"}
+
+
+def test_assets_train_and_score_on_sagemaker(moto: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = LocalStore(tmp_path / "bucket")
     arns = write_history(store, START, days=6)
     day = START + timedelta(days=5)
     put_log(
         store,
-        log_key(START + timedelta(days=2), minute=50, uid="Ipv6History00000"),
-        [record(arn=arns[3], ip="2001:db8::3", time=f"{START + timedelta(days=2)}T09:00:00Z")],
+        log_key(START + timedelta(days=1), minute=50, uid="Ipv6History00000"),  # before the validation days
+        [record(arn=arns[3], ip="2001:db8::3", time=f"{START + timedelta(days=1)}T09:00:00Z")],
     )
     put_log(
         store,
@@ -349,21 +371,26 @@ def test_assets_train_and_score_on_sagemaker(moto: str, tmp_path: Path) -> None:
             instance=instance,
         )
 
-    # What the assets will send: the calibration request, then the day's pairs.
+    # The endpoint answers by what it is sent: the calibration request first (held-out pairs, then
+    # the same identities on random addresses), then the detector's validation pairs (the
+    # organisation's own pairs look normal, synthetic ones do not), then the day's pairs.
     warehouse = Warehouse(open_store(settings.warehouse))
-    window = training.window_days(day, settings.training_days)
-    train, _ = training.union_learning_sets(
-        {d: warehouse.read_table("learning_set", d) for d in window if warehouse.has("learning_set", d)}
-    )
-    split = remote_model.split_validation(train, MODEL_PARAMS)
-    n = len(split)
-    assert n > 0
-    pos = list(np.linspace(1.0, 3.0, n))
-    neg = list(np.linspace(-3.0, 1.5, n))
     pairs = warehouse.read_table("learning_set", day)
     day_lines = sent_lines(pairs.column("entity").to_pylist(), pairs.column("source_ip").to_pylist())
     day_dots = {line: (-3.0 if line.endswith(ATTACK_IP) else 2.0 + i / 100) for i, line in enumerate(day_lines)}
-    post_results(moto, [predictions(pos + neg), predictions(day_dots.values())])
+    own = set()
+    for d in range(5):
+        table = warehouse.read_table("learning_set", START + timedelta(days=d))
+        own |= set(sent_lines(table.column("entity").to_pylist(), table.column("source_ip").to_pylist()))
+    endpoint = Endpoint(own, day_dots)
+    make_client = SageMakerBackend.client
+
+    def client(self: SageMakerBackend, metadata: dict | None = None) -> Any:
+        sagemaker = make_client(self, metadata)
+        sagemaker.runtime = endpoint
+        return sagemaker
+
+    monkeypatch.setattr(SageMakerBackend, "client", client)
 
     result = materialize(
         project_assets(res, "training_set", "ip_insights_model", "daily_insights", "alerts"),
@@ -379,6 +406,7 @@ def test_assets_train_and_score_on_sagemaker(moto: str, tmp_path: Path) -> None:
 
     meta = load_model_metadata(warehouse, day)
     model_md = metadata("ip_insights_model")
+    pos, neg = endpoint.calibration
     assert model_md["backend"] == "sagemaker" and model_md["version"] == meta["version"]
     assert model_md["validation_auc"] == pytest.approx(roc_auc(pos, neg)) and roc_auc(pos, neg) > 0.8
     assert model_md["endpoint"] == "proactive-ipinsights" and model_md["artifact"] == meta["model_artifact_uri"]
@@ -392,19 +420,21 @@ def test_assets_train_and_score_on_sagemaker(moto: str, tmp_path: Path) -> None:
     rows = warehouse.read_table("daily_insights", day).to_pylist()
     assert {r["model_version"] for r in rows} == {meta["version"]}
     for row in rows:
-        if ":" in row["source_ip"]:
-            assert math.isnan(row["dot_product"]) and math.isnan(row["insight"])
+        assert 0.0 <= row["insight"] <= 1.0  # the evidence judges every pair, IPv6 included
+        if ":" in row["source_ip"]:  # the built-in algorithm takes IPv4 only
+            assert math.isnan(row["dot_product"]) and math.isnan(row["ip_insights"])
             continue
         dot = day_dots[f"{row['entity']},{row['source_ip']}"]
         assert row["dot_product"] == dot
-        assert row["insight"] == pytest.approx(sigmoid(slope * dot + intercept))
+        assert row["ip_insights"] == pytest.approx(sigmoid(slope * dot + intercept))
     top = rows[0]
-    assert top["source_ip"] == ATTACK_IP and top["insight"] > 0.9
+    assert top["source_ip"] == ATTACK_IP and top["insight"] >= meta["threshold"]
     insights_md = metadata("daily_insights")
     assert insights_md["skipped_ipv6"] == 1 and insights_md["unscored_pairs"] == 1
     assert insights_md["model_backend"] == "sagemaker" and insights_md["model_version"] == meta["version"]
 
-    # Alerts read the model's metadata only; the unscored IPv6 pair never alerts.
+    # Alerts read the model's metadata only. The IPv6 pair the endpoint cannot score is judged by
+    # the evidence alone: a never-seen network, and the identity's first IPv6 address.
     alerted = warehouse.read_table("alerts", day).to_pylist()
-    assert [a["source_ip"] for a in alerted] == [ATTACK_IP]
+    assert [a["source_ip"] for a in alerted] == [ATTACK_IP, "2001:db8::7"]
     assert metadata("alerts")["model_version"] == meta["version"]

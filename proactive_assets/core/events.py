@@ -5,6 +5,7 @@ plus the problems it met; ``write_events`` streams any source's batches into a p
 its quarantine table, so every source is counted, previewed and quarantined the same way.
 """
 
+import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ EVENTS_SCHEMA = pa.schema(
         ("is_pair", pa.bool_()),
         ("user_agent", pa.string()),
         ("error_code", pa.string()),
+        ("read_only", pa.bool_()),  # CloudTrail's readOnly; null where unknown (and for OCSF rows)
         ("event_id", pa.string()),
         ("source", pa.string()),
         ("source_file", pa.string()),
@@ -44,6 +46,9 @@ QUARANTINE_SCHEMA = pa.schema(
 )
 
 PREVIEW_ROWS = 10
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+#: Record-level problems a partition's quarantine names (every one is counted); objects are all named.
+MAX_LISTED_RECORD_PROBLEMS = 10_000
 
 
 @dataclass(frozen=True)
@@ -57,8 +62,10 @@ class Problem:
     record_rejected: bool = True
 
     def message(self) -> str:
+        """One line for a log: an object key is data (a stray key may hold a newline), so control
+        characters are escaped."""
         where = self.source_file if self.record_index < 0 else f"{self.source_file} record #{self.record_index}"
-        return f"{where}: {self.reason}"
+        return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode(), f"{where}: {self.reason}")
 
 
 @dataclass
@@ -67,7 +74,8 @@ class EventBatch:
 
     ``label`` groups batches in the metadata (a Security Lake source and version, say);
     ``rejected`` counts rejected rows by reason when a source reports counts rather than one
-    ``Problem`` per row.
+    ``Problem`` per row; ``unlisted`` counts the record-level problems left out of ``problems``
+    (a source names a sample of them, so one object cannot fill memory with them).
     """
 
     events: pa.Table
@@ -75,6 +83,7 @@ class EventBatch:
     objects: int = 1
     label: str = ""
     rejected: dict[str, int] = field(default_factory=dict)
+    unlisted: int = 0
 
 
 @dataclass
@@ -119,12 +128,18 @@ class TableSink(Protocol):
 
 @dataclass
 class EventTally:
-    """What ``write_events`` saw, for the asset's metadata and checks."""
+    """What ``write_events`` saw, for the asset's metadata and checks.
+
+    ``problems`` names every object that could not be read and at most
+    ``MAX_LISTED_RECORD_PROBLEMS`` record-level problems; ``unlisted_problems`` counts the rest.
+    """
 
     objects: int = 0
     events: int = 0
     pair_events: int = 0
     problems: list[Problem] = field(default_factory=list)
+    unlisted_problems: int = 0
+    listed_record_problems: int = 0
     quarantined: list[str] = field(default_factory=list)
     rejected_reasons: Counter = field(default_factory=Counter)
     accounts: set[str] = field(default_factory=set)
@@ -143,8 +158,18 @@ class EventTally:
         self.events += events.num_rows
         pairs = int(pc.sum(events.column("is_pair")).as_py() or 0) if events.num_rows else 0
         self.pair_events += pairs
-        self.problems.extend(batch.problems)
-        self.quarantined.extend(p.source_file for p in batch.problems if p.record_index < 0)
+        room = MAX_LISTED_RECORD_PROBLEMS - self.listed_record_problems
+        for problem in batch.problems:
+            if problem.record_index < 0:
+                self.problems.append(problem)
+                self.quarantined.append(problem.source_file)
+            elif room > 0:
+                self.problems.append(problem)
+                self.listed_record_problems += 1
+                room -= 1
+            else:
+                self.unlisted_problems += 1
+        self.unlisted_problems += batch.unlisted
         self.rejected_reasons.update(batch.rejected)
         if events.num_rows:
             self.accounts.update(a for a in pc.unique(events.column("account")).to_pylist() if a)

@@ -26,11 +26,23 @@ KIND_AWS_INTERNAL = "aws_internal"
 KIND_INVALID = "invalid"
 
 
-@functools.lru_cache(maxsize=65536)
+#: Longer values are neither an address nor a host name (DNS names stop at 253 bytes).
+MAX_SOURCE_LENGTH = 253
+
+
 def classify_source(value: str | None) -> tuple[str, str | None]:
-    """Return ``(kind, canonical_ip)``; ``canonical_ip`` is set only when kind is ``ip``."""
-    if value is None:
+    """Return ``(kind, canonical_ip)``; ``canonical_ip`` is set only when kind is ``ip``.
+
+    Values longer than ``MAX_SOURCE_LENGTH`` are invalid without being cached, so a log of huge
+    values cannot fill the cache.
+    """
+    if value is None or len(value) > MAX_SOURCE_LENGTH:
         return KIND_INVALID, None
+    return _classify(value)
+
+
+@functools.lru_cache(maxsize=65536)
+def _classify(value: str) -> tuple[str, str | None]:
     text = value.strip()
     if not text:
         return KIND_INVALID, None
@@ -59,7 +71,7 @@ def canonical_ip(text: str) -> str | None:
         return None
     octets = []
     for part in parts:
-        if not part.isdigit() or len(part) > 3:
+        if not (part.isascii() and part.isdigit()) or len(part) > 3:  # "²".isdigit(), but int() refuses it
             return None
         number = int(part)
         if number > 255:

@@ -2,7 +2,16 @@
 
 This is the seed's ``learning.csv`` made useful: it keeps the source IP (the seed dropped it),
 counts events once even when CloudTrail delivers a record twice, and keeps what a person auditing
-an alert needs (first/last seen, event names, accounts, regions, source objects).
+an alert needs (first/last seen, event names, accounts, regions, source objects, the calls that
+wrote, user agents, access-denied errors).
+
+An event is one (eventID, identity, source address, time): the same event delivered twice (by an
+organisation trail and an account trail, or by CloudTrail and Security Lake) counts once, while two
+different identities, addresses or times that share an eventID (a forged or colliding id) stay two
+events. Events without an eventID are all counted.
+
+``write_event_names`` lists the event names of events whose ``readOnly`` is false; an event whose
+``readOnly`` is unknown (absent from the record, or an OCSF row) is not classified as a write.
 """
 
 import io
@@ -13,7 +22,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from proactive_assets.core.events import EVENTS_SCHEMA
+
 MAX_SOURCE_FILES = 50
+#: User agents kept per pair (the first ones in sorted order).
+MAX_USER_AGENTS = 10
+#: errorCode values that mean the caller was refused (AccessDenied, EC2's UnauthorizedOperation...).
+ACCESS_DENIED = r"(AccessDenied|AccessDeniedException|^(Client\.)?UnauthorizedOperation)$"
 
 LEARNING_SET_SCHEMA = pa.schema(
     [
@@ -30,6 +45,9 @@ LEARNING_SET_SCHEMA = pa.schema(
         ("sources", pa.list_(pa.string())),
         ("source_files", pa.list_(pa.string())),
         ("source_file_count", pa.int64()),
+        ("write_event_names", pa.list_(pa.string())),
+        ("user_agents", pa.list_(pa.string())),
+        ("access_denied_count", pa.int64()),
     ]
 )
 
@@ -42,10 +60,14 @@ PAIR_COLUMNS = [
     "region",
     "source_ip",
     "error_code",
+    "read_only",
+    "user_agent",
     "event_id",
     "source",
     "source_file",
 ]
+#: What makes two rows the same event (see the module docstring).
+EVENT_KEY = ["event_id", "identity_arn", "source_ip", "event_time"]
 
 
 EventSource = pa.Table | str
@@ -59,51 +81,101 @@ _LIST_COLUMNS = {
     "regions": "region",
     "sources": "source",
     "source_files": "source_file",
+    "write_event_names": "write_name",
+    "user_agents": "user_agent",
 }
 _KEYS = ["entity", "source_ip"]
 
 
-def _read(source: EventSource, columns: list[str]) -> pa.Table:
+def _batches(source: EventSource, columns: list[str], dictionary: tuple[str, ...] = ()) -> Iterator[pa.Table]:
+    """``columns`` of ``source`` batch by batch (``dictionary`` columns of a file dictionary-encoded)."""
     if isinstance(source, pa.Table):
-        return source.select(columns)
-    return pq.read_table(source, columns=columns)
-
-
-def _batches(source: EventSource, columns: list[str]) -> Iterator[pa.Table]:
-    if isinstance(source, pa.Table):
-        for batch in source.select(columns).to_batches(max_chunksize=BATCH_ROWS):
-            yield pa.Table.from_batches([batch])
+        for batch in source.to_batches(max_chunksize=BATCH_ROWS):
+            yield _complete(pa.Table.from_batches([batch], source.schema), columns)
         return
-    for batch in pq.ParquetFile(source).iter_batches(batch_size=BATCH_ROWS, columns=columns):
-        yield pa.Table.from_batches([batch])
+    parquet = pq.ParquetFile(source, read_dictionary=list(dictionary))
+    present = set(parquet.schema_arrow.names)
+    for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=[c for c in columns if c in present]):
+        yield _complete(pa.Table.from_batches([batch]), columns)
 
 
-def first_occurrences(event_ids: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """True for the first row of each eventID, and for every row without one.
+def _complete(table: pa.Table, columns: list[str]) -> pa.Table:
+    """``columns`` of ``table``; one an older event table lacks (``read_only``) is all null."""
+    names = set(table.column_names)
+    return pa.table(
+        {
+            c: table.column(c) if c in names else pa.nulls(table.num_rows, EVENTS_SCHEMA.field(c).type)
+            for c in columns
+        }
+    )
+
+
+def first_occurrences(keys: pa.Table) -> np.ndarray:
+    """True for the first row of each event (``EVENT_KEY``), and for every row without an eventID.
 
     CloudTrail may deliver a record twice (in different objects of the same day), and Security
     Lake keeps CloudTrail's eventID, so the same event can come from both. The hash aggregation
     runs in Arrow: no Python object per event, so a multi-million-event day stays small.
     """
-    n = len(event_ids)
-    keep = np.asarray(pc.is_null(event_ids), dtype=bool)
+    n = keys.num_rows
+    keep = np.asarray(pc.is_null(keys.column("event_id")), dtype=bool)
     if n == 0 or keep.all():
         return keep
-    # Nulls form one group of their own; they are kept anyway. No filtered copy of the ids.
-    rows = pa.table({"id": event_ids, "row": pa.array(np.arange(n, dtype=np.int64))})
-    firsts = rows.group_by("id").aggregate([("row", "min")])
+    # Rows without an id form groups of their own; they are kept anyway. No filtered copy.
+    rows = keys.select(EVENT_KEY).append_column("row", pa.array(np.arange(n, dtype=np.int64)))
+    firsts = rows.group_by(EVENT_KEY, use_threads=False).aggregate([("row", "min")])
     del rows
     keep[np.asarray(firsts.column("row_min"))] = True
     return keep
 
 
+def _event_keys(source: EventSource) -> tuple[np.ndarray, pa.Table]:
+    """(is_pair per row, the pair rows' EVENT_KEY columns, identity and address dictionary-encoded),
+    read batch by batch so that only the pair rows' keys are ever held whole."""
+    flags, keys = [], []
+    for batch in _batches(source, ["is_pair", *EVENT_KEY], dictionary=("identity_arn", "source_ip")):
+        is_pair = np.asarray(pc.fill_null(batch.column("is_pair"), False), dtype=bool)
+        flags.append(is_pair)
+        batch = batch.select(EVENT_KEY).filter(pa.array(is_pair))
+        for name in ("identity_arn", "source_ip"):
+            column = batch.column(name)
+            if not pa.types.is_dictionary(column.type):
+                batch = batch.set_column(batch.schema.get_field_index(name), name, pc.dictionary_encode(column))
+        keys.append(batch)
+    flag = np.concatenate(flags) if flags else np.zeros(0, dtype=bool)
+    return flag, pa.concat_tables(keys) if keys else _empty_keys()
+
+
+def _empty_keys() -> pa.Table:
+    types = {name: EVENTS_SCHEMA.field(name).type for name in EVENT_KEY}
+    for name in ("identity_arn", "source_ip"):
+        types[name] = pa.dictionary(pa.int32(), pa.string())
+    return pa.schema([(name, types[name]) for name in EVENT_KEY]).empty_table()
+
+
+def _as_codes(keys: pa.Table) -> pa.Table:
+    """The dictionary columns of ``keys`` as their indices into one unified dictionary each."""
+    keys = keys.unify_dictionaries()
+    for name in ("identity_arn", "source_ip"):
+        column = keys.column(name)
+        codes = pa.chunked_array([chunk.indices for chunk in column.chunks], column.type.index_type)
+        keys = keys.set_column(keys.schema.get_field_index(name), name, codes)
+    return keys
+
+
 def _partial(pairs: pa.Table) -> pa.Table:
     """Aggregate one batch of pair events per (entity, source_ip)."""
-    pairs = pairs.append_column("is_error", pc.is_valid(pairs.column("error_code")).cast(pa.int64()))
+    errors = pairs.column("error_code")
+    denied = pc.fill_null(pc.match_substring_regex(errors, ACCESS_DENIED), False)
+    writes = pc.fill_null(pc.equal(pairs.column("read_only"), False), False)
+    pairs = pairs.append_column("is_error", pc.is_valid(errors).cast(pa.int64()))
+    pairs = pairs.append_column("is_denied", denied.cast(pa.int64()))
+    pairs = pairs.append_column("write_name", pc.if_else(writes, pairs.column("event_name"), None))
     grouped = pairs.group_by(["identity_arn", "source_ip"]).aggregate(
         [
             ("event_time", "count"),
             ("is_error", "sum"),
+            ("is_denied", "sum"),
             ("event_time", "min"),
             ("event_time", "max"),
             *[(column, "distinct") for column in _LIST_COLUMNS.values()],
@@ -115,6 +187,7 @@ def _partial(pairs: pa.Table) -> pa.Table:
             "source_ip": grouped.column("source_ip"),
             "event_count": grouped.column("event_time_count").cast(pa.int64()),
             "error_count": grouped.column("is_error_sum").cast(pa.int64()),
+            "access_denied_count": grouped.column("is_denied_sum").cast(pa.int64()),
             "first_seen": grouped.column("event_time_min"),
             "last_seen": grouped.column("event_time_max"),
             **{name: grouped.column(f"{column}_distinct") for name, column in _LIST_COLUMNS.items()},
@@ -125,10 +198,11 @@ def _partial(pairs: pa.Table) -> pa.Table:
 def _combine(partials: list[pa.Table]) -> pa.Table:
     """Merge per-batch aggregates: sums, min/max, and the union of each list column."""
     merged = pa.concat_tables(partials)
+    sums = ["event_count", "error_count", "access_denied_count"]
     table = merged.group_by(_KEYS).aggregate(
-        [("event_count", "sum"), ("error_count", "sum"), ("first_seen", "min"), ("last_seen", "max")]
+        [*((name, "sum") for name in sums), ("first_seen", "min"), ("last_seen", "max")]
     )
-    table = table.rename_columns([*_KEYS, "event_count", "error_count", "first_seen", "last_seen"])
+    table = table.rename_columns([*_KEYS, *sums, "first_seen", "last_seen"])
     index = {key: i for i, key in enumerate(zip(*(table.column(k).to_pylist() for k in _KEYS), strict=True))}
     for name in _LIST_COLUMNS:
         values: list[set] = [set() for _ in range(table.num_rows)]
@@ -139,26 +213,30 @@ def _combine(partials: list[pa.Table]) -> pa.Table:
             strict=True,
         ):
             values[index[(entity, ip)]].update(v for v in items or () if v is not None)
-        table = table.append_column(name, pa.array([sorted(v) for v in values], pa.list_(pa.string())))
+        limit = MAX_USER_AGENTS if name == "user_agents" else None
+        table = table.append_column(name, pa.array([sorted(v)[:limit] for v in values], pa.list_(pa.string())))
     return table
 
 
 def build_learning_set(*sources: EventSource) -> tuple[pa.Table, dict[str, int]]:
     """The learning set of a day from its event sources (CloudTrail, Security Lake), streamed.
 
-    Two passes over the sources: the first reads only ``is_pair`` and ``event_id`` to find the
-    first copy of every event; the second aggregates batch by batch. Memory is bounded by one
-    batch and the (small) per-pair aggregates, not by the day.
+    Two passes over the sources: the first reads only ``is_pair`` and the event keys (identity
+    and address as dictionary codes) to find the first copy of every event; the second
+    aggregates batch by batch. Memory is bounded by one batch, the pair events' keys and the
+    (small) per-pair aggregates, not by the day's events.
     """
-    total, is_pair, pair_ids = 0, [], []
-    for source in sources:  # one source's ids at a time: only the pair events' ids stay in memory
-        flags = _read(source, ["is_pair", "event_id"])
-        total += flags.num_rows
-        is_pair.append(np.asarray(pc.fill_null(flags.column("is_pair"), False), dtype=bool))
-        pair_ids.append(flags.column("event_id").filter(pa.array(is_pair[-1])).combine_chunks())
-        del flags
-    keep_pairs = first_occurrences(pa.chunked_array(pair_ids, pa.string()))
-    del pair_ids
+    if not sources:
+        return LEARNING_SET_SCHEMA.empty_table(), {"events": 0, "pair_events": 0, "duplicate_events": 0, "pairs": 0}
+    total, is_pair, pair_keys = 0, [], []
+    for source in sources:  # one source's keys at a time: only the pair events' keys stay in memory
+        flags, keys = _event_keys(source)
+        total += len(flags)
+        is_pair.append(flags)
+        pair_keys.append(keys)
+    del keys  # the loop's last table, else it stays alive through the second pass
+    keep_pairs = first_occurrences(_as_codes(pa.concat_tables(pair_keys)))
+    del pair_keys
     stats = {"events": total, "pair_events": int(keep_pairs.sum()), "duplicate_events": int((~keep_pairs).sum())}
     partials, offset = [], 0
     for source, pair_mask in zip(sources, is_pair, strict=True):

@@ -1,28 +1,47 @@
 /*
- * _cloudtrail_scan: pull the dozen fields the pipeline uses out of CloudTrail log objects.
+ * _cloudtrail_scan: pull the fields the pipeline uses out of CloudTrail log objects.
  *
  * Why this exists: a CloudTrail record is mostly requestParameters/responseElements that nothing
  * downstream reads, and a general JSON reader (pyarrow's, orjson, simdjson proxies) spends ~75% of
  * ingest time building values for them. This scanner validates every byte as strict JSON (grammar,
  * UTF-8, escapes, control characters) but only copies the wanted strings, straight into Arrow string
- * buffers (int32 offsets, data, one validity byte per row).
+ * buffers (int32 offsets, data, one byte per row saying what the value was).
  *
- * scan(docs) -> (rows, doc_index, record_valid, identity_valid, columns, failed)
- *   docs            sequence of bytes-like objects, each one {"Records": [...]} document
- *   rows            number of records found in the documents that scanned cleanly
- *   doc_index       int64 per record: index in docs of the record's document
- *   record_valid    uint8 per record: 0 when the record is not a JSON object
- *   identity_valid  uint8 per record: 0 when userIdentity is absent, null or not an object
- *   columns         one (offsets int32[rows+1], data, valid uint8[rows]) per name in FIELDS
+ * It is the exact reader for every document: nothing is handed to another parser, so what a
+ * hostile document costs is bounded here (memory in proportion to the document, no recursion past
+ * MAX_DEPTH). The Python reader in cloudtrail_records.py implements the same rules with json and
+ * is the reference the tests hold this scanner to.
+ *
+ * scan(docs, sample) -> (rows, doc_index, record_index, columns, read_only, outcomes)
+ *   docs          sequence of bytes-like objects, each one {"Records": [...]} document
+ *   sample        how many rejected records to name per document (all of them are counted)
+ *   rows          number of records kept as rows
+ *   doc_index     int64 per row: index in docs of the row's document
+ *   record_index  int64 per row: the record's index in its document (records of a repeated
+ *                 "Records" array are numbered on, in document order: every array is read)
+ *   columns       one (offsets int32[rows+1], data, kind uint8[rows]) per name in FIELDS; kind is
+ *                 0 (absent or null), 1 (a string: the row's data) or the KINDS code of the JSON
+ *                 type it has instead. A mistyped value is flagged out of band, never written as
+ *                 a marker string that data could imitate.
+ *   read_only     uint8 per row: 0 absent or null, 1 false, 2 true, 3 anything else ("true" and
+ *                 "false" as strings, in any ASCII case, count as the booleans)
+ *   outcomes      per document: (status, error_offset, error_code, records, counts, sampled)
+ *                 status is 0 or the STATUSES code of why the whole document was rejected (its
+ *                 rows are then left out); error_offset/error_code locate a syntax error;
+ *                 records: how many records the document holds; counts: records rejected before
+ *                 becoming rows, by REASONS code; sampled: the first `sample` of them as
+ *                 (record_index, reason) pairs.
  *   (every array is a read-only buffer-protocol object that owns its memory: no copy into bytes)
- *   failed          indices of docs that are not clean CloudTrail JSON; their records are left
- *                   out. The caller parses those with an exact (slow) reader to say what is wrong.
  *
- * A wanted field that holds a non-string value comes back as "\0mistyped:<python type name>", as
- * the Python fallback reader does, so the normaliser reports it by field name. JSON null counts as
- * absent. Duplicate keys: the last one wins (as json.loads). Anything unusual that would need more
- * code to get exactly right (escaped keys, duplicate "Records", lone surrogates, NaN) sends the
- * document to the slow reader instead of guessing.
+ * A record is rejected before it becomes a row, with the first reason that applies: nested past
+ * MAX_DEPTH, text that is not valid (a byte that is not UTF-8, a raw control character or a lone
+ * surrogate escape, anywhere in the record), not an object, no userIdentity object, no eventTime,
+ * no eventName, no sourceIPAddress. Such a record costs a count, not a row, however many there
+ * are. A document is rejected when it is not JSON, or is nested too deep or holds invalid text
+ * outside its records, or is not an object with "Records" arrays. Duplicate keys in a record: the
+ * last one wins (as json.loads). A leading UTF-8 byte order mark is skipped.
+ *
+ * Memory comes from PyMem_Raw* (safe without the GIL, and visible to tracemalloc).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -33,6 +52,8 @@
 #define N_TOP 9
 #define N_IDENTITY 4
 #define N_FIELDS (N_TOP + N_IDENTITY)
+/* Escaped keys and readOnly strings are decoded into a buffer this size; a longer one matches nothing. */
+#define SMALL 192
 
 static const char *const FIELD_NAMES[N_FIELDS] = {
     "eventTime", "eventName", "eventSource", "awsRegion", "sourceIPAddress", "userAgent", "errorCode",
@@ -43,12 +64,29 @@ static const char *const TOP_KEYS[N_TOP] = {
     "eventTime", "eventName", "eventSource", "awsRegion", "sourceIPAddress",
     "userAgent", "errorCode", "eventID", "recipientAccountId",
 };
+enum { F_TIME = 0, F_NAME = 1, F_SOURCE = 4 };
 static const char *const IDENTITY_KEYS[N_IDENTITY] = {"type", "arn", "accountId", "invokedBy"};
 static size_t TOP_LENS[N_TOP], IDENTITY_LENS[N_IDENTITY];
 
-/* What a value turned out to be. STRING_PLAIN/STRING_ESCAPED are copied; the others are markers. */
-enum kind { ABSENT = 0, STRING_PLAIN, STRING_ESCAPED, K_INT, K_FLOAT, K_BOOL, K_DICT, K_LIST };
-static const char *const MISTYPED[] = {NULL, NULL, NULL, "int", "float", "bool", "dict", "list"};
+/* What a value is. ABSENT (absent or null) and STRING are data; the others are a wrong type. */
+enum kind { ABSENT = 0, STRING, K_INT, K_FLOAT, K_BOOL, K_OBJECT, K_ARRAY, N_KINDS };
+static const char *const KIND_NAMES[N_KINDS] = {"absent", "string", "int", "float", "bool", "object", "array"};
+
+/* Why a record is rejected before it becomes a row, in order of precedence. */
+enum reason { R_TOO_DEEP = 0, R_BAD_TEXT, R_NOT_OBJECT, R_NO_IDENTITY, R_NO_TIME, R_NO_NAME, R_NO_SOURCE, N_REASONS };
+static const char *const REASON_NAMES[N_REASONS] = {
+    "too_deep", "bad_text", "not_object", "no_identity", "no_event_time", "no_event_name", "no_source",
+};
+
+/* Why a whole document is rejected (0: it is not). */
+enum status { S_OK = 0, S_NOT_JSON, S_TOO_DEEP, S_BAD_TEXT, S_NOT_CLOUDTRAIL, N_STATUSES };
+static const char *const STATUS_NAMES[N_STATUSES] = {"ok", "not_json", "too_deep", "bad_text", "not_cloudtrail"};
+
+/* Where a syntax error is. */
+enum error { E_NONE = 0, E_SYNTAX, E_EXTRA, E_EMPTY, N_ERRORS };
+static const char *const ERROR_NAMES[N_ERRORS] = {"none", "syntax", "extra", "empty"};
+
+enum read_only { RO_ABSENT = 0, RO_FALSE, RO_TRUE, RO_OTHER };
 
 typedef struct {
     char *p;
@@ -56,10 +94,13 @@ typedef struct {
 } buf_t;
 
 static int buf_reserve(buf_t *b, size_t extra) {
-    if (b->len + extra <= b->cap) return 0;
+    if (b->len + extra <= b->cap && b->p != NULL) return 0;
     size_t cap = b->cap ? b->cap : 4096;
-    while (cap < b->len + extra) cap *= 2;
-    char *p = realloc(b->p, cap);
+    while (cap < b->len + extra) {
+        if (cap > SIZE_MAX / 2) return -1;
+        cap *= 2;
+    }
+    char *p = PyMem_RawRealloc(b->p, cap);
     if (p == NULL) return -1;
     b->p = p;
     b->cap = cap;
@@ -67,6 +108,7 @@ static int buf_reserve(buf_t *b, size_t extra) {
 }
 
 static int buf_append(buf_t *b, const void *src, size_t n) {
+    if (n == 0) return 0; /* memcpy with a NULL destination is undefined even for 0 bytes */
     if (buf_reserve(b, n) < 0) return -1;
     memcpy(b->p + b->len, src, n);
     b->len += n;
@@ -74,25 +116,28 @@ static int buf_append(buf_t *b, const void *src, size_t n) {
 }
 
 typedef struct {
-    buf_t offsets, data, valid;
+    buf_t offsets, data, kind;
 } column_t;
 
 typedef struct {
-    const unsigned char *start;
-    size_t len;
-    enum kind kind;
-} slot_t;
-
-typedef struct {
     column_t columns[N_FIELDS];
-    buf_t doc_index, record_valid, identity_valid;
+    buf_t doc_index, record_index, read_only;
     size_t rows;
 } out_t;
 
 typedef struct {
     const unsigned char *p, *end;
     int depth;
+    int bad_text, too_deep;        /* seen since the caller last cleared them */
+    int oom;                       /* out of memory: stop everything */
+    const unsigned char *error_at; /* first syntax error */
 } cur_t;
+
+/* Record a syntax error at the cursor (the first one wins) and fail. */
+static int fail(cur_t *c) {
+    if (c->error_at == NULL) c->error_at = c->p;
+    return -1;
+}
 
 /* 1 for bytes that can sit in a JSON string with no further thought: printable ASCII but " and \ */
 static unsigned char PLAIN[256];
@@ -114,6 +159,17 @@ static inline int hexval(unsigned char h) {
     if (h >= 'a' && h <= 'f') return h - 'a' + 10;
     if (h >= 'A' && h <= 'F') return h - 'A' + 10;
     return -1;
+}
+
+/* The code unit of the 4 hex digits at p (p + 4 <= end), or -1. */
+static int hex4(const unsigned char *p) {
+    int v = 0;
+    for (int i = 0; i < 4; i++) {
+        int h = hexval(p[i]);
+        if (h < 0) return -1;
+        v = (v << 4) | h;
+    }
+    return v;
 }
 
 /* Length of the valid UTF-8 sequence at p (lead byte >= 0x80), or 0 if it is not valid. */
@@ -161,7 +217,10 @@ static inline unsigned first_special8(const unsigned char *p) {
 #endif
 }
 
-/* c->p at the opening quote. Leaves c->p after the closing quote; the contents are [*start, +*len). */
+/* c->p at the opening quote. Leaves c->p after the closing quote; the contents are [*start, +*len).
+ * Text that is not valid (a byte that is not UTF-8, a raw control character, a lone surrogate
+ * escape) sets c->bad_text and is stepped over: where the string ends stays certain, since a quote
+ * byte is never part of a multi-byte sequence. A malformed escape is a syntax error. */
 static int scan_string(cur_t *c, const unsigned char **start, size_t *len, int *escaped) {
     const unsigned char *p = c->p + 1, *end = c->end;
     *start = p;
@@ -170,33 +229,53 @@ static int scan_string(cur_t *c, const unsigned char **start, size_t *len, int *
         unsigned skip = 8;
         while (end - p >= 8 && (skip = first_special8(p)) == 8) p += 8;
         if (skip < 8) p += skip;
-        else {
+        else
             while (p < end && PLAIN[*p]) p++;
-            if (p >= end) return -1;
+        if (p >= end) {
+            c->p = end;
+            return fail(c); /* unterminated */
         }
         unsigned char b = *p;
         if (b == '"') break;
         if (b == '\\') {
             *escaped = 1;
-            if (end - p < 2) return -1;
+            if (end - p < 2) {
+                c->p = p;
+                return fail(c);
+            }
             switch (p[1]) {
             case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
                 p += 2;
                 break;
-            case 'u':
-                if (end - p < 6) return -1;
-                for (int i = 2; i < 6; i++)
-                    if (hexval(p[i]) < 0) return -1;
+            case 'u': {
+                int unit = end - p >= 6 ? hex4(p + 2) : -1;
+                if (unit < 0) {
+                    c->p = p;
+                    return fail(c);
+                }
                 p += 6;
+                if (unit >= 0xD800 && unit <= 0xDBFF) {
+                    int low = (end - p >= 6 && p[0] == '\\' && p[1] == 'u') ? hex4(p + 2) : -1;
+                    if (low >= 0xDC00 && low <= 0xDFFF) p += 6;
+                    else c->bad_text = 1; /* a following escape is read on its own, as json does */
+                } else if (unit >= 0xDC00 && unit <= 0xDFFF) {
+                    c->bad_text = 1;
+                }
                 break;
+            }
             default:
-                return -1;
+                c->p = p;
+                return fail(c);
             }
         } else if (b < 0x20) {
-            return -1;
+            c->bad_text = 1;
+            p++;
         } else {
             size_t n = utf8_len(p, end);
-            if (n == 0) return -1;
+            if (n == 0) {
+                c->bad_text = 1;
+                n = 1;
+            }
             p += n;
         }
     }
@@ -205,9 +284,70 @@ static int scan_string(cur_t *c, const unsigned char **start, size_t *len, int *
     return 0;
 }
 
+/* Decode a JSON string body (escapes checked by scan_string) into o, which has room for n bytes
+ * (decoded text is never longer than its escaped form). Returns the decoded length. A lone
+ * surrogate becomes U+FFFD; records holding one are rejected as bad text before this runs. */
+static size_t decode_into(const unsigned char *s, size_t n, char *o) {
+    char *start = o;
+    const unsigned char *end = s + n;
+    while (s < end) {
+        if (*s != '\\') {
+            *o++ = (char)*s++;
+            continue;
+        }
+        unsigned char e = s[1];
+        s += 2;
+        switch (e) {
+        case 'b': *o++ = '\b'; break;
+        case 'f': *o++ = '\f'; break;
+        case 'n': *o++ = '\n'; break;
+        case 'r': *o++ = '\r'; break;
+        case 't': *o++ = '\t'; break;
+        case 'u': {
+            uint32_t cp = (uint32_t)hex4(s);
+            s += 4;
+            if (cp >= 0xD800 && cp <= 0xDBFF) {
+                int low = (end - s >= 6 && s[0] == '\\' && s[1] == 'u') ? hex4(s + 2) : -1;
+                if (low >= 0xDC00 && low <= 0xDFFF) {
+                    s += 6;
+                    cp = 0x10000 + ((cp - 0xD800) << 10) + ((uint32_t)low - 0xDC00);
+                } else cp = 0xFFFD;
+            } else if (cp >= 0xDC00 && cp <= 0xDFFF) cp = 0xFFFD;
+            if (cp < 0x80) *o++ = (char)cp;
+            else if (cp < 0x800) {
+                *o++ = (char)(0xC0 | (cp >> 6));
+                *o++ = (char)(0x80 | (cp & 0x3F));
+            } else if (cp < 0x10000) {
+                *o++ = (char)(0xE0 | (cp >> 12));
+                *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+                *o++ = (char)(0x80 | (cp & 0x3F));
+            } else {
+                *o++ = (char)(0xF0 | (cp >> 18));
+                *o++ = (char)(0x80 | ((cp >> 12) & 0x3F));
+                *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+                *o++ = (char)(0x80 | (cp & 0x3F));
+            }
+            break;
+        }
+        default: *o++ = (char)e; break; /* " \ / */
+        }
+    }
+    return (size_t)(o - start);
+}
+
+/* The decoded text of a short string into small[SMALL]; its length, or SMALL + 1 when longer. */
+static size_t small_text(const unsigned char *s, size_t n, int escaped, char *small) {
+    if (n > SMALL) return SMALL + 1;
+    if (!escaped) {
+        memcpy(small, s, n);
+        return n;
+    }
+    return decode_into(s, n, small);
+}
+
 static int literal(cur_t *c, const char *word, size_t n) {
-    if ((size_t)(c->end - c->p) < n || memcmp(c->p, word, n) != 0) return -1;
-    c->p += n;
+    for (size_t i = 0; i < n; i++, c->p++)
+        if (c->p >= c->end || *c->p != (unsigned char)word[i]) return fail(c);
     return 0;
 }
 
@@ -216,21 +356,21 @@ static inline int is_digit(const cur_t *c) { return c->p < c->end && *c->p >= '0
 static int number(cur_t *c, enum kind *kind) {
     *kind = K_INT;
     if (c->p < c->end && *c->p == '-') c->p++;
-    if (!is_digit(c)) return -1;
+    if (!is_digit(c)) return fail(c);
     if (*c->p == '0') c->p++;
     else
         while (is_digit(c)) c->p++;
     if (c->p < c->end && *c->p == '.') {
         c->p++;
         *kind = K_FLOAT;
-        if (!is_digit(c)) return -1;
+        if (!is_digit(c)) return fail(c);
         while (is_digit(c)) c->p++;
     }
     if (c->p < c->end && (*c->p == 'e' || *c->p == 'E')) {
         c->p++;
         *kind = K_FLOAT;
         if (c->p < c->end && (*c->p == '+' || *c->p == '-')) c->p++;
-        if (!is_digit(c)) return -1;
+        if (!is_digit(c)) return fail(c);
         while (is_digit(c)) c->p++;
     }
     return 0;
@@ -240,7 +380,7 @@ static int skip_value(cur_t *c, enum kind *kind);
 
 /* At a '{' or '[': 1 if the container has items (cursor at the first), 0 if it is empty (consumed). */
 static int open_container(cur_t *c, unsigned char close) {
-    if (++c->depth > MAX_DEPTH) return -1;
+    if (++c->depth > MAX_DEPTH) return fail(c); /* callers go to skip_deep first: cannot happen */
     c->p++;
     skip_ws(c);
     if (c->p < c->end && *c->p == close) {
@@ -254,15 +394,26 @@ static int open_container(cur_t *c, unsigned char close) {
 /* After an item: 1 if a ',' and another item follow, 0 at the closing byte (consumed), -1 else. */
 static int next_item(cur_t *c, unsigned char close) {
     skip_ws(c);
-    if (c->p >= c->end) return -1;
+    if (c->p >= c->end) return fail(c);
     if (*c->p == ',') {
         c->p++;
         skip_ws(c);
         return 1;
     }
-    if (*c->p != close) return -1;
+    if (*c->p != close) return fail(c);
     c->p++;
     c->depth--;
+    return 0;
+}
+
+/* At a key: scan it and the ':' after it; the cursor ends at the value. */
+static int member_key(cur_t *c, const unsigned char **key, size_t *key_len, int *escaped) {
+    if (c->p >= c->end || *c->p != '"') return fail(c);
+    if (scan_string(c, key, key_len, escaped) < 0) return -1;
+    skip_ws(c);
+    if (c->p >= c->end || *c->p != ':') return fail(c);
+    c->p++;
+    skip_ws(c);
     return 0;
 }
 
@@ -275,11 +426,7 @@ static int object(cur_t *c, member_fn on_member, void *ctx) {
         const unsigned char *key;
         size_t key_len;
         int escaped;
-        if (c->p >= c->end || *c->p != '"' || scan_string(c, &key, &key_len, &escaped) < 0) return -1;
-        skip_ws(c);
-        if (c->p >= c->end || *c->p != ':') return -1;
-        c->p++;
-        skip_ws(c);
+        if (member_key(c, &key, &key_len, &escaped) < 0) return -1;
         if (on_member(c, key, key_len, escaped, ctx) < 0) return -1;
         more = next_item(c, '}');
     }
@@ -309,21 +456,94 @@ static int skip_member(cur_t *c, const unsigned char *key, size_t key_len, int k
     return skip_element(c, ctx);
 }
 
+/* A container that would sit deeper than MAX_DEPTH, at c->p: validated without recursion (a stack
+ * of the brackets still to close, one byte a level), its strings checked as anywhere else. */
+static int skip_deep(cur_t *c) {
+    buf_t stack = {NULL, 0, 0};
+    int rc = -1;
+    c->too_deep = 1;
+    for (;;) {
+        /* a value starts at c->p */
+        if (c->p >= c->end) {
+            fail(c);
+            break;
+        }
+        unsigned char b = *c->p;
+        if (b == '{' || b == '[') {
+            unsigned char close = b == '{' ? '}' : ']';
+            if (buf_append(&stack, &close, 1) < 0) {
+                c->oom = 1;
+                break;
+            }
+            c->p++;
+            skip_ws(c);
+            if (c->p < c->end && *c->p == close) {
+                c->p++;
+                stack.len--;
+            } else {
+                const unsigned char *key;
+                size_t key_len;
+                int escaped;
+                if (close == '}' && member_key(c, &key, &key_len, &escaped) < 0) break;
+                continue;
+            }
+        } else {
+            enum kind ignored;
+            if (skip_value(c, &ignored) < 0) break; /* a scalar: no recursion */
+        }
+        /* after a value: close what ends here, or go on after a ',' */
+        int next = 0;
+        while (stack.len > 0) {
+            skip_ws(c);
+            if (c->p >= c->end) {
+                next = -1;
+                break;
+            }
+            unsigned char close = (unsigned char)stack.p[stack.len - 1];
+            if (*c->p == ',') {
+                c->p++;
+                skip_ws(c);
+                const unsigned char *key;
+                size_t key_len;
+                int escaped;
+                next = close == '}' && member_key(c, &key, &key_len, &escaped) < 0 ? -1 : 1;
+                break;
+            }
+            if (*c->p != close) {
+                next = -1;
+                break;
+            }
+            c->p++;
+            stack.len--;
+        }
+        if (next < 0) {
+            fail(c);
+            break;
+        }
+        if (next == 0) {
+            rc = 0;
+            break;
+        }
+    }
+    PyMem_RawFree(stack.p);
+    return rc;
+}
+
 static int skip_value(cur_t *c, enum kind *kind) {
-    if (c->p >= c->end) return -1;
+    if (c->p >= c->end) return fail(c);
     const unsigned char *s;
     size_t n;
     int e;
     switch (*c->p) {
     case '"':
-        *kind = STRING_PLAIN;
+        *kind = STRING;
         return scan_string(c, &s, &n, &e);
     case '{':
-        *kind = K_DICT;
-        return object(c, skip_member, NULL);
+        *kind = K_OBJECT;
+        return c->depth >= MAX_DEPTH ? skip_deep(c) : object(c, skip_member, NULL);
     case '[':
-        *kind = K_LIST;
-        return array(c, skip_element, NULL);
+        *kind = K_ARRAY;
+        return c->depth >= MAX_DEPTH ? skip_deep(c) : array(c, skip_element, NULL);
     case 't':
         *kind = K_BOOL;
         return literal(c, "true", 4);
@@ -338,212 +558,274 @@ static int skip_value(cur_t *c, enum kind *kind) {
     }
 }
 
-/* Index of key in names (exact bytes), -1 if none. */
-static int key_index(const unsigned char *key, size_t len, const char *const *names, const size_t *lens, int count) {
+/* Index of key (decoded when escaped) in names, -1 if none. */
+static int key_index(const unsigned char *key, size_t len, int escaped, const char *const *names, const size_t *lens,
+                     int count) {
+    char small[SMALL];
+    if (escaped) {
+        len = small_text(key, len, 1, small);
+        if (len > SMALL) return -1;
+        key = (const unsigned char *)small;
+    }
     for (int i = 0; i < count; i++)
         if (lens[i] == len && memcmp(names[i], key, len) == 0) return i;
     return -1;
 }
 
-/* A wanted field's value: remember where its string is, or what it is instead. */
-static int field_value(cur_t *c, slot_t *slot) {
-    if (c->p < c->end && *c->p == '"') {
-        int escaped;
-        if (scan_string(c, &slot->start, &slot->len, &escaped) < 0) return -1;
-        slot->kind = escaped ? STRING_ESCAPED : STRING_PLAIN;
-        return 0;
-    }
-    return skip_value(c, &slot->kind);
+/* key (of len bytes, decoded when escaped) is name (of n bytes). */
+static inline int key_is(const unsigned char *key, size_t len, int escaped, const char *name, size_t n) {
+    if (!escaped) return len == n && memcmp(key, name, n) == 0;
+    return key_index(key, len, escaped, &name, &n, 1) == 0;
 }
+
+typedef struct {
+    const unsigned char *start;
+    size_t len;
+    unsigned char kind, escaped;
+} slot_t;
 
 typedef struct {
     slot_t slots[N_FIELDS];
     int identity_valid;
+    unsigned char read_only;
 } record_t;
+
+/* A wanted field's value: remember where its string is, or what it is instead. */
+static int field_value(cur_t *c, slot_t *slot) {
+    enum kind kind;
+    if (c->p < c->end && *c->p == '"') {
+        int escaped;
+        if (scan_string(c, &slot->start, &slot->len, &escaped) < 0) return -1;
+        slot->kind = STRING;
+        slot->escaped = (unsigned char)escaped;
+        return 0;
+    }
+    if (skip_value(c, &kind) < 0) return -1;
+    slot->kind = (unsigned char)kind;
+    return 0;
+}
+
+static int ascii_equal_ci(const char *text, size_t len, const char *word) {
+    size_t n = strlen(word);
+    if (len != n) return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)text[i];
+        if (ch >= 'A' && ch <= 'Z') ch = (unsigned char)(ch - 'A' + 'a');
+        if (ch != (unsigned char)word[i]) return 0;
+    }
+    return 1;
+}
+
+/* readOnly: true/false (booleans, or those words as strings); null is absent; anything else OTHER. */
+static int read_only_value(cur_t *c, unsigned char *out) {
+    if (c->p >= c->end) return fail(c);
+    switch (*c->p) {
+    case 't':
+        *out = RO_TRUE;
+        return literal(c, "true", 4);
+    case 'f':
+        *out = RO_FALSE;
+        return literal(c, "false", 5);
+    case 'n':
+        *out = RO_ABSENT;
+        return literal(c, "null", 4);
+    case '"': {
+        const unsigned char *s;
+        size_t n;
+        int escaped;
+        char small[SMALL];
+        if (scan_string(c, &s, &n, &escaped) < 0) return -1;
+        n = small_text(s, n, escaped, small);
+        *out = ascii_equal_ci(small, n, "true") ? RO_TRUE : ascii_equal_ci(small, n, "false") ? RO_FALSE : RO_OTHER;
+        return 0;
+    }
+    default: {
+        enum kind ignored;
+        *out = RO_OTHER;
+        return skip_value(c, &ignored);
+    }
+    }
+}
 
 static int identity_member(cur_t *c, const unsigned char *key, size_t key_len, int key_escaped, void *ctx) {
     record_t *r = ctx;
-    if (key_escaped) return -1;
-    int i = key_index(key, key_len, IDENTITY_KEYS, IDENTITY_LENS, N_IDENTITY);
+    int i = key_index(key, key_len, key_escaped, IDENTITY_KEYS, IDENTITY_LENS, N_IDENTITY);
     if (i < 0) return skip_member(c, key, key_len, key_escaped, NULL);
     return field_value(c, &r->slots[N_TOP + i]);
 }
 
 static int record_member(cur_t *c, const unsigned char *key, size_t key_len, int key_escaped, void *ctx) {
     record_t *r = ctx;
-    if (key_escaped) return -1;
-    if (key_len == 12 && memcmp(key, "userIdentity", 12) == 0) {
+    if (key_is(key, key_len, key_escaped, "userIdentity", 12)) {
         memset(&r->slots[N_TOP], 0, sizeof(slot_t) * N_IDENTITY); /* a repeated key replaces the first */
         r->identity_valid = c->p < c->end && *c->p == '{';
         return r->identity_valid ? object(c, identity_member, r) : skip_element(c, NULL);
     }
-    int i = key_index(key, key_len, TOP_KEYS, TOP_LENS, N_TOP);
+    if (key_is(key, key_len, key_escaped, "readOnly", 8)) return read_only_value(c, &r->read_only);
+    int i = key_index(key, key_len, key_escaped, TOP_KEYS, TOP_LENS, N_TOP);
     if (i < 0) return skip_member(c, key, key_len, key_escaped, NULL);
     return field_value(c, &r->slots[i]);
 }
 
-/* Decode a JSON string body with escapes into out (UTF-8). -1 on a lone surrogate. */
-static int decode_escaped(const unsigned char *s, size_t n, buf_t *out) {
-    if (buf_reserve(out, n) < 0) return -2; /* decoded text is never longer than its escaped form */
-    char *o = out->p + out->len;
-    const unsigned char *end = s + n;
-    while (s < end) {
-        if (*s != '\\') {
-            *o++ = (char)*s++;
-            continue;
-        }
-        unsigned char e = s[1];
-        s += 2;
-        switch (e) {
-        case 'b': *o++ = '\b'; break;
-        case 'f': *o++ = '\f'; break;
-        case 'n': *o++ = '\n'; break;
-        case 'r': *o++ = '\r'; break;
-        case 't': *o++ = '\t'; break;
-        case 'u': {
-            uint32_t cp = 0;
-            for (int i = 0; i < 4; i++) cp = (cp << 4) | (uint32_t)hexval(s[i]);
-            s += 4;
-            if (cp >= 0xD800 && cp <= 0xDBFF) {
-                if (end - s < 6 || s[0] != '\\' || s[1] != 'u') return -1;
-                uint32_t lo = 0;
-                for (int i = 2; i < 6; i++) lo = (lo << 4) | (uint32_t)hexval(s[i]);
-                if (lo < 0xDC00 || lo > 0xDFFF) return -1;
-                s += 6;
-                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-            } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
-                return -1;
-            }
-            if (cp < 0x80) *o++ = (char)cp;
-            else if (cp < 0x800) {
-                *o++ = (char)(0xC0 | (cp >> 6));
-                *o++ = (char)(0x80 | (cp & 0x3F));
-            } else if (cp < 0x10000) {
-                *o++ = (char)(0xE0 | (cp >> 12));
-                *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
-                *o++ = (char)(0x80 | (cp & 0x3F));
-            } else {
-                *o++ = (char)(0xF0 | (cp >> 18));
-                *o++ = (char)(0x80 | ((cp >> 12) & 0x3F));
-                *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
-                *o++ = (char)(0x80 | (cp & 0x3F));
-            }
-            break;
-        }
-        default: *o++ = (char)e; break; /* " \ / */
-        }
-    }
-    out->len = (size_t)(o - out->p);
-    return 0;
-}
-
-/* Append one record's slots as a row. -1: needs the slow reader; -2: out of memory or too big. */
-static int append_record(out_t *out, const record_t *r, int record_valid, int64_t doc) {
+/* Append one record's slots as a row. -1: out of memory, or a column over 2 GiB. */
+static int append_record(out_t *out, const record_t *r, int64_t doc, int64_t index) {
     for (int f = 0; f < N_FIELDS; f++) {
         column_t *col = &out->columns[f];
         const slot_t *s = &r->slots[f];
-        unsigned char valid = s->kind != ABSENT;
-        int rc = 0;
-        if (s->kind == STRING_PLAIN) rc = buf_append(&col->data, s->start, s->len) < 0 ? -2 : 0;
-        else if (s->kind == STRING_ESCAPED) rc = decode_escaped(s->start, s->len, &col->data);
-        else if (valid) {
-            char marker[32];
-            int n = snprintf(marker, sizeof marker, "%cmistyped:%s", 0, MISTYPED[s->kind]);
-            rc = buf_append(&col->data, marker, (size_t)n) < 0 ? -2 : 0;
+        if (s->kind == STRING) {
+            if (s->escaped) {
+                if (buf_reserve(&col->data, s->len) < 0) return -1;
+                col->data.len += decode_into(s->start, s->len, col->data.p + col->data.len);
+            } else if (buf_append(&col->data, s->start, s->len) < 0) {
+                return -1;
+            }
         }
-        if (rc < 0) return rc;
-        if (col->data.len > INT32_MAX) return -2;
+        if (col->data.len > INT32_MAX) return -1;
         int32_t offset = (int32_t)col->data.len;
-        if (buf_append(&col->offsets, &offset, sizeof offset) < 0 || buf_append(&col->valid, &valid, 1) < 0)
-            return -2;
+        if (buf_append(&col->offsets, &offset, sizeof offset) < 0 || buf_append(&col->kind, &s->kind, 1) < 0)
+            return -1;
     }
-    unsigned char rv = (unsigned char)record_valid, iv = (unsigned char)r->identity_valid;
-    if (buf_append(&out->doc_index, &doc, sizeof doc) < 0 || buf_append(&out->record_valid, &rv, 1) < 0 ||
-        buf_append(&out->identity_valid, &iv, 1) < 0)
-        return -2;
+    if (buf_append(&out->doc_index, &doc, sizeof doc) < 0 || buf_append(&out->record_index, &index, sizeof index) < 0 ||
+        buf_append(&out->read_only, &r->read_only, 1) < 0)
+        return -1;
     out->rows++;
     return 0;
 }
 
 typedef struct {
     out_t *out;
-    int64_t doc;
-    int seen_records;
-    int status; /* -2 when out of memory: stop everything, not just this document */
+    int64_t doc, records;
+    int seen_records, records_not_array;
+    int64_t counts[N_REASONS];
+    buf_t sampled; /* (int64 record index, int64 reason) pairs */
+    size_t sample;
 } doc_ctx_t;
 
 static int record_element(cur_t *c, void *ctx) {
     doc_ctx_t *d = ctx;
     record_t r;
     memset(&r, 0, sizeof r);
-    int valid = c->p < c->end && *c->p == '{';
-    if ((valid ? object(c, record_member, &r) : skip_element(c, NULL)) < 0) return -1;
-    int rc = append_record(d->out, &r, valid, d->doc);
-    if (rc == -2) d->status = -2;
-    return rc < 0 ? -1 : 0;
+    int outer_bad = c->bad_text, outer_deep = c->too_deep;
+    c->bad_text = c->too_deep = 0;
+    int is_object = c->p < c->end && *c->p == '{';
+    if ((is_object ? object(c, record_member, &r) : skip_element(c, NULL)) < 0) return -1;
+    int reason = -1;
+    if (c->too_deep) reason = R_TOO_DEEP;
+    else if (c->bad_text) reason = R_BAD_TEXT;
+    else if (!is_object) reason = R_NOT_OBJECT;
+    else if (!r.identity_valid) reason = R_NO_IDENTITY;
+    else if (r.slots[F_TIME].kind == ABSENT) reason = R_NO_TIME;
+    else if (r.slots[F_NAME].kind == ABSENT) reason = R_NO_NAME;
+    else if (r.slots[F_SOURCE].kind == ABSENT) reason = R_NO_SOURCE;
+    c->bad_text = outer_bad;
+    c->too_deep = outer_deep;
+    int64_t index = d->records++;
+    if (reason < 0) {
+        if (append_record(d->out, &r, d->doc, index) < 0) {
+            c->oom = 1;
+            return -1;
+        }
+        return 0;
+    }
+    d->counts[reason]++;
+    if (d->sampled.len < d->sample * 2 * sizeof(int64_t)) {
+        int64_t pair[2] = {index, reason};
+        if (buf_append(&d->sampled, pair, sizeof pair) < 0) {
+            c->oom = 1;
+            return -1;
+        }
+    }
+    return 0;
 }
 
 static int doc_member(cur_t *c, const unsigned char *key, size_t key_len, int key_escaped, void *ctx) {
     doc_ctx_t *d = ctx;
-    if (key_escaped) return -1;
-    if (key_len == 7 && memcmp(key, "Records", 7) == 0) {
-        if (d->seen_records++ || c->p >= c->end || *c->p != '[') return -1;
-        return array(c, record_element, d);
+    if (key_is(key, key_len, key_escaped, "Records", 7)) {
+        d->seen_records = 1;
+        if (c->p < c->end && *c->p == '[') return array(c, record_element, d);
+        d->records_not_array = 1;
     }
     return skip_member(c, key, key_len, key_escaped, NULL);
 }
 
-static int scan_doc(out_t *out, const unsigned char *p, size_t n, int64_t doc) {
-    cur_t c = {p, p + n, 0};
-    doc_ctx_t d = {out, doc, 0, 0};
-    skip_ws(&c);
-    int rc = -1;
-    if (c.p < c.end && *c.p == '{' && object(&c, doc_member, &d) == 0) {
-        skip_ws(&c);
-        rc = (c.p == c.end && d.seen_records) ? 0 : -1;
+typedef struct {
+    int status, error;
+    int64_t error_offset;
+} outcome_t;
+
+static outcome_t scan_doc(cur_t *c, doc_ctx_t *d) {
+    const unsigned char *start = c->p;
+    outcome_t o = {S_OK, E_NONE, -1};
+    if (c->end - c->p >= 3 && memcmp(c->p, "\xEF\xBB\xBF", 3) == 0) c->p += 3; /* a byte order mark */
+    skip_ws(c);
+    if (c->p >= c->end) {
+        o.status = S_NOT_JSON;
+        o.error = E_EMPTY;
+        o.error_offset = c->p - start;
+        return o;
     }
-    return d.status == -2 ? -2 : rc;
+    int is_object = *c->p == '{', rc;
+    if (is_object) rc = object(c, doc_member, d);
+    else {
+        enum kind ignored;
+        rc = skip_value(c, &ignored);
+    }
+    if (rc < 0 || c->oom) {
+        o.status = S_NOT_JSON;
+        o.error = E_SYNTAX;
+        o.error_offset = (c->error_at ? c->error_at : c->p) - start;
+        return o;
+    }
+    skip_ws(c);
+    if (c->p != c->end) {
+        o.status = S_NOT_JSON;
+        o.error = E_EXTRA;
+        o.error_offset = c->p - start;
+    } else if (c->too_deep) o.status = S_TOO_DEEP;
+    else if (c->bad_text) o.status = S_BAD_TEXT;
+    else if (!is_object || !d->seen_records || d->records_not_array) o.status = S_NOT_CLOUDTRAIL;
+    return o;
 }
 
-/* Undo a failed document's rows. */
+/* Undo a rejected document's rows. */
 typedef struct {
-    size_t rows, doc_index, record_valid, identity_valid;
-    size_t offsets[N_FIELDS], data[N_FIELDS], valid[N_FIELDS];
+    size_t rows, doc_index, record_index, read_only;
+    size_t offsets[N_FIELDS], data[N_FIELDS], kind[N_FIELDS];
 } mark_t;
 
 static void mark(const out_t *o, mark_t *m) {
     m->rows = o->rows;
     m->doc_index = o->doc_index.len;
-    m->record_valid = o->record_valid.len;
-    m->identity_valid = o->identity_valid.len;
+    m->record_index = o->record_index.len;
+    m->read_only = o->read_only.len;
     for (int f = 0; f < N_FIELDS; f++) {
         m->offsets[f] = o->columns[f].offsets.len;
         m->data[f] = o->columns[f].data.len;
-        m->valid[f] = o->columns[f].valid.len;
+        m->kind[f] = o->columns[f].kind.len;
     }
 }
 
 static void rewind_to(out_t *o, const mark_t *m) {
     o->rows = m->rows;
     o->doc_index.len = m->doc_index;
-    o->record_valid.len = m->record_valid;
-    o->identity_valid.len = m->identity_valid;
+    o->record_index.len = m->record_index;
+    o->read_only.len = m->read_only;
     for (int f = 0; f < N_FIELDS; f++) {
         o->columns[f].offsets.len = m->offsets[f];
         o->columns[f].data.len = m->data[f];
-        o->columns[f].valid.len = m->valid[f];
+        o->columns[f].kind.len = m->kind[f];
     }
 }
 
 static void free_out(out_t *o) {
     for (int f = 0; f < N_FIELDS; f++) {
-        free(o->columns[f].offsets.p);
-        free(o->columns[f].data.p);
-        free(o->columns[f].valid.p);
+        PyMem_RawFree(o->columns[f].offsets.p);
+        PyMem_RawFree(o->columns[f].data.p);
+        PyMem_RawFree(o->columns[f].kind.p);
     }
-    free(o->doc_index.p);
-    free(o->record_valid.p);
-    free(o->identity_valid.p);
+    PyMem_RawFree(o->doc_index.p);
+    PyMem_RawFree(o->record_index.p);
+    PyMem_RawFree(o->read_only.p);
 }
 
 /* A read-only buffer that owns a buf_t's memory: handed to Arrow (pa.py_buffer) without a copy. */
@@ -559,7 +841,7 @@ static int buffer_get(PyObject *self, Py_buffer *view, int flags) {
 }
 
 static void buffer_dealloc(PyObject *self) {
-    free(((Buffer *)self)->p);
+    PyMem_RawFree(((Buffer *)self)->p);
     Py_TYPE(self)->tp_free(self);
 }
 
@@ -586,37 +868,80 @@ static PyObject *as_buffer(buf_t *b) {
     return (PyObject *)out;
 }
 
-static PyObject *scan(PyObject *self, PyObject *arg) {
+/* (status, error_offset, error_code, records, counts, sampled) for one document. */
+static PyObject *outcome_tuple(const outcome_t *o, const doc_ctx_t *d) {
+    PyObject *counts = PyTuple_New(N_REASONS);
+    if (counts == NULL) return NULL;
+    for (int r = 0; r < N_REASONS; r++) {
+        PyObject *n = PyLong_FromLongLong(o->status == S_OK ? d->counts[r] : 0);
+        if (n == NULL) {
+            Py_DECREF(counts);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(counts, r, n);
+    }
+    size_t pairs = o->status == S_OK ? d->sampled.len / (2 * sizeof(int64_t)) : 0;
+    PyObject *sampled = PyList_New((Py_ssize_t)pairs);
+    if (sampled == NULL) {
+        Py_DECREF(counts);
+        return NULL;
+    }
+    for (size_t i = 0; i < pairs; i++) {
+        int64_t pair[2];
+        memcpy(pair, d->sampled.p + i * sizeof pair, sizeof pair);
+        PyObject *item = Py_BuildValue("(LL)", (long long)pair[0], (long long)pair[1]);
+        if (item == NULL) {
+            Py_DECREF(counts);
+            Py_DECREF(sampled);
+            return NULL;
+        }
+        PyList_SET_ITEM(sampled, (Py_ssize_t)i, item);
+    }
+    return Py_BuildValue("(iLiLNN)", o->status, (long long)o->error_offset, o->error,
+                         (long long)(o->status == S_OK ? d->records : 0), counts, sampled);
+}
+
+static PyObject *scan(PyObject *self, PyObject *args) {
     (void)self;
-    PyObject *seq = PySequence_Fast(arg, "scan() expects a sequence of bytes-like objects");
+    PyObject *docs;
+    Py_ssize_t sample;
+    if (!PyArg_ParseTuple(args, "On", &docs, &sample)) return NULL;
+    if (sample < 0) {
+        PyErr_SetString(PyExc_ValueError, "scan(): sample must be >= 0");
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(docs, "scan() expects a sequence of bytes-like objects");
     if (seq == NULL) return NULL;
     out_t out;
     memset(&out, 0, sizeof out);
-    PyObject *failed = PyList_New(0), *result = NULL;
-    int32_t zero = 0;
-    int oom = failed == NULL;
-    for (int f = 0; f < N_FIELDS && !oom; f++) oom = buf_append(&out.columns[f].offsets, &zero, sizeof zero) < 0;
     Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
+    PyObject *outcomes = PyList_New(count), *result = NULL;
+    int32_t zero = 0;
+    int oom = outcomes == NULL;
+    for (int f = 0; f < N_FIELDS && !oom; f++) oom = buf_append(&out.columns[f].offsets, &zero, sizeof zero) < 0;
     for (Py_ssize_t i = 0; i < count && !oom; i++) {
         Py_buffer view;
         if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(seq, i), &view, PyBUF_SIMPLE) < 0) goto done;
         mark_t m;
         mark(&out, &m);
-        int rc;
+        doc_ctx_t d;
+        memset(&d, 0, sizeof d);
+        d.out = &out;
+        d.doc = (int64_t)i;
+        d.sample = (size_t)sample;
+        cur_t c = {view.buf, (const unsigned char *)view.buf + view.len, 0, 0, 0, 0, NULL};
+        outcome_t o;
         Py_BEGIN_ALLOW_THREADS
-        rc = scan_doc(&out, view.buf, (size_t)view.len, (int64_t)i);
+        o = scan_doc(&c, &d);
         Py_END_ALLOW_THREADS
         PyBuffer_Release(&view);
-        if (rc == -2) oom = 1;
-        else if (rc < 0) {
-            rewind_to(&out, &m);
-            PyObject *index = PyLong_FromSsize_t(i);
-            if (index == NULL || PyList_Append(failed, index) < 0) {
-                Py_XDECREF(index);
-                goto done;
-            }
-            Py_DECREF(index);
-        }
+        oom = c.oom;
+        if (o.status != S_OK) rewind_to(&out, &m);
+        PyObject *item = oom ? NULL : outcome_tuple(&o, &d);
+        PyMem_RawFree(d.sampled.p);
+        if (oom) break;
+        if (item == NULL) goto done;
+        PyList_SET_ITEM(outcomes, i, item);
     }
     if (oom) {
         PyErr_SetString(PyExc_MemoryError, "scan(): out of memory, or a column over 2 GiB (scan fewer documents)");
@@ -626,24 +951,25 @@ static PyObject *scan(PyObject *self, PyObject *arg) {
     if (columns == NULL) goto done;
     for (int f = 0; f < N_FIELDS; f++) {
         PyObject *col = Py_BuildValue("(NNN)", as_buffer(&out.columns[f].offsets), as_buffer(&out.columns[f].data),
-                                      as_buffer(&out.columns[f].valid));
+                                      as_buffer(&out.columns[f].kind));
         if (col == NULL) {
             Py_DECREF(columns);
             goto done;
         }
         PyTuple_SET_ITEM(columns, f, col);
     }
-    result = Py_BuildValue("(nNNNNO)", (Py_ssize_t)out.rows, as_buffer(&out.doc_index), as_buffer(&out.record_valid),
-                           as_buffer(&out.identity_valid), columns, failed);
+    result = Py_BuildValue("(nNNNNO)", (Py_ssize_t)out.rows, as_buffer(&out.doc_index),
+                           as_buffer(&out.record_index), columns, as_buffer(&out.read_only), outcomes);
 done:
     free_out(&out);
-    Py_XDECREF(failed);
+    Py_XDECREF(outcomes);
     Py_DECREF(seq);
     return result;
 }
 
 static PyMethodDef METHODS[] = {
-    {"scan", scan, METH_O, "scan(docs) -> (rows, doc_index, record_valid, identity_valid, columns, failed)"},
+    {"scan", scan, METH_VARARGS,
+     "scan(docs, sample) -> (rows, doc_index, record_index, columns, read_only, outcomes)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -652,25 +978,33 @@ static struct PyModuleDef MODULE = {
     NULL, NULL, NULL, NULL,
 };
 
+static int add_names(PyObject *m, const char *name, const char *const *names, int count) {
+    PyObject *tuple = PyTuple_New(count);
+    if (tuple == NULL) return -1;
+    for (int i = 0; i < count; i++) {
+        PyObject *s = PyUnicode_FromString(names[i]);
+        if (s == NULL) {
+            Py_DECREF(tuple);
+            return -1;
+        }
+        PyTuple_SET_ITEM(tuple, i, s);
+    }
+    if (PyModule_AddObject(m, name, tuple) < 0) {
+        Py_DECREF(tuple);
+        return -1;
+    }
+    return 0;
+}
+
 PyMODINIT_FUNC PyInit__cloudtrail_scan(void) {
     init_tables();
     if (PyType_Ready(&BufferType) < 0) return NULL;
     PyObject *m = PyModule_Create(&MODULE);
     if (m == NULL) return NULL;
-    PyObject *names = PyTuple_New(N_FIELDS);
-    if (names == NULL) goto fail;
-    for (int f = 0; f < N_FIELDS; f++) {
-        PyObject *s = PyUnicode_FromString(FIELD_NAMES[f]);
-        if (s == NULL) {
-            Py_DECREF(names);
-            goto fail;
-        }
-        PyTuple_SET_ITEM(names, f, s);
-    }
-    if (PyModule_AddObject(m, "FIELDS", names) < 0) {
-        Py_DECREF(names);
+    if (add_names(m, "FIELDS", FIELD_NAMES, N_FIELDS) < 0 || add_names(m, "KINDS", KIND_NAMES, N_KINDS) < 0 ||
+        add_names(m, "REASONS", REASON_NAMES, N_REASONS) < 0 || add_names(m, "STATUSES", STATUS_NAMES, N_STATUSES) < 0 ||
+        add_names(m, "ERRORS", ERROR_NAMES, N_ERRORS) < 0 || PyModule_AddIntConstant(m, "MAX_DEPTH", MAX_DEPTH) < 0)
         goto fail;
-    }
     return m;
 fail:
     Py_DECREF(m);

@@ -9,7 +9,6 @@ and are never listed); the sensor maps a key to its day with ``object_day``.
 import hashlib
 import re
 import zlib
-from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -17,7 +16,15 @@ from datetime import date, datetime
 import pyarrow as pa
 
 from proactive_assets.core.events import DayListing, EventBatch, Problem, quarantined
-from proactive_assets.core.sources.cloudtrail_records import BATCH_BYTES, RawLog, decompress, parse_logs
+from proactive_assets.core.sources.cloudtrail_records import (
+    BATCH_BYTES,
+    MAX_OBJECT_BYTES,
+    ObjectTooLarge,
+    RawLog,
+    decompress,
+    parse_logs,
+    too_large,
+)
 from proactive_assets.core.storage import ObjectInfo, ObjectStore
 
 NAME = "cloudtrail"
@@ -207,37 +214,61 @@ def objects_from_inventory(inventory: pa.Table) -> list[LogObject]:
 # Reading
 
 
-def read(store: ObjectStore, objects: list[LogObject], batch_bytes: int = BATCH_BYTES) -> Iterator[EventBatch]:
+def read(
+    store: ObjectStore,
+    objects: list[LogObject],
+    batch_bytes: int = BATCH_BYTES,
+    max_object_bytes: int = MAX_OBJECT_BYTES,
+) -> Iterator[EventBatch]:
     """The objects' events, parsed in batches of about ``batch_bytes`` of JSON.
 
     Objects are decompressed as they are read so a batch is sized by what the parser holds,
-    whatever the compression ratio; memory stays bounded by one batch. An object that cannot be
-    read or decompressed becomes a problem for that object alone.
+    whatever the compression ratio; memory stays bounded by one batch and ``max_object_bytes``
+    (no object is read or inflated past it). Nothing in one object can fail the day: an object
+    that cannot be read, decompressed or parsed becomes a problem for that object alone, and an
+    unexpected error while parsing a batch re-parses its objects one by one, each guarded.
     """
     batch: list[RawLog] = []
     size = 0
     for obj in objects:
+        if obj.info.size > max_object_bytes:
+            reason = too_large(f"stored object of {obj.info.size:,} bytes, larger than", max_object_bytes)
+            yield quarantined(obj.uri, reason)
+            continue
         try:
-            data = decompress(store.get(obj.info.key))
+            data = decompress(store.get(obj.info.key), max_object_bytes)
+        except ObjectTooLarge as exc:
+            yield quarantined(obj.uri, str(exc))
+            continue
         except zlib.error as exc:
             yield quarantined(obj.uri, f"not a readable gzip object ({exc})")
             continue
         except Exception as exc:
-            yield quarantined(obj.uri, f"could not be read ({type(exc).__name__}: {exc})")
+            yield quarantined(obj.uri, f"could not be read ({_error(exc)})")
             continue
         batch.append(RawLog(data, obj.uri, obj.account, obj.region))
         size += len(data)
         if size >= batch_bytes:
-            yield _parsed(batch)
+            yield from _parsed(batch)
             batch, size = [], 0
     if batch:
-        yield _parsed(batch)
+        yield from _parsed(batch)
 
 
-def _parsed(batch: list[RawLog]) -> EventBatch:
-    parsed = parse_logs(batch)
-    parsed.objects = len(batch)
-    parsed.rejected = dict(
-        Counter(p.field or "record" for p in parsed.problems if p.record_index >= 0 and p.record_rejected)
-    )
-    return parsed
+def _parsed(batch: list[RawLog]) -> Iterator[EventBatch]:
+    try:
+        parsed = parse_logs(batch)
+    except Exception:  # a bug or an exhausted resource: find the object, keep the others
+        for log in batch:
+            try:
+                alone = parse_logs([log])
+            except Exception as exc:
+                alone = quarantined(log.source_file, f"could not be parsed ({_error(exc)})")
+            yield alone
+        return
+    yield parsed
+
+
+def _error(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__

@@ -1,16 +1,22 @@
 """Parse CloudTrail log objects into ``EVENTS_SCHEMA`` rows, a batch of objects per call.
 
-A small C scanner (``_cloudtrail_scan.c``, built by setup.py) validates each object as JSON and
-copies only the fields used here straight into Arrow buffers; where it was not built (no C
-compiler), pyarrow's JSON reader with an explicit schema does the same job about three times
-slower. An object either reader rejects is parsed on its own by ``json.loads``, which names the
-bad record or field; the rest of the batch is unaffected. Nothing here raises for bad input:
-what cannot be used becomes a ``Problem``.
+A small C scanner (``_cloudtrail_scan.c``, built by setup.py) reads every object: it validates
+each as JSON and copies only the fields used here straight into Arrow buffers. Where it was not
+built (no C compiler), pyarrow's JSON reader reads the objects it reads as the rules say (checked
+before and after; several times slower), and ``cloudtrail_json.read_document`` (Python's json)
+the rest; the three follow the rules written in ``cloudtrail_json``. Nothing here raises for bad input: what cannot be
+used becomes a ``Problem``, at the smallest unit (the record, else the object), and each object
+names at most ``MAX_LISTED_PROBLEMS`` of its problems (all of them are counted).
+
+``decompress`` reads every gzip member of an object and refuses to produce more than a limit
+(``PROACTIVE_MAX_OBJECT_BYTES``), so one object's memory is bounded whatever it claims to hold.
 """
 
 import io
+import re
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
@@ -19,6 +25,8 @@ import pyarrow.json as pajson
 
 from proactive_assets.core.events import EVENTS_SCHEMA, EventBatch, Problem, quarantined
 from proactive_assets.core.ipnet import KIND_INVALID, KIND_IP, classify_source
+from proactive_assets.core.sources import cloudtrail_json as rules
+from proactive_assets.core.sources.cloudtrail_json import FIELDS, KINDS, REASONS, DocumentRows
 
 try:
     from proactive_assets.core.sources import _cloudtrail_scan as scanner
@@ -27,23 +35,221 @@ except ImportError:  # built without a C compiler
 
 #: Objects are parsed in batches of about this much JSON: per-call overhead dominates one by one.
 BATCH_BYTES = 32 << 20
+#: Default most bytes read of one object, stored or decompressed (``PROACTIVE_MAX_OBJECT_BYTES``).
+MAX_OBJECT_BYTES = 512 << 20
+#: Problems named per object (the quarantine's sample); every one of them is counted.
+MAX_LISTED_PROBLEMS = 100
+#: Without the C scanner, the Python reader takes objects up to this size (it holds ~25 bytes of
+#: Python objects per byte of a pathological document); a bigger object it would need is quarantined.
+PYTHON_READER_MAX_BYTES = 64 << 20
 
-_IDENTITY = pa.struct(
-    [("type", pa.string()), ("arn", pa.string()), ("accountId", pa.string()), ("invokedBy", pa.string())]
-)
+GZIP_MAGIC = b"\x1f\x8b"
+_INPUT_CHUNK = 1 << 16
+_NON_ZERO = re.compile(rb"[^\x00]")
+
+
+class ObjectTooLarge(ValueError):
+    """An object holds more than the configured number of bytes."""
+
+
+@dataclass(frozen=True)
+class RawLog:
+    """One object's JSON text (decompressed) and where it came from."""
+
+    data: bytes
+    source_file: str
+    account: str = ""
+    region: str = ""
+
+
+def too_large(what: str, limit: int) -> str:
+    """The quarantine reason for an object over the limit."""
+    return f"{what} PROACTIVE_MAX_OBJECT_BYTES ({limit:,} bytes): not read past that; raise the setting to read it"
+
+
+def decompress(data: bytes, limit: int = MAX_OBJECT_BYTES) -> bytes:
+    """gunzip every member of ``data`` (or pass plain JSON through), producing at most ``limit`` bytes.
+
+    Raises ``ObjectTooLarge`` as soon as the output would pass ``limit`` (nothing more is
+    inflated), and ``zlib.error`` for a corrupt or truncated member or trailing data that is not
+    gzip (zero padding after the last member is allowed, as gzip itself allows it).
+    """
+    if data[:2] != GZIP_MAGIC:
+        if len(data) > limit:
+            raise ObjectTooLarge(too_large("plain object larger than", limit))
+        return data
+    member = zlib.decompressobj(31)
+    first = member.decompress(data, limit + 1)  # the usual single member: one call, no copy
+    if len(first) > limit:
+        raise ObjectTooLarge(too_large("decompresses to more than", limit))
+    if not member.eof:
+        raise zlib.error("incomplete or truncated stream")
+    rest = member.unused_data
+    if _NON_ZERO.search(rest) is None:
+        return first
+    parts, total, pos = [first], len(first), 0
+    view = memoryview(rest)
+    while (match := _NON_ZERO.search(rest, pos)) is not None:
+        pos = match.start()
+        if rest[pos : pos + 2] != GZIP_MAGIC:
+            raise zlib.error(f"data after gzip member at byte {len(data) - len(rest) + pos} is not gzip")
+        member = zlib.decompressobj(31)
+        while not member.eof:  # fed in chunks: what is left over at the member's end stays small
+            if pos >= len(rest):
+                raise zlib.error("incomplete or truncated stream")
+            chunk = view[pos : pos + _INPUT_CHUNK]
+            pos += len(chunk)
+            piece = member.decompress(chunk, limit + 1 - total)
+            total += len(piece)
+            if total > limit:
+                raise ObjectTooLarge(too_large("decompresses to more than", limit))
+            parts.append(piece)
+        pos -= len(member.unused_data)
+    return b"".join(parts)
+
+
+def parse_log_bytes(
+    data: bytes, source_file: str, account: str = "", region: str = "", max_object_bytes: int = MAX_OBJECT_BYTES
+) -> EventBatch:
+    """Normalised events of one stored CloudTrail object (gzip or plain); a bad object gives one problem."""
+    try:
+        text = decompress(data, max_object_bytes)
+    except ObjectTooLarge as exc:
+        return quarantined(source_file, str(exc))
+    except zlib.error as exc:
+        return quarantined(source_file, f"not a readable gzip object ({exc})")
+    return parse_logs([RawLog(text, source_file, account, region)])
+
+
+def parse_logs(logs: list[RawLog]) -> EventBatch:
+    """Normalised events of several objects' JSON text, parsed together."""
+    if scanner is not None:
+        found = _scan(logs)
+    else:
+        found = _read_without_scanner(logs)
+    return _normalise(found, logs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Readers: each gives the kept records as columns, and per object what became of it
+
+
+@dataclass
+class Outcome:
+    """What became of one object: kept, or rejected whole (``reason``), and its rejected records."""
+
+    reason: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    sampled: list[tuple[int, str]] = field(default_factory=list)
+
+
+@dataclass
+class Records:
+    """The kept records of a batch of objects, as columns (one row per record)."""
+
+    strings: dict[str, pa.Array]  # every name in FIELDS: null where absent, null or mistyped
+    kinds: dict[str, np.ndarray]  # fields with a mistyped value: their KINDS code per row
+    read_only: np.ndarray  # uint8 readOnly codes (cloudtrail_json.READ_ONLY_*)
+    doc: np.ndarray  # int64: the object of each row
+    record: np.ndarray  # int64: the row's index among its object's records
+    outcomes: dict[int, Outcome]  # by object (index in the batch)
+
+
+def _scan(logs: list[RawLog]) -> Records:
+    rows, doc_index, record_index, columns, read_only, results = scanner.scan(
+        [log.data for log in logs], MAX_LISTED_PROBLEMS
+    )
+    strings, kinds = {}, {}
+    for name, (offsets, data, kind) in zip(scanner.FIELDS, columns, strict=True):
+        codes = np.frombuffer(kind, dtype=np.uint8)
+        valid = pa.py_buffer(np.packbits(codes == rules.STRING, bitorder="little"))
+        strings[name] = pa.Array.from_buffers(pa.string(), rows, [valid, pa.py_buffer(offsets), pa.py_buffer(data)])
+        if (codes > rules.STRING).any():
+            kinds[name] = codes
+    outcomes = {}
+    for doc, (status, offset, error, _records, counts, sampled) in enumerate(results):
+        if status:
+            outcomes[doc] = Outcome(_scanner_reason(scanner.STATUSES[status], scanner.ERRORS[error], offset))
+        else:
+            outcomes[doc] = Outcome(
+                None,
+                {scanner.REASONS[r]: n for r, n in enumerate(counts) if n},
+                [(i, scanner.REASONS[r]) for i, r in sampled],
+            )
+    return Records(
+        strings,
+        kinds,
+        np.frombuffer(read_only, dtype=np.uint8),
+        np.frombuffer(doc_index, dtype=np.int64),
+        np.frombuffer(record_index, dtype=np.int64),
+        outcomes,
+    )
+
+
+def _scanner_reason(status: str, error: str, offset: int) -> str:
+    if status != "not_json":
+        return rules.STATUS_REASONS[status]
+    what = {
+        "empty": "no JSON value (empty or whitespace only)",
+        "extra": "extra data after the JSON value (several documents, or JSON Lines?)",
+    }.get(error, "syntax error")
+    return f"not valid JSON ({what} at byte {offset})"
+
+
+def _document_outcome(found: DocumentRows) -> Outcome:
+    if found.status == "not_json":
+        return Outcome(f"not valid JSON ({found.detail})")
+    if found.status != "ok":
+        return Outcome(rules.STATUS_REASONS[found.status])
+    return Outcome(None, dict(found.counts), list(found.sampled))
+
+
+def _python_records(logs: list[RawLog], docs: list[int]) -> Records:
+    """The Python reader's records of ``docs`` (indices into ``logs``)."""
+    values: dict[str, list] = {name: [] for name in FIELDS}
+    codes: dict[str, list] = {name: [] for name in FIELDS}
+    read_only: list[int] = []
+    doc: list[int] = []
+    record: list[int] = []
+    outcomes = {}
+    for i in docs:
+        if len(logs[i].data) > PYTHON_READER_MAX_BYTES:
+            outcomes[i] = Outcome(
+                f"needs the exact reader, which takes objects up to {PYTHON_READER_MAX_BYTES:,} bytes "
+                "without the C scanner (reinstall with a C compiler to read it)"
+            )
+            continue
+        found = rules.read_document(logs[i].data, MAX_LISTED_PROBLEMS)
+        outcomes[i] = _document_outcome(found)
+        if found.status != "ok":
+            continue
+        for name in FIELDS:
+            values[name] += found.values[name]
+            codes[name] += found.kinds[name]
+        read_only += found.read_only
+        record += found.index
+        doc += [i] * len(found.index)
+    kinds = {}
+    for name in FIELDS:
+        array = np.array(codes[name], dtype=np.uint8)
+        if (array > rules.STRING).any():
+            kinds[name] = array
+    return Records(
+        {name: pa.array(values[name], pa.string()) for name in FIELDS},
+        kinds,
+        np.array(read_only, dtype=np.uint8),
+        np.array(doc, dtype=np.int64),
+        np.array(record, dtype=np.int64),
+        outcomes,
+    )
+
+
+# pyarrow's reader, for the objects a screen finds ordinary (it would read the others differently)
+
+_IDENTITY = pa.struct([(name.split(".", 1)[1], pa.string()) for name in FIELDS if "." in name])
 _RECORD = pa.struct(
-    [
-        ("eventTime", pa.string()),
-        ("eventName", pa.string()),
-        ("eventSource", pa.string()),
-        ("awsRegion", pa.string()),
-        ("sourceIPAddress", pa.string()),
-        ("userAgent", pa.string()),
-        ("errorCode", pa.string()),
-        ("eventID", pa.string()),
-        ("recipientAccountId", pa.string()),
-        ("userIdentity", _IDENTITY),
-    ]
+    [(name, pa.string()) for name in FIELDS if "." not in name]
+    + [("readOnly", pa.bool_()), ("userIdentity", _IDENTITY)]
 )
 _FILE_SCHEMA = pa.schema([("Records", pa.list_(_RECORD))])
 _PARSE_OPTIONS = pajson.ParseOptions(
@@ -52,159 +258,182 @@ _PARSE_OPTIONS = pajson.ParseOptions(
 _BATCH_PARSE_OPTIONS = pajson.ParseOptions(
     explicit_schema=_FILE_SCHEMA, unexpected_field_behavior="ignore", newlines_in_values=False
 )
-_STRING_FIELDS = [f.name for f in _RECORD if f.name != "userIdentity"]
+#: What pyarrow would read differently from the rules, found before it reads (such objects go to
+#: the Python reader): a repeated "Records", a surrogate escape, text that is not UTF-8 (pyarrow
+#: checks only the fields it keeps). It rejects raw control characters in strings itself.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+#: ... and after it read them: nesting past MAX_DEPTH, NaN or Infinity, a byte order mark: the
+#: bytes that say so, kept in order (escapes taken out first, so every quote left opens or closes
+#: a string) and read outside the strings.
+_KEPT = b'"[]{}NI\xef'
+_DROPPED = bytes(sorted(set(range(256)) - set(_KEPT)))
+_STEPS = np.zeros(256, dtype=np.int8)
+_STEPS[[ord("["), ord("{")]], _STEPS[[ord("]"), ord("}")]] = 1, -1
+_ODD = np.zeros(256, dtype=bool)
+_ODD[[ord("N"), ord("I"), 0xEF]] = True
+#: The structural checks, in the order the rules apply them.
+_PRESENCE = ("not_object", "no_identity", "no_event_time", "no_event_name", "no_source")
 
 
-@dataclass(frozen=True)
-class RawLog:
-    """One object's bytes and where they came from."""
-
-    data: bytes
-    source_file: str
-    account: str = ""
-    region: str = ""
-
-
-def decompress(data: bytes) -> bytes:
-    """gunzip (or pass through plain JSON, which some tools write without compression)."""
-    if data[:2] == b"\x1f\x8b":
-        return zlib.decompress(data, 31)
-    return data
-
-
-def parse_log_bytes(data: bytes, source_file: str, account: str = "", region: str = "") -> EventBatch:
-    """Normalised events of one CloudTrail object; a corrupt object gives no events and one problem."""
-    return parse_logs([RawLog(data, source_file, account, region)])
-
-
-def parse_logs(logs: list[RawLog]) -> EventBatch:
-    """Normalised events of several objects, parsed together when they are well formed."""
-    problems: list[Problem] = []
-    docs: list[bytes] = []
-    kept: list[RawLog] = []
-    for log in logs:
-        try:
-            raw = decompress(log.data)
-        except zlib.error as exc:
-            problems.append(Problem(log.source_file, f"not a readable gzip object ({exc})"))
-            continue
-        docs.append(raw)
-        kept.append(log)
-    if not kept:
-        return EventBatch(EVENTS_SCHEMA.empty_table(), problems)
-    if scanner is not None:
-        records, file_index, failed = _scan_records(docs)
-        results = [_normalise(records, file_index, kept)]
-        results += [_parse_one(docs[i], kept[i], columnar=False) for i in failed]
-        return _merge(_concat(results), problems)
-    docs = [doc.strip() for doc in docs]
-    single_line = all(b"\n" not in doc for doc in docs)
-    if single_line:
-        try:
-            records, file_index = _records_fast(docs)
-            return _merge(_normalise(records, file_index, kept), problems)
-        except pa.ArrowInvalid:
-            pass
-    results = [_parse_one(doc, log) for doc, log in zip(docs, kept, strict=True)]
-    return _merge(_concat(results), problems)
-
-
-def _parse_one(doc: bytes, log: RawLog, columnar: bool = True) -> EventBatch:
-    """One object on its own: pyarrow's reader if ``columnar`` (it may span lines), else json.loads."""
-    if columnar:
-        try:
-            records, file_index = _records_fast([doc.strip()], newlines=True)
-            return _normalise(records, file_index, [log])
-        except pa.ArrowInvalid:
-            pass
+def _ordinary(data: bytes) -> bool:
+    """Whether pyarrow may read ``data`` (``_plain_structure`` checks the rest once it has)."""
+    if data.count(b'"Records"') > 1:
+        return False
+    if b"\\u" in data and _SURROGATE_ESCAPE.search(data) is not None:
+        return False
+    if data.isascii():
+        return True
     try:
-        records = _records_tolerant(doc)
-    except ValueError as exc:
-        return quarantined(log.source_file, str(exc))
-    return _normalise(records, np.zeros(len(records), dtype=np.int64), [log])
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
-def _merge(parsed: EventBatch, problems: list[Problem]) -> EventBatch:
-    return EventBatch(parsed.events, problems + parsed.problems)
+def _structure(data: bytes) -> tuple[int, bool]:
+    """(nesting depth, holds NaN, Infinity or a byte order mark) of ``data``, valid JSON (pyarrow
+    read it), counted outside its strings. In valid JSON every backslash starts an escape, so
+    taking out ``\\\\`` then ``\\"`` leaves only the quotes that open and close strings."""
+    if b"\\" in data:
+        data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+    marks = np.frombuffer(data.translate(None, _DROPPED), dtype=np.uint8)
+    outside = np.cumsum(marks == ord('"'), dtype=np.int32) % 2 == 0
+    steps = _STEPS[marks][outside]
+    depth = int(np.cumsum(steps, dtype=np.int32).max(initial=0))
+    return depth, bool(_ODD[marks][outside].any())
 
 
-def _concat(results: list[EventBatch]) -> EventBatch:
-    events = pa.concat_tables([r.events for r in results]) if results else EVENTS_SCHEMA.empty_table()
-    return EventBatch(events, [p for r in results for p in r.problems])
+def _plain_structure(data: bytes) -> bool:
+    depth, odd = _structure(data)
+    return depth <= rules.MAX_DEPTH and not odd
 
 
-def _scan_records(docs: list[bytes]) -> tuple[pa.StructArray, np.ndarray, list[int]]:
-    """Records of ``docs`` read by the C scanner, the doc index of each, and the docs it rejected."""
-    rows, doc_index, record_valid, identity_valid, columns, failed = scanner.scan(docs)
-    strings = {
-        name: pa.Array.from_buffers(pa.string(), rows, [_bitmap(valid), pa.py_buffer(offsets), pa.py_buffer(data)])
-        for name, (offsets, data, valid) in zip(scanner.FIELDS, columns, strict=True)
-    }
-    identity = pa.StructArray.from_arrays(
-        [strings[f"userIdentity.{f.name}"] for f in _IDENTITY], fields=list(_IDENTITY), mask=_nulls(identity_valid)
+def _read_without_scanner(logs: list[RawLog]) -> Records:
+    ordinary = [i for i, log in enumerate(logs) if _ordinary(log.data)]
+    parts: list[Records] = []
+    together = _pyarrow_records(logs, ordinary) if ordinary else None
+    if together is not None:
+        parts.append(together)
+    else:  # pyarrow names no culprit: each object on its own
+        parts += [part for i in ordinary if (part := _pyarrow_records(logs, [i], newlines=True)) is not None]
+    done = {doc for part in parts for doc in part.outcomes}
+    parts.append(_python_records(logs, [i for i in range(len(logs)) if i not in done]))
+    kinds = {}
+    for name in FIELDS:
+        if any(name in part.kinds for part in parts):
+            zeros = [np.zeros(len(part.doc), dtype=np.uint8) for part in parts]
+            kinds[name] = np.concatenate([part.kinds.get(name, z) for part, z in zip(parts, zeros, strict=True)])
+    doc = np.concatenate([part.doc for part in parts])
+    record = np.concatenate([part.record for part in parts])
+    order = np.lexsort((record, doc))  # rows in object order, as the scanner gives them
+    take = pa.array(order)
+    return Records(
+        {name: pa.concat_arrays([part.strings[name] for part in parts]).take(take) for name in FIELDS},
+        {name: codes[order] for name, codes in kinds.items()},
+        np.concatenate([part.read_only for part in parts])[order],
+        doc[order],
+        record[order],
+        {doc: outcome for part in parts for doc, outcome in part.outcomes.items()},
     )
-    children = [identity if f.name == "userIdentity" else strings[f.name] for f in _RECORD]
-    records = pa.StructArray.from_arrays(children, fields=list(_RECORD), mask=_nulls(record_valid))
-    return records, np.frombuffer(doc_index, dtype=np.int64), failed
 
 
-def _bitmap(flags: bytes) -> pa.Buffer:
-    """Arrow validity bitmap from one 0/1 byte per row."""
-    return pa.py_buffer(np.packbits(np.frombuffer(flags, dtype=np.uint8), bitorder="little"))
-
-
-def _nulls(flags: bytes) -> pa.Array:
-    return pa.array(np.frombuffer(flags, dtype=np.uint8) == 0)
-
-
-def _records_fast(docs: list[bytes], newlines: bool = False) -> tuple[pa.StructArray, np.ndarray]:
-    """All records of ``docs`` (one JSON object each) and, per record, the index of its doc."""
-    raw = b"\n".join(docs)
+def _pyarrow_records(logs: list[RawLog], docs: list[int], newlines: bool = False) -> Records | None:
+    """The records of ``docs`` read by pyarrow in one call, or None if it refuses any of them."""
+    texts = [logs[i].data.strip() for i in docs]
+    if not newlines and any(b"\n" in text for text in texts):
+        return None
+    raw = b"\n".join(texts)
     options = _PARSE_OPTIONS if newlines else _BATCH_PARSE_OPTIONS
     read_options = pajson.ReadOptions(block_size=max(len(raw) + 64, 1 << 16), use_threads=False)
-    table = pajson.read_json(io.BytesIO(raw), read_options=read_options, parse_options=options)
-    if table.num_rows != len(docs):
-        raise pa.ArrowInvalid("expected exactly one JSON object per log object")
+    try:
+        table = pajson.read_json(io.BytesIO(raw), read_options=read_options, parse_options=options)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    if table.num_rows != len(docs) or not all(_plain_structure(text) for text in texts):
+        return None
     column = table.column("Records").combine_chunks()
     if column.null_count:
-        raise pa.ArrowInvalid("Records missing")
-    return column.flatten(), np.asarray(pc.list_parent_indices(column), dtype=np.int64)
+        return None
+    records = column.flatten()
+    parents = np.asarray(pc.list_parent_indices(column), dtype=np.int64)
+    starts = np.asarray(column.offsets, dtype=np.int64)
+    index = np.arange(len(records), dtype=np.int64) - starts[parents]
+    ident = pc.struct_field(records, "userIdentity")
+    masks = [_nulls(records), _nulls(ident)] + [
+        _nulls(pc.struct_field(records, name)) for name in ("eventTime", "eventName", "sourceIPAddress")
+    ]
+    reason = np.full(len(records), -1, dtype=np.int64)
+    for code, mask in enumerate(masks):
+        reason[(reason < 0) & mask] = code
+    outcomes = {doc: Outcome() for doc in docs}
+    for row in np.flatnonzero(reason >= 0):
+        outcome, name = outcomes[docs[parents[row]]], _PRESENCE[reason[row]]
+        outcome.counts[name] = outcome.counts.get(name, 0) + 1
+        if len(outcome.sampled) < MAX_LISTED_PROBLEMS:
+            outcome.sampled.append((int(index[row]), name))
+    kept = pa.array(reason < 0)
+    strings = {
+        name: pc.struct_field(ident if "." in name else records, name.split(".")[-1]).filter(kept) for name in FIELDS
+    }
+    flag = pc.struct_field(records, "readOnly").filter(kept)
+    read_only = np.where(_nulls(flag), rules.READ_ONLY_ABSENT, np.where(pc.fill_null(flag, False), 2, 1))
+    return Records(
+        strings,
+        {},
+        read_only.astype(np.uint8),
+        np.asarray(docs, dtype=np.int64)[parents][reason < 0],
+        index[reason < 0],
+        outcomes,
+    )
 
 
-def _records_tolerant(raw: bytes) -> pa.StructArray:
-    """Slow path for objects the columnar reader rejects: find out exactly what is wrong."""
-    import json
+def _nulls(array: pa.Array) -> np.ndarray:
+    return np.asarray(pc.is_null(array), dtype=bool)
 
+
+# ---------------------------------------------------------------------------------------------
+# Normalising: the kept records become events; what is wrong with them becomes problems
+
+_EVENT_TIME = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?"
+    r"(?:([Zz])|([+-])([0-9]{2}):?([0-9]{2}))"
+)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = pa.timestamp("ms", tz="UTC")
+
+
+def parse_event_time(text: str) -> datetime | None:
+    """``eventTime`` as CloudTrail writes it (``2024-03-05T10:00:00Z``) or as exports do (CloudTrail
+    Lake, Athena, SIEMs): fractional seconds, a lower-case ``z``, an offset (``+00:00``, ``-0500``),
+    a space for the ``T``. None for anything else, a time without a zone included (ambiguous)."""
+    match = _EVENT_TIME.fullmatch(text)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, fraction, _z, sign, off_h, off_m = match.groups()
+    micros = int((fraction or "0").ljust(6, "0")[:6])
     try:
-        doc = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"not valid JSON ({exc})") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("Records"), list):
-        raise ValueError('not a CloudTrail log: expected an object with a "Records" array')
-    rows = []
-    for record in doc["Records"]:
-        if not isinstance(record, dict):
-            rows.append(None)
-            continue
-        row: dict = {name: _text(record.get(name)) for name in _STRING_FIELDS}
-        ident = record.get("userIdentity")
-        row["userIdentity"] = (
-            {k: _text(ident.get(k)) for k in ("type", "arn", "accountId", "invokedBy")}
-            if isinstance(ident, dict)
-            else None
-        )
-        rows.append(row)
-    try:
-        return pa.array(rows, type=_RECORD)
-    except (UnicodeError, pa.ArrowException) as exc:  # e.g. a lone surrogate escape
-        raise ValueError(f"not valid text ({exc})") from None
+        value = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), micros, tzinfo=UTC)
+        if sign:
+            if int(off_h) > 23 or int(off_m) > 59:
+                return None
+            offset = timedelta(hours=int(off_h), minutes=int(off_m))
+            value = value - offset if sign == "+" else value + offset
+    except (ValueError, OverflowError):
+        return None
+    return value
 
 
-def _text(value: object) -> str | None:
-    """Strings pass; anything else becomes a marker the normaliser reports as a mistyped field."""
-    if value is None or isinstance(value, str):
-        return value
-    return "\x00mistyped:" + type(value).__name__
+def _event_times(text: pa.Array) -> pa.Array:
+    """Parsed ``eventTime`` (ms, UTC): CloudTrail's own form vectorised, other forms once per distinct value."""
+    fast = pc.strptime(text, format="%Y-%m-%dT%H:%M:%SZ", unit="ms", error_is_null=True).cast(_MS)
+    retry = np.asarray(pc.and_(pc.is_null(fast), pc.is_valid(text)), dtype=bool)
+    if not retry.any():
+        return fast
+    encoded = pc.dictionary_encode(text.filter(pa.array(retry)))
+    parsed = [parse_event_time(v) for v in encoded.dictionary.to_pylist()]
+    millis = pa.array([None if v is None else (v - _EPOCH) // timedelta(milliseconds=1) for v in parsed], pa.int64())
+    slow = pc.take(millis, encoded.indices).cast(_MS)
+    return pc.replace_with_mask(fast, pa.array(retry), slow)
 
 
 def _classify_ips(values: pa.Array) -> tuple[pa.Array, pa.Array]:
@@ -219,89 +448,129 @@ def _classify_ips(values: pa.Array) -> tuple[pa.Array, pa.Array]:
     return pc.take(pa.array(kinds, pa.string()), indices), pc.take(pa.array(canon, pa.string()), indices)
 
 
-def _null_mask(array: pa.Array) -> np.ndarray:
-    return np.asarray(pc.is_null(array), dtype=bool)
+@dataclass
+class _Check:
+    """Rows a check flags, and how to say why."""
+
+    rows: np.ndarray
+    field: str
+    reason: object  # row -> str
+    rejects: bool = True
 
 
-def _normalise(records: pa.StructArray, file_index: np.ndarray, logs: list[RawLog]) -> EventBatch:
-    n = len(records)
-    if n == 0:
-        return EventBatch(EVENTS_SCHEMA.empty_table())
-    ident = pc.struct_field(records, "userIdentity")
-    time_text = pc.struct_field(records, "eventTime")
-    event_time = pc.strptime(time_text, format="%Y-%m-%dT%H:%M:%SZ", unit="ms", error_is_null=True)
-    source_text = pc.struct_field(records, "sourceIPAddress")
-    columns = {name: pc.struct_field(records, name) for name in _STRING_FIELDS}
-
-    # Each check: (field, mask, reason). Only the first failing check of a record is reported.
-    time_missing = _null_mask(time_text)
-    checks = [
-        ("record", _null_mask(records), lambda i: "record is not a JSON object"),
-        ("userIdentity", _null_mask(ident), lambda i: "missing field userIdentity"),
-        ("eventTime", time_missing, lambda i: "missing field eventTime"),
-        (
-            "eventTime",
-            _null_mask(event_time) & ~time_missing,
-            lambda i: f"unparsable eventTime {time_text[i].as_py()!r}",
-        ),
-        ("eventName", _null_mask(columns["eventName"]), lambda i: "missing field eventName"),
-        ("sourceIPAddress", _null_mask(source_text), lambda i: "missing field sourceIPAddress"),
-    ]
-    typed = {**columns, **{f"userIdentity.{f.name}": pc.struct_field(ident, f.name) for f in _IDENTITY}}
-    for name, column in typed.items():
-        mistyped = pc.starts_with(pc.fill_null(column, ""), "\x00mistyped:")
-        if pc.any(mistyped).as_py():
-            checks.append((name, np.asarray(mistyped), lambda i, f=name: f"field {f} has the wrong type"))
+def _row_checks(found: Records, event_time: pa.Array, kinds: pa.Array) -> tuple[list[_Check], np.ndarray]:
+    """The checks on kept records, in order (the first that rejects a record names it), and the rejected mask."""
+    n = len(found.doc)
     rejected = np.zeros(n, dtype=bool)
-    problems: list[Problem] = []
-    starts = np.searchsorted(file_index, np.arange(len(logs)))
-    for field_name, mask, reason in checks:
-        new = mask & ~rejected
-        for index in np.flatnonzero(new):
-            doc = int(file_index[index])
-            problems.append(Problem(logs[doc].source_file, reason(int(index)), int(index - starts[doc]), field_name))
-        rejected |= new
+    checks: list[_Check] = []
 
-    kinds, source_ip = _classify_ips(source_text)
-    invalid = np.asarray(pc.fill_null(pc.equal(kinds, KIND_INVALID), False), dtype=bool) & ~rejected
-    for index in np.flatnonzero(invalid):
-        doc = int(file_index[index])
-        problems.append(
-            Problem(
-                logs[doc].source_file,
-                f"sourceIPAddress {source_text[int(index)].as_py()!r} is neither an IP address nor an AWS service"
-                " (kept as an event, not a pair)",
-                int(index - starts[doc]),
-                "sourceIPAddress",
-                record_rejected=False,
-            )
-        )
-    arn = pc.struct_field(ident, "arn")
-    doc_index = pa.array(file_index)
+    def add(mask: np.ndarray, name: str, reason: object, rejects: bool = True) -> None:
+        rows = np.flatnonzero(mask & ~rejected)
+        if len(rows):
+            checks.append(_Check(rows, name, reason, rejects))
+            if rejects:
+                rejected[rows] = True
+
+    for name in FIELDS:
+        codes = found.kinds.get(name)
+        if codes is not None:
+            add(codes > rules.STRING, name, lambda i, f=name, k=codes: f"field {f} has the wrong type ({KINDS[k[i]]})")
+    text = found.strings["eventTime"]
+    add(_nulls(event_time), "eventTime", lambda i: f"unparsable eventTime {_shown(text[i].as_py())}")
+    source = found.strings["sourceIPAddress"]
+    add(
+        np.asarray(pc.fill_null(pc.equal(kinds, KIND_INVALID), False), dtype=bool),
+        "sourceIPAddress",
+        lambda i: (
+            f"sourceIPAddress {_shown(source[i].as_py())} is neither an IP address nor an AWS service"
+            " (kept as an event, not a pair)"
+        ),
+        rejects=False,
+    )
+    add(
+        found.read_only == rules.READ_ONLY_OTHER,
+        "readOnly",
+        lambda i: "field readOnly is neither true nor false (kept as an event, read_only unknown)",
+        rejects=False,
+    )
+    return checks, rejected
+
+
+def _shown(value: str, limit: int = 80) -> str:
+    """A value from a log as a reason quotes it: repr (escapes control characters), cut short."""
+    return repr(value) if len(value) <= limit else f"{value[:limit]!r}… ({len(value):,} characters)"
+
+
+def _problems(found: Records, logs: list[RawLog], checks: list[_Check]) -> tuple[list[Problem], dict[str, int], int]:
+    """Each object's problems in record order, at most MAX_LISTED_PROBLEMS named; counts of the rejected."""
+    rejected: dict[str, int] = {}
+    for check in checks:
+        if check.rejects:
+            rejected[check.field] = rejected.get(check.field, 0) + len(check.rows)
+    rows = np.concatenate([c.rows for c in checks]) if checks else np.zeros(0, dtype=np.int64)
+    which = np.concatenate([np.full(len(c.rows), k) for k, c in enumerate(checks)]) if checks else rows
+    docs, records = found.doc[rows], found.record[rows]
+    order = np.lexsort((records, docs))
+    sorted_docs = docs[order]
+    rank = np.arange(len(order)) - np.searchsorted(sorted_docs, sorted_docs)
+    flagged = np.bincount(docs, minlength=len(logs))
+    named: dict[int, list[Problem]] = {}
+    for k in order[rank < MAX_LISTED_PROBLEMS]:
+        check, row, doc = checks[which[k]], int(rows[k]), int(docs[k])
+        problem = Problem(logs[doc].source_file, check.reason(row), int(records[k]), check.field, check.rejects)
+        named.setdefault(doc, []).append(problem)
+    problems: list[Problem] = []
+    unlisted = 0
+    for doc, log in enumerate(logs):
+        outcome = found.outcomes[doc]
+        if outcome.reason is not None:
+            problems.append(Problem(log.source_file, outcome.reason))
+            continue
+        for reason, count in outcome.counts.items():
+            field_name = REASONS[reason][0]
+            rejected[field_name] = rejected.get(field_name, 0) + count
+        early = [Problem(log.source_file, REASONS[r][1], i, REASONS[r][0]) for i, r in outcome.sampled]
+        mine = sorted(early + named.get(doc, []), key=lambda p: p.record_index)[:MAX_LISTED_PROBLEMS]
+        problems += mine
+        unlisted += sum(outcome.counts.values()) + int(flagged[doc]) - len(mine)
+    return problems, rejected, unlisted
+
+
+def _normalise(found: Records, logs: list[RawLog]) -> EventBatch:
+    strings = found.strings
+    event_time = _event_times(strings["eventTime"])
+    kinds, source_ip = _classify_ips(strings["sourceIPAddress"])
+    checks, rejected = _row_checks(found, event_time, kinds)
+    problems, rejected_counts, unlisted = _problems(found, logs, checks)
+    arn = strings["userIdentity.arn"]
+    arn = pc.if_else(pc.equal(pc.utf8_trim_whitespace(arn), ""), pa.scalar(None, pa.string()), arn)  # no entity
+    doc_index = pa.array(found.doc)
     per_record = {
         key: pc.take(pa.array([getattr(log, key) or None for log in logs], pa.string()), doc_index)
         for key in ("source_file", "account", "region")
     }
+    codes = found.read_only
     table = pa.table(
         {
-            "event_time": event_time.cast(pa.timestamp("ms", tz="UTC")),
-            "event_name": columns["eventName"],
-            "event_source": columns["eventSource"],
+            "event_time": event_time,
+            "event_name": strings["eventName"],
+            "event_source": strings["eventSource"],
             "identity_arn": arn,
-            "identity_type": pc.struct_field(ident, "type"),
-            "account": pc.coalesce(columns["recipientAccountId"], per_record["account"]),
-            "region": pc.coalesce(columns["awsRegion"], per_record["region"]),
+            "identity_type": strings["userIdentity.type"],
+            "account": pc.coalesce(strings["recipientAccountId"], per_record["account"]),
+            "region": pc.coalesce(strings["awsRegion"], per_record["region"]),
             "source_ip": source_ip,
             "source_kind": kinds,
             "is_pair": pc.fill_null(pc.and_(pc.equal(kinds, KIND_IP), pc.is_valid(arn)), False),
-            "user_agent": columns["userAgent"],
-            "error_code": columns["errorCode"],
-            "event_id": columns["eventID"],
-            "source": pa.repeat(pa.scalar("cloudtrail"), n),
+            "user_agent": strings["userAgent"],
+            "error_code": strings["errorCode"],
+            "read_only": pa.array(codes == rules.READ_ONLY_TRUE, mask=(codes == 0) | (codes == rules.READ_ONLY_OTHER)),
+            "event_id": strings["eventID"],
+            "source": pa.repeat(pa.scalar("cloudtrail"), len(codes)),
             "source_file": per_record["source_file"],
         },
         schema=EVENTS_SCHEMA,
     )
     if rejected.any():
         table = table.filter(pa.array(~rejected))
-    return EventBatch(table, problems)
+    return EventBatch(table, problems, objects=len(logs), rejected=rejected_counts, unlisted=unlisted)

@@ -220,6 +220,7 @@ def read_ocsf_activity(
             "is_pair": is_pair,
             "user_agent": columns["user_agent"],
             "error_code": columns["error_code"],
+            "read_only": pa.nulls(n, pa.bool_()),  # OCSF has no readOnly: unknown
             "event_id": _strings(_column(table, "metadata.uid"), n, source_key),
             "source": _const(source_label(source), n),
             "source_file": _const(source_key, n),

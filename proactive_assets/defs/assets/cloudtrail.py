@@ -75,7 +75,7 @@ def cloudtrail_assets(partitions: DailyPartitionsDefinition) -> list[AssetsDefin
         deps=[raw_cloudtrail],
         group_name="ingest",
         retry_policy=IO_RETRY,
-        code_version="1",
+        code_version="2",
         description="Normalised CloudTrail events of the day, plus the quarantine of unreadable objects/records.",
     )
     def cloudtrail_events(context: AssetExecutionContext, proactive: ProactiveResource) -> MaterializeResult:
@@ -90,13 +90,14 @@ def cloudtrail_assets(partitions: DailyPartitionsDefinition) -> list[AssetsDefin
                 out,
                 tables.CLOUDTRAIL_EVENTS,
                 tables.QUARANTINE,
-                cloudtrail.read(store, objects),
+                cloudtrail.read(store, objects, max_object_bytes=proactive.settings.max_object_bytes),
                 problems_from_table(skipped),
             )
         log_quarantined(context, tally)
         return MaterializeResult(
             metadata={
                 **event_metadata(tally, quarantine, len(objects), skipped.num_rows),
+                "problems_not_listed": tally.unlisted_problems,
                 "bytes": int(sum(o.info.size for o in objects)),
                 "table": warehouse.uri_for(tables.CLOUDTRAIL_EVENTS, day),
             }

@@ -28,7 +28,7 @@ def learning_assets(partitions: DailyPartitionsDefinition) -> list[AssetsDefinit
         partitions_def=partitions,
         deps=[AssetKey(name) for name in tables.EVENT_TABLES],
         group_name="ingest",
-        code_version="2",
+        code_version="3",
         description=(
             "One row per (entity, source_ip) of the day from every log source (CloudTrail, Security Lake): "
             "counts, first/last seen, event names, sources."

@@ -217,10 +217,10 @@ def _metadata_value(value: Any) -> Any:
 
 
 def _unscored(insights: pa.Table) -> dict:
-    """Pairs the backend could not score (NaN insight: they never alert), and how many are IPv6."""
+    """Pairs the model could not score (the evidence alone judged them), and how many are IPv6."""
     if insights.num_rows == 0:
         return {"unscored_pairs": 0, "skipped_ipv6": 0}
-    nan = pc.is_nan(insights.column("insight"))
+    nan = pc.is_nan(insights.column("ip_insights"))
     ipv6 = pc.match_substring(insights.column("source_ip"), ":")
     return {
         "unscored_pairs": int(pc.sum(nan).as_py() or 0),
