@@ -432,8 +432,9 @@ def test_warehouse_writes_reads_replaces_and_ledger_are_allowed(policy_file: str
     assert warehouse.read_table("learning_set", "2024-06-20", "pairs").num_rows == 1
     assert not warehouse.has("learning_set", "2024-06-21", "pairs")
     assert store.list_prefixes("learning_set/") == ["learning_set/day=2024-06-20/"]
-    store.put("learning_set/day=2024-06-20/learning.csv", b"a,1.2.3.4\n")
-    assert warehouse.read_bytes("learning_set", "2024-06-20", "learning.csv")
+    with warehouse.partition("learning_set", "2024-06-21") as out:  # files are read through the manifest
+        out.write_bytes("learning.csv", b"a,1.2.3.4\n")
+    assert warehouse.read_bytes("learning_set", "2024-06-21", "learning.csv")
     ledger = ObjectStoreLedger(store)
     assert not ledger.already_published("alert-1", "sns:arn")
     ledger.record("alert-1", "sns:arn", "message-1")
@@ -650,7 +651,7 @@ def test_sagemaker_execution_role_reads_inputs_writes_outputs_pulls_image_and_lo
 
 
 def test_sns_publish_is_allowed_on_the_topic() -> None:
-    from proactive_assets.core.publish import OutgoingAlert, SnsSink
+    from proactive_assets.core.publish import SnsSink, render_alert
 
     source = (ROOT / "proactive_assets" / "core" / "publish.py").read_text()
     assert set(re.findall(r"self\.client\.(\w+)\(", source)) == {"publish"}
@@ -665,7 +666,9 @@ def test_sns_publish_is_allowed_on_the_topic() -> None:
 
     topic = f"arn:aws:sns:{REGION}:{ACCOUNT}:{SAMPLE['TopicName']}"
     sns = FakeSns()
-    SnsSink(sns, topic).publish(OutgoingAlert("alert-1", "subject", "message", {}, {}))
+    SnsSink(sns, topic).publish(
+        render_alert({"entity": "arn:aws:iam::1:user/a", "source_ip": "192.0.2.1"}, "2024-06-20")
+    )
     for name in ("sns-publish.json", "run-task-role.json"):
         doc = policy(name)
         assert all(allowed(doc, "sns:Publish", call["TopicArn"]) for call in sns.calls), name

@@ -15,34 +15,43 @@ Scorer = Callable[[Column, Column], ScoreResult]
 row order. The local model (``IPInsightsModel.score``) works on the Arrow buffers directly, so
 no Python string is made per pair; the SageMaker backend's ``RemoteScorer`` converts them for its client."""
 
+#: Learning-set columns an analyst needs in an alert, passed through when the learning set has them
+#: (partitions written before a column existed simply lack it; the alerts then say "not known").
+ANALYST_COLUMNS = ("error_count", "access_denied_count", "write_event_names", "user_agents")
+
 
 def score_learning_set(learning_set: pa.Table, score: Scorer, model_version: str, day: date) -> pa.Table:
-    """Every pair of the day with its calibrated ``insight`` (higher = more suspicious), riskiest first."""
+    """Every pair of the day with its calibrated ``insight`` (higher = more suspicious), riskiest first.
+
+    The learning set's :data:`ANALYST_COLUMNS` that exist come along, so the alerts can show them.
+    """
     n = learning_set.num_rows
     result = (
         score(learning_set.column("entity"), learning_set.column("source_ip"))
         if n
         else ScoreResult(np.zeros(0, np.float32), np.zeros(0, np.float32), np.zeros(0, bool))
     )
-    table = pa.table(
-        {
-            "entity": learning_set.column("entity"),
-            "source_ip": learning_set.column("source_ip"),
-            "insight": pa.array(np.asarray(result.insight, dtype=np.float64)),
-            "dot_product": pa.array(np.asarray(result.dot_product, dtype=np.float64)),
-            "event_count": learning_set.column("event_count"),
-            "event_names": learning_set.column("event_names"),
-            "model_version": pa.repeat(pa.scalar(model_version, pa.string()), n),
-            "entity_known": pa.array(np.asarray(result.entity_known, dtype=bool)),
-            "first_seen": learning_set.column("first_seen"),
-            "last_seen": learning_set.column("last_seen"),
-            "accounts": learning_set.column("accounts"),
-            "regions": learning_set.column("regions"),
-            "sources": learning_set.column("sources"),
-            "source_files": learning_set.column("source_files"),
-            "day": pa.repeat(pa.scalar(day, pa.date32()), n),
-        }
-    )
+    columns = {
+        "entity": learning_set.column("entity"),
+        "source_ip": learning_set.column("source_ip"),
+        "insight": pa.array(np.asarray(result.insight, dtype=np.float64)),
+        "dot_product": pa.array(np.asarray(result.dot_product, dtype=np.float64)),
+        "event_count": learning_set.column("event_count"),
+        "event_names": learning_set.column("event_names"),
+        "model_version": pa.repeat(pa.scalar(model_version, pa.string()), n),
+        "entity_known": pa.array(np.asarray(result.entity_known, dtype=bool)),
+        "first_seen": learning_set.column("first_seen"),
+        "last_seen": learning_set.column("last_seen"),
+        "accounts": learning_set.column("accounts"),
+        "regions": learning_set.column("regions"),
+        "sources": learning_set.column("sources"),
+        "source_files": learning_set.column("source_files"),
+        "day": pa.repeat(pa.scalar(day, pa.date32()), n),
+    }
+    for name in ANALYST_COLUMNS:
+        if name in learning_set.column_names:
+            columns[name] = learning_set.column(name)
+    table = pa.table(columns)
     return table.sort_by([("insight", "descending"), ("entity", "ascending"), ("source_ip", "ascending")])
 
 
