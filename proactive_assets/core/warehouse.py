@@ -170,9 +170,14 @@ def _move(store: ObjectStore, source: str, target: str, local_copy: str) -> None
     if isinstance(store, LocalStore):
         source_path, target_path = Path(store.uri_for(source)), Path(store.uri_for(target))
         target_path.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(source_path, target_path)
+        _rename(source_path, target_path)
         return
     store.put_file(target, local_copy)
+
+
+def _rename(source: Path, target: Path) -> None:
+    """Atomic rename within the warehouse folder (one function, so a test can inject a crash here)."""
+    os.replace(source, target)
 
 
 class PartitionSnapshot:
