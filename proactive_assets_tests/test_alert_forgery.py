@@ -22,8 +22,8 @@ from proactive_assets.core.escaping import markdown_text, one_line, unescape_one
 from proactive_assets.core.events import EventTally, Problem
 from proactive_assets.core.publish import JsonLinesSink, ObjectStoreLedger, publish_alerts, render_alert
 from proactive_assets.core.storage import LocalStore
-from proactive_assets.core.warehouse import Warehouse
 from proactive_assets.defs.metadata import log_quarantined, record_preview, table_preview, text_list
+from proactive_assets_tests.alert_fixtures import plant_alert_inputs
 from proactive_assets_tests.cloudtrail_fixtures import log_key, put_log, record
 from proactive_assets_tests.conftest import project_assets, project_resource
 
@@ -216,25 +216,6 @@ def test_learning_set_preview_from_crafted_records(tmp_path: Path) -> None:
     assert res.warehouse().read_table("learning_set", day).column("entity").to_pylist() == [crafted_arn]
 
 
-def _plant_upstream(warehouse: Warehouse, day: date, rows: list[dict[str, object]]) -> None:
-    """daily_insights, training_set and the model's metadata of ``day``, as their assets would write them."""
-    insights = pd.DataFrame(rows).assign(day=day, entity_known=False, sources=[["cloudtrail"]] * len(rows))
-    insights["source_files"] = [[] for _ in rows]
-    warehouse.write_tables("daily_insights", day, {"daily_insights": pa.Table.from_pandas(insights)})
-    training = pa.table(
-        {
-            "entity": [f"arn:aws:iam::{ACCT}:user/alice"],
-            "source_ip": ["203.0.113.5"],
-            "event_count": [3],
-            "sources": [["cloudtrail"]],
-            "day": [day - timedelta(days=1)],
-        }
-    )
-    warehouse.write_tables("training_set", day, {"training_set": training})
-    with warehouse.partition("ip_insights_model", day) as out:
-        out.write_bytes("model.json", json.dumps({"version": "m-1", "validation_auc": 0.97}).encode())
-
-
 def test_alerts_asset_with_crafted_values_forges_nothing(moto_endpoint: str, tmp_path: Path) -> None:
     sns, sqs = boto3.client("sns"), boto3.client("sqs")
     topic = sns.create_topic(Name="forgery")["TopicArn"]
@@ -246,7 +227,7 @@ def test_alerts_asset_with_crafted_values_forges_nothing(moto_endpoint: str, tmp
     rows[0]["entity"] = (
         f"arn:aws:iam::{ACCT}:user/x\nalert (high): arn:aws:iam::1:user/ceo from 6.6.6.6 [click](https://e.example)"
     )
-    _plant_upstream(res.warehouse(), DAY, rows)
+    plant_alert_inputs(res.warehouse(), DAY, rows)
     instance = DagsterInstance.ephemeral()
     result = materialize(
         project_assets(res, "alerts"), partition_key=DAY.isoformat(), resources={"proactive": res}, instance=instance

@@ -3,8 +3,11 @@
 import json
 import re
 from datetime import date
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from proactive_assets.core.alert_message import SNS_SUBJECT_MAX, cloudtrail_prefixes, format_sns_message
@@ -454,3 +457,95 @@ def test_missing_suppression_file(tmp_path) -> None:
     with pytest.raises(SuppressionError, match="not found"):
         load_suppressions(tmp_path / "nope.toml")
     assert len(parse_suppressions({})) == 0
+
+
+# --------------------------------------------------------------------------------------------
+# what an analyst needs, from the learning set to the alert line
+
+
+def _scored(learning_set: pa.Table) -> pa.Table:
+    from proactive_assets.core.model import ScoreResult
+    from proactive_assets.core.scoring import score_learning_set
+
+    def score(entities, ips) -> ScoreResult:  # the pass-through is under test here, not the model
+        n = len(entities)
+        return ScoreResult(
+            dot_product=np.full(n, -2.0, np.float32),
+            insight=np.full(n, 0.95, np.float32),
+            entity_known=np.zeros(n, bool),
+        )
+
+    return score_learning_set(learning_set, score, "m-1", DAY)
+
+
+def _learning_set(with_readonly: bool) -> pa.Table:
+    columns = {
+        "entity": [ALICE],
+        "source_ip": ["198.51.100.7"],
+        "event_count": pa.array([4], pa.int64()),
+        "error_count": pa.array([2], pa.int64()),
+        "first_seen": pa.array([pd.Timestamp("2024-01-15T09:00Z")], pa.timestamp("ms", tz="UTC")),
+        "last_seen": pa.array([pd.Timestamp("2024-01-15T10:00Z")], pa.timestamp("ms", tz="UTC")),
+        "event_names": [["FilterLogEvents", "GetSecretValue", "PutRolePolicy"]],
+        "accounts": [[ACCT]],
+        "regions": [["us-east-1"]],
+        "sources": [["cloudtrail"]],
+        "source_files": [[]],
+    }
+    if with_readonly:
+        columns |= {
+            "write_event_names": [["PutRolePolicy"]],
+            "user_agents": [["aws-cli/2.15.0", "Boto3/1.34.0"]],
+            "access_denied_count": pa.array([1], pa.int64()),
+        }
+    return pa.table(columns)
+
+
+def test_daily_insights_carry_the_learning_set_analyst_columns_when_present() -> None:
+    with_columns = _scored(_learning_set(with_readonly=True))
+    assert with_columns.column("write_event_names").to_pylist() == [["PutRolePolicy"]]
+    assert with_columns.column("user_agents").to_pylist() == [["aws-cli/2.15.0", "Boto3/1.34.0"]]
+    assert with_columns.column("access_denied_count").to_pylist() == [1]
+    assert with_columns.column("error_count").to_pylist() == [2]
+    older = _scored(_learning_set(with_readonly=False))
+    assert "write_event_names" not in older.column_names and "user_agents" not in older.column_names
+    assert older.column("error_count").to_pylist() == [2]
+
+
+@pytest.mark.parametrize("with_readonly", [True, False], ids=["readOnly learning set", "older learning set"])
+def test_alert_line_carries_what_an_analyst_needs(tmp_path, with_readonly: bool) -> None:
+    from dagster import DagsterInstance, materialize
+
+    from proactive_assets_tests.alert_fixtures import plant_alert_inputs
+    from proactive_assets_tests.conftest import project_assets, project_resource
+
+    res = project_resource(tmp_path / "home", insight_threshold=0.9)
+    rows = _scored(_learning_set(with_readonly)).to_pandas().to_dict("records")
+    plant_alert_inputs(res.warehouse(), DAY, rows)
+    result = materialize(
+        project_assets(res, "alerts"),
+        partition_key=DAY.isoformat(),
+        resources={"proactive": res},
+        instance=DagsterInstance.ephemeral(),
+    )
+    assert result.success
+    (line,) = [json.loads(x) for x in Path(res.settings.alerts_file).read_text(encoding="utf-8").splitlines()]
+    assert line["threshold"] == 0.9 and line["insight"] == pytest.approx(0.95)
+    assert line["error_count"] == 2
+    if with_readonly:
+        # FilterLogEvents and GetSecretValue are reads (readOnly true): not a prefix guess
+        assert line["write_event_names"] == ["PutRolePolicy"]
+        assert line["event_names"] == ["PutRolePolicy", "FilterLogEvents", "GetSecretValue"]
+        assert line["user_agents"] == ["aws-cli/2.15.0", "Boto3/1.34.0"] and line["access_denied_count"] == 1
+        assert line["severity"] == "high"  # 0.95 raised: a write from a never-seen address
+        assert (
+            "writes: PutRolePolicy;" in line["explanation"] and "2 failed calls (1 AccessDenied)" in line["explanation"]
+        )
+        assert "\nWRITES=PutRolePolicy\n" in line["message"] and "\nUSER_AGENT=Boto3/1.34.0\n" in line["message"]
+    else:
+        assert line["write_event_names"] is None and line["user_agents"] is None
+        assert line["access_denied_count"] is None and line["severity"] == "medium"
+        assert "writes not known" in line["explanation"] and "\nWRITES=(not known)\n" in line["message"]
+    assert "\nSEVERITY=" in line["message"] and "\nTHRESHOLD=0.9000\n" in line["message"]
+    table = res.warehouse().read_table("alerts", DAY).to_pylist()
+    assert [r["severity"] for r in table] == [line["severity"]] and table[0]["threshold"] == 0.9

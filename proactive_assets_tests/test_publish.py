@@ -345,3 +345,53 @@ def test_publish_through_moto_server(moto_server: str, aws_env: None, tmp_path) 
     assert all(json.loads(e["Message"])["source_ip"].startswith("198.51.100.") for e in envelopes)
     rerun = publish_alerts(alerts, [sink], PublishLedger(tmp_path), day=DAY)
     assert not rerun.published and _drain(sqs, queue_url) == []
+
+
+# --------------------------------------------------------------------------------------------
+# SNS size limit
+
+
+def _oversized() -> dict[str, Any]:
+    alert = _alerts(1).iloc[0].to_dict()
+    alert.update(
+        entity=f"arn:aws:iam::{ACCT}:user/" + "A" * 150_000 + "\u2028" * 20_000,  # escapes make it longer still
+        event_names=[f"Event{i:05d}" + "x" * 400 for i in range(2_000)],
+        write_event_names=[f"Event{i:05d}" + "x" * 400 for i in range(0, 2_000, 2)],
+        user_agents=["Mozilla/5.0 " + "z" * 60_000] * 10,
+        explanation="why " * 20_000,
+        threshold=0.85,
+        severity="high",
+    )
+    return alert
+
+
+def test_oversized_alert_is_trimmed_to_fit_and_keeps_its_key_fields() -> None:
+    from proactive_assets.core.alert_message import SNS_MESSAGE_MAX_BYTES
+
+    alert = _oversized()
+    message = render_alert(alert, DAY, "s3://trail").message
+    assert message.sns_size() <= SNS_MESSAGE_MAX_BYTES
+    document = message.document
+    for key in ("alert_id", "source_ip", "insight", "threshold", "severity", "day", "model_version", "event_count"):
+        assert document[key] == {**alert, "day": "2024-01-15"}[key], key
+    assert {"entity", "event_names", "write_event_names", "user_agents", "explanation"} <= set(document["trimmed"])
+    assert document["entity"].startswith(f"arn:aws:iam::{ACCT}:user/AAAA") and "chars)" in document["entity"]
+    assert document["event_names"][-1].startswith("... (+")  # says how many more there were
+    lines = dict(line.partition("=")[::2] for line in message.text.splitlines()[3:])
+    assert lines["ALERT_ID"] == alert["alert_id"] and lines["SOURCE_IP"] == alert["source_ip"]
+    assert lines["TRIMMED"].startswith("entity,") and "size limit" in lines["TRIMMED"]
+    small = render_alert(_alerts(1).iloc[0].to_dict(), DAY).message
+    assert small.document["trimmed"] == [] and "TRIMMED=" not in small.text
+
+
+def test_oversized_alert_is_published_not_a_failing_step(moto_server: str, aws_env: None, tmp_path) -> None:
+    # moto refuses a message over 256 KiB as SNS does (InvalidParameter: not retryable): untrimmed,
+    # this alert would fail the step on every retry.
+    sns = sns_client(REGION, endpoint_url=moto_server)
+    sqs = boto3.client("sqs", region_name=REGION, endpoint_url=moto_server)
+    topic_arn, queue_url = _topic_with_queue(sns, sqs, name="oversized")
+    alerts = pd.DataFrame([_oversized()])
+    report = publish_alerts(alerts, [SnsSink(sns, topic_arn)], PublishLedger(tmp_path), day=DAY)
+    assert report.ok, report.failed
+    (envelope,) = _drain(sqs, queue_url)
+    assert json.loads(envelope["Message"])["alert_id"] == alerts.loc[0, "alert_id"]

@@ -40,7 +40,8 @@ def _n(v: float) -> str:
 
 def _svg(body: str, title: str) -> str:
     return (
-        f"<svg xmlns='http://www.w3.org/2000/svg' width='{SHOW_W}' viewBox='0 0 {BOX_W} {BOX_H}' font-size='7'>"
+        f"<svg xmlns='http://www.w3.org/2000/svg' width='{SHOW_W}' viewBox='0 0 {BOX_W} {BOX_H}' font-size='7' "
+        f"font-family='sans-serif'>"
         f"<rect width='{BOX_W}' height='{BOX_H}' fill='white'/><text x='{LEFT}' y='8'>{title}</text>"
         f"<path d='M{LEFT},{TOP}V{BOTTOM}H{RIGHT}' fill='none' stroke='black'/>"
         f"<text x='{LEFT}' y='96'>0</text><text x='{RIGHT - 4}' y='96'>1</text>{body}</svg>"
