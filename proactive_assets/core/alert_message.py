@@ -14,7 +14,7 @@ One :class:`AlertMessage` per alert feeds every sink:
 
 SNS refuses messages over 256 KiB (message and attributes). Log values can be long, so an alert
 that would not fit is trimmed, never refused: long strings and lists are cut step by step until
-it fits; the id, day, address, scores and model are never cut; ``trimmed`` (document) and
+it fits; the id, day, address, scores, severity and model are never cut; ``trimmed`` (document) and
 ``TRIMMED=`` (text) name what was shortened.
 """
 
@@ -92,6 +92,8 @@ DOCUMENT_FIELDS = (
 UNTRIMMED = frozenset(
     {
         "alert_id",
+        "source_ip",
+        "model_version",
         "day",
         "severity",
         "insight",
