@@ -203,13 +203,19 @@ def test_learning_set_preview_from_crafted_records(tmp_path: Path) -> None:
     crafted_arn = f"arn:aws:iam::{ACCT}:user/[click](https://evil.example/login)<img src=x>"
     day = date(2024, 3, 5)
     put_log(store, log_key(day), [record(arn=crafted_arn, name="**Get**[x](https://evil.example)")])
+    # an object whose name forges a log line of its own when the listing reports it
+    folder = log_key(day).rsplit("/", 1)[0]
+    store.put(f"{folder}/x\nquarantined {folder}/innocent.json.gz: forged", b"not a log")
     res = project_resource(tmp_path / "home", cloudtrail_uri=str(tmp_path / "bucket"))
+    instance = DagsterInstance.ephemeral()
     result = materialize(
         project_assets(res, "raw_cloudtrail", "cloudtrail_events", "learning_set"),
         partition_key=day.isoformat(),
         resources={"proactive": res},
-        instance=DagsterInstance.ephemeral(),
+        instance=instance,
     )
+    logged = [e.user_message for e in instance.all_logs(result.run_id) if e.user_message.startswith("skipped")]
+    assert len(logged) == 1 and len(logged[0].splitlines()) == 1, logged
     for asset in ("cloudtrail_events", "learning_set"):
         (mat,) = result.asset_materializations_for_node(asset)
         _assert_inert(mat.metadata["preview"].value)
