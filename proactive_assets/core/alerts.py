@@ -8,7 +8,8 @@ This module turns the scored pairs into rows a responder can act on:
 * :func:`explain_alerts` says *why* the pair is unusual, from what the model learned (the
   training-window pairs) and from the day itself.
 * :func:`alert_id` is a deterministic id, so re-running a day yields the same ids and the
-  publishing ledger (``publish.py``) can guarantee "never twice, never dropped".
+  publishing ledger (``publish.py``) never drops one and sends it once wherever the destination
+  can de-duplicate (the alert id is the key everywhere else).
 * :func:`alert_severity` ranks an alert for a responder (and for SNS filter policies).
 
 Writes are the event names CloudTrail marked ``readOnly: false`` (the learning set's

@@ -101,7 +101,10 @@ def alert_assets(partitions: DailyPartitionsDefinition) -> list[AssetsDefinition
         group_name="alerts",
         retry_policy=IO_RETRY,
         code_version="1",
-        description="Insights >= INSIGHT_THRESHOLD with an explanation, and where each was published (exactly once).",
+        description=(
+            "Insights >= INSIGHT_THRESHOLD with an explanation and severity, and where each was published "
+            "(exactly once to the file and SNS FIFO topics, at least once with the alert id elsewhere)."
+        ),
     )
     def alerts(context: AssetExecutionContext, proactive: ProactiveResource) -> MaterializeResult:
         day = partition_day(context)
