@@ -10,7 +10,8 @@ What holds, per (alert, sink):
   an alert missing.
 * **Exactly once** for the JSON-lines file (it also checks its own file) and for SNS FIFO topics
   (``MessageDeduplicationId`` = alert id: SNS drops a repeat within its 5-minute window, which
-  covers every retry of this module).
+  covers every retry of this module; only a re-run, more than 5 minutes later, of a step whose
+  last answer from SNS was lost can repeat that alert, with the same id).
 * **At least once, with a de-duplication key** for standard SNS topics: when a response is lost
   (read timeout, closed connection, 5xx) SNS may or may not have accepted the message; the sink
   sends it again rather than risk losing it, so a consumer can see a repeat, always with the
