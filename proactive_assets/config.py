@@ -42,9 +42,7 @@ class Settings(BaseModel):
     )
     sqs_queue_url: str | None = Field(default=None, validation_alias=_env("sqs_queue_url", "PROACTIVE_SQS_QUEUE_URL"))
     warehouse: str = Field(default="", validation_alias=_env("warehouse", "PROACTIVE_WAREHOUSE"))
-    model_backend: str = Field(
-        default="local", validation_alias=_env("model_backend", "PROACTIVE_MODEL_BACKEND")
-    )
+    model_backend: str = Field(default="local", validation_alias=_env("model_backend", "PROACTIVE_MODEL_BACKEND"))
     training_days: int = Field(default=14, ge=1, validation_alias=_env("training_days", "PROACTIVE_TRAINING_DAYS"))
     min_training_days: int = Field(
         default=3, ge=1, validation_alias=_env("min_training_days", "PROACTIVE_MIN_TRAINING_DAYS")

@@ -1,17 +1,21 @@
 """Alert selection, explanation, ids, SNS message format and suppression (pure Python)."""
 
+import json
 import re
 from datetime import date
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from proactive_assets.core.alert_message import SNS_SUBJECT_MAX, cloudtrail_prefixes, format_sns_message
 from proactive_assets.core.alerts import (
     add_alert_ids,
     alert_id,
+    alert_severity,
     explain_alerts,
-    is_write,
     order_event_names,
     select_alerts,
 )
@@ -62,8 +66,18 @@ def _insights() -> pd.DataFrame:
             "regions": [["us-east-1"], ["us-east-1", "eu-west-1"], ["us-east-1"], ["us-east-1"]],
             "model_version": "model-2024-01-14-abc",
             "entity_known": [True, True, True, False],
+            # the learning set's readOnly-based columns (a learning set written before them lacks them)
+            "write_event_names": [[], ["CreateAccessKey", "PutUserPolicy"], [], ["AssumeRole"]],
+            "user_agents": [["aws-cli/2.15.0"], ["Boto3/1.34.0 md/Botocore#1.34.0"], [], ["console.amazonaws.com"]],
+            "error_count": [0, 3, 0, 0],
+            "access_denied_count": [0, 2, 0, 0],
         }
     )
+
+
+def _legacy_insights() -> pd.DataFrame:
+    """The same day from a learning set written before readOnly, user agents and AccessDenied were kept."""
+    return _insights().drop(columns=["write_event_names", "user_agents", "error_count", "access_denied_count"])
 
 
 def _training() -> pd.DataFrame:
@@ -87,28 +101,46 @@ def test_select_alerts_threshold_inclusive_and_sorted() -> None:
     assert select_alerts(insights, 1.01).empty
 
 
-def test_write_heuristic_and_ordering() -> None:
-    assert is_write("CreateAccessKey") and is_write("AssumeRole") and is_write("PutUserPolicy")
-    assert not any(
-        is_write(n)
-        for n in (
-            "GetObject",
-            "ListUsers",
-            "DescribeInstances",
-            "HeadBucket",
-            "LookupEvents",
-            "BatchGetItem",
-            "CheckAccess",
-            "Query",
-        )
-    )
-    assert order_event_names("ListUsers;CreateAccessKey;GetObject;AttachRolePolicy") == [
-        "AttachRolePolicy",
+def test_select_alerts_records_the_threshold() -> None:
+    alerts = select_alerts(_insights(), 0.95)
+    assert list(alerts["threshold"]) == [0.95, 0.95, 0.95]
+
+
+def test_writes_come_from_readonly_not_from_the_event_name() -> None:
+    # FilterLogEvents reads and GetSecretValue reads a secret, whatever their names suggest: only
+    # CloudTrail's readOnly (the learning set's write_event_names) decides what a write is.
+    names = ["FilterLogEvents", "GetSecretValue", "CreateAccessKey", "ListUsers"]
+    assert order_event_names(names, ["CreateAccessKey"]) == [
         "CreateAccessKey",
-        "GetObject",
+        "FilterLogEvents",
+        "GetSecretValue",
         "ListUsers",
     ]
+    assert order_event_names("ListUsers;CreateAccessKey", None) == ["CreateAccessKey", "ListUsers"]
     assert order_event_names(None) == []
+    alerts = pd.DataFrame(
+        {
+            "entity": [ALICE],
+            "source_ip": ["198.51.100.7"],
+            "insight": [0.95],
+            "event_count": [3],
+            "event_names": [names],
+            "write_event_names": [["CreateAccessKey"]],
+        }
+    )
+    row = explain_alerts(alerts, _training(), alerts, WINDOW).iloc[0]
+    assert row["write_event_names"] == ["CreateAccessKey"]
+    assert "writes: CreateAccessKey;" in row["explanation"] and "3 read-only call types" in row["explanation"]
+    assert "FilterLogEvents" not in row["explanation"]
+
+
+def test_severity_bands_raised_by_writes_or_access_denied_from_a_new_ip() -> None:
+    assert alert_severity(0.995) == "high" and alert_severity(0.93) == "medium" and alert_severity(0.86) == "low"
+    assert alert_severity(0.86, wrote=True, ip_known=False) == "medium"
+    assert alert_severity(0.93, denied=4, ip_known=False) == "high"
+    assert alert_severity(0.995, wrote=True, ip_known=False) == "high"
+    assert alert_severity(0.86, wrote=True, ip_known=True) == "low"  # a known address: the insight decides
+    assert alert_severity(float("nan")) == "low"
 
 
 def test_explanation_known_network_versus_never_seen() -> None:
@@ -128,10 +160,14 @@ def test_explanation_known_network_versus_never_seen() -> None:
     assert new_ip["other_identities_on_ip_in_window"] == 1  # dave used it in the window
     assert new_ip["event_names"][:2] == ["CreateAccessKey", "PutUserPolicy"]
     assert new_ip["write_event_names"] == ["CreateAccessKey", "PutUserPolicy"]
+    assert new_ip["user_agents"] == ["Boto3/1.34.0 md/Botocore#1.34.0"]
+    assert (new_ip["error_count"], new_ip["access_denied_count"]) == (3, 2)
+    assert new_ip["severity"] == "high"  # 0.99, and writes from a never-seen address
     text = new_ip["explanation"]
     assert "never seen for this identity" in text
     assert "2024-01-01..2024-01-14" in text
     assert "writes: CreateAccessKey, PutUserPolicy" in text
+    assert "3 failed calls (2 AccessDenied)" in text
     assert "09:13-11:40 UTC" in text
     assert "\n" not in text
 
@@ -152,6 +188,21 @@ def test_explanation_known_network_versus_never_seen() -> None:
     assert "Identity not seen" in carol["explanation"]
     assert "1 today, 1 in the window" in carol["explanation"]
     assert carol["event_names"] == ["AssumeRole", "GetCallerIdentity"]
+    assert carol["severity"] == "high"  # 0.95 raised: AssumeRole is a write, from an address new to her
+
+
+def test_explanation_of_a_learning_set_without_readonly_columns() -> None:
+    # Partitions written before the learning set kept readOnly, user agents and AccessDenied.
+    insights = _legacy_insights()
+    alerts = add_alert_ids(select_alerts(insights, 0.5), DAY)
+    out = explain_alerts(alerts, _training(), insights, WINDOW)
+    row = out.set_index("source_ip").loc["198.51.100.7"]
+    assert row["write_event_names"] is None and row["user_agents"] is None
+    assert pd.isna(row["error_count"]) and pd.isna(row["access_denied_count"])
+    assert row["event_names"] == ["CreateAccessKey", "DescribeInstances", "ListUsers", "PutUserPolicy"]
+    assert "writes not known" in row["explanation"] and "Check the writes" not in row["explanation"]
+    assert row["severity"] == "high"  # 0.99: the insight alone
+    assert set(out["severity"]) <= {"low", "medium", "high"}
 
 
 def test_explanation_nearest_known_network_within_same_24() -> None:
@@ -214,7 +265,8 @@ def _explained() -> pd.DataFrame:
 def test_sns_message_has_every_field() -> None:
     alert = _explained().iloc[0].to_dict()
     assert alert["source_ip"] == "198.51.100.7"
-    subject, message, attributes = format_sns_message(alert, DAY, "s3://trail-bucket/org")
+    rendered = format_sns_message(alert, DAY, "s3://trail-bucket/org")
+    subject, message, attributes = rendered.subject, rendered.text, rendered.attributes
     lines = message.split("\n")
     assert lines[0] == "Possible malicious activity detected"
     assert lines[1] == ""
@@ -237,6 +289,12 @@ def test_sns_message_has_every_field() -> None:
         "DOT_PRODUCT",
         "MODEL_VERSION",
         "ALERT_ID",
+        "SEVERITY",
+        "THRESHOLD",
+        "WRITES",
+        "ERRORS",
+        "ACCESS_DENIED",
+        "USER_AGENT",
         "EXPLANATION",
     ]
     assert fields["REGION"] == ["eu-west-1,us-east-1"]
@@ -255,7 +313,22 @@ def test_sns_message_has_every_field() -> None:
     assert fields["DOT_PRODUCT"] == ["-4.000000"]
     assert fields["MODEL_VERSION"] == ["model-2024-01-14-abc"]
     assert fields["ALERT_ID"] == [alert_id(DAY, ALICE, "198.51.100.7")]
+    assert fields["SEVERITY"] == ["high"] and fields["THRESHOLD"] == ["0.5000"]
+    assert fields["WRITES"] == ["CreateAccessKey,PutUserPolicy"]
+    assert fields["ERRORS"] == ["3"] and fields["ACCESS_DENIED"] == ["2"]
+    assert fields["USER_AGENT"] == ["Boto3/1.34.0 md/Botocore#1.34.0"]
     assert "never seen for this identity" in fields["EXPLANATION"][0]
+    # the same alert as data, for programs
+    document = rendered.document
+    assert document["schema"] == "proactive_assets.alert/2" and document["trimmed"] == []
+    assert document["alert_id"] == alert_id(DAY, ALICE, "198.51.100.7") and document["entity"] == ALICE
+    assert document["threshold"] == 0.5 and document["severity"] == "high"
+    assert document["write_event_names"] == ["CreateAccessKey", "PutUserPolicy"]
+    assert (document["error_count"], document["access_denied_count"]) == (3, 2)
+    assert document["user_agents"] == ["Boto3/1.34.0 md/Botocore#1.34.0"]
+    assert document["first_seen"] == "2024-01-15T09:13:00Z"
+    structured = json.loads(rendered.sns_message())
+    assert json.loads(structured["default"]) == document and structured["email"] == message
 
     assert subject == "proactive_assets alert: user/alice from 198.51.100.7 (insight 0.99)"
     assert {k: v["StringValue"] for k, v in attributes.items()} == {
@@ -277,7 +350,7 @@ def test_cloudtrail_lines_from_source_files_and_cap() -> None:
     ]
     alert = {"entity": ALICE, "source_ip": "192.0.2.1", "insight": 0.9, "source_files": files}
     assert cloudtrail_prefixes(alert, DAY) == [folder]
-    _, message, _ = format_sns_message(alert, DAY, None)
+    message = format_sns_message(alert, DAY, None).text
     assert f"\nCLOUDTRAIL={folder}\n" in message
 
     many = {
@@ -287,7 +360,7 @@ def test_cloudtrail_lines_from_source_files_and_cap() -> None:
         "accounts": [ACCT],
         "regions": [f"r-{i}" for i in range(8)],
     }
-    _, message, _ = format_sns_message(many, DAY, "/data/trail/")
+    message = format_sns_message(many, DAY, "/data/trail/").text
     assert message.count("\nCLOUDTRAIL=/data/trail/AWSLogs/") == 5
     assert "\nCLOUDTRAIL_MORE=3\n" in message
 
@@ -295,16 +368,18 @@ def test_cloudtrail_lines_from_source_files_and_cap() -> None:
 def test_subject_obeys_sns_limits() -> None:
     long_arn = f"arn:aws:sts::{ACCT}:assumed-role/" + "VeryLongRoleName" * 8 + "/s\u00e9ssion\nname"
     alert = {"entity": long_arn, "source_ip": "2001:db8:aaaa:bbbb:cccc:dddd:eeee:ffff", "insight": 0.987}
-    subject, message, attributes = format_sns_message(alert, DAY, None)
+    rendered = format_sns_message(alert, DAY, None)
+    subject, message, attributes = rendered.subject, rendered.text, rendered.attributes
     assert len(subject) <= SNS_SUBJECT_MAX
     assert subject.isascii() and subject.isprintable()
     assert "\n" not in subject and "\r" not in subject
     assert subject.startswith("proactive_assets alert: assumed")  # shortened in the middle
     assert subject.endswith("from 2001:db8:aaaa:bbbb:cccc:dddd:eeee:ffff (insight 0.99)")
-    assert "..." in subject and "session name from" not in subject and "on name from" in subject
+    assert "..." in subject and "\\nname from" in subject  # the line break and the accent shown escaped
     # missing optional fields: no empty attribute values (SNS rejects them), lines still present
     assert all(v["StringValue"] for v in attributes.values())
     assert "\nMODEL_VERSION=\n" in message and "\nCOUNT=\n" in message
+    assert "\nWRITES=(not known)\n" in message and "\nUSER_AGENT=" not in message
 
 
 SUPPRESSIONS = """
@@ -382,3 +457,95 @@ def test_missing_suppression_file(tmp_path) -> None:
     with pytest.raises(SuppressionError, match="not found"):
         load_suppressions(tmp_path / "nope.toml")
     assert len(parse_suppressions({})) == 0
+
+
+# --------------------------------------------------------------------------------------------
+# what an analyst needs, from the learning set to the alert line
+
+
+def _scored(learning_set: pa.Table) -> pa.Table:
+    from proactive_assets.core.model import ScoreResult
+    from proactive_assets.core.scoring import score_learning_set
+
+    def score(entities, ips) -> ScoreResult:  # the pass-through is under test here, not the model
+        n = len(entities)
+        return ScoreResult(
+            dot_product=np.full(n, -2.0, np.float32),
+            insight=np.full(n, 0.95, np.float32),
+            entity_known=np.zeros(n, bool),
+        )
+
+    return score_learning_set(learning_set, score, "m-1", DAY)
+
+
+def _learning_set(with_readonly: bool) -> pa.Table:
+    columns = {
+        "entity": [ALICE],
+        "source_ip": ["198.51.100.7"],
+        "event_count": pa.array([4], pa.int64()),
+        "error_count": pa.array([2], pa.int64()),
+        "first_seen": pa.array([pd.Timestamp("2024-01-15T09:00Z")], pa.timestamp("ms", tz="UTC")),
+        "last_seen": pa.array([pd.Timestamp("2024-01-15T10:00Z")], pa.timestamp("ms", tz="UTC")),
+        "event_names": [["FilterLogEvents", "GetSecretValue", "PutRolePolicy"]],
+        "accounts": [[ACCT]],
+        "regions": [["us-east-1"]],
+        "sources": [["cloudtrail"]],
+        "source_files": [[]],
+    }
+    if with_readonly:
+        columns |= {
+            "write_event_names": [["PutRolePolicy"]],
+            "user_agents": [["aws-cli/2.15.0", "Boto3/1.34.0"]],
+            "access_denied_count": pa.array([1], pa.int64()),
+        }
+    return pa.table(columns)
+
+
+def test_daily_insights_carry_the_learning_set_analyst_columns_when_present() -> None:
+    with_columns = _scored(_learning_set(with_readonly=True))
+    assert with_columns.column("write_event_names").to_pylist() == [["PutRolePolicy"]]
+    assert with_columns.column("user_agents").to_pylist() == [["aws-cli/2.15.0", "Boto3/1.34.0"]]
+    assert with_columns.column("access_denied_count").to_pylist() == [1]
+    assert with_columns.column("error_count").to_pylist() == [2]
+    older = _scored(_learning_set(with_readonly=False))
+    assert "write_event_names" not in older.column_names and "user_agents" not in older.column_names
+    assert older.column("error_count").to_pylist() == [2]
+
+
+@pytest.mark.parametrize("with_readonly", [True, False], ids=["readOnly learning set", "older learning set"])
+def test_alert_line_carries_what_an_analyst_needs(tmp_path, with_readonly: bool) -> None:
+    from dagster import DagsterInstance, materialize
+
+    from proactive_assets_tests.alert_fixtures import plant_alert_inputs
+    from proactive_assets_tests.conftest import project_assets, project_resource
+
+    res = project_resource(tmp_path / "home", insight_threshold=0.9)
+    rows = _scored(_learning_set(with_readonly)).to_pandas().to_dict("records")
+    plant_alert_inputs(res.warehouse(), DAY, rows)
+    result = materialize(
+        project_assets(res, "alerts"),
+        partition_key=DAY.isoformat(),
+        resources={"proactive": res},
+        instance=DagsterInstance.ephemeral(),
+    )
+    assert result.success
+    (line,) = [json.loads(x) for x in Path(res.settings.alerts_file).read_text(encoding="utf-8").splitlines()]
+    assert line["threshold"] == 0.9 and line["insight"] == pytest.approx(0.95)
+    assert line["error_count"] == 2
+    if with_readonly:
+        # FilterLogEvents and GetSecretValue are reads (readOnly true): not a prefix guess
+        assert line["write_event_names"] == ["PutRolePolicy"]
+        assert line["event_names"] == ["PutRolePolicy", "FilterLogEvents", "GetSecretValue"]
+        assert line["user_agents"] == ["aws-cli/2.15.0", "Boto3/1.34.0"] and line["access_denied_count"] == 1
+        assert line["severity"] == "high"  # 0.95 raised: a write from a never-seen address
+        assert (
+            "writes: PutRolePolicy;" in line["explanation"] and "2 failed calls (1 AccessDenied)" in line["explanation"]
+        )
+        assert "\nWRITES=PutRolePolicy\n" in line["message"] and "\nUSER_AGENT=Boto3/1.34.0\n" in line["message"]
+    else:
+        assert line["write_event_names"] is None and line["user_agents"] is None
+        assert line["access_denied_count"] is None and line["severity"] == "medium"
+        assert "writes not known" in line["explanation"] and "\nWRITES=(not known)\n" in line["message"]
+    assert "\nSEVERITY=" in line["message"] and "\nTHRESHOLD=0.9000\n" in line["message"]
+    table = res.warehouse().read_table("alerts", DAY).to_pylist()
+    assert [r["severity"] for r in table] == [line["severity"]] and table[0]["threshold"] == 0.9

@@ -525,8 +525,9 @@ def test_warehouse_writes_reads_replaces_and_ledger_are_allowed() -> None:
     assert warehouse.read_table("learning_set", "2024-06-20", "pairs").num_rows == 1
     assert not warehouse.has("learning_set", "2024-06-21", "pairs")
     assert store.list_prefixes("learning_set/") == ["learning_set/day=2024-06-20/"]
-    store.put("learning_set/day=2024-06-20/learning.csv", b"a,1.2.3.4\n")
-    assert warehouse.read_bytes("learning_set", "2024-06-20", "learning.csv")
+    with warehouse.partition("learning_set", "2024-06-21") as out:  # files are read through the manifest
+        out.write_bytes("learning.csv", b"a,1.2.3.4\n")
+    assert warehouse.read_bytes("learning_set", "2024-06-21", "learning.csv")
     ledger = symbol("ObjectStoreLedger")(store)
     assert not ledger.already_published("alert-1", "sns:arn")
     ledger.record("alert-1", "sns:arn", "message-1")
@@ -782,7 +783,9 @@ def test_sns_publish_is_allowed_on_the_stack_topic_only() -> None:
     s = stack()
     topic = s.ref("AlertTopic")
     sns = FakeSns()
-    symbol("SnsSink")(sns, topic).publish(symbol("OutgoingAlert")("alert-1", "subject", "message", {}, {}))
+    symbol("SnsSink")(sns, topic).publish(
+        symbol("render_alert")({"entity": "arn:aws:iam::1:user/a", "source_ip": "192.0.2.1"}, "2024-06-20")
+    )
     assert sns.calls
     doc = s.effective_policy("RunTaskRole")
     assert all(allowed(doc, "sns:Publish", call["TopicArn"]) for call in sns.calls)

@@ -20,6 +20,7 @@ from proactive_assets.core.publish import (
     SnsSink,
     publish_alerts,
     render_alert,
+    sns_client,
 )
 from proactive_assets.core.storage import LocalStore
 from proactive_assets.core.suppressions import apply_suppressions, parse_suppressions
@@ -137,6 +138,7 @@ def test_json_lines_sink_appends_once_per_alert(tmp_path) -> None:
     assert [r["alert_id"] for r in lines] == list(alerts["alert_id"])
     assert lines[0]["first_seen"] == "2024-01-15T10:00:00Z" and lines[0]["accounts"] == [ACCT]
     assert lines[0]["message"].startswith("Possible malicious activity detected\n\n ACCOUNT=")
+    assert "message_trimmed" not in lines[0]
     # even with a lost ledger, the file sink does not write the same alert twice
     publish_alerts(alerts, [JsonLinesSink(path)], PublishLedger(tmp_path / "l2"), day=DAY)
     assert len(path.read_text().splitlines()) == 2
@@ -166,7 +168,7 @@ def test_day_comes_from_argument_or_column(tmp_path) -> None:
 
 @mock_aws
 def test_sns_to_sqs_message_subject_and_attributes(aws_env, tmp_path) -> None:
-    sns, sqs = boto3.client("sns", region_name=REGION), boto3.client("sqs", region_name=REGION)
+    sns, sqs = sns_client(REGION), boto3.client("sqs", region_name=REGION)
     topic_arn, queue_url = _topic_with_queue(sns, sqs)
     alerts = _alerts(3)
     ledger = PublishLedger(tmp_path)
@@ -181,7 +183,12 @@ def test_sns_to_sqs_message_subject_and_attributes(aws_env, tmp_path) -> None:
     first = alerts.iloc[0]
     envelope = by_id[first["alert_id"]]
     assert envelope["Subject"] == "proactive_assets alert: user/u0 from 198.51.100.1 (insight 0.99)"
-    body = envelope["Message"]
+    # an SQS subscriber gets the JSON document (MessageStructure=json: "default"); email gets the text
+    document = json.loads(envelope["Message"])
+    assert document["schema"] == "proactive_assets.alert/2" and document["alert_id"] == first["alert_id"]
+    assert document["entity"] == first["entity"] and document["source_ip"] == "198.51.100.1"
+    assert document["cloudtrail"] == [f"s3://trail/AWSLogs/{ACCT}/CloudTrail/{REGION}/2024/01/15"]
+    body = render_alert(first.to_dict(), DAY, "s3://trail").text
     assert body.startswith(f"Possible malicious activity detected\n\n ACCOUNT={ACCT}\nREGION={REGION}\n")
     for line in (
         f"ARN={first['entity']}",
@@ -210,7 +217,7 @@ def test_sns_to_sqs_message_subject_and_attributes(aws_env, tmp_path) -> None:
 
 @mock_aws
 def test_persistent_throttling_fails_one_and_rerun_sends_it_once(aws_env, tmp_path) -> None:
-    sns, sqs = boto3.client("sns", region_name=REGION), boto3.client("sqs", region_name=REGION)
+    sns, sqs = sns_client(REGION), boto3.client("sqs", region_name=REGION)
     topic_arn, queue_url = _topic_with_queue(sns, sqs)
     alerts = _alerts(3)
     victim = alerts.loc[1, "alert_id"]
@@ -249,7 +256,7 @@ def test_persistent_throttling_fails_one_and_rerun_sends_it_once(aws_env, tmp_pa
 
 @mock_aws
 def test_transient_throttling_is_retried_then_succeeds(aws_env, tmp_path) -> None:
-    sns, sqs = boto3.client("sns", region_name=REGION), boto3.client("sqs", region_name=REGION)
+    sns, sqs = sns_client(REGION), boto3.client("sqs", region_name=REGION)
     topic_arn, queue_url = _topic_with_queue(sns, sqs)
     alerts = _alerts(1)
     sleeps: list[float] = []
@@ -291,6 +298,16 @@ def test_connection_errors_are_retried() -> None:
     assert Down.calls == 3 and len(sleeps) == 2
 
 
+def test_sns_sink_refuses_a_client_with_botocore_retries(aws_env) -> None:
+    # botocore's own retries resend a message whose response was lost, behind the sink's back
+    with pytest.raises(ValueError, match="one attempt per call"):
+        SnsSink(boto3.client("sns", region_name=REGION), "arn:aws:sns:us-east-1:1:t")
+    assert SnsSink(sns_client(REGION), "arn:aws:sns:us-east-1:1:t").client.meta.config.retries == {
+        "total_max_attempts": 1,
+        "mode": "standard",
+    }
+
+
 def test_fifo_topic_gets_deduplication_id() -> None:
     class Capture:
         request: dict[str, Any] = {}
@@ -303,6 +320,11 @@ def test_fifo_topic_gets_deduplication_id() -> None:
     SnsSink(Capture(), "arn:aws:sns:us-east-1:1:alerts.fifo").publish(outgoing)
     assert Capture.request["MessageDeduplicationId"] == outgoing.alert_id
     assert Capture.request["MessageGroupId"] == ACCT
+    assert Capture.request["MessageStructure"] == "json"
+    # a crafted account is not a valid group id: a fixed one is used, never a failing publish
+    crafted = {**_alerts(1).iloc[0].to_dict(), "accounts": ["111122223333\nALERT_ID=x"]}
+    SnsSink(Capture(), "arn:aws:sns:us-east-1:1:alerts.fifo").publish(render_alert(crafted, DAY))
+    assert Capture.request["MessageGroupId"] == "proactive_assets"
 
 
 # --------------------------------------------------------------------------------------------
@@ -310,7 +332,7 @@ def test_fifo_topic_gets_deduplication_id() -> None:
 
 
 def test_publish_through_moto_server(moto_server: str, aws_env: None, tmp_path) -> None:
-    sns = boto3.client("sns", region_name=REGION, endpoint_url=moto_server)
+    sns = sns_client(REGION, endpoint_url=moto_server)
     sqs = boto3.client("sqs", region_name=REGION, endpoint_url=moto_server)
     topic_arn, queue_url = _topic_with_queue(sns, sqs, name="server-alerts")
     alerts = _alerts(2)
@@ -320,6 +342,56 @@ def test_publish_through_moto_server(moto_server: str, aws_env: None, tmp_path) 
     envelopes = _drain(sqs, queue_url)
     assert sorted(e["MessageAttributes"]["alert_id"]["Value"] for e in envelopes) == sorted(alerts["alert_id"])
     assert all(e["Subject"].startswith("proactive_assets alert: user/u") for e in envelopes)
-    assert all("\nSOURCE_IP=198.51.100." in e["Message"] for e in envelopes)
+    assert all(json.loads(e["Message"])["source_ip"].startswith("198.51.100.") for e in envelopes)
     rerun = publish_alerts(alerts, [sink], PublishLedger(tmp_path), day=DAY)
     assert not rerun.published and _drain(sqs, queue_url) == []
+
+
+# --------------------------------------------------------------------------------------------
+# SNS size limit
+
+
+def _oversized() -> dict[str, Any]:
+    alert = _alerts(1).iloc[0].to_dict()
+    alert.update(
+        entity=f"arn:aws:iam::{ACCT}:user/" + "A" * 150_000 + "\u2028" * 20_000,  # escapes make it longer still
+        event_names=[f"Event{i:05d}" + "x" * 400 for i in range(2_000)],
+        write_event_names=[f"Event{i:05d}" + "x" * 400 for i in range(0, 2_000, 2)],
+        user_agents=["Mozilla/5.0 " + "z" * 60_000] * 10,
+        explanation="why " * 20_000,
+        threshold=0.85,
+        severity="high",
+    )
+    return alert
+
+
+def test_oversized_alert_is_trimmed_to_fit_and_keeps_its_key_fields() -> None:
+    from proactive_assets.core.alert_message import SNS_MESSAGE_MAX_BYTES
+
+    alert = _oversized()
+    message = render_alert(alert, DAY, "s3://trail").message
+    assert message.sns_size() <= SNS_MESSAGE_MAX_BYTES
+    document = message.document
+    for key in ("alert_id", "source_ip", "insight", "threshold", "severity", "day", "model_version", "event_count"):
+        assert document[key] == {**alert, "day": "2024-01-15"}[key], key
+    assert {"entity", "event_names", "write_event_names", "user_agents", "explanation"} <= set(document["trimmed"])
+    assert document["entity"].startswith(f"arn:aws:iam::{ACCT}:user/AAAA") and "chars)" in document["entity"]
+    assert document["event_names"][-1].startswith("... (+")  # says how many more there were
+    lines = dict(line.partition("=")[::2] for line in message.text.splitlines()[3:])
+    assert lines["ALERT_ID"] == alert["alert_id"] and lines["SOURCE_IP"] == alert["source_ip"]
+    assert lines["TRIMMED"].startswith("entity,") and "size limit" in lines["TRIMMED"]
+    small = render_alert(_alerts(1).iloc[0].to_dict(), DAY).message
+    assert small.document["trimmed"] == [] and "TRIMMED=" not in small.text
+
+
+def test_oversized_alert_is_published_not_a_failing_step(moto_server: str, aws_env: None, tmp_path) -> None:
+    # moto refuses a message over 256 KiB as SNS does (InvalidParameter: not retryable): untrimmed,
+    # this alert would fail the step on every retry.
+    sns = sns_client(REGION, endpoint_url=moto_server)
+    sqs = boto3.client("sqs", region_name=REGION, endpoint_url=moto_server)
+    topic_arn, queue_url = _topic_with_queue(sns, sqs, name="oversized")
+    alerts = pd.DataFrame([_oversized()])
+    report = publish_alerts(alerts, [SnsSink(sns, topic_arn)], PublishLedger(tmp_path), day=DAY)
+    assert report.ok, report.failed
+    (envelope,) = _drain(sqs, queue_url)
+    assert json.loads(envelope["Message"])["alert_id"] == alerts.loc[0, "alert_id"]

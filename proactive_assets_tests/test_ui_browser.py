@@ -189,6 +189,12 @@ def _markdown(page, key: str):
     return dialog, close
 
 
+def _in_place(page, key: str) -> bool:
+    """True when the entry renders in its row (no "[Show Markdown]" to click)."""
+    row = page.locator("tr").filter(has=page.get_by_text(key, exact=True)).first
+    return row.get_by_text("[Show Markdown]").count() == 0
+
+
 @pytest.fixture
 def ui_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aws_env: None) -> Settings:
     """A small materialised history in tmp dirs and a Dagster instance with telemetry and the NUX off."""
@@ -295,6 +301,7 @@ def test_ui_shows_lineage_and_alert_partition_metadata(ui_env: Settings, tmp_pat
                 assert json.loads(meta["alert_ids"]) == [a["alert_id"] for a in alerts]
                 assert meta["table"] == warehouse.uri_for("alerts", ATTACK_DAY)
                 preview, close = _markdown(page, "preview")
+                assert _in_place(page, "preview"), "the alert preview should show without a click"
                 assert ATTACK_IP in preview.inner_text() and alerts[0]["alert_id"] in preview.inner_text()
                 page.screenshot(path=ARTIFACTS / f"ui-alerts-{ATTACK_DAY}-preview.png")
                 close()
@@ -306,6 +313,7 @@ def test_ui_shows_lineage_and_alert_partition_metadata(ui_env: Settings, tmp_pat
                 assert int(meta["at_or_above_threshold"]) == len(alerts)
                 assert meta["model_version"] == model_version
                 plot, close = _markdown(page, "insight_distribution")
+                assert _in_place(page, "insight_distribution"), "the plot should show without a click"
                 image = plot.locator("img[src^='data:image/svg+xml']")
                 image.wait_for()
                 loaded = image.evaluate("img => img.complete && img.naturalWidth > 0 && img.naturalHeight > 0")

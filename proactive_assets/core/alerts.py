@@ -8,7 +8,14 @@ This module turns the scored pairs into rows a responder can act on:
 * :func:`explain_alerts` says *why* the pair is unusual, from what the model learned (the
   training-window pairs) and from the day itself.
 * :func:`alert_id` is a deterministic id, so re-running a day yields the same ids and the
-  publishing ledger (``publish.py``) can guarantee "never twice, never dropped".
+  publishing ledger (``publish.py``) never drops one and sends it once wherever the destination
+  can de-duplicate (the alert id is the key everywhere else).
+* :func:`alert_severity` ranks an alert for a responder (and for SNS filter policies).
+
+Writes are the event names CloudTrail marked ``readOnly: false`` (the learning set's
+``write_event_names``); a learning set written before that column existed gives ``None``
+("not known"), never a guess from the event name (``FilterLogEvents`` reads, ``GetSecretValue``
+reads a secret: name prefixes get both wrong).
 
 The message a sink sends is in ``alert_message.py``; the allow-list in ``suppressions.py``.
 """
@@ -28,20 +35,6 @@ import pandas as pd
 from proactive_assets.core.ipnet import canonical_ip
 
 DayLike = date | datetime | pd.Timestamp | str
-
-#: Event-name prefixes treated as read-only (the usual CloudTrail heuristic; see :func:`is_write`).
-READ_ONLY_PREFIXES: tuple[str, ...] = (
-    "Get",
-    "List",
-    "Describe",
-    "Head",
-    "Lookup",
-    "Search",
-    "Scan",
-    "Query",
-    "BatchGet",
-    "Check",
-)
 
 #: Width of the "known network" shown around the identity's nearest known address.
 DISPLAY_PREFIX = {4: 24, 6: 64}
@@ -131,7 +124,7 @@ def alert_record(alert: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def select_alerts(insights: pd.DataFrame, threshold: float) -> pd.DataFrame:
-    """Rows with ``insight >= threshold`` (NaN never alerts), most suspicious first.
+    """Rows with ``insight >= threshold`` (NaN never alerts), most suspicious first, with a ``threshold`` column.
 
     Ties are broken by entity then source_ip so the order is the same on every re-run.
     """
@@ -142,6 +135,7 @@ def select_alerts(insights: pd.DataFrame, threshold: float) -> pd.DataFrame:
     sort_cols = ["insight"] + [c for c in ("entity", "source_ip") if c in chosen.columns]
     ascending = [False] + [True] * (len(sort_cols) - 1)
     chosen = chosen.sort_values(sort_cols, ascending=ascending, kind="mergesort")
+    chosen["threshold"] = float(threshold)
     return chosen.reset_index(drop=True)
 
 
@@ -164,23 +158,39 @@ def add_alert_ids(alerts: pd.DataFrame, day: DayLike) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------------------------
-# event names
+# event names, writes and severity
+
+#: Bands of :func:`alert_severity` by insight, highest first.
+SEVERITY_BANDS: tuple[tuple[float, str], ...] = ((0.99, "high"), (0.9, "medium"), (0.0, "low"))
+SEVERITIES = ("low", "medium", "high")
 
 
-def is_write(event_name: str) -> bool:
-    """True unless the name starts with a read-only verb (Get/List/Describe/Head/...).
-
-    This is the usual heuristic for CloudTrail (``readOnly`` is not always present and is
-    missing from the pair tables); it errs towards calling a call a write, which is the safe
-    side for a responder.
-    """
-    return not str(event_name).startswith(READ_ONLY_PREFIXES)
+def optional_name_list(value: Any) -> list[str] | None:
+    """Like :func:`as_name_list`, but ``None`` (not known) stays ``None`` instead of becoming ``[]``."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return None
+    return as_name_list(value)
 
 
-def order_event_names(names: Any) -> list[str]:
-    """Distinct event names, writes first, each group alphabetical (stable across runs)."""
+def order_event_names(names: Any, writes: Any = None) -> list[str]:
+    """Distinct event names, the writes first when they are known, each group alphabetical."""
     distinct = sorted(set(as_name_list(names)))
-    return [n for n in distinct if is_write(n)] + [n for n in distinct if not is_write(n)]
+    known_writes = set(as_name_list(writes))
+    return [n for n in distinct if n in known_writes] + [n for n in distinct if n not in known_writes]
+
+
+def alert_severity(insight: Any, wrote: bool | None = None, denied: int | None = None, ip_known: bool = True) -> str:
+    """``low`` / ``medium`` / ``high`` for a responder's queue and SNS filter policies.
+
+    The band of ``insight`` (>= 0.99 high, >= 0.9 medium, else low), raised one step when the pair
+    acted from an address never seen for the identity in the window: it wrote (CloudTrail
+    ``readOnly: false``), or was refused (AccessDenied: someone probing what a key can do).
+    """
+    value = float(insight) if insight is not None and not pd.isna(insight) else 0.0
+    band = next(name for floor, name in SEVERITY_BANDS if value >= floor)
+    if not ip_known and (bool(wrote) or bool(denied)):
+        band = SEVERITIES[min(SEVERITIES.index(band) + 1, len(SEVERITIES) - 1)]
+    return band
 
 
 # --------------------------------------------------------------------------------------------
@@ -286,13 +296,19 @@ def _names_text(names: list[str], limit: int = 5) -> str:
     return shown + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
 
 
+def _optional_count(value: Any) -> int | None:
+    if value is None or value is pd.NA or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    return int(value)
+
+
 def explain_alerts(
     alerts: pd.DataFrame,
     training_pairs: pd.DataFrame | None,
     day_pairs: pd.DataFrame | None,
     window: tuple[DayLike, DayLike] | None,
 ) -> pd.DataFrame:
-    """Add why-columns and an ``explanation`` sentence to each alert.
+    """Add why-columns, a ``severity`` and an ``explanation`` sentence to each alert.
 
     ``training_pairs`` (entity, source_ip, event_count) is what the model learned from, so the
     explanation speaks in its terms: was this IP ever seen for the identity, how close is it to
@@ -306,7 +322,9 @@ def explain_alerts(
     window address with the longest common prefix with the alert IP, and that prefix length),
     ``common_prefix_bits`` (int or None), ``other_identities_on_ip_today``,
     ``other_identities_on_ip_in_window`` (int, or None when that context was not given),
-    ``event_names`` (writes first), ``write_event_names`` and ``explanation``.
+    ``event_names`` (writes first), ``write_event_names`` (CloudTrail ``readOnly: false``; None
+    when the learning set predates it), ``user_agents`` (None when not known), ``error_count``
+    and ``access_denied_count`` (None when not known), ``severity`` and ``explanation``.
     """
     out = alerts.copy().reset_index(drop=True)
     if out.empty:
@@ -343,10 +361,26 @@ def explain_alerts(
         counts = _other_identity_counts(pairs, out)
         out[column] = counts[0] if counts is not None else None
 
-    names = out["event_names"] if "event_names" in out.columns else [None] * len(out)
-    out["event_names"] = object_series([order_event_names(v) for v in names], out.index)
-    writes = [[x for x in names if is_write(x)] for names in out["event_names"]]
-    out["write_event_names"] = object_series(writes, out.index)
+    def column(name: str) -> list[Any]:
+        return list(out[name]) if name in out.columns else [None] * len(out)
+
+    writes = [optional_name_list(v) for v in column("write_event_names")]
+    out["write_event_names"] = object_series([sorted(set(w)) if w is not None else None for w in writes], out.index)
+    names = column("event_names")
+    out["event_names"] = object_series([order_event_names(n, w) for n, w in zip(names, writes, strict=True)], out.index)
+    out["user_agents"] = object_series([optional_name_list(v) for v in column("user_agents")], out.index)
+    for name in ("error_count", "access_denied_count"):
+        out[name] = pd.array([_optional_count(v) for v in column(name)], dtype="Int64")
+    out["severity"] = [
+        alert_severity(insight, bool(w) if w is not None else None, _optional_count(denied), bool(seen))
+        for insight, w, denied, seen in zip(
+            column("insight"),
+            out["write_event_names"],
+            out["access_denied_count"],
+            out["ip_seen_for_entity_in_window"],
+            strict=True,
+        )
+    ]
     out["explanation"] = [_explain_row(row, window) for row in out.to_dict("records")]
     return out
 
@@ -363,6 +397,10 @@ _EXPLAIN_COLUMNS = (
     "other_identities_on_ip_in_window",
     "event_names",
     "write_event_names",
+    "user_agents",
+    "error_count",
+    "access_denied_count",
+    "severity",
     "explanation",
 )
 
@@ -394,13 +432,18 @@ def _explain_row(row: dict[str, Any], window: tuple[DayLike, DayLike] | None) ->
     if first and last:
         activity += f" {first}-{last} UTC"
     writes = row["write_event_names"]
-    reads = len(row["event_names"]) - len(writes)
-    if writes:
-        activity += f"; writes: {_names_text(writes)}"
+    if writes is None:
+        activity += "; writes not known (learning set without CloudTrail readOnly)"
     else:
-        activity += "; no writes"
-    if reads:
-        activity += f"; {reads} read-only call type{'s' if reads != 1 else ''}"
+        reads = len([n for n in row["event_names"] if n not in set(writes)])
+        activity += f"; writes: {_names_text(writes)}" if writes else "; no writes"
+        if reads:
+            activity += f"; {reads} read-only call type{'s' if reads != 1 else ''}"
+    errors, denied = row.get("error_count"), row.get("access_denied_count")
+    if errors is not None and not pd.isna(errors) and errors:
+        activity += f"; {int(errors)} failed call{'s' if errors != 1 else ''}"
+        if denied is not None and not pd.isna(denied) and denied:
+            activity += f" ({int(denied)} AccessDenied)"
     parts.append(activity + ".")
 
     today, window_count = row.get("other_identities_on_ip_today"), row.get("other_identities_on_ip_in_window")
@@ -412,5 +455,3 @@ def _explain_row(row: dict[str, Any], window: tuple[DayLike, DayLike] | None) ->
     if writes and not row["ip_seen_for_entity_in_window"]:
         parts.append("Check the writes in CloudTrail; if not expected, treat the credentials as compromised.")
     return " ".join(parts)
-
-

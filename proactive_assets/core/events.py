@@ -5,7 +5,6 @@ plus the problems it met; ``write_events`` streams any source's batches into a p
 its quarantine table, so every source is counted, previewed and quarantined the same way.
 """
 
-import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -13,6 +12,8 @@ from typing import Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from proactive_assets.core.escaping import one_line
 
 EVENTS_SCHEMA = pa.schema(
     [
@@ -46,7 +47,6 @@ QUARANTINE_SCHEMA = pa.schema(
 )
 
 PREVIEW_ROWS = 10
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 #: Record-level problems a partition's quarantine names (every one is counted); objects are all named.
 MAX_LISTED_RECORD_PROBLEMS = 10_000
 
@@ -62,10 +62,10 @@ class Problem:
     record_rejected: bool = True
 
     def message(self) -> str:
-        """One line for a log: an object key is data (a stray key may hold a newline), so control
-        characters are escaped."""
+        """One line for a log: an object key and a reason quoting a record are data (a stray key
+        may hold a newline), so they are escaped (``escaping.one_line``)."""
         where = self.source_file if self.record_index < 0 else f"{self.source_file} record #{self.record_index}"
-        return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode(), f"{where}: {self.reason}")
+        return one_line(f"{where}: {self.reason}")
 
 
 @dataclass

@@ -1,77 +1,94 @@
 """Small SVG plots for Dagster metadata (no plotting dependency): insight histogram and ROC curve.
 
-Dagster renders Markdown metadata; an ``<img>`` with an SVG data URI shows as a picture in the
-asset's materialisation panel, so a person can see the day's distribution and the model's ROC.
+Dagster's asset pages render a Markdown metadata entry inline only when it is shorter than 1,000
+characters; a longer one hides behind "[Show Markdown]". So each plot is a compact SVG (one path
+per colour, a few labels, coordinates in a 200x100 box) in a percent-encoded ``data:`` URI, and
+:func:`as_markdown_image` keeps the whole entry under :data:`INLINE_MARKDOWN_MAX` characters.
 """
 
-import base64
+import math
 from collections.abc import Sequence
 
-WIDTH, HEIGHT, PAD = 420, 240, 36
+#: Dagster (1.x UI) shows a Markdown entry inline below this length.
+INLINE_MARKDOWN_MAX = 1_000
 
+#: Drawing box (SVG user units): 20 bins of 9 units between LEFT and RIGHT; the picture is shown SHOW_W wide.
+BOX_W, BOX_H = 196, 100
+SHOW_W = 420
+LEFT, RIGHT, TOP, BOTTOM = 8, 188, 12, 88
+BIN = 9
 
-def _frame(title: str, x_label: str, y_label: str, body: str) -> str:
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" font-family="sans-serif" '
-        f'font-size="11"><rect width="100%" height="100%" fill="white"/>'
-        f'<text x="{WIDTH / 2}" y="14" text-anchor="middle" font-weight="bold">{title}</text>'
-        f'<line x1="{PAD}" y1="{HEIGHT - PAD}" x2="{WIDTH - 10}" y2="{HEIGHT - PAD}" stroke="black"/>'
-        f'<line x1="{PAD}" y1="20" x2="{PAD}" y2="{HEIGHT - PAD}" stroke="black"/>'
-        f'<text x="{WIDTH / 2}" y="{HEIGHT - 6}" text-anchor="middle">{x_label}</text>'
-        f'<text x="10" y="{HEIGHT / 2}" transform="rotate(-90 10 {HEIGHT / 2})" text-anchor="middle">{y_label}</text>'
-        f"{body}</svg>"
-    )
+#: At most this many points of a ROC curve are drawn.
+ROC_POINTS = 24
+
+_URI_ESCAPES = {"%": "%25", "#": "%23", " ": "%20", "<": "%3C", ">": "%3E", '"': "%22", "(": "%28", ")": "%29"}
 
 
 def _x(v: float) -> float:
-    return PAD + v * (WIDTH - 10 - PAD)
+    return LEFT + v * (RIGHT - LEFT)
 
 
 def _y(v: float) -> float:
-    return HEIGHT - PAD - v * (HEIGHT - PAD - 20)
+    return BOTTOM - v * (BOTTOM - TOP)
+
+
+def _n(v: float) -> str:
+    """A coordinate with at most one decimal, no trailing zeros."""
+    text = f"{v:.1f}"
+    return text[:-2] if text.endswith(".0") else text
+
+
+def _svg(body: str, title: str) -> str:
+    return (
+        f"<svg xmlns='http://www.w3.org/2000/svg' width='{SHOW_W}' viewBox='0 0 {BOX_W} {BOX_H}' font-size='7' "
+        f"font-family='sans-serif'>"
+        f"<rect width='{BOX_W}' height='{BOX_H}' fill='white'/><text x='{LEFT}' y='8'>{title}</text>"
+        f"<path d='M{LEFT},{TOP}V{BOTTOM}H{RIGHT}' fill='none' stroke='black'/>"
+        f"<text x='{LEFT}' y='96'>0</text><text x='{RIGHT - 4}' y='96'>1</text>{body}</svg>"
+    )
 
 
 def insight_histogram_svg(edges: Sequence[float], counts: Sequence[int], threshold: float) -> str:
-    """Pairs per insight bin (log-scaled heights, since most pairs are normal) with the threshold."""
-    import math
+    """Pairs per insight bin (log-scaled heights: most pairs are normal); red at or above the threshold.
 
+    Drawn for the 20 equal bins of ``scoring.insight_histogram``: one path per colour.
+    """
     top = max((math.log1p(c) for c in counts), default=0.0) or 1.0
-    bars = []
-    for left, right, count in zip(edges[:-1], edges[1:], counts, strict=True):
-        height = math.log1p(count) / top
-        color = "#d62728" if left >= threshold else "#1f77b4"
-        bars.append(
-            f'<rect x="{_x(left) + 1:.1f}" y="{_y(height):.1f}" width="{_x(right) - _x(left) - 2:.1f}" '
-            f'height="{_y(0) - _y(height):.1f}" fill="{color}"><title>{left:.2f}-{right:.2f}: {count}</title></rect>'
-        )
-    line = (
-        f'<line x1="{_x(threshold):.1f}" y1="20" x2="{_x(threshold):.1f}" y2="{HEIGHT - PAD}" stroke="#d62728" '
-        f'stroke-dasharray="4 3"/><text x="{_x(threshold) - 4:.1f}" y="30" text-anchor="end" fill="#d62728">'
-        f"threshold {threshold:g}</text>"
-    )
-    ticks = "".join(
-        f'<text x="{_x(t):.1f}" y="{HEIGHT - PAD + 13}" text-anchor="middle">{t:g}</text>' for t in (0, 0.5, 1)
-    )
-    total = sum(counts)
-    return _frame(
-        f"insight of {total} pairs (log count)",
-        "insight (higher = more suspicious)",
-        "pairs",
-        "".join(bars) + line + ticks,
-    )
+    paths: dict[str, str] = {}
+    position: dict[str, int] = {}
+    for index, (left, count) in enumerate(zip(edges[:-1], counts, strict=True)):
+        if not count:
+            continue
+        colour = "crimson" if left >= threshold else "steelblue"
+        x = LEFT + index * BIN
+        height = round((BOTTOM - TOP) * math.log1p(count) / top) or 1
+        move = f"M{x},{BOTTOM}" if colour not in paths else f"m{x - position[colour]},0"
+        paths[colour] = paths.get(colour, "") + f"{move}v-{height}h{BIN - 1}v{height}"
+        position[colour] = x + BIN - 1
+    body = "".join(f"<path d='{d}' fill='{c}'/>" for c, d in paths.items())
+    body += f"<path d='M{_n(_x(threshold))},{TOP}V{BOTTOM}' stroke='crimson' stroke-dasharray='2'/>"
+    return _svg(body, f"insight of {sum(counts)} pairs (log scale), threshold {threshold:g}")
+
+
+def _thin(fpr: Sequence[float], tpr: Sequence[float], points: int) -> list[tuple[float, float]]:
+    pairs = list(zip(fpr, tpr, strict=True))
+    if len(pairs) <= points:
+        return pairs
+    step = (len(pairs) - 1) / (points - 1)
+    return [pairs[round(i * step)] for i in range(points)]
 
 
 def roc_svg(fpr: Sequence[float], tpr: Sequence[float], auc: float) -> str:
     """The validation ROC curve (held-out pairs vs random networks) with its AUC."""
-    points = " ".join(f"{_x(x):.1f},{_y(y):.1f}" for x, y in zip(fpr, tpr, strict=True))
+    line = "L".join(f"{_n(_x(x))},{_n(_y(y))}" for x, y in _thin(fpr, tpr, ROC_POINTS))
     body = (
-        f'<line x1="{_x(0)}" y1="{_y(0)}" x2="{_x(1)}" y2="{_y(1)}" stroke="#999" stroke-dasharray="3 3"/>'
-        f'<polyline points="{points}" fill="none" stroke="#1f77b4" stroke-width="2"/>'
-        f'<text x="{_x(0.6):.1f}" y="{_y(0.2):.1f}">AUC {auc:.3f}</text>'
+        f"<path d='M{_x(0)},{_y(0)}L{_x(1)},{_y(1)}' stroke='gray' stroke-dasharray='2'/>"
+        f"<path d='M{line}' fill='none' stroke='steelblue' stroke-width='1.5'/>"
     )
-    return _frame("validation ROC", "false positive rate", "true positive rate", body)
+    return _svg(body, f"validation ROC (false vs true positive rate), AUC {auc:.3f}")
 
 
 def as_markdown_image(svg: str, alt: str) -> str:
-    """Markdown that Dagster's metadata panel renders as a picture."""
-    return f"![{alt}](data:image/svg+xml;base64,{base64.b64encode(svg.encode()).decode()})"
+    """Markdown that Dagster's metadata panel renders as a picture, inline when under 1,000 characters."""
+    uri = "data:image/svg+xml," + "".join(_URI_ESCAPES.get(ch, ch) for ch in svg)
+    return f"![{alt}]({uri})"

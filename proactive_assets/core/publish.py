@@ -1,19 +1,26 @@
-"""Publishing alerts exactly once: sinks (JSON-lines file, SNS) and a publishing ledger.
+"""Publishing alerts: sinks (JSON-lines file, SNS) and a publishing ledger.
 
-Guarantee: re-running a day never sends an alert twice to a sink and never drops one.
+What holds, per (alert, sink):
 
-* Every alert has a deterministic ``alert_id`` (``alerts.alert_id``), so a re-run produces the
-  same ids.
-* :class:`ObjectStoreLedger` records ``(alert_id, sink)`` right after each successful publish, one
-  object per record beside the warehouse (local or S3); before publishing, :func:`publish_alerts`
-  asks the ledger.
-* A failure is reported, not raised, so the other alerts still go out; the caller then fails
-  the run and the retry publishes only what is missing.
+* **Never dropped.** Every alert has a deterministic ``alert_id`` (``alerts.alert_id``), so a
+  re-run produces the same ids. :class:`ObjectStoreLedger` records ``(alert_id, sink)`` right
+  after each successful publish (one object per record beside the warehouse, local or S3); a
+  failed publish is reported, not raised, so the other alerts still go out; the caller then
+  fails the run and the retry publishes only what the ledger lacks. No run reports success with
+  an alert missing.
+* **Exactly once** for the JSON-lines file (it also checks its own file) and for SNS FIFO topics
+  (``MessageDeduplicationId`` = alert id: SNS drops a repeat within its 5-minute window, which
+  covers every retry of this module; only a re-run, more than 5 minutes later, of a step whose
+  last answer from SNS was lost can repeat that alert, with the same id).
+* **At least once, with a de-duplication key** for standard SNS topics: when a response is lost
+  (read timeout, closed connection, 5xx) SNS may or may not have accepted the message; the sink
+  sends it again rather than risk losing it, so a consumer can see a repeat, always with the
+  same ``alert_id`` message attribute (and document field) to drop it by.
 
-The remaining window is a crash between a sink accepting a message and the ledger append (at
-most one duplicate per sink per crash); :class:`JsonLinesSink` closes it for the file by also
-checking its own file, and FIFO SNS topics get ``MessageDeduplicationId=alert_id``. Two runs of
-the same partition at the same moment are not coordinated (Dagster runs a partition once).
+Retries are decided here and only here: the SNS client makes one attempt per call
+(:data:`SNS_CLIENT_CONFIG`; botocore's own retries resent accepted messages unseen), and
+:class:`SnsSink` retries throttling, 5xx and connection failures with backoff and jitter. Two
+runs of the same partition at the same moment are not coordinated (Dagster runs a partition once).
 """
 
 import hashlib
@@ -29,13 +36,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pandas as pd
-from botocore.exceptions import (
-    ClientError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-)
+from botocore.config import Config
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from proactive_assets.core.alert_message import format_sns_message
+from proactive_assets.core.alert_message import AlertMessage, format_sns_message
 from proactive_assets.core.alerts import DayLike, alert_id, alert_record
 
 log = logging.getLogger(__name__)
@@ -52,6 +57,30 @@ RETRYABLE_CODES = frozenset(
         "ServiceUnavailable",
     }
 )
+
+#: The SNS client's botocore settings: one attempt per call (the sink retries, knowing what a
+#: retry can duplicate), and bounded waits so a lost response surfaces as an error, not a hang.
+SNS_CLIENT_CONFIG = Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=5, read_timeout=15)
+
+
+def sns_client(region: str | None = None, endpoint_url: str | None = None) -> Any:
+    """A boto3 SNS client with :data:`SNS_CLIENT_CONFIG` (what :class:`SnsSink` requires)."""
+    import boto3
+
+    return boto3.client("sns", region_name=region or None, endpoint_url=endpoint_url, config=SNS_CLIENT_CONFIG)
+
+
+def _botocore_attempts(client: Any) -> int | None:
+    """Attempts per call a botocore client makes (None for an object that is not a botocore client)."""
+    config = getattr(getattr(client, "meta", None), "config", None)
+    if config is None or not hasattr(config, "retries"):
+        return None
+    retries = config.retries or {}
+    if "total_max_attempts" in retries:
+        return int(retries["total_max_attempts"])
+    if "max_attempts" in retries:
+        return int(retries["max_attempts"]) + 1
+    return 0  # botocore's default: several attempts, taken from the environment or config file
 
 
 class PublishError(RuntimeError):
@@ -177,13 +206,23 @@ class ObjectStoreLedger:
 
 @dataclass(frozen=True)
 class OutgoingAlert:
-    """One alert rendered once for every sink: SNS fields and the JSON record."""
+    """One alert rendered once for every sink: the message (text, document, SNS fields) and the JSON record."""
 
     alert_id: str
-    subject: str
-    message: str
-    attributes: dict[str, dict[str, str]]
+    message: AlertMessage
     record: dict[str, Any]
+
+    @property
+    def subject(self) -> str:
+        return self.message.subject
+
+    @property
+    def text(self) -> str:
+        return self.message.text
+
+    @property
+    def attributes(self) -> dict[str, dict[str, str]]:
+        return self.message.attributes
 
 
 class Sink(Protocol):
@@ -197,7 +236,9 @@ class Sink(Protocol):
 
 
 class JsonLinesSink:
-    """Append-only JSON-lines file, one object per alert (the alert fields + subject + message).
+    """Append-only JSON-lines file, one object per alert (the alert fields + subject + text ``message``).
+
+    ``json.dumps`` escapes every control and non-ASCII character, so no value can add a line.
 
     It also remembers which alert ids its file already holds, so a crash between the append and
     the ledger record does not produce a second line on the re-run.
@@ -218,18 +259,31 @@ class JsonLinesSink:
         if alert.alert_id in self._ids_in_file():
             return alert.alert_id
         record = dict(alert.record)
-        record.update(alert_id=alert.alert_id, subject=alert.subject, message=alert.message)
+        record.update(alert_id=alert.alert_id, subject=alert.subject, message=alert.text)
+        if alert.message.trimmed:
+            record["message_trimmed"] = list(alert.message.trimmed)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         _append_line(self.path, json.dumps(record, sort_keys=True, default=str))
         self._ids_in_file().add(alert.alert_id)
         return alert.alert_id
 
 
-def _is_retryable(exc: BaseException) -> bool:
+def _retry_kind(exc: BaseException) -> str | None:
+    """``"safe"`` (the request cannot have been accepted), ``"ambiguous"`` (it may have been), or None."""
     if isinstance(exc, ClientError):
-        return exc.response.get("Error", {}).get("Code") in RETRYABLE_CODES
-    # Only errors where the request cannot have reached SNS: a retry then cannot duplicate.
-    return isinstance(exc, (EndpointConnectionError, ConnectTimeoutError))
+        error = exc.response.get("Error", {})
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        if error.get("Code") in RETRYABLE_CODES or status >= 500:
+            return "ambiguous" if status >= 500 or error.get("Code") in _SERVER_CODES else "safe"
+        return None
+    if isinstance(exc, BotoConnectionError):  # could not connect: nothing was sent
+        return "safe"
+    if isinstance(exc, HTTPClientError):  # read timeout, connection closed: the response was lost
+        return "ambiguous"
+    return None
+
+
+_SERVER_CODES = frozenset({"InternalError", "InternalFailure", "ServiceUnavailable"})
 
 
 def _describe(exc: BaseException) -> str:
@@ -240,12 +294,18 @@ def _describe(exc: BaseException) -> str:
 
 
 class SnsSink:
-    """SNS topic publisher with Subject and MessageAttributes, retrying transient errors.
+    """SNS topic publisher: the JSON document and the text (``MessageStructure=json``), Subject, attributes.
 
-    Retries throttling / transient server errors and connection failures (not read timeouts,
-    which may have delivered) with exponential backoff and "equal jitter":
-    ``delay = d/2 + U(0, d/2)`` with ``d = min(max_delay, base_delay * 2**(attempt-1))``.
-    After ``max_attempts`` it raises :class:`PublishError` naming the topic and the alert.
+    FIFO topics (ARN ending in ``.fifo``) get ``MessageDeduplicationId`` = alert id and a
+    ``MessageGroupId`` (the alert's account when it has exactly one, else ``proactive_assets``).
+
+    Retries throttling, 5xx and connection failures, including lost responses (read timeouts,
+    closed connections), with exponential backoff and "equal jitter":
+    ``delay = d/2 + U(0, d/2)`` with ``d = min(max_delay, base_delay * 2**(attempt-1))``. A retry
+    after a lost response may repeat a message SNS had accepted: FIFO topics drop the repeat,
+    standard topics deliver it with the same ``alert_id`` attribute (listed in
+    ``possible_duplicates``). After ``max_attempts`` it raises :class:`PublishError` naming the
+    topic and the alert. The client must make one attempt per call (:func:`sns_client`).
     """
 
     def __init__(
@@ -260,41 +320,56 @@ class SnsSink:
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        attempts = _botocore_attempts(sns_client)
+        if attempts is not None and attempts != 1:
+            raise ValueError(
+                "SnsSink needs an SNS client that makes one attempt per call (botocore's own retries "
+                "resend messages SNS already accepted): create it with proactive_assets.core.publish.sns_client()"
+            )
         self.client = sns_client
         self.topic_arn = topic_arn
+        self.fifo = topic_arn.endswith(".fifo")
         self.name = f"sns:{topic_arn}"
         self.max_attempts = max_attempts
         self.base_delay = base_delay
         self.max_delay = max_delay
         self._sleep = sleep
         self._jitter = jitter
+        self.possible_duplicates: list[str] = []
 
     def _request(self, alert: OutgoingAlert) -> dict[str, Any]:
         request: dict[str, Any] = {
             "TopicArn": self.topic_arn,
-            "Message": alert.message,
+            "Message": alert.message.sns_message(),
+            "MessageStructure": "json",
             "Subject": alert.subject,
             "MessageAttributes": alert.attributes,
         }
-        if self.topic_arn.endswith(".fifo"):
-            account = alert.attributes.get("account", {}).get("StringValue", "")
-            request["MessageGroupId"] = account or "proactive_assets"
+        if self.fifo:
+            accounts = alert.message.document.get("accounts") or []
+            single = accounts[0] if len(accounts) == 1 and str(accounts[0]).isdigit() else None
+            request["MessageGroupId"] = single if single and len(single) == 12 else "proactive_assets"
             request["MessageDeduplicationId"] = alert.alert_id
         return request
 
     def publish(self, alert: OutgoingAlert) -> str | None:
-        """Publish once, retrying transient errors; return the SNS MessageId."""
+        """Publish, retrying transient errors; return the SNS MessageId."""
         request = self._request(alert)
+        lost_response = False
         for attempt in range(1, self.max_attempts + 1):
             try:
                 response = self.client.publish(**request)
+                if lost_response and not self.fifo:
+                    self.possible_duplicates.append(alert.alert_id)
                 return response.get("MessageId")
-            except (ClientError, EndpointConnectionError, ConnectTimeoutError) as exc:
-                if not _is_retryable(exc):
+            except (ClientError, BotoConnectionError, HTTPClientError) as exc:
+                kind = _retry_kind(exc)
+                if kind is None:
                     raise PublishError(
                         f"SNS publish to {self.topic_arn} failed for alert {alert.alert_id}: "
                         f"{_describe(exc)} (not retryable)"
                     ) from exc
+                lost_response = lost_response or kind == "ambiguous"
                 if attempt == self.max_attempts:
                     raise PublishError(
                         f"SNS publish to {self.topic_arn} failed for alert {alert.alert_id} "
@@ -303,7 +378,7 @@ class SnsSink:
                 delay = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
                 delay = delay / 2 + self._jitter() * delay / 2
                 log.warning(
-                    "SNS publish of %s throttled/transient (%s); retry %d/%d in %.2fs",
+                    "SNS publish of %s failed (%s); retry %d/%d in %.2fs",
                     alert.alert_id,
                     _describe(exc),
                     attempt,
@@ -366,8 +441,7 @@ def render_alert(
     the_day = _row_day(row, day)
     the_id = row.get("alert_id") or alert_id(the_day, row["entity"], row["source_ip"])
     full = {**dict(row), "alert_id": the_id}
-    subject, message, attributes = format_sns_message(full, the_day, cloudtrail_location)
-    return OutgoingAlert(str(the_id), subject, message, attributes, alert_record(full))
+    return OutgoingAlert(str(the_id), format_sns_message(full, the_day, cloudtrail_location), alert_record(full))
 
 
 def publish_alerts(

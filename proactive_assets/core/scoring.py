@@ -15,6 +15,10 @@ Scorer = Callable[[Column, Column], ScoreResult]
 row order. The local model (``IPInsightsModel.score``) works on the Arrow buffers directly, so
 no Python string is made per pair; the SageMaker backend's ``RemoteScorer`` converts them for its client."""
 
+#: Learning-set columns an analyst needs in an alert, passed through when the learning set has them
+#: (partitions written before a column existed simply lack it; the alerts then say "not known").
+ANALYST_COLUMNS = ("error_count", "access_denied_count", "write_event_names", "user_agents")
+
 
 def score_learning_set(learning_set: pa.Table, score: Scorer, model_version: str, day: date) -> pa.Table:
     """Every pair of the day scored by ``score`` alone (the IP Insights model's own insight)."""
@@ -39,26 +43,28 @@ def insights_table(
     ``evidence`` adds columns (what the detector found about each pair), in the learning set's order.
     """
     n = learning_set.num_rows
-    table = pa.table(
-        {
-            "entity": learning_set.column("entity"),
-            "source_ip": learning_set.column("source_ip"),
-            "insight": pa.array(np.asarray(result.insight, dtype=np.float64)),
-            "dot_product": pa.array(np.asarray(result.dot_product, dtype=np.float64)),
-            "event_count": learning_set.column("event_count"),
-            "event_names": learning_set.column("event_names"),
-            "model_version": pa.repeat(pa.scalar(model_version, pa.string()), n),
-            "entity_known": pa.array(np.asarray(result.entity_known, dtype=bool)),
-            "first_seen": learning_set.column("first_seen"),
-            "last_seen": learning_set.column("last_seen"),
-            "accounts": learning_set.column("accounts"),
-            "regions": learning_set.column("regions"),
-            "sources": learning_set.column("sources"),
-            "source_files": learning_set.column("source_files"),
-            "day": pa.repeat(pa.scalar(day, pa.date32()), n),
-            **(evidence or {}),
-        }
-    )
+    columns = {
+        "entity": learning_set.column("entity"),
+        "source_ip": learning_set.column("source_ip"),
+        "insight": pa.array(np.asarray(result.insight, dtype=np.float64)),
+        "dot_product": pa.array(np.asarray(result.dot_product, dtype=np.float64)),
+        "event_count": learning_set.column("event_count"),
+        "event_names": learning_set.column("event_names"),
+        "model_version": pa.repeat(pa.scalar(model_version, pa.string()), n),
+        "entity_known": pa.array(np.asarray(result.entity_known, dtype=bool)),
+        "first_seen": learning_set.column("first_seen"),
+        "last_seen": learning_set.column("last_seen"),
+        "accounts": learning_set.column("accounts"),
+        "regions": learning_set.column("regions"),
+        "sources": learning_set.column("sources"),
+        "source_files": learning_set.column("source_files"),
+        "day": pa.repeat(pa.scalar(day, pa.date32()), n),
+    }
+    for name in ANALYST_COLUMNS:
+        if name in learning_set.column_names:
+            columns[name] = learning_set.column(name)
+    columns.update(evidence or {})
+    table = pa.table(columns)
     return table.sort_by([("insight", "descending"), ("entity", "ascending"), ("source_ip", "ascending")])
 
 

@@ -2,7 +2,8 @@
 
 A partition holds ``model.json`` (the metadata; ``backend`` names who trained it) and, when the
 weights live with us (the local backend), ``model.npz``; a SageMaker model lives in SageMaker
-and its ``model.json`` says where. Both files are written by one partition commit.
+and its ``model.json`` says where. Both files are written by one atomic partition commit and read
+through one snapshot of its manifest, so a model's metadata always comes with its own weights.
 """
 
 import json
@@ -31,17 +32,12 @@ def save_model(warehouse: Warehouse, day: date, model: TrainedModel) -> dict[str
 
 def load_model_metadata(warehouse: Warehouse, day: date) -> dict[str, Any]:
     """The metadata of the model that scores ``day``, whichever backend trained it."""
-    key = warehouse.key(tables.IP_INSIGHTS_MODEL, day, MODEL_JSON)
-    if not warehouse.store.exists(key):
-        raise FileNotFoundError(
-            f"{warehouse.store.uri_for(key)} does not exist: materialise {tables.IP_INSIGHTS_MODEL} for {day}"
-        )
-    return json.loads(warehouse.store.get(key))
+    return json.loads(warehouse.read_bytes(tables.IP_INSIGHTS_MODEL, day, MODEL_JSON))
 
 
 def load_model(warehouse: Warehouse, day: date) -> TrainedModel:
-    """The model that scores ``day`` (trained on the window before it)."""
-    metadata = load_model_metadata(warehouse, day)
-    key = warehouse.key(tables.IP_INSIGHTS_MODEL, day, MODEL_ARTIFACT)
-    artifact = warehouse.store.get(key) if warehouse.store.exists(key) else None
+    """The model that scores ``day`` (trained on the window before it): metadata and weights of one commit."""
+    snapshot = warehouse.snapshot(tables.IP_INSIGHTS_MODEL, day)
+    metadata = json.loads(snapshot.read_bytes(MODEL_JSON))
+    artifact = snapshot.read_bytes(MODEL_ARTIFACT) if snapshot.has(MODEL_ARTIFACT) else None
     return TrainedModel(metadata, artifact)

@@ -42,12 +42,12 @@ class ProactiveResource(ConfigurableResource):
         return boto3.client("sqs", region_name=region) if region else boto3.client("sqs")
 
     def sns_client(self) -> Any:
-        """A boto3 SNS client in the topic's region."""
-        import boto3
+        """A boto3 SNS client in the topic's region, making one attempt per call (``SnsSink`` retries)."""
+        from proactive_assets.core.publish import sns_client
 
         topic = self.settings.sns_topic_arn or ""
         region = topic.split(":")[3] if topic.count(":") >= 5 else None
-        return boto3.client("sns", region_name=region or None)
+        return sns_client(region or None)
 
 
 def sqs_region(queue_url: str) -> str | None:

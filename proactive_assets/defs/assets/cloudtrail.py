@@ -12,6 +12,7 @@ from dagster import (
     asset,
 )
 
+from proactive_assets.core.escaping import one_line
 from proactive_assets.core.events import problems_from_table, problems_table, write_events
 from proactive_assets.core.sources import cloudtrail
 from proactive_assets.core.storage import SourceUnavailable
@@ -51,7 +52,7 @@ def cloudtrail_assets(partitions: DailyPartitionsDefinition) -> list[AssetsDefin
             {tables.RAW_CLOUDTRAIL: inventory, tables.LISTING_PROBLEMS: problems_table(listing.problems)},
         )
         for problem in listing.problems:
-            context.log.warning(f"skipped {problem.message()}")
+            context.log.warning(f"skipped {one_line(problem.message())}")
         if not objects:
             context.log.warning(f"no CloudTrail objects for {day} under {store.uri}")
         return MaterializeResult(

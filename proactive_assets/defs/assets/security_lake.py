@@ -21,6 +21,7 @@ from dagster import (
     asset,
 )
 
+from proactive_assets.core.escaping import one_line
 from proactive_assets.core.events import EVENTS_SCHEMA, EventBatch, Problem, problems_table, write_events
 from proactive_assets.core.sources import security_lake
 from proactive_assets.core.storage import SourceUnavailable
@@ -91,7 +92,7 @@ def security_lake_assets(partitions: DailyPartitionsDefinition) -> list[AssetsDe
                 description=f"Security Lake source {settings.security_lake_uri}: {exc}", allow_retries=False
             ) from exc
         for problem in listing.problems:
-            context.log.info(f"skipped {problem.message()}")
+            context.log.info(f"skipped {one_line(problem.message())}")
         if not listing.objects:
             context.log.warning(f"no Security Lake objects for {day} under {store.uri}")
         batches = security_lake.read(store, listing.objects)
