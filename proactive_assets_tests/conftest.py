@@ -57,3 +57,11 @@ def moto_endpoint(moto_server: str, aws_env: None, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
     yield moto_server
     urllib.request.urlopen(urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")).read()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "production: the production path in separate processes (PostgreSQL, code server, daemon, webserver); "
+        "select with -m production",
+    )

@@ -367,3 +367,92 @@ def start_moto_server(root: Path, timeout: float = 60) -> tuple[Service, str]:
         service.stop()
         raise
     return service, url
+
+
+# ------------------------------------------------------------------------------------- sensors
+
+
+def sensor_state(instance: Any, name: str) -> Any:
+    """The stored ``InstigatorState`` of the sensor called ``name`` (it exists once started)."""
+    from dagster._core.definitions.run_request import InstigatorType
+
+    states = [s for s in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR) if s.name == name]
+    if len(states) != 1:
+        raise LookupError(f"expected one stored state for sensor {name}, found {len(states)}")
+    return states[0]
+
+
+def sensor_ticks(instance: Any, name: str) -> list[Any]:
+    """Every tick of the sensor, newest first."""
+    state = sensor_state(instance, name)
+    return list(instance.get_ticks(state.instigator_origin_id, state.selector_id))
+
+
+def wait_for_tick(stack: "ProductionStack", name: str, after: int, timeout: float = 120) -> Any:
+    """The first finished tick of ``name`` beyond the ``after`` ticks already recorded."""
+    from dagster._core.scheduler.instigation import TickStatus
+
+    def finished() -> Any:
+        ticks = sensor_ticks(stack.instance, name)
+        if len(ticks) <= after:
+            return None
+        tick = ticks[len(ticks) - after - 1]  # oldest new tick
+        if tick.status == TickStatus.FAILURE:
+            raise AssertionError(f"tick of {name} failed: {tick.error}")
+        return tick if tick.status in (TickStatus.SUCCESS, TickStatus.SKIPPED) else None
+
+    return wait_for(finished, timeout, f"a new tick of {name}", on_timeout=stack.logs)
+
+
+def fast_forward_sensor(instance: Any, name: str) -> None:
+    """Make the sensor due now instead of after its ``minimum_interval_seconds`` (300 s here).
+
+    The daemon ticks a sensor when the time since its last tick, as stored in the instance,
+    reaches the interval; moving the stored times back by the interval is what five minutes of
+    waiting would do, without touching the cursor. Call it only between ticks.
+    """
+    from dagster._core.scheduler.instigation import TickStatus
+
+    ticks = sensor_ticks(instance, name)
+    if ticks and ticks[0].status == TickStatus.STARTED:
+        raise RuntimeError(f"sensor {name} is in the middle of a tick")
+    state = sensor_state(instance, name)
+    data = state.instigator_data
+    interval = float(data.min_interval or 0)
+    shifted = data._replace(
+        last_tick_timestamp=(data.last_tick_timestamp or 0) - interval,
+        last_tick_start_timestamp=(data.last_tick_start_timestamp or 0) - interval,
+    )
+    instance.update_instigator_state(state.with_data(shifted))
+
+
+# ----------------------------------------------------------------------------------------- runs
+
+
+def wait_for_runs(stack: "ProductionStack", run_ids: list[str], timeout: float = 240) -> list[Any]:
+    """The runs, once every one of them has finished (success or not)."""
+
+    def finished() -> list[Any] | None:
+        runs = [stack.instance.get_run_by_id(run_id) for run_id in run_ids]
+        return runs if all(r is not None and r.is_finished for r in runs) else None
+
+    def describe() -> str:
+        states = [(r.tags.get("dagster/partition"), r.status.value) for r in (stack.instance.get_run_by_id(i) for i in run_ids) if r]
+        return f"runs: {states}\n{stack.logs()}"
+
+    return wait_for(finished, timeout, f"{len(run_ids)} run(s) to finish", interval=1, on_timeout=describe)
+
+
+def run_failure_details(instance: Any, run_id: str) -> str:
+    """The error messages of a failed run's events, for assertion messages."""
+    from dagster import DagsterEventType
+
+    lines = []
+    for record in instance.all_logs(run_id):
+        event = record.dagster_event
+        if event is None:
+            continue
+        if event.event_type in (DagsterEventType.STEP_FAILURE, DagsterEventType.RUN_FAILURE):
+            error = getattr(event.event_specific_data, "error", None)
+            lines.append(f"{event.event_type_value} {event.step_key or ''}: {error.message.strip() if error else record.message}")
+    return "\n".join(lines) or "(no failure events)"
