@@ -48,7 +48,7 @@ def packed_day(sample: Path, day: date) -> dict[str, bytes]:
             continue
         folders[path.parent].append(path)
     objects: dict[str, bytes] = {}
-    for folder, files in sorted(folders.items()):
+    for _, files in sorted(folders.items()):
         records: list[Any] = []
         for path in files:
             records.extend(json.loads(gzip.decompress(path.read_bytes()))["Records"])
@@ -79,7 +79,9 @@ def busiest_user(history: Iterable[dict[str, Any]]) -> dict[str, Any]:
     return example[max(counts, key=lambda arn: (counts[arn], arn))]
 
 
-def suspicious_object(template: Mapping[str, Any], day: date, ip: str = SUSPICIOUS_IP) -> tuple[str, bytes]:
+def suspicious_object(
+    template: Mapping[str, Any], day: date, ip: str = SUSPICIOUS_IP, uid: str = "Injected0001"
+) -> tuple[str, bytes]:
     """A CloudTrail object for ``day``: the template's identity reading secrets from ``ip``.
 
     The key is a valid log object key in the template's account and region; the records are the
@@ -88,7 +90,7 @@ def suspicious_object(template: Mapping[str, Any], day: date, ip: str = SUSPICIO
     account = template["recipientAccountId"]
     region = template["awsRegion"]
     stamp = f"{day:%Y%m%d}T2355Z"
-    key = f"AWSLogs/{account}/CloudTrail/{region}/{day:%Y/%m/%d}/{account}_CloudTrail_{region}_{stamp}_Injected0001.json.gz"
+    key = f"AWSLogs/{account}/CloudTrail/{region}/{day:%Y/%m/%d}/{account}_CloudTrail_{region}_{stamp}_{uid}.json.gz"
     names = [("ListSecrets", "secretsmanager"), ("GetSecretValue", "secretsmanager"), ("ListUsers", "iam"),
              ("CreateAccessKey", "iam")]  # fmt: skip
     injected = []

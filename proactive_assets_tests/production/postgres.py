@@ -119,7 +119,9 @@ class PostgresServer:
             f"-c listen_addresses={self.host} -c port={self.port} -c unix_socket_directories={self.root}"
             " -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
         )
-        self._run(["pg_ctl", "-D", str(self.datadir), "-l", str(self.logfile), "-o", options, "-w", "-t", "60", "start"])
+        self._run(
+            ["pg_ctl", "-D", str(self.datadir), "-l", str(self.logfile), "-o", options, "-w", "-t", "60", "start"]
+        )
 
     def stop(self) -> None:
         """Stop the server (immediately: nothing needs to survive) and delete the temp folder."""

@@ -18,7 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -54,14 +54,22 @@ def production_instance_config(source: Path, pg_port: int) -> dict[str, Any]:
     try:
         database = config["storage"]["postgres"]["postgres_db"]
     except (KeyError, TypeError):
-        raise ValueError(f"{source} has no storage.postgres.postgres_db section; the production set-up needs one") from None
+        raise ValueError(
+            f"{source} has no storage.postgres.postgres_db section; the production set-up needs one"
+        ) from None
     database["port"] = pg_port
     database["params"] = {**(database.get("params") or {}), "sslmode": "disable"}
     config["run_launcher"] = {"module": "dagster", "class": "DefaultRunLauncher"}
     return config
 
 
-def wait_for(condition: Callable[[], T], timeout: float, what: str, interval: float = 0.5, on_timeout: Callable[[], str] | None = None) -> T:
+def wait_for(
+    condition: Callable[[], T],
+    timeout: float,
+    what: str,
+    interval: float = 0.5,
+    on_timeout: Callable[[], str] | None = None,
+) -> T:
     """Poll ``condition`` until it returns something truthy; fail naming ``what`` after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while True:
@@ -146,15 +154,11 @@ class Service:
         if self.popen is None:
             return
         if self._signal_group(signal.SIGTERM):
-            try:
+            with suppress(subprocess.TimeoutExpired):
                 self.popen.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                pass
         self._signal_group(signal.SIGKILL)  # stragglers of the group too, even when the leader exited
-        try:
+        with suppress(subprocess.TimeoutExpired):  # a process that survives SIGKILL: nothing more to do
             self.popen.wait(timeout=30)
-        except subprocess.TimeoutExpired:  # pragma: no cover - a process that survives SIGKILL
-            pass
 
     def tail(self, lines: int = 40) -> str:
         if not self.log.exists():
@@ -205,7 +209,17 @@ class ProductionStack:
         self.services = {
             "code": Service(
                 "code server",
-                [str(BIN / "dagster"), "api", "grpc", "-m", MODULE, "--host", "127.0.0.1", "--port", str(self.grpc_port)],
+                [
+                    str(BIN / "dagster"),
+                    "api",
+                    "grpc",
+                    "-m",
+                    MODULE,
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.grpc_port),
+                ],
                 {**dagster_env, **self.code_env},
                 self.root,
                 logs / "code-server.log",
@@ -218,7 +232,11 @@ class ProductionStack:
                 logs / "webserver.log",
             ),
             "daemon": Service(
-                "daemon", [str(BIN / "dagster-daemon"), "run", "-w", workspace_file], dagster_env, self.root, logs / "daemon.log"
+                "daemon",
+                [str(BIN / "dagster-daemon"), "run", "-w", workspace_file],
+                dagster_env,
+                self.root,
+                logs / "daemon.log",
             ),
         }
 
@@ -246,16 +264,27 @@ class ProductionStack:
 
     def _alive(self, service: Service) -> bool:
         if not service.running:
-            raise RuntimeError(f"{service.name} exited with code {service.popen.returncode if service.popen else '?'}\n{service.tail()}")
+            code = service.popen.returncode if service.popen else "?"
+            raise RuntimeError(f"{service.name} exited with code {code}\n{service.tail()}")
         return True
 
     def start(self, timeout: float = 120) -> None:
         """Start the code server, then the webserver and daemon; return when all three are serving."""
         self.code.start()
-        wait_for(lambda: self._alive(self.code) and self._port_open(self.grpc_port), timeout, "the code server", on_timeout=self.logs)
+        wait_for(
+            lambda: self._alive(self.code) and self._port_open(self.grpc_port),
+            timeout,
+            "the code server",
+            on_timeout=self.logs,
+        )
         self.webserver.start()
         self.daemon.start()
-        wait_for(lambda: self._alive(self.webserver) and self.location_loaded(), timeout, "the webserver to load the code location", on_timeout=self.logs)
+        wait_for(
+            lambda: self._alive(self.webserver) and self.location_loaded(),
+            timeout,
+            "the webserver to load the code location",
+            on_timeout=self.logs,
+        )
         self.wait_daemon_healthy(timeout)
 
     def restart_daemon(self, timeout: float = 120) -> None:
@@ -268,7 +297,9 @@ class ProductionStack:
 
         def healthy() -> bool:
             self._alive(self.daemon)
-            data = self.graphql("{ instance { daemonHealth { allDaemonStatuses { daemonType required healthy lastHeartbeatTime } } } }")
+            data = self.graphql(
+                "{ instance { daemonHealth { allDaemonStatuses { daemonType required healthy lastHeartbeatTime } } } }"
+            )
             statuses = [s for s in data["instance"]["daemonHealth"]["allDaemonStatuses"] if s["required"]]
             return bool(statuses) and all(s["healthy"] and (s["lastHeartbeatTime"] or 0) >= since for s in statuses)
 
@@ -437,7 +468,11 @@ def wait_for_runs(stack: "ProductionStack", run_ids: list[str], timeout: float =
         return runs if all(r is not None and r.is_finished for r in runs) else None
 
     def describe() -> str:
-        states = [(r.tags.get("dagster/partition"), r.status.value) for r in (stack.instance.get_run_by_id(i) for i in run_ids) if r]
+        states = [
+            (r.tags.get("dagster/partition"), r.status.value)
+            for r in (stack.instance.get_run_by_id(i) for i in run_ids)
+            if r
+        ]
         return f"runs: {states}\n{stack.logs()}"
 
     return wait_for(finished, timeout, f"{len(run_ids)} run(s) to finish", interval=1, on_timeout=describe)
@@ -454,5 +489,87 @@ def run_failure_details(instance: Any, run_id: str) -> str:
             continue
         if event.event_type in (DagsterEventType.STEP_FAILURE, DagsterEventType.RUN_FAILURE):
             error = getattr(event.event_specific_data, "error", None)
-            lines.append(f"{event.event_type_value} {event.step_key or ''}: {error.message.strip() if error else record.message}")
+            lines.append(
+                f"{event.event_type_value} {event.step_key or ''}: {error.message.strip() if error else record.message}"
+            )
     return "\n".join(lines) or "(no failure events)"
+
+
+def timeline(instance: Any) -> str:
+    """One line per run: partition, status, seconds from creation to start and from start to end."""
+    records = sorted(instance.get_run_records(), key=lambda r: r.create_timestamp)
+    if not records:
+        return "no runs"
+    origin = records[0].create_timestamp.timestamp()
+    lines = []
+    for record in records:
+        run = record.dagster_run
+        created = record.create_timestamp.timestamp() - origin
+        started = f"{record.start_time - origin:6.1f}" if record.start_time else "     -"
+        ended = f"{record.end_time - origin:6.1f}" if record.end_time else "     -"
+        lines.append(
+            f"{run.run_id[:8]} {run.tags.get('dagster/partition', '-'):10} {run.status.value:10} "
+            f"created {created:6.1f} started {started} ended {ended} {run.tags.get('dagster/backfill', '')}"
+            f"{' retry of ' + run.parent_run_id[:8] if run.parent_run_id else ''}"
+        )
+    return "\n".join(lines)
+
+
+def worker_pid(instance: Any, run_id: str) -> int | None:
+    """The pid of the process executing the run's steps (the in-process executor logs it), once known."""
+    from dagster import DagsterEventType
+
+    for record in instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT):
+        metadata = record.dagster_event.engine_event_data.metadata if record.dagster_event else {}
+        if "pid" in metadata and "step_keys" in metadata:
+            return int(metadata["pid"].value)
+    return None
+
+
+def launch_job_backfill(stack: "ProductionStack", job: str, partitions: list[str]) -> str:
+    """Launch a backfill of ``job`` over ``partitions`` through the webserver's GraphQL API; its id."""
+    data = stack.graphql(
+        "mutation($p: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $p) { __typename "
+        "... on LaunchBackfillSuccess { backfillId } ... on Error { message } } }",
+        {
+            "p": {
+                "selector": {
+                    "partitionSetName": f"{job}_partition_set",
+                    "repositorySelector": stack.repository_selector,
+                },
+                "partitionNames": partitions,
+            }
+        },
+    )
+    result = data["launchPartitionBackfill"]
+    if result["__typename"] != "LaunchBackfillSuccess":
+        raise RuntimeError(f"backfill not launched: {result}")
+    return result["backfillId"]
+
+
+def occupancy(instance: Any, run_ids: list[str]) -> list[tuple[float, float]]:
+    """(launched, ended) of each finished run, from its RUN_STARTING and final events in the event log.
+
+    RUN_STARTING is written when the coordinator hands the run to the launcher, i.e. when the
+    run takes one of the coordinator's slots; the success or failure event is when it gives it back.
+    """
+    from dagster import DagsterEventType
+
+    spans = []
+    for run_id in run_ids:
+        starting = instance.all_logs(run_id, of_type=DagsterEventType.RUN_STARTING)
+        ended = instance.all_logs(run_id, of_type={DagsterEventType.RUN_SUCCESS, DagsterEventType.RUN_FAILURE})
+        if len(starting) != 1 or len(ended) != 1:
+            raise AssertionError(f"run {run_id}: {len(starting)} RUN_STARTING and {len(ended)} end events")
+        spans.append((starting[0].timestamp, ended[0].timestamp))
+    return spans
+
+
+def max_overlap(spans: list[tuple[float, float]]) -> int:
+    """The largest number of spans open at the same moment."""
+    events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+    open_now = peak = 0
+    for _, change in events:  # an end sorts before a start at the same instant
+        open_now += change
+        peak = max(peak, open_now)
+    return peak
