@@ -149,7 +149,7 @@ class Service:
         if self.popen is not None:
             self.popen.wait(timeout=30)
 
-    def stop(self, grace: float = 15) -> None:
+    def stop(self, grace: float = 10) -> None:
         """SIGTERM the group, then SIGKILL whatever is left after ``grace`` seconds."""
         if self.popen is None:
             return
