@@ -149,16 +149,24 @@ class Service:
         if self.popen is not None:
             self.popen.wait(timeout=30)
 
-    def stop(self, grace: float = 10) -> None:
-        """SIGTERM the group, then SIGKILL whatever is left after ``grace`` seconds."""
+    def terminate(self) -> None:
+        """Ask the whole group to stop (SIGTERM); ``finish`` makes sure it did."""
+        self._signal_group(signal.SIGTERM)
+
+    def finish(self, deadline: float) -> None:
+        """Wait for the group until ``deadline`` (``time.monotonic()``), then SIGKILL whatever is left."""
         if self.popen is None:
             return
-        if self._signal_group(signal.SIGTERM):
-            with suppress(subprocess.TimeoutExpired):
-                self.popen.wait(timeout=grace)
+        with suppress(subprocess.TimeoutExpired):
+            self.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
         self._signal_group(signal.SIGKILL)  # stragglers of the group too, even when the leader exited
         with suppress(subprocess.TimeoutExpired):  # a process that survives SIGKILL: nothing more to do
             self.popen.wait(timeout=30)
+
+    def stop(self, grace: float = 10) -> None:
+        """SIGTERM the group, then SIGKILL whatever is left after ``grace`` seconds."""
+        self.terminate()
+        self.finish(time.monotonic() + grace)
 
     def tail(self, lines: int = 40) -> str:
         if not self.log.exists():
@@ -305,9 +313,14 @@ class ProductionStack:
 
         wait_for(healthy, timeout, "every required daemon to send a heartbeat", interval=1, on_timeout=self.logs)
 
-    def close(self) -> None:
-        for name in ("daemon", "webserver", "code"):
-            self.services[name].stop()
+    def close(self, grace: float = 10) -> None:
+        """Stop every process (all at once: each may take seconds to wind down) and the instance."""
+        services = [self.services[name] for name in ("daemon", "webserver", "code")]
+        for service in services:
+            service.terminate()
+        deadline = time.monotonic() + grace
+        for service in services:
+            service.finish(deadline)
         if self._instance is not None:
             self._instance.dispose()
             self._instance = None
