@@ -25,6 +25,7 @@ from pathlib import Path
 USER = "dagster"
 SERVICE_USER = "postgres"  # created by Debian's postgresql package; runs the server when we are root
 INSTALL_HINT = "apt-get install postgresql (bash .ci/run does it when run as root)"
+DEBIAN_ROOT = Path("/usr/lib/postgresql")  # Debian's versioned server folders: <version>/bin
 
 
 class PostgresUnavailable(RuntimeError):
@@ -45,7 +46,7 @@ def _version(path: Path) -> tuple[int, ...]:
 
 def find_bindir() -> Path:
     """The newest PostgreSQL server ``bin`` folder (Debian's layout first, then ``PATH``)."""
-    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), key=_version, reverse=True)
+    candidates = sorted(DEBIAN_ROOT.glob("*/bin/pg_ctl"), key=_version, reverse=True)
     on_path = shutil.which("pg_ctl")
     if on_path:
         candidates.append(Path(on_path).resolve())
