@@ -37,6 +37,8 @@ setup(
             "ruff>=0.6",
             "psutil>=5.9",
             "playwright>=1.40",
+            # PostgreSQL storage for the production tests (deploy/dagster.yaml's instance); brings psycopg2-binary.
+            "dagster-postgres>=0.29,<0.30",
         ],
     },
     entry_points={"console_scripts": ["proactive-assets=proactive_assets.cli:main"]},

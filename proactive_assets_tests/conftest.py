@@ -79,3 +79,11 @@ def project_assets(res: "ProactiveResource", *names: str) -> list:
 
     by_name = {key.to_user_string(): a for a in build_definitions(res.settings).assets for key in a.keys}
     return [by_name[name] for name in names]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "production: the production path in separate processes (PostgreSQL, code server, daemon, webserver); "
+        "select with -m production",
+    )
