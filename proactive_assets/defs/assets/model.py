@@ -6,6 +6,7 @@ assets, metadata and blocking AUC check.
 """
 
 import time
+from datetime import date
 from typing import Any
 
 import pyarrow as pa
@@ -25,14 +26,17 @@ from dagster import (
     asset,
 )
 
+from proactive_assets.config import SAGEMAKER_SDK_NOTE, Settings, sagemaker_sdk_installed
 from proactive_assets.core import plots, scoring, training
 from proactive_assets.core.backends import create_backend
 from proactive_assets.core.model import IPInsightsParams
+from proactive_assets.core.warehouse import Warehouse
 from proactive_assets.defs import tables
 from proactive_assets.defs.metadata import table_preview
 from proactive_assets.defs.model_store import load_model, save_model
 from proactive_assets.defs.partitions import partition_day
 from proactive_assets.defs.resources import ProactiveResource
+from proactive_assets.defs.skips import record_skip
 
 AUC_FLOOR = 0.8
 MODEL_PARAMS = IPInsightsParams()
@@ -67,10 +71,12 @@ def model_assets(partitions: DailyPartitionsDefinition, training_days: int) -> l
         table, used = training.union_learning_sets(learning_sets)
         start, end = training.training_window(day, settings.training_days)
         if len(used) < settings.min_training_days:
-            context.log.warning(
-                f"skipping {day}: only {len(used)} day(s) with data in the training window {start}..{end}; "
-                f"need at least {settings.min_training_days} (PROACTIVE_MIN_TRAINING_DAYS)"
+            missing = [d for d in training.window_days(day, settings.training_days) if d not in learning_sets]
+            reason = (
+                f"only {len(used)} day(s) with data in the training window {start}..{end} "
+                f"(need {settings.min_training_days}, PROACTIVE_MIN_TRAINING_DAYS)"
             )
+            _skip(context, warehouse, tables.TRAINING_SET, day, reason, _window_fix(missing, settings))
             return
         warehouse.write_tables(tables.TRAINING_SET, day, {tables.TRAINING_SET: table})
         yield MaterializeResult(
@@ -91,6 +97,7 @@ def model_assets(partitions: DailyPartitionsDefinition, training_days: int) -> l
         deps=[training_set],
         group_name="model",
         code_version="2",
+        output_required=False,
         check_specs=[
             AssetCheckSpec(
                 "validation_auc_floor",
@@ -108,14 +115,21 @@ def model_assets(partitions: DailyPartitionsDefinition, training_days: int) -> l
         table = warehouse.read_table(tables.TRAINING_SET, day)
         start, end = training.training_window(day, settings.training_days)
         backend = create_backend(settings.model_backend, settings)
+        if backend.name == "sagemaker" and not sagemaker_sdk_installed():
+            context.log.warning(SAGEMAKER_SDK_NOTE)
         started = time.perf_counter()
         model = backend.train(table, MODEL_PARAMS, day)
         seconds = time.perf_counter() - started
+        if model.validation_auc is None:
+            # No held-out pair, so neither the AUC floor nor the insight calibration can be measured:
+            # scoring with such a model would make the threshold meaningless. Skip, and say why.
+            _skip(context, warehouse, tables.IP_INSIGHTS_MODEL, day, *_unvalidated(table, start, end))
+            return
         model.metadata.update(
             {"window_start": start.isoformat(), "window_end": end.isoformat(), "training_rows": table.num_rows}
         )
         locations = save_model(warehouse, day, model)
-        auc = _auc(model.metadata)
+        auc = float(model.validation_auc)
         context.log.info(
             f"model {model.version} ({backend.name}) trained on {start}..{end}: "
             f"validation AUC {auc:.3f} in {seconds:.1f}s"
@@ -189,6 +203,45 @@ def model_assets(partitions: DailyPartitionsDefinition, training_days: int) -> l
         )
 
     return [training_set, ip_insights_model, daily_insights]
+
+
+def _skip(
+    context: AssetExecutionContext, warehouse: Warehouse, asset: str, day: date, reason: str, fix: str
+) -> None:
+    """Log why ``asset`` skips ``day`` and record it where ``proactive-assets insights`` finds it."""
+    context.log.warning(f"skipping {day}: {reason}; {fix}")
+    record_skip(warehouse, asset, day, reason, fix, context.run.run_id)
+
+
+def _window_fix(missing: list[date], settings: Settings) -> str:
+    """What would give the window enough days: ingest the days never ingested, an earlier start, or time."""
+    first = date.fromisoformat(settings.start_date)
+    ingestable = [d for d in missing if d >= first]
+    if ingestable:
+        return (
+            f"ingest the {len(ingestable)} day(s) of the window never ingested ({ingestable[0]}..{ingestable[-1]}): "
+            "`proactive-assets run` does it unless --no-history; in the UI, materialise the ingest group for them"
+        )
+    if missing:
+        return (
+            f"the window starts before the first day partition {first} (PROACTIVE_START_DATE): "
+            f"set PROACTIVE_START_DATE={missing[0]} if the logs go back that far"
+        )
+    return f"wait for more days of logs, or lower PROACTIVE_MIN_TRAINING_DAYS (now {settings.min_training_days})"
+
+
+def _unvalidated(table: pa.Table, start: date, end: date) -> tuple[str, str]:
+    """Why a window gave no validation pair (every identity needs one address kept for training)."""
+    pairs = training.training_pairs(table)
+    per_entity = pairs.group_by("entity").aggregate([("source_ip", "count")])
+    several = int(pc.sum(pc.greater(per_entity.column("source_ip_count"), 1)).as_py() or 0)
+    reason = (
+        f"the training window {start}..{end} cannot be validated: {pairs.num_rows} (identity, address) pair(s) "
+        f"of {per_entity.num_rows} identities, {several} of them with more than one address, leave no pair "
+        "to hold out, so the model's AUC and the insight calibration cannot be measured"
+    )
+    fix = "more history (a longer PROACTIVE_TRAINING_DAYS) or more active identities in the window"
+    return reason, fix
 
 
 def _auc(meta: dict) -> float:
