@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from proactive_assets.config import Settings
-from proactive_assets.core.storage import SourceUnavailable, open_store
+from proactive_assets.core.storage import open_store
 from proactive_assets.core.training import window_days
 from proactive_assets.core.warehouse import Warehouse
 from proactive_assets.defs import tables
+from proactive_assets.defs.partitions import day_has_logs
 from proactive_assets.defs.skips import find_skip
 
 
@@ -88,30 +89,13 @@ def plan_history(settings: Settings, days: Sequence[date], dagster_instance: Any
         if day < first_partition:
             plan.before_start += 1
         elif not warehouse.has(tables.LEARNING_SET, day):
-            if _has_logs(settings, day):
+            if day_has_logs(settings, day, open_store):
                 plan.missing.append(day)
             else:
                 plan.without_logs += 1
         elif _stale(dagster_instance, defs, day):
             plan.stale.append(day)
     return plan
-
-
-def _has_logs(settings: Settings, day: date) -> bool:
-    """Whether a source has log objects for ``day`` (when it cannot be listed, the ingest run will say why)."""
-    from proactive_assets.core.sources import cloudtrail, security_lake
-
-    sources = [(cloudtrail, settings.cloudtrail_uri)]
-    if settings.security_lake_uri:
-        sources.append((security_lake, settings.security_lake_uri))
-    for source, uri in sources:
-        try:
-            listing = source.list_day(open_store(uri), day, settings.accounts, settings.regions)
-        except SourceUnavailable:
-            return True
-        if listing.objects:
-            return True
-    return False
 
 
 def _stale(dagster_instance: Any, defs: Any, day: date) -> bool:

@@ -6,6 +6,7 @@ assets, metadata and blocking AUC check.
 """
 
 import time
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
@@ -19,11 +20,13 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
+    AssetSpec,
     DailyPartitionsDefinition,
     MaterializeResult,
     MetadataValue,
     TimeWindowPartitionMapping,
     asset,
+    multi_asset,
 )
 
 from proactive_assets.config import SAGEMAKER_SDK_NOTE, Settings, sagemaker_sdk_installed
@@ -34,12 +37,18 @@ from proactive_assets.core.warehouse import Warehouse
 from proactive_assets.defs import tables
 from proactive_assets.defs.metadata import table_preview
 from proactive_assets.defs.model_store import load_model, save_model
-from proactive_assets.defs.partitions import partition_day
+from proactive_assets.defs.partitions import day_has_logs, partition_day
 from proactive_assets.defs.resources import ProactiveResource
 from proactive_assets.defs.skips import record_skip
 
 AUC_FLOOR = 0.8
 MODEL_PARAMS = IPInsightsParams()
+AUC_CHECK = AssetCheckSpec(
+    "validation_auc_floor",
+    asset=tables.IP_INSIGHTS_MODEL,
+    blocking=True,
+    description=f"validation AUC must be at least {AUC_FLOOR} to score with the model",
+)
 
 
 def model_assets(partitions: DailyPartitionsDefinition, training_days: int) -> list[AssetsDefinition]:
@@ -76,7 +85,8 @@ def model_assets(partitions: DailyPartitionsDefinition, training_days: int) -> l
                 f"only {len(used)} day(s) with data in the training window {start}..{end} "
                 f"(need {settings.min_training_days}, PROACTIVE_MIN_TRAINING_DAYS)"
             )
-            _skip(context, warehouse, tables.TRAINING_SET, day, reason, _window_fix(missing, settings))
+            fix = _window_fix(missing, settings, lambda d: day_has_logs(settings, d, proactive.store))
+            _skip(context, warehouse, tables.TRAINING_SET, day, reason, fix)
             return
         warehouse.write_tables(tables.TRAINING_SET, day, {tables.TRAINING_SET: table})
         yield MaterializeResult(
@@ -91,22 +101,23 @@ def model_assets(partitions: DailyPartitionsDefinition, training_days: int) -> l
             }
         )
 
-    @asset(
+    # A multi_asset only for ``can_subset``: it makes both the model and its check optional outputs,
+    # so a window that cannot be validated skips the day (no model, no check, scoring skipped)
+    # instead of failing the step for a missing check result.
+    @multi_asset(
         name=tables.IP_INSIGHTS_MODEL,
         partitions_def=partitions,
-        deps=[training_set],
-        group_name="model",
-        code_version="2",
-        output_required=False,
-        check_specs=[
-            AssetCheckSpec(
-                "validation_auc_floor",
-                asset=tables.IP_INSIGHTS_MODEL,
-                blocking=True,
-                description=f"validation AUC must be at least {AUC_FLOOR} to score with the model",
+        specs=[
+            AssetSpec(
+                tables.IP_INSIGHTS_MODEL,
+                deps=[training_set],
+                group_name="model",
+                code_version="2",
+                description="IP Insights model trained on training_set D; 'deployed' = ready to score day D.",
             )
         ],
-        description="IP Insights model trained on training_set D; 'deployed' = ready to score day D.",
+        check_specs=[AUC_CHECK],
+        can_subset=True,
     )
     def ip_insights_model(context: AssetExecutionContext, proactive: ProactiveResource):
         day = partition_day(context)
@@ -135,6 +146,7 @@ def model_assets(partitions: DailyPartitionsDefinition, training_days: int) -> l
             f"validation AUC {auc:.3f} in {seconds:.1f}s"
         )
         yield MaterializeResult(
+            asset_key=tables.IP_INSIGHTS_MODEL,
             metadata={
                 "version": model.version,
                 "backend": backend.name,
@@ -146,14 +158,16 @@ def model_assets(partitions: DailyPartitionsDefinition, training_days: int) -> l
                 **locations,
                 **{name: _metadata_value(value) for name, value in backend.describe(model).items()},
                 **_roc_plot(model.metadata, auc),
-            }
+            },
         )
-        yield AssetCheckResult(
-            check_name="validation_auc_floor",
-            passed=bool(auc >= AUC_FLOOR),
-            severity=AssetCheckSeverity.ERROR,
-            metadata={"validation_auc": auc, "floor": AUC_FLOOR, "model_version": model.version},
-        )
+        if AUC_CHECK.key in context.selected_asset_check_keys:
+            yield AssetCheckResult(
+                asset_key=tables.IP_INSIGHTS_MODEL,
+                check_name=AUC_CHECK.name,
+                passed=bool(auc >= AUC_FLOOR),
+                severity=AssetCheckSeverity.ERROR,
+                metadata={"validation_auc": auc, "floor": AUC_FLOOR, "model_version": model.version},
+            )
 
     @asset(
         name=tables.DAILY_INSIGHTS,
@@ -213,16 +227,17 @@ def _skip(
     record_skip(warehouse, asset, day, reason, fix, context.run.run_id)
 
 
-def _window_fix(missing: list[date], settings: Settings) -> str:
-    """What would give the window enough days: ingest the days never ingested, an earlier start, or time."""
+def _window_fix(missing: list[date], settings: Settings, has_logs: Callable[[date], bool]) -> str:
+    """What would give the window enough days: ingest days with logs never ingested, an earlier start, or time."""
     first = date.fromisoformat(settings.start_date)
-    ingestable = [d for d in missing if d >= first]
+    ingestable = [d for d in missing if d >= first and has_logs(d)]
     if ingestable:
         return (
-            f"ingest the {len(ingestable)} day(s) of the window never ingested ({ingestable[0]}..{ingestable[-1]}): "
-            "`proactive-assets run` does it unless --no-history; in the UI, materialise the ingest group for them"
+            f"ingest the {len(ingestable)} day(s) of the window that have logs but no learning_set "
+            f"({ingestable[0]}..{ingestable[-1]}): `proactive-assets run` does it unless --no-history; "
+            "in the UI, materialise the ingest group for those days"
         )
-    if missing:
+    if missing and missing[0] < first:
         return (
             f"the window starts before the first day partition {first} (PROACTIVE_START_DATE): "
             f"set PROACTIVE_START_DATE={missing[0]} if the logs go back that far"
