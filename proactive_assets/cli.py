@@ -208,11 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser = argparse.ArgumentParser(
         prog="proactive-assets",
-        description=__doc__.splitlines()[0].split(": ", 1)[1],
+        description="Find suspicious identity activity in AWS CloudTrail and Security Lake logs, as "
+        "day-partitioned Dagster assets.",
         epilog=EPILOG,
         parents=[verbose],
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="what to do (each has its own --help)")
 
     sample = sub.add_parser(
         "sample",
@@ -298,9 +299,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130
+        except OSError as exc:
+            where = f": {exc.filename}" if exc.filename else ""
+            return _fail(verbose, f"{exc.strerror or exc}{where}", "check that path, its folders and permissions")
         except Exception as exc:  # a person gets two lines; --verbose gives the trace
             first = (str(exc).strip().splitlines() or [""])[0]
-            return _fail(verbose, f"{type(exc).__name__}: {first}", "run again with --verbose for the full trace")
+            fix = "the trace above shows where; report it if it looks like a bug" if verbose else (
+                "run again with --verbose for the full trace"
+            )
+            return _fail(verbose, f"{type(exc).__name__}: {first}", fix)
 
 
 def _quiet_warnings() -> None:
