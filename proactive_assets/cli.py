@@ -213,7 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         parents=[verbose],
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="what to do (each has its own --help)")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help="what to do (each has its own --help)"
+    )
 
     sample = sub.add_parser(
         "sample",
@@ -304,8 +306,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _fail(verbose, f"{exc.strerror or exc}{where}", "check that path, its folders and permissions")
         except Exception as exc:  # a person gets two lines; --verbose gives the trace
             first = (str(exc).strip().splitlines() or [""])[0]
-            fix = "the trace above shows where; report it if it looks like a bug" if verbose else (
-                "run again with --verbose for the full trace"
+            fix = (
+                "the trace above shows where; report it if it looks like a bug"
+                if verbose
+                else ("run again with --verbose for the full trace")
             )
             return _fail(verbose, f"{type(exc).__name__}: {first}", fix)
 
