@@ -6,6 +6,7 @@ the first requested day, the days of its training window that were never ingeste
 ingest is stale) are ingested first, so that a fresh home scores the day it was asked for.
 """
 
+import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,20 @@ from proactive_assets.core.warehouse import Warehouse
 from proactive_assets.defs import tables
 from proactive_assets.defs.partitions import day_has_logs
 from proactive_assets.defs.skips import find_skip
+
+
+class _QuietUngatedCheck(logging.Filter):
+    """Drops Dagster's notice that the blocking AUC check "emitted no result" on a skipped day.
+
+    It comes whenever a model step skips a day; the missing model output already stops scoring
+    (the CLI runs the whole job, checks included), so in the CLI's output the notice only misleads.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Blocking asset check")
+
+
+_UNGATED = _QuietUngatedCheck()
 
 
 def instance(settings: Settings) -> Any:  # a DagsterInstance (import kept lazy: it is slow)
@@ -205,6 +220,8 @@ def run_days(settings: Settings, days: Sequence[date], out: TextIO | None = None
     """
     out = out or sys.stdout
     from proactive_assets.defs.definitions import build_definitions
+
+    logging.getLogger("dagster._core.execution.plan.active").addFilter(_UNGATED)  # once: filters are a set
 
     defs = build_definitions(settings)
     job = defs.resolve_implicit_global_asset_job_def()
