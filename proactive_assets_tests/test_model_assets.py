@@ -178,3 +178,19 @@ def test_window_that_cannot_be_validated_is_skipped_with_its_reason(
         f"2024-03-04 was not scored: {reason}",
         "fix: more history (a longer PROACTIVE_TRAINING_DAYS) or more active identities in the window",
     ]
+
+
+def test_auc_check_alone_evaluates_the_stored_model(settings: Settings) -> None:
+    """The model asset can be subset: the blocking check on its own re-checks the day's stored model."""
+    from proactive_assets.defs.assets.model import AUC_CHECK
+    from proactive_assets.defs.definitions import build_definitions
+
+    job = build_definitions(settings).resolve_implicit_global_asset_job_def()
+    subset = job.get_subset(asset_selection=set(), asset_check_selection={AUC_CHECK.key})
+    result = subset.execute_in_process(partition_key=DAYS[-1].isoformat(), instance=runner.instance(settings))
+    assert result.success
+    evaluations = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    assert [(e.check_name, e.passed) for e in evaluations] == [("validation_auc_floor", True)]
+    assert not [e for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"]
+    model = load_model(Warehouse(open_store(settings.warehouse)), DAYS[-1])
+    assert evaluations[0].metadata["model_version"].value == model.version

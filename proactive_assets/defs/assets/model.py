@@ -29,14 +29,14 @@ from dagster import (
     multi_asset,
 )
 
-from proactive_assets.config import SAGEMAKER_SDK_NOTE, Settings, sagemaker_sdk_installed
+from proactive_assets.config import Settings
 from proactive_assets.core import plots, scoring, training
 from proactive_assets.core.backends import create_backend
 from proactive_assets.core.model import IPInsightsParams
 from proactive_assets.core.warehouse import Warehouse
 from proactive_assets.defs import tables
 from proactive_assets.defs.metadata import table_preview
-from proactive_assets.defs.model_store import load_model, save_model
+from proactive_assets.defs.model_store import load_model, load_model_metadata, save_model
 from proactive_assets.defs.partitions import day_has_logs, partition_day
 from proactive_assets.defs.resources import ProactiveResource
 from proactive_assets.defs.skips import record_skip
@@ -125,9 +125,10 @@ def model_assets(partitions: DailyPartitionsDefinition, training_days: int) -> l
         warehouse = proactive.warehouse()
         table = warehouse.read_table(tables.TRAINING_SET, day)
         start, end = training.training_window(day, settings.training_days)
+        if AssetKey(tables.IP_INSIGHTS_MODEL) not in context.selected_asset_keys:  # the check alone: the stored model
+            yield _auc_check(load_model_metadata(warehouse, day))
+            return
         backend = create_backend(settings.model_backend, settings)
-        if backend.name == "sagemaker" and not sagemaker_sdk_installed():
-            context.log.warning(SAGEMAKER_SDK_NOTE)
         started = time.perf_counter()
         model = backend.train(table, MODEL_PARAMS, day)
         seconds = time.perf_counter() - started
@@ -161,13 +162,7 @@ def model_assets(partitions: DailyPartitionsDefinition, training_days: int) -> l
             },
         )
         if AUC_CHECK.key in context.selected_asset_check_keys:
-            yield AssetCheckResult(
-                asset_key=tables.IP_INSIGHTS_MODEL,
-                check_name=AUC_CHECK.name,
-                passed=bool(auc >= AUC_FLOOR),
-                severity=AssetCheckSeverity.ERROR,
-                metadata={"validation_auc": auc, "floor": AUC_FLOOR, "model_version": model.version},
-            )
+            yield _auc_check(model.metadata)
 
     @asset(
         name=tables.DAILY_INSIGHTS,
@@ -257,6 +252,18 @@ def _unvalidated(table: pa.Table, start: date, end: date) -> tuple[str, str]:
     )
     fix = "more history (a longer PROACTIVE_TRAINING_DAYS) or more active identities in the window"
     return reason, fix
+
+
+def _auc_check(meta: dict) -> AssetCheckResult:
+    """The blocking quality gate: a model below ``AUC_FLOOR`` (or without a validation AUC) never scores."""
+    auc = _auc(meta)
+    return AssetCheckResult(
+        asset_key=tables.IP_INSIGHTS_MODEL,
+        check_name=AUC_CHECK.name,
+        passed=bool(auc >= AUC_FLOOR),
+        severity=AssetCheckSeverity.ERROR,
+        metadata={"validation_auc": auc, "floor": AUC_FLOOR, "model_version": str(meta.get("version"))},
+    )
 
 
 def _auc(meta: dict) -> float:
