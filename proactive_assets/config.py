@@ -195,6 +195,13 @@ def preflight(settings: Settings) -> list[str]:
     notes: list[str] = []
     if settings.model_backend == "sagemaker":
         notes += _sagemaker_problems(settings)
+    default_sample = str(Path(settings.home) / "sample")
+    if settings.cloudtrail_uri == default_sample and not Path(default_sample).is_dir():
+        raise SettingsProblem(
+            f"PROACTIVE_CLOUDTRAIL_URI is not set and the default sample folder {default_sample} does not exist",
+            "set PROACTIVE_CLOUDTRAIL_URI=s3://<bucket>[/prefix] (or a local copy laid out like the bucket), "
+            f"or write sample logs there first: proactive-assets sample {default_sample}",
+        )
     found = _probe(settings.cloudtrail_uri, "PROACTIVE_CLOUDTRAIL_URI", "AWSLogs/")
     if not found:
         notes.append(
@@ -204,7 +211,7 @@ def preflight(settings: Settings) -> list[str]:
     if settings.security_lake_uri:
         _probe(settings.security_lake_uri, "PROACTIVE_SECURITY_LAKE_URI", "")
     if settings.warehouse.startswith("s3://"):
-        _probe(settings.warehouse, "PROACTIVE_WAREHOUSE", "", must_exist=False)
+        _probe(settings.warehouse, "PROACTIVE_WAREHOUSE", "")
     return notes
 
 
@@ -240,7 +247,7 @@ def _sagemaker_problems(settings: Settings) -> list[str]:
     return [SAGEMAKER_SDK_NOTE]
 
 
-def _probe(uri: str, variable: str, prefix: str, must_exist: bool = True) -> bool:
+def _probe(uri: str, variable: str, prefix: str) -> bool:
     """Whether ``uri`` holds anything under ``prefix``; ``SettingsProblem`` when it cannot be read."""
     if not uri.startswith("s3://"):
         if "://" in uri and not uri.startswith("file://"):
@@ -250,8 +257,6 @@ def _probe(uri: str, variable: str, prefix: str, must_exist: bool = True) -> boo
             )
         folder = Path(uri.removeprefix("file://"))
         if not folder.is_dir():
-            if not must_exist:
-                return False
             raise SettingsProblem(
                 f"{variable}: folder {folder} does not exist",
                 f"set {variable} to an existing folder (laid out like the bucket) or to s3://bucket[/prefix]",

@@ -248,3 +248,15 @@ def test_console_script_prints_two_lines_and_no_traceback(env: dict, tmp_path: P
         f"error: PROACTIVE_CLOUDTRAIL_URI: folder {tmp_path / 'nowhere'} does not exist",
         "fix: set PROACTIVE_CLOUDTRAIL_URI to an existing folder (laid out like the bucket) or to s3://bucket[/prefix]",
     ]
+
+
+def test_no_source_configured_on_a_fresh_home(
+    env: dict, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("PROACTIVE_CLOUDTRAIL_URI")
+    sample = tmp_path / "home" / "sample"
+    assert run(capsys) == [
+        f"error: PROACTIVE_CLOUDTRAIL_URI is not set and the default sample folder {sample} does not exist",
+        "fix: set PROACTIVE_CLOUDTRAIL_URI=s3://<bucket>[/prefix] (or a local copy laid out like the bucket), "
+        f"or write sample logs there first: proactive-assets sample {sample}",
+    ]
