@@ -16,10 +16,14 @@ import warnings
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from proactive_assets.config import Settings, SettingsProblem, preflight
 from proactive_assets.core.storage import SourceUnavailable
 from proactive_assets.defs import tables
+
+if TYPE_CHECKING:
+    from proactive_assets.core.warehouse import Warehouse
 
 EPILOG = """\
 settings come from environment variables (PROACTIVE_HOME, PROACTIVE_CLOUDTRAIL_URI, ...; the README's
@@ -88,7 +92,6 @@ def _check_partitions(settings: Settings, start: date, end: date, history: bool)
 
 def _why_missing(settings: Settings, asset: str, day: date) -> list[str]:
     """Why ``asset`` has no table for ``day``, from what the runs recorded: two lines, cause and fix."""
-    from proactive_assets.core.warehouse import Warehouse
     from proactive_assets.defs.skips import find_skip
 
     run = f"`proactive-assets run --start {day} --end {day}`"
@@ -98,7 +101,7 @@ def _why_missing(settings: Settings, asset: str, day: date) -> list[str]:
             f"{day} is before the first day partition {first} (PROACTIVE_START_DATE): it is never scored",
             f"fix: set PROACTIVE_START_DATE={day - timedelta(days=settings.training_days)} or earlier, then {run}",
         ]
-    warehouse = Warehouse(_store(settings.warehouse))
+    warehouse = _warehouse(settings)
     scored = warehouse.has(tables.DAILY_INSIGHTS, day)
     if not scored:
         skip = find_skip(warehouse, day)
@@ -116,13 +119,13 @@ def _why_missing(settings: Settings, asset: str, day: date) -> list[str]:
     ]
 
 
-def _refused_model(warehouse: object, day: date) -> list[str]:
+def _refused_model(warehouse: "Warehouse", day: date) -> list[str]:
     """The blocking AUC check's verdict, when it is what stopped scoring ``day``."""
     from proactive_assets.defs.assets.model import AUC_FLOOR
     from proactive_assets.defs.model_store import load_model_metadata
 
     try:
-        meta = load_model_metadata(warehouse, day)  # type: ignore[arg-type]
+        meta = load_model_metadata(warehouse, day)
     except FileNotFoundError:
         return []
     auc = meta.get("validation_auc")
@@ -136,16 +139,15 @@ def _refused_model(warehouse: object, day: date) -> list[str]:
     ]
 
 
-def _store(uri: str) -> object:
+def _warehouse(settings: Settings) -> "Warehouse":
     from proactive_assets.core.storage import open_store
+    from proactive_assets.core.warehouse import Warehouse
 
-    return open_store(uri)
+    return Warehouse(open_store(settings.warehouse))
 
 
 def _print_rows(settings: Settings, asset: str, day: date) -> int:
-    from proactive_assets.core.warehouse import Warehouse
-
-    warehouse = Warehouse(_store(settings.warehouse))  # type: ignore[arg-type]
+    warehouse = _warehouse(settings)
     if not warehouse.has(asset, day):
         for line in _why_missing(settings, asset, day):
             print(line, file=sys.stderr)

@@ -154,3 +154,24 @@ def test_demo_starts_from_a_clean_demo_home(
         "fix: move that folder away, or set PROACTIVE_HOME to another folder for the demo",
     ]
     assert (demo_home / "warehouse").is_dir()
+
+
+def test_a_model_refused_by_the_auc_check_is_the_reason_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """A day whose model the blocking check refused: insights says so, with the model's AUC."""
+    from proactive_assets.core.backends import TrainedModel
+    from proactive_assets.defs.model_store import save_model
+
+    monkeypatch.setenv("PROACTIVE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("PROACTIVE_WAREHOUSE", raising=False)
+    monkeypatch.delenv("PROACTIVE_START_DATE", raising=False)
+    warehouse = Warehouse(open_store(Settings.from_env().warehouse))
+    save_model(warehouse, DAY, TrainedModel({"version": "ipi-0123abcd", "backend": "local", "validation_auc": 0.62}))
+    _, err = cli_run(capsys, "alerts", "--day", str(DAY), code=1)
+    assert err == [
+        "2024-03-07 was not scored: model ipi-0123abcd has validation AUC 0.620, below the floor 0.8 "
+        "(the blocking validation_auc_floor check)",
+        "fix: a longer training window (PROACTIVE_TRAINING_DAYS) usually helps; the ip_insights_model partition "
+        "in the UI shows the ROC curve",
+    ]
