@@ -18,6 +18,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from botocore.exceptions import NoCredentialsError
+
 from proactive_assets.config import Settings, SettingsProblem, preflight
 from proactive_assets.core.storage import SourceUnavailable
 from proactive_assets.defs import tables
@@ -300,6 +302,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _fail(verbose, exc.cause, exc.fix)
         except SourceUnavailable as exc:
             return _fail(verbose, str(exc), "check the location's setting and the AWS credentials")
+        except NoCredentialsError:
+            return _fail(
+                verbose,
+                "no AWS credentials for an s3:// location (PROACTIVE_WAREHOUSE, PROACTIVE_CLOUDTRAIL_URI...)",
+                "set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+            )
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130

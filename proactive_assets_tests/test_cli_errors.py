@@ -260,3 +260,14 @@ def test_no_source_configured_on_a_fresh_home(
         "fix: set PROACTIVE_CLOUDTRAIL_URI=s3://<bucket>[/prefix] (or a local copy laid out like the bucket), "
         f"or write sample logs there first: proactive-assets sample {sample}",
     ]
+
+
+def test_no_aws_credentials_for_an_s3_warehouse_when_reading_a_day(
+    env: dict, monkeypatch: pytest.MonkeyPatch, no_aws_credentials: None, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.setenv("PROACTIVE_WAREHOUSE", "s3://my-warehouse/tables")
+    assert errors(capsys, "insights", "--day", DAY) == [
+        "error: no AWS credentials for an s3:// location (PROACTIVE_WAREHOUSE, PROACTIVE_CLOUDTRAIL_URI...)",
+        "fix: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+    ]
