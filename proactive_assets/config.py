@@ -6,6 +6,7 @@ and the Dagster resource (``defs/resources.py``, which carries a ``Settings`` as
 read the same object.
 """
 
+import importlib.util
 import os
 from collections.abc import Mapping
 from datetime import date
@@ -22,6 +23,12 @@ DEFAULT_START_DATE = "2024-01-01"
 DEFAULT_MAX_OBJECT_BYTES = 512 * 1024 * 1024
 MODEL_BACKENDS = ("local", "sagemaker")
 SCORING_MODES = ("endpoint", "batch")
+
+#: Said once per run when the SageMaker backend is chosen without the SageMaker SDK installed.
+SAGEMAKER_SDK_NOTE = (
+    "the SageMaker SDK is not installed: the ipinsights image comes from the built-in region table "
+    "(pip install 'proactive_assets[sagemaker]' to look it up with the SDK)"
+)
 
 
 def _env(*names: str) -> Any:
@@ -171,3 +178,136 @@ def _describe(exc: ValidationError, values: Mapping[str, str]) -> str:
         message = str(error["msg"]).removeprefix("Value error, ")
         lines.append(f"{name}: {message}{got}")
     return "; ".join(lines)
+
+
+class SettingsProblem(ValueError):
+    """A setting that cannot work, found before any work starts: the cause and the fix, one line each."""
+
+    def __init__(self, cause: str, fix: str) -> None:
+        super().__init__(cause)
+        self.cause = cause
+        self.fix = fix
+
+
+def sagemaker_sdk_installed() -> bool:
+    """Whether the optional SageMaker SDK (the ``sagemaker`` extra) can be imported; cheap, imports nothing."""
+    try:
+        return importlib.util.find_spec("sagemaker") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def preflight(settings: Settings) -> list[str]:
+    """Check that the settings can work before a run starts; returns notes worth a line each.
+
+    Raises ``SettingsProblem`` for the first setting that would make every run fail: a CloudTrail
+    or Security Lake location that cannot be read (missing folder or bucket, no AWS credentials,
+    access denied), an S3 warehouse that cannot be reached, or a SageMaker backend without what it
+    needs. S3 is probed with one ``ListObjectsV2`` call per location.
+    """
+    notes: list[str] = []
+    if settings.model_backend == "sagemaker":
+        notes += _sagemaker_problems(settings)
+    default_sample = str(Path(settings.home) / "sample")
+    if settings.cloudtrail_uri == default_sample and not Path(default_sample).is_dir():
+        raise SettingsProblem(
+            f"PROACTIVE_CLOUDTRAIL_URI is not set and the default sample folder {default_sample} does not exist",
+            "set PROACTIVE_CLOUDTRAIL_URI=s3://<bucket>[/prefix] (or a local copy laid out like the bucket), "
+            f"or write sample logs there first: proactive-assets sample {default_sample}",
+        )
+    found = _probe(settings.cloudtrail_uri, "PROACTIVE_CLOUDTRAIL_URI", "AWSLogs/")
+    if not found:
+        notes.append(
+            f"no AWSLogs/ under {settings.cloudtrail_uri}: PROACTIVE_CLOUDTRAIL_URI should be the bucket "
+            "(or the trail's S3 key prefix) that holds AWSLogs/; every day will be empty"
+        )
+    if settings.security_lake_uri:
+        _probe(settings.security_lake_uri, "PROACTIVE_SECURITY_LAKE_URI", "")
+    if settings.warehouse.startswith("s3://"):
+        _probe(settings.warehouse, "PROACTIVE_WAREHOUSE", "")
+    return notes
+
+
+def _sagemaker_problems(settings: Settings) -> list[str]:
+    """The SageMaker backend's own settings; a note when it must use the built-in image table."""
+    why = "PROACTIVE_MODEL_BACKEND=sagemaker needs"
+    other = "or set PROACTIVE_MODEL_BACKEND=local"
+    if not settings.sagemaker_role_arn:
+        raise SettingsProblem(
+            f"{why} SAGEMAKER_ROLE_ARN (the IAM role SageMaker's jobs run as)",
+            f"set SAGEMAKER_ROLE_ARN=arn:aws:iam::<account>:role/<role>, {other}",
+        )
+    if not (settings.sagemaker_artifacts_uri or "").startswith("s3://"):
+        raise SettingsProblem(
+            f"{why} PROACTIVE_SAGEMAKER_ARTIFACTS_URI, an s3:// prefix for training data and model artifacts"
+            + (f" (got {settings.sagemaker_artifacts_uri!r})" if settings.sagemaker_artifacts_uri else ""),
+            f"set PROACTIVE_SAGEMAKER_ARTIFACTS_URI=s3://<bucket>/<prefix>, {other}",
+        )
+    if not settings.aws_region:
+        raise SettingsProblem(f"{why} an AWS region", f"set AWS_REGION (e.g. AWS_REGION=us-east-1), {other}")
+    if sagemaker_sdk_installed():
+        return []
+    from proactive_assets.core.backends.sagemaker.jobs import fallback_ipinsights_image_uri
+
+    try:
+        fallback_ipinsights_image_uri(settings.aws_region)
+    except ValueError:
+        raise SettingsProblem(
+            f"the built-in table has no ipinsights image for region {settings.aws_region} "
+            "and the SageMaker SDK is not installed",
+            "pip install 'proactive_assets[sagemaker]' (the SDK knows every region), or choose another AWS_REGION",
+        ) from None
+    return [SAGEMAKER_SDK_NOTE]
+
+
+def _probe(uri: str, variable: str, prefix: str) -> bool:
+    """Whether ``uri`` holds anything under ``prefix``; ``SettingsProblem`` when it cannot be read."""
+    if not uri.startswith("s3://"):
+        if "://" in uri and not uri.startswith("file://"):
+            raise SettingsProblem(
+                f"{variable}={uri} is neither a local folder nor s3://",
+                f"set {variable} to s3://bucket/prefix or a folder",
+            )
+        folder = Path(uri.removeprefix("file://"))
+        if not folder.is_dir():
+            raise SettingsProblem(
+                f"{variable}: folder {folder} does not exist",
+                f"set {variable} to an existing folder (laid out like the bucket) or to s3://bucket[/prefix]",
+            )
+        return (folder / prefix).exists() if prefix else any(folder.iterdir())
+    return _probe_s3(uri, variable, prefix)
+
+
+def _probe_s3(uri: str, variable: str, prefix: str) -> bool:
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+    rest = uri[len("s3://") :]
+    bucket, _, root = rest.partition("/")
+    key_prefix = "/".join(p for p in (root.strip("/"), prefix) if p)
+    try:
+        page = boto3.client("s3").list_objects_v2(Bucket=bucket, Prefix=key_prefix, MaxKeys=1)
+    except NoCredentialsError:
+        raise SettingsProblem(
+            f"no AWS credentials to read {uri} ({variable})",
+            f"set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; or point {variable} at a local folder",
+        ) from None
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code == "NoSuchBucket":
+            raise SettingsProblem(
+                f"{variable}: bucket {bucket} does not exist", f"check the bucket name in {variable}={uri}"
+            ) from None
+        if code in ("AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+            raise SettingsProblem(
+                f"{variable}: {code} listing {uri}",
+                f"use credentials (AWS_PROFILE...) allowed s3:ListBucket on {bucket}, or check {variable}",
+            ) from None
+        raise SettingsProblem(
+            f"{variable}: cannot list {uri} ({code})", f"check {variable} and the AWS settings"
+        ) from None
+    except BotoCoreError as exc:
+        raise SettingsProblem(
+            f"{variable}: cannot reach {uri}: {exc}", "check the network, AWS_REGION and AWS_ENDPOINT_URL"
+        ) from None
+    return bool(page.get("KeyCount") or page.get("Contents"))

@@ -54,3 +54,12 @@ def test_two_definitions_with_different_settings_in_one_process(tmp_path: Path) 
         assert defs.resources["proactive"].settings.home == str(tmp_path / home)
         schedule = defs.get_repository_def().get_schedule_def("daily_schedule")
         assert schedule.job_name == "proactive_daily_job"
+
+
+def test_ingest_job_is_what_a_training_window_needs(tmp_path: Path) -> None:
+    """proactive_ingest_job (the CLI's history pass, a UI backfill of a window) makes learning sets, no model."""
+    defs = build_definitions(Settings(home=str(tmp_path)))
+    job = defs.resolve_job_def("proactive_ingest_job")
+    selected = {key.to_user_string() for key in job.asset_layer.selected_asset_keys}
+    assert selected == {"raw_cloudtrail", "cloudtrail_events", "security_lake_activity", "learning_set"}
+    assert job.partitions_def is not None and job.partitions_def.get_first_partition_key() == "2024-01-01"

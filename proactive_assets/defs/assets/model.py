@@ -6,6 +6,7 @@ assets, metadata and blocking AUC check.
 """
 
 import time
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
@@ -20,13 +21,16 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
+    AssetSpec,
     DailyPartitionsDefinition,
     MaterializeResult,
     MetadataValue,
     TimeWindowPartitionMapping,
     asset,
+    multi_asset,
 )
 
+from proactive_assets.config import Settings
 from proactive_assets.core import plots, scoring, training
 from proactive_assets.core.backends import create_backend
 from proactive_assets.core.evidence.detector import score_day, threshold_for, train_detector
@@ -35,12 +39,19 @@ from proactive_assets.core.model import IPInsightsParams, ScoreResult
 from proactive_assets.core.warehouse import Warehouse
 from proactive_assets.defs import tables
 from proactive_assets.defs.metadata import table_preview
-from proactive_assets.defs.model_store import load_model, save_model
-from proactive_assets.defs.partitions import partition_day
+from proactive_assets.defs.model_store import load_model, load_model_metadata, save_model
+from proactive_assets.defs.partitions import day_has_logs, partition_day
 from proactive_assets.defs.resources import ProactiveResource
+from proactive_assets.defs.skips import record_skip
 
 AUC_FLOOR = 0.8
 MODEL_PARAMS = IPInsightsParams()
+AUC_CHECK = AssetCheckSpec(
+    "validation_auc_floor",
+    asset=tables.IP_INSIGHTS_MODEL,
+    blocking=True,
+    description=f"validation AUC must be at least {AUC_FLOOR} to score with the model",
+)
 
 
 def model_assets(partitions: DailyPartitionsDefinition, training_days: int) -> list[AssetsDefinition]:
@@ -72,10 +83,13 @@ def model_assets(partitions: DailyPartitionsDefinition, training_days: int) -> l
         table, used = training.union_learning_sets(learning_sets)
         start, end = training.training_window(day, settings.training_days)
         if len(used) < settings.min_training_days:
-            context.log.warning(
-                f"skipping {day}: only {len(used)} day(s) with data in the training window {start}..{end}; "
-                f"need at least {settings.min_training_days} (PROACTIVE_MIN_TRAINING_DAYS)"
+            missing = [d for d in training.window_days(day, settings.training_days) if d not in learning_sets]
+            reason = (
+                f"only {len(used)} day(s) with data in the training window {start}..{end} "
+                f"(need {settings.min_training_days}, PROACTIVE_MIN_TRAINING_DAYS)"
             )
+            fix = _window_fix(missing, settings, lambda d: day_has_logs(settings, d, proactive.store))
+            _skip(context, warehouse, tables.TRAINING_SET, day, reason, fix)
             return
         warehouse.write_tables(tables.TRAINING_SET, day, {tables.TRAINING_SET: table})
         yield MaterializeResult(
@@ -90,21 +104,23 @@ def model_assets(partitions: DailyPartitionsDefinition, training_days: int) -> l
             }
         )
 
-    @asset(
+    # A multi_asset only for ``can_subset``: it makes both the model and its check optional outputs,
+    # so a window that cannot be validated skips the day (no model, no check, scoring skipped)
+    # instead of failing the step for a missing check result.
+    @multi_asset(
         name=tables.IP_INSIGHTS_MODEL,
         partitions_def=partitions,
-        deps=[training_set],
-        group_name="model",
-        code_version="2",
-        check_specs=[
-            AssetCheckSpec(
-                "validation_auc_floor",
-                asset=tables.IP_INSIGHTS_MODEL,
-                blocking=True,
-                description=f"validation AUC must be at least {AUC_FLOOR} to score with the model",
+        specs=[
+            AssetSpec(
+                tables.IP_INSIGHTS_MODEL,
+                deps=[training_set],
+                group_name="model",
+                code_version="2",
+                description="IP Insights model trained on training_set D; 'deployed' = ready to score day D.",
             )
         ],
-        description="IP Insights model trained on training_set D; 'deployed' = ready to score day D.",
+        check_specs=[AUC_CHECK],
+        can_subset=True,
     )
     def ip_insights_model(context: AssetExecutionContext, proactive: ProactiveResource):
         day = partition_day(context)
@@ -112,21 +128,30 @@ def model_assets(partitions: DailyPartitionsDefinition, training_days: int) -> l
         warehouse = proactive.warehouse()
         table = warehouse.read_table(tables.TRAINING_SET, day)
         start, end = training.training_window(day, settings.training_days)
+        if AssetKey(tables.IP_INSIGHTS_MODEL) not in context.selected_asset_keys:  # the check alone: the stored model
+            yield _auc_check(load_model_metadata(warehouse, day))
+            return
         backend = create_backend(settings.model_backend, settings)
         networks = load_networks(settings.aws_ip_ranges)
         started = time.perf_counter()
         model = train_detector(table, backend, MODEL_PARAMS, day, networks, settings.alert_budget)
         seconds = time.perf_counter() - started
+        if model.validation_auc is None:
+            # No held-out pair, so neither the AUC floor nor the insight calibration can be measured:
+            # scoring with such a model would make the threshold meaningless. Skip, and say why.
+            _skip(context, warehouse, tables.IP_INSIGHTS_MODEL, day, *_unvalidated(table, start, end))
+            return
         model.metadata.update(
             {"window_start": start.isoformat(), "window_end": end.isoformat(), "training_rows": table.num_rows}
         )
         locations = save_model(warehouse, day, model)
-        auc = _auc(model.metadata)
+        auc = float(model.validation_auc)
         context.log.info(
             f"model {model.version} ({backend.name}) trained on {start}..{end}: "
             f"validation AUC {auc:.3f} in {seconds:.1f}s"
         )
         yield MaterializeResult(
+            asset_key=tables.IP_INSIGHTS_MODEL,
             metadata={
                 "version": model.version,
                 "backend": backend.name,
@@ -139,14 +164,10 @@ def model_assets(partitions: DailyPartitionsDefinition, training_days: int) -> l
                 **{name: _metadata_value(value) for name, value in backend.describe(model).items()},
                 **_evidence_metadata(model.metadata),
                 **_roc_plot(model.metadata, auc),
-            }
+            },
         )
-        yield AssetCheckResult(
-            check_name="validation_auc_floor",
-            passed=bool(auc >= AUC_FLOOR),
-            severity=AssetCheckSeverity.ERROR,
-            metadata={"validation_auc": auc, "floor": AUC_FLOOR, "model_version": model.version},
-        )
+        if AUC_CHECK.key in context.selected_asset_check_keys:
+            yield _auc_check(model.metadata)
 
     @asset(
         name=tables.DAILY_INSIGHTS,
@@ -203,6 +224,58 @@ def _training_columns(warehouse: Warehouse, day: date) -> pa.Table:
     with warehouse.local_file(tables.LEARNING_SET, day) as path:
         present = set(pq.read_schema(path).names)
         return pq.read_table(path, columns=[c for c in training.TRAINING_COLUMNS if c in present])
+
+
+def _skip(
+    context: AssetExecutionContext, warehouse: Warehouse, asset: str, day: date, reason: str, fix: str
+) -> None:
+    """Log why ``asset`` skips ``day`` and record it where ``proactive-assets insights`` finds it."""
+    context.log.warning(f"skipping {day}: {reason}; {fix}")
+    record_skip(warehouse, asset, day, reason, fix, context.run.run_id)
+
+
+def _window_fix(missing: list[date], settings: Settings, has_logs: Callable[[date], bool]) -> str:
+    """What would give the window enough days: ingest days with logs never ingested, an earlier start, or time."""
+    first = date.fromisoformat(settings.start_date)
+    ingestable = [d for d in missing if d >= first and has_logs(d)]
+    if ingestable:
+        return (
+            f"ingest the {len(ingestable)} day(s) of the window that have logs but no learning_set "
+            f"({ingestable[0]}..{ingestable[-1]}): `proactive-assets run` does it unless --no-history; "
+            "in the UI, materialise the ingest group for those days"
+        )
+    if missing and missing[0] < first:
+        return (
+            f"the window starts before the first day partition {first} (PROACTIVE_START_DATE): "
+            f"set PROACTIVE_START_DATE={missing[0]} if the logs go back that far"
+        )
+    return f"wait for more days of logs, or lower PROACTIVE_MIN_TRAINING_DAYS (now {settings.min_training_days})"
+
+
+def _unvalidated(table: pa.Table, start: date, end: date) -> tuple[str, str]:
+    """Why a window gave no validation pair (every identity needs one address kept for training)."""
+    pairs = training.training_pairs(table)
+    per_entity = pairs.group_by("entity").aggregate([("source_ip", "count")])
+    several = int(pc.sum(pc.greater(per_entity.column("source_ip_count"), 1)).as_py() or 0)
+    reason = (
+        f"the training window {start}..{end} cannot be validated: {pairs.num_rows} (identity, address) pair(s) "
+        f"of {per_entity.num_rows} identities, {several} of them with more than one address, leave no pair "
+        "to hold out, so the model's AUC and the insight calibration cannot be measured"
+    )
+    fix = "more history (a longer PROACTIVE_TRAINING_DAYS) or more active identities in the window"
+    return reason, fix
+
+
+def _auc_check(meta: dict) -> AssetCheckResult:
+    """The blocking quality gate: a model below ``AUC_FLOOR`` (or without a validation AUC) never scores."""
+    auc = _auc(meta)
+    return AssetCheckResult(
+        asset_key=tables.IP_INSIGHTS_MODEL,
+        check_name=AUC_CHECK.name,
+        passed=bool(auc >= AUC_FLOOR),
+        severity=AssetCheckSeverity.ERROR,
+        metadata={"validation_auc": auc, "floor": AUC_FLOOR, "model_version": str(meta.get("version"))},
+    )
 
 
 def _auc(meta: dict) -> float:
