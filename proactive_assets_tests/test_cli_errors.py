@@ -270,4 +270,5 @@ def test_no_aws_credentials_for_an_s3_warehouse_when_reading_a_day(
     assert errors(capsys, "insights", "--day", DAY) == [
         "error: no AWS credentials to read s3://my-warehouse: set AWS_PROFILE or "
         "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or use a local folder)",
+        "fix: check the location's setting and the AWS credentials",
     ]
