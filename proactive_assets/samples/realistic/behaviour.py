@@ -108,13 +108,14 @@ class DayBuilder:
     def place(self, person: Person, day: int, at_office: bool, rng: np.random.Generator) -> tuple[str, str]:
         """Where one working session of ``person`` comes from today: (address, category)."""
         vpn = self.org.vpn
-        if person.vpn and not at_office:  # always-on VPN: home, phone and hotel all egress through it
-            return str(rng.choice(vpn.egress(day))), "vpn_move" if day >= vpn.move_day else "vpn"
-        if person.travelling(day):
-            trip = person.trip
-            assert trip is not None
+        trip = person.trip
+        # away, the VPN client may be off (a captive portal, a hotel's blocked ports), so its network shows
+        if trip is not None and person.travelling(day) and (not person.vpn or rng.random() < 0.3):
             at_airport = day in (trip.first, trip.last) and rng.random() < 0.5
             return (trip.airport if at_airport else trip.hotel), "travel"
+        # always-on VPN: home, phone and hotel all egress through it, and about half the time the office too
+        if person.vpn and (not at_office or rng.random() < 0.5):
+            return str(rng.choice(vpn.egress(day))), "vpn_move" if day >= vpn.move_day else "vpn"
         if at_office:
             assert person.office is not None
             return str(rng.choice(person.office.nat)), "office"
@@ -125,9 +126,9 @@ class DayBuilder:
         return person.home.address(day), "home_isp"
 
     def _person_day(self, person: Person, day: int, ds: int, weekday: bool, rng: np.random.Generator) -> list[Tagged]:
-        if day < person.joined or not rng.random() < (0.92 if weekday else 0.12):
+        first_day = day == person.joined and day > 0  # a new employee starts at the office
+        if day < person.joined or not (first_day or rng.random() < (0.92 if weekday else 0.12)):
             return []
-        first_day = day == person.joined and day > 0
         at_office = person.office is not None and weekday and not person.travelling(day)
         at_office = at_office and (first_day or bool(rng.random() < person.p_office))
         tagged: list[Tagged] = []
@@ -378,11 +379,11 @@ class DayBuilder:
         return tagged
 
     def _vendor_day(self, machine: Machine, day: int, ds: int, category: str, rng: np.random.Generator) -> list[Tagged]:
-        """The vendor's scanner: a sweep of every region each half hour, from one of its published addresses."""
+        """The vendor's scanner: a sweep of every region every two hours, from one of its published addresses."""
         ident = machine.ident
         addresses = machine.fixed_addresses(day)
         tagged: list[Tagged] = []
-        for when in range(ds + machine.offset, ds + DAY - DAY_END_MARGIN - 300, 1800):
+        for when in range(ds + machine.offset, ds + DAY - DAY_END_MARGIN - 300, 2 * 3600):
             ui = assumed_role_identity(ident, self.temporary_key(ident.arn, day, when), when - 2)
             start, end = clip(ds, when, 240)
             session = Session(
@@ -393,7 +394,7 @@ class DayBuilder:
                 ua=ident.ua,
                 start=start,
                 end=end,
-                n=2 + int(rng.poisson(5)),
+                n=4 + int(rng.poisson(12)),
                 catalog="config",
                 region_w=ident.region_w,
             )

@@ -418,11 +418,11 @@ def _home(rng: np.random.Generator, isp: Isp, days: int) -> Home:
     home = Home(isp, pool, period, phase, v4)
     if isp.v6 is not None and rng.random() < 0.75:
         pool40 = int(isp.v6.network_address) | int(rng.integers(0, 256)) << 88  # the ISP's regional /40
-        day = 0
+        day, gap = 0, int(rng.integers(1, 30))
         while day < days:
             delegated = pool40 | int(rng.integers(0, 1 << 16)) << 72  # a /56 of the /40
             home.v6.append((day, IPv6Net((delegated | int(rng.integers(0, 256)) << 64, 64))))
-            day += int(rng.integers(8, 30))  # the ISP delegates a new prefix now and then
+            day, gap = day + gap, int(rng.integers(8, 30))  # the ISP delegates a new prefix now and then
     return home
 
 
@@ -462,7 +462,7 @@ def _people(
             home=_home(rng, isp, days),
             mobile=carriers[country][int(rng.choice(3, p=[0.45, 0.35, 0.2]))] if rng.random() < 0.6 else None,
             p_mobile=float(rng.uniform(0.03, 0.2)),
-            vpn=bool(rng.random() < 0.5),
+            vpn=bool(rng.random() < 0.6),
             p_office=0.0 if remote else float(rng.uniform(0.3, 0.9)),
             p_console=float(team[4]),
             intensity=float(rng.uniform(6, 25)),
@@ -481,7 +481,7 @@ def _people(
             person.identities.append(naming.user(account, name, "human", person.region_w, person.cli_ua))
         weights = np.array([0.6] + [0.4 / max(1, len(person.identities) - 1)] * (len(person.identities) - 1))
         person.weights = np.cumsum(weights / weights.sum())
-        if joined == 0 and days > 3 and rng.random() < 0.15:
+        if joined == 0 and days > 3 and rng.random() < 0.25:
             first = int(rng.integers(1, days - 2))
             airport, hotel = plan.block24(), plan.block24()
             person.trip = Trip(
@@ -625,7 +625,7 @@ def _machines(
                 "saas_vendor",
                 0,
                 vendor[:6],
-                offset=int(rng.integers(0, 1800)),
+                offset=int(rng.integers(0, 2 * 3600)),
                 spare=vendor[6:],
                 spare_from=spare_from,
             )
