@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from proactive_assets.samples.cloudtrail.catalog import EVENT_INDEX, GLOBAL_EVENT, RECON, UA_ATTACK, UA_CLI
+from proactive_assets.samples.cloudtrail.catalog import EVENT_INDEX, GLOBAL_EVENT, RECON, REGIONS, UA_ATTACK, UA_CLI
 from proactive_assets.samples.cloudtrail.clock import DAY, day_start
 from proactive_assets.samples.cloudtrail.seeded import random_stream
 from proactive_assets.samples.cloudtrail.sessions import Session, assumed_role_identity, iam_user_identity
@@ -25,7 +25,8 @@ from proactive_assets.samples.realistic.address_plan import (
 )
 from proactive_assets.samples.realistic.behaviour import DAY_END_MARGIN, DayBuilder
 from proactive_assets.samples.realistic.ledger import Ledger
-from proactive_assets.samples.realistic.population import REGION_NAMES, Machine, Organisation, Person, is_weekday
+from proactive_assets.samples.realistic.machines import Machine
+from proactive_assets.samples.realistic.population import Organisation, Person, is_weekday
 
 #: Every attack category and what it is.
 ATTACK_CATEGORIES: dict[str, str] = {
@@ -195,7 +196,7 @@ class AttackPlan:
             ident, machine = picked
             assert isinstance(machine, Machine)
             if category == "instance_credentials_other_region":
-                regions = [r for r in AWS_EC2_RANGES if r != REGION_NAMES[machine.region]]
+                regions = [r for r in AWS_EC2_RANGES if r != REGIONS[machine.region]]
                 ip = aws_address(regions[int(rng.integers(0, len(regions)))], rng)
             else:
                 ip = self._vps() if rng.random() < 0.7 else self._residential()

@@ -12,13 +12,14 @@ import ipaddress
 
 import numpy as np
 
-from proactive_assets.samples.cloudtrail.catalog import EVENT_INDEX
+from proactive_assets.samples.cloudtrail.catalog import EVENT_INDEX, REGIONS
 from proactive_assets.samples.cloudtrail.clock import DAY, day_start
 from proactive_assets.samples.cloudtrail.seeded import BASE32, HashedNames
 from proactive_assets.samples.cloudtrail.sessions import Session, assumed_role_identity, iam_user_identity
 from proactive_assets.samples.cloudtrail.world import Identity
 from proactive_assets.samples.realistic.address_plan import aws_address, random_host, runner_address
-from proactive_assets.samples.realistic.population import REGION_NAMES, Machine, Organisation, Person, is_weekday
+from proactive_assets.samples.realistic.machines import Machine
+from proactive_assets.samples.realistic.population import Organisation, Person, is_weekday
 
 #: Calls end this long before midnight UTC, so their delivery (up to ~10 minutes later) is the same day.
 DAY_END_MARGIN = 900
@@ -272,7 +273,7 @@ class DayBuilder:
                 if machine.addresses:
                     ip = str(rng.choice(machine.addresses))
                 else:
-                    ip = aws_address(REGION_NAMES[machine.region], rng)
+                    ip = aws_address(REGIONS[machine.region], rng)
                 ui = assumed_role_identity(ident, self.temporary_key(ident.arn, day, env_start), env_start - 1)
                 start, end = clip(ds, group[0], group[-1] - group[0] + 60)
                 session = Session(

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from proactive_assets.samples.cloudtrail.catalog import UA_BACKUP, UA_BROWSER, UA_CI, UA_CLI, UA_INSTANCE, UA_LAMBDA
-from proactive_assets.samples.cloudtrail.seeded import BASE32, LOWER_ALNUM, HashedNames, random_stream
+from proactive_assets.samples.cloudtrail.catalog import UA_BROWSER, UA_CLI
+from proactive_assets.samples.cloudtrail.seeded import LOWER_ALNUM, HashedNames, random_stream
 from proactive_assets.samples.cloudtrail.world import Account, Identity
 from proactive_assets.samples.realistic.address_plan import (
     AddressPlan,
@@ -18,23 +18,18 @@ from proactive_assets.samples.realistic.address_plan import (
     IPv4Net,
     IPv6Net,
     Isp,
-    aws_address,
     random_host,
 )
+from proactive_assets.samples.realistic.machines import Machine, build_machines
+from proactive_assets.samples.realistic.naming import IdentityNames, scaled
 
-#: The regions calls go to (the writer's, in its order) and where each office mostly works.
-REGION_NAMES = ("us-east-1", "eu-west-1", "ap-southeast-2")
-#: (office, UTC offset, region weights); people of a country share its ISPs and carriers.
+#: (office, UTC offset, weights of the writer's REGIONS); people of a country share its ISPs and carriers.
 OFFICES = (
     ("new-york", -5, (0.8, 0.15, 0.05)),
     ("london", 0, (0.3, 0.65, 0.05)),
     ("sydney", 10, (0.3, 0.1, 0.6)),
 )
 _COUNTRY_SHARE = (0.45, 0.35, 0.2)
-UA_VENDOR = (
-    "aws-sdk-go-v2/1.32.7 ua/2.1 os/linux lang/go#1.23.4 md/GOOS#linux md/GOARCH#amd64 api/ec2#1.198.1 "
-    "posture-scanner/4.12"
-)
 _FIRST = [
     "aisha",
     "ben",
@@ -145,7 +140,6 @@ _TEAMS = (
     ),
     ("business", 0.18, ("ReadOnlyAccess", "prod"), (("Billing", "shared-services", 0.4),), 0.95),
 )
-_LAMBDA_SCHEDULES = ("5min", "15min", "hourly", "daily", "bursts")
 
 
 @dataclass(frozen=True)
@@ -233,36 +227,6 @@ class Person:
 
 
 @dataclass
-class Machine:
-    """A workload's identity and where its calls come from (``addresses``: fixed ones; else a pool).
-
-    ``category`` names the kind of network it calls from; one appearing during the sample (an
-    auto-scaling replacement, a new CI role) labels its first day's pairs with ``arrival``. A
-    vendor announces ``spare`` egress addresses and starts using them on ``spare_from``.
-    """
-
-    ident: Identity
-    kind: str  # instance | lambda | ci_role | ci_key | onprem | vendor
-    category: str
-    region: int
-    addresses: tuple[str, ...] = ()
-    first_day: int = 0
-    last_day: int = 1 << 30  # exclusive
-    arrival: str = ""
-    schedule: str = ""
-    env_hours: float = 0.0
-    offset: int = 0
-    spare: tuple[str, ...] = ()
-    spare_from: int = 1 << 30
-
-    def active(self, day: int) -> bool:
-        return self.first_day <= day < self.last_day
-
-    def fixed_addresses(self, day: int) -> tuple[str, ...]:
-        return self.addresses + self.spare if day >= self.spare_from else self.addresses
-
-
-@dataclass
 class Organisation:
     """Everything drawn once per seed. ``accounts``, ``offsets`` and ``digest_offsets`` are what the
     bucket writer needs; the rest is what the days are made of."""
@@ -288,65 +252,6 @@ def is_weekday(start: dt.date, day: int) -> bool:
     return (start + dt.timedelta(days=day)).weekday() < 5
 
 
-class _Names:
-    """ARNs, principal ids and keys, derived by hashing so they do not depend on the order of draws."""
-
-    def __init__(self, names: HashedNames) -> None:
-        self.names = names
-        self.sso_roles: dict[tuple[str, str], str] = {}
-
-    def user(self, account: Account, name: str, catalog: str, region_w: np.ndarray, ua: str) -> Identity:
-        return Identity(
-            kind="iam_user",
-            account=account,
-            arn=f"arn:aws:iam::{account.id}:user/{name}",
-            name=name,
-            principal="AIDA" + self.names.chars(BASE32, 17, "realistic-aida", account.id, name),
-            catalog=catalog,
-            region_w=np.asarray(region_w, dtype=float),
-            access_key="AKIA" + self.names.chars(BASE32, 16, "realistic-akia", account.id, name),
-            ua=ua,
-        )
-
-    def role(
-        self,
-        kind: str,
-        account: Account,
-        role: str,
-        session: str,
-        catalog: str,
-        region_w: np.ndarray,
-        ua: str = "",
-        path: str = "/",
-    ) -> Identity:
-        return Identity(
-            kind=kind,
-            account=account,
-            arn=f"arn:aws:sts::{account.id}:assumed-role/{role}/{session}",
-            name=session,
-            role=role,
-            role_path=path,
-            principal="AROA" + self.names.chars(BASE32, 17, "realistic-aroa", account.id, role),
-            catalog=catalog,
-            region_w=np.asarray(region_w, dtype=float),
-            ua=ua,
-        )
-
-    def sso(self, email: str, account: Account, permission_set: str, region_w: np.ndarray) -> Identity:
-        role = self.sso_roles.setdefault(
-            (account.id, permission_set),
-            f"AWSReservedSSO_{permission_set}_{self.names.hex(16, 'realistic-sso', account.id, permission_set)}",
-        )
-        return self.role("sso", account, role, email, "human", region_w, path="/aws-reserved/sso.amazonaws.com/")
-
-    def instance_id(self, *parts: object) -> str:
-        return "i-0" + self.names.hex(16, "realistic-instance", *parts)
-
-
-def _count(base: float, scale: float, least: int) -> int:
-    return max(least, round(base * scale))
-
-
 def build_organisation(
     seed: int, names: HashedNames, start: dt.date, days: int, first_test_day: int, scale: float
 ) -> Organisation:
@@ -355,7 +260,7 @@ def build_organisation(
     plan = AddressPlan(rng)
     accounts, org_id = _accounts(rng)
     by_name = {a.name: a for a in accounts}
-    naming = _Names(names)
+    naming = IdentityNames(names)
     offices = []
     for name, tz, region_w in OFFICES:
         network = plan.block24()
@@ -377,7 +282,7 @@ def build_organisation(
     carriers = [[plan.carrier(f"carrier-{c}-{i}") for i in range(3)] for c in range(3)]
     hosting = [plan.block(16) for _ in range(8)]
     people = _people(rng, naming, by_name, offices, isps, carriers, plan, days, test_weekdays, scale)
-    machines = _machines(rng, naming, accounts, plan, days, test_weekdays, scale)
+    machines = build_machines(rng, naming, accounts, plan, days, test_weekdays, scale)
     return Organisation(
         accounts=accounts,
         org_id=org_id,
@@ -428,7 +333,7 @@ def _home(rng: np.random.Generator, isp: Isp, days: int) -> Home:
 
 def _people(
     rng: np.random.Generator,
-    naming: _Names,
+    naming: IdentityNames,
     by_name: dict[str, Account],
     offices: list[Office],
     isps: list[list[Isp]],
@@ -439,8 +344,8 @@ def _people(
     scale: float,
 ) -> list[Person]:
     """The staff (some joining on test days), each with a team, home, habits and SSO identities."""
-    count = _count(90, scale, 16)
-    joiners = _count(3, scale, 2)
+    count = scaled(90, scale, 16)
+    joiners = scaled(3, scale, 2)
     full_names = [f"{a}.{b}" for a in _FIRST for b in _LAST]
     chosen = rng.choice(len(full_names), size=count + joiners, replace=False)
     team_share = np.cumsum([t[1] for t in _TEAMS])
@@ -492,142 +397,3 @@ def _people(
             )
         people.append(person)
     return people
-
-
-def _machines(
-    rng: np.random.Generator,
-    naming: _Names,
-    accounts: list[Account],
-    plan: AddressPlan,
-    days: int,
-    test_weekdays: list[int],
-    scale: float,
-) -> list[Machine]:
-    """Instances (public, behind NAT gateways, auto-scaled), Lambda functions, CI, on-premises servers, a vendor."""
-    prod, dev, shared = accounts
-    machines: list[Machine] = []
-    nat_gateways: dict[tuple[str, int], tuple[str, ...]] = {}
-
-    def gateways(account: Account, region: int) -> tuple[str, ...]:
-        """The VPC's two NAT gateways' Elastic IPs (one per availability zone)."""
-        key = (account.id, region)
-        if key not in nat_gateways:
-            nat_gateways[key] = tuple(aws_address(REGION_NAMES[region], rng) for _ in range(2))
-        return nat_gateways[key]
-
-    placements = ((prod, 0, 0.55), (prod, 1, 0.2), (dev, 1, 0.15), (shared, 2, 0.1))
-    shares = np.cumsum([p[2] for p in placements])
-
-    def placement() -> tuple[Account, int]:
-        account, region, _ = placements[int(np.searchsorted(shares, rng.random() * 0.9999))]
-        return account, region
-
-    roles = ("app-server-role", "api-worker-role", "batch-worker-role", "bastion-role", "etl-role", "web-role")
-    for n in range(_count(8, scale, 2) + _count(10, scale, 2)):
-        account, region = placement()
-        role = roles[int(rng.integers(0, len(roles)))]
-        ident = naming.role(
-            "instance",
-            account,
-            role,
-            naming.instance_id(account.id, n),
-            "instance",
-            np.eye(3)[region],
-            UA_INSTANCE[n % 3],
-        )
-        public = n < _count(8, scale, 2)
-        addresses = (aws_address(REGION_NAMES[region], rng),) if public else (gateways(account, region)[n % 2],)
-        machines.append(
-            Machine(ident, "instance", "instance" if public else "nat_servers", region, addresses, offset=n * 397)
-        )
-    for group in range(_count(2, scale, 1)):  # auto-scaling groups: instances replaced every few days
-        account, region = placement()
-        for slot in range(3):
-            day, generation = 0, 0
-            while day < days:
-                life = int(rng.integers(2, 9))
-                ident = naming.role(
-                    "instance",
-                    account,
-                    f"asg-worker-{group}-role",
-                    naming.instance_id(account.id, "asg", group, slot, generation),
-                    "instance",
-                    np.eye(3)[region],
-                    UA_INSTANCE[1],
-                )
-                machines.append(
-                    Machine(
-                        ident,
-                        "instance",
-                        "nat_servers",
-                        region,
-                        (gateways(account, region)[slot % 2],),
-                        first_day=day,
-                        last_day=day + life,
-                        arrival="autoscaling_instance" if day > 0 else "",
-                        offset=slot * 911 + group * 131,
-                    )
-                )
-                day += life
-                generation += 1
-    functions = ("report-builder", "s3-object-tagger", "thumbnailer", "invoice-sync", "audit-exporter", "queue-drainer")
-    for n in range(_count(18, scale, 3)):
-        account, region = placement()
-        function = f"{functions[n % len(functions)]}-{n}"
-        ident = naming.role("lambda", account, f"{function}-role", function, "lambda", np.eye(3)[region], UA_LAMBDA)
-        in_vpc = n % 4 == 3
-        machines.append(
-            Machine(
-                ident,
-                "lambda",
-                "nat_servers" if in_vpc else "lambda_aws",
-                region,
-                (gateways(account, region)[n % 2],) if in_vpc else (),
-                schedule=_LAMBDA_SCHEDULES[n % len(_LAMBDA_SCHEDULES)],
-                env_hours=float(rng.uniform(1.5, 6)),
-                offset=int(rng.integers(0, 300)),
-            )
-        )
-    repos = ("app-service", "web-frontend", "data-pipeline", "infra-live", "mobile-api", "billing")
-    for n in range(_count(4, scale, 2)):
-        account = prod if n % 2 == 0 else dev
-        ident = naming.role(
-            "cicd", account, f"gha-deploy-{repos[n % len(repos)]}", "GitHubActions", "cicd", np.eye(3)[n % 2], UA_CI
-        )
-        machines.append(Machine(ident, "ci_role", "ci_runner_pool", n % 2))
-    new_role_day = test_weekdays[int(rng.integers(0, len(test_weekdays)))]
-    ident = naming.role("cicd", prod, "gha-deploy-payments-service", "GitHubActions", "cicd", np.eye(3)[0], UA_CI)
-    machines.append(Machine(ident, "ci_role", "ci_runner_pool", 0, first_day=new_role_day, arrival="new_ci_role"))
-    for n in range(_count(2, scale, 1)):
-        ident = naming.user(
-            prod if n % 2 == 0 else dev, ("ci-terraform", "ci-release", "ci-assets")[n % 3], "cicd", np.eye(3)[0], UA_CI
-        )
-        machines.append(Machine(ident, "ci_key", "ci_runner_pool", 0))
-    datacenter = plan.block24()
-    nat = tuple(random_host(datacenter, rng) for _ in range(2))
-    servers = ("backup-agent", "onprem-jenkins", "ldap-sync", "metrics-collector", "erp-export", "file-gateway")
-    for n in range(_count(4, scale, 2)):
-        ident = naming.user(
-            prod if n % 3 else shared, servers[n % len(servers)], "backup", np.array([0.7, 0.3, 0.0]), UA_BACKUP
-        )
-        machines.append(Machine(ident, "onprem", "nat_servers", 0, nat, offset=int(rng.integers(0, 3600))))
-    vendor_nets = [IPv4Net(f"{aws_address('us-east-1', rng)}/24", strict=False) for _ in range(2)]
-    vendor = tuple(random_host(vendor_nets[i % 2], rng) for i in range(8))
-    spare_from = int(rng.integers(1, max(2, days)))
-    for account in accounts:
-        ident = naming.role(
-            "vendor", account, "PostureScannerIntegrationRole", "posture-scanner", "config", np.ones(3) / 3, UA_VENDOR
-        )
-        machines.append(
-            Machine(
-                ident,
-                "vendor",
-                "saas_vendor",
-                0,
-                vendor[:6],
-                offset=int(rng.integers(0, 2 * 3600)),
-                spare=vendor[6:],
-                spare_from=spare_from,
-            )
-        )
-    return machines
