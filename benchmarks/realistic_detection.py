@@ -23,10 +23,14 @@ import argparse
 import functools
 import ipaddress
 import json
+import logging
 import math
+import multiprocessing
 import os
 import tempfile
 import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -85,9 +89,12 @@ def _read(warehouse: Warehouse, asset: str, day: date, columns: list[str]) -> pd
     return warehouse.read_table(asset, day, columns=columns).to_pandas()
 
 
-def run_seed(seed: int, days: int, scale: float, workdir: Path, log: Path) -> pd.DataFrame:
-    """Generate, run the pipeline, and return every scored test-day pair with its labels and scores."""
+def run_seed(seed: int, days: int, scale: float, workdir: Path, log: Path) -> tuple[pd.DataFrame, dict]:
+    """Generate, run the pipeline; every scored test-day pair with its labels and scores, and the run's figures."""
     from proactive_assets.runner import run_days  # imports Dagster: slow, so only when running
+
+    # quiet: Dagster's own warnings on the first days (no model yet) would bury the report
+    logging.getLogger("dagster").setLevel(logging.ERROR)
     from proactive_assets.samples.realistic import generate_realistic_sample
 
     sample, home = workdir / "sample", workdir / "home"
@@ -138,17 +145,26 @@ def run_seed(seed: int, days: int, scale: float, workdir: Path, log: Path) -> pd
     scored["seed"] = seed
     test = {d.isoformat() for d in test_days}
     attacks = [e for e in truth["suspicious"] if e["day"] in test]
-    scored.attrs.update(
-        seed=seed,
-        attacks_injected=len(attacks),
-        identities=summary.identities,
-        events=summary.events,
-        generate_seconds=generated,
-        pipeline_seconds=ran,
-        pipeline_ok=ok,
-        missed_injections=len(truth.get("missed_attacks", [])),
-    )
-    return scored
+    info = {
+        "attacks_injected": len(attacks),
+        "identities": summary.identities,
+        "events": summary.events,
+        "generate_seconds": generated,
+        "pipeline_seconds": ran,
+        "pipeline_ok": ok,
+        "missed_injections": len(truth.get("missed_attacks", [])),
+    }
+    return scored, info
+
+
+def seed_job(seed: int, days: int, scale: float, keep: Path | None) -> tuple[pd.DataFrame, dict]:
+    """One seed in a temporary folder (under ``keep`` when given, and left there), quietly."""
+    warnings.filterwarnings("ignore", message="Specifying a partitions_def on an AssetCheckSpec")
+    os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+    with tempfile.TemporaryDirectory(prefix=f"bench-realistic-{seed}-") as tmp:
+        workdir = keep / f"seed-{seed}" if keep else Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        return run_seed(seed, days, scale, workdir, Path(tmp) / "run.log")
 
 
 def evaluate(scored: pd.DataFrame, attacks_injected: int) -> dict:
@@ -258,25 +274,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scale", type=float, default=0.5, help="people and machines (1.0: about 250 identities)")
     parser.add_argument("--json", type=Path, default=None, help="also write every figure to this JSON file")
     parser.add_argument("--keep", type=Path, default=None, help="keep each seed's sample and home under this folder")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="seeds run at once (default: cores)")
     args = parser.parse_args(argv)
-    os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
-
+    jobs = max(1, min(args.jobs, len(args.seeds)))
+    seeds = " ".join(map(str, args.seeds))
+    print(f"seeds {seeds}: generating {args.days} days and running the pipeline, {jobs} seed(s) at a time", flush=True)
+    began = time.perf_counter()
+    n = len(args.seeds)
+    if jobs == 1:
+        results = [seed_job(seed, args.days, args.scale, args.keep) for seed in args.seeds]
+    else:  # one process per seed: Dagster's in-process runs use one core each
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            results = list(pool.map(seed_job, args.seeds, [args.days] * n, [args.scale] * n, [args.keep] * n))
+    elapsed = time.perf_counter() - began
     per_seed, frames = [], []
-    for seed in args.seeds:
-        with tempfile.TemporaryDirectory(prefix=f"bench-realistic-{seed}-") as tmp:
-            workdir = args.keep / f"seed-{seed}" if args.keep else Path(tmp)
-            workdir.mkdir(parents=True, exist_ok=True)
-            print(f"seed {seed}: generating {args.days} days and running the pipeline ...", flush=True)
-            scored = run_seed(seed, args.days, args.scale, workdir, Path(tmp) / "run.log")
-        figures = evaluate(scored, scored.attrs["attacks_injected"])
-        figures.update(name=str(seed), **{k: v for k, v in scored.attrs.items() if k != "seed"})
+    for seed, (scored, info) in zip(args.seeds, results, strict=True):
+        figures = evaluate(scored, info["attacks_injected"])
+        figures.update(name=str(seed), **info)
         per_seed.append(figures)
         frames.append(scored)
-        print(
-            f"  AUC {_fmt(figures['auc'])} (rule {_fmt(figures['rule_auc'])}), recall {_fmt(figures['recall'], 2)}; "
-            f"generated in {figures['generate_seconds']:.0f}s, pipeline {figures['pipeline_seconds']:.0f}s",
-            flush=True,
-        )
     pooled_frame = pd.concat(frames, ignore_index=True)
     pooled = evaluate(pooled_frame, sum(f["attacks_injected"] for f in per_seed))
     pooled.update(
@@ -285,8 +301,17 @@ def main(argv: list[str] | None = None) -> None:
         pipeline_seconds=sum(f["pipeline_seconds"] for f in per_seed),
     )
     report(per_seed, pooled, args)
+    print(f"wall time of the whole benchmark: {elapsed:.0f}s ({jobs} seed(s) at a time on {os.cpu_count()} cores)")
     if args.json:
-        payload = {"seeds": args.seeds, "days": args.days, "scale": args.scale, "per_seed": per_seed, "pooled": pooled}
+        payload = {
+            "seeds": args.seeds,
+            "days": args.days,
+            "scale": args.scale,
+            "jobs": jobs,
+            "elapsed_seconds": elapsed,
+            "per_seed": per_seed,
+            "pooled": pooled,
+        }
         args.json.write_text(json.dumps(payload, indent=2, default=float) + "\n")
         print(f"\nwrote {args.json}")
 

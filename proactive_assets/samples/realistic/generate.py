@@ -8,14 +8,13 @@ delivery files and, at the end, the hourly digests.
 import datetime as dt
 import json
 import os
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from proactive_assets.samples.cloudtrail.catalog import BUCKET, REGIONS
 from proactive_assets.samples.cloudtrail.clock import day_start
-from proactive_assets.samples.cloudtrail.generate import SampleSummary
+from proactive_assets.samples.cloudtrail.generate import GROUND_TRUTH, SampleSummary, prepare_output
 from proactive_assets.samples.cloudtrail.seeded import HashedNames, random_stream
 from proactive_assets.samples.cloudtrail.writer import BucketWriter
 from proactive_assets.samples.realistic.address_plan import AWS_EC2_RANGES, GITHUB_ACTIONS_RANGES
@@ -24,7 +23,6 @@ from proactive_assets.samples.realistic.behaviour import BENIGN_CATEGORIES, DayB
 from proactive_assets.samples.realistic.ledger import Ledger
 from proactive_assets.samples.realistic.population import Organisation, build_organisation, is_weekday
 
-GROUND_TRUTH = "ground_truth.json"
 SCENARIO = "realistic"
 
 
@@ -51,15 +49,6 @@ def history_days_for(days: int) -> int:
     return min(14, max(1, days - max(1, days // 3)))
 
 
-def _prepare(out: Path) -> None:
-    logs = out / "AWSLogs"
-    if logs.exists() and any(logs.iterdir()):
-        if not (out / GROUND_TRUTH).exists():
-            raise FileExistsError(f"{logs} holds logs that this generator did not write; choose an empty folder")
-        shutil.rmtree(logs)
-    out.mkdir(parents=True, exist_ok=True)
-
-
 def generate_realistic_sample(
     out_dir: Path, start: dt.date, days: int = 28, seed: int = 11, scale: float = 1.0
 ) -> RealisticSummary:
@@ -77,7 +66,7 @@ def generate_realistic_sample(
         start = start.date()
     began = dt.datetime.now(dt.UTC)
     out = Path(out_dir)
-    _prepare(out)
+    prepare_output(out)
     names = HashedNames(seed)
     history = history_days_for(days)
     org = build_organisation(seed, names, start, days, history, scale)
