@@ -56,6 +56,9 @@ _WORKDAY = {
 }
 PER_CATEGORY = 3
 
+Candidate = tuple[Identity, Person | Machine]
+"""A possible victim: the identity and the person or workload it belongs to."""
+
 
 @dataclass(frozen=True)
 class Attack:
@@ -114,7 +117,7 @@ class AttackPlan:
 
     # ---- victims
 
-    def _pick(self, category: str, candidates: list[tuple[Identity, object]]) -> tuple[Identity, object] | None:
+    def _pick(self, category: str, candidates: list[Candidate]) -> Candidate | None:
         """A candidate not attacked in this category before, if any is left."""
         if not candidates:
             return None
@@ -123,10 +126,10 @@ class AttackPlan:
         self.used_victims[category].add(choice[0].arn)
         return choice
 
-    def _people(self, day: int, ledger: Ledger, category: str) -> list[tuple[Identity, object]]:
+    def _people(self, day: int, ledger: Ledger, category: str) -> list[Candidate]:
         """Identities of people at work today from a usual network that fit ``category``'s victim."""
-        out: list[tuple[Identity, object]] = []
-        preferred: list[tuple[Identity, object]] = []
+        out: list[Candidate] = []
+        preferred: list[Candidate] = []
         for person in self.org.people:
             if person.travelling(day):
                 continue
@@ -151,7 +154,8 @@ class AttackPlan:
                     preferred.append((ident, person))
         return preferred or out
 
-    def _machines(self, day: int, ledger: Ledger, kinds: tuple[str, ...], category: str = "") -> list:
+    def _machines(self, day: int, ledger: Ledger, kinds: tuple[str, ...], category: str = "") -> list[Candidate]:
+        """Workloads of ``kinds`` (and network ``category``) that called today from a usual network."""
         return [
             (m.ident, m)
             for m in self.org.machines
@@ -210,7 +214,9 @@ class AttackPlan:
             ip = self._residential()
             events = ["GetCallerIdentity", "DescribeStacks", "GetAuthorizationToken", *recon, "GetSecretValue"]
         elif category == "ci_role_from_office":
-            picked = self._pick(category, [c for c in self._machines(day, ledger, ("ci_role",)) if c[1].first_day == 0])
+            roles = self._machines(day, ledger, ("ci_role",))  # not the role that is new in the sample
+            roles = [c for c in roles if isinstance(c[1], Machine) and not c[1].arrival]
+            picked = self._pick(category, roles)
             if picked is None:
                 return None
             ident, _ = picked
