@@ -135,10 +135,10 @@ class DayBuilder:
         tagged: list[Tagged] = []
         for _ in range(1 + int(rng.poisson(1.3))):
             ident = person.identities[int(np.searchsorted(person.weights, rng.random()))]
-            ip, category = self.place(person, day, at_office, rng)
+            evening = not first_day and rng.random() < 0.2  # after hours, from home even on an office day
+            ip, category = self.place(person, day, at_office and not evening, rng)
             if first_day:  # a new employee: every pair of the first day is new
                 category = "new_employee"
-            evening = not at_office and rng.random() < 0.2
             hour = rng.uniform(19, 23) if evening else rng.uniform(7.5, 18.5)
             start = ds + int(((hour - person.tz) % 24) * 3600)
             tagged += self.human_session(person, ident, day, ds, start, ip, category, rng)
