@@ -1,6 +1,6 @@
 """Detection on the realistic scenario, through the real pipeline, against a first-seen-prefix rule.
 
-    python -m benchmarks.realistic_detection [--seeds 11 12 13] [--days 28] [--scale 0.5] [--json OUT]
+    python -m benchmarks.realistic_detection [--seeds 11 12 13] [--days 28] [--scale 1.0] [--jobs 2] [--json OUT]
 
 For each seed: generate ``proactive_assets.samples.realistic`` into a temporary folder, run every
 asset for every day exactly as the CLI does (``proactive_assets.runner.run_days``: in-process
@@ -93,8 +93,8 @@ def run_seed(seed: int, days: int, scale: float, workdir: Path, log: Path) -> tu
     """Generate, run the pipeline; every scored test-day pair with its labels and scores, and the run's figures."""
     from proactive_assets.runner import run_days  # imports Dagster: slow, so only when running
 
-    # quiet: Dagster's own warnings on the first days (no model yet) would bury the report
-    logging.getLogger("dagster").setLevel(logging.ERROR)
+    # quiet: Dagster's warning on the first days (no model yet, so no blocking check result) would bury the report
+    logging.getLogger("dagster._core.execution.plan.active").setLevel(logging.ERROR)
     from proactive_assets.samples.realistic import generate_realistic_sample
 
     sample, home = workdir / "sample", workdir / "home"
@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[11, 12, 13])
     parser.add_argument("--days", type=int, default=28)
-    parser.add_argument("--scale", type=float, default=0.5, help="people and machines (1.0: about 250 identities)")
+    parser.add_argument("--scale", type=float, default=1.0, help="people and machines (1.0: about 250 identities)")
     parser.add_argument("--json", type=Path, default=None, help="also write every figure to this JSON file")
     parser.add_argument("--keep", type=Path, default=None, help="keep each seed's sample and home under this folder")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="seeds run at once (default: cores)")
