@@ -52,7 +52,9 @@ class SampleSummary:
         )
 
 
-def _prepare(out: Path) -> None:
+def prepare_output(out: Path) -> None:
+    """Make ``out`` ready for a sample: a previous sample's logs (it has a ``ground_truth.json``) are
+    removed, any other ``AWSLogs`` folder is refused, never deleted."""
     logs = out / "AWSLogs"
     if logs.exists() and any(logs.iterdir()):
         if not (out / GROUND_TRUTH).exists():
@@ -75,7 +77,7 @@ def generate_sample(out_dir: Path, start: dt.date, days: int = 21, seed: int = 7
         start = start.date()
     began = dt.datetime.now(dt.UTC)
     out = Path(out_dir)
-    _prepare(out)
+    prepare_output(out)
     names = HashedNames(seed)
     world = build_world(seed, names)
     activity = DailyActivity(world, names, start, scale)

@@ -12,7 +12,7 @@ import re
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -20,7 +20,7 @@ from proactive_assets.samples.cloudtrail.catalog import BUCKET, CATALOGS, EVENTS
 from proactive_assets.samples.cloudtrail.clock import iso_time, stamp
 from proactive_assets.samples.cloudtrail.seeded import ALNUM, HashedNames
 from proactive_assets.samples.cloudtrail.sessions import Session
-from proactive_assets.samples.cloudtrail.world import World
+from proactive_assets.samples.cloudtrail.world import Account
 
 _SLOT = 300
 _GZIP_LEVEL = 6
@@ -78,6 +78,17 @@ def _store(path: Path, payload: bytes) -> str:
     return digest
 
 
+class Trails(Protocol):
+    """What the writer needs to know of a scenario: its accounts and each trail's delivery timing.
+
+    ``offsets`` and ``digest_offsets`` are seconds per (account, region); ``World`` is one.
+    """
+
+    accounts: list[Account]
+    offsets: np.ndarray
+    digest_offsets: np.ndarray
+
+
 @dataclass
 class _Batch:
     """Serialised records bound for one log file, with their time range."""
@@ -111,7 +122,7 @@ class BucketWriter:
     def __init__(
         self,
         out: Path,
-        world: World,
+        world: Trails,
         names: HashedNames,
         pool: ThreadPoolExecutor,
         workers: int,
