@@ -60,17 +60,22 @@ def clean_home(home: Path) -> None:
     (home / DEMO_MARK).write_text("made by `proactive-assets demo`, which empties this folder at every start\n")
 
 
-def run_demo(configured: Settings, days: int = 21, seed: int = 7, start: date = DEMO_START) -> int:
+def run_demo(
+    configured: Settings, days: int = 28, seed: int = 11, start: date = DEMO_START, scenario: str = "realistic"
+) -> int:
     """Everything on the embedded default, in a clean demo home; returns the process exit code."""
     from proactive_assets.runner import printable, run_days
-    from proactive_assets.samples.cloudtrail import generate_sample
+    from proactive_assets.samples import generate
 
     settings = demo_settings(configured, start)
     home = Path(settings.home)
     clean_home(home)
     sample_dir = Path(settings.cloudtrail_uri)
-    print(f"demo home {home} (emptied first): writing {days} days of sample CloudTrail (seed {seed}) ...", flush=True)
-    print(f"  {generate_sample(sample_dir, start=start, days=days, seed=seed)}", flush=True)
+    print(
+        f"demo home {home} (emptied first): writing {days} days of sample CloudTrail ({scenario}, seed {seed}) ...",
+        flush=True,
+    )
+    print(f"  {generate(scenario, sample_dir, start=start, days=days, seed=seed)}", flush=True)
     all_days = [start + timedelta(days=i) for i in range(days)]
     print(f"materialising every asset for {all_days[0]}..{all_days[-1]} (warehouse {settings.warehouse})", flush=True)
     # The sample starts on its first day: there is no earlier history to ingest.

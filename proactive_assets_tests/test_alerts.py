@@ -549,3 +549,31 @@ def test_alert_line_carries_what_an_analyst_needs(tmp_path, with_readonly: bool)
     assert "\nSEVERITY=" in line["message"] and "\nTHRESHOLD=0.9000\n" in line["message"]
     table = res.warehouse().read_table("alerts", DAY).to_pylist()
     assert [r["severity"] for r in table] == [line["severity"]] and table[0]["threshold"] == 0.9
+
+
+def test_explanation_names_the_evidence_and_where_it_disagrees() -> None:
+    """The detector's evidence columns become a sentence, and the JSON document carries them as fields."""
+    alert = {
+        "entity": f"arn:aws:sts::{ACCT}:assumed-role/fn-role/ingest",
+        "source_ip": "198.51.100.7",
+        "insight": 0.97,
+        "event_count": 4,
+        "event_names": ["GetSecretValue"],
+        "write_event_names": [],
+        "evidence_for": ["off_provider", "novel_network", "novel_x_new_actions"],
+        "evidence_against": ["novel_x_others_today"],
+        "address_owner": "",
+        "novelty": "never-seen network",
+    }
+    train = pd.DataFrame({"entity": [alert["entity"]], "source_ip": ["3.80.1.2"], "event_count": [9]})
+    today = pd.DataFrame({"entity": [alert["entity"], BOB], "source_ip": ["198.51.100.7", "198.51.100.7"]})
+    [row] = explain_alerts(add_alert_ids(pd.DataFrame([alert]), DAY), train, today, (DAY, DAY)).to_dict("records")
+    assert (
+        "Evidence: a machine identity that only ever called from cloud addresses, now from elsewhere; "
+        "a network this identity never used; API calls it never made in the window; "
+        "against it: other identities used this network today." in row["explanation"]
+    )
+    message = format_sns_message(row, DAY, None)
+    assert "Evidence: a machine identity" in message.text
+    assert message.document["evidence_for"] == alert["evidence_for"]
+    assert message.document["novelty"] == "never-seen network"

@@ -138,7 +138,7 @@ def test_demo_starts_from_a_clean_demo_home(
     (old / "alerts.parquet").write_bytes(b"from an earlier, longer run")
     (demo_home / "alerts.jsonl").write_text('{"day": "2024-06-20"}\n')
     (demo_home / ".proactive-demo").write_text("")
-    out, _ = cli_run(capsys, "demo", "--days", "2")
+    out, _ = cli_run(capsys, "demo", "--days", "2", "--scenario", "classic")
     assert not old.exists() and not (demo_home / "alerts.jsonl").exists()
     days = {p.name for p in (demo_home / "warehouse" / "learning_set").iterdir()}
     assert days == {"day=2024-06-01", "day=2024-06-02"}
@@ -148,7 +148,7 @@ def test_demo_starts_from_a_clean_demo_home(
 
     # a folder the demo did not make is never emptied
     (demo_home / ".proactive-demo").unlink()
-    _, err = cli_run(capsys, "demo", "--days", "2", code=2)
+    _, err = cli_run(capsys, "demo", "--days", "2", "--scenario", "classic", code=2)
     assert err == [
         f"error: {demo_home} exists and was not made by the demo, which empties its home at every start",
         "fix: move that folder away, or set PROACTIVE_HOME to another folder for the demo",

@@ -85,6 +85,13 @@ DOCUMENT_FIELDS = (
     "nearest_known_network",
     "other_identities_on_ip_today",
     "other_identities_on_ip_in_window",
+    "ip_insights",
+    "novelty",
+    "address_owner",
+    "identity_churn",
+    "known_network_today",
+    "evidence_for",
+    "evidence_against",
     "explanation",
 )
 

@@ -405,6 +405,70 @@ _EXPLAIN_COLUMNS = (
 )
 
 
+#: What each piece of the detector's evidence means, for a person (``{owner}``: the address's owner).
+EVIDENCE_TEXT = {
+    "novel_24": "a new address in a /24 this identity used",
+    "novel_16": "a new /24 inside a /16 this identity used",
+    "novel_12": "a /16 this identity never used",
+    "novel_network": "a network this identity never used",
+    "new_identity": "an identity with no history in the window",
+    "known_network_today": "the identity also worked from a network it knows today",
+    "novel_x_known_today": "the identity also worked from a network it knows today",
+    "sibling_known_today": "its usual /24 in the same /16 was in use today too",
+    "provider_new": "an owner it never called from before ({owner})",
+    "novel_x_provider_new": "an owner it never called from before ({owner})",
+    "off_provider": "a machine identity that only ever called from cloud addresses, now from elsewhere",
+    "off_provider_x_others": "a machine identity on an address people share",
+    "aws_region_new": "an AWS address ({owner}) in a region it never called from",
+    "aws_address": "an AWS address ({owner})",
+    "cloud_address": "a cloud provider's address ({owner})",
+    "family_new": "its first address of this IP version",
+    "new_actions": "API calls it never made in the window",
+    "novel_x_new_actions": "API calls it never made in the window",
+    "new_user_agent": "a user agent it never used",
+    "novel_x_new_user_agent": "a user agent it never used",
+    "ip_insights": "IP Insights finds the address unlike this identity's networks",
+    "novel_x_ip_insights": "IP Insights finds the address unlike this identity's networks",
+    "events": "its volume of calls",
+    "history_days": "a long history to compare with",
+    "others_address_window": "other identities used this address in the window",
+    "others_24_window": "other identities used this /24 in the window",
+    "others_16_window": "other identities used this /16 in the window",
+    "others_12_window": "other identities used this /12 in the window",
+    "novel_x_others_window": "other identities used this network in the window",
+    "others_address_today": "other identities used this address today",
+    "others_24_today": "other identities used this /24 today",
+    "novel_x_others_today": "other identities used this network today",
+    "churn_24": "the identity often moves to new networks",
+    "churn_16": "the identity often moves to new networks",
+    "novel_x_churn_24": "the identity often moves to new networks",
+    "novel_x_churn_16": "the identity often moves to new networks",
+    "networks_16": "the identity uses many networks",
+    "aws_share": "the identity usually calls from AWS",
+    "cloud_share": "the identity usually calls from cloud addresses",
+}
+
+
+def evidence_text(names: Any, owner: Any) -> str:
+    """The named evidence as one phrase list (duplicates merged), with the address's owner filled in."""
+    phrases = [EVIDENCE_TEXT.get(str(n), str(n)).format(owner=owner or "no known owner") for n in as_name_list(names)]
+    return "; ".join(dict.fromkeys(phrases))
+
+
+def _evidence_sentence(row: dict[str, Any]) -> str | None:
+    """What the detector found: what raised the insight and, where evidence disagrees, what lowered it."""
+    if "evidence_for" not in row:
+        return None
+    support = evidence_text(row.get("evidence_for"), row.get("address_owner"))
+    against = evidence_text(row.get("evidence_against"), row.get("address_owner"))
+    if not support and not against:
+        return None
+    text = f"Evidence: {support or 'none strong on its own'}"
+    if against:
+        text += f"; against it: {against}"
+    return text + "."
+
+
 def _explain_row(row: dict[str, Any], window: tuple[DayLike, DayLike] | None) -> str:
     where = _window_text(window)
     ip = row.get("source_ip")
@@ -452,6 +516,9 @@ def _explain_row(row: dict[str, Any], window: tuple[DayLike, DayLike] | None) ->
             parts.append("No other identity used this IP today or in the window.")
         else:
             parts.append(f"Other identities on this IP: {int(today)} today, {int(window_count)} in the window.")
+    evidence = _evidence_sentence(row)
+    if evidence:
+        parts.insert(1, evidence)
     if writes and not row["ip_seen_for_entity_in_window"]:
         parts.append("Check the writes in CloudTrail; if not expected, treat the credentials as compromised.")
     return " ".join(parts)

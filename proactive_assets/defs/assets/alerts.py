@@ -56,6 +56,13 @@ ALERT_COLUMNS = [
     "nearest_known_network",
     "other_identities_on_ip_today",
     "other_identities_on_ip_in_window",
+    "ip_insights",
+    "novelty",
+    "address_owner",
+    "identity_churn",
+    "known_network_today",
+    "evidence_for",
+    "evidence_against",
     "explanation",
     "source_files",
     "suppressed",
@@ -136,7 +143,8 @@ def alert_assets(partitions: DailyPartitionsDefinition) -> list[AssetsDefinition
             [s.name for s in sinks if ledger.already_published(aid, s.name)] for aid in applied["alert_id"]
         ]
         table = pa.Table.from_pandas(
-            applied[[*ALERT_COLUMNS, "published_to"]] if len(applied) else _empty(applied), preserve_index=False
+            applied.reindex(columns=[*ALERT_COLUMNS, "published_to"]) if len(applied) else _empty(applied),
+            preserve_index=False,
         )
         warehouse.write_tables(tables.ALERTS, day, {tables.ALERTS: table})
         model_meta = load_model_metadata(warehouse, day)
