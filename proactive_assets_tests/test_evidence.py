@@ -126,19 +126,7 @@ def test_synthetic_attacks_are_of_every_kind_and_never_the_identitys_own() -> No
     history = build_history(e, a, np.array([x for _, _, x in HISTORY]), book, len(entities), Behaviour.empty(len(e)))
     active = np.arange(len(entities))
     none = np.zeros(0, np.int64)
-    negatives = draw_negatives(
-        active,
-        e,
-        a,
-        none,
-        none,
-        book,
-        history.seen[1],
-        history.aws_share,
-        history.aws_regions,
-        NETWORKS,
-        np.random.default_rng(3),
-    )
+    negatives = draw_negatives(active, e, a, none, none, book, history, NETWORKS, np.random.default_rng(3))
     kinds = {KINDS[k] for k in negatives.kind.tolist()}
     assert kinds == set(KINDS) - {"random_ipv6"}  # the organisation uses no IPv6
     own = set(zip(e.tolist(), a.tolist(), strict=True))

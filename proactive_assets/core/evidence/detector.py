@@ -200,9 +200,7 @@ def _validation_day(frame: Frame, networks: Networks, scorer: Scorer, d: int, rn
         entity,
         address,
         frame.book,
-        history.seen[1],
-        history.aws_share,
-        history.aws_regions,
+        history,
         networks,
         rng,
     )

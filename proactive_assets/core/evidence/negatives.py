@@ -3,8 +3,8 @@
 For an identity active on a day, each kind replaces its address with one an attacker would use:
 
 * ``random_network``: any public IPv4 address (a VPS, a proxy, a network nobody here uses);
-* ``colleague_address``: an address another identity of the organisation used (a colleague's
-  home, the office network for a machine role) that this identity never used;
+* ``colleague_address``: a personal address of another identity of the organisation (used by at
+  most two: a colleague's home, a CI runner's address) that this identity never used;
 * ``same_isp_new_24``: a new /24 inside the /16 of one of the identity's own addresses (a
   residential proxy in the victim's own ISP);
 * ``cloud_address``: an address in a cloud provider's ranges - for an identity with AWS history,
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from proactive_assets.core.evidence.features import History
 from proactive_assets.core.evidence.keys import AddressBook, level_keys, pair_key
 from proactive_assets.core.evidence.networks import AWS, Networks
 
@@ -57,6 +58,25 @@ def _public_ipv4(rng: np.random.Generator, n: int) -> np.ndarray:
     return values
 
 
+def _colleague(
+    entities: np.ndarray, owner: np.ndarray, address: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """For each identity, a random *other* identity of ``owner``, then one of its ``address``es."""
+    if len(entities) == 0 or len(np.unique(owner)) < 2:
+        return None
+    order = np.argsort(owner, kind="stable")
+    owners, first_row, rows_per = np.unique(owner[order], return_index=True, return_counts=True)
+    pick = rng.integers(0, len(owners), size=len(entities))
+    for _ in range(4):
+        clash = owners[pick] == entities
+        if not clash.any():
+            break
+        pick[clash] = rng.integers(0, len(owners), size=int(clash.sum()))
+    keep = owners[pick] != entities
+    row = first_row[pick[keep]] + np.floor(rng.random(int(keep.sum())) * rows_per[pick[keep]]).astype(np.int64)
+    return entities[keep], address[order[row]]
+
+
 def draw_negatives(
     entities: np.ndarray,
     history_entity: np.ndarray,
@@ -64,9 +84,7 @@ def draw_negatives(
     today_entity: np.ndarray,
     today_address: np.ndarray,
     book: AddressBook,
-    seen_24: np.ndarray,
-    aws_share: np.ndarray,
-    aws_regions: np.ndarray,
+    history: History,
     networks: Networks,
     rng: np.random.Generator,
 ) -> Negatives:
@@ -75,8 +93,7 @@ def draw_negatives(
     ``history_*`` are the window's (identity, address) rows as codes into ``book``, ``today_*`` the
     day's; a new /24 is drawn next to an address the identity uses today where it has one (an
     attacker on a residential proxy of the victim's ISP while the victim works); ``seen_24``
-    the sorted (identity, /24) keys of the window, so a 'new /24' really is new; ``aws_regions``
-    the sorted (identity, AWS region) keys, so 'another region' really is another.
+    ``history`` the window's index (so a 'new /24' really is new and 'another region' another).
     """
     n = len(entities)
     uses_ipv6 = bool(book.is6[history_address].any()) if len(history_address) else False
@@ -85,21 +102,20 @@ def draw_negatives(
     # random public network
     parts.append((entities, np.zeros(n, bool), np.zeros(n, np.uint64), _public_ipv4(rng, n), 0))
 
-    # another identity's address: a random other identity, then one of its addresses, so every kind
-    # of colleague (people, CI, functions) is drawn, not only the busiest
-    order = np.argsort(history_entity, kind="stable")
-    owners, first_row, rows_per = np.unique(history_entity[order], return_index=True, return_counts=True)
-    if len(owners) > 1:
-        pick = rng.integers(0, len(owners), size=n)
-        for _ in range(4):
-            clash = owners[pick] == entities
-            if not clash.any():
-                break
-            pick[clash] = rng.integers(0, len(owners), size=int(clash.sum()))
-        keep = owners[pick] != entities
-        row = first_row[pick[keep]] + np.floor(rng.random(int(keep.sum())) * rows_per[pick[keep]]).astype(np.int64)
-        address = history_address[order[row]]
-        parts.append((entities[keep], book.is6[address], book.hi[address], book.lo[address], 1))
+    # another identity's address. For a person, a personal one of a colleague (used by at most two
+    # identities: a home, a CI runner's address): an address everyone shares (the office, the VPN
+    # egress) is where a new colleague legitimately comes from. For a machine identity (it only
+    # ever called from cloud or AWS addresses), any colleague's address, shared ones included.
+    machine = np.maximum(history.aws_share, history.cloud_share)[entities] >= 0.9
+    if len(history_entity):
+        pairs = np.unique(np.stack([history_address, history_entity]), axis=1)
+        users = np.bincount(pairs[0], minlength=len(book))
+        personal = users[pairs[0]] <= 2
+        for pool, who in ((personal, ~machine), (np.ones(pairs.shape[1], bool), machine)):
+            drawn = _colleague(entities[who], pairs[1][pool], pairs[0][pool], rng)
+            if drawn is not None:
+                kept, address = drawn
+                parts.append((kept, book.is6[address], book.hi[address], book.lo[address], 1))
 
     # a new /24 (/64) in the identity's own /16 (/48): next to today's address, else a past one
     own_entity = np.concatenate([today_entity, history_entity])
@@ -118,20 +134,20 @@ def draw_negatives(
         cand_hi = np.where(is6, hi6, hi)
         cand_lo = np.where(is6, rng.integers(0, 1 << 63, size=len(own), dtype=np.uint64), lo4)
         keys = level_keys(is6, cand_hi, cand_lo)[1]
-        known = np.isin(pair_key(entities[has], keys), seen_24)
+        known = np.isin(pair_key(entities[has], keys), history.seen[1])
         hi, lo = np.where(known, hi, cand_hi), np.where(known, lo, cand_lo)
         if not known.any():
             break
     parts.append((entities[has], is6, hi, lo, 2))
 
     # a cloud address: AWS in another region for identities that call from AWS, any cloud otherwise
-    aws_identity = aws_share[entities] > 0
+    aws_identity = history.aws_share[entities] > 0
     cloud_lo = networks.sample_ipv4(rng, n, provider=None)
     aws_lo = networks.sample_ipv4(rng, n, provider=AWS)
     for _ in range(4):  # an AWS identity's own regions are redrawn
         zero = np.zeros(n, np.uint64)
         region = networks.lookup(np.zeros(n, bool), zero, aws_lo).region
-        own_region = aws_identity & np.isin(pair_key(entities, region.astype(np.uint64)), aws_regions)
+        own_region = aws_identity & np.isin(pair_key(entities, region.astype(np.uint64)), history.aws_regions)
         if not own_region.any():
             break
         aws_lo[own_region] = networks.sample_ipv4(rng, int(own_region.sum()), provider=AWS)

@@ -1,0 +1,133 @@
+"""The detector (IP Insights plus the evidence around it) at the IP Insights tutorial's scale.
+
+    python -m benchmarks.detector_scale [--users 10000] [--quick]
+
+The same data and evaluation as ``benchmarks.detection`` (7 days of logins to train on, normal
+test-day pairs of known users against the same number of random-ASN attacks), through what the
+pipeline runs: ``train_detector`` on the window (IP Insights on the established pairs, the
+combiner fitted on the last validation days, the budget threshold) and the whole ``daily_insights``
+table (``score_day`` + ``insights_table``) for the evaluation pairs as one day's learning set.
+Reported beside it, measured in the same run: the IP Insights model alone trained on the whole
+window (``train_ip_insights``), its AUC and the throughput of its ``daily_insights`` table.
+"""
+
+import argparse
+import time
+from datetime import date, timedelta
+
+import numpy as np
+import pyarrow as pa
+
+from benchmarks import tutorial_data as td
+from benchmarks.detection import _best_of, _learning_set
+from proactive_assets.core import scoring
+from proactive_assets.core.backends.local import LocalBackend
+from proactive_assets.core.evidence.detector import score_day, train_detector
+from proactive_assets.core.evidence.networks import load_networks
+from proactive_assets.core.model import IPInsightsParams, ScoreResult, roc_auc, train_ip_insights
+
+START = date(2024, 6, 1)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument("--quick", action="store_true", help="1,000 users: a fast smoke run")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    users = 1_000 if args.quick else args.users
+    rng = np.random.default_rng(args.seed + 1)
+    data = td.generate(users, seed=args.seed)
+    ev = data.events
+    train = ev[ev.day < td.TRAIN_DAYS]
+    test = ev[ev.day >= td.TRAIN_DAYS]
+    rows = train.groupby(["user", "ip_int", "day"], sort=False).size().reset_index(name="event_count")
+    n = len(rows)
+    training_set = pa.table(
+        {
+            "entity": pa.array(td.entity_name(rows.user.to_numpy()), pa.string()),
+            "source_ip": pa.array(td.ip_strings(rows.ip_int.to_numpy()), pa.string()),
+            "event_count": pa.array(rows.event_count.to_numpy(), pa.int64()),
+            "sources": pa.array([["cloudtrail"]] * n, pa.list_(pa.string())),
+            "event_names": pa.array([[]] * n, pa.list_(pa.string())),
+            "user_agents": pa.array([[]] * n, pa.list_(pa.string())),
+            "day": pa.array([START + timedelta(days=int(d)) for d in rows.day.to_numpy()], pa.date32()),
+        }
+    )
+    scored_day = START + timedelta(days=td.TRAIN_DAYS)
+    params = IPInsightsParams()
+    networks = load_networks()
+
+    t0 = time.perf_counter()
+    model = train_detector(training_set, LocalBackend(), params, scored_day, networks, alert_budget=1.0)
+    detector_train = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    alone = train_ip_insights(
+        training_set.column("entity").to_pylist(),
+        training_set.column("source_ip").to_pylist(),
+        rows.event_count.to_numpy(),
+        params,
+    )
+    alone_train = time.perf_counter() - t0
+
+    known = np.unique(train.user.to_numpy())
+    normal = test[np.isin(test.user.to_numpy(), known)]
+    n_side = min((1_000_000 if users >= 10_000 else 200_000) // 2, len(normal))
+    normal = normal.iloc[np.sort(rng.choice(len(normal), n_side, replace=False))]
+    atk_user, atk_ip = td.attacks(known, n_side, data, rng)
+    order = rng.permutation(2 * n_side)
+    entities = td.entity_name(np.r_[normal.user.to_numpy(), atk_user][order])
+    ips = td.ip_strings(np.r_[normal.ip_int.to_numpy(), atk_ip][order])
+    learning_set = _learning_set(entities, ips, scored_day)
+    attack_keys = set(zip(td.entity_name(atk_user).tolist(), td.ip_strings(atk_ip).tolist(), strict=True))
+    columns = (learning_set.column("entity").to_pylist(), learning_set.column("source_ip").to_pylist())
+    label = np.array([(e, i) in attack_keys for e, i in zip(*columns, strict=True)])
+    scorer = LocalBackend().scorer(model, lambda: training_set)
+
+    def detector_table() -> pa.Table:
+        scores = score_day(model, scorer, training_set, learning_set, networks)
+        result = ScoreResult(scores.dot_product, scores.insight, scores.entity_known)
+        return scoring.insights_table(learning_set, result, model.version, scored_day, scores.evidence_columns())
+
+    def alone_table() -> pa.Table:
+        return scoring.score_learning_set(learning_set, alone.score, alone.version, scored_day)
+
+    detector_best, _, _ = _best_of(detector_table, 3)
+    alone_best, _, _ = _best_of(alone_table, 3)
+    scores = score_day(model, scorer, training_set, learning_set, networks)
+    alone_insight = alone.score(learning_set.column("entity"), learning_set.column("source_ip")).insight
+    pairs = learning_set.num_rows
+    summary = {
+        "users": users,
+        "training_rows": n,
+        "pairs": pairs,
+        "detector_auc": round(roc_auc(scores.insight[label], scores.insight[~label]), 4),
+        "ip_insights_auc_inside_detector": round(roc_auc(scores.ip_insights[label], scores.ip_insights[~label]), 4),
+        "ip_insights_alone_auc": round(roc_auc(alone_insight[label], alone_insight[~label]), 4),
+        "detector_training_s": round(detector_train, 1),
+        "ip_insights_alone_training_s": round(alone_train, 1),
+        "detector_table_pairs_per_s": round(pairs / detector_best),
+        "ip_insights_alone_table_pairs_per_s": round(pairs / alone_best),
+        "threshold": model.metadata["threshold"],
+        "recall_at_threshold": round(float((scores.insight[label] >= model.metadata["threshold"]).mean()), 4),
+        "false_positive_rate_at_threshold": round(
+            float((scores.insight[~label] >= model.metadata["threshold"]).mean()), 4
+        ),
+    }
+    ratio = summary["detector_table_pairs_per_s"] / summary["ip_insights_alone_table_pairs_per_s"]
+    print(
+        f"detector at the tutorial's scale ({users:,} users, {n:,} training rows, {pairs:,} pairs scored):\n"
+        f"  AUC {summary['detector_auc']} (target >= 0.975); IP Insights inside it "
+        f"{summary['ip_insights_auc_inside_detector']}, IP Insights alone {summary['ip_insights_alone_auc']}\n"
+        f"  training {detector_train:.1f}s (IP Insights alone on the whole window {alone_train:.1f}s, "
+        f"ratio {detector_train / alone_train:.2f})\n"
+        f"  daily_insights table {summary['detector_table_pairs_per_s'] / 1e6:.2f}M pairs/s "
+        f"(IP Insights alone {summary['ip_insights_alone_table_pairs_per_s'] / 1e6:.2f}M/s, ratio {ratio:.2f})\n"
+        f"  threshold {summary['threshold']:.3f}: recall {summary['recall_at_threshold']}, "
+        f"false-positive rate {summary['false_positive_rate_at_threshold']}"
+    )
+    return summary
+
+
+if __name__ == "__main__":
+    main()
