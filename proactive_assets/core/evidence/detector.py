@@ -41,7 +41,7 @@ from proactive_assets.core.evidence.networks import PROVIDERS, Networks
 from proactive_assets.core.model import IPInsightsParams, roc_auc
 from proactive_assets.core.scoring import Scorer
 
-EVAL_DAYS = 3
+EVAL_DAYS = 5
 #: At most this many identities get synthetic pairs per validation day (large organisations).
 MAX_NEGATIVE_IDENTITIES = 20_000
 #: Used when the window is too short to fit on: novelty and the model's own judgement, by hand.
