@@ -1,6 +1,8 @@
 """The detector's evidence: address owners, per-pair features, synthetic attacks, the combiner and the budget."""
 
+import json
 from datetime import date, timedelta
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -57,6 +59,26 @@ def test_bundled_ranges_are_dated_and_know_aws_and_other_clouds() -> None:
     assert owner_of(networks, "54.72.3.4")[:2] == ("aws", "eu-west-1")
     assert owner_of(networks, "20.42.1.1")[0] == "azure"
     assert owner_of(networks, "192.0.2.1")[0] == ""
+
+
+def test_aws_ip_ranges_file_replaces_the_aws_part_only(tmp_path: Path) -> None:
+    """PROACTIVE_AWS_IP_RANGES: AWS's own file for AWS (fresher than the package), the package for the rest."""
+    ranges = tmp_path / "ip-ranges.json"
+    ranges.write_text(
+        json.dumps(
+            {
+                "createDate": "2026-11-20-01-02-03",
+                "prefixes": [{"ip_prefix": "192.0.2.0/24", "region": "eu-south-2", "service": "EC2"}],
+                "ipv6_prefixes": [{"ipv6_prefix": "2001:db8::/32", "region": "eu-south-2", "service": "EC2"}],
+            }
+        )
+    )
+    networks = load_networks(str(ranges))
+    assert networks.date == "2026-11-20-01-02-03" and str(ranges) in networks.source
+    assert owner_of(networks, "192.0.2.9")[:3] == ("aws", "eu-south-2", "EC2")
+    assert owner_of(networks, "2001:db8:1::1")[:2] == ("aws", "eu-south-2")
+    assert owner_of(networks, "3.80.1.2")[0] == ""  # not in this file: not AWS
+    assert owner_of(networks, "20.42.1.1")[0] == "azure"
 
 
 HISTORY = [  # (entity, address, day)

