@@ -187,7 +187,7 @@ def test_a_path_that_cannot_be_written(env: dict, capsys: pytest.CaptureFixture,
 def test_unexpected_errors_are_two_lines_and_verbose_adds_the_trace(
     env: dict, capsys: pytest.CaptureFixture, tmp_path: Path
 ) -> None:
-    argv = ["sample", str(tmp_path / "out"), "--start", "9999-12-30", "--days", "5"]
+    argv = ["sample", str(tmp_path / "out"), "--scenario", "classic", "--start", "9999-12-30", "--days", "5"]
     assert errors(capsys, *argv) == [
         "error: ValueError: year 10000 is out of range",
         "fix: run again with --verbose for the full trace",

@@ -10,7 +10,7 @@ import pytest
 
 from proactive_assets.core.backends.local import LocalBackend
 from proactive_assets.core.evidence.combiner import MIN_THRESHOLD, budget_threshold, fit_combiner, fit_logistic
-from proactive_assets.core.evidence.detector import score_day, threshold_for, train_detector
+from proactive_assets.core.evidence.detector import EVAL_DAYS, score_day, threshold_for, train_detector
 from proactive_assets.core.evidence.features import FEATURES, Behaviour, build_day, build_history, pair_features
 from proactive_assets.core.evidence.keys import address_book, level_keys, pair_key
 from proactive_assets.core.evidence.negatives import KINDS, draw_negatives
@@ -221,7 +221,7 @@ def test_the_detector_ranks_an_attack_above_benign_novelty_and_never_sees_the_sc
     backend = LocalBackend()
     model = train_detector(window, backend, params, scored, NETWORKS, alert_budget=1.0)
     evidence = model.metadata["evidence"]
-    assert evidence["validation_days"] == [(scored - timedelta(days=i)).isoformat() for i in (3, 2, 1)]
+    assert evidence["validation_days"] == [(scored - timedelta(days=i)).isoformat() for i in range(EVAL_DAYS, 0, -1)]
     assert 0.5 <= model.metadata["threshold"] <= 1.0 and evidence["evidence_auc"] > 0.8
     assert model.version.startswith(model.metadata["ip_insights_version"] + "+")
     today = pa.table(
