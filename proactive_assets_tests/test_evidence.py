@@ -9,7 +9,13 @@ import pyarrow as pa
 import pytest
 
 from proactive_assets.core.backends.local import LocalBackend
-from proactive_assets.core.evidence.combiner import MIN_THRESHOLD, budget_threshold, fit_combiner, fit_logistic
+from proactive_assets.core.evidence.combiner import (
+    MIN_THRESHOLD,
+    PRIOR_STRENGTH,
+    budget_threshold,
+    fit_combiner,
+    fit_logistic,
+)
 from proactive_assets.core.evidence.detector import EVAL_DAYS, score_day, threshold_for, train_detector
 from proactive_assets.core.evidence.features import FEATURES, Behaviour, build_day, build_history, pair_features
 from proactive_assets.core.evidence.keys import address_book, level_keys, pair_key
@@ -164,6 +170,18 @@ def test_synthetic_attacks_are_of_every_kind_and_never_the_identitys_own() -> No
     lambda_cloud = cloud & (negatives.entity == lam)
     assert (owner.provider[lambda_cloud] == AWS).all()
     assert all(NETWORKS.names[r] != "us-east-1" for r in owner.region[lambda_cloud])  # another region
+
+
+def test_a_short_window_stays_near_the_prior_and_a_long_one_follows_its_data() -> None:
+    """The prior pull is worth a fixed number of pairs: it decides a handful, thousands outweigh it."""
+    rng = np.random.default_rng(1)
+
+    def fit(n: int) -> float:
+        x = np.vstack([rng.normal(0, 1, (n, 1)), rng.normal(1, 1, (n, 1))])  # the data say about +1
+        y = np.r_[np.zeros(n), np.ones(n)]
+        return fit_logistic(x, y, np.ones(2 * n), prior=np.array([5.0]), prior_strength=PRIOR_STRENGTH)[1]
+
+    assert fit(10) > 3.5 and fit(10_000) < 1.3
 
 
 def test_logistic_fit_separates_and_the_budget_sets_the_threshold() -> None:

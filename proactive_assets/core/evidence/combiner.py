@@ -18,6 +18,9 @@ from proactive_assets.core.evidence.features import FEATURES
 
 #: Ridge penalty on the coefficients (features are 0..~3 in scale): small, only for stability.
 L2 = 1e-3
+#: Pull towards the hand-set prior combiner, in pairs' worth of evidence: it decides a short window
+#: (a few hundred validation pairs), a long one outweighs it.
+PRIOR_STRENGTH = 50.0
 #: No threshold below this: a pair must look more like an attacker's than its identity's own.
 MIN_THRESHOLD = 0.5
 
@@ -26,15 +29,31 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * z))
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, weight: np.ndarray, l2: float = L2, steps: int = 50) -> np.ndarray:
-    """Weighted L2-regularised logistic regression by Newton's method; returns [intercept, coefficients...]."""
+def fit_logistic(
+    x: np.ndarray,
+    y: np.ndarray,
+    weight: np.ndarray,
+    l2: float = L2,
+    steps: int = 50,
+    prior: np.ndarray | None = None,
+    prior_strength: float = 0.0,
+) -> np.ndarray:
+    """Weighted regularised logistic regression by Newton's method; returns [intercept, coefficients...].
+
+    The coefficients are pulled towards zero (``l2`` per unit of weight) and towards ``prior``
+    (``prior_strength`` in all, whatever the weight): a MAP fit that a little data barely moves.
+    """
     design = np.hstack([np.ones((len(x), 1)), x])
     beta = np.zeros(design.shape[1])
-    penalty = np.full(design.shape[1], l2 * weight.sum())
+    centre = np.zeros(design.shape[1]) if prior is None else np.r_[0.0, prior]
+    strength = 0.0 if prior is None else prior_strength
+    ridge = l2 * weight.sum()
+    penalty = np.full(design.shape[1], ridge + strength)
     penalty[0] = 0.0
+    target = strength * centre / np.maximum(penalty, 1e-12)
     for _ in range(steps):
         p = _sigmoid(design @ beta)
-        gradient = design.T @ (weight * (p - y)) + penalty * beta
+        gradient = design.T @ (weight * (p - y)) + penalty * (beta - target)
         hessian = (design * (weight * p * (1 - p))[:, None]).T @ design + np.diag(penalty) + 1e-9 * np.eye(len(beta))
         step = np.linalg.solve(hessian, gradient)
         beta -= step
@@ -72,11 +91,17 @@ class Combiner:
         )
 
 
-def fit_combiner(x: np.ndarray, suspicious: np.ndarray, fitted_on: dict[str, Any] | None = None) -> Combiner:
-    """Fit on real (``suspicious`` False) and synthetic (True) pairs, the two classes weighted equally."""
+def fit_combiner(
+    x: np.ndarray, suspicious: np.ndarray, fitted_on: dict[str, Any] | None = None, prior: "Combiner | None" = None
+) -> Combiner:
+    """Fit on real (``suspicious`` False) and synthetic (True) pairs, the two classes weighted equally.
+
+    With a ``prior``, a short window's fit stays near it (``PRIOR_STRENGTH``).
+    """
     n_pos, n_neg = int((~suspicious).sum()), int(suspicious.sum())
     weight = np.where(suspicious, 0.5 / max(n_neg, 1), 0.5 / max(n_pos, 1)) * len(x)
-    beta = fit_logistic(x, suspicious.astype(float), weight)
+    centre = None if prior is None else prior.vector
+    beta = fit_logistic(x, suspicious.astype(float), weight, prior=centre, prior_strength=PRIOR_STRENGTH)
     return Combiner(
         float(beta[0]), {name: float(b) for name, b in zip(FEATURES, beta[1:], strict=True)}, fitted_on or {}
     )
