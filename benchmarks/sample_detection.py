@@ -16,8 +16,8 @@ non-attack pairs that score highest (what an analyst would look at first).
 The sample is written once to ``--sample-dir`` (default: a folder per seed and length under the
 system temporary directory) and reused while its ``ground_truth.json`` matches. The learning
 sets come from the same parsing code as the pipeline's (``cloudtrail``, ``pairs``), so the rows
-are the ones the assets would train on. Much faster than ``benchmarks.sample_quality``, which
-runs every asset through Dagster and measures the same thing end to end.
+are the ones the assets would train on. ``benchmarks.realistic_detection`` measures the whole
+pipeline end to end, through Dagster, on the realistic scenario.
 """
 
 import argparse

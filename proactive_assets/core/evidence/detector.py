@@ -331,6 +331,31 @@ NOVELTY = (
 )
 
 
+def _named(contributions: np.ndarray, ranked: np.ndarray, keep: Any) -> pa.Array:
+    """Per row, the features in ``ranked`` whose contribution passes ``keep``, as a list column."""
+    chosen = keep(np.take_along_axis(contributions, ranked, axis=1))
+    offsets = np.zeros(len(ranked) + 1, np.int32)
+    np.cumsum(chosen.sum(axis=1), out=offsets[1:])
+    values = pc.take(pa.array(FEATURES, pa.string()), pa.array(ranked[chosen]))
+    return pa.ListArray.from_arrays(pa.array(offsets), values)
+
+
+def _owner_names(book: AddressBook, address: np.ndarray, networks: Networks) -> pa.Array:
+    """Each pair's address owner as text ("aws us-east-1 EC2", "private", ""), built once per kind of owner."""
+    owner = book.owner
+    kinds = np.stack(
+        [owner.provider[address], owner.region[address], owner.service[address], owner.private[address]], axis=1
+    ).astype(np.int64)
+    distinct, inverse = np.unique(kinds, axis=0, return_inverse=True)
+    providers = ("private", "", *PROVIDERS)
+    names = networks.names
+    text = [
+        " ".join(part for part in (providers[p + 2] if not private else "private", names[r], names[v]) if part)
+        for p, r, v, private in distinct.tolist()
+    ]
+    return pc.take(pa.array(text, pa.string()), pa.array(inverse.reshape(-1)))
+
+
 @dataclass
 class DayScores:
     """What ``score_day`` gives for each pair of the day, in the learning set's row order."""
@@ -341,7 +366,7 @@ class DayScores:
     entity_known: np.ndarray
     features: np.ndarray
     contributions: np.ndarray
-    owner: list[str]
+    owner: pa.Array
 
     def evidence_columns(self) -> dict[str, pa.Array]:
         """The columns ``daily_insights`` keeps beside ``insight``, for explanations and audits."""
@@ -358,20 +383,17 @@ class DayScores:
             default=0,
         )
         order = np.argsort(-self.contributions, axis=1, kind="stable")
-        names = np.array(FEATURES)
-        support, against = [], []
-        for row, ranked in zip(self.contributions, order, strict=True):
-            support.append([str(names[j]) for j in ranked[:4] if row[j] >= NAMED_EVIDENCE])
-            against.append([str(names[j]) for j in ranked[::-1][:3] if row[j] <= -NAMED_EVIDENCE])
+        support = _named(self.contributions, order[:, :4], lambda v: v >= NAMED_EVIDENCE)
+        against = _named(self.contributions, order[:, ::-1][:, :3], lambda v: v <= -NAMED_EVIDENCE)
         return {
             "ip_insights": pa.array(self.ip_insights, pa.float64()),
-            "novelty": pa.array([NOVELTY[v] for v in novelty.tolist()], pa.string()),
+            "novelty": pc.take(pa.array(NOVELTY, pa.string()), pa.array(novelty)),
             "others_on_address_window": pa.array(np.rint(np.expm1(column["others_address_window"])).astype(np.int64)),
             "others_on_address_today": pa.array(np.rint(np.expm1(column["others_address_today"])).astype(np.int64)),
             "others_on_24_window": pa.array(np.rint(np.expm1(column["others_24_window"])).astype(np.int64)),
             "identity_churn": pa.array(column["churn_24"], pa.float64()),
             "known_network_today": pa.array(column["known_network_today"] > 0),
-            "address_owner": pa.array(self.owner, pa.string()),
+            "address_owner": self.owner,
             "evidence_for": pa.array(support, pa.list_(pa.string())),
             "evidence_against": pa.array(against, pa.list_(pa.string())),
         }
@@ -396,19 +418,7 @@ def score_day(
     ipi = np.asarray(result.insight, np.float64) if result is not None else np.zeros(0)
     assert frame.today_behaviour is not None
     x = pair_features(entity, address, ipi, np.ones(len(entity), bool), frame.book, history, day, frame.today_behaviour)
-    owner = frame.book.owner
-    names = networks.names
-    providers = ("private", "", *PROVIDERS)
-    owners = [
-        " ".join(part for part in (providers[p + 2] if not private else "private", names[r], names[v]) if part)
-        for p, r, v, private in zip(
-            owner.provider[address].tolist(),
-            owner.region[address].tolist(),
-            owner.service[address].tolist(),
-            owner.private[address].tolist(),
-            strict=True,
-        )
-    ]
+    owners = _owner_names(frame.book, address, networks)
     return DayScores(
         insight=combiner.insight(x),
         dot_product=np.asarray(result.dot_product, np.float64) if result is not None else np.zeros(0),
