@@ -207,6 +207,11 @@ def test_logistic_fit_separates_and_the_budget_sets_the_threshold() -> None:
     day = 1 / (1 + np.exp(-rng.normal(-4, 1, 2000)))
     with_attacks = np.r_[day, np.full(8, 0.999)]
     assert budget_threshold([with_attacks], [400], np.ones(1), 1.0).threshold < 0.99
+    # days too small for a tail of their own (300 pairs) are modelled as one: two attacks a day
+    # in the validation days do not lift the threshold above every attack like them
+    small = [np.r_[1 / (1 + np.exp(-rng.normal(-4, 1, 300))), np.full(2, 0.999)] for _ in range(5)]
+    assert budget_threshold(small, [150] * 5, np.ones(1), 1.0).threshold < 0.99
+    assert budget_threshold(small[:1], [150], np.ones(1), 1.0).threshold > 0.99  # one day: counted as it is
     assert threshold_for({"threshold": 0.7}, None) == 0.7 and threshold_for({"threshold": 0.7}, 0.9) == 0.9
 
 

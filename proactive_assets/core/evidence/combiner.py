@@ -156,6 +156,11 @@ class FalseAlertModel:
             if len(exceed) >= MIN_TAIL and np.median(exceed) > 0:
                 self.u, self.count, self.rate = u, len(exceed), np.log(2.0) / float(np.median(exceed))
 
+    @property
+    def smoothed(self) -> bool:
+        """Whether the top of the tail is modelled (enough pairs) rather than counted."""
+        return bool(np.isfinite(self.u))
+
     def expected(self, threshold: float) -> float:
         t = float(_logit(np.array([threshold]))[0])
         if t > self.u:
@@ -175,6 +180,10 @@ def budget_threshold(
     alerts are summed over the days. Never below ``MIN_THRESHOLD``.
     """
     models = [FalseAlertModel(real) for real in real_by_day]
+    if len(models) > 1 and not all(m.smoothed for m in models):
+        # Too few pairs a day to model each day's tail: one tail over all of them, so a real
+        # attack on a validation day is not counted as a whole false alert of its own.
+        models = [FalseAlertModel(np.concatenate(real_by_day))]
     identities = max(sum(identities_by_day), 1)
 
     def rate(threshold: float) -> float:
