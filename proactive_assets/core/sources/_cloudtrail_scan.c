@@ -47,6 +47,9 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #define MAX_DEPTH 512
 #define N_TOP 9
@@ -60,13 +63,7 @@ static const char *const FIELD_NAMES[N_FIELDS] = {
     "eventID", "recipientAccountId", "userIdentity.type", "userIdentity.arn", "userIdentity.accountId",
     "userIdentity.invokedBy",
 };
-static const char *const TOP_KEYS[N_TOP] = {
-    "eventTime", "eventName", "eventSource", "awsRegion", "sourceIPAddress",
-    "userAgent", "errorCode", "eventID", "recipientAccountId",
-};
 enum { F_TIME = 0, F_NAME = 1, F_SOURCE = 4 };
-static const char *const IDENTITY_KEYS[N_IDENTITY] = {"type", "arn", "accountId", "invokedBy"};
-static size_t TOP_LENS[N_TOP], IDENTITY_LENS[N_IDENTITY];
 
 /* What a value is. ABSENT (absent or null) and STRING are data; the others are a wrong type. */
 enum kind { ABSENT = 0, STRING, K_INT, K_FLOAT, K_BOOL, K_OBJECT, K_ARRAY, N_KINDS };
@@ -93,8 +90,7 @@ typedef struct {
     size_t len, cap;
 } buf_t;
 
-static int buf_reserve(buf_t *b, size_t extra) {
-    if (b->len + extra <= b->cap && b->p != NULL) return 0;
+static int buf_grow(buf_t *b, size_t extra) {
     size_t cap = b->cap ? b->cap : 4096;
     while (cap < b->len + extra) {
         if (cap > SIZE_MAX / 2) return -1;
@@ -105,6 +101,11 @@ static int buf_reserve(buf_t *b, size_t extra) {
     b->p = p;
     b->cap = cap;
     return 0;
+}
+
+static inline int buf_reserve(buf_t *b, size_t extra) {
+    if (b->len + extra <= b->cap && b->p != NULL) return 0;
+    return buf_grow(b, extra);
 }
 
 static int buf_append(buf_t *b, const void *src, size_t n) {
@@ -146,8 +147,6 @@ static void init_tables(void) {
     for (int c = 0x20; c < 0x80; c++) PLAIN[c] = 1;
     PLAIN['"'] = 0;
     PLAIN['\\'] = 0;
-    for (int i = 0; i < N_TOP; i++) TOP_LENS[i] = strlen(TOP_KEYS[i]);
-    for (int i = 0; i < N_IDENTITY; i++) IDENTITY_LENS[i] = strlen(IDENTITY_KEYS[i]);
 }
 
 static inline void skip_ws(cur_t *c) {
@@ -217,6 +216,22 @@ static inline unsigned first_special8(const unsigned char *p) {
 #endif
 }
 
+#if defined(__SSE2__)
+/* The same search 16 bytes at a time (SSE2 is part of every x86-64 CPU): one signed compare with
+ * 0x20 flags both the control characters and the bytes at or above 0x80 (negative as signed). */
+#define SPAN 16
+static inline unsigned first_special(const unsigned char *p) {
+    __m128i x = _mm_loadu_si128((const __m128i *)p);
+    __m128i special = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('"')), _mm_cmpeq_epi8(x, _mm_set1_epi8('\\'))),
+                                   _mm_cmplt_epi8(x, _mm_set1_epi8(0x20)));
+    unsigned mask = (unsigned)_mm_movemask_epi8(special);
+    return mask ? (unsigned)__builtin_ctz(mask) : SPAN;
+}
+#else
+#define SPAN 8
+#define first_special first_special8
+#endif
+
 /* c->p at the opening quote. Leaves c->p after the closing quote; the contents are [*start, +*len).
  * Text that is not valid (a byte that is not UTF-8, a raw control character, a lone surrogate
  * escape) sets c->bad_text and is stepped over: where the string ends stays certain, since a quote
@@ -226,9 +241,9 @@ static int scan_string(cur_t *c, const unsigned char **start, size_t *len, int *
     *start = p;
     *escaped = 0;
     for (;;) {
-        unsigned skip = 8;
-        while (end - p >= 8 && (skip = first_special8(p)) == 8) p += 8;
-        if (skip < 8) p += skip;
+        unsigned skip = SPAN;
+        while (end - p >= SPAN && (skip = first_special(p)) == SPAN) p += SPAN;
+        if (skip < SPAN) p += skip;
         else
             while (p < end && PLAIN[*p]) p++;
         if (p >= end) {
@@ -647,47 +662,97 @@ static int read_only_value(cur_t *c, unsigned char *out) {
     }
 }
 
+/* Keys of a record or of its userIdentity: the index of the field they fill, or one of these. */
+enum { KEY_OTHER = -1, KEY_IDENTITY = -2, KEY_READ_ONLY = -3 };
+
+#define KEY_IS(word) (memcmp(key, word, sizeof(word) - 1) == 0) /* constant length: compiled inline */
+
+/* A record key (already decoded) as a field index (FIELD_NAMES order), KEY_IDENTITY, KEY_READ_ONLY or
+ * KEY_OTHER: one switch on the length, then fixed-length compares (most keys are not wanted). */
+static inline int record_key(const unsigned char *key, size_t len) {
+    switch (len) {
+    case 7: return KEY_IS("eventID") ? 7 : KEY_OTHER;
+    case 8: return KEY_IS("readOnly") ? KEY_READ_ONLY : KEY_OTHER;
+    case 9:
+        if (key[0] == 'e') return KEY_IS("eventTime") ? 0 : KEY_IS("eventName") ? 1 : KEY_IS("errorCode") ? 6 : KEY_OTHER;
+        return KEY_IS("awsRegion") ? 3 : KEY_IS("userAgent") ? 5 : KEY_OTHER;
+    case 11: return KEY_IS("eventSource") ? 2 : KEY_OTHER;
+    case 12: return KEY_IS("userIdentity") ? KEY_IDENTITY : KEY_OTHER;
+    case 15: return KEY_IS("sourceIPAddress") ? 4 : KEY_OTHER;
+    case 18: return KEY_IS("recipientAccountId") ? 8 : KEY_OTHER;
+    default: return KEY_OTHER;
+    }
+}
+
+/* A userIdentity key as an index among FIELD_NAMES' userIdentity fields, or KEY_OTHER. */
+static inline int identity_key(const unsigned char *key, size_t len) {
+    switch (len) {
+    case 3: return KEY_IS("arn") ? 1 : KEY_OTHER;
+    case 4: return KEY_IS("type") ? 0 : KEY_OTHER;
+    case 9: return KEY_IS("accountId") ? 2 : KEY_IS("invokedBy") ? 3 : KEY_OTHER;
+    default: return KEY_OTHER;
+    }
+}
+
+#undef KEY_IS
+
+/* An escaped key decoded into small[SMALL]; its length, or SMALL + 1 (matches nothing) when longer. */
+static size_t decoded_key(const unsigned char **key, size_t len, char *small) {
+    len = small_text(*key, len, 1, small);
+    *key = (const unsigned char *)small;
+    return len;
+}
+
 static int identity_member(cur_t *c, const unsigned char *key, size_t key_len, int key_escaped, void *ctx) {
     record_t *r = ctx;
-    int i = key_index(key, key_len, key_escaped, IDENTITY_KEYS, IDENTITY_LENS, N_IDENTITY);
+    char small[SMALL];
+    if (key_escaped) key_len = decoded_key(&key, key_len, small);
+    int i = identity_key(key, key_len);
     if (i < 0) return skip_member(c, key, key_len, key_escaped, NULL);
     return field_value(c, &r->slots[N_TOP + i]);
 }
 
 static int record_member(cur_t *c, const unsigned char *key, size_t key_len, int key_escaped, void *ctx) {
     record_t *r = ctx;
-    if (key_is(key, key_len, key_escaped, "userIdentity", 12)) {
+    char small[SMALL];
+    if (key_escaped) key_len = decoded_key(&key, key_len, small);
+    int i = record_key(key, key_len);
+    if (i == KEY_IDENTITY) {
         memset(&r->slots[N_TOP], 0, sizeof(slot_t) * N_IDENTITY); /* a repeated key replaces the first */
         r->identity_valid = c->p < c->end && *c->p == '{';
         return r->identity_valid ? object(c, identity_member, r) : skip_element(c, NULL);
     }
-    if (key_is(key, key_len, key_escaped, "readOnly", 8)) return read_only_value(c, &r->read_only);
-    int i = key_index(key, key_len, key_escaped, TOP_KEYS, TOP_LENS, N_TOP);
+    if (i == KEY_READ_ONLY) return read_only_value(c, &r->read_only);
     if (i < 0) return skip_member(c, key, key_len, key_escaped, NULL);
     return field_value(c, &r->slots[i]);
 }
 
-/* Append one record's slots as a row. -1: out of memory, or a column over 2 GiB. */
+/* Append one record's slots as a row. -1: out of memory, or a column over 2 GiB. Each buffer is
+ * reserved once and written in place: these are the scanner's most frequent writes. */
 static int append_record(out_t *out, const record_t *r, int64_t doc, int64_t index) {
     for (int f = 0; f < N_FIELDS; f++) {
         column_t *col = &out->columns[f];
         const slot_t *s = &r->slots[f];
         if (s->kind == STRING) {
-            if (s->escaped) {
-                if (buf_reserve(&col->data, s->len) < 0) return -1;
-                col->data.len += decode_into(s->start, s->len, col->data.p + col->data.len);
-            } else if (buf_append(&col->data, s->start, s->len) < 0) {
-                return -1;
-            }
+            if (buf_reserve(&col->data, s->len) < 0) return -1;
+            char *to = col->data.p + col->data.len;
+            col->data.len += s->escaped ? decode_into(s->start, s->len, to) : (memcpy(to, s->start, s->len), s->len);
         }
         if (col->data.len > INT32_MAX) return -1;
+        if (buf_reserve(&col->offsets, sizeof(int32_t)) < 0 || buf_reserve(&col->kind, 1) < 0) return -1;
         int32_t offset = (int32_t)col->data.len;
-        if (buf_append(&col->offsets, &offset, sizeof offset) < 0 || buf_append(&col->kind, &s->kind, 1) < 0)
-            return -1;
+        memcpy(col->offsets.p + col->offsets.len, &offset, sizeof offset);
+        col->offsets.len += sizeof offset;
+        col->kind.p[col->kind.len++] = (char)s->kind;
     }
-    if (buf_append(&out->doc_index, &doc, sizeof doc) < 0 || buf_append(&out->record_index, &index, sizeof index) < 0 ||
-        buf_append(&out->read_only, &r->read_only, 1) < 0)
+    if (buf_reserve(&out->doc_index, sizeof doc) < 0 || buf_reserve(&out->record_index, sizeof index) < 0 ||
+        buf_reserve(&out->read_only, 1) < 0)
         return -1;
+    memcpy(out->doc_index.p + out->doc_index.len, &doc, sizeof doc);
+    out->doc_index.len += sizeof doc;
+    memcpy(out->record_index.p + out->record_index.len, &index, sizeof index);
+    out->record_index.len += sizeof index;
+    out->read_only.p[out->read_only.len++] = (char)r->read_only;
     out->rows++;
     return 0;
 }
@@ -740,7 +805,7 @@ static int record_element(cur_t *c, void *ctx) {
 
 static int doc_member(cur_t *c, const unsigned char *key, size_t key_len, int key_escaped, void *ctx) {
     doc_ctx_t *d = ctx;
-    if (key_is(key, key_len, key_escaped, "Records", 7)) {
+    if (key_is(key, key_len, key_escaped, "Records", 7)) { /* once a document: the general path */
         d->seen_records = 1;
         if (c->p < c->end && *c->p == '[') return array(c, record_element, d);
         d->records_not_array = 1;
