@@ -22,6 +22,7 @@ from proactive_assets.core.events import DayListing, EventBatch, Problem, quaran
 from proactive_assets.core.sources.cloudtrail_records import (
     BATCH_BYTES,
     MAX_OBJECT_BYTES,
+    LogBatch,
     ObjectTooLarge,
     RawLog,
     decompress,
@@ -292,12 +293,11 @@ def _read_task(
 ) -> tuple[list[EventBatch], list[LogObject]]:
     """(the batches of ``objects``, the objects left unread once ``task_json_bytes`` of JSON was parsed)."""
     out: list[EventBatch] = []
-    batch: list[RawLog] = []
-    size = total = 0
+    batch = LogBatch()
+    total = 0
     for i, obj in enumerate(objects):
         if total >= task_json_bytes:
-            out += _parsed(batch)
-            return out, objects[i:]
+            return out + _parsed(batch), objects[i:]
         if obj.info.size > max_object_bytes:
             reason = too_large(f"stored object of {obj.info.size:,} bytes, larger than", max_object_bytes)
             out.append(quarantined(obj.uri, reason))
@@ -313,25 +313,22 @@ def _read_task(
         except Exception as exc:
             out.append(quarantined(obj.uri, f"could not be read ({_error(exc)})"))
             continue
-        batch.append(RawLog(data, obj.uri, obj.account, obj.region))
-        size += len(data)
+        batch.add(RawLog(data, obj.uri, obj.account, obj.region))
         total += len(data)
-        if size >= batch_bytes:
+        if batch.size >= batch_bytes:
             out += _parsed(batch)
-            batch, size = [], 0
-    if batch:
-        out += _parsed(batch)
-    return out, []
+            batch = LogBatch()
+    return out + _parsed(batch), []
 
 
-def _parsed(batch: list[RawLog]) -> list[EventBatch]:
-    if not batch:
+def _parsed(batch: LogBatch) -> list[EventBatch]:
+    if not batch.logs:
         return []
     try:
-        return [parse_logs(batch)]
+        return [batch.parse()]
     except Exception:  # a bug or an exhausted resource: find the object, keep the others
         alone = []
-        for log in batch:
+        for log in batch.logs:
             try:
                 alone.append(parse_logs([log]))
             except Exception as exc:

@@ -30,7 +30,7 @@ MAX_OBJECT_BYTES = 512 << 20
 GZIP_MAGIC = b"\x1f\x8b"
 _INPUT_CHUNK = 1 << 16
 _NON_ZERO = re.compile(rb"[^\x00]")
-#: The first output buffer is sized from the object: CloudTrail compresses 10-25x, and an inflater
+#: Bounds of the first output buffer's size (``_guess``): CloudTrail compresses 10-25x, and ISA-L
 #: allocates the whole buffer it is allowed up front (so not the limit, for every object).
 _FIRST_GUESS_RATIO = 32
 _FIRST_GUESS_MIN = 1 << 16
@@ -50,7 +50,11 @@ FirstMember = Callable[[bytes, int], tuple[bytes, bytes]]
 
 
 def _guess(data: bytes, limit: int) -> int:
-    return min(limit + 1, max(_FIRST_GUESS_MIN, _FIRST_GUESS_RATIO * len(data)))
+    """The first output buffer: the size the gzip trailer states (exact for a single member, the
+    usual object, so the buffer is never copied to grow or shrink), at most 32x the input (the
+    trailer is data: it may lie) and at most the limit."""
+    stated = int.from_bytes(data[-4:], "little") + 1
+    return min(limit + 1, stated, max(_FIRST_GUESS_MIN, _FIRST_GUESS_RATIO * len(data)))
 
 
 def _first_member_isal(data: bytes, limit: int) -> tuple[bytes, bytes]:
@@ -61,8 +65,8 @@ def _first_member_isal(data: bytes, limit: int) -> tuple[bytes, bytes]:
             parts, total = [text], len(text)
             while total <= limit and not member.eof and not member.needs_input:
                 piece = member.decompress(b"", limit + 1 - total)
-                if not piece:
-                    break
+                if not piece and not member.eof and not member.needs_input:
+                    break  # no progress: reported as truncated below
                 parts.append(piece)
                 total += len(piece)
             text = b"".join(parts)
