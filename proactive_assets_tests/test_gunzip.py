@@ -121,3 +121,13 @@ def test_small_objects_do_not_reserve_the_limit(inflater: str) -> None:
     text, peak = peak_allocated(lambda: decompress(data, 512 << 20, inflater=inflater))
     assert text == DOC
     assert peak < 4 << 20
+
+
+def test_a_trailer_that_understates_the_first_member(inflater: str) -> None:
+    """The first buffer is sized from the last member's trailer: when a small member follows a big
+    one, the big one is read whole all the same, in buffers that grow with it, not to the limit."""
+    big = DOC * 8
+    data = gzip.compress(big) + gzip.compress(b" ")
+    text, peak = peak_allocated(lambda: decompress(data, 512 << 20, inflater=inflater))
+    assert text == big + b" "
+    assert peak < 6 * len(big)

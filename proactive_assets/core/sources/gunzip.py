@@ -64,7 +64,7 @@ def _first_member_isal(data: bytes, limit: int) -> tuple[bytes, bytes]:
         if len(text) <= limit and not member.eof and not member.needs_input:  # bigger than the guess
             parts, total = [text], len(text)
             while total <= limit and not member.eof and not member.needs_input:
-                piece = member.decompress(b"", limit + 1 - total)
+                piece = member.decompress(b"", min(limit + 1 - total, max(total, _FIRST_GUESS_MIN)))  # doubling
                 if not piece and not member.eof and not member.needs_input:
                     break  # no progress: reported as truncated below
                 parts.append(piece)
