@@ -225,7 +225,7 @@ def objects_from_inventory(inventory: pa.Table) -> list[LogObject]:
 
 
 def default_workers() -> int:
-    """The CPUs this process may run on (``PROACTIVE_INGEST_WORKERS`` overrides it)."""
+    """The CPUs this process may run on: ``read``'s worker count unless ``PROACTIVE_INGEST_WORKERS`` is set."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
