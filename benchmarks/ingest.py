@@ -201,6 +201,8 @@ if sys.argv[1] == "run":
         asset_selection=[AssetKey(n) for n in ("raw_cloudtrail", "cloudtrail_events", "learning_set")],
     )
     assert result.success
+    steps = {e.step_key: e.event_specific_data.duration_ms / 1e3 for e in result.all_events if e.is_step_success}
+    print(";".join(f"{k}={v:.2f}s" for k, v in steps.items()))
     print(time.perf_counter() - started)
 else:
     print(0.0)
@@ -208,7 +210,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
 
-def _child(*args: str, workers: int | None = None) -> tuple[float, float]:
+def _child(*args: str, workers: int | None = None) -> tuple[float, float, str]:
     env = {**os.environ, "DAGSTER_DISABLE_TELEMETRY": "1"}
     env.pop("PROACTIVE_INGEST_WORKERS", None)
     if workers is not None:
@@ -216,7 +218,7 @@ def _child(*args: str, workers: int | None = None) -> tuple[float, float]:
     out = subprocess.run(
         [sys.executable, "-c", CHILD, *args], check=True, capture_output=True, text=True, env=env
     ).stdout.split()
-    return float(out[-2]), int(out[-1]) / 1024  # seconds, MiB
+    return float(out[-2]), int(out[-1]) / 1024, out[-3] if len(out) > 2 else ""  # seconds, MiB, steps
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -251,16 +253,17 @@ def main(argv: list[str] | None = None) -> None:
         if args.no_big_day:
             return
         events = _grow(root, big)
-        _, base_rss = _child("baseline")
+        _, base_rss, _ = _child("baseline")
         run = ("run", str(root), str(Path(tmp) / "home"), DAY.isoformat())
-        serial, serial_rss = _child(*run, workers=1)
+        serial, serial_rss, serial_steps = _child(*run, workers=1)
         shutil.rmtree(Path(tmp) / "home")
-        seconds, peak_rss = _child(*run)
+        seconds, peak_rss, steps = _child(*run)
         print(f"big day: {events:,} events through raw_cloudtrail -> cloudtrail_events -> learning_set")
         print(
             f"  wall                 {seconds:.1f} s with {workers} workers vs {serial:.1f} s with 1 (baseline) = "
             f"{seconds / serial:.2f}x; {events / seconds:,.0f} events/s; target < 10 s"
         )
+        print(f"  steps                {steps.replace(';', ', ')} (1 worker: {serial_steps.replace(';', ', ')})")
         print(
             f"  peak RSS             {peak_rss:,.0f} MiB with {workers} workers, {serial_rss:,.0f} MiB with 1 "
             f"(import-only baseline {base_rss:,.0f} MiB: {peak_rss / base_rss:.2f}x); target < 1536 MiB"

@@ -18,8 +18,13 @@ from proactive_assets.core.sources.gunzip import INFLATERS, ObjectTooLarge, deco
 DOC = b'{"Records": [' + b",".join(b'{"eventName": "Get%d", "n": %d}' % (i, i * i) for i in range(2000)) + b"]}"
 
 
-@pytest.fixture(params=list(INFLATERS))
-def inflater(request: pytest.FixtureRequest) -> str:
+@pytest.fixture(params=[*INFLATERS, *(["isal-small"] if "isal" in INFLATERS else [])])
+def inflater(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each inflater; ISA-L twice: every input through its gzip decompressor ("isal"), and every
+    input through the zlib-style one it uses for small objects ("isal-small")."""
+    if request.param.startswith("isal"):
+        monkeypatch.setattr(gunzip, "_ISAL_SMALL_INPUT", 1 << 40 if request.param == "isal-small" else -1)
+        return "isal"
     return request.param
 
 

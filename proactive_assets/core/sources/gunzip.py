@@ -16,9 +16,9 @@ import zlib
 from collections.abc import Callable
 
 try:  # ISA-L: the fastest; releases the GIL while it inflates
-    from isal import igzip_lib
+    from isal import igzip_lib, isal_zlib
 except ImportError:  # pragma: no cover - depends on what is installed
-    igzip_lib = None
+    igzip_lib = isal_zlib = None
 try:
     from zlib_ng import zlib_ng
 except ImportError:  # pragma: no cover - depends on what is installed
@@ -34,6 +34,9 @@ _NON_ZERO = re.compile(rb"[^\x00]")
 #: allocates the whole buffer it is allowed up front (so not the limit, for every object).
 _FIRST_GUESS_RATIO = 32
 _FIRST_GUESS_MIN = 1 << 16
+#: Smaller gzip objects go through ISA-L's zlib-style interface: its decompressor is cheaper to set
+#: up (~10 us against ~17 us an object), which is most of the cost of a small delivery's inflating.
+_ISAL_SMALL_INPUT = 32 << 10
 
 
 class ObjectTooLarge(ValueError):
@@ -58,6 +61,8 @@ def _guess(data: bytes, limit: int) -> int:
 
 
 def _first_member_isal(data: bytes, limit: int) -> tuple[bytes, bytes]:
+    if len(data) <= _ISAL_SMALL_INPUT:
+        return _first_member_isal_small(data, limit)
     member = igzip_lib.IgzipDecompressor(flag=igzip_lib.DECOMP_GZIP)
     try:
         text = member.decompress(data, _guess(data, limit))
@@ -94,6 +99,8 @@ def _zlib_first_member(module: object) -> FirstMember:
 
     return first_member
 
+
+_first_member_isal_small = _zlib_first_member(isal_zlib) if isal_zlib is not None else None
 
 #: The inflaters installed here, fastest first (``INFLATER`` names the one ``decompress`` uses).
 INFLATERS: dict[str, FirstMember] = {
