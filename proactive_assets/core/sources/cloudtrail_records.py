@@ -141,9 +141,12 @@ def _scanned(scan: object, results: list[tuple]) -> Records:
         if (codes > rules.STRING).any():
             kinds[name] = codes
     outcomes = {}
+    clean = Outcome()  # the usual outcome, shared by every object it describes (never changed)
     for doc, (status, offset, error, _records, counts, sampled) in enumerate(results):
         if status:
             outcomes[doc] = Outcome(_scanner_reason(scanner.STATUSES[status], scanner.ERRORS[error], offset))
+        elif not sampled and not any(counts):
+            outcomes[doc] = clean
         else:
             outcomes[doc] = Outcome(
                 None,
@@ -499,6 +502,12 @@ def _problems(found: Records, logs: list[RawLog], checks: list[_Check]) -> tuple
         outcome = found.outcomes[doc]
         if outcome.reason is not None:
             problems.append(Problem(log.source_file, outcome.reason))
+            continue
+        if not outcome.counts and not outcome.sampled:  # the usual object: problems only from row checks
+            if doc in named:
+                mine = sorted(named[doc], key=lambda p: p.record_index)[:MAX_LISTED_PROBLEMS]
+                problems += mine
+                unlisted += int(flagged[doc]) - len(mine)
             continue
         for reason, count in outcome.counts.items():
             field_name = REASONS[reason][0]
