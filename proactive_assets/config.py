@@ -67,6 +67,9 @@ class Settings(BaseModel):
         le=1024 * 1024 * 1024,
         validation_alias=_env("max_object_bytes", "PROACTIVE_MAX_OBJECT_BYTES"),
     )
+    ingest_workers: int | None = Field(
+        default=None, ge=1, le=256, validation_alias=_env("ingest_workers", "PROACTIVE_INGEST_WORKERS")
+    )
     start_date: str = Field(default=DEFAULT_START_DATE, validation_alias=_env("start_date", "PROACTIVE_START_DATE"))
     log_level: str = Field(default="WARNING", validation_alias=_env("log_level", "PROACTIVE_LOG_LEVEL"))
     sns_topic_arn: str | None = Field(default=None, validation_alias=_env("sns_topic_arn", "SNS_TOPIC_ARN"))

@@ -33,6 +33,11 @@
  *                 (record_index, reason) pairs.
  *   (every array is a read-only buffer-protocol object that owns its memory: no copy into bytes)
  *
+ * Scanner(sample) does the same one document at a time: add(doc) scans it at once (so that it is
+ * read while the inflater's output is still in the CPU's cache) and returns its outcome;
+ * finish() returns (rows, doc_index, record_index, columns, read_only) for the documents added.
+ * Both release the GIL while they scan a document: threads scan in parallel.
+ *
  * A record is rejected before it becomes a row, with the first reason that applies: nested past
  * MAX_DEPTH, text that is not valid (a byte that is not UTF-8, a raw control character or a lone
  * surrogate escape, anywhere in the record), not an object, no userIdentity object, no eventTime,
@@ -47,6 +52,9 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #define MAX_DEPTH 512
 #define N_TOP 9
@@ -60,13 +68,7 @@ static const char *const FIELD_NAMES[N_FIELDS] = {
     "eventID", "recipientAccountId", "userIdentity.type", "userIdentity.arn", "userIdentity.accountId",
     "userIdentity.invokedBy",
 };
-static const char *const TOP_KEYS[N_TOP] = {
-    "eventTime", "eventName", "eventSource", "awsRegion", "sourceIPAddress",
-    "userAgent", "errorCode", "eventID", "recipientAccountId",
-};
 enum { F_TIME = 0, F_NAME = 1, F_SOURCE = 4 };
-static const char *const IDENTITY_KEYS[N_IDENTITY] = {"type", "arn", "accountId", "invokedBy"};
-static size_t TOP_LENS[N_TOP], IDENTITY_LENS[N_IDENTITY];
 
 /* What a value is. ABSENT (absent or null) and STRING are data; the others are a wrong type. */
 enum kind { ABSENT = 0, STRING, K_INT, K_FLOAT, K_BOOL, K_OBJECT, K_ARRAY, N_KINDS };
@@ -93,8 +95,7 @@ typedef struct {
     size_t len, cap;
 } buf_t;
 
-static int buf_reserve(buf_t *b, size_t extra) {
-    if (b->len + extra <= b->cap && b->p != NULL) return 0;
+static int buf_grow(buf_t *b, size_t extra) {
     size_t cap = b->cap ? b->cap : 4096;
     while (cap < b->len + extra) {
         if (cap > SIZE_MAX / 2) return -1;
@@ -105,6 +106,11 @@ static int buf_reserve(buf_t *b, size_t extra) {
     b->p = p;
     b->cap = cap;
     return 0;
+}
+
+static inline int buf_reserve(buf_t *b, size_t extra) {
+    if (b->len + extra <= b->cap && b->p != NULL) return 0;
+    return buf_grow(b, extra);
 }
 
 static int buf_append(buf_t *b, const void *src, size_t n) {
@@ -146,8 +152,6 @@ static void init_tables(void) {
     for (int c = 0x20; c < 0x80; c++) PLAIN[c] = 1;
     PLAIN['"'] = 0;
     PLAIN['\\'] = 0;
-    for (int i = 0; i < N_TOP; i++) TOP_LENS[i] = strlen(TOP_KEYS[i]);
-    for (int i = 0; i < N_IDENTITY; i++) IDENTITY_LENS[i] = strlen(IDENTITY_KEYS[i]);
 }
 
 static inline void skip_ws(cur_t *c) {
@@ -217,18 +221,54 @@ static inline unsigned first_special8(const unsigned char *p) {
 #endif
 }
 
+#if defined(__SSE2__)
+/* The same search 16 bytes at a time (SSE2 is part of every x86-64 CPU): one signed compare with
+ * 0x20 flags both the control characters and the bytes at or above 0x80 (negative as signed). */
+#define SPAN 16
+static inline unsigned first_special(const unsigned char *p) {
+    __m128i x = _mm_loadu_si128((const __m128i *)p);
+    __m128i special = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('"')), _mm_cmpeq_epi8(x, _mm_set1_epi8('\\'))),
+                                   _mm_cmplt_epi8(x, _mm_set1_epi8(0x20)));
+    unsigned mask = (unsigned)_mm_movemask_epi8(special);
+    return mask ? (unsigned)__builtin_ctz(mask) : SPAN;
+}
+#else
+#define SPAN 8
+#define first_special first_special8
+#endif
+
 /* c->p at the opening quote. Leaves c->p after the closing quote; the contents are [*start, +*len).
  * Text that is not valid (a byte that is not UTF-8, a raw control character, a lone surrogate
  * escape) sets c->bad_text and is stepped over: where the string ends stays certain, since a quote
  * byte is never part of a multi-byte sequence. A malformed escape is a syntax error. */
-static int scan_string(cur_t *c, const unsigned char **start, size_t *len, int *escaped) {
+static int scan_string_rest(cur_t *c, const unsigned char *p, const unsigned char **start, size_t *len,
+                            int *escaped);
+
+/* The usual string (no escape, ASCII only) in a few instructions, inlined where it is read; any
+ * other string goes on in scan_string_rest from where this stopped. */
+static inline int scan_string(cur_t *c, const unsigned char **start, size_t *len, int *escaped) {
     const unsigned char *p = c->p + 1, *end = c->end;
-    *start = p;
+    unsigned skip = SPAN;
+    while (end - p >= SPAN && (skip = first_special(p)) == SPAN) p += SPAN;
+    if (skip < SPAN && p[skip] == '"') {
+        *start = c->p + 1;
+        *len = (size_t)(p + skip - *start);
+        *escaped = 0;
+        c->p = p + skip + 1;
+        return 0;
+    }
+    return scan_string_rest(c, p, start, len, escaped);
+}
+
+static int scan_string_rest(cur_t *c, const unsigned char *p, const unsigned char **start, size_t *len,
+                            int *escaped) {
+    const unsigned char *end = c->end;
+    *start = c->p + 1;
     *escaped = 0;
     for (;;) {
-        unsigned skip = 8;
-        while (end - p >= 8 && (skip = first_special8(p)) == 8) p += 8;
-        if (skip < 8) p += skip;
+        unsigned skip = SPAN;
+        while (end - p >= SPAN && (skip = first_special(p)) == SPAN) p += SPAN;
+        if (skip < SPAN) p += skip;
         else
             while (p < end && PLAIN[*p]) p++;
         if (p >= end) {
@@ -407,7 +447,7 @@ static int next_item(cur_t *c, unsigned char close) {
 }
 
 /* At a key: scan it and the ':' after it; the cursor ends at the value. */
-static int member_key(cur_t *c, const unsigned char **key, size_t *key_len, int *escaped) {
+static inline int member_key(cur_t *c, const unsigned char **key, size_t *key_len, int *escaped) {
     if (c->p >= c->end || *c->p != '"') return fail(c);
     if (scan_string(c, key, key_len, escaped) < 0) return -1;
     skip_ws(c);
@@ -529,6 +569,79 @@ static int skip_deep(cur_t *c) {
     return rc;
 }
 
+/* The scalar (string, number or literal) at c->p. */
+static inline int skip_scalar(cur_t *c) {
+    const unsigned char *s;
+    size_t n;
+    int e;
+    enum kind kind;
+    switch (*c->p) {
+    case '"': return scan_string(c, &s, &n, &e);
+    case 't': return literal(c, "true", 4);
+    case 'f': return literal(c, "false", 5);
+    case 'n': return literal(c, "null", 4);
+    default: return number(c, &kind);
+    }
+}
+
+/* The object or array at c->p, skipped: every byte validated as anywhere else, but in one loop
+ * with a stack of the brackets to close (no recursion, no callback per member). Most of a record
+ * (requestParameters, responseElements, sessionContext...) is read here. A container that would
+ * sit deeper than MAX_DEPTH goes to skip_deep, as it would from object() and array(). */
+static int skip_container(cur_t *c) {
+    unsigned char closers[MAX_DEPTH];
+    int top = 0;
+    for (;;) {
+        /* a value starts at c->p */
+        if (c->p >= c->end) return fail(c);
+        unsigned char b = *c->p;
+        if (b == '{' || b == '[') {
+            if (c->depth + top >= MAX_DEPTH) {
+                if (skip_deep(c) < 0) return -1;
+            } else {
+                unsigned char close = b == '{' ? '}' : ']';
+                c->p++;
+                skip_ws(c);
+                if (c->p < c->end && *c->p == close) {
+                    c->p++;
+                } else {
+                    closers[top++] = close;
+                    if (close == '}') {
+                        const unsigned char *key;
+                        size_t key_len;
+                        int escaped;
+                        if (member_key(c, &key, &key_len, &escaped) < 0) return -1;
+                    }
+                    continue;
+                }
+            }
+        } else if (skip_scalar(c) < 0) {
+            return -1;
+        }
+        /* after a value: close what ends here, or go on after a ',' */
+        for (;;) {
+            if (top == 0) return 0;
+            skip_ws(c);
+            if (c->p >= c->end) return fail(c);
+            unsigned char close = closers[top - 1];
+            if (*c->p == ',') {
+                c->p++;
+                skip_ws(c);
+                if (close == '}') {
+                    const unsigned char *key;
+                    size_t key_len;
+                    int escaped;
+                    if (member_key(c, &key, &key_len, &escaped) < 0) return -1;
+                }
+                break;
+            }
+            if (*c->p != close) return fail(c);
+            c->p++;
+            top--;
+        }
+    }
+}
+
 static int skip_value(cur_t *c, enum kind *kind) {
     if (c->p >= c->end) return fail(c);
     const unsigned char *s;
@@ -540,10 +653,10 @@ static int skip_value(cur_t *c, enum kind *kind) {
         return scan_string(c, &s, &n, &e);
     case '{':
         *kind = K_OBJECT;
-        return c->depth >= MAX_DEPTH ? skip_deep(c) : object(c, skip_member, NULL);
+        return skip_container(c);
     case '[':
         *kind = K_ARRAY;
-        return c->depth >= MAX_DEPTH ? skip_deep(c) : array(c, skip_element, NULL);
+        return skip_container(c);
     case 't':
         *kind = K_BOOL;
         return literal(c, "true", 4);
@@ -647,47 +760,105 @@ static int read_only_value(cur_t *c, unsigned char *out) {
     }
 }
 
+/* Keys of a record or of its userIdentity: the index of the field they fill, or one of these. */
+enum { KEY_OTHER = -1, KEY_IDENTITY = -2, KEY_READ_ONLY = -3 };
+
+#define KEY_IS(word) (memcmp(key, word, sizeof(word) - 1) == 0) /* constant length: compiled inline */
+
+/* A record key (already decoded) as a field index (FIELD_NAMES order), KEY_IDENTITY, KEY_READ_ONLY or
+ * KEY_OTHER: one switch on the length, then fixed-length compares (most keys are not wanted). */
+static inline int record_key(const unsigned char *key, size_t len) {
+    switch (len) {
+    case 7: return KEY_IS("eventID") ? 7 : KEY_OTHER;
+    case 8: return KEY_IS("readOnly") ? KEY_READ_ONLY : KEY_OTHER;
+    case 9:
+        if (key[0] == 'e') return KEY_IS("eventTime") ? 0 : KEY_IS("eventName") ? 1 : KEY_IS("errorCode") ? 6 : KEY_OTHER;
+        return KEY_IS("awsRegion") ? 3 : KEY_IS("userAgent") ? 5 : KEY_OTHER;
+    case 11: return KEY_IS("eventSource") ? 2 : KEY_OTHER;
+    case 12: return KEY_IS("userIdentity") ? KEY_IDENTITY : KEY_OTHER;
+    case 15: return KEY_IS("sourceIPAddress") ? 4 : KEY_OTHER;
+    case 18: return KEY_IS("recipientAccountId") ? 8 : KEY_OTHER;
+    default: return KEY_OTHER;
+    }
+}
+
+/* A userIdentity key as an index among FIELD_NAMES' userIdentity fields, or KEY_OTHER. */
+static inline int identity_key(const unsigned char *key, size_t len) {
+    switch (len) {
+    case 3: return KEY_IS("arn") ? 1 : KEY_OTHER;
+    case 4: return KEY_IS("type") ? 0 : KEY_OTHER;
+    case 9: return KEY_IS("accountId") ? 2 : KEY_IS("invokedBy") ? 3 : KEY_OTHER;
+    default: return KEY_OTHER;
+    }
+}
+
+#undef KEY_IS
+
+/* An escaped key decoded into small[SMALL]; its length, or SMALL + 1 (matches nothing) when longer. */
+static size_t decoded_key(const unsigned char **key, size_t len, char *small) {
+    len = small_text(*key, len, 1, small);
+    *key = (const unsigned char *)small;
+    return len;
+}
+
 static int identity_member(cur_t *c, const unsigned char *key, size_t key_len, int key_escaped, void *ctx) {
     record_t *r = ctx;
-    int i = key_index(key, key_len, key_escaped, IDENTITY_KEYS, IDENTITY_LENS, N_IDENTITY);
+    char small[SMALL];
+    if (key_escaped) key_len = decoded_key(&key, key_len, small);
+    int i = identity_key(key, key_len);
     if (i < 0) return skip_member(c, key, key_len, key_escaped, NULL);
     return field_value(c, &r->slots[N_TOP + i]);
 }
 
 static int record_member(cur_t *c, const unsigned char *key, size_t key_len, int key_escaped, void *ctx) {
     record_t *r = ctx;
-    if (key_is(key, key_len, key_escaped, "userIdentity", 12)) {
+    char small[SMALL];
+    if (key_escaped) key_len = decoded_key(&key, key_len, small);
+    int i = record_key(key, key_len);
+    if (i == KEY_IDENTITY) {
         memset(&r->slots[N_TOP], 0, sizeof(slot_t) * N_IDENTITY); /* a repeated key replaces the first */
         r->identity_valid = c->p < c->end && *c->p == '{';
         return r->identity_valid ? object(c, identity_member, r) : skip_element(c, NULL);
     }
-    if (key_is(key, key_len, key_escaped, "readOnly", 8)) return read_only_value(c, &r->read_only);
-    int i = key_index(key, key_len, key_escaped, TOP_KEYS, TOP_LENS, N_TOP);
+    if (i == KEY_READ_ONLY) return read_only_value(c, &r->read_only);
     if (i < 0) return skip_member(c, key, key_len, key_escaped, NULL);
     return field_value(c, &r->slots[i]);
 }
 
-/* Append one record's slots as a row. -1: out of memory, or a column over 2 GiB. */
-static int append_record(out_t *out, const record_t *r, int64_t doc, int64_t index) {
+/* Append one record's slots as a row (end: the end of its document). -1: out of memory, or a column
+ * over 2 GiB. Each buffer is reserved once and written in place: the scanner's most frequent writes. */
+static int append_record(out_t *out, const record_t *r, int64_t doc, int64_t index, const unsigned char *end) {
     for (int f = 0; f < N_FIELDS; f++) {
         column_t *col = &out->columns[f];
         const slot_t *s = &r->slots[f];
         if (s->kind == STRING) {
-            if (s->escaped) {
-                if (buf_reserve(&col->data, s->len) < 0) return -1;
-                col->data.len += decode_into(s->start, s->len, col->data.p + col->data.len);
-            } else if (buf_append(&col->data, s->start, s->len) < 0) {
-                return -1;
+            if (buf_reserve(&col->data, s->len + 32) < 0) return -1;
+            char *to = col->data.p + col->data.len;
+            if (s->escaped) col->data.len += decode_into(s->start, s->len, to);
+            else {
+                /* most values are short: a fixed-size copy (inlined, the buffer has the slack) where
+                 * the document has the bytes to read, else memcpy */
+                if (s->len <= 16 && end - s->start >= 16) memcpy(to, s->start, 16);
+                else if (s->len <= 32 && end - s->start >= 32) memcpy(to, s->start, 32);
+                else memcpy(to, s->start, s->len);
+                col->data.len += s->len;
             }
         }
         if (col->data.len > INT32_MAX) return -1;
+        if (buf_reserve(&col->offsets, sizeof(int32_t)) < 0 || buf_reserve(&col->kind, 1) < 0) return -1;
         int32_t offset = (int32_t)col->data.len;
-        if (buf_append(&col->offsets, &offset, sizeof offset) < 0 || buf_append(&col->kind, &s->kind, 1) < 0)
-            return -1;
+        memcpy(col->offsets.p + col->offsets.len, &offset, sizeof offset);
+        col->offsets.len += sizeof offset;
+        col->kind.p[col->kind.len++] = (char)s->kind;
     }
-    if (buf_append(&out->doc_index, &doc, sizeof doc) < 0 || buf_append(&out->record_index, &index, sizeof index) < 0 ||
-        buf_append(&out->read_only, &r->read_only, 1) < 0)
+    if (buf_reserve(&out->doc_index, sizeof doc) < 0 || buf_reserve(&out->record_index, sizeof index) < 0 ||
+        buf_reserve(&out->read_only, 1) < 0)
         return -1;
+    memcpy(out->doc_index.p + out->doc_index.len, &doc, sizeof doc);
+    out->doc_index.len += sizeof doc;
+    memcpy(out->record_index.p + out->record_index.len, &index, sizeof index);
+    out->record_index.len += sizeof index;
+    out->read_only.p[out->read_only.len++] = (char)r->read_only;
     out->rows++;
     return 0;
 }
@@ -703,8 +874,10 @@ typedef struct {
 
 static int record_element(cur_t *c, void *ctx) {
     doc_ctx_t *d = ctx;
-    record_t r;
-    memset(&r, 0, sizeof r);
+    record_t r; /* a slot's start/len/escaped are read only when its kind is STRING */
+    for (int f = 0; f < N_FIELDS; f++) r.slots[f].kind = ABSENT;
+    r.identity_valid = 0;
+    r.read_only = RO_ABSENT;
     int outer_bad = c->bad_text, outer_deep = c->too_deep;
     c->bad_text = c->too_deep = 0;
     int is_object = c->p < c->end && *c->p == '{';
@@ -721,7 +894,7 @@ static int record_element(cur_t *c, void *ctx) {
     c->too_deep = outer_deep;
     int64_t index = d->records++;
     if (reason < 0) {
-        if (append_record(d->out, &r, d->doc, index) < 0) {
+        if (append_record(d->out, &r, d->doc, index, c->end) < 0) {
             c->oom = 1;
             return -1;
         }
@@ -740,7 +913,7 @@ static int record_element(cur_t *c, void *ctx) {
 
 static int doc_member(cur_t *c, const unsigned char *key, size_t key_len, int key_escaped, void *ctx) {
     doc_ctx_t *d = ctx;
-    if (key_is(key, key_len, key_escaped, "Records", 7)) {
+    if (key_is(key, key_len, key_escaped, "Records", 7)) { /* once a document: the general path */
         d->seen_records = 1;
         if (c->p < c->end && *c->p == '[') return array(c, record_element, d);
         d->records_not_array = 1;
@@ -901,6 +1074,58 @@ static PyObject *outcome_tuple(const outcome_t *o, const doc_ctx_t *d) {
                          (long long)(o->status == S_OK ? d->records : 0), counts, sampled);
 }
 
+/* The zero offset every column starts with. -1: out of memory. */
+static int out_init(out_t *out) {
+    memset(out, 0, sizeof *out);
+    int32_t zero = 0;
+    for (int f = 0; f < N_FIELDS; f++)
+        if (buf_append(&out->columns[f].offsets, &zero, sizeof zero) < 0) return -1;
+    return 0;
+}
+
+/* Scan one document (doc is its index) into out, the GIL released while it runs. Returns its
+ * outcome tuple; NULL with MemoryError (its rows taken back) when out of memory. */
+static PyObject *scan_one(out_t *out, PyObject *doc, int64_t index, size_t sample) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(doc, &view, PyBUF_SIMPLE) < 0) return NULL;
+    mark_t m;
+    mark(out, &m);
+    doc_ctx_t d;
+    memset(&d, 0, sizeof d);
+    d.out = out;
+    d.doc = index;
+    d.sample = sample;
+    cur_t c = {view.buf, (const unsigned char *)view.buf + view.len, 0, 0, 0, 0, NULL};
+    outcome_t o;
+    Py_BEGIN_ALLOW_THREADS
+    o = scan_doc(&c, &d);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    if (o.status != S_OK || c.oom) rewind_to(out, &m);
+    PyObject *item = c.oom ? NULL : outcome_tuple(&o, &d);
+    PyMem_RawFree(d.sampled.p);
+    if (c.oom)
+        PyErr_SetString(PyExc_MemoryError, "scan(): out of memory, or a column over 2 GiB (scan fewer documents)");
+    return item;
+}
+
+/* (rows, doc_index, record_index, columns, read_only): out's buffers moved into Buffer objects. */
+static PyObject *out_result(out_t *out) {
+    PyObject *columns = PyTuple_New(N_FIELDS);
+    if (columns == NULL) return NULL;
+    for (int f = 0; f < N_FIELDS; f++) {
+        PyObject *col = Py_BuildValue("(NNN)", as_buffer(&out->columns[f].offsets), as_buffer(&out->columns[f].data),
+                                      as_buffer(&out->columns[f].kind));
+        if (col == NULL) {
+            Py_DECREF(columns);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(columns, f, col);
+    }
+    return Py_BuildValue("(nNNNN)", (Py_ssize_t)out->rows, as_buffer(&out->doc_index), as_buffer(&out->record_index),
+                         columns, as_buffer(&out->read_only));
+}
+
 static PyObject *scan(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *docs;
@@ -915,57 +1140,112 @@ static PyObject *scan(PyObject *self, PyObject *args) {
     out_t out;
     memset(&out, 0, sizeof out);
     Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
-    PyObject *outcomes = PyList_New(count), *result = NULL;
-    int32_t zero = 0;
-    int oom = outcomes == NULL;
-    for (int f = 0; f < N_FIELDS && !oom; f++) oom = buf_append(&out.columns[f].offsets, &zero, sizeof zero) < 0;
-    for (Py_ssize_t i = 0; i < count && !oom; i++) {
-        Py_buffer view;
-        if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(seq, i), &view, PyBUF_SIMPLE) < 0) goto done;
-        mark_t m;
-        mark(&out, &m);
-        doc_ctx_t d;
-        memset(&d, 0, sizeof d);
-        d.out = &out;
-        d.doc = (int64_t)i;
-        d.sample = (size_t)sample;
-        cur_t c = {view.buf, (const unsigned char *)view.buf + view.len, 0, 0, 0, 0, NULL};
-        outcome_t o;
-        Py_BEGIN_ALLOW_THREADS
-        o = scan_doc(&c, &d);
-        Py_END_ALLOW_THREADS
-        PyBuffer_Release(&view);
-        oom = c.oom;
-        if (o.status != S_OK) rewind_to(&out, &m);
-        PyObject *item = oom ? NULL : outcome_tuple(&o, &d);
-        PyMem_RawFree(d.sampled.p);
-        if (oom) break;
+    PyObject *outcomes = PyList_New(count), *columns = NULL, *result = NULL;
+    if (outcomes == NULL) goto done;
+    if (out_init(&out) < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *item = scan_one(&out, PySequence_Fast_GET_ITEM(seq, i), (int64_t)i, (size_t)sample);
         if (item == NULL) goto done;
         PyList_SET_ITEM(outcomes, i, item);
     }
-    if (oom) {
-        PyErr_SetString(PyExc_MemoryError, "scan(): out of memory, or a column over 2 GiB (scan fewer documents)");
-        goto done;
-    }
-    PyObject *columns = PyTuple_New(N_FIELDS);
-    if (columns == NULL) goto done;
-    for (int f = 0; f < N_FIELDS; f++) {
-        PyObject *col = Py_BuildValue("(NNN)", as_buffer(&out.columns[f].offsets), as_buffer(&out.columns[f].data),
-                                      as_buffer(&out.columns[f].kind));
-        if (col == NULL) {
-            Py_DECREF(columns);
-            goto done;
-        }
-        PyTuple_SET_ITEM(columns, f, col);
-    }
-    result = Py_BuildValue("(nNNNNO)", (Py_ssize_t)out.rows, as_buffer(&out.doc_index),
-                           as_buffer(&out.record_index), columns, as_buffer(&out.read_only), outcomes);
+    columns = out_result(&out);
+    if (columns != NULL) /* (rows, doc_index, record_index, columns, read_only) + (outcomes,) */
+        result = Py_BuildValue("(OOOOOO)", PyTuple_GET_ITEM(columns, 0), PyTuple_GET_ITEM(columns, 1),
+                               PyTuple_GET_ITEM(columns, 2), PyTuple_GET_ITEM(columns, 3), PyTuple_GET_ITEM(columns, 4),
+                               outcomes);
 done:
     free_out(&out);
+    Py_XDECREF(columns);
     Py_XDECREF(outcomes);
     Py_DECREF(seq);
     return result;
 }
+
+/* Scanner: the same scan one document at a time, so that each is scanned while the inflater's
+ * output is still in the CPU's cache; finish() hands the rows over. One thread at a time. */
+typedef struct {
+    PyObject_HEAD
+    out_t out;
+    Py_ssize_t sample, docs;
+    int busy;
+} Scanner;
+
+static PyObject *scanner_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+    Py_ssize_t sample;
+    static char *names[] = {"sample", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "n", names, &sample)) return NULL;
+    if (sample < 0) {
+        PyErr_SetString(PyExc_ValueError, "Scanner(): sample must be >= 0");
+        return NULL;
+    }
+    Scanner *self = (Scanner *)type->tp_alloc(type, 0);
+    if (self == NULL) return NULL;
+    self->sample = sample;
+    if (out_init(&self->out) < 0) {
+        free_out(&self->out);
+        Py_DECREF(self);
+        return PyErr_NoMemory();
+    }
+    return (PyObject *)self;
+}
+
+static void scanner_dealloc(PyObject *self) {
+    free_out(&((Scanner *)self)->out);
+    Py_TYPE(self)->tp_free(self);
+}
+
+static int scanner_enter(Scanner *self) {
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "Scanner is in use by another thread");
+        return -1;
+    }
+    self->busy = 1;
+    return 0;
+}
+
+static PyObject *scanner_add(PyObject *op, PyObject *doc) {
+    Scanner *self = (Scanner *)op;
+    if (scanner_enter(self) < 0) return NULL;
+    PyObject *item = scan_one(&self->out, doc, (int64_t)self->docs, (size_t)self->sample);
+    if (item != NULL) self->docs++;
+    self->busy = 0;
+    return item;
+}
+
+static PyObject *scanner_finish(PyObject *op, PyObject *Py_UNUSED(ignored)) {
+    Scanner *self = (Scanner *)op;
+    if (scanner_enter(self) < 0) return NULL;
+    PyObject *result = out_result(&self->out);
+    free_out(&self->out);
+    if (out_init(&self->out) < 0 && result != NULL) {
+        Py_CLEAR(result);
+        PyErr_NoMemory();
+    }
+    self->docs = 0;
+    self->busy = 0;
+    return result;
+}
+
+static PyMethodDef SCANNER_METHODS[] = {
+    {"add", scanner_add, METH_O,
+     "add(doc) -> outcome: scan one more document (its index is the number added before it)"},
+    {"finish", scanner_finish, METH_NOARGS,
+     "finish() -> (rows, doc_index, record_index, columns, read_only) of the documents added; starts afresh"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject ScannerType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "_cloudtrail_scan.Scanner",
+    .tp_basicsize = sizeof(Scanner),
+    .tp_dealloc = scanner_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Scanner(sample): scan(docs, sample) one document at a time (add), then finish().",
+    .tp_methods = SCANNER_METHODS,
+    .tp_new = scanner_new,
+};
 
 static PyMethodDef METHODS[] = {
     {"scan", scan, METH_VARARGS,
@@ -998,12 +1278,13 @@ static int add_names(PyObject *m, const char *name, const char *const *names, in
 
 PyMODINIT_FUNC PyInit__cloudtrail_scan(void) {
     init_tables();
-    if (PyType_Ready(&BufferType) < 0) return NULL;
+    if (PyType_Ready(&BufferType) < 0 || PyType_Ready(&ScannerType) < 0) return NULL;
     PyObject *m = PyModule_Create(&MODULE);
     if (m == NULL) return NULL;
     if (add_names(m, "FIELDS", FIELD_NAMES, N_FIELDS) < 0 || add_names(m, "KINDS", KIND_NAMES, N_KINDS) < 0 ||
         add_names(m, "REASONS", REASON_NAMES, N_REASONS) < 0 || add_names(m, "STATUSES", STATUS_NAMES, N_STATUSES) < 0 ||
-        add_names(m, "ERRORS", ERROR_NAMES, N_ERRORS) < 0 || PyModule_AddIntConstant(m, "MAX_DEPTH", MAX_DEPTH) < 0)
+        add_names(m, "ERRORS", ERROR_NAMES, N_ERRORS) < 0 || PyModule_AddIntConstant(m, "MAX_DEPTH", MAX_DEPTH) < 0 ||
+        PyModule_AddObjectRef(m, "Scanner", (PyObject *)&ScannerType) < 0)
         goto fail;
     return m;
 fail:

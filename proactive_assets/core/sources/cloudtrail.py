@@ -7,9 +7,12 @@ and are never listed); the sensor maps a key to its day with ``object_day``.
 """
 
 import hashlib
+import os
 import re
 import zlib
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -19,6 +22,7 @@ from proactive_assets.core.events import DayListing, EventBatch, Problem, quaran
 from proactive_assets.core.sources.cloudtrail_records import (
     BATCH_BYTES,
     MAX_OBJECT_BYTES,
+    LogBatch,
     ObjectTooLarge,
     RawLog,
     decompress,
@@ -40,6 +44,12 @@ LOG_NAME = re.compile(
 )
 ORG_ID = re.compile(r"^o-[a-z0-9]{10,32}$")
 ACCOUNT_ID = re.compile(r"^\d{12}$")
+#: Stored bytes of the objects one read task takes: a few parse batches at CloudTrail's usual
+#: 10-25x compression, and enough tasks in a big day to keep every worker busy.
+TASK_STORED_BYTES = 4 << 20
+#: A read task stops once it has parsed this many batches of JSON (its objects inflated far more
+#: than usual): the objects it has not read become the next task, so a task's memory stays bounded.
+TASK_BATCHES = 4
 
 INVENTORY_SCHEMA = pa.schema(
     [
@@ -214,59 +224,116 @@ def objects_from_inventory(inventory: pa.Table) -> list[LogObject]:
 # Reading
 
 
+def default_workers() -> int:
+    """The CPUs this process may run on: ``read``'s worker count unless ``PROACTIVE_INGEST_WORKERS`` is set."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def read(
     store: ObjectStore,
     objects: list[LogObject],
     batch_bytes: int = BATCH_BYTES,
     max_object_bytes: int = MAX_OBJECT_BYTES,
+    workers: int | None = None,
 ) -> Iterator[EventBatch]:
-    """The objects' events, parsed in batches of about ``batch_bytes`` of JSON.
+    """The objects' events, parsed in batches of about ``batch_bytes`` of JSON, by ``workers`` threads.
 
-    Objects are decompressed as they are read so a batch is sized by what the parser holds,
-    whatever the compression ratio; memory stays bounded by one batch and ``max_object_bytes``
-    (no object is read or inflated past it). Nothing in one object can fail the day: an object
-    that cannot be read, decompressed or parsed becomes a problem for that object alone, and an
-    unexpected error while parsing a batch re-parses its objects one by one, each guarded.
+    The objects are cut into tasks of consecutive objects (about ``TASK_STORED_BYTES`` stored,
+    whatever the worker count); each task fetches, decompresses and parses its objects, and the
+    tasks' batches are yielded in task order: the same batches in the same order whatever the
+    number of workers or the scheduling. The threads run in parallel where the work is in C (the
+    inflater and the scanner release the GIL, as do the object store's reads and Arrow).
+
+    Memory is bounded per task: objects are decompressed as they are read so a batch is sized by
+    what the parser holds, whatever the compression ratio; no object is read or inflated past
+    ``max_object_bytes``; a task whose objects inflate past ``TASK_BATCHES`` batches stops there
+    and its remaining objects become the next task; at most ``workers + 1`` tasks are under way.
+    Nothing in one object can fail the day: an object that cannot be read, decompressed or parsed
+    becomes a problem for that object alone, and an unexpected error while parsing a batch
+    re-parses its objects one by one, each guarded.
     """
-    batch: list[RawLog] = []
-    size = 0
+    workers = max(1, workers or default_workers())
+    pending = deque(_plan(objects, TASK_STORED_BYTES))
+    running: deque[Future] = deque()
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="cloudtrail-read")
+
+    def task(objs: list[LogObject]) -> Future:
+        return pool.submit(_read_task, store, objs, batch_bytes, max_object_bytes, TASK_BATCHES * batch_bytes)
+
+    try:
+        while pending or running:
+            while pending and len(running) <= workers:
+                running.append(task(pending.popleft()))
+            batches, rest = running.popleft().result()
+            if rest:  # what the task left: next, before the tasks already under way
+                running.appendleft(task(rest))
+            yield from batches
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _plan(objects: list[LogObject], task_bytes: int) -> list[list[LogObject]]:
+    """Consecutive runs of objects holding about ``task_bytes`` stored bytes each."""
+    tasks: list[list[LogObject]] = []
+    size = task_bytes
     for obj in objects:
+        if size >= task_bytes:
+            tasks.append([])
+            size = 0
+        tasks[-1].append(obj)
+        size += obj.info.size
+    return tasks
+
+
+def _read_task(
+    store: ObjectStore, objects: list[LogObject], batch_bytes: int, max_object_bytes: int, task_json_bytes: int
+) -> tuple[list[EventBatch], list[LogObject]]:
+    """(the batches of ``objects``, the objects left unread once ``task_json_bytes`` of JSON was parsed)."""
+    out: list[EventBatch] = []
+    batch = LogBatch()
+    total = 0
+    for i, obj in enumerate(objects):
+        if total >= task_json_bytes:
+            return out + _parsed(batch), objects[i:]
         if obj.info.size > max_object_bytes:
             reason = too_large(f"stored object of {obj.info.size:,} bytes, larger than", max_object_bytes)
-            yield quarantined(obj.uri, reason)
+            out.append(quarantined(obj.uri, reason))
             continue
         try:
             data = decompress(store.get(obj.info.key), max_object_bytes)
         except ObjectTooLarge as exc:
-            yield quarantined(obj.uri, str(exc))
+            out.append(quarantined(obj.uri, str(exc)))
             continue
         except zlib.error as exc:
-            yield quarantined(obj.uri, f"not a readable gzip object ({exc})")
+            out.append(quarantined(obj.uri, f"not a readable gzip object ({exc})"))
             continue
         except Exception as exc:
-            yield quarantined(obj.uri, f"could not be read ({_error(exc)})")
+            out.append(quarantined(obj.uri, f"could not be read ({_error(exc)})"))
             continue
-        batch.append(RawLog(data, obj.uri, obj.account, obj.region))
-        size += len(data)
-        if size >= batch_bytes:
-            yield from _parsed(batch)
-            batch, size = [], 0
-    if batch:
-        yield from _parsed(batch)
+        batch.add(RawLog(data, obj.uri, obj.account, obj.region))
+        total += len(data)
+        if batch.size >= batch_bytes:
+            out += _parsed(batch)
+            batch = LogBatch()
+    return out + _parsed(batch), []
 
 
-def _parsed(batch: list[RawLog]) -> Iterator[EventBatch]:
+def _parsed(batch: LogBatch) -> list[EventBatch]:
+    if not batch.logs:
+        return []
     try:
-        parsed = parse_logs(batch)
+        return [batch.parse()]
     except Exception:  # a bug or an exhausted resource: find the object, keep the others
-        for log in batch:
+        alone = []
+        for log in batch.logs:
             try:
-                alone = parse_logs([log])
+                alone.append(parse_logs([log]))
             except Exception as exc:
-                alone = quarantined(log.source_file, f"could not be parsed ({_error(exc)})")
-            yield alone
-        return
-    yield parsed
+                alone.append(quarantined(log.source_file, f"could not be parsed ({_error(exc)})"))
+        return alone
 
 
 def _error(exc: BaseException) -> str:

@@ -91,7 +91,12 @@ def cloudtrail_assets(partitions: DailyPartitionsDefinition) -> list[AssetsDefin
                 out,
                 tables.CLOUDTRAIL_EVENTS,
                 tables.QUARANTINE,
-                cloudtrail.read(store, objects, max_object_bytes=proactive.settings.max_object_bytes),
+                cloudtrail.read(
+                    store,
+                    objects,
+                    max_object_bytes=proactive.settings.max_object_bytes,
+                    workers=proactive.settings.ingest_workers,
+                ),
                 problems_from_table(skipped),
             )
         log_quarantined(context, tally)
