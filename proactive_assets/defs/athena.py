@@ -111,9 +111,7 @@ def unload_activity(
             store.delete(info.key)
 
 
-def _query_batches(
-    uri: str, activities: Callable[[], Iterable[OcsfActivity]], lake: LakeTally
-) -> Iterator[EventBatch]:
+def _query_batches(uri: str, activities: Callable[[], Iterable[OcsfActivity]], lake: LakeTally) -> Iterator[EventBatch]:
     """One query's result files as batches; a query that fails is quarantined (rows read before it kept)."""
     try:
         for activity in activities():

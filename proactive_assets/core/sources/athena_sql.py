@@ -190,13 +190,13 @@ def _flow_select(version: str) -> str:
     {_account(version)} AS account,
     COALESCE(cloud.region, region) AS region_name,
     {src_res} AS src_res,
-    CASE WHEN {_blank('src_endpoint.instance_uid')} IS NOT NULL THEN 'Instance'
-         WHEN {_blank('src_endpoint.interface_uid')} IS NOT NULL THEN 'NetworkInterface' END AS src_type,
+    CASE WHEN {_blank("src_endpoint.instance_uid")} IS NOT NULL THEN 'Instance'
+         WHEN {_blank("src_endpoint.interface_uid")} IS NOT NULL THEN 'NetworkInterface' END AS src_type,
     {dst_res} AS dst_res,
-    CASE WHEN {_blank('dst_endpoint.instance_uid')} IS NOT NULL THEN 'Instance'
-         WHEN {_blank('dst_endpoint.interface_uid')} IS NOT NULL THEN 'NetworkInterface' END AS dst_type,
-    {_blank('src_endpoint.ip')} AS src_ip,
-    {_blank('dst_endpoint.ip')} AS dst_ip,
+    CASE WHEN {_blank("dst_endpoint.instance_uid")} IS NOT NULL THEN 'Instance'
+         WHEN {_blank("dst_endpoint.interface_uid")} IS NOT NULL THEN 'NetworkInterface' END AS dst_type,
+    {_blank("src_endpoint.ip")} AS src_ip,
+    {_blank("dst_endpoint.ip")} AS dst_ip,
     COALESCE(connection_info.direction_id, 0) AS direction,
     {_protocol()} AS protocol,
     {port} AS port,
@@ -212,7 +212,7 @@ def _flow_query(table: str, where: list[str], source: str, version: str) -> str:
     return f"""WITH flows AS (
   {_flow_select(version)}
   FROM {table}
-  WHERE {' AND '.join(where)}
+  WHERE {" AND ".join(where)}
 ), sides AS (
   SELECT *, {own} AS own FROM flows
 ), facts AS (
@@ -255,7 +255,7 @@ def _route53_query(table: str, where: list[str], source: str, version: str) -> s
     CASE WHEN rcode IS NULL OR rcode IN ('NoError', '', '-') THEN NULL ELSE rcode END AS error_code,
     filter(answers, a -> {is_address}) AS addresses
   FROM {table}
-  WHERE {' AND '.join(where)}
+  WHERE {" AND ".join(where)}
 ), reasons AS (
   SELECT *, CASE {_rejection(source, version)}
       WHEN entity IS NULL THEN {_quote(net.NO_QUERIER)}

@@ -295,6 +295,7 @@ def network_activity(pairs: pa.Table, source: str, source_file: str) -> pa.Table
         schema=ACTIVITY_SCHEMA,
     )
 
+
 #: The top-level OCSF columns the mapping reads (wide VPC Flow objects stay cheap to read).
 OCSF_COLUMNS = frozenset(
     {
