@@ -229,6 +229,24 @@ def test_learning_set_combines_cloudtrail_and_security_lake(tmp_path: Path) -> N
     assert set(table.column("address_scope").to_pylist()) <= {"private", "aws", "public"}
 
 
+def test_learning_set_metadata_counts_the_ipv6_pairs_left_out_of_learning_csv(tmp_path: Path) -> None:
+    """SageMaker IP Insights reads IPv4 only: the CSV skips an IPv6 pair and the metadata says how many."""
+    put_log(
+        LocalStore(tmp_path / "cloudtrail"),
+        log_key(DAY, minute=5),
+        [record(), record(), record(ip="2001:db8::7"), record(ip="10.1.2.3")],
+    )
+    res = resource(tmp_path, None)
+    meta = metadata(run(["raw_cloudtrail", "cloudtrail_events", "learning_set"], res), "learning_set")
+    csv_lines = res.warehouse().read_bytes("learning_set", DAY, "learning.csv").decode().splitlines()
+    assert csv_lines == [
+        "arn:aws:iam::111122223333:user/alice,10.1.2.3",
+        "arn:aws:iam::111122223333:user/alice,203.0.113.10",
+    ]
+    assert (meta["pairs"], meta["sagemaker_csv_lines"], meta["sagemaker_csv_skipped_ipv6"]) == (3, 2, 1)
+    assert meta["address_scopes"] == {"private": 1, "public": 2}
+
+
 def test_learning_set_without_security_lake_partition(tmp_path: Path) -> None:
     put_log(LocalStore(tmp_path / "cloudtrail"), log_key(DAY, minute=5), [record()])
     res = resource(tmp_path, None)

@@ -275,3 +275,51 @@ def test_the_asset_reads_pairs_through_athena_end_to_end(tmp_path: Path, aws_env
     assert meta["unpaired_reasons"]["no addresses (NODATA or SKIPDATA record)"] > 0
     assert meta["events_read"] == sum(expected.column("event_count").to_pylist())
     assert list(S3Store("s3://athena-results/unload").list_objects("")) == []  # UNLOAD's files are removed
+
+
+# ---------------------------------------------------------------------------------- settings
+
+
+def test_the_reader_is_a_setting_checked_before_any_work(tmp_path: Path) -> None:
+    from proactive_assets.config import SettingsProblem, preflight
+
+    assert Settings.from_env({}).security_lake_reader == "objects"
+    assert Settings.from_env({"PROACTIVE_SECURITY_LAKE_READER": " Athena "}).security_lake_reader == "athena"
+    with pytest.raises(ValueError, match="PROACTIVE_SECURITY_LAKE_READER: must be one of objects, athena, got 'glue'"):
+        Settings.from_env({"PROACTIVE_SECURITY_LAKE_READER": "glue"})
+    (tmp_path / "trail" / "AWSLogs").mkdir(parents=True)
+    base = {
+        "PROACTIVE_SECURITY_LAKE_READER": "athena",
+        "PROACTIVE_HOME": str(tmp_path),
+        "PROACTIVE_CLOUDTRAIL_URI": str(tmp_path / "trail"),
+    }
+    for env, cause in (
+        ({**base, "AWS_REGION": "us-east-1"}, "needs PROACTIVE_ATHENA_OUTPUT_URI"),
+        ({**base, "PROACTIVE_ATHENA_OUTPUT_URI": "s3://r/u"}, "needs the lake's region"),
+        (
+            {**base, "PROACTIVE_ATHENA_OUTPUT_URI": "s3://r/u", "PROACTIVE_SECURITY_LAKE_REGION": "nowhere"},
+            "not an AWS",
+        ),
+    ):
+        with pytest.raises(SettingsProblem, match=cause) as caught:
+            preflight(Settings.from_env(env))
+        assert "PROACTIVE_SECURITY_LAKE_READER=objects" in caught.value.fix
+
+
+def test_the_definitions_follow_the_reader_setting(tmp_path: Path) -> None:
+    objects = build_definitions(Settings(home=str(tmp_path)))
+    athena = build_definitions(
+        Settings(
+            home=str(tmp_path),
+            security_lake_reader="athena",
+            athena_output_uri="s3://r/unload",
+            athena_workgroup="proactive",
+            security_lake_region="eu-west-1",
+            aws_region="eu-west-1",
+        )
+    )
+    assert "athena" not in objects.resources
+    assert athena.resources["athena"].workgroup == "proactive"
+    asset = athena.get_assets_def("security_lake_activity")
+    assert "amazon_security_lake_glue_db_eu_west_1" in asset.descriptions_by_key[asset.key]
+    assert "athena" in asset.required_resource_keys
