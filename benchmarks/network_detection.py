@@ -14,9 +14,9 @@ of the test days, the AUC of the first-seen-prefix rule of ``benchmarks.realisti
 the same pairs (0 address seen for the entity in the window, 1 its /24, 2 its /16, 3 never), the
 margin, and the share alerted; then the benign pairs by category (new instances, a moved package
 mirror, and routine: every other one, AWS endpoint addresses that are new every day included) and
-by the remote address's scope (private, aws, public), and the false alerts per 100 entity-days. The variants measure which address scopes the model
-should see: ``all`` (the default: every pair) and ``egress`` (private remote addresses left out of
-the lake, as a reader filtering them would).
+by the remote address's scope (private, aws, public), and the false alerts per 100 entity-days.
+The variants measure which address scopes the model should see: ``all`` (the default: every pair)
+and ``egress`` (private remote addresses left out of the lake, as a reader filtering them would).
 """
 
 import argparse

@@ -294,9 +294,7 @@ def _cloudtrail_columns(
     }
 
 
-def _endpoint(
-    ip: pa.Array, port: pa.Array, instance: pa.Array, interface: pa.Array, vpc: pa.Array
-) -> pa.StructArray:
+def _endpoint(ip: pa.Array, port: pa.Array, instance: pa.Array, interface: pa.Array, vpc: pa.Array) -> pa.StructArray:
     return pa.StructArray.from_arrays(
         [ip, port, instance, interface, vpc], ["ip", "port", "instance_uid", "interface_uid", "vpc_uid"]
     )
