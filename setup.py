@@ -52,6 +52,8 @@ setup(
             "ruff>=0.6",
             "psutil>=5.9",
             "playwright>=1.40",
+            # Runs the Athena reader's SQL on local Parquet (moto records Athena queries but runs none).
+            "duckdb>=1.3,<3",
             # PostgreSQL storage for the production tests (deploy/dagster.yaml's instance); brings psycopg2-binary.
             "dagster-postgres>=0.29,<0.30",
         ],

@@ -23,6 +23,8 @@ DEFAULT_START_DATE = "2024-01-01"
 DEFAULT_MAX_OBJECT_BYTES = 512 * 1024 * 1024
 MODEL_BACKENDS = ("local", "sagemaker")
 SCORING_MODES = ("endpoint", "batch")
+#: How ``security_lake_activity`` reads the lake: its Parquet objects, or through Athena (pairs aggregated in SQL).
+SECURITY_LAKE_READERS = ("objects", "athena")
 
 #: Said once per run when the SageMaker backend is chosen without the SageMaker SDK installed.
 SAGEMAKER_SDK_NOTE = (
@@ -48,6 +50,18 @@ class Settings(BaseModel):
         default=None, validation_alias=_env("security_lake_uri", "PROACTIVE_SECURITY_LAKE_URI")
     )
     sqs_queue_url: str | None = Field(default=None, validation_alias=_env("sqs_queue_url", "PROACTIVE_SQS_QUEUE_URL"))
+    security_lake_reader: str = Field(
+        default="objects", validation_alias=_env("security_lake_reader", "PROACTIVE_SECURITY_LAKE_READER")
+    )
+    security_lake_region: str | None = Field(
+        default=None, validation_alias=_env("security_lake_region", "PROACTIVE_SECURITY_LAKE_REGION")
+    )
+    athena_output_uri: str | None = Field(
+        default=None, validation_alias=_env("athena_output_uri", "PROACTIVE_ATHENA_OUTPUT_URI")
+    )
+    athena_workgroup: str = Field(
+        default="primary", validation_alias=_env("athena_workgroup", "PROACTIVE_ATHENA_WORKGROUP")
+    )
     warehouse: str = Field(default="", validation_alias=_env("warehouse", "PROACTIVE_WAREHOUSE"))
     model_backend: str = Field(default="local", validation_alias=_env("model_backend", "PROACTIVE_MODEL_BACKEND"))
     training_days: int = Field(default=14, ge=1, validation_alias=_env("training_days", "PROACTIVE_TRAINING_DAYS"))
@@ -97,7 +111,7 @@ class Settings(BaseModel):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("model_backend", "sagemaker_scoring_mode", mode="before")
+    @field_validator("model_backend", "sagemaker_scoring_mode", "security_lake_reader", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
@@ -106,6 +120,11 @@ class Settings(BaseModel):
     @classmethod
     def _known_backend(cls, value: str) -> str:
         return _one_of(value, MODEL_BACKENDS)
+
+    @field_validator("security_lake_reader")
+    @classmethod
+    def _known_reader(cls, value: str) -> str:
+        return _one_of(value, SECURITY_LAKE_READERS)
 
     @field_validator("sagemaker_scoring_mode")
     @classmethod
@@ -126,6 +145,11 @@ class Settings(BaseModel):
         object.__setattr__(self, "warehouse", _absolute(self.warehouse or str(Path(home) / "warehouse")))
         object.__setattr__(self, "dagster_home", _absolute(self.dagster_home or str(Path(home) / "dagster")))
         return self
+
+    @property
+    def lake_region(self) -> str | None:
+        """The region of the Security Lake's Glue database: ``PROACTIVE_SECURITY_LAKE_REGION``, else ``AWS_REGION``."""
+        return self.security_lake_region or self.aws_region
 
     @property
     def alerts_file(self) -> str:
@@ -224,7 +248,9 @@ def preflight(settings: Settings) -> list[str]:
             f"no AWSLogs/ under {settings.cloudtrail_uri}: PROACTIVE_CLOUDTRAIL_URI should be the bucket "
             "(or the trail's S3 key prefix) that holds AWSLogs/; every day will be empty"
         )
-    if settings.security_lake_uri:
+    if settings.security_lake_reader == "athena":
+        _athena_problems(settings)
+    elif settings.security_lake_uri:
         _probe(settings.security_lake_uri, "PROACTIVE_SECURITY_LAKE_URI", "")
     if settings.warehouse.startswith("s3://"):
         _probe(settings.warehouse, "PROACTIVE_WAREHOUSE", "")
@@ -261,6 +287,32 @@ def _sagemaker_problems(settings: Settings) -> list[str]:
             "pip install 'proactive_assets[sagemaker]' (the SDK knows every region), or choose another AWS_REGION",
         ) from None
     return [SAGEMAKER_SDK_NOTE]
+
+
+def _athena_problems(settings: Settings) -> None:
+    """The Athena reader's own settings: where UNLOAD writes, and the lake's region."""
+    other = "or set PROACTIVE_SECURITY_LAKE_READER=objects"
+    if not (settings.athena_output_uri or "").startswith("s3://") or "'" in (settings.athena_output_uri or ""):
+        raise SettingsProblem(
+            "PROACTIVE_SECURITY_LAKE_READER=athena needs PROACTIVE_ATHENA_OUTPUT_URI, an s3:// prefix UNLOAD writes to"
+            + (f" (got {settings.athena_output_uri!r})" if settings.athena_output_uri else ""),
+            f"set PROACTIVE_ATHENA_OUTPUT_URI=s3://<bucket>/<prefix>, {other}",
+        )
+    region = settings.lake_region
+    if not region:
+        raise SettingsProblem(
+            "PROACTIVE_SECURITY_LAKE_READER=athena needs the lake's region (its Glue database is per region)",
+            f"set PROACTIVE_SECURITY_LAKE_REGION (or AWS_REGION), e.g. us-east-1, {other}",
+        )
+    from proactive_assets.core.sources.athena_sql import checked_region
+
+    try:
+        checked_region(region)
+    except ValueError:
+        raise SettingsProblem(
+            f"PROACTIVE_SECURITY_LAKE_REGION/AWS_REGION {region!r} is not an AWS region name",
+            f"set PROACTIVE_SECURITY_LAKE_REGION to the lake's region, e.g. us-east-1, {other}",
+        ) from None
 
 
 def _probe(uri: str, variable: str, prefix: str) -> bool:

@@ -46,6 +46,7 @@ def test_existing_columns_keep_their_order_and_new_ones_follow() -> None:
         "write_event_names",
         "user_agents",
         "access_denied_count",
+        "address_scope",
     ]
     assert pairs.LEARNING_SET_SCHEMA.field("write_event_names").type == pa.list_(pa.string())
     assert pairs.LEARNING_SET_SCHEMA.field("user_agents").type == pa.list_(pa.string())

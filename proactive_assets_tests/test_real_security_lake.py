@@ -1,5 +1,8 @@
 """Security Lake OCSF Parquet objects against an independent reader, and a day of them through the asset.
 
+CloudTrail rows are one event each; VPC Flow and Route 53 rows become (resource, remote endpoint)
+pairs with their counts, and the rows that make none are counted by reason, never quarantined.
+
 Corpora:
 
 * ``data/ocsf``: the suite's own OCSF records (see ``data/PROVENANCE.md``), each written here as one
@@ -12,7 +15,7 @@ Corpora:
   and ``inputs/`` folders of raw logs, are not ours and are left out.
 
 The reference reads each object with ``pyarrow.parquet`` into Python dicts and says, from the OCSF
-field names alone, what each row means; ``read_ocsf_parquet`` must agree row by row.
+field names alone, what each row means; ``read_ocsf_parquet`` must agree row by row (pair by pair).
 """
 
 import io
@@ -52,7 +55,7 @@ CLASSES = {
     (ROUTE53, "1.0"): {4003},
     (ROUTE53, "2.0"): {4003},
 }
-INSTANCE_EVENTS = {VPC_FLOW: ("Traffic", "vpc-flow-logs"), ROUTE53: ("Query", "route53-resolver")}
+NETWORK_EVENT_SOURCES = {VPC_FLOW: "vpc-flow-logs", ROUTE53: "route53-resolver"}
 
 
 @dataclass(frozen=True)
@@ -106,9 +109,7 @@ def folder_objects(folder: Path) -> list[LakeObject]:
         source = next((SOURCE_NAMES[p] for p in parts if p in SOURCE_NAMES), None)
         if source is None or "inputs" in parts:
             continue  # another source (Security Hub, EKS...) or raw input logs
-        versions = {
-            row["metadata"]["version"] for row in pq.read_table(path, columns=["metadata"]).to_pylist()
-        }
+        versions = {row["metadata"]["version"] for row in pq.read_table(path, columns=["metadata"]).to_pylist()}
         assert len(versions) == 1 and versions <= set(OCSF_VERSIONS), f"{path}: OCSF versions {versions}"
         label = f"env/{folder.name}/{path.relative_to(folder)}"
         objects.append(LakeObject(label, source, OCSF_VERSIONS[versions.pop()], path.read_bytes()))
@@ -169,56 +170,154 @@ def reference_ip(value: str | None) -> tuple[str | None, str | None]:
     return "invalid", value
 
 
-def reference(obj: LakeObject) -> tuple[list[dict[str, Any]], int]:
-    """(rows the object gives, rows it rejects), read with pyarrow.parquet and plain dicts."""
-    rows, rejected = [], 0
+PROTOCOLS = {1: "icmp", 6: "tcp", 17: "udp", 47: "gre", 50: "esp", 58: "icmpv6", 132: "sctp"}
+
+
+def flow_pairs(row: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
+    """A VPC Flow row's pair, from the field names: the resource on the side the direction names
+    (else the only side with one), the *other* end's address; or why there is none."""
+    src, dst = row.get("src_endpoint") or {}, row.get("dst_endpoint") or {}
+    src_ip, dst_ip = present(src.get("ip")), present(dst.get("ip"))
+    if src_ip is None and dst_ip is None:
+        return [], "no addresses (NODATA or SKIPDATA record)"
+    sides = {}
+    for name, end in (("src", src), ("dst", dst)):
+        if present(end.get("instance_uid")):
+            sides[name] = (end["instance_uid"], "Instance")
+        elif present(end.get("interface_uid")):
+            sides[name] = (end["interface_uid"], "NetworkInterface")
+    if not sides:
+        return [], "no instance or network interface on either end"
+    direction = dig(row, "connection_info.direction_id")
+    if "src" in sides and (direction == 2 or "dst" not in sides):
+        own, remote, own_ip = "src", dst_ip, src_ip
+    elif "dst" in sides and (direction == 1 or "src" not in sides):
+        own, remote, own_ip = "dst", src_ip, dst_ip
+    else:
+        return [], "both ends are resources and the direction is unknown"
+    if remote is None:
+        return [], "no remote address"
+    if remote.strip() == (own_ip or "").strip():
+        return [], "remote address is the resource's own"
+    number = dig(row, "connection_info.protocol_num")
+    protocol = "ip" if number is None else PROTOCOLS.get(number, f"proto-{number}")
+    ports = [p for p in (src.get("port"), dst.get("port")) if p is not None and p > 0]
+    name = f"{protocol}/{min(ports)}" if protocol in ("tcp", "udp", "sctp") and ports else protocol
+    entity, kind = sides[own]
+    error = "Blocked" if row.get("disposition_id") == 2 else None
+    return [
+        {"identity_arn": entity, "identity_type": kind, "raw_ip": remote, "event_name": name, "error_code": error}
+    ], None
+
+
+def dns_pairs(row: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
+    """A Route 53 query's pairs: the querying instance (else its client address in its VPC) with
+    every A/AAAA answer."""
+    src = row.get("src_endpoint") or {}
+    if present(src.get("instance_uid")):
+        entity, kind = src["instance_uid"], "Instance"
+    elif present(src.get("vpc_uid")) and present(src.get("ip")):
+        entity, kind = f"{src['vpc_uid']}/{src['ip']}", "ResolverClient"
+    else:
+        return [], "no querying instance or client address"
+    addresses = [
+        a["rdata"]
+        for a in row.get("answers") or []
+        if (a.get("type") or "").strip().upper() in ("A", "AAAA") and present((a.get("rdata") or "").strip())
+    ]
+    if not addresses:
+        return [], "no A or AAAA answer"
+    query = row.get("query") or {}
+    name = f"DNS {query.get('type') or '?'} {query.get('hostname') or '?'}"
+    rcode = row.get("rcode")
+    error = None if rcode in (None, "NoError", "", "-") else rcode
+    return [
+        {"identity_arn": entity, "identity_type": kind, "raw_ip": ip, "event_name": name, "error_code": error}
+        for ip in addresses
+    ], None
+
+
+@dataclass
+class Expected:
+    """What an object gives: its rows (CloudTrail events; network pairs with their counts), and the
+    rows rejected (unreadable) or unpaired (ordinary traffic without a pair), by reason."""
+
+    rows: list[dict[str, Any]]
+    rejected: int
+    unpaired: dict[str, int]
+
+
+def reference(obj: LakeObject) -> Expected:
+    """What the object gives, read with pyarrow.parquet and plain dicts."""
+    rows, rejected, unpaired = [], 0, {}
+    pairs: dict[tuple, dict[str, Any]] = {}
     v1 = obj.version == "1.0"
     for row in pq.read_table(io.BytesIO(obj.data)).to_pylist():
         if row.get("time") is None or row.get("class_uid") not in CLASSES[(obj.source, obj.version)]:
             rejected += 1
             continue
         cloud_account = dig(row, "cloud.account_uid" if v1 else "cloud.account.uid")
-        common = {
-            "event_time": datetime.fromtimestamp(row["time"] / 1000, UTC),
-            "account": cloud_account or KEY_ACCOUNT,
-            "region": dig(row, "cloud.region") or KEY_REGION,
-        }
+        time = datetime.fromtimestamp(row["time"] / 1000, UTC)
+        common = {"account": cloud_account or KEY_ACCOUNT, "region": dig(row, "cloud.region") or KEY_REGION}
         if obj.source == CLOUD_TRAIL_MGMT:
             entity = present(dig(row, "actor.user.uuid" if v1 else "actor.user.uid"))
             kind, ip = reference_ip(present(dig(row, "src_endpoint.ip")) or present(dig(row, "src_endpoint.domain")))
-            out = {
-                "event_name": dig(row, "api.operation"),
-                "event_source": dig(row, "api.service.name"),
-                "identity_type": dig(row, "actor.user.type"),
-                "user_agent": dig(row, "http_request.user_agent"),
-                "error_code": dig(row, "api.response.error"),
-            }
-        else:
-            entity = present(dig(row, "src_endpoint.instance_uid"))
-            kind, ip = reference_ip(present(dig(row, "src_endpoint.ip")))
-            if entity is None or ip is None:
-                rejected += 1
+            rows.append(
+                {
+                    **common,
+                    "event_time": time,
+                    "event_name": dig(row, "api.operation"),
+                    "event_source": dig(row, "api.service.name"),
+                    "identity_type": dig(row, "actor.user.type"),
+                    "user_agent": dig(row, "http_request.user_agent"),
+                    "error_code": dig(row, "api.response.error"),
+                    "identity_arn": entity,
+                    "source_ip": ip,
+                    "source_kind": kind,
+                    "is_pair": kind == "ip" and entity is not None,
+                    "event_id": dig(row, "metadata.uid"),
+                    "event_count": 1,
+                }
+            )
+            continue
+        found, why = (flow_pairs if obj.source == VPC_FLOW else dns_pairs)(row)
+        if why:
+            unpaired[why] = unpaired.get(why, 0) + 1
+        for pair in found:
+            kind, ip = reference_ip(pair.pop("raw_ip"))
+            if kind != "ip":
+                unpaired["remote is not an IP address"] = unpaired.get("remote is not an IP address", 0) + 1
                 continue
-            default_name, event_source = INSTANCE_EVENTS[obj.source]
-            out = {
-                "event_name": row.get("activity_name") or default_name,
-                "event_source": event_source,
-                "identity_type": "Instance",
-                "user_agent": None,
-                "error_code": None,
-            }
-        rows.append(
-            {
-                **common,
-                **out,
-                "identity_arn": entity,
-                "source_ip": ip,
-                "source_kind": kind,
-                "is_pair": kind == "ip" and entity is not None,
-                "event_id": dig(row, "metadata.uid"),
-            }
-        )
-    return rows, rejected
+            key = (
+                pair["identity_arn"],
+                pair["identity_type"],
+                ip,
+                pair["event_name"],
+                pair["error_code"],
+                common["account"],
+                common["region"],
+            )
+            seen = pairs.setdefault(
+                key,
+                {
+                    **pair,
+                    **common,
+                    "source_ip": ip,
+                    "source_kind": "ip",
+                    "is_pair": True,
+                    "event_source": NETWORK_EVENT_SOURCES[obj.source],
+                    "user_agent": None,
+                    "event_id": None,
+                    "event_count": 0,
+                    "event_time": time,
+                    "last_event_time": time,
+                },
+            )
+            seen["event_count"] += 1
+            seen["event_time"] = min(seen["event_time"], time)
+            seen["last_event_time"] = max(seen["last_event_time"], time)
+    rows += [pairs[key] for key in sorted(pairs, key=repr)]
+    return Expected(rows, rejected, unpaired)
 
 
 # ---------------------------------------------------------------------------------- tests
@@ -233,12 +332,43 @@ def test_every_corpus_has_objects() -> None:
 def test_rows_match_the_reference_reader(obj: LakeObject) -> None:
     key = obj.key(0)
     activity = read_ocsf_parquet(obj.data, key)
-    want, rejected = reference(obj)
-    got = [{name: row[name] for name in want[0]} for row in activity.table.to_pylist()] if want else []
-    assert activity.rows_read == len(want) + rejected
-    assert (activity.table.num_rows, activity.rejected_count) == (len(want), rejected), activity.rejected
-    assert got == want
-    assert all(row["source_file"] == key for row in activity.table.to_pylist())
+    want = reference(obj)
+    got = activity.table.to_pylist()
+    if obj.source != CLOUD_TRAIL_MGMT:
+        got.sort(
+            key=lambda r: repr(
+                (
+                    r["identity_arn"],
+                    r["identity_type"],
+                    r["source_ip"],
+                    r["event_name"],
+                    r["error_code"],
+                    r["account"],
+                    r["region"],
+                )
+            )
+        )
+    assert (len(got), activity.rejected_count, activity.unpaired) == (len(want.rows), want.rejected, want.unpaired)
+    assert [{name: row[name] for name in want_row} for row, want_row in zip(got, want.rows, strict=True)] == want.rows
+    assert all(row["source_file"] == key for row in got)
+
+
+def test_network_rows_never_pair_a_resource_with_its_own_address() -> None:
+    """The issue's finding: the old rule paired src_endpoint.instance_uid with src_endpoint.ip, the
+    instance's own address on every outbound flow. No pair may hold an address its row gave the resource."""
+    for obj in all_objects():
+        if obj.source != VPC_FLOW:
+            continue
+        own = set()
+        for row in pq.read_table(io.BytesIO(obj.data)).to_pylist():
+            for side in ("src_endpoint", "dst_endpoint"):
+                end = row.get(side) or {}
+                if present(end.get("instance_uid")) or present(end.get("interface_uid")):
+                    own.add((present(end.get("instance_uid")) or end.get("interface_uid"), end.get("ip")))
+        pairs = read_ocsf_parquet(obj.data, obj.key(0)).table
+        assert not own & set(
+            zip(pairs.column("identity_arn").to_pylist(), pairs.column("source_ip").to_pylist(), strict=True)
+        )
 
 
 def metadata(result, asset: str) -> dict:
@@ -265,9 +395,16 @@ def test_a_day_of_them_runs_through_the_asset(corpus: tuple[str, list[LakeObject
     failures = [e.step_failure_data.error.message.strip() for e in result.all_events if e.is_step_failure]
     assert result.success and not failures, f"{label}: failed step(s):\n" + "\n".join(failures)
     meta = metadata(result, "security_lake_activity")
-    rows = [row for obj in objects for row in reference(obj)[0]]
+    expected = [reference(obj) for obj in objects]
+    rows = [row for e in expected for row in e.rows]
     assert (meta["objects"], meta["quarantined_objects"]) == (len(objects), 0)
     assert meta["pair_events"] == sum(row["is_pair"] for row in rows)
+    assert meta["events_read"] == sum(row["event_count"] for row in rows)
+    unpaired: dict[str, int] = {}
+    for e in expected:
+        for reason, count in e.unpaired.items():
+            unpaired[reason] = unpaired.get(reason, 0) + count
+    assert meta["unpaired_reasons"] == dict(sorted(unpaired.items()))
     table = res.warehouse().read_table("security_lake_activity", DAY)
     got = zip(table.column("identity_arn").to_pylist(), table.column("source_ip").to_pylist(), strict=True)
     assert sorted(got, key=repr) == sorted(((row["identity_arn"], row["source_ip"]) for row in rows), key=repr)

@@ -48,6 +48,7 @@ CLOUDTRAIL_SAMPLES = [
 INSTANCE_SAMPLES = [
     ("ocsf-1.0.0-rc.2_vpcflow_network_activity_4001.json", VPC_FLOW, "1.0"),
     ("ocsf-1.1.0_vpcflow_network_activity_4001.json", VPC_FLOW, "2.0"),
+    ("ocsf-1.0.0-rc.2_route53_dns_activity_4003.json", ROUTE53, "1.0"),
     ("ocsf-1.1.0_route53_dns_activity_4003.json", ROUTE53, "2.0"),
 ]
 ALL_SAMPLES = [(name, CLOUD_TRAIL_MGMT, version) for name, version in CLOUDTRAIL_SAMPLES]
@@ -291,13 +292,16 @@ def test_malformed_bodies_raise(body: Any, message: str) -> None:
 # --------------------------------------------------------------- OCSF samples -> rows
 
 
-def test_activity_schema_is_the_cloudtrail_events_schema() -> None:
-    """Security Lake activity and CloudTrail events feed one learning set."""
+def test_activity_schema_is_the_cloudtrail_events_schema_with_counts() -> None:
+    """Security Lake activity and CloudTrail events feed one learning set: the same columns, then
+    how many events a row stands for (a network pair of an object) and until when."""
     from proactive_assets.core.events import EVENTS_SCHEMA
 
-    assert ACTIVITY_SCHEMA == EVENTS_SCHEMA
+    assert ACTIVITY_SCHEMA.names[: len(EVENTS_SCHEMA)] == EVENTS_SCHEMA.names
+    assert ACTIVITY_SCHEMA.names[len(EVENTS_SCHEMA) :] == ["event_count", "last_event_time"]
     lake = read_ocsf_activity(make_ocsf_table(VPC_FLOW, "2.0", 10, seed=1), VPC_FLOW, "2.0", "k").table
-    assert pa.concat_tables([lake, EVENTS_SCHEMA.empty_table()]).num_rows == lake.num_rows
+    assert lake.schema == ACTIVITY_SCHEMA
+    assert lake.select(EVENTS_SCHEMA.names).cast(EVENTS_SCHEMA).num_rows == lake.num_rows
 
 
 @pytest.mark.parametrize(("name", "version"), CLOUDTRAIL_SAMPLES)
@@ -351,52 +355,151 @@ def test_cloud_account_is_preferred_when_present() -> None:
     assert row["account"] == "444455556666"
 
 
-@pytest.mark.parametrize(("name", "source", "version"), INSTANCE_SAMPLES)
-def test_instance_samples_without_source_instance_make_no_pair(name: str, source: str, version: str) -> None:
-    """The samples are an ingress flow and a query without ``srcids.instance``: as in the
-    workshop, rows without ``src_endpoint.instance_uid`` are dropped."""
+#: Every network sample of data/ocsf and the (entity, type, remote, event name, error) pairs it gives,
+#: or why it gives none: the issue's cases in both source versions.
+NETWORK_PAIRS = {
+    # inbound flows: the instance is on dst_endpoint, the remote end is the source
+    "ocsf-1.0.0-rc.2_vpcflow_network_activity_4001.json": [
+        ("i-0a1b2c3d4e5f60718", "Instance", "192.0.2.10", "tcp/443", None)
+    ],
+    "ocsf-1.1.0_vpcflow_network_activity_4001.json": [
+        ("i-0a1b2c3d4e5f60718", "Instance", "198.51.100.123", "udp/123", None)
+    ],
+    # outbound flows: the instance's own address is src_endpoint.ip; the pair is the destination
+    "ocsf-1.0.0-rc.2_vpcflow_network_activity_4001_outbound.json": [
+        ("i-0a1b2c3d4e5f60718", "Instance", "203.0.113.45", "tcp/443", None)
+    ],
+    "ocsf-1.1.0_vpcflow_network_activity_4001_outbound.json": [
+        ("i-0a1b2c3d4e5f60718", "Instance", "198.51.100.200", "tcp/443", None)
+    ],
+    # a Fargate task: no instance, its ENI
+    "ocsf-1.1.0_vpcflow_network_activity_4001_fargate_eni.json": [
+        ("eni-0c0ffee0c0ffee001", "NetworkInterface", "192.0.2.77", "tcp/8080", None)
+    ],
+    "ocsf-1.0.0-rc.2_vpcflow_network_activity_4001_nodata.json": "no addresses (NODATA or SKIPDATA record)",
+    "ocsf-1.1.0_vpcflow_network_activity_4001_nodata.json": "no addresses (NODATA or SKIPDATA record)",
+    # Route 53: the querying instance with each A record (the CNAME is no address)
+    "ocsf-1.0.0-rc.2_route53_dns_activity_4003_instance.json": [
+        ("i-0a1b2c3d4e5f60718", "Instance", "203.0.113.20", "DNS A packages.example.org.", None),
+        ("i-0a1b2c3d4e5f60718", "Instance", "203.0.113.21", "DNS A packages.example.org.", None),
+    ],
+    "ocsf-1.1.0_route53_dns_activity_4003_instance.json": [
+        ("i-0a1b2c3d4e5f60718", "Instance", "198.51.100.30", "DNS A api.partner.example.com.", None),
+        ("i-0a1b2c3d4e5f60718", "Instance", "198.51.100.31", "DNS A api.partner.example.com.", None),
+    ],
+    # a query through a resolver endpoint: no instance, so its client address in its VPC
+    "ocsf-1.0.0-rc.2_route53_dns_activity_4003.json": [
+        ("vpc-0a1b2c3d/10.1.20.36", "ResolverClient", "198.51.100.81", "DNS A telemetry.example.net.", None)
+    ],
+    "ocsf-1.1.0_route53_dns_activity_4003.json": [
+        ("vpc-0a1b2c3d/10.1.20.35", "ResolverClient", "198.51.100.80", "DNS A updates.example.com.", None)
+    ],
+    "ocsf-1.1.0_route53_dns_activity_4003_nxdomain.json": "no A or AAAA answer",
+}
+
+
+def network_sample(name: str) -> tuple[str, str]:
+    source = VPC_FLOW if "_vpcflow_" in name else ROUTE53
+    return source, "1.0" if name.startswith("ocsf-1.0.0-rc.2") else "2.0"
+
+
+def test_every_network_sample_is_listed() -> None:
+    found = {p.name for p in OCSF.glob("ocsf-*.json") if "_vpcflow_" in p.name or "_route53_" in p.name}
+    assert found == set(NETWORK_PAIRS)
+
+
+@pytest.mark.parametrize("name", sorted(NETWORK_PAIRS))
+def test_network_samples_pair_the_resource_with_the_remote_endpoint(name: str) -> None:
+    """Both source versions, through Parquet and a lake key: (resource, remote end) pairs by direction,
+    or, for ordinary rows that make none, a count by reason - nothing quarantined."""
     record = load_sample(name)
-    assert dig(record, "src_endpoint.instance_uid") is None
+    source, version = network_sample(name)
     key = sample_key(record, source, version, "123456789012")
     activity = read_ocsf_parquet(parquet_bytes(to_table(record)), key)
-    assert activity.table.num_rows == 0
     assert activity.table.schema == ACTIVITY_SCHEMA
-    assert activity.rows_read == 1
-    assert activity.rejected == {"no src_endpoint.instance_uid": 1}
-    assert activity.rejected_examples == [(0, "no src_endpoint.instance_uid")]
-
-
-@pytest.mark.parametrize(("name", "source", "version"), INSTANCE_SAMPLES)
-def test_instance_samples_with_source_instance_make_a_pair(name: str, source: str, version: str) -> None:
-    record = load_sample(name)
-    record["src_endpoint"]["instance_uid"] = "i-0dee580a031e28c14"
-    activity = read_ocsf_activity(to_table(record), source, version, name)
-    row = only_row(activity.table)
-    assert row["identity_arn"] == "i-0dee580a031e28c14"
-    assert row["identity_type"] == "Instance"
-    assert row["source_ip"] == record["src_endpoint"]["ip"]
+    assert (activity.rows_read, activity.rejected, activity.rejected_examples) == (1, {}, [])
+    want = NETWORK_PAIRS[name]
+    rows = activity.table.to_pylist()
+    got = [(r["identity_arn"], r["identity_type"], r["source_ip"], r["event_name"], r["error_code"]) for r in rows]
+    if isinstance(want, str):
+        assert (got, activity.unpaired) == ([], {want: 1})
+        return
+    assert (got, activity.unpaired) == (want, {})
     account_field = "cloud.account_uid" if version == "1.0" else "cloud.account.uid"
-    assert row["account"] == dig(record, account_field)
-    assert row["region"] == record["cloud"]["region"]
-    assert row["event_name"] == record["activity_name"]
-    assert row["event_source"] == ("vpc-flow-logs" if source == VPC_FLOW else "route53-resolver")
-    assert row["source"] == f"security_lake:{source}"
-    assert row["is_pair"] is True
+    for row in rows:
+        assert (row["account"], row["region"]) == (dig(record, account_field), record["cloud"]["region"])
+        assert row["event_source"] == ("vpc-flow-logs" if source == VPC_FLOW else "route53-resolver")
+        assert (row["source"], row["source_file"]) == (f"security_lake:{source}", key)
+        assert (row["is_pair"], row["source_kind"], row["event_count"]) == (True, "ip", 1)
+        assert row["event_time"] == row["last_event_time"] == datetime.fromtimestamp(record["time"] / 1000, UTC)
 
 
-def test_dash_values_are_dropped_and_default_event_names_used() -> None:
-    record = load_sample("ocsf-1.1.0_vpcflow_network_activity_4001.json")
-    del record["activity_name"]
-    dash_instance = copy.deepcopy(record)
-    dash_instance["src_endpoint"]["instance_uid"] = "-"
-    dash_ip = copy.deepcopy(record)
-    dash_ip["src_endpoint"].update(instance_uid="i-1", ip="-")
-    good = copy.deepcopy(record)
-    good["src_endpoint"]["instance_uid"] = "i-2"
-    activity = read_ocsf_activity(to_table(dash_instance, dash_ip, good), VPC_FLOW, "2.0", "k")
-    assert activity.rejected == {"no src_endpoint.instance_uid": 1, "no src_endpoint.ip": 1}
-    row = only_row(activity.table)
-    assert (row["identity_arn"], row["event_name"]) == ("i-2", "Traffic")
+def flow(**changes: Any) -> dict[str, Any]:
+    """The 1.1.0 outbound flow with ``changes`` to its endpoints (``src_``/``dst_`` prefixed) or connection."""
+    record = load_sample("ocsf-1.1.0_vpcflow_network_activity_4001_outbound.json")
+    for name, value in changes.items():
+        side, _, field = name.partition("_")
+        target = {"src": "src_endpoint", "dst": "dst_endpoint", "conn": "connection_info"}[side]
+        record[target][field] = value
+    return record
+
+
+def test_flow_direction_decides_the_side_and_blanks_are_no_value() -> None:
+    cases = [
+        flow(),  # outbound, instance on src: the destination
+        flow(conn_direction_id=1, dst_instance_uid="i-2", src_instance_uid="-", src_interface_uid="-"),  # inbound
+        flow(conn_direction_id=0),  # unknown direction, only src names a resource: src
+        flow(conn_direction_id=0, dst_instance_uid="i-3"),  # unknown direction, both ends resources
+        flow(src_instance_uid="-", src_interface_uid=" - "),  # no resource at all
+        flow(dst_ip="-"),  # no remote address
+        flow(dst_ip="10.1.20.35"),  # the remote is the instance's own address
+        flow(dst_ip="not-an-address"),
+        flow(dst_ip="203.0.113.007", dst_port=22, src_port=50000),  # leading zeros read as decimal
+    ]
+    activity = read_ocsf_activity(to_table(*cases), VPC_FLOW, "2.0", "k")
+    got = sorted((r["identity_arn"], r["source_ip"], r["event_name"]) for r in activity.table.to_pylist())
+    assert got == [
+        ("i-0a1b2c3d4e5f60718", "198.51.100.200", "tcp/443"),
+        ("i-0a1b2c3d4e5f60718", "203.0.113.7", "tcp/22"),
+        ("i-2", "10.1.20.35", "tcp/443"),
+    ]
+    # the outbound and the direction-less row of the same pair are one row of two events
+    [row] = [r for r in activity.table.to_pylist() if r["source_ip"] == "198.51.100.200"]
+    assert row["event_count"] == 2
+    assert activity.unpaired == {
+        "both ends are resources and the direction is unknown": 1,
+        "no instance or network interface on either end": 1,
+        "no remote address": 1,
+        "remote address is the resource's own": 1,
+        "remote is not an IP address": 1,
+    }
+    assert activity.rejected == {} and activity.rejected_examples == []
+
+
+def test_blocked_flows_and_failed_queries_keep_their_outcome_as_error_code() -> None:
+    blocked = flow()
+    blocked["disposition_id"] = 2
+    rows = read_ocsf_activity(to_table(blocked), VPC_FLOW, "2.0", "k").table.to_pylist()
+    assert [r["error_code"] for r in rows] == ["Blocked"]
+    refused = load_sample("ocsf-1.1.0_route53_dns_activity_4003_instance.json")
+    refused["rcode"] = "Refused"
+    rows = read_ocsf_activity(to_table(refused), ROUTE53, "2.0", "k").table.to_pylist()
+    assert {r["error_code"] for r in rows} == {"Refused"}
+
+
+def test_a_query_from_nobody_makes_no_pair_and_aaaa_answers_do() -> None:
+    nobody = load_sample("ocsf-1.1.0_route53_dns_activity_4003.json")
+    del nobody["src_endpoint"]["vpc_uid"]
+    six = load_sample("ocsf-1.1.0_route53_dns_activity_4003_instance.json")
+    six["answers"] = [
+        {"class": "IN", "rdata": "2001:DB8::1", "type": "aaaa"},
+        {"class": "IN", "rdata": "-", "type": "A"},
+    ]
+    activity = read_ocsf_activity(to_table(nobody, six), ROUTE53, "2.0", "k")
+    assert [(r["identity_arn"], r["source_ip"]) for r in activity.table.to_pylist()] == [
+        ("i-0a1b2c3d4e5f60718", "2001:db8::1")
+    ]
+    assert activity.unpaired == {"no querying instance or client address": 1}
 
 
 @pytest.mark.parametrize(("name", "source", "version"), ALL_SAMPLES)
@@ -436,8 +539,11 @@ def test_missing_columns_are_named() -> None:
 
 
 def test_class_of_another_source_raises() -> None:
+    flows = to_table(load_sample("ocsf-1.1.0_vpcflow_network_activity_4001.json"))
+    with pytest.raises(OcsfSchemaError, match=r"no row of class \[4003\].*found class_uid \[4001\]"):
+        read_ocsf_activity(flows, ROUTE53, "2.0", "k")
     route53 = to_table(load_sample("ocsf-1.1.0_route53_dns_activity_4003.json"))
-    with pytest.raises(OcsfSchemaError, match=r"no row of class \[4001\].*found class_uid \[4003\]"):
+    with pytest.raises(OcsfSchemaError, match=r"missing: dst_endpoint.ip"):
         read_ocsf_activity(route53, VPC_FLOW, "2.0", "k")
 
 
@@ -524,13 +630,14 @@ def test_generated_tables_round_trip_through_the_reader(source: str, version: st
     out = activity.table
     assert out.schema == ACTIVITY_SCHEMA
     assert activity.rows_read == 2_000
-    assert activity.rows_kept + activity.rejected_count == 2_000
+    assert activity.rejected_count == 0
+    assert activity.events + activity.unpaired_count == (2_000 if source != ROUTE53 else activity.events)
     assert activity.pair_count > 1_000
     assert set(out["account"].to_pylist()) == {"210987654321"}
     assert set(out["region"].to_pylist()) == {"eu-west-1"}
     assert {t.date() for t in out["event_time"].to_pylist()} == {day}
     pairs = out.filter(out["is_pair"]).to_pylist()
-    prefix = "arn:aws:" if source == CLOUD_TRAIL_MGMT else "i-"
+    prefix = ("arn:aws:",) if source == CLOUD_TRAIL_MGMT else ("i-", "eni-", "vpc-")
     assert all(p["identity_arn"].startswith(prefix) for p in pairs)
     if source == CLOUD_TRAIL_MGMT:
         assert activity.rejected == {}
@@ -538,12 +645,9 @@ def test_generated_tables_round_trip_through_the_reader(source: str, version: st
         assert services and not any(r["is_pair"] for r in services)
         assert all(r["source_ip"].endswith(".amazonaws.com") for r in services)
     else:
-        assert set(activity.rejected) <= {
-            "no src_endpoint.instance_uid",
-            "no src_endpoint.ip",
-        }
-        # Instances pair with private addresses (their own, or another VPC address).
-        assert all(p["source_ip"].startswith("10.") for p in pairs)
+        assert set(activity.unpaired) <= {"no addresses (NODATA or SKIPDATA record)"}
+        # Resources pair with the remote end: an internet address, never their own VPC address.
+        assert not any(p["source_ip"].startswith("10.") for p in pairs)
     other = "1.0" if version == "2.0" else "2.0"
     with pytest.raises(OcsfSchemaError):
         read_ocsf_activity(table, source, other, key)

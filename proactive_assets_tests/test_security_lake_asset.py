@@ -7,7 +7,6 @@ import boto3
 import pyarrow.parquet as pq
 import pytest
 from dagster import DagsterInstance, Failure, materialize
-from dagster_aws.athena import AthenaClientResource
 from moto import mock_aws
 
 from proactive_assets.core.events import QUARANTINE_SCHEMA
@@ -16,15 +15,11 @@ from proactive_assets.core.sources.security_lake import list_day as list_securit
 from proactive_assets.core.sources.security_lake import security_lake_key
 from proactive_assets.core.storage import LocalStore, S3Store
 from proactive_assets.defs.athena import (
-    ATHENA_COLUMNS,
     activity_query,
     glue_database,
     glue_table,
-    make_security_lake_athena_asset,
-    unload_activity,
     unload_statement,
 )
-from proactive_assets.defs.partitions import daily_partitions
 from proactive_assets.defs.resources import ProactiveResource
 from proactive_assets.samples.ocsf import make_ocsf_table, write_security_lake_sample
 from proactive_assets_tests.cloudtrail_fixtures import log_key, put_log, record
@@ -114,7 +109,8 @@ def test_activity_from_v1_and_v2_with_bad_objects_quarantined(tmp_path: Path) ->
     warehouse = res.warehouse()
     table = warehouse.read_table("security_lake_activity", DAY)
     assert table.schema == ACTIVITY_SCHEMA
-    assert table.num_rows == meta["events"]
+    assert table.num_rows == meta["events"]  # a network row is one pair of an object, with its count
+    assert sum(table.column("event_count").to_pylist()) == meta["events_read"] > table.num_rows
     assert set(table.column("source").to_pylist()) == {
         "security_lake:CLOUD_TRAIL_MGMT",
         "security_lake:VPC_FLOW",
@@ -130,9 +126,10 @@ def test_activity_from_v1_and_v2_with_bad_objects_quarantined(tmp_path: Path) ->
     assert "unsupported Security Lake source 'S3_DATA'" in whole["S3_DATA"]
     assert "custom Security Lake source 'MOVIE_AUTH'" in whole["MOVIE_AUTH"]
     assert "unsupported source version '3.0'" in whole["3.0"]
-    # Row-level rejections (ingress flows carry no source instance) are examples, not objects.
-    rows = [r for r in quarantine.to_pylist() if r["record_index"] >= 0]
-    assert rows and all(r["record_rejected"] for r in rows)
+    # Ordinary traffic that makes no pair (NODATA records) is counted, never quarantined.
+    assert [r for r in quarantine.to_pylist() if r["record_index"] >= 0] == []
+    assert meta["unpaired_reasons"] == {"no addresses (NODATA or SKIPDATA record)": meta["unpaired_rows"]}
+    assert meta["unpaired_rows"] > 0
 
 
 def test_not_configured_materialises_empty_tables(tmp_path: Path) -> None:
@@ -173,8 +170,6 @@ def test_real_ocsf_samples_through_the_asset(tmp_path: Path) -> None:
     for name, source, version in ALL_SAMPLES:
         sample = load_sample(name)
         sample["time"] = noon
-        if source != CLOUD_TRAIL_MGMT:
-            sample["src_endpoint"]["instance_uid"] = "i-0dee580a031e28c14"
         key = sample_key(sample, source, version, LAKE_ACCOUNT).replace("0a1b2c", Path(name).stem)
         store.put(key, parquet_bytes(to_table(sample)))
     res = resource(tmp_path, store.uri)
@@ -184,6 +179,7 @@ def test_real_ocsf_samples_through_the_asset(tmp_path: Path) -> None:
     assert sorted(meta["sources"]) == [
         "CLOUD_TRAIL_MGMT/1.0",
         "CLOUD_TRAIL_MGMT/2.0",
+        "ROUTE53/1.0",
         "ROUTE53/2.0",
         "VPC_FLOW/1.0",
         "VPC_FLOW/2.0",
@@ -228,7 +224,27 @@ def test_learning_set_combines_cloudtrail_and_security_lake(tmp_path: Path) -> N
     assert sorted(r["source_ip"] for r in alice) == ["198.51.100.9", "203.0.113.10"]
     assert any(r["entity"].startswith("i-") for r in table.to_pylist())
     csv_lines = res.warehouse().read_bytes("learning_set", DAY, "learning.csv").decode().splitlines()
-    assert len(csv_lines) == sum(table.column("event_count").to_pylist())
+    assert len(csv_lines) == table.num_rows == meta["sagemaker_csv_lines"]  # one line per pair and day
+    assert meta["sagemaker_csv_skipped_ipv6"] == 0
+    assert set(table.column("address_scope").to_pylist()) <= {"private", "aws", "public"}
+
+
+def test_learning_set_metadata_counts_the_ipv6_pairs_left_out_of_learning_csv(tmp_path: Path) -> None:
+    """SageMaker IP Insights reads IPv4 only: the CSV skips an IPv6 pair and the metadata says how many."""
+    put_log(
+        LocalStore(tmp_path / "cloudtrail"),
+        log_key(DAY, minute=5),
+        [record(), record(), record(ip="2001:db8::7"), record(ip="10.1.2.3")],
+    )
+    res = resource(tmp_path, None)
+    meta = metadata(run(["raw_cloudtrail", "cloudtrail_events", "learning_set"], res), "learning_set")
+    csv_lines = res.warehouse().read_bytes("learning_set", DAY, "learning.csv").decode().splitlines()
+    assert csv_lines == [
+        "arn:aws:iam::111122223333:user/alice,10.1.2.3",
+        "arn:aws:iam::111122223333:user/alice,203.0.113.10",
+    ]
+    assert (meta["pairs"], meta["sagemaker_csv_lines"], meta["sagemaker_csv_skipped_ipv6"]) == (3, 2, 1)
+    assert meta["address_scopes"] == {"private": 1, "public": 2}
 
 
 def test_learning_set_without_security_lake_partition(tmp_path: Path) -> None:
@@ -257,70 +273,21 @@ def test_athena_names_and_partition_filters() -> None:
     assert 'FROM "amazon_security_lake_glue_db_us_east_1"."amazon_security_lake_table_us_east_1_vpc_flow_1_0"' in sql
     assert "eventday = '20240305'" in sql
     assert "region IN ('us-east-1', 'us-west-2')" in sql and f"accountid IN ('{LAKE_ACCOUNT}')" in sql
-    assert "src_endpoint.instance_uid NOT IN ('', '-')" in sql and '"activity_name"' in sql
+    assert "GROUP BY reason" in sql and "count(*) AS event_count" in sql  # pairs, aggregated in the lake
     cloudtrail_sql = activity_query(DAY, CLOUD_TRAIL_MGMT, "2.0", "us-east-1")
-    assert "accountid" not in cloudtrail_sql and "instance_uid" not in cloudtrail_sql and '"actor"' in cloudtrail_sql
+    assert "accountid" not in cloudtrail_sql and "GROUP BY" not in cloudtrail_sql and '"actor"' in cloudtrail_sql
     unload = unload_statement(sql, "s3://results/unload")
-    assert unload.startswith("UNLOAD (SELECT") and "TO 's3://results/unload/'" in unload and "'PARQUET'" in unload
+    assert unload.startswith("UNLOAD (WITH") and "TO 's3://results/unload/'" in unload and "'PARQUET'" in unload
     for bad in (
         lambda: activity_query(DAY, VPC_FLOW, "1.0", "us-east-1", accounts=["1' OR '1'='1"]),
         lambda: activity_query(DAY, VPC_FLOW, "1.0", "us-east-1'; DROP TABLE x; --"),
+        lambda: activity_query(DAY, VPC_FLOW, "1.0", "us-east-1", regions=["us-east-1') OR ('1"]),
         lambda: activity_query(DAY, "S3_DATA", "2.0", "us-east-1"),
         lambda: activity_query(DAY, VPC_FLOW, "3.0", "us-east-1"),
         lambda: unload_statement(sql, "s3://x/it's"),
     ):
         with pytest.raises(ValueError):
             bad()
-
-
-def athena_queries() -> list[str]:
-    athena = boto3.client("athena", region_name="us-east-1")
-    ids = athena.list_query_executions()["QueryExecutionIds"]
-    return [athena.get_query_execution(QueryExecutionId=i)["QueryExecution"]["Query"] for i in ids]
-
-
-@mock_aws
-def test_athena_unload_is_started_read_and_cleaned_up(aws_env: None) -> None:
-    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="athena-results")
-    store = S3Store("s3://athena-results/unload")
-    prefix = "2024-03-05/run/VPC_FLOW_2.0/"
-    # What UNLOAD would write (moto runs no SQL): Parquet files with the selected columns.
-    rows = make_ocsf_table(VPC_FLOW, "2.0", 40, 5, day=DAY, account=LAKE_ACCOUNT)
-    store.put(prefix + "20240305_000000_00001_abcde_part0", parquet_bytes(rows.select(ATHENA_COLUMNS[VPC_FLOW])))
-    sql = activity_query(DAY, VPC_FLOW, "2.0", "us-east-1")
-    client = AthenaClientResource(polling_interval=0).get_client()
-    activities = list(unload_activity(client, store, prefix, sql, VPC_FLOW, "2.0"))
-    assert len(activities) == 1 and activities[0].rows_read == 40 and activities[0].pair_count > 0
-    assert activities[0].table.column("source")[0].as_py() == "security_lake:VPC_FLOW"
-    [query] = athena_queries()
-    assert (
-        query.startswith("UNLOAD (SELECT") and "TO 's3://athena-results/unload/2024-03-05/run/VPC_FLOW_2.0/'" in query
-    )
-    assert list(store.list_objects(prefix)) == []  # the unloaded files are a cache: removed
-
-
-@mock_aws
-def test_athena_asset_runs_one_unload_per_source_and_version(tmp_path: Path, aws_env: None) -> None:
-    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="athena-results")
-    res = resource(tmp_path, None, accounts=[LAKE_ACCOUNT])
-    athena_asset = make_security_lake_athena_asset(
-        daily_partitions(res.settings), "us-east-1", "s3://athena-results/unload"
-    )
-    result = materialize(
-        [athena_asset],
-        partition_key=DAY.isoformat(),
-        resources={"proactive": res, "athena": AthenaClientResource(polling_interval=0)},
-        instance=DagsterInstance.ephemeral(),
-    )
-    meta = metadata(result, "security_lake_activity")
-    assert meta["status"] == "configured (Athena)" and meta["source"] == "athena:amazon_security_lake_glue_db_us_east_1"
-    assert (meta["objects"], meta["quarantined_objects"], meta["events"]) == (6, 0, 0)
-    queries = athena_queries()
-    assert len(queries) == 6 and all(f"accountid IN ('{LAKE_ACCOUNT}')" in q for q in queries)
-    assert {q.split('"amazon_security_lake_table_us_east_1_')[1].split('"')[0] for q in queries} == {
-        f"{s.lower()}_{v.replace('.', '_')}" for s in (CLOUD_TRAIL_MGMT, VPC_FLOW, ROUTE53) for v in ("1.0", "2.0")
-    }
-    assert res.warehouse().read_table("security_lake_activity", DAY).schema == ACTIVITY_SCHEMA
 
 
 def test_an_event_in_both_cloudtrail_and_security_lake_counts_once(tmp_path: Path) -> None:

@@ -187,16 +187,19 @@ def write_events(
     quarantine_table: str,
     batches: Iterable[EventBatch],
     skipped: Iterable[Problem] = (),
+    schema: pa.Schema = EVENTS_SCHEMA,
 ) -> tuple[EventTally, pa.Table]:
     """Stream ``batches`` into ``out`` as ``table``, then write the quarantine as ``quarantine_table``.
 
     ``skipped`` are problems found before reading (objects the listing could not use); they
-    head the quarantine. Returns the tally and the quarantine table.
+    head the quarantine. ``schema`` is the table's (a source may add columns to ``EVENTS_SCHEMA``;
+    a batch without rows adds nothing, whatever its columns). Returns the tally and the quarantine table.
     """
-    tally = EventTally()
-    out.append(table, EVENTS_SCHEMA.empty_table())
+    tally = EventTally(head=schema.empty_table())
+    out.append(table, schema.empty_table())
     for batch in batches:
-        out.append(table, batch.events)
+        if batch.events.num_rows:
+            out.append(table, batch.events)
         tally.add(batch)
     quarantine = problems_table([*skipped, *tally.problems])
     out.write_table(quarantine_table, quarantine)

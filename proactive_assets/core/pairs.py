@@ -14,8 +14,8 @@ events. Events without an eventID are all counted.
 ``readOnly`` is unknown (absent from the record, or an OCSF row) is not classified as a write.
 """
 
-import io
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -23,6 +23,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from proactive_assets.core.events import EVENTS_SCHEMA
+from proactive_assets.core.evidence.networks import AWS, Networks, load_networks
+from proactive_assets.core.ipnet import parse_ips
 
 MAX_SOURCE_FILES = 50
 #: User agents kept per pair (the first ones in sorted order).
@@ -48,8 +50,12 @@ LEARNING_SET_SCHEMA = pa.schema(
         ("write_event_names", pa.list_(pa.string())),
         ("user_agents", pa.list_(pa.string())),
         ("access_denied_count", pa.int64()),
+        ("address_scope", pa.string()),
     ]
 )
+#: ``address_scope`` values: who owns the address (``core.evidence.networks``): a private range
+#: (RFC 1918, CGNAT, loopback, link-local, ULA), AWS, or anything else on the internet.
+SCOPE_PRIVATE, SCOPE_AWS, SCOPE_PUBLIC = "private", "aws", "public"
 
 PAIR_COLUMNS = [
     "event_time",
@@ -65,7 +71,12 @@ PAIR_COLUMNS = [
     "event_id",
     "source",
     "source_file",
+    "event_count",
+    "last_event_time",
 ]
+#: Columns an event table may have beyond ``EVENTS_SCHEMA`` (Security Lake's network pairs: one row
+#: stands for ``event_count`` events until ``last_event_time``); absent, a row is one event.
+COUNT_COLUMNS = {"event_count": pa.int64(), "last_event_time": pa.timestamp("ms", tz="UTC")}
 #: What makes two rows the same event (see the module docstring).
 EVENT_KEY = ["event_id", "identity_arn", "source_ip", "event_time"]
 
@@ -102,12 +113,8 @@ def _batches(source: EventSource, columns: list[str], dictionary: tuple[str, ...
 def _complete(table: pa.Table, columns: list[str]) -> pa.Table:
     """``columns`` of ``table``; one an older event table lacks (``read_only``) is all null."""
     names = set(table.column_names)
-    return pa.table(
-        {
-            c: table.column(c) if c in names else pa.nulls(table.num_rows, EVENTS_SCHEMA.field(c).type)
-            for c in columns
-        }
-    )
+    types = {**{f.name: f.type for f in EVENTS_SCHEMA}, **COUNT_COLUMNS}
+    return pa.table({c: table.column(c) if c in names else pa.nulls(table.num_rows, types[c]) for c in columns})
 
 
 def first_occurrences(keys: pa.Table) -> np.ndarray:
@@ -168,16 +175,19 @@ def _partial(pairs: pa.Table) -> pa.Table:
     errors = pairs.column("error_code")
     denied = pc.fill_null(pc.match_substring_regex(errors, ACCESS_DENIED), False)
     writes = pc.fill_null(pc.equal(pairs.column("read_only"), False), False)
-    pairs = pairs.append_column("is_error", pc.is_valid(errors).cast(pa.int64()))
-    pairs = pairs.append_column("is_denied", denied.cast(pa.int64()))
+    weight = pc.fill_null(pairs.column("event_count"), 1)
+    pairs = pairs.append_column("is_error", pc.multiply(pc.is_valid(errors).cast(pa.int64()), weight))
+    pairs = pairs.append_column("is_denied", pc.multiply(denied.cast(pa.int64()), weight))
     pairs = pairs.append_column("write_name", pc.if_else(writes, pairs.column("event_name"), None))
+    pairs = pairs.append_column("events", pc.fill_null(pairs.column("event_count"), 1))
+    pairs = pairs.append_column("last_time", pc.coalesce(pairs.column("last_event_time"), pairs.column("event_time")))
     grouped = pairs.group_by(["identity_arn", "source_ip"]).aggregate(
         [
-            ("event_time", "count"),
+            ("events", "sum"),
             ("is_error", "sum"),
             ("is_denied", "sum"),
             ("event_time", "min"),
-            ("event_time", "max"),
+            ("last_time", "max"),
             *[(column, "distinct") for column in _LIST_COLUMNS.values()],
         ]
     )
@@ -185,11 +195,11 @@ def _partial(pairs: pa.Table) -> pa.Table:
         {
             "entity": grouped.column("identity_arn"),
             "source_ip": grouped.column("source_ip"),
-            "event_count": grouped.column("event_time_count").cast(pa.int64()),
+            "event_count": grouped.column("events_sum").cast(pa.int64()),
             "error_count": grouped.column("is_error_sum").cast(pa.int64()),
             "access_denied_count": grouped.column("is_denied_sum").cast(pa.int64()),
             "first_seen": grouped.column("event_time_min"),
-            "last_seen": grouped.column("event_time_max"),
+            "last_seen": grouped.column("last_time_max"),
             **{name: grouped.column(f"{column}_distinct") for name, column in _LIST_COLUMNS.items()},
         }
     )
@@ -218,13 +228,14 @@ def _combine(partials: list[pa.Table]) -> pa.Table:
     return table
 
 
-def build_learning_set(*sources: EventSource) -> tuple[pa.Table, dict[str, int]]:
+def build_learning_set(*sources: EventSource, networks: Networks | None = None) -> tuple[pa.Table, dict[str, int]]:
     """The learning set of a day from its event sources (CloudTrail, Security Lake), streamed.
 
     Two passes over the sources: the first reads only ``is_pair`` and the event keys (identity
     and address as dictionary codes) to find the first copy of every event; the second
     aggregates batch by batch. Memory is bounded by one batch, the pair events' keys and the
-    (small) per-pair aggregates, not by the day's events.
+    (small) per-pair aggregates, not by the day's events. ``networks`` (default: the bundled
+    ranges) says who owns each address, for ``address_scope``.
     """
     if not sources:
         return LEARNING_SET_SCHEMA.empty_table(), {"events": 0, "pair_events": 0, "duplicate_events": 0, "pairs": 0}
@@ -259,6 +270,7 @@ def build_learning_set(*sources: EventSource) -> tuple[pa.Table, dict[str, int]]
         "source_files",
         pa.array([v[:MAX_SOURCE_FILES] for v in files.to_pylist()], pa.list_(pa.string())),
     ).append_column("source_file_count", pc.list_value_length(files).cast(pa.int64()))
+    table = table.append_column("address_scope", address_scopes(table.column("source_ip"), networks))
     table = table.select(LEARNING_SET_SCHEMA.names).cast(LEARNING_SET_SCHEMA)
     table = table.sort_by([("entity", "ascending"), ("source_ip", "ascending")])
     stats["pairs"] = table.num_rows
@@ -276,10 +288,39 @@ def table_digest(table: pa.Table) -> str:
     return hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()[:24]
 
 
-def sagemaker_csv(learning_set: pa.Table) -> bytes:
-    """Headerless ``entity,ip`` CSV, one line per event, the way SageMaker IP Insights trains on it."""
-    frame = learning_set.select(["entity", "source_ip", "event_count"]).to_pandas()
-    frame = frame.loc[frame.index.repeat(frame["event_count"].clip(lower=1))]
-    buffer = io.StringIO()
-    frame[["entity", "source_ip"]].to_csv(buffer, header=False, index=False, lineterminator="\n")
-    return buffer.getvalue().encode()
+def address_scopes(addresses: pa.Array | pa.ChunkedArray, networks: Networks | None = None) -> pa.Array:
+    """``address_scope`` of each address: ``private``, ``aws`` or ``public`` (default ranges: the bundled ones)."""
+    values = addresses.combine_chunks() if isinstance(addresses, pa.ChunkedArray) else addresses
+    if len(values) == 0:
+        return pa.array([], pa.string())
+    networks = networks or load_networks()
+    is6, hi, lo = parse_ips(values)
+    owner = networks.lookup(is6, hi, lo)
+    code = np.where(owner.private, 0, np.where(owner.provider == AWS, 1, 2))
+    return pa.array(np.array([SCOPE_PRIVATE, SCOPE_AWS, SCOPE_PUBLIC], dtype=object)[code], pa.string())
+
+
+@dataclass(frozen=True)
+class SageMakerCsv:
+    """``learning.csv``: its bytes, and what it left out (SageMaker IP Insights reads IPv4 only)."""
+
+    data: bytes
+    lines: int
+    skipped_ipv6: int
+    skipped_invalid: int
+
+
+def sagemaker_csv(learning_set: pa.Table) -> SageMakerCsv:
+    """Headerless ``entity,ip`` CSV, one line per pair of the day, the way SageMaker IP Insights trains on it.
+
+    One line per (entity, address) and day, whatever the pair's event count: a busy pair repeated
+    once per event made a 1M-flow object's single pair 500,000 identical lines, and the algorithm
+    learns which addresses an entity uses, not how often. IPv4 only (IPv4-mapped IPv6 becomes
+    IPv4; other IPv6 is skipped and counted), entities percent-escaped as the SageMaker backend
+    writes them (``backends.sagemaker.training_data``).
+    """
+    from proactive_assets.core.backends.sagemaker.training_data import prepare_pairs
+
+    prepared = prepare_pairs(learning_set.column("entity").to_pylist(), learning_set.column("source_ip").to_pylist())
+    data = "".join(f"{line}\n" for line in prepared.lines).encode()
+    return SageMakerCsv(data, len(prepared.lines), prepared.skipped_ipv6, prepared.skipped_invalid)

@@ -7,7 +7,14 @@ process. ``defs`` is what ``dagster dev`` and ``dagster asset materialize`` load
 
 import warnings
 
-from dagster import AssetSelection, Definitions, PreviewWarning, define_asset_job, in_process_executor
+from dagster import (
+    AssetSelection,
+    DailyPartitionsDefinition,
+    Definitions,
+    PreviewWarning,
+    define_asset_job,
+    in_process_executor,
+)
 
 from proactive_assets.config import Settings
 from proactive_assets.defs.assets.alerts import alert_assets
@@ -45,11 +52,25 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
         return _definitions(settings)
 
 
+def _security_lake(settings: Settings, partitions: DailyPartitionsDefinition) -> tuple[list, dict]:
+    """``security_lake_activity`` as ``PROACTIVE_SECURITY_LAKE_READER`` says, and the resources it needs."""
+    if settings.security_lake_reader != "athena":
+        return security_lake_assets(partitions), {}
+    from dagster_aws.athena import AthenaClientResource
+
+    from proactive_assets.defs.athena import make_security_lake_athena_asset
+
+    region = settings.lake_region or "us-east-1"  # preflight refuses a run without one
+    asset = make_security_lake_athena_asset(partitions, region, settings.athena_output_uri or "")
+    return [asset], {"athena": AthenaClientResource(workgroup=settings.athena_workgroup)}
+
+
 def _definitions(settings: Settings) -> Definitions:
     partitions = daily_partitions(settings)
+    lake_assets, lake_resources = _security_lake(settings, partitions)
     assets = [
         *cloudtrail_assets(partitions),
-        *security_lake_assets(partitions),
+        *lake_assets,
         *learning_assets(partitions),
         *model_assets(partitions, settings.training_days),
         *alert_assets(partitions),
@@ -60,7 +81,7 @@ def _definitions(settings: Settings) -> Definitions:
         jobs=[daily_job, ingest_job],
         schedules=[daily_schedule(partitions)],
         sensors=sensors(partitions),
-        resources={"proactive": ProactiveResource.from_settings(settings)},
+        resources={"proactive": ProactiveResource.from_settings(settings), **lake_resources},
     )
 
 

@@ -145,6 +145,7 @@ class _Population:
                 pa.string(),
             )
             self.types = pa.array(["Instance"] * self.count, pa.string())
+            self.interfaces = pa.array([f"eni-{int(v):017x}" for v in rng.integers(0, 2**63, self.count)], pa.string())
             octets = rng.integers(0, 256, (self.count, 2))
             ips = [f"10.0.{a}.{max(1, int(b))}" for a, b in octets for _ in range(3)]
         self.ips = pa.array(ips, pa.string())  # three per entity, entity-major
@@ -293,40 +294,53 @@ def _cloudtrail_columns(
     }
 
 
+def _endpoint(ip: pa.Array, port: pa.Array, instance: pa.Array, interface: pa.Array, vpc: pa.Array) -> pa.StructArray:
+    return pa.StructArray.from_arrays(
+        [ip, port, instance, interface, vpc], ["ip", "port", "instance_uid", "interface_uid", "vpc_uid"]
+    )
+
+
 def _instance_columns(source: str, rows: int, rng: np.random.Generator, population: _Population) -> dict[str, pa.Array]:
+    """VPC Flow or Route 53 rows of the population's instances, in Security Lake's shapes.
+
+    Flows: 60% egress (the instance and its own address on ``src_endpoint``, the remote on
+    ``dst_endpoint``), the rest ingress (mirrored); 5% from a NAT gateway or endpoint ENI
+    (``instance_uid`` ``'-'``, ``interface_uid`` set); 1% NODATA records (every field ``'-'``); 10%
+    rejected. Queries: 90% from instances, the rest from resolver clients without one.
+    """
     who, own_ips = population.pick(rng, rows)
     instance = population.ids.take(pa.array(who))
+    interface = population.interfaces.take(pa.array(who))
     outsiders = population.public.take(pa.array(rng.integers(0, 256, rows)))
     ports = pa.array(rng.integers(1024, 65535, rows).astype(np.int32))
     vpc = _const("vpc-0a1b2c3d", rows)
+    none = pa.scalar(None, pa.string())
     if source == VPC_FLOW:
-        # Egress flows carry the instance on src_endpoint; ingress ones on dst_endpoint.
-        egress = rng.random(rows) < 0.6
-        no_instance = rng.random(rows) < 0.05  # NAT gateway / endpoint ENIs: '-'
-        nodata = rng.random(rows) < 0.01  # NODATA records: '-' addresses
-        src_instance = pc.if_else(
-            pa.array(egress),
-            pc.if_else(pa.array(no_instance), pa.scalar("-"), instance),
-            pa.scalar(None, pa.string()),
+        egress = pa.array(rng.random(rows) < 0.6)
+        no_instance = pa.array(rng.random(rows) < 0.05)  # NAT gateway / endpoint ENIs: '-'
+        nodata = pa.array(rng.random(rows) < 0.01)  # NODATA records: '-' addresses
+        own_instance = pc.if_else(no_instance, pa.scalar("-"), instance)
+        service_port = pa.array(rng.choice([443, 443, 443, 80, 53, 123], rows).astype(np.int32))
+        src = _endpoint(
+            pc.if_else(nodata, pa.scalar("-"), pc.if_else(egress, own_ips, outsiders)),
+            pc.if_else(egress, ports, service_port),
+            pc.if_else(egress, own_instance, none),
+            pc.if_else(egress, interface, none),
+            pc.if_else(egress, vpc, none),
         )
-        src_ip = pc.if_else(pa.array(egress), own_ips, outsiders)
-        src_ip = pc.if_else(pa.array(nodata), pa.scalar("-"), src_ip)
-        dst_instance = _null_where(instance, egress)
-        dst_ip = pc.if_else(pa.array(egress), outsiders, own_ips)
-        src = pa.StructArray.from_arrays(
-            [src_ip, ports, src_instance, vpc],
-            ["ip", "port", "instance_uid", "vpc_uid"],
-        )
-        dst = pa.StructArray.from_arrays(
-            [dst_ip, pa.array(np.full(rows, 443, np.int32)), dst_instance, vpc],
-            ["ip", "port", "instance_uid", "vpc_uid"],
+        dst = _endpoint(
+            pc.if_else(nodata, pa.scalar("-"), pc.if_else(egress, outsiders, own_ips)),
+            pc.if_else(egress, service_port, ports),
+            pc.if_else(egress, none, own_instance),
+            pc.if_else(egress, none, interface),
+            pc.if_else(egress, none, vpc),
         )
         refused = rng.random(rows) < 0.1
-        direction = pc.if_else(pa.array(egress), pa.scalar("Outbound"), pa.scalar("Inbound"))
+        direction_id = np.where(egress.to_numpy(zero_copy_only=False), 2, 1).astype(np.int32)
         connection = pa.StructArray.from_arrays(
             [
-                direction,
-                pa.array(np.where(egress, 2, 1).astype(np.int32)),
+                pa.array(np.where(direction_id == 2, "Outbound", "Inbound")),
+                pa.array(direction_id),
                 pa.array(np.full(rows, 6, np.int32)),
             ],
             ["direction", "direction_id", "protocol_num"],
@@ -347,30 +361,15 @@ def _instance_columns(source: str, rows: int, rng: np.random.Generator, populati
             "connection_info": connection,
             "traffic": traffic,
             "disposition": pc.if_else(pa.array(refused), pa.scalar("Blocked"), pa.scalar("Allowed")),
+            "disposition_id": pa.array(np.where(refused, 2, 1).astype(np.int32)),
+            "status_code": pc.if_else(nodata, pa.scalar("NODATA"), pa.scalar("OK")),
         }
     # Route 53 resolver: most queries come from instances, some from other resources.
     from_instance = rng.random(rows) < 0.9
-    src = pa.StructArray.from_arrays(
-        [own_ips, ports, _null_where(instance, ~from_instance), vpc],
-        ["ip", "port", "instance_uid", "vpc_uid"],
-    )
+    src = _endpoint(own_ips, ports, _null_where(instance, ~from_instance), pa.nulls(rows, pa.string()), vpc)
     names = pa.array(_QUERY_NAMES).take(pa.array(rng.integers(0, len(_QUERY_NAMES), rows)))
-    query = pa.StructArray.from_arrays(
-        [
-            names,
-            _const("A", rows),
-            _const("IN", rows),
-        ],
-        ["hostname", "type", "class"],
-    )
-    answer = pa.StructArray.from_arrays(
-        [
-            outsiders,
-            _const("A", rows),
-            _const("IN", rows),
-        ],
-        ["rdata", "type", "class"],
-    )
+    query = pa.StructArray.from_arrays([names, _const("A", rows), _const("IN", rows)], ["hostname", "type", "class"])
+    answer = pa.StructArray.from_arrays([outsiders, _const("A", rows), _const("IN", rows)], ["rdata", "type", "class"])
     answers = pa.ListArray.from_arrays(pa.array(np.arange(rows + 1, dtype=np.int32)), answer)
     return {
         "class_uid": pa.array(np.full(rows, 4003, np.int32)),

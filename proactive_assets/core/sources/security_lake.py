@@ -2,15 +2,18 @@
 
 Security Lake writes OCSF Parquet under
 ``aws/<SOURCE>/<version>/region=<r>/accountId=<id>/eventDay=<YYYYMMDD>/<hash>.gz.parquet``; the
-rows are mapped to events by ``ocsf.py``. Sources and versions this project cannot map are
+rows are mapped to activity by ``ocsf.py`` (CloudTrail events) and ``ocsf_network.py`` (VPC Flow
+and Route 53 pairs). Sources and versions this project cannot map are
 listed once as problems (never read), so an operator sees what was skipped.
 """
 
 import io
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -182,8 +185,48 @@ def list_day(store: ObjectStore, day: date, accounts: Iterable[str] = (), region
     return listing
 
 
-def activity_batch(uri: str, activity: OcsfActivity) -> EventBatch:
-    """One object's (or query result's) activity as a batch, its rejected rows counted by reason."""
+@dataclass
+class LakeTally:
+    """What the day's Security Lake rows gave, beyond the event table: rows read, and the rows
+    that make no pair (ordinary traffic, never quarantined) by reason and by source."""
+
+    rows_read: int = 0
+    events: int = 0
+    unpaired: Counter = field(default_factory=Counter)
+    by_source: dict[str, Counter] = field(default_factory=dict)
+
+    def add(self, activity: OcsfActivity) -> None:
+        self.rows_read += activity.rows_read
+        self.events += activity.events
+        self.unpaired.update(activity.unpaired)
+        counts = self.by_source.setdefault(f"{activity.source}/{activity.source_version}", Counter())
+        counts.update(
+            {
+                "rows_read": activity.rows_read,
+                "events": activity.events,
+                "pair_rows": activity.rows_kept,
+                "unpaired_rows": activity.unpaired_count,
+            }
+        )
+
+    def metadata(self) -> dict[str, Any]:
+        """The counts for the asset's metadata (``unpaired_reasons``: why rows made no pair)."""
+        return {
+            "rows_read": self.rows_read,
+            "events_read": self.events,
+            "unpaired_rows": int(sum(self.unpaired.values())),
+            "unpaired_reasons": dict(sorted(self.unpaired.items())),
+            "rows_by_source": {k: dict(v) for k, v in sorted(self.by_source.items())},
+        }
+
+
+def activity_batch(uri: str, activity: OcsfActivity, tally: LakeTally | None = None) -> EventBatch:
+    """One object's (or query result's) activity as a batch, its rejected rows counted by reason.
+
+    Network rows that make no pair are not rejections: ``tally`` (when given) counts them.
+    """
+    if tally is not None:
+        tally.add(activity)
     return EventBatch(
         activity.table,
         [Problem(uri, reason, record_index=index) for index, reason in activity.rejected_examples],
@@ -192,12 +235,12 @@ def activity_batch(uri: str, activity: OcsfActivity) -> EventBatch:
     )
 
 
-def read(store: ObjectStore, objects: Iterable[ObjectInfo]) -> Iterator[EventBatch]:
+def read(store: ObjectStore, objects: Iterable[ObjectInfo], tally: LakeTally | None = None) -> Iterator[EventBatch]:
     """Each object's activity; an object that cannot be read is quarantined alone, with its reason."""
     for info in objects:
         uri = store.uri_for(info.key)
         try:
-            yield activity_batch(uri, read_ocsf_parquet(store.get(info.key), info.key))
+            yield activity_batch(uri, read_ocsf_parquet(store.get(info.key), info.key), tally)
         except OcsfSchemaError as exc:
             yield quarantined(uri, str(exc))
         except Exception as exc:  # any read failure quarantines only this object

@@ -16,6 +16,7 @@ from dagster import (
 )
 
 from proactive_assets.core import pairs
+from proactive_assets.core.evidence.networks import load_networks
 from proactive_assets.defs import tables
 from proactive_assets.defs.metadata import table_preview
 from proactive_assets.defs.partitions import partition_day
@@ -28,7 +29,7 @@ def learning_assets(partitions: DailyPartitionsDefinition) -> list[AssetsDefinit
         partitions_def=partitions,
         deps=[AssetKey(name) for name in tables.EVENT_TABLES],
         group_name="ingest",
-        code_version="3",
+        code_version="4",
         description=(
             "One row per (entity, source_ip) of the day from every log source (CloudTrail, Security Lake): "
             "counts, first/last seen, event names, sources."
@@ -51,10 +52,12 @@ def learning_assets(partitions: DailyPartitionsDefinition) -> list[AssetsDefinit
                 sources.append(path)
             if not sources:
                 raise Failure(f"no event table for {day}: materialise {', '.join(tables.EVENT_TABLES)} first")
-            table, stats = pairs.build_learning_set(*sources)
+            networks = load_networks(proactive.settings.aws_ip_ranges)
+            table, stats = pairs.build_learning_set(*sources, networks=networks)
+        csv = pairs.sagemaker_csv(table)
         with warehouse.partition(tables.LEARNING_SET, day) as out:
             out.write_table(tables.LEARNING_SET, table)
-            out.write_bytes(tables.SAGEMAKER_CSV, pairs.sagemaker_csv(table))
+            out.write_bytes(tables.SAGEMAKER_CSV, csv.data)
         if table.num_rows == 0:
             context.log.warning(f"learning set for {day} is empty")
         return MaterializeResult(
@@ -65,6 +68,12 @@ def learning_assets(partitions: DailyPartitionsDefinition) -> list[AssetsDefinit
                 "sources": sorted(pc.unique(pc.list_flatten(table.column("sources"))).to_pylist()),
                 "table": warehouse.uri_for(tables.LEARNING_SET, day),
                 "sagemaker_csv": warehouse.store.uri_for(warehouse.key(tables.LEARNING_SET, day, tables.SAGEMAKER_CSV)),
+                "sagemaker_csv_lines": csv.lines,
+                "sagemaker_csv_skipped_ipv6": csv.skipped_ipv6,
+                "address_scopes": {
+                    str(v["values"]): int(v["counts"])
+                    for v in pc.value_counts(table.column("address_scope")).to_pylist()
+                },
                 "preview": table_preview(table, ["entity", "source_ip", "event_count", "event_names", "accounts"]),
             },
         )
