@@ -321,7 +321,8 @@ def _fit(folds: list[_Fold], alert_budget: float, days: list[str]) -> tuple[Comb
             if rest.all() or not rest.any():
                 held.append(combiner.insight(fold.x))
                 continue
-            held.append(fit_combiner(np.vstack([f.x for f in others]), rest, prior=prior).insight(fold.x))
+            refit = fit_combiner(np.vstack([f.x for f in others]), rest, prior=prior, start=combiner)
+            held.append(refit.insight(fold.x))
     else:
         held = [combiner.insight(fold.x) for fold in folds]
     scores = np.concatenate(held)
