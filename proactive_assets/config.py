@@ -72,9 +72,7 @@ class Settings(BaseModel):
         default=None, ge=0.0, le=1.0, validation_alias=_env("insight_threshold", "INSIGHT_THRESHOLD")
     )
     alert_budget: float = Field(default=1.0, gt=0.0, validation_alias=_env("alert_budget", "PROACTIVE_ALERT_BUDGET"))
-    aws_ip_ranges: str | None = Field(
-        default=None, validation_alias=_env("aws_ip_ranges", "PROACTIVE_AWS_IP_RANGES")
-    )
+    aws_ip_ranges: str | None = Field(default=None, validation_alias=_env("aws_ip_ranges", "PROACTIVE_AWS_IP_RANGES"))
     max_object_bytes: int = Field(
         default=DEFAULT_MAX_OBJECT_BYTES,
         ge=1024,

@@ -209,9 +209,7 @@ def test_cloudtrail_samples_parse(reader: str) -> None:
     assert parsed.problems == []
     assert parsed.events.num_rows == len(records) == 15
     assert pc.all(parsed.events.column("is_pair")).as_py()
-    assert (
-        "arn:aws:sts::111122223333:federated-user/contractor-kim" in parsed.events.column("identity_arn").to_pylist()
-    )
+    assert "arn:aws:sts::111122223333:federated-user/contractor-kim" in parsed.events.column("identity_arn").to_pylist()
 
 
 @mock_aws

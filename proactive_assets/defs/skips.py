@@ -37,9 +37,7 @@ class Skip:
         return [f"{self.day} was not scored: {self.reason}", f"fix: {self.fix}"]
 
 
-def record_skip(
-    warehouse: Warehouse, asset: str, day: date, reason: str, fix: str, run_id: str | None = None
-) -> Skip:
+def record_skip(warehouse: Warehouse, asset: str, day: date, reason: str, fix: str, run_id: str | None = None) -> Skip:
     """Write the marker for ``asset`` on ``day`` (replacing an older one) and return it."""
     skip = Skip(asset, day.isoformat(), reason, fix, run_id, datetime.now(UTC).isoformat(timespec="seconds"))
     warehouse.store.put(warehouse.key(asset, day, SKIPPED_JSON), json.dumps(asdict(skip), indent=2).encode())

@@ -226,9 +226,7 @@ def _training_columns(warehouse: Warehouse, day: date) -> pa.Table:
         return pq.read_table(path, columns=[c for c in training.TRAINING_COLUMNS if c in present])
 
 
-def _skip(
-    context: AssetExecutionContext, warehouse: Warehouse, asset: str, day: date, reason: str, fix: str
-) -> None:
+def _skip(context: AssetExecutionContext, warehouse: Warehouse, asset: str, day: date, reason: str, fix: str) -> None:
     """Log why ``asset`` skips ``day`` and record it where ``proactive-assets insights`` finds it."""
     context.log.warning(f"skipping {day}: {reason}; {fix}")
     record_skip(warehouse, asset, day, reason, fix, context.run.run_id)
