@@ -5,10 +5,9 @@ one record, or ``.log``/``.jsonl`` files with one record a line):
 
 * ``data/cloudtrail`` and ``data/cloudtrail_edge``: the suite's own (see ``data/PROVENANCE.md``);
   always present, so these tests run on a fresh clone.
-* ``../shared/reference/samples/cloudtrail``: public samples, when that folder sits beside the
-  repository (as in CI).
 * every folder named in ``PROACTIVE_REAL_CLOUDTRAIL`` (``os.pathsep``-separated): public logs a
   developer keeps outside the repository (Stratus Red Team detonation logs, Panther rule tests...).
+  Nothing outside the repository is read unless named there, so a clone tests the same anywhere.
 
 Each file becomes CloudTrail log objects as CloudTrail delivers them (``{"Records": [...]}``
 gzip'd, one object per account and region, named ``<acct>_CloudTrail_<region>_<stamp>_<id>.json.gz``
@@ -40,7 +39,6 @@ from proactive_assets_tests.conftest import SAMPLES, project_assets, project_res
 DAY = date(2024, 3, 5)
 FALLBACK_ACCOUNT = "111122223333"
 FALLBACK_REGION = "us-east-1"
-SHARED_CLOUDTRAIL = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "samples" / "cloudtrail"
 RECORD_SUFFIXES = (".json", ".log", ".jsonl", ".ndjson")
 
 # Product bugs records expose, by file of data/cloudtrail_edge and stage ("parse" or "assets"): a
@@ -55,8 +53,6 @@ KNOWN_BUGS: dict[str, dict[str, str]] = {}
 def corpus_dirs() -> list[tuple[str, Path]]:
     """(label, folder) of every corpus present; the suite's own come first and always exist."""
     dirs = [("data/cloudtrail", SAMPLES / "cloudtrail"), ("data/cloudtrail_edge", SAMPLES / "cloudtrail_edge")]
-    if SHARED_CLOUDTRAIL.is_dir():
-        dirs.append(("shared/cloudtrail", SHARED_CLOUDTRAIL))
     for entry in filter(None, os.environ.get("PROACTIVE_REAL_CLOUDTRAIL", "").split(os.pathsep)):
         folder = Path(entry).expanduser()
         dirs.append((f"env/{folder.name}", folder))

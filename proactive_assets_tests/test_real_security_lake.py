@@ -7,12 +7,12 @@ Corpora:
 
 * ``data/ocsf``: the suite's own OCSF records (see ``data/PROVENANCE.md``), each written here as one
   Parquet object; always present.
-* ``../shared/reference/samples/securitylake_parquet``, when that folder sits beside the repository.
 * every folder named in ``PROACTIVE_REAL_SECURITY_LAKE`` (``os.pathsep``-separated): real Security
   Lake Parquet a developer keeps outside the repository (e.g. AWS's OCSF validation samples). The
   source comes from the path (``VPC_FLOW``, ``ROUTE53``, ``CLOUD_TRAIL``), the source version from
   the rows' ``metadata.version`` (OCSF 1.0.0-rc.2 is version 1.0, OCSF 1.1.0 is 2.0); other sources,
-  and ``inputs/`` folders of raw logs, are not ours and are left out.
+  and ``inputs/`` folders of raw logs, are not ours and are left out. Nothing outside the
+  repository is read unless named there.
 
 The reference reads each object with ``pyarrow.parquet`` into Python dicts and says, from the OCSF
 field names alone, what each row means; ``read_ocsf_parquet`` must agree row by row (pair by pair).
@@ -38,8 +38,6 @@ from proactive_assets.core.storage import LocalStore
 from proactive_assets_tests.conftest import SAMPLES, project_assets, project_resource
 
 DAY = date(2024, 3, 5)
-SHARED_SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "samples"
-SHARED_PARQUET = SHARED_SAMPLES / "securitylake_parquet"
 KEY_ACCOUNT = "999988887777"
 KEY_REGION = "us-east-1"
 OCSF_VERSIONS = {"1.0.0-rc.2": "1.0", "1.1.0": "2.0"}
@@ -118,8 +116,6 @@ def folder_objects(folder: Path) -> list[LakeObject]:
 
 def corpora() -> list[tuple[str, list[LakeObject]]]:
     found = [("data/ocsf", own_objects())]
-    if SHARED_PARQUET.is_dir():
-        found.append(("shared/securitylake_parquet", folder_objects(SHARED_PARQUET)))
     for entry in filter(None, os.environ.get("PROACTIVE_REAL_SECURITY_LAKE", "").split(os.pathsep)):
         folder = Path(entry).expanduser()
         assert folder.is_dir(), f"PROACTIVE_REAL_SECURITY_LAKE: {folder} is not a folder"
