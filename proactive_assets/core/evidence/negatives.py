@@ -9,7 +9,10 @@ For an identity active on a day, each kind replaces its address with one an atta
   residential proxy in the victim's own ISP);
 * ``cloud_address``: an address in a cloud provider's ranges - for an identity with AWS history,
   AWS in another region (instance credentials used from the attacker's own instance);
-* ``random_ipv6``: a global IPv6 address in a random /32, when the organisation uses IPv6.
+* ``random_ipv6``: a global IPv6 address in a random /32, when the organisation uses IPv6;
+* ``colleague_network``: a new /24 (/64) in the /16 (/48) of another identity's address (an
+  attacker in an ISP or hosting network that others here use: other identities on the network
+  is then no alibi).
 
 Every kind is drawn for every sampled identity, so the mix does not depend on one scenario.
 """
@@ -23,7 +26,7 @@ from proactive_assets.core.evidence.features import History
 from proactive_assets.core.evidence.keys import AddressBook, level_keys, pair_key
 from proactive_assets.core.evidence.networks import AWS, Networks
 
-KINDS = ("random_network", "colleague_address", "same_isp_new_24", "cloud_address", "random_ipv6")
+KINDS = ("random_network", "colleague_address", "same_isp_new_24", "cloud_address", "random_ipv6", "colleague_network")
 
 #: First octets that are not public unicast IPv4 (0, 10, 127, multicast and reserved).
 _NOT_PUBLIC = {0, 10, 127, *range(224, 256)}
@@ -77,6 +80,26 @@ def _colleague(
     return entities[keep], address[order[row]]
 
 
+def _new_24(
+    entities: np.ndarray, book: AddressBook, near: np.ndarray, history: History, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(is6, hi, lo) of a random /24 (/64) in the /16 (/48) of each address ``near``, new to its identity."""
+    is6, hi, lo = book.is6[near].copy(), book.hi[near].copy(), book.lo[near].copy()
+    for _ in range(3):  # redraw the few that land on a known /24
+        new24 = rng.integers(0, 256, size=len(near), dtype=np.uint64)
+        host = rng.integers(1, 255, size=len(near), dtype=np.uint64)
+        lo4 = (lo & np.uint64(0xFFFF0000)) | (new24 << np.uint64(8)) | host
+        hi6 = (hi & ~np.uint64(0xFFFF)) | rng.integers(0, 1 << 16, size=len(near), dtype=np.uint64)
+        cand_hi = np.where(is6, hi6, hi)
+        cand_lo = np.where(is6, rng.integers(0, 1 << 63, size=len(near), dtype=np.uint64), lo4)
+        keys = level_keys(is6, cand_hi, cand_lo)[1]
+        known = np.isin(pair_key(entities, keys), history.seen[1])
+        hi, lo = np.where(known, hi, cand_hi), np.where(known, lo, cand_lo)
+        if not known.any():
+            break
+    return is6, hi, lo
+
+
 def draw_negatives(
     entities: np.ndarray,
     history_entity: np.ndarray,
@@ -125,20 +148,7 @@ def draw_negatives(
     first = np.searchsorted(own_entity[order], entities)
     has = (first < len(order)) & (own_entity[order][np.minimum(first, len(order) - 1)] == entities)
     own = own_address[order[first[has]]]
-    is6, hi, lo = book.is6[own].copy(), book.hi[own].copy(), book.lo[own].copy()
-    for _ in range(3):  # redraw the few that land on a known /24
-        new24 = rng.integers(0, 256, size=len(own), dtype=np.uint64)
-        host = rng.integers(1, 255, size=len(own), dtype=np.uint64)
-        lo4 = (lo & np.uint64(0xFFFF0000)) | (new24 << np.uint64(8)) | host
-        hi6 = (hi & ~np.uint64(0xFFFF)) | rng.integers(0, 1 << 16, size=len(own), dtype=np.uint64)
-        cand_hi = np.where(is6, hi6, hi)
-        cand_lo = np.where(is6, rng.integers(0, 1 << 63, size=len(own), dtype=np.uint64), lo4)
-        keys = level_keys(is6, cand_hi, cand_lo)[1]
-        known = np.isin(pair_key(entities[has], keys), history.seen[1])
-        hi, lo = np.where(known, hi, cand_hi), np.where(known, lo, cand_lo)
-        if not known.any():
-            break
-    parts.append((entities[has], is6, hi, lo, 2))
+    parts.append((entities[has], *_new_24(entities[has], book, own, history, rng), 2))
 
     # a cloud address: AWS in another region for identities that call from AWS, any cloud otherwise
     aws_identity = history.aws_share[entities] > 0
@@ -157,6 +167,13 @@ def draw_negatives(
         v6_hi = (np.uint64(0x2) << np.uint64(60)) | rng.integers(0, 1 << 60, size=n, dtype=np.uint64)
         v6_lo = rng.integers(0, 1 << 63, size=n, dtype=np.uint64)
         parts.append((entities, np.ones(n, bool), v6_hi, v6_lo, 4))
+
+    # a new /24 in a colleague's network (any colleague: shared networks too)
+    if len(history_entity):
+        drawn = _colleague(entities, pairs[1], pairs[0], rng)
+        if drawn is not None:
+            kept, address = drawn
+            parts.append((kept, *_new_24(kept, book, address, history, rng), 5))
 
     return Negatives(
         np.concatenate([p[0] for p in parts]),
