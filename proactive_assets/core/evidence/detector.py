@@ -44,7 +44,8 @@ from proactive_assets.core.scoring import Scorer
 EVAL_DAYS = 5
 #: At most this many identities get synthetic pairs per validation day (large organisations).
 MAX_NEGATIVE_IDENTITIES = 20_000
-#: Used when the window is too short to fit on: novelty and the model's own judgement, by hand.
+#: Novelty and the model's own judgement, by hand: used as it is when the window is too short to fit
+#: on, and as the centre a short window's fit is pulled towards.
 PRIOR = Combiner(
     -4.0,
     {
@@ -408,8 +409,8 @@ class DayScores:
             "identity_churn": pa.array(column["churn_24"], pa.float64()),
             "known_network_today": pa.array(column["known_network_today"] > 0),
             "address_owner": self.owner,
-            "evidence_for": pa.array(support, pa.list_(pa.string())),
-            "evidence_against": pa.array(against, pa.list_(pa.string())),
+            "evidence_for": support,
+            "evidence_against": against,
         }
 
 
