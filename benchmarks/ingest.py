@@ -12,7 +12,7 @@ and noisy), with the machine's core count:
   decompress the same objects; 1x is the floor, the target at most 1.5x. Also shown: each
   installed inflater against zlib, ingest with zlib forced as the inflater (the figure before
   ISA-L), and pyarrow's JSON reader (the fallback without a C compiler). Run on generated data,
-  the suite's vendored real records and, when present, the public Stratus Red Team logs.
+  the suite's vendored real records and the public logs named in PROACTIVE_REAL_CLOUDTRAIL (e.g. Stratus Red Team's).
 * Cores: the wall time of ``cloudtrail.read`` over the generated day with every worker against
   one worker.
 * The big day: ``raw_cloudtrail -> cloudtrail_events -> learning_set`` for one ~5M-event day in a
@@ -41,8 +41,8 @@ from pathlib import Path
 DAY = date(2024, 6, 1)
 #: Real records shipped with the test suite (written for it, in the shapes real logs take).
 VENDORED = Path(__file__).resolve().parent.parent / "proactive_assets_tests" / "data" / "cloudtrail"
-#: Stratus Red Team's published detonation logs, where a copy is kept on this machine.
-STRATUS = Path("/work/shared/reference/samples/cloudtrail")
+#: Public logs kept outside the repository (Stratus Red Team's detonation logs...), as for the tests.
+REAL_FOLDERS = "PROACTIVE_REAL_CLOUDTRAIL"
 #: Small sources are timed over and over until each measurement holds about this much JSON.
 MIN_JSON_BYTES = 64 << 20
 #: Small published samples are repeated until they hold about this much JSON (one parse batch).
@@ -238,7 +238,10 @@ def main(argv: list[str] | None = None) -> None:
         root = Path(tmp) / "bucket"
         generate_sample(root, start=DAY, days=1, seed=11, scale=scale)
         print_cpu("generated day", cpu_ratios([p.read_bytes() for p in _files(root)]))
-        for title, folder in [("vendored real records", VENDORED), ("Stratus Red Team logs", STRATUS)]:
+        real = [Path(p).expanduser() for p in os.environ.get(REAL_FOLDERS, "").split(os.pathsep) if p]
+        if not real:
+            print(f"public logs: none named in {REAL_FOLDERS}, skipped")
+        for title, folder in [("vendored real records", VENDORED), *(("public logs", f) for f in real)]:
             blobs = array_objects(folder) if folder.is_dir() else []
             if blobs:
                 print_cpu(f"{title} ({folder})", cpu_ratios(blobs))
