@@ -1,7 +1,8 @@
 """Shared fixtures: hermetic AWS settings, moto's standalone server on 127.0.0.1, sample paths."""
 
 import os
-from collections.abc import Iterator
+import tracemalloc
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -79,6 +80,18 @@ def project_assets(res: "ProactiveResource", *names: str) -> list:
 
     by_name = {key.to_user_string(): a for a in build_definitions(res.settings).assets for key in a.keys}
     return [by_name[name] for name in names]
+
+
+def peak_allocated(fn: Callable[[], Any]) -> tuple[Any, int]:
+    """fn()'s result and the most bytes Python (and the scanner) held at once while it ran."""
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        result = fn()
+        return result, tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
 
 
 def pytest_configure(config: pytest.Config) -> None:

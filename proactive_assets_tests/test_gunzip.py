@@ -7,13 +7,13 @@ The fastest one (ISA-L) inflates the first member; each is run here on its own t
 import gzip
 import random
 import struct
-import tracemalloc
 import zlib
 
 import pytest
 
 from proactive_assets.core.sources import gunzip
 from proactive_assets.core.sources.gunzip import INFLATERS, ObjectTooLarge, decompress
+from proactive_assets_tests.conftest import peak_allocated
 
 DOC = b'{"Records": [' + b",".join(b'{"eventName": "Get%d", "n": %d}' % (i, i * i) for i in range(2000)) + b"]}"
 
@@ -26,17 +26,6 @@ def inflater(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
         monkeypatch.setattr(gunzip, "_ISAL_SMALL_INPUT", 1 << 40 if request.param == "isal-small" else -1)
         return "isal"
     return request.param
-
-
-def peak_allocated(fn) -> tuple[object, int]:
-    tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        base = tracemalloc.get_traced_memory()[0]
-        result = fn()
-        return result, tracemalloc.get_traced_memory()[1] - base
-    finally:
-        tracemalloc.stop()
 
 
 def test_the_fastest_installed_inflater_is_the_default() -> None:

@@ -7,7 +7,6 @@ output included, and the C scanner's buffers (it allocates with PyMem_RawMalloc)
 
 import gzip
 import json
-import tracemalloc
 import zlib
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -20,6 +19,7 @@ from proactive_assets.core.sources import cloudtrail, cloudtrail_records
 from proactive_assets.core.sources.cloudtrail_records import ObjectTooLarge, decompress
 from proactive_assets.core.storage import LocalStore
 from proactive_assets_tests.cloudtrail_fixtures import log_key, put_log, record
+from proactive_assets_tests.conftest import peak_allocated
 from proactive_assets_tests.test_ingest import reader  # noqa: F401 (fixture)
 
 DAY = date(2024, 3, 5)
@@ -27,18 +27,6 @@ DAY = date(2024, 3, 5)
 
 def doc(*records: dict) -> bytes:
     return json.dumps({"Records": list(records)}).encode()
-
-
-def peak_allocated(fn) -> tuple[object, int]:
-    """fn()'s result and the most bytes Python (and the scanner) held at once while it ran."""
-    tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        base = tracemalloc.get_traced_memory()[0]
-        result = fn()
-        return result, tracemalloc.get_traced_memory()[1] - base
-    finally:
-        tracemalloc.stop()
 
 
 # --------------------------------------------------------------------------------------------- gzip
