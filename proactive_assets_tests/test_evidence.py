@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from proactive_assets.core.backends.local import LocalBackend
@@ -170,6 +171,13 @@ def test_synthetic_attacks_are_of_every_kind_and_never_the_identitys_own() -> No
     lambda_cloud = cloud & (negatives.entity == lam)
     assert (owner.provider[lambda_cloud] == AWS).all()
     assert all(NETWORKS.names[r] != "us-east-1" for r in owner.region[lambda_cloud])  # another region
+    # a colleague's network: a /16 another identity used, a /24 of it this identity never used
+    colleague = negatives.kind == KINDS.index("colleague_network")
+    keys16 = level_keys(negatives.is6, negatives.hi, negatives.lo)[2]
+    assert not np.isin(pair_key(negatives.entity[colleague], keys24[colleague]), history.seen[1]).any()
+    used_16 = {(int(x), int(k)) for x, k in zip(e, book.level_keys[2][a], strict=True)}
+    for entity, key in zip(negatives.entity[colleague].tolist(), keys16[colleague].tolist(), strict=True):
+        assert any(k == key and x != entity for x, k in used_16)
 
 
 def test_a_short_window_stays_near_the_prior_and_a_long_one_follows_its_data() -> None:
@@ -245,6 +253,10 @@ def test_the_detector_ranks_an_attack_above_benign_novelty_and_never_sees_the_sc
     model = train_detector(window, backend, params, scored, NETWORKS, alert_budget=1.0)
     evidence = model.metadata["evidence"]
     assert evidence["validation_days"] == [(scored - timedelta(days=i)).isoformat() for i in range(EVAL_DAYS, 0, -1)]
+    # a short window validates at most its second half: IP Insights keeps the first to learn from
+    short = window.filter(pc.greater_equal(window.column("day"), pa.scalar(scored - timedelta(days=7))))
+    half = train_detector(short, backend, params, scored, NETWORKS, alert_budget=1.0).metadata["evidence"]
+    assert half["validation_days"] == [(scored - timedelta(days=i)).isoformat() for i in (3, 2, 1)]
     assert 0.5 <= model.metadata["threshold"] <= 1.0 and evidence["evidence_auc"] > 0.8
     assert model.version.startswith(model.metadata["ip_insights_version"] + "+")
     today = pa.table(
