@@ -17,7 +17,13 @@ from proactive_assets.core.evidence.combiner import (
     fit_combiner,
     fit_logistic,
 )
-from proactive_assets.core.evidence.detector import EVAL_DAYS, score_day, threshold_for, train_detector
+from proactive_assets.core.evidence.detector import (
+    EVAL_DAYS,
+    score_day,
+    threshold_for,
+    train_detector,
+    window_index,
+)
 from proactive_assets.core.evidence.features import FEATURES, Behaviour, build_day, build_history, pair_features
 from proactive_assets.core.evidence.keys import address_book, level_keys, pair_key
 from proactive_assets.core.evidence.negatives import KINDS, draw_negatives
@@ -269,7 +275,8 @@ def test_the_detector_ranks_an_attack_above_benign_novelty_and_never_sees_the_sc
             "source_ip": ["198.51.1.10", "185.220.101.4", "198.51.2.77"],  # usual, attacker, new home host
         }
     )
-    scores = score_day(model, backend.scorer(model, lambda: window), window, today, NETWORKS)
+    scorer = backend.scorer(model, lambda: window)
+    scores = score_day(model, scorer, window_index(model, lambda: window, NETWORKS), today, NETWORKS)
     usual, attack, new_host = scores.insight
     assert attack > model.metadata["threshold"] > max(usual, new_host)
     columns = scores.evidence_columns()

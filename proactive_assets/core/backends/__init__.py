@@ -21,11 +21,13 @@ from proactive_assets.core.scoring import Scorer
 
 @dataclass
 class TrainedModel:
-    """A trained model: its metadata (``version``, ``backend``, ``validation_auc``, ``calibration``...)
-    and, when the model's weights live in the warehouse, the artifact bytes."""
+    """A trained model: its metadata (``version``, ``backend``, ``validation_auc``, ``calibration``...),
+    the artifact bytes when the model's weights live in the warehouse, and the index of the window
+    it judges days against (``evidence.window``; kept with the model whichever backend trained it)."""
 
     metadata: dict[str, Any]
     artifact: bytes | None = None
+    window: bytes | None = None
 
     @property
     def version(self) -> str:

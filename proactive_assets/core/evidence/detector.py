@@ -16,6 +16,7 @@ model and combiner. No leakage: nothing of D is used to train the model that sco
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -30,7 +31,6 @@ from proactive_assets.core.evidence.combiner import MIN_THRESHOLD, Budget, Combi
 from proactive_assets.core.evidence.features import (
     FEATURES,
     Behaviour,
-    History,
     build_day,
     build_history,
     pair_features,
@@ -38,6 +38,7 @@ from proactive_assets.core.evidence.features import (
 from proactive_assets.core.evidence.keys import AddressBook, address_book, level_keys
 from proactive_assets.core.evidence.negatives import KINDS, Negatives, draw_negatives
 from proactive_assets.core.evidence.networks import PROVIDERS, Networks
+from proactive_assets.core.evidence.window import WindowIndex
 from proactive_assets.core.model import IPInsightsParams, roc_auc
 from proactive_assets.core.scoring import Scorer
 
@@ -73,14 +74,18 @@ def _flat(table: pa.Table, name: str) -> tuple[np.ndarray, pa.Array]:
     return np.asarray(pc.list_parent_indices(column), np.int64), pc.list_flatten(column)
 
 
-def _behaviour(tables: list[pa.Table]) -> list[Behaviour]:
-    """Each table's behaviour, its API calls and user agents coded in one vocabulary."""
+def _behaviour(tables: list[pa.Table]) -> tuple[list[Behaviour], dict[str, pd.Index]]:
+    """Each table's behaviour, its API calls and user agents coded in one vocabulary (returned too)."""
     out = []
     flats = {name: [_flat(t, name) for t in tables] for name in ("event_names", "user_agents")}
-    codes = {}
+    codes, vocabulary = {}, {}
     for name, parts in flats.items():
         values = pa.chunked_array([v for _, v in parts], pa.string())
-        codes[name] = pd.factorize(values.to_pandas(), use_na_sentinel=True)[0] if len(values) else np.zeros(0, int)
+        if len(values):
+            codes[name], uniques = pd.factorize(values.to_pandas(), use_na_sentinel=True)
+            vocabulary[name] = pd.Index(np.asarray(uniques, dtype=object), dtype=object)
+        else:
+            codes[name], vocabulary[name] = np.zeros(0, int), pd.Index([], dtype=object)
     offsets = {name: np.cumsum([0] + [len(v) for _, v in parts[:-1]]) for name, parts in flats.items()}
     for i, table in enumerate(tables):
         pieces = {}
@@ -95,7 +100,7 @@ def _behaviour(tables: list[pa.Table]) -> list[Behaviour]:
             else np.ones(table.num_rows)
         )
         out.append(Behaviour(*pieces["event_names"], *pieces["user_agents"], events))
-    return out
+    return out, vocabulary
 
 
 @dataclass
@@ -109,23 +114,17 @@ class Frame:
     address: np.ndarray
     day: np.ndarray
     behaviour: Behaviour
-    today_behaviour: Behaviour | None
+    vocabulary: dict[str, pd.Index]
 
     @classmethod
-    def build(cls, training_set: pa.Table, today: pa.Table | None, networks: Networks) -> "Frame":
-        columns = [training_set.column("entity"), training_set.column("source_ip")]
-        if today is not None:
-            columns = [
-                pa.chunked_array(columns[0].chunks + today.column("entity").chunks, pa.string()),
-                pa.chunked_array(columns[1].chunks + today.column("source_ip").chunks, pa.string()),
-            ]
-        entities = pd.Index(pc.unique(columns[0]).to_pandas())
-        distinct = pc.unique(columns[1])
+    def build(cls, training_set: pa.Table, networks: Networks) -> "Frame":
+        entities = pd.Index(pc.unique(training_set.column("entity")).to_pandas())
+        distinct = pc.unique(training_set.column("source_ip"))
         addresses = pd.Index(distinct.to_pandas())
         book = address_book(distinct, networks)
         n = training_set.num_rows
         days = training_set.column("day").cast(pa.int32()).to_numpy(zero_copy_only=False) if n else np.zeros(0, int)
-        behaviour = _behaviour([training_set] + ([today] if today is not None else []))
+        behaviour, vocabulary = _behaviour([training_set])
         return cls(
             entities,
             addresses,
@@ -134,14 +133,14 @@ class Frame:
             addresses.get_indexer(training_set.column("source_ip").to_pandas()) if n else np.zeros(0, np.int64),
             days.astype(np.int64),
             behaviour[0],
-            behaviour[1] if today is not None else None,
+            vocabulary,
         )
 
-    def codes(self, table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
-        return (
-            self.entities.get_indexer(table.column("entity").to_pandas()),
-            self.addresses.get_indexer(table.column("source_ip").to_pandas()),
-        )
+    def index(self) -> WindowIndex:
+        """The whole window indexed for scoring the next day."""
+        n = len(self.entities)
+        history = build_history(self.entity, self.address, self.day, self.book, n, self.behaviour)
+        return WindowIndex(self.entities, self.vocabulary["event_names"], self.vocabulary["user_agents"], history)
 
 
 def _with_negatives(book: AddressBook, negatives: Negatives, networks: Networks) -> tuple[AddressBook, np.ndarray]:
@@ -268,7 +267,7 @@ def train_detector(
         established = training_set
     model = backend.train(established, params, day)
     scorer = backend.scorer(model, lambda: established)
-    frame = Frame.build(training_set, None, networks)
+    frame = Frame.build(training_set, networks)
     rng = np.random.default_rng(params.seed)
     ordinal = [pa.scalar(d, pa.date32()).cast(pa.int32()).as_py() for d in eval_days]
     folds = [f for f in (_validation_day(frame, networks, scorer, d, rng) for d in ordinal) if f is not None]
@@ -285,7 +284,7 @@ def train_detector(
     metadata = {**model.metadata, "ip_insights_version": model.version, "evidence": evidence}
     metadata["version"] = f"{model.version}+{_digest(evidence['combiner'])}"
     metadata["threshold"] = budget.threshold
-    return TrainedModel(metadata, model.artifact)
+    return TrainedModel(metadata, model.artifact, frame.index().to_bytes())
 
 
 def _auc(scores: np.ndarray, suspicious: np.ndarray) -> float | None:
@@ -355,20 +354,36 @@ def _named(contributions: np.ndarray, ranked: np.ndarray, keep: Any) -> pa.Array
     return pa.ListArray.from_arrays(pa.array(offsets), values)
 
 
+def _strongest(contributions: np.ndarray, k: int) -> np.ndarray:
+    """Per row, the columns of the ``k`` largest values, largest first (ties: the earlier feature)."""
+    k = min(k, contributions.shape[1])
+    if k == 0 or len(contributions) == 0:
+        return np.zeros((len(contributions), k), np.int64)
+    top = np.argpartition(-contributions, k - 1, axis=1)[:, :k]
+    values = np.take_along_axis(contributions, top, axis=1)
+    order = np.lexsort((top, -values), axis=1)
+    return np.take_along_axis(top, order, axis=1)
+
+
 def _owner_names(book: AddressBook, address: np.ndarray, networks: Networks) -> pa.Array:
     """Each pair's address owner as text ("aws us-east-1 EC2", "private", ""), built once per kind of owner."""
     owner = book.owner
-    kinds = np.stack(
-        [owner.provider[address], owner.region[address], owner.service[address], owner.private[address]], axis=1
-    ).astype(np.int64)
-    distinct, inverse = np.unique(kinds, axis=0, return_inverse=True)
-    providers = ("private", "", *PROVIDERS)
     names = networks.names
-    text = [
-        " ".join(part for part in (providers[p + 2] if not private else "private", names[r], names[v]) if part)
-        for p, r, v, private in distinct.tolist()
-    ]
-    return pc.take(pa.array(text, pa.string()), pa.array(inverse.reshape(-1)))
+    width = np.int64(len(names) + 1)
+    kind = ((owner.provider.astype(np.int64) + 2) * width + owner.region + 1) * width + owner.service + 1
+    kind = np.where(owner.private, -1, kind)
+    distinct, inverse = np.unique(kind, return_inverse=True)
+    providers = ("", *PROVIDERS)
+    text = []
+    for k in distinct.tolist():
+        if k < 0:
+            text.append("private")
+            continue
+        rest, service = divmod(k, int(width))
+        provider, region = divmod(rest, int(width))
+        parts = (providers[provider - 1], names[region - 1], names[service - 1])
+        text.append(" ".join(part for part in parts if part))
+    return pc.take(pa.array(text, pa.string()), pa.array(inverse.reshape(-1)[address]))
 
 
 @dataclass
@@ -397,9 +412,8 @@ class DayScores:
             [5, 4, 3, 2, 1],
             default=0,
         )
-        order = np.argsort(-self.contributions, axis=1, kind="stable")
-        support = _named(self.contributions, order[:, :4], lambda v: v >= NAMED_EVIDENCE)
-        against = _named(self.contributions, order[:, ::-1][:, :3], lambda v: v <= -NAMED_EVIDENCE)
+        support = _named(self.contributions, _strongest(self.contributions, 4), lambda v: v >= NAMED_EVIDENCE)
+        against = _named(self.contributions, _strongest(-self.contributions, 3), lambda v: v <= -NAMED_EVIDENCE)
         return {
             "ip_insights": pa.array(self.ip_insights, pa.float64()),
             "novelty": pc.take(pa.array(NOVELTY, pa.string()), pa.array(novelty)),
@@ -414,26 +428,31 @@ class DayScores:
         }
 
 
+def window_index(model: TrainedModel, training_set: Callable[[], pa.Table], networks: Networks) -> WindowIndex:
+    """The index of the window ``model`` judges against: stored with it, else built from ``training_set()``
+    (models trained before the index was kept)."""
+    if model.window is not None:
+        return WindowIndex.from_bytes(model.window)
+    return Frame.build(training_set(), networks).index()
+
+
 def score_day(
     model: TrainedModel,
     scorer: Scorer,
-    training_set: pa.Table,
+    window: WindowIndex,
     learning_set: pa.Table,
     networks: Networks,
 ) -> DayScores:
-    """The day's pairs judged against the window (``training_set``) by ``model``'s combiner."""
+    """The day's pairs judged against the window (``window_index``) by ``model``'s combiner."""
     evidence = model.metadata.get("evidence") or {}
     combiner = Combiner.from_dict(evidence["combiner"]) if evidence else PRIOR
-    frame = Frame.build(training_set, learning_set, networks)
-    n = len(frame.entities)
-    history: History = build_history(frame.entity, frame.address, frame.day, frame.book, n, frame.behaviour)
-    entity, address = frame.codes(learning_set)
-    day = build_day(entity, address, frame.book, history, n)
+    coded = window.code_day(learning_set, networks)
+    history = window.history_for(coded.identities)
+    day = build_day(coded.entity, coded.address, coded.book, history, coded.identities)
     result = scorer(learning_set.column("entity"), learning_set.column("source_ip")) if learning_set.num_rows else None
     ipi = np.asarray(result.insight, np.float64) if result is not None else np.zeros(0)
-    assert frame.today_behaviour is not None
-    x = pair_features(entity, address, ipi, np.ones(len(entity), bool), frame.book, history, day, frame.today_behaviour)
-    owners = _owner_names(frame.book, address, networks)
+    real = np.ones(len(coded.entity), bool)
+    x = pair_features(coded.entity, coded.address, ipi, real, coded.book, history, day, coded.behaviour)
     return DayScores(
         insight=combiner.insight(x),
         dot_product=np.asarray(result.dot_product, np.float64) if result is not None else np.zeros(0),
@@ -441,7 +460,7 @@ def score_day(
         entity_known=np.asarray(result.entity_known, bool) if result is not None else np.zeros(0, bool),
         features=x,
         contributions=combiner.contributions(x),
-        owner=owners,
+        owner=_owner_names(coded.book, coded.address, networks),
     )
 
 

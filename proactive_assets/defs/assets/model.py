@@ -5,6 +5,7 @@ that trained it, so ``daily_insights`` scores with whichever did. Both go throug
 assets, metadata and blocking AUC check.
 """
 
+import functools
 import time
 from collections.abc import Callable
 from datetime import date
@@ -33,7 +34,7 @@ from dagster import (
 from proactive_assets.config import Settings
 from proactive_assets.core import plots, scoring, training
 from proactive_assets.core.backends import create_backend
-from proactive_assets.core.evidence.detector import score_day, threshold_for, train_detector
+from proactive_assets.core.evidence.detector import score_day, threshold_for, train_detector, window_index
 from proactive_assets.core.evidence.networks import load_networks
 from proactive_assets.core.model import IPInsightsParams, ScoreResult
 from proactive_assets.core.warehouse import Warehouse
@@ -186,9 +187,14 @@ def model_assets(partitions: DailyPartitionsDefinition, training_days: int) -> l
         pairs = warehouse.read_table(tables.LEARNING_SET, day)
         model = load_model(warehouse, day)
         backend = create_backend(model.backend, settings)
-        window = warehouse.read_table(tables.TRAINING_SET, day, columns=["entity", "source_ip", "day"])
-        scorer = backend.scorer(model, lambda: window)
-        scores = score_day(model, scorer, window, pairs, load_networks(settings.aws_ip_ranges))
+        networks = load_networks(settings.aws_ip_ranges)
+
+        @functools.cache
+        def window() -> pa.Table:
+            return warehouse.read_table(tables.TRAINING_SET, day)
+
+        scorer = backend.scorer(model, window)
+        scores = score_day(model, scorer, window_index(model, window, networks), pairs, networks)
         result = ScoreResult(scores.dot_product, scores.insight, scores.entity_known)
         insights = scoring.insights_table(pairs, result, model.version, day, scores.evidence_columns())
         warehouse.write_tables(tables.DAILY_INSIGHTS, day, {tables.DAILY_INSIGHTS: insights})

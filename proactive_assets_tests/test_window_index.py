@@ -1,0 +1,129 @@
+"""The window index kept with a model: the day's evidence from it equals the evidence from the window's rows."""
+
+import io
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from proactive_assets.core.backends import TrainedModel
+from proactive_assets.core.evidence.detector import Frame, score_day, window_index
+from proactive_assets.core.evidence.features import FEATURES, Behaviour, build_day, build_history, pair_features
+from proactive_assets.core.evidence.keys import address_book
+from proactive_assets.core.evidence.window import WindowIndex
+from proactive_assets.core.model import ScoreResult
+from proactive_assets_tests.test_evidence import NETWORKS
+
+START = date(2024, 3, 1)
+ACCOUNT = "arn:aws:iam::111122223333:"
+
+
+def _rows(rows: list[tuple[str, str, int, list[str], list[str | None]]], with_day: bool = True) -> pa.Table:
+    entity, ip, day, names, agents = zip(*rows, strict=True)
+    columns = {
+        "entity": [ACCOUNT + e for e in entity],
+        "source_ip": list(ip),
+        "event_count": [len(n) + 1 for n in names],
+        "event_names": pa.array(list(names), pa.list_(pa.string())),
+        "user_agents": pa.array(list(agents), pa.list_(pa.string())),
+    }
+    if with_day:
+        columns["day"] = pa.array([START + timedelta(days=d) for d in day], pa.date32())
+    return pa.table(columns)
+
+
+WINDOW = _rows(
+    [
+        ("user/alice", "198.51.100.10", 0, ["GetObject", "ListBuckets"], ["aws-cli/2.15"]),
+        ("user/alice", "198.51.100.10", 1, ["GetObject"], ["aws-cli/2.15"]),
+        ("user/alice", "2001:db8:1:2::5", 2, ["PutObject"], []),
+        ("user/bob", "203.0.113.5", 0, [], ["Boto3/1.34"]),
+        ("user/bob", "203.0.114.5", 1, ["DescribeInstances"], ["Boto3/1.34", None]),
+        ("role/lambda", "3.80.1.2", 0, ["GetSecretValue"], []),
+        ("role/lambda", "3.80.9.9", 2, ["GetSecretValue"], []),
+    ]
+)
+TODAY = _rows(
+    [
+        ("user/alice", "198.51.100.10", 3, ["GetObject"], ["aws-cli/2.15"]),  # as usual
+        ("user/alice", "185.220.101.4", 3, ["CreateAccessKey", "GetObject"], ["python-requests/2.31"]),
+        ("user/bob", "203.0.115.5", 3, ["DescribeInstances"], ["Boto3/1.34"]),
+        ("user/dave", "198.51.100.10", 3, ["GetObject"], []),  # new identity on a known address
+        ("role/lambda", "3.81.4.4", 3, [], []),
+        ("role/lambda", "2600:1f18::1", 3, ["GetSecretValue"], [None]),
+    ],
+    with_day=False,
+)
+
+
+def _reference(window: pa.Table, today: pa.Table, ip_insights: float) -> np.ndarray:
+    """The evidence with window and day coded together (what scoring did before the index was kept)."""
+    entities = pd.Index(pd.unique(np.r_[window["entity"].to_numpy(), today["entity"].to_numpy()]))
+    addresses = pd.Index(pd.unique(np.r_[window["source_ip"].to_numpy(), today["source_ip"].to_numpy()]))
+    book = address_book(addresses.tolist(), NETWORKS)
+
+    def behaviour(table: pa.Table, vocab: dict[str, pd.Index]) -> Behaviour:
+        parts = []
+        for name in ("event_names", "user_agents"):
+            rows = [(i, v) for i, items in enumerate(table[name].to_pylist()) for v in items if v is not None]
+            parts += [np.array([r for r, _ in rows], np.int64), vocab[name].get_indexer([v for _, v in rows])]
+        return Behaviour(*parts, table["event_count"].to_numpy().astype(float))
+
+    vocab = {}
+    for name in ("event_names", "user_agents"):
+        values = [v for t in (window, today) for items in t[name].to_pylist() for v in items if v is not None]
+        vocab[name] = pd.Index(pd.unique(np.array(values, dtype=object)))
+    e = entities.get_indexer(window["entity"].to_numpy())
+    a = addresses.get_indexer(window["source_ip"].to_numpy())
+    d = window["day"].cast(pa.int32()).to_numpy()
+    history = build_history(e, a, d, book, len(entities), behaviour(window, vocab))
+    te, ta = entities.get_indexer(today["entity"].to_numpy()), addresses.get_indexer(today["source_ip"].to_numpy())
+    day = build_day(te, ta, book, history, len(entities))
+    ipi = np.full(len(te), ip_insights)
+    return pair_features(te, ta, ipi, np.ones(len(te), bool), book, history, day, behaviour(today, vocab))
+
+
+def _scorer(entity: pa.Array, source_ip: pa.Array) -> ScoreResult:
+    n = len(entity)
+    return ScoreResult(np.zeros(n), np.full(n, 0.25), np.ones(n, bool))
+
+
+def test_the_stored_index_gives_the_evidence_of_the_window_rows() -> None:
+    index = Frame.build(WINDOW, NETWORKS).index()
+    stored = WindowIndex.from_bytes(index.to_bytes())
+    model = TrainedModel({"version": "v"}, None, stored.to_bytes())
+    scores = score_day(model, _scorer, window_index(model, lambda: WINDOW, NETWORKS), TODAY, NETWORKS)
+    expected = _reference(WINDOW, TODAY, 0.25)
+    np.testing.assert_allclose(scores.features, expected)
+    # what only the window's text vocabularies and identities can tell, row by row
+    column = {name: scores.features[:, FEATURES.index(name)] for name in FEATURES}
+    assert column["new_identity"].tolist() == [0, 0, 0, 1, 0, 0]  # dave
+    assert column["new_actions"][:3].tolist() == [0.0, 0.5, 0.0]  # CreateAccessKey is new to alice
+    assert column["new_user_agent"][:3].tolist() == [0.0, 1.0, 0.0]
+    assert column["family_new"].tolist() == [0, 0, 0, 0, 0, 1]  # the Lambda role's first IPv6 address
+
+
+def test_a_model_stored_without_an_index_is_indexed_from_its_training_set() -> None:
+    read = []
+
+    def training_set() -> pa.Table:
+        read.append(True)
+        return WINDOW
+
+    legacy = TrainedModel({"version": "v"}, None, None)
+    from_rows = score_day(legacy, _scorer, window_index(legacy, training_set, NETWORKS), TODAY, NETWORKS)
+    assert read == [True]
+    np.testing.assert_allclose(from_rows.features, _reference(WINDOW, TODAY, 0.25))
+
+
+def test_an_index_of_another_format_asks_for_a_retrain() -> None:
+    data = Frame.build(WINDOW, NETWORKS).index().to_bytes()
+    with np.load(io.BytesIO(data)) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["format"] = np.array([99])
+    out = io.BytesIO()
+    np.savez(out, **arrays)
+    with pytest.raises(ValueError, match="retrain the model"):
+        WindowIndex.from_bytes(out.getvalue())
