@@ -100,6 +100,20 @@ def _new_24(
     return is6, hi, lo
 
 
+def _outside_clouds(
+    entities: np.ndarray, is6: np.ndarray, hi: np.ndarray, lo: np.ndarray, kind: int, networks: Networks
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """The drawn pairs whose address is outside every cloud provider's ranges.
+
+    A new /24 next to a cloud address is what the cloud hands its own workloads every day (a Lambda
+    function's next AWS address in its region): nothing address-based tells an attacker's instance
+    there from the identity's own, and as a negative it only taught the combiner to distrust that
+    churn. Cloud attackers are the ``cloud_address`` kind.
+    """
+    keep = networks.lookup(is6, hi, lo).provider < 0
+    return entities[keep], is6[keep], hi[keep], lo[keep], kind
+
+
 def draw_negatives(
     entities: np.ndarray,
     history_entity: np.ndarray,
@@ -148,7 +162,7 @@ def draw_negatives(
     first = np.searchsorted(own_entity[order], entities)
     has = (first < len(order)) & (own_entity[order][np.minimum(first, len(order) - 1)] == entities)
     own = own_address[order[first[has]]]
-    parts.append((entities[has], *_new_24(entities[has], book, own, history, rng), 2))
+    parts.append(_outside_clouds(entities[has], *_new_24(entities[has], book, own, history, rng), 2, networks))
 
     # a cloud address: AWS in another region for identities that call from AWS, any cloud otherwise
     aws_identity = history.aws_share[entities] > 0
@@ -173,7 +187,7 @@ def draw_negatives(
         drawn = _colleague(entities, pairs[1], pairs[0], rng)
         if drawn is not None:
             kept, address = drawn
-            parts.append((kept, *_new_24(kept, book, address, history, rng), 5))
+            parts.append(_outside_clouds(kept, *_new_24(kept, book, address, history, rng), 5, networks))
 
     return Negatives(
         np.concatenate([p[0] for p in parts]),
