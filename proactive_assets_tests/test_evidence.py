@@ -184,6 +184,9 @@ def test_synthetic_attacks_are_of_every_kind_and_never_the_identitys_own() -> No
     used_16 = {(int(x), int(k)) for x, k in zip(e, book.level_keys[2][a], strict=True)}
     for entity, key in zip(negatives.entity[colleague].tolist(), keys16[colleague].tolist(), strict=True):
         assert any(k == key and x != entity for x, k in used_16)
+    # no 'new /24 next to' draw lands in a cloud's ranges (the Lambda role's next AWS address is its own)
+    assert (owner.provider[same_isp | colleague] < 0).all()
+    assert lam not in negatives.entity[same_isp].tolist()
 
 
 def test_a_short_window_stays_near_the_prior_and_a_long_one_follows_its_data() -> None:
