@@ -388,7 +388,7 @@ def pair_features(
         "novel_x_new_actions": novel * new_actions,
         "novel_x_new_user_agent": novel * new_agents,
     }
-    matrix = np.empty((n, len(FEATURES)), dtype=np.float64)
+    matrix = np.empty((len(FEATURES), n), dtype=np.float64)  # filled a feature (a contiguous row) at a time
     for i, name in enumerate(FEATURES):
-        matrix[:, i] = columns[name]
-    return matrix
+        matrix[i] = columns[name]
+    return matrix.T
