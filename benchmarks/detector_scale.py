@@ -5,8 +5,9 @@
 The same data and evaluation as ``benchmarks.detection`` (7 days of logins to train on, normal
 test-day pairs of known users against the same number of random-ASN attacks), through what the
 pipeline runs: ``train_detector`` on the window (IP Insights on the established pairs, the
-combiner fitted on the last validation days, the budget threshold) and the whole ``daily_insights``
-table (``score_day`` + ``insights_table``) for the evaluation pairs as one day's learning set.
+combiner fitted on the last validation days, the budget threshold, the window's index kept with
+the model) and the whole ``daily_insights`` table (the index read back, ``score_day`` +
+``insights_table``) for the evaluation pairs as one day's learning set.
 Reported beside it, measured in the same run: the IP Insights model alone trained on the whole
 window (``train_ip_insights``), its AUC and the throughput of its ``daily_insights`` table.
 """
@@ -22,7 +23,7 @@ from benchmarks import tutorial_data as td
 from benchmarks.detection import _best_of, _learning_set
 from proactive_assets.core import scoring
 from proactive_assets.core.backends.local import LocalBackend
-from proactive_assets.core.evidence.detector import score_day, train_detector
+from proactive_assets.core.evidence.detector import score_day, train_detector, window_index
 from proactive_assets.core.evidence.networks import load_networks
 from proactive_assets.core.model import IPInsightsParams, ScoreResult, roc_auc, train_ip_insights
 
@@ -84,8 +85,9 @@ def main(argv: list[str] | None = None) -> dict:
     label = np.array([(e, i) in attack_keys for e, i in zip(*columns, strict=True)])
     scorer = LocalBackend().scorer(model, lambda: training_set)
 
-    def detector_table() -> pa.Table:
-        scores = score_day(model, scorer, training_set, learning_set, networks)
+    def detector_table() -> pa.Table:  # as daily_insights: the window index read from the model's bytes
+        window = window_index(model, lambda: training_set, networks)
+        scores = score_day(model, scorer, window, learning_set, networks)
         result = ScoreResult(scores.dot_product, scores.insight, scores.entity_known)
         return scoring.insights_table(learning_set, result, model.version, scored_day, scores.evidence_columns())
 
@@ -94,7 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     detector_best, _, _ = _best_of(detector_table, 3)
     alone_best, _, _ = _best_of(alone_table, 3)
-    scores = score_day(model, scorer, training_set, learning_set, networks)
+    scores = score_day(model, scorer, window_index(model, lambda: training_set, networks), learning_set, networks)
     alone_insight = alone.score(learning_set.column("entity"), learning_set.column("source_ip")).insight
     pairs = learning_set.num_rows
     summary = {
@@ -105,6 +107,7 @@ def main(argv: list[str] | None = None) -> dict:
         "ip_insights_auc_inside_detector": round(roc_auc(scores.ip_insights[label], scores.ip_insights[~label]), 4),
         "ip_insights_alone_auc": round(roc_auc(alone_insight[label], alone_insight[~label]), 4),
         "detector_training_s": round(detector_train, 1),
+        "window_index_mib": round(len(model.window or b"") / 2**20, 1),
         "ip_insights_alone_training_s": round(alone_train, 1),
         "detector_table_pairs_per_s": round(pairs / detector_best),
         "ip_insights_alone_table_pairs_per_s": round(pairs / alone_best),
@@ -120,7 +123,8 @@ def main(argv: list[str] | None = None) -> dict:
         f"  AUC {summary['detector_auc']} (target >= 0.975); IP Insights inside it "
         f"{summary['ip_insights_auc_inside_detector']}, IP Insights alone {summary['ip_insights_alone_auc']}\n"
         f"  training {detector_train:.1f}s (IP Insights alone on the whole window {alone_train:.1f}s, "
-        f"ratio {detector_train / alone_train:.2f})\n"
+        f"ratio {detector_train / alone_train:.2f}); window index kept with the model "
+        f"{summary['window_index_mib']} MiB\n"
         f"  daily_insights table {summary['detector_table_pairs_per_s'] / 1e6:.2f}M pairs/s "
         f"(IP Insights alone {summary['ip_insights_alone_table_pairs_per_s'] / 1e6:.2f}M/s, ratio {ratio:.2f})\n"
         f"  threshold {summary['threshold']:.3f}: recall {summary['recall_at_threshold']}, "
