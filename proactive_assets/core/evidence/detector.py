@@ -335,24 +335,22 @@ NOVELTY = (
 )
 
 
-def _named(contributions: np.ndarray, ranked: np.ndarray, keep: Any) -> pa.Array:
-    """Per row, the features in ``ranked`` whose contribution passes ``keep``, as a list column."""
-    chosen = keep(np.take_along_axis(contributions, ranked, axis=1))
-    offsets = np.zeros(len(ranked) + 1, np.int32)
-    np.cumsum(chosen.sum(axis=1), out=offsets[1:])
-    values = pc.take(pa.array(FEATURES, pa.string()), pa.array(ranked[chosen]))
+def _named(contributions: np.ndarray, k: int) -> pa.Array:
+    """Per row, the (at most ``k``) features adding at least ``NAMED_EVIDENCE`` to the log-odds,
+    largest first (ties: the earlier feature), as a list column.
+
+    Only the entries that pass are ordered (a pair has a handful at most), not every row's 41.
+    """
+    n = len(contributions)
+    rows, columns = np.nonzero(contributions >= NAMED_EVIDENCE)  # row-major order
+    order = np.lexsort((columns, -contributions[rows, columns], rows))
+    rows, columns = rows[order], columns[order]
+    rank = np.arange(len(rows)) - np.searchsorted(rows, rows)
+    kept = rank < k
+    offsets = np.zeros(n + 1, np.int32)
+    np.cumsum(np.bincount(rows[kept], minlength=n), out=offsets[1:])
+    values = pc.take(pa.array(FEATURES, pa.string()), pa.array(columns[kept]))
     return pa.ListArray.from_arrays(pa.array(offsets), values)
-
-
-def _strongest(contributions: np.ndarray, k: int) -> np.ndarray:
-    """Per row, the columns of the ``k`` largest values, largest first (ties: the earlier feature)."""
-    k = min(k, contributions.shape[1])
-    if k == 0 or len(contributions) == 0:
-        return np.zeros((len(contributions), k), np.int64)
-    top = np.argpartition(-contributions, k - 1, axis=1)[:, :k]
-    values = np.take_along_axis(contributions, top, axis=1)
-    order = np.lexsort((top, -values), axis=1)
-    return np.take_along_axis(top, order, axis=1)
 
 
 def _owner_names(book: AddressBook, address: np.ndarray, networks: Networks) -> pa.Array:
@@ -402,8 +400,8 @@ class DayScores:
             [5, 4, 3, 2, 1],
             default=0,
         )
-        support = _named(self.contributions, _strongest(self.contributions, 4), lambda v: v >= NAMED_EVIDENCE)
-        against = _named(self.contributions, _strongest(-self.contributions, 3), lambda v: v <= -NAMED_EVIDENCE)
+        support = _named(self.contributions, 4)
+        against = _named(-self.contributions, 3)
         return {
             "ip_insights": pa.array(self.ip_insights, pa.float64()),
             "novelty": pc.take(pa.array(NOVELTY, pa.string()), pa.array(novelty)),
