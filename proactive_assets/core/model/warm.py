@@ -42,7 +42,7 @@ FULL_RETRAIN_DAYS = 7
 #: A warm model whose validation AUC is more than this below model D-1's is retrained fully.
 AUC_TOLERANCE = 0.01
 #: Replayed pairs of the rest of the window per new pair ...
-REPLAY_PER_NEW_PAIR = 1.0
+REPLAY_PER_NEW_PAIR = 0.5
 #: ... and at least this share of them, so a quiet day still revisits the window.
 MIN_REPLAY_SHARE = 0.05
 #: Passes over the new and replayed pairs (a full retrain makes ``params.epochs`` over everything).
@@ -178,7 +178,9 @@ def train_warm(data: PairData, start: IPInsightsModel, started: float) -> IPInsi
     if n_replay:
         fit[rng.choice(rest, n_replay, replace=False)] = True
     share = data.pair_rows[fit].sum() / max(int(data.pair_rows[trainable].sum()), 1)
-    fit_params = replace(params, epochs=WARM_EPOCHS, min_steps=math.ceil(params.min_steps * share))
+    # as many steps per row trained on as a full retrain takes (its floor of steps scaled by the rows it covers)
+    min_steps = math.ceil(params.min_steps * share * WARM_EPOCHS / params.epochs)
+    fit_params = replace(params, epochs=WARM_EPOCHS, min_steps=min_steps)
     trained = train_subset(data, trainable, rng, start=start, fit=fit, fit_params=fit_params)
     k = negatives_per_held_out(params, [held])
     validation = [validate(trained, data, held, k, rng)]
