@@ -253,7 +253,8 @@ def backfill(ratios: dict, days: int = BACKFILL_DAYS, every: int = FULL_RETRAIN_
 def _print_part(name: str, days: list[dict], ratios: dict, auc: tuple[float, float]) -> None:
     print(f"\n{name}")
     print(
-        f"  {'day':<10} {'mode':<5} {'new':>7} {'replay':>7} {'pairs':>8} {'IPI warm/full s':>16} {'detector warm/full s':>21}"
+        f"  {'day':<10} {'mode':<5} {'new':>7} {'replay':>7} {'pairs':>8} "
+        f"{'IPI warm/full s':>16} {'detector warm/full s':>21}  warm chain: why"
     )
     for d in days:
         print(
