@@ -5,6 +5,7 @@ import itertools
 from datetime import date, timedelta
 
 import pytest
+from dagster import AssetKey
 
 from proactive_assets import runner
 from proactive_assets.config import Settings
@@ -58,3 +59,7 @@ def test_model_d_starts_from_model_d_minus_1_only(tmp_path, monkeypatch: pytest.
     again = load_model(warehouse, DAYS[5])
     assert again.version == models[DAYS[5]].version
     assert again.metadata["retraining"]["warm_from"] == models[DAYS[4]].version
+    # the materialization says it too
+    event = runner.instance(settings).get_latest_materialization_event(AssetKey("ip_insights_model"))
+    shown = event.asset_materialization.metadata["retraining"].value
+    assert shown == f"warm start from {models[DAYS[4]].version}"
