@@ -9,11 +9,13 @@ from dagster import AssetKey
 
 from proactive_assets import runner
 from proactive_assets.config import Settings
+from proactive_assets.core.backends import TrainedModel
+from proactive_assets.core.backends.local import LocalBackend
 from proactive_assets.core.model import IPInsightsModel, warm
 from proactive_assets.core.storage import LocalStore, open_store
 from proactive_assets.core.warehouse import Warehouse
 from proactive_assets.defs.assets import model as model_assets
-from proactive_assets.defs.model_store import load_model
+from proactive_assets.defs.model_store import load_model, save_model
 from proactive_assets_tests.cloudtrail_fixtures import log_key, put_log, record, write_history
 
 START = date(2024, 3, 1)
@@ -63,3 +65,17 @@ def test_model_d_starts_from_model_d_minus_1_only(tmp_path, monkeypatch: pytest.
     event = runner.instance(settings).get_latest_materialization_event(AssetKey("ip_insights_model"))
     shown = event.asset_materialization.metadata["retraining"].value
     assert shown == f"warm start from {models[DAYS[4]].version}"
+
+
+def test_an_unreadable_model_d_minus_1_costs_a_full_retrain_not_the_day(tmp_path) -> None:
+    warehouse = Warehouse(open_store(str(tmp_path / "warehouse")))
+    day = date(2024, 3, 10)
+    metadata = {"version": "ipi-0+0", "backend": "local", "window_start": "2024-02-24", "window_end": "2024-03-08"}
+    save_model(warehouse, day - timedelta(days=1), TrainedModel(metadata, b"weights"))
+    torn = next((tmp_path / "warehouse").rglob("model.npz"))
+    torn.write_bytes(b"weightz")  # same size, another hash: the manifest refuses it
+    settings = Settings.from_env({"PROACTIVE_HOME": str(tmp_path / "home")})
+    plan = model_assets._retraining_plan(
+        warehouse, day, LocalBackend(), settings, (date(2024, 2, 25), date(2024, 3, 9))
+    )
+    assert not plan.warm and plan.reason.startswith("the day before's model cannot be read")

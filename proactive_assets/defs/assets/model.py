@@ -37,7 +37,7 @@ from proactive_assets.core.evidence.detector import score_day, threshold_for, tr
 from proactive_assets.core.evidence.networks import load_networks
 from proactive_assets.core.model import IPInsightsParams, ScoreResult
 from proactive_assets.core.model.warm import RetrainPlan, full_plan, plan_retraining
-from proactive_assets.core.warehouse import Warehouse
+from proactive_assets.core.warehouse import Warehouse, WarehouseError
 from proactive_assets.defs import tables
 from proactive_assets.defs.metadata import table_preview
 from proactive_assets.defs.model_store import MODEL_JSON, load_model, load_model_metadata, save_model
@@ -232,7 +232,7 @@ def _retraining_plan(
         if warehouse.has_file(tables.IP_INSIGHTS_MODEL, before, MODEL_JSON):
             stored = load_model(warehouse, before)
             previous, artifact = stored.metadata, stored.artifact
-    except Exception as exc:  # an unreadable model D-1 costs a full retrain, never the day
+    except (WarehouseError, OSError, ValueError) as exc:  # an unreadable model D-1 costs a full retrain, not the day
         return full_plan(f"the day before's model cannot be read ({type(exc).__name__}: {exc})")
     return plan_retraining(
         previous,
