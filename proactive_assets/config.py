@@ -72,6 +72,11 @@ class Settings(BaseModel):
         default=None, ge=0.0, le=1.0, validation_alias=_env("insight_threshold", "INSIGHT_THRESHOLD")
     )
     alert_budget: float = Field(default=1.0, gt=0.0, validation_alias=_env("alert_budget", "PROACTIVE_ALERT_BUDGET"))
+    # A full IP Insights retrain every this many days; the days between warm-start from the day before's model
+    # (core.model.warm). 1: every day is a full retrain.
+    full_retrain_days: int = Field(
+        default=7, ge=1, validation_alias=_env("full_retrain_days", "PROACTIVE_FULL_RETRAIN_DAYS")
+    )
     aws_ip_ranges: str | None = Field(default=None, validation_alias=_env("aws_ip_ranges", "PROACTIVE_AWS_IP_RANGES"))
     max_object_bytes: int = Field(
         default=DEFAULT_MAX_OBJECT_BYTES,

@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from proactive_assets.config import Settings
 from proactive_assets.core.model import IPInsightsParams
+from proactive_assets.core.model.warm import RetrainPlan
 from proactive_assets.core.scoring import Scorer
 
 
@@ -48,7 +49,12 @@ class ModelBackend(Protocol):
 
     name: str
 
-    def train(self, training_set: pa.Table, params: IPInsightsParams, day: date) -> TrainedModel: ...
+    def train(
+        self, training_set: pa.Table, params: IPInsightsParams, day: date, plan: RetrainPlan | None = None
+    ) -> TrainedModel:
+        """Train on the window's rows; ``plan`` says whether to warm-start from model D-1 (a backend
+        without ``warm_start = True`` retrains fully and says so in ``retraining``)."""
+        ...
 
     def scorer(self, model: TrainedModel, training_set: Callable[[], pa.Table]) -> Scorer:
         """A scorer for ``model``; ``training_set()`` reads the window it was trained on, if needed."""

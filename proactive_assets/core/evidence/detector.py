@@ -40,6 +40,7 @@ from proactive_assets.core.evidence.negatives import KINDS, Negatives, draw_nega
 from proactive_assets.core.evidence.networks import PROVIDERS, Networks
 from proactive_assets.core.evidence.window import WindowIndex
 from proactive_assets.core.model import IPInsightsParams, roc_auc
+from proactive_assets.core.model.warm import RetrainPlan
 from proactive_assets.core.scoring import Scorer
 
 EVAL_DAYS = 5
@@ -246,8 +247,11 @@ def train_detector(
     day: date,
     networks: Networks,
     alert_budget: float,
+    plan: RetrainPlan | None = None,
 ) -> TrainedModel:
-    """IP Insights on the established pairs, the combiner on the validation days, the budget threshold."""
+    """IP Insights on the established pairs, the combiner on the validation days, the budget threshold.
+
+    ``plan``: warm-start IP Insights from model D-1 or retrain it fully (``core.model.warm``)."""
     days = sorted(set(pc.unique(training_set.column("day")).to_pylist())) if training_set.num_rows else []
     # At most half the window validates: IP Insights keeps the other half to learn from (a 7-day
     # window with five validation days left it two, and the tutorial-scale AUC fell to 0.951).
@@ -265,7 +269,7 @@ def train_detector(
         established = training_set
     if established.num_rows == 0:
         established = training_set
-    model = backend.train(established, params, day)
+    model = backend.train(established, params, day, plan)
     scorer = backend.scorer(model, lambda: established)
     frame = Frame.build(training_set, networks)
     rng = np.random.default_rng(params.seed)

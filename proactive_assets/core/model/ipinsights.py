@@ -27,7 +27,7 @@ from proactive_assets.core.model.params import IPInsightsParams, versioned_param
 
 ARTIFACT_FORMAT = 1
 _ENTITY_PERSON = b"ipi-entity"
-_MASK64 = (1 << 64) - 1
+MASK64 = (1 << 64) - 1
 _SCORE_CHUNK = 4096
 
 
@@ -44,7 +44,7 @@ class ScoreResult:
 # entities: hashes and codes
 
 
-def _mix64(x: np.ndarray) -> np.ndarray:
+def mix64(x: np.ndarray) -> np.ndarray:
     """splitmix64 finaliser: a stable, platform-independent 64-bit integer hash."""
     x = x.astype(np.uint64, copy=True)
     x ^= x >> np.uint64(30)
@@ -156,20 +156,20 @@ class PrefixLayout:
             h, lw = hi[idx], lo[idx]
             first = self.head_levels[sections[0][0]] if skip_head else 0
             for level, (version, bits, offset, size, exact) in enumerate(sections[first:]):
-                salt = np.uint64((version * 1000 + bits) * 0x9E3779B97F4A7C15 & _MASK64)
+                salt = np.uint64((version * 1000 + bits) * 0x9E3779B97F4A7C15 & MASK64)
                 if version == 4:
                     prefix = lw >> np.uint64(32 - bits)
                 elif bits <= 64:
                     prefix = h >> np.uint64(64 - bits)
                 else:
                     low = lw >> np.uint64(128 - bits) if bits < 128 else lw
-                    prefix = _mix64(h ^ salt) ^ low
+                    prefix = mix64(h ^ salt) ^ low
                 if exact:
                     local = prefix.astype(np.int64)
                 elif size & (size - 1) == 0:
-                    local = (_mix64(prefix ^ salt) & np.uint64(size - 1)).astype(np.int64)
+                    local = (mix64(prefix ^ salt) & np.uint64(size - 1)).astype(np.int64)
                 else:
-                    local = (_mix64(prefix ^ salt) % np.uint64(size)).astype(np.int64)
+                    local = (mix64(prefix ^ salt) % np.uint64(size)).astype(np.int64)
                 local += offset
                 yield level, idx, local
 

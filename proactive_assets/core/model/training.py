@@ -10,139 +10,31 @@ docs/ip_insights_model.md.
 import math
 import time
 from dataclasses import dataclass
+from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
 
 from proactive_assets.core.ipnet import parse_ips
 from proactive_assets.core.model.ipinsights import (
+    MASK64,
     IPInsightsModel,
     PrefixLayout,
     bucket_map,
     encode_forward,
     entity_hash64,
     factorize,
+    mix64,
     pair_dots,
 )
 from proactive_assets.core.model.metrics import fit_platt, roc_auc, roc_points, sigmoid
+from proactive_assets.core.model.optimizer import SparseAdam, segment_sums
 from proactive_assets.core.model.params import IPInsightsParams
 
 _MIN_VALIDATION_NEGATIVES = 2000
 _MAX_NEGATIVES_PER_HELD_OUT = 50
 _MIN_AUTO_BATCH = 128
 _BLOCK_POSITIVES = 16384  # positives whose random negatives are drawn at once
-_FLAT_SEGMENT_SUMS = 16384  # (entries x levels) up to which the plain sort is faster
-
-
-class _SparseAdam:
-    """Lazy Adam: moments and parameters change only for the rows a batch touches."""
-
-    def __init__(self, param: np.ndarray, lr: float, weight_decay: float) -> None:
-        self.param = param
-        self.m = np.zeros_like(param)
-        self.v = np.zeros_like(param)
-        self.lr = lr
-        self.wd = weight_decay
-        self.t = 0
-
-    def step_rows(self, rows: np.ndarray, grad: np.ndarray) -> None:
-        """One step for distinct ``rows`` with their summed gradient (``grad`` is overwritten)."""
-        self.t += 1
-        p = self.param[rows]
-        if self.wd:
-            grad += self.wd * p
-        m = self.m[rows]
-        m *= 0.9
-        m += 0.1 * grad
-        v = self.v[rows]
-        v *= 0.999
-        grad *= grad
-        grad *= 0.001
-        v += grad
-        self.m[rows] = m
-        self.v[rows] = v
-        bc1 = 1 - 0.9**self.t
-        bc2 = 1 - 0.999**self.t
-        v *= 1.0 / bc2
-        np.sqrt(v, out=v)
-        v += 1e-8
-        m *= self.lr / bc1
-        m /= v
-        p -= m
-        self.param[rows] = p
-
-    def step_dense(self, grad: np.ndarray) -> None:
-        self.t += 1
-        if self.wd:
-            grad = grad + self.wd * self.param
-        self.m *= 0.9
-        self.m += 0.1 * grad
-        self.v *= 0.999
-        self.v += 0.001 * (grad * grad)
-        bc1 = 1 - 0.9**self.t
-        bc2 = 1 - 0.999**self.t
-        self.param -= (self.lr / bc1) * self.m / (np.sqrt(self.v / bc2) + 1e-8)
-
-
-def _segment_sums(rows: np.ndarray, grads: np.ndarray, skip_zero: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Sum the gradients that hit the same parameter row: (distinct rows, float32 sums).
-
-    ``rows`` is (n, levels) and every level of entry i receives ``grads[i]``. One lexicographic
-    sort groups every level at once (a longer prefix sorts inside its shorter ones), one
-    float64 cumulative sum gives all the group sums, and the rare rows that still repeat (hash
-    collisions between unrelated prefixes) are merged at the end. Much faster than
-    ``np.add.at`` or ``reduceat`` over many small groups; small batches (the small-data
-    schedule) go to ``_segment_sums_flat``, whose fewer numpy calls win there.
-    """
-    n, levels = rows.shape
-    if n * levels <= _FLAT_SEGMENT_SUMS:
-        return _segment_sums_flat(rows, grads, skip_zero)
-    order = np.lexsort(rows.T[::-1]) if levels > 1 else np.argsort(rows[:, 0], kind="stable")
-    srows = rows[order]
-    csum = np.zeros((n + 1, grads.shape[1]), dtype=np.float64)
-    np.cumsum(grads[order], axis=0, dtype=np.float64, out=csum[1:])
-    out_rows, out_sums = [], []
-    for k in range(levels):
-        r = srows[:, k]
-        starts = np.flatnonzero(np.r_[True, r[1:] != r[:-1]])
-        ends = np.r_[starts[1:], n]
-        if skip_zero:
-            keep = r[starts] > 0
-            starts, ends = starts[keep], ends[keep]
-        out_rows.append(r[starts])
-        out_sums.append(csum[ends] - csum[starts])
-    urows = np.concatenate(out_rows)
-    usums = np.concatenate(out_sums)
-    o = np.argsort(urows, kind="stable")
-    sorted_rows = urows[o]
-    same = sorted_rows[1:] == sorted_rows[:-1]
-    if not same.any():
-        return urows, usums.astype(np.float32)
-    # merge only the repeated rows; everything else passes through
-    repeated = np.r_[same, False] | np.r_[False, same]
-    single = o[~repeated]
-    rep_idx = o[repeated]
-    rep_rows = sorted_rows[repeated]
-    starts = np.flatnonzero(np.r_[True, rep_rows[1:] != rep_rows[:-1]])
-    merged = np.add.reduceat(usums[rep_idx], starts, axis=0)
-    return (
-        np.concatenate([urows[single], rep_rows[starts]]),
-        np.concatenate([usums[single], merged]).astype(np.float32),
-    )
-
-
-def _segment_sums_flat(rows: np.ndarray, grads: np.ndarray, skip_zero: bool) -> tuple[np.ndarray, np.ndarray]:
-    """``_segment_sums`` for small batches: one stable sort of every (entry, level) and a reduceat."""
-    levels = rows.shape[1]
-    flat = rows.ravel()
-    order = np.argsort(flat, kind="stable")
-    sorted_rows = flat[order]
-    starts = np.flatnonzero(np.concatenate(([True], sorted_rows[1:] != sorted_rows[:-1])))
-    sums = np.add.reduceat(grads[order // levels if levels > 1 else order], starts, axis=0)
-    out_rows = sorted_rows[starts]
-    if skip_zero and len(out_rows) and out_rows[0] == 0:
-        return out_rows[1:], sums[1:]
-    return out_rows, sums
 
 
 def _systematic_sample(weights: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -178,12 +70,134 @@ def train_ip_insights(
     ips: Any,
     weights: Any = None,
     params: IPInsightsParams = IPInsightsParams(),
+    days: Any = None,
+    holdout_salt: int = 0,
 ) -> IPInsightsModel:
     """Train a model on (entity, ip) rows; ``weights`` are per-row event counts (default 1).
 
-    Deterministic for ``params.seed`` and the same multiset of rows, whatever their order.
+    ``days`` (optional, one int per row: days since 1970-01-01) are recorded as the newest day
+    and newest first-seen day, so the next day's model can start from this one
+    (``core.model.warm``); ``holdout_salt`` picks which pairs are held out for validation.
+    Deterministic for ``params.seed``, the salt and the same multiset of rows, whatever their order.
     """
     started = time.perf_counter()
+    return train_full(prepare_pairs(entities, ips, weights, params, days), holdout_salt, started)
+
+
+def train_full(data: "PairData", holdout_salt: int, started: float) -> IPInsightsModel:
+    """``train_ip_insights`` on prepared pairs: every embedding from scratch (``started``: when the call began)."""
+    params = data.params
+    rng = np.random.default_rng(params.seed)
+    n_pairs = len(data.pair_e)
+    cross_validate = uses_cross_validation(params, n_pairs)
+    if cross_validate:
+        fold_of = rng.integers(0, params.cv_folds, n_pairs)
+        folds = [_keep_one_per_entity(data.pair_e, fold_of == f) for f in range(params.cv_folds)]
+    else:
+        folds = [held_out_pairs(data, params.validation_fraction, holdout_salt)]
+    k = negatives_per_held_out(params, folds)
+    validation: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    final = None
+    for held in folds:
+        trained = train_subset(data, ~held, rng)
+        validation.append(validate(trained, data, held, k, rng))
+        if not cross_validate:
+            final = trained
+    if final is None:  # cross-validated: the model that scores learns from every pair
+        final = train_subset(data, np.ones(n_pairs, dtype=bool), rng)
+    method = f"{params.cv_folds}-fold cross-validation" if cross_validate else "held-out pairs"
+    extra = {} if cross_validate else {"holdout_salt": int(holdout_salt)}
+    return finish_model(data, final, validation, k, method, started, extra)
+
+
+def uses_cross_validation(params: IPInsightsParams, n_pairs: int) -> bool:
+    """Whether a training set of ``n_pairs`` distinct pairs is cross-validated (small) or holds pairs out."""
+    return params.validation_fraction > 0 and params.cv_folds >= 2 and n_pairs <= params.cv_max_pairs
+
+
+def negatives_per_held_out(params: IPInsightsParams, folds: list[np.ndarray]) -> int:
+    n_val = sum(min(int(h.sum()), params.max_validation_pairs) for h in folds)
+    return max(1, min(_MAX_NEGATIVES_PER_HELD_OUT, math.ceil(_MIN_VALIDATION_NEGATIVES / max(n_val, 1))))
+
+
+def validate(
+    trained: "_Trained", data: "PairData", held: np.ndarray, k: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Dot products of the held-out pairs (at most ``max_validation_pairs``), of k random-address
+    negatives per pair and of the pairs shuffled."""
+    val = np.flatnonzero(held)
+    if len(val) > data.params.max_validation_pairs:
+        val = np.sort(rng.choice(val, data.params.max_validation_pairs, replace=False))
+    if not len(val):
+        empty = np.zeros(0, np.float32)
+        return empty, empty, empty
+    return trained.validation_dots(data, val, k, rng)
+
+
+def finish_model(
+    data: "PairData",
+    final: "_Trained",
+    validation: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    k: int,
+    method: str,
+    started: float,
+    extra: dict[str, Any],
+) -> IPInsightsModel:
+    """The model from trained embeddings: validation AUC, ROC, Platt calibration and metadata."""
+    pos_dot = np.concatenate([v[0] for v in validation]) if validation else np.zeros(0, np.float32)
+    neg_dot = np.concatenate([v[1] for v in validation]) if validation else np.zeros(0, np.float32)
+    metadata: dict[str, Any] = {
+        "backend": "local",
+        "training_rows": int(data.pair_rows.sum()),
+        "training_pairs": final.pairs,
+        "training_entities": len(final.known_hashes),
+        "training_ips": final.ips,
+        "ip_embedding_rows": len(final.ip_buckets),
+        "validation": method,
+        "validation_pairs": len(pos_dot),
+        "epoch_losses": [round(v, 6) for v in final.losses],
+        "optimizer_steps": final.steps,
+        "mini_batch_size_used": final.batch,
+        **data.day_range(),
+        **extra,
+    }
+    calibration = (-1.0, 0.0)
+    if len(pos_dot):
+        calibration = fit_platt(
+            np.r_[pos_dot, neg_dot],
+            np.r_[np.zeros(len(pos_dot), bool), np.ones(len(neg_dot), bool)],
+            np.r_[np.ones(len(pos_dot)), np.full(len(neg_dot), 1.0 / k)],
+        )
+        metadata["validation_auc"] = roc_auc(pos_dot, neg_dot)
+        metadata["validation_shuffled_auc"] = roc_auc(pos_dot, np.concatenate([v[2] for v in validation]))
+        metadata["roc"] = roc_points(pos_dot, neg_dot)
+        metadata["calibration"] = {
+            "fitted_on": "held-out pairs (normal) vs random-address pairs (suspicious), 1:1",
+            "positives": len(pos_dot),
+            "negatives": len(neg_dot),
+            "negative_weight": 1.0 / k,
+        }
+    else:
+        metadata["validation_auc"] = None
+        metadata["calibration"] = {"fitted_on": "none (no validation data): sigmoid(-dot)"}
+    metadata["training_seconds"] = round(time.perf_counter() - started, 3)
+    return IPInsightsModel(
+        params=data.params,
+        entity_hashes=final.known_hashes,
+        entity_buckets=final.entity_buckets,
+        entity_emb=final.entity_emb,
+        ip_buckets=final.ip_buckets,
+        ip_emb=final.ip_emb,
+        enc_w=final.enc_w,
+        enc_b=final.enc_b,
+        calibration=calibration,
+        metadata=metadata,
+    )
+
+
+def prepare_pairs(entities: Any, ips: Any, weights: Any, params: IPInsightsParams, days: Any = None) -> "PairData":
+    """The rows' distinct pairs in canonical order (entities by text, addresses by version and
+    value) with their weights, address buckets and, given ``days``, first and last day."""
     ecodes, euniques = factorize(entities)
     icodes, iuniques = factorize(ips)
     n_rows = len(ecodes)
@@ -194,6 +208,9 @@ def train_ip_insights(
     w = np.ones(n_rows) if weights is None else np.asarray(weights, dtype=np.float64).ravel()
     if len(w) != n_rows or not np.all(np.isfinite(w)) or (w < 0).any():
         raise ValueError("weights must be finite, non-negative and one per row")
+    row_days = None if days is None else np.asarray(days, dtype=np.int64).ravel()
+    if row_days is not None and len(row_days) != n_rows:
+        raise ValueError(f"{n_rows} rows but {len(row_days)} days")
 
     # canonical order: entities by text, addresses by (version, value)
     euniques_str = np.array([str(v) for v in euniques], dtype=object)
@@ -212,16 +229,20 @@ def train_ip_insights(
     pair_keys, pair_inv = np.unique(pair_key, return_inverse=True)
     pair_w = np.bincount(pair_inv, weights=np.power(w, params.weight_power), minlength=len(pair_keys))
     pair_rows = np.bincount(pair_inv, minlength=len(pair_keys))
+    first = last = None
+    if row_days is not None:
+        order = np.argsort(pair_inv, kind="stable")
+        starts = np.flatnonzero(np.r_[True, np.diff(pair_inv[order]) != 0])
+        first = np.minimum.reduceat(row_days[order], starts)
+        last = np.maximum.reduceat(row_days[order], starts)
     pair_e = pair_keys // n_ips
     pair_i = pair_keys % n_ips
     keep = pair_w > 0
     pair_e, pair_i, pair_w, pair_rows = pair_e[keep], pair_i[keep], pair_w[keep], pair_rows[keep]
     if len(pair_e) == 0:
         raise ValueError("all training weights are zero")
-
-    rng = np.random.default_rng(params.seed)
     layout = PrefixLayout(params)
-    data = _PairData(
+    return PairData(
         params=params,
         layout=layout,
         pair_e=pair_e,
@@ -233,83 +254,13 @@ def train_ip_insights(
         is6=is6,
         hi=hi,
         lo=lo,
-    )
-    n_pairs = len(pair_e)
-    cross_validate = params.validation_fraction > 0 and params.cv_folds >= 2 and n_pairs <= params.cv_max_pairs
-    if cross_validate:
-        fold_of = rng.integers(0, params.cv_folds, n_pairs)
-        folds = [_keep_one_per_entity(pair_e, fold_of == f) for f in range(params.cv_folds)]
-    else:
-        folds = [_holdout(pair_e, params.validation_fraction, rng)]
-    n_val = sum(min(int(h.sum()), params.max_validation_pairs) for h in folds)
-    k = max(1, min(_MAX_NEGATIVES_PER_HELD_OUT, math.ceil(_MIN_VALIDATION_NEGATIVES / max(n_val, 1))))
-    pos, neg, shuf = [], [], []
-    final = None
-    for held in folds:
-        trained = _train_subset(data, ~held, rng)
-        val = np.flatnonzero(held)
-        if len(val) > params.max_validation_pairs:
-            val = np.sort(rng.choice(val, params.max_validation_pairs, replace=False))
-        if len(val):
-            dots = trained.validation_dots(data, val, k, rng)
-            pos.append(dots[0])
-            neg.append(dots[1])
-            shuf.append(dots[2])
-        if not cross_validate:
-            final = trained
-    if final is None:  # cross-validated: the model that scores learns from every pair
-        final = _train_subset(data, np.ones(n_pairs, dtype=bool), rng)
-    pos_dot = np.concatenate(pos) if pos else np.zeros(0, np.float32)
-    neg_dot = np.concatenate(neg) if neg else np.zeros(0, np.float32)
-    metadata: dict[str, Any] = {
-        "backend": "local",
-        "training_rows": n_rows,
-        "training_pairs": final.pairs,
-        "training_entities": len(final.known_hashes),
-        "training_ips": final.ips,
-        "ip_embedding_rows": len(final.ip_buckets),
-        "validation": f"{params.cv_folds}-fold cross-validation" if cross_validate else "held-out pairs",
-        "validation_pairs": len(pos_dot),
-        "epoch_losses": [round(v, 6) for v in final.losses],
-        "optimizer_steps": final.steps,
-        "mini_batch_size_used": final.batch,
-    }
-    calibration = (-1.0, 0.0)
-    if len(pos_dot):
-        calibration = fit_platt(
-            np.r_[pos_dot, neg_dot],
-            np.r_[np.zeros(len(pos_dot), bool), np.ones(len(neg_dot), bool)],
-            np.r_[np.ones(len(pos_dot)), np.full(len(neg_dot), 1.0 / k)],
-        )
-        metadata["validation_auc"] = roc_auc(pos_dot, neg_dot)
-        metadata["validation_shuffled_auc"] = roc_auc(pos_dot, np.concatenate(shuf))
-        metadata["roc"] = roc_points(pos_dot, neg_dot)
-        metadata["calibration"] = {
-            "fitted_on": "held-out pairs (normal) vs random-address pairs (suspicious), 1:1",
-            "positives": len(pos_dot),
-            "negatives": len(neg_dot),
-            "negative_weight": 1.0 / k,
-        }
-    else:
-        metadata["validation_auc"] = None
-        metadata["calibration"] = {"fitted_on": "none (no validation data): sigmoid(-dot)"}
-    metadata["training_seconds"] = round(time.perf_counter() - started, 3)
-    return IPInsightsModel(
-        params=params,
-        entity_hashes=final.known_hashes,
-        entity_buckets=final.entity_buckets,
-        entity_emb=final.entity_emb,
-        ip_buckets=final.ip_buckets,
-        ip_emb=final.ip_emb,
-        enc_w=final.enc_w,
-        enc_b=final.enc_b,
-        calibration=calibration,
-        metadata=metadata,
+        pair_first=None if first is None else first[keep],
+        pair_last=None if last is None else last[keep],
     )
 
 
 @dataclass
-class _PairData:
+class PairData:
     """The canonical distinct pairs of a training call and their addresses' prefix buckets."""
 
     params: IPInsightsParams
@@ -323,6 +274,18 @@ class _PairData:
     is6: np.ndarray
     hi: np.ndarray
     lo: np.ndarray
+    pair_first: np.ndarray | None = None  # first day per pair (days since 1970-01-01), when known
+    pair_last: np.ndarray | None = None  # last day per pair
+
+    def day_range(self) -> dict[str, str]:
+        """The newest day of the rows and the newest day a pair was first seen on (ISO), when known."""
+        if self.pair_first is None or self.pair_last is None:
+            return {}
+        epoch = date(1970, 1, 1)
+        return {
+            "newest_day": (epoch + timedelta(days=int(self.pair_last.max()))).isoformat(),
+            "newest_first_seen": (epoch + timedelta(days=int(self.pair_first.max()))).isoformat(),
+        }
 
 
 @dataclass
@@ -346,7 +309,7 @@ class _Trained:
     batch: int
 
     def validation_dots(
-        self, data: _PairData, val: np.ndarray, k: int, rng: np.random.Generator
+        self, data: PairData, val: np.ndarray, k: int, rng: np.random.Generator
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Held-out pairs; k random addresses per pair (same entity and version); shuffled pairs."""
         val_ent = self.ent_row[data.pair_e[val]]
@@ -360,13 +323,26 @@ class _Trained:
         return pos, neg, shuf
 
 
-def _train_subset(data: _PairData, tr: np.ndarray, rng: np.random.Generator) -> _Trained:
-    """Train embeddings on the pairs where ``tr`` is True."""
+def train_subset(
+    data: PairData,
+    tr: np.ndarray,
+    rng: np.random.Generator,
+    start: IPInsightsModel | None = None,
+    fit: np.ndarray | None = None,
+    fit_params: IPInsightsParams | None = None,
+) -> _Trained:
+    """Train embeddings on the pairs where ``tr`` is True.
+
+    Warm start (``core.model.warm``): the vocabulary is still ``tr``'s, but every entity bucket,
+    address bucket and encoder weight ``start`` has begins from ``start``'s value (the others as
+    in a full retrain, the ones ``start`` has and ``tr`` lacks are dropped), and only the pairs
+    where ``fit`` is True are trained on, on ``fit_params``' schedule.
+    """
     params, layout = data.params, data.layout
     pair_e, pair_i = data.pair_e, data.pair_i
 
     # entity rows: hashed buckets actually used
-    used_e = np.unique(pair_e[tr])
+    used_e = np.flatnonzero(np.bincount(pair_e[tr], minlength=len(data.ehash)))  # np.unique, without its sort
     ebucket = (data.ehash % np.uint64(params.num_entity_vectors)).astype(np.int64)
     entity_buckets, ent_row_of_code = np.unique(ebucket[used_e], return_inverse=True)
     ent_row = np.full(len(data.ehash), -1, dtype=np.int64)
@@ -374,9 +350,11 @@ def _train_subset(data: _PairData, tr: np.ndarray, rng: np.random.Generator) -> 
     known_hashes = np.sort(data.ehash[used_e])
 
     # IP rows: buckets of prefixes seen in training positives; the others map to the unseen rows
-    train_ips = np.unique(pair_i[tr])
+    train_ips = np.flatnonzero(np.bincount(pair_i[tr], minlength=data.buckets.shape[1]))
     tb = data.buckets[:, train_ips].ravel()
-    ip_buckets = np.unique(tb[tb >= 0])
+    seen = np.zeros(layout.total, dtype=bool)
+    seen[tb[tb >= 0]] = True
+    ip_buckets = np.flatnonzero(seen)
     unseen = params.unseen_prefix_vectors
     bucket_to_row = bucket_map(layout, ip_buckets, unseen)
     width = layout.levels if params.other_version_negatives > 0 else None
@@ -388,15 +366,22 @@ def _train_subset(data: _PairData, tr: np.ndarray, rng: np.random.Generator) -> 
     n_layers = params.num_ip_encoder_layers
     enc_w = (rng.standard_normal((n_layers, dim, dim)) * (0.1 / math.sqrt(dim))).astype(np.float32)
     enc_b = np.zeros((n_layers, dim), dtype=np.float32)
+    if start is not None:
+        _copy_rows(entity_emb, entity_buckets, start.entity_emb, start.entity_buckets)
+        head = 1 + (layout.n_sections if unseen else 0)  # the zero row, then the unseen-prefix rows
+        ip_emb[:head] = start.ip_emb[:head]
+        _copy_rows(ip_emb[head:], ip_buckets, start.ip_emb[head:], start.ip_buckets)
+        enc_w[:], enc_b[:] = start.enc_w, start.enc_b
 
+    fit = tr if fit is None else fit
     losses, steps, batch = _fit(
-        params,
+        fit_params or params,
         rng,
-        ent_row[pair_e[tr]],
-        ip_row_table[pair_i[tr]],
-        data.is6[pair_i[tr]],
-        data.pair_w[tr],
-        int(data.pair_rows[tr].sum()),
+        ent_row[pair_e[fit]],
+        ip_row_table[pair_i[fit]],
+        data.is6[pair_i[fit]],
+        data.pair_w[fit],
+        int(data.pair_rows[fit].sum()),
         entity_emb,
         ip_emb,
         enc_w,
@@ -423,9 +408,26 @@ def _train_subset(data: _PairData, tr: np.ndarray, rng: np.random.Generator) -> 
     )
 
 
-def _holdout(pair_e: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
-    """Hold out about ``fraction`` of pairs, always leaving each entity a training pair."""
-    return _keep_one_per_entity(pair_e, rng.random(len(pair_e)) < fraction)
+def _copy_rows(dst: np.ndarray, dst_keys: np.ndarray, src: np.ndarray, src_keys: np.ndarray) -> None:
+    """dst[i] = src[j] wherever dst_keys[i] == src_keys[j] (both key arrays sorted and distinct)."""
+    if not len(src_keys) or not len(dst_keys):
+        return
+    pos = np.minimum(np.searchsorted(src_keys, dst_keys), len(src_keys) - 1)
+    hit = src_keys[pos] == dst_keys
+    dst[hit] = src[pos[hit]]
+
+
+def held_out_pairs(data: PairData, fraction: float, salt: int) -> np.ndarray:
+    """Hold out about ``fraction`` of pairs, always leaving each entity a training pair.
+
+    Which pairs is a hash of (entity, address, ``salt``), not a random draw: models trained with
+    the same salt on overlapping windows hold out the same pairs, so a model warm-started from
+    another is never validated on pairs the other learnt from.
+    """
+    addr = mix64(data.hi[data.pair_i] ^ mix64(data.lo[data.pair_i] ^ np.uint64(salt & MASK64)))
+    h = mix64(data.ehash[data.pair_e] ^ addr)
+    unit = (h >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+    return _keep_one_per_entity(data.pair_e, unit < fraction)
 
 
 def _keep_one_per_entity(pair_e: np.ndarray, held: np.ndarray) -> np.ndarray:
@@ -492,9 +494,9 @@ def _fit(
 ) -> tuple[list[float], int, int]:
     """Mini-batch training loop (updates the arrays in place): (mean loss per epoch, steps, batch size)."""
     lr, wd = params.learning_rate, params.weight_decay
-    opt_e = _SparseAdam(entity_emb, lr, wd)
-    opt_ip = _SparseAdam(ip_emb, lr, wd)
-    opt_layers = [(_SparseAdam(enc_w[k], lr, wd), _SparseAdam(enc_b[k], lr, 0.0)) for k in range(len(enc_w))]
+    opt_e = SparseAdam(entity_emb, lr, wd)
+    opt_ip = SparseAdam(ip_emb, lr, wd)
+    opt_layers = [(SparseAdam(enc_w[k], lr, wd), SparseAdam(enc_b[k], lr, 0.0)) for k in range(len(enc_w))]
     opts = (opt_e, opt_ip, opt_layers)
     n_rand = params.random_negative_sampling_rate
     n_shuf = params.shuffled_negative_sampling_rate
@@ -590,8 +592,8 @@ def _step(
     else:
         dh0 = dv
     # sparse updates
-    urows, ugrad = _segment_sums(rows, dh0, skip_zero=True)
+    urows, ugrad = segment_sums(rows, dh0, skip_zero=True)
     opt_ip.step_rows(urows, ugrad)
-    erows, egrad = _segment_sums(ent[:, None], du, skip_zero=False)
+    erows, egrad = segment_sums(ent[:, None], du, skip_zero=False)
     opt_e.step_rows(erows, egrad)
     return float(loss)

@@ -8,7 +8,7 @@ assets, metadata and blocking AUC check.
 import functools
 import time
 from collections.abc import Callable
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -33,14 +33,15 @@ from dagster import (
 
 from proactive_assets.config import Settings
 from proactive_assets.core import plots, scoring, training
-from proactive_assets.core.backends import create_backend
+from proactive_assets.core.backends import ModelBackend, create_backend
 from proactive_assets.core.evidence.detector import score_day, threshold_for, train_detector, window_index
 from proactive_assets.core.evidence.networks import load_networks
 from proactive_assets.core.model import IPInsightsParams, ScoreResult
-from proactive_assets.core.warehouse import Warehouse
+from proactive_assets.core.model.warm import RetrainPlan, full_plan, plan_retraining
+from proactive_assets.core.warehouse import Warehouse, WarehouseError
 from proactive_assets.defs import tables
 from proactive_assets.defs.metadata import table_preview
-from proactive_assets.defs.model_store import load_model, load_model_metadata, save_model
+from proactive_assets.defs.model_store import MODEL_JSON, load_model, load_model_metadata, save_model
 from proactive_assets.defs.partitions import day_has_logs, partition_day
 from proactive_assets.defs.resources import ProactiveResource
 from proactive_assets.defs.skips import record_skip
@@ -116,7 +117,7 @@ def model_assets(partitions: DailyPartitionsDefinition, training_days: int) -> l
                 tables.IP_INSIGHTS_MODEL,
                 deps=[training_set],
                 group_name="model",
-                code_version="2",
+                code_version="3",
                 description="IP Insights model trained on training_set D; 'deployed' = ready to score day D.",
             )
         ],
@@ -134,8 +135,9 @@ def model_assets(partitions: DailyPartitionsDefinition, training_days: int) -> l
             return
         backend = create_backend(settings.model_backend, settings)
         networks = load_networks(settings.aws_ip_ranges)
+        plan = _retraining_plan(warehouse, day, backend, settings, (start, end))
         started = time.perf_counter()
-        model = train_detector(table, backend, MODEL_PARAMS, day, networks, settings.alert_budget)
+        model = train_detector(table, backend, MODEL_PARAMS, day, networks, settings.alert_budget, plan)
         seconds = time.perf_counter() - started
         if model.validation_auc is None:
             # No held-out pair, so neither the AUC floor nor the insight calibration can be measured:
@@ -159,6 +161,7 @@ def model_assets(partitions: DailyPartitionsDefinition, training_days: int) -> l
                 "validation_auc": auc,
                 "training_rows": table.num_rows,
                 "training_seconds": round(seconds, 2),
+                **_retraining_metadata(model.metadata),
                 "window_start": start.isoformat(),
                 "window_end": end.isoformat(),
                 **locations,
@@ -223,6 +226,39 @@ def model_assets(partitions: DailyPartitionsDefinition, training_days: int) -> l
         )
 
     return [training_set, ip_insights_model, daily_insights]
+
+
+def _retraining_plan(
+    warehouse: Warehouse, day: date, backend: ModelBackend, settings: Settings, window: tuple[date, date]
+) -> RetrainPlan:
+    """Warm-start from the model of D-1 (that partition only: never a later day's) when it is usable."""
+    before = day - timedelta(days=1)
+    previous, artifact = None, None
+    try:
+        if warehouse.has_file(tables.IP_INSIGHTS_MODEL, before, MODEL_JSON):
+            stored = load_model(warehouse, before)
+            previous, artifact = stored.metadata, stored.artifact
+    except (WarehouseError, OSError, ValueError) as exc:  # an unreadable model D-1 costs a full retrain, not the day
+        return full_plan(f"the day before's model cannot be read ({type(exc).__name__}: {exc})")
+    return plan_retraining(
+        previous,
+        artifact,
+        backend=backend.name,
+        warm_capable=bool(getattr(backend, "warm_start", False)),
+        params=MODEL_PARAMS,
+        window=window,
+        full_every=settings.full_retrain_days,
+    )
+
+
+def _retraining_metadata(model_metadata: dict) -> dict:
+    """How the model was trained (warm from which model, or full and why), for the materialization."""
+    retraining = model_metadata.get("retraining") or {}
+    if retraining.get("mode") == "warm":
+        summary = f"warm start from {retraining.get('warm_from')}"
+    else:
+        summary = f"full retrain: {retraining.get('reason', 'unknown')}"
+    return {"retraining": summary, "retraining_detail": MetadataValue.json(retraining)}
 
 
 def _training_columns(warehouse: Warehouse, day: date) -> pa.Table:

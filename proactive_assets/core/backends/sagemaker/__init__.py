@@ -17,6 +17,7 @@ from proactive_assets.core.backends.sagemaker import remote as remote_model
 from proactive_assets.core.backends.sagemaker.client import SageMakerIPInsights
 from proactive_assets.core.backends.sagemaker.jobs import DEFAULT_ENDPOINT_NAME
 from proactive_assets.core.model import IPInsightsParams
+from proactive_assets.core.model.warm import RetrainPlan
 from proactive_assets.core.scoring import Scorer
 
 #: What ``describe`` shows of a SageMaker model's metadata, as is.
@@ -62,9 +63,13 @@ class SageMakerBackend:
             endpoint_name=meta.get("endpoint_name") or self.endpoint_name or DEFAULT_ENDPOINT_NAME,
         )
 
-    def train(self, training_set: pa.Table, params: IPInsightsParams, day: date) -> TrainedModel:
-        """Train, deploy (endpoint mode) and calibrate through SageMaker."""
-        return TrainedModel(remote_model.train_remote(self.client(), training_set, params, day))
+    def train(
+        self, training_set: pa.Table, params: IPInsightsParams, day: date, plan: RetrainPlan | None = None
+    ) -> TrainedModel:
+        """Train, deploy (endpoint mode) and calibrate through SageMaker: always a full retrain."""
+        metadata = remote_model.train_remote(self.client(), training_set, params, day)
+        metadata["retraining"] = {"mode": "full", "reason": f"the {self.name} backend always retrains fully"}
+        return TrainedModel(metadata)
 
     def scorer(self, model: TrainedModel, training_set: Callable[[], pa.Table]) -> Scorer:
         known = remote_model.known_entities(training_set().select(["entity", "source_ip"]))
