@@ -178,7 +178,7 @@ def model_assets(partitions: DailyPartitionsDefinition, training_days: int) -> l
         partitions_def=partitions,
         deps=[AssetKey(tables.LEARNING_SET), ip_insights_model],
         group_name="model",
-        code_version="1",
+        code_version="2",
         description=(
             "Every (entity, source_ip) pair of D scored by model D: insight in [0, 1], higher = more suspicious."
         ),
