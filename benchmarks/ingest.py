@@ -88,16 +88,16 @@ def _cpu(fn: Callable[[], object], rounds: int, repeats: int) -> float:
 def ingest(blobs: list[bytes], inflater: str | None = None) -> int:
     """Events of ``blobs`` read as one ``cloudtrail.read`` task does (inflate, scan while in cache,
     parse a batch per ``BATCH_BYTES`` of JSON) on this thread."""
-    from proactive_assets.core.sources.cloudtrail_records import BATCH_BYTES, LogBatch, RawLog, decompress
+    from proactive_assets.core.sources.cloudtrail_records import BATCH_BYTES, LogBatch, decompress
 
     events = 0
     batch = LogBatch()
     for i, blob in enumerate(blobs):
-        batch.add(RawLog(decompress(blob, inflater=inflater), f"f{i}"))
+        batch.add_text(decompress(blob, inflater=inflater), f"f{i}")
         if batch.size >= BATCH_BYTES:
             events += batch.parse().events.num_rows
             batch = LogBatch()
-    return events + (batch.parse().events.num_rows if batch.logs else 0)
+    return events + (batch.parse().events.num_rows if batch.texts else 0)
 
 
 def cpu_ratios(blobs: list[bytes], repeats: int = 3) -> dict:

@@ -46,7 +46,9 @@ def logs_of(docs: list[bytes]) -> list[RawLog]:
 
 def exact(docs: list[bytes]) -> cloudtrail_records.EventBatch:
     logs = logs_of(docs)
-    return cloudtrail_records._normalise(cloudtrail_records._python_records(logs, list(range(len(logs)))), logs)
+    found = cloudtrail_records._python_records(logs, list(range(len(logs))))
+    sources, accounts, regions = ([getattr(log, k) for log in logs] for k in ("source_file", "account", "region"))
+    return cloudtrail_records._normalise(found, sources, accounts, regions)
 
 
 def scanned(docs: list[bytes]) -> cloudtrail_records.EventBatch:

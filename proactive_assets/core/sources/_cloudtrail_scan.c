@@ -34,7 +34,8 @@
  *   (every array is a read-only buffer-protocol object that owns its memory: no copy into bytes)
  *
  * Scanner(sample) does the same one document at a time: add(doc) scans it at once (so that it is
- * read while the inflater's output is still in the CPU's cache) and returns its outcome;
+ * read while the inflater's output is still in the CPU's cache) and returns its outcome, or None
+ * for the usual document (read whole, no record rejected: no tuple built for it);
  * finish() returns (rows, doc_index, record_index, columns, read_only) for the documents added.
  * Both release the GIL while they scan a document: threads scan in parallel.
  *
@@ -1084,8 +1085,9 @@ static int out_init(out_t *out) {
 }
 
 /* Scan one document (doc is its index) into out, the GIL released while it runs. Returns its
- * outcome tuple; NULL with MemoryError (its rows taken back) when out of memory. */
-static PyObject *scan_one(out_t *out, PyObject *doc, int64_t index, size_t sample) {
+ * outcome tuple (None for a clean document when clean_as_none); NULL with MemoryError (its rows
+ * taken back) when out of memory. */
+static PyObject *scan_one(out_t *out, PyObject *doc, int64_t index, size_t sample, int clean_as_none) {
     Py_buffer view;
     if (PyObject_GetBuffer(doc, &view, PyBUF_SIMPLE) < 0) return NULL;
     mark_t m;
@@ -1102,7 +1104,9 @@ static PyObject *scan_one(out_t *out, PyObject *doc, int64_t index, size_t sampl
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&view);
     if (o.status != S_OK || c.oom) rewind_to(out, &m);
-    PyObject *item = c.oom ? NULL : outcome_tuple(&o, &d);
+    int clean = o.status == S_OK && d.sampled.len == 0;
+    for (int r = 0; clean && r < N_REASONS; r++) clean = d.counts[r] == 0;
+    PyObject *item = c.oom ? NULL : (clean && clean_as_none) ? Py_NewRef(Py_None) : outcome_tuple(&o, &d);
     PyMem_RawFree(d.sampled.p);
     if (c.oom)
         PyErr_SetString(PyExc_MemoryError, "scan(): out of memory, or a column over 2 GiB (scan fewer documents)");
@@ -1147,7 +1151,7 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         goto done;
     }
     for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *item = scan_one(&out, PySequence_Fast_GET_ITEM(seq, i), (int64_t)i, (size_t)sample);
+        PyObject *item = scan_one(&out, PySequence_Fast_GET_ITEM(seq, i), (int64_t)i, (size_t)sample, 0);
         if (item == NULL) goto done;
         PyList_SET_ITEM(outcomes, i, item);
     }
@@ -1209,7 +1213,7 @@ static int scanner_enter(Scanner *self) {
 static PyObject *scanner_add(PyObject *op, PyObject *doc) {
     Scanner *self = (Scanner *)op;
     if (scanner_enter(self) < 0) return NULL;
-    PyObject *item = scan_one(&self->out, doc, (int64_t)self->docs, (size_t)self->sample);
+    PyObject *item = scan_one(&self->out, doc, (int64_t)self->docs, (size_t)self->sample, 1);
     if (item != NULL) self->docs++;
     self->busy = 0;
     return item;
@@ -1231,7 +1235,7 @@ static PyObject *scanner_finish(PyObject *op, PyObject *Py_UNUSED(ignored)) {
 
 static PyMethodDef SCANNER_METHODS[] = {
     {"add", scanner_add, METH_O,
-     "add(doc) -> outcome: scan one more document (its index is the number added before it)"},
+     "add(doc) -> outcome, or None for a clean document: scan one more (its index is the number added before it)"},
     {"finish", scanner_finish, METH_NOARGS,
      "finish() -> (rows, doc_index, record_index, columns, read_only) of the documents added; starts afresh"},
     {NULL, NULL, 0, NULL},

@@ -24,7 +24,6 @@ from proactive_assets.core.sources.cloudtrail_records import (
     MAX_OBJECT_BYTES,
     LogBatch,
     ObjectTooLarge,
-    RawLog,
     decompress,
     parse_logs,
     too_large,
@@ -313,7 +312,7 @@ def _read_task(
         except Exception as exc:
             out.append(quarantined(obj.uri, f"could not be read ({_error(exc)})"))
             continue
-        batch.add(RawLog(data, obj.uri, obj.account, obj.region))
+        batch.add_text(data, obj.uri, obj.account, obj.region)
         total += len(data)
         if batch.size >= batch_bytes:
             out += _parsed(batch)
@@ -322,7 +321,7 @@ def _read_task(
 
 
 def _parsed(batch: LogBatch) -> list[EventBatch]:
-    if not batch.logs:
+    if not batch.texts:
         return []
     try:
         return [batch.parse()]
