@@ -148,11 +148,12 @@ class Records:
     doc: np.ndarray  # int64: the object of each row
     record: np.ndarray  # int64: the row's index among its object's records
     outcomes: dict[int, Outcome]  # by object (index in the batch); an object left out is clean (``Outcome()``)
+    event_ms: np.ndarray | None = None  # int64 eventTime the reader parsed (ms), NO_EVENT_MS where it did not
 
 
 def _scanned(scan: object, results: dict[int, tuple]) -> Records:
     """The records a ``Scanner`` found, from its rows and the outcome of each object that is not clean."""
-    rows, doc_index, record_index, columns, read_only = scan.finish()
+    rows, doc_index, record_index, columns, read_only, event_ms = scan.finish()
     strings, kinds = {}, {}
     for name, (offsets, data, kind) in zip(scanner.FIELDS, columns, strict=True):
         codes = np.frombuffer(kind, dtype=np.uint8)
@@ -177,6 +178,7 @@ def _scanned(scan: object, results: dict[int, tuple]) -> Records:
         np.frombuffer(doc_index, dtype=np.int64),
         np.frombuffer(record_index, dtype=np.int64),
         outcomes,
+        np.frombuffer(event_ms, dtype=np.int64),
     )
 
 
@@ -394,6 +396,8 @@ _EVENT_TIME = re.compile(
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = pa.timestamp("ms", tz="UTC")
+#: ``Records.event_ms`` of a row whose eventTime the reader left to ``_event_times``.
+NO_EVENT_MS = np.iinfo(np.int64).min
 
 
 def parse_event_time(text: str) -> datetime | None:
@@ -417,10 +421,16 @@ def parse_event_time(text: str) -> datetime | None:
     return value
 
 
-def _event_times(text: pa.Array) -> pa.Array:
-    """Parsed ``eventTime`` (ms, UTC): CloudTrail's own form vectorised, other forms once per distinct value."""
-    fast = pc.strptime(text, format="%Y-%m-%dT%H:%M:%SZ", unit="ms", error_is_null=True).cast(_MS)
+def _event_times(text: pa.Array, parsed: np.ndarray | None = None) -> pa.Array:
+    """Parsed ``eventTime`` (ms, UTC): CloudTrail's own form as the scanner parsed it (``parsed``)
+    or vectorised, other forms once per distinct value."""
+    if parsed is not None:
+        fast = pa.Array.from_pandas(parsed, mask=parsed == NO_EVENT_MS, type=pa.int64()).cast(_MS)
+    else:
+        fast = pc.strptime(text, format="%Y-%m-%dT%H:%M:%SZ", unit="ms", error_is_null=True).cast(_MS)
     retry = np.asarray(pc.and_(pc.is_null(fast), pc.is_valid(text)), dtype=bool)
+    if parsed is not None and retry.any():  # not in CloudTrail's exact form: parsed as without the scanner
+        return pc.replace_with_mask(fast, pa.array(retry), _event_times(text.filter(pa.array(retry))))
     if not retry.any():
         return fast
     encoded = pc.dictionary_encode(text.filter(pa.array(retry)))
@@ -542,7 +552,7 @@ def _normalise(found: Records, sources: list[str], accounts: list[str], regions:
     """The events and problems of ``found``, read from objects named ``sources`` (with the account
     and region their keys give, "" where none)."""
     strings = found.strings
-    event_time = _event_times(strings["eventTime"])
+    event_time = _event_times(strings["eventTime"], found.event_ms)
     kinds, source_ip = _classify_ips(strings["sourceIPAddress"])
     checks, rejected = _row_checks(found, event_time, kinds)
     problems, rejected_counts, unlisted = _problems(found, sources, checks)
