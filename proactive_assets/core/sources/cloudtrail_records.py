@@ -425,7 +425,7 @@ def _event_times(text: pa.Array, parsed: np.ndarray | None = None) -> pa.Array:
     """Parsed ``eventTime`` (ms, UTC): CloudTrail's own form as the scanner parsed it (``parsed``)
     or vectorised, other forms once per distinct value."""
     if parsed is not None:
-        fast = pa.Array.from_pandas(parsed, mask=parsed == NO_EVENT_MS, type=pa.int64()).cast(_MS)
+        fast = pa.array(parsed, pa.int64(), mask=parsed == NO_EVENT_MS).cast(_MS)
     else:
         fast = pc.strptime(text, format="%Y-%m-%dT%H:%M:%SZ", unit="ms", error_is_null=True).cast(_MS)
     retry = np.asarray(pc.and_(pc.is_null(fast), pc.is_valid(text)), dtype=bool)
