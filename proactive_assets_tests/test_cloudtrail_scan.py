@@ -11,6 +11,7 @@ import os
 import random
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -46,7 +47,9 @@ def logs_of(docs: list[bytes]) -> list[RawLog]:
 
 def exact(docs: list[bytes]) -> cloudtrail_records.EventBatch:
     logs = logs_of(docs)
-    return cloudtrail_records._normalise(cloudtrail_records._python_records(logs, list(range(len(logs)))), logs)
+    found = cloudtrail_records._python_records(logs, list(range(len(logs))))
+    sources, accounts, regions = ([getattr(log, k) for log in logs] for k in ("source_file", "account", "region"))
+    return cloudtrail_records._normalise(found, sources, accounts, regions)
 
 
 def scanned(docs: list[bytes]) -> cloudtrail_records.EventBatch:
@@ -433,3 +436,59 @@ def test_structure_count_skips_strings_and_escapes() -> None:
     assert cloudtrail_records._structure(b'{"Na\\"N": "x", "y": Infinity}') == (1, True)
     assert cloudtrail_records._structure(b'\xef\xbb\xbf{"NaN": "Infinity"}') == (1, True)
     assert cloudtrail_records._structure(b'{"a\\\\": "N"}') == (1, False)
+
+
+EVENT_TIMES = [
+    "2024-06-01T10:00:00Z",
+    "1969-12-31T23:59:59Z",
+    "1970-01-01T00:00:00Z",
+    "9999-12-31T23:59:59Z",
+    "0001-01-01T00:00:00Z",
+    "0000-01-01T00:00:00Z",
+    "2024-02-29T12:34:56Z",
+    "2023-02-29T12:34:56Z",
+    "2100-02-29T00:00:00Z",
+    "2000-02-29T00:00:00Z",
+    "2024-04-31T00:00:00Z",
+    "2024-13-01T00:00:00Z",
+    "2024-00-10T00:00:00Z",
+    "2024-06-00T00:00:00Z",
+    "2024-06-01T24:00:00Z",
+    "2024-06-01T23:60:00Z",
+    "2024-06-01T23:59:60Z",
+    "2024-06-01t10:00:00Z",
+    "2024-06-01T10:00:00z",
+    "2024-06-01 10:00:00Z",
+    "2024-06-01T10:00:00.123Z",
+    "2024-06-01T10:00:00+02:00",
+    "2024-06-01T10:00:00",
+    "2024-6-01T10:00:00Z",
+    "+024-06-01T10:00:00Z",
+    "2024-06-01T10:00:0xZ",
+    "２０２４-06-01T10:00:00Z",
+    "",
+]
+
+
+@needs_scanner
+def test_the_scanners_event_times_are_the_reference_ones() -> None:
+    """The scanner parses CloudTrail's exact form itself (no pass of its own over the day's times);
+    whatever it parses or leaves over gives the time the reference reader gives."""
+    docs = [dump([record(time=t, event_id=str(i)) for i, t in enumerate(EVENT_TIMES)])]
+    escaped = RECORD.replace(b'"2024-03-05T10:00:00Z"', b'"2024-03-05T10:00:00\\u005a"')
+    assert escaped != RECORD
+    docs.append(b'{"Records": [' + escaped + b"]}")
+    got, want = scanned(docs), exact(docs)
+    assert got.problems == want.problems and got.rejected == want.rejected
+    assert got.events.equals(want.events)  # year 0 included: compared as Arrow values, not datetimes
+    millis = got.events.column("event_time").cast(pa.int64()).to_pylist()
+    assert len(millis) == len(EVENT_TIMES) + 1 - len(got.problems)
+    assert millis[0] == 1_717_236_000_000 and millis[-1] == 1_709_632_800_000
+
+
+@needs_scanner
+def test_the_scanner_hands_over_event_times_in_milliseconds() -> None:
+    times = ("2024-06-01T10:00:01Z", "2024-06-01T10:00:00.5Z", "1970-01-01T00:00:00Z")
+    *_, event_ms, _outcomes = cloudtrail_records.scanner.scan([dump([record(time=t) for t in times])], 10)
+    got = np.frombuffer(event_ms, dtype=np.int64).tolist()
+    assert got == [1_717_236_001_000, cloudtrail_records.NO_EVENT_MS, 0]

@@ -1,6 +1,6 @@
 """Every inflater installed reads gzip exactly as zlib does: same text, same refusals, same bound.
 
-The fastest one (ISA-L) inflates the first member; each is run here on its own through
+``decompress`` picks one by the object's compressed size (``inflater_for``); each is run here on its own through
 ``decompress(..., inflater=name)``, against the standard library's answer on the same bytes.
 """
 

@@ -79,6 +79,22 @@ PAIR_COLUMNS = [
 COUNT_COLUMNS = {"event_count": pa.int64(), "last_event_time": pa.timestamp("ms", tz="UTC")}
 #: What makes two rows the same event (see the module docstring).
 EVENT_KEY = ["event_id", "identity_arn", "source_ip", "event_time"]
+#: What the aggregation reads of each kept pair event (the event id only told duplicates apart).
+_AGGREGATED_COLUMNS = [c for c in PAIR_COLUMNS if c != "event_id"]
+#: Columns of few distinct values, read from a file dictionary-encoded (as Parquet stores them) and
+#: decoded only for the rows kept: a day's millions of rows are never materialised as strings.
+_FEW_VALUES = (
+    "event_name",
+    "identity_arn",
+    "identity_type",
+    "account",
+    "region",
+    "source_ip",
+    "error_code",
+    "user_agent",
+    "source",
+    "source_file",
+)
 
 
 EventSource = pa.Table | str
@@ -115,6 +131,14 @@ def _complete(table: pa.Table, columns: list[str]) -> pa.Table:
     names = set(table.column_names)
     types = {**{f.name: f.type for f in EVENTS_SCHEMA}, **COUNT_COLUMNS}
     return pa.table({c: table.column(c) if c in names else pa.nulls(table.num_rows, types[c]) for c in columns})
+
+
+def _decoded(table: pa.Table) -> pa.Table:
+    """``table`` with its dictionary-encoded columns as plain ones (the same values)."""
+    for i, column in enumerate(table.columns):
+        if pa.types.is_dictionary(column.type):
+            table = table.set_column(i, table.field(i).name, column.cast(column.type.value_type))
+    return table
 
 
 def first_occurrences(keys: pa.Table) -> np.ndarray:
@@ -255,11 +279,11 @@ def build_learning_set(*sources: EventSource, networks: Networks | None = None) 
         keep[pair_mask] = keep_pairs[offset : offset + int(pair_mask.sum())]
         offset += int(pair_mask.sum())
         start = 0
-        for batch in _batches(source, PAIR_COLUMNS):
+        for batch in _batches(source, _AGGREGATED_COLUMNS, dictionary=_FEW_VALUES):
             mask = keep[start : start + batch.num_rows]
             start += batch.num_rows
             if mask.any():
-                partials.append(_partial(batch.filter(pa.array(mask))))
+                partials.append(_partial(_decoded(batch.filter(pa.array(mask)))))
     if not partials:
         stats["pairs"] = 0
         return LEARNING_SET_SCHEMA.empty_table(), stats

@@ -12,7 +12,7 @@
  * MAX_DEPTH). The Python reader in cloudtrail_records.py implements the same rules with json and
  * is the reference the tests hold this scanner to.
  *
- * scan(docs, sample) -> (rows, doc_index, record_index, columns, read_only, outcomes)
+ * scan(docs, sample) -> (rows, doc_index, record_index, columns, read_only, event_ms, outcomes)
  *   docs          sequence of bytes-like objects, each one {"Records": [...]} document
  *   sample        how many rejected records to name per document (all of them are counted)
  *   rows          number of records kept as rows
@@ -25,6 +25,10 @@
  *                 a marker string that data could imitate.
  *   read_only     uint8 per row: 0 absent or null, 1 false, 2 true, 3 anything else ("true" and
  *                 "false" as strings, in any ASCII case, count as the booleans)
+ *   event_ms      int64 per row: eventTime in milliseconds since the epoch where it is written as
+ *                 CloudTrail writes it (YYYY-MM-DDTHH:MM:SSZ, a real date, unescaped), else INT64_MIN
+ *                 (the caller parses those rows its own way). Parsed here, without the GIL, as
+ *                 the string is copied: the day's millions of times cost no pass of their own.
  *   outcomes      per document: (status, error_offset, error_code, records, counts, sampled)
  *                 status is 0 or the STATUSES code of why the whole document was rejected (its
  *                 rows are then left out); error_offset/error_code locate a syntax error;
@@ -34,8 +38,9 @@
  *   (every array is a read-only buffer-protocol object that owns its memory: no copy into bytes)
  *
  * Scanner(sample) does the same one document at a time: add(doc) scans it at once (so that it is
- * read while the inflater's output is still in the CPU's cache) and returns its outcome;
- * finish() returns (rows, doc_index, record_index, columns, read_only) for the documents added.
+ * read while the inflater's output is still in the CPU's cache) and returns its outcome, or None
+ * for the usual document (read whole, no record rejected: no tuple built for it);
+ * finish() returns (rows, doc_index, record_index, columns, read_only, event_ms) for the documents added.
  * Both release the GIL while they scan a document: threads scan in parallel.
  *
  * A record is rejected before it becomes a row, with the first reason that applies: nested past
@@ -127,7 +132,7 @@ typedef struct {
 
 typedef struct {
     column_t columns[N_FIELDS];
-    buf_t doc_index, record_index, read_only;
+    buf_t doc_index, record_index, read_only, event_ms;
     size_t rows;
 } out_t;
 
@@ -825,6 +830,45 @@ static int record_member(cur_t *c, const unsigned char *key, size_t key_len, int
     return field_value(c, &r->slots[i]);
 }
 
+#define NO_TIME INT64_MIN
+
+static inline int digits(const unsigned char *p, int n, int *value) {
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9') return 0;
+        v = v * 10 + (p[i] - '0');
+    }
+    *value = v;
+    return 1;
+}
+
+/* Days from 1970-01-01 to a proleptic Gregorian date (H. Hinnant's days_from_civil). */
+static int64_t days_from_civil(int64_t y, int m, int d) {
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+/* eventTime as CloudTrail writes it (exactly YYYY-MM-DDTHH:MM:SSZ, a date that exists, hours < 24,
+ * minutes and seconds < 60) in ms since the epoch; NO_TIME for anything else. */
+static int64_t cloudtrail_time(const slot_t *s) {
+    static const int MONTH_DAYS[13] = {0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    const unsigned char *t = s->start;
+    int y, mo, d, h, mi, se;
+    if (s->kind != STRING || s->escaped || s->len != 20 || t[4] != '-' || t[7] != '-' || t[10] != 'T' ||
+        t[13] != ':' || t[16] != ':' || t[19] != 'Z')
+        return NO_TIME;
+    if (!digits(t, 4, &y) || !digits(t + 5, 2, &mo) || !digits(t + 8, 2, &d) || !digits(t + 11, 2, &h) ||
+        !digits(t + 14, 2, &mi) || !digits(t + 17, 2, &se))
+        return NO_TIME;
+    if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > MONTH_DAYS[mo] || h > 23 || mi > 59 || se > 59) return NO_TIME;
+    if (mo == 2 && d == 29 && !(y % 4 == 0 && (y % 100 != 0 || y % 400 == 0))) return NO_TIME;
+    return ((days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60000 + (int64_t)se * 1000;
+}
+
 /* Append one record's slots as a row (end: the end of its document). -1: out of memory, or a column
  * over 2 GiB. Each buffer is reserved once and written in place: the scanner's most frequent writes. */
 static int append_record(out_t *out, const record_t *r, int64_t doc, int64_t index, const unsigned char *end) {
@@ -851,9 +895,12 @@ static int append_record(out_t *out, const record_t *r, int64_t doc, int64_t ind
         col->offsets.len += sizeof offset;
         col->kind.p[col->kind.len++] = (char)s->kind;
     }
+    int64_t ms = cloudtrail_time(&r->slots[F_TIME]);
     if (buf_reserve(&out->doc_index, sizeof doc) < 0 || buf_reserve(&out->record_index, sizeof index) < 0 ||
-        buf_reserve(&out->read_only, 1) < 0)
+        buf_reserve(&out->read_only, 1) < 0 || buf_reserve(&out->event_ms, sizeof ms) < 0)
         return -1;
+    memcpy(out->event_ms.p + out->event_ms.len, &ms, sizeof ms);
+    out->event_ms.len += sizeof ms;
     memcpy(out->doc_index.p + out->doc_index.len, &doc, sizeof doc);
     out->doc_index.len += sizeof doc;
     memcpy(out->record_index.p + out->record_index.len, &index, sizeof index);
@@ -962,7 +1009,7 @@ static outcome_t scan_doc(cur_t *c, doc_ctx_t *d) {
 
 /* Undo a rejected document's rows. */
 typedef struct {
-    size_t rows, doc_index, record_index, read_only;
+    size_t rows, doc_index, record_index, read_only, event_ms;
     size_t offsets[N_FIELDS], data[N_FIELDS], kind[N_FIELDS];
 } mark_t;
 
@@ -971,6 +1018,7 @@ static void mark(const out_t *o, mark_t *m) {
     m->doc_index = o->doc_index.len;
     m->record_index = o->record_index.len;
     m->read_only = o->read_only.len;
+    m->event_ms = o->event_ms.len;
     for (int f = 0; f < N_FIELDS; f++) {
         m->offsets[f] = o->columns[f].offsets.len;
         m->data[f] = o->columns[f].data.len;
@@ -983,6 +1031,7 @@ static void rewind_to(out_t *o, const mark_t *m) {
     o->doc_index.len = m->doc_index;
     o->record_index.len = m->record_index;
     o->read_only.len = m->read_only;
+    o->event_ms.len = m->event_ms;
     for (int f = 0; f < N_FIELDS; f++) {
         o->columns[f].offsets.len = m->offsets[f];
         o->columns[f].data.len = m->data[f];
@@ -999,6 +1048,7 @@ static void free_out(out_t *o) {
     PyMem_RawFree(o->doc_index.p);
     PyMem_RawFree(o->record_index.p);
     PyMem_RawFree(o->read_only.p);
+    PyMem_RawFree(o->event_ms.p);
 }
 
 /* A read-only buffer that owns a buf_t's memory: handed to Arrow (pa.py_buffer) without a copy. */
@@ -1084,8 +1134,9 @@ static int out_init(out_t *out) {
 }
 
 /* Scan one document (doc is its index) into out, the GIL released while it runs. Returns its
- * outcome tuple; NULL with MemoryError (its rows taken back) when out of memory. */
-static PyObject *scan_one(out_t *out, PyObject *doc, int64_t index, size_t sample) {
+ * outcome tuple (None for a clean document when clean_as_none); NULL with MemoryError (its rows
+ * taken back) when out of memory. */
+static PyObject *scan_one(out_t *out, PyObject *doc, int64_t index, size_t sample, int clean_as_none) {
     Py_buffer view;
     if (PyObject_GetBuffer(doc, &view, PyBUF_SIMPLE) < 0) return NULL;
     mark_t m;
@@ -1102,14 +1153,16 @@ static PyObject *scan_one(out_t *out, PyObject *doc, int64_t index, size_t sampl
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&view);
     if (o.status != S_OK || c.oom) rewind_to(out, &m);
-    PyObject *item = c.oom ? NULL : outcome_tuple(&o, &d);
+    int clean = o.status == S_OK && d.sampled.len == 0;
+    for (int r = 0; clean && r < N_REASONS; r++) clean = d.counts[r] == 0;
+    PyObject *item = c.oom ? NULL : (clean && clean_as_none) ? Py_NewRef(Py_None) : outcome_tuple(&o, &d);
     PyMem_RawFree(d.sampled.p);
     if (c.oom)
         PyErr_SetString(PyExc_MemoryError, "scan(): out of memory, or a column over 2 GiB (scan fewer documents)");
     return item;
 }
 
-/* (rows, doc_index, record_index, columns, read_only): out's buffers moved into Buffer objects. */
+/* (rows, doc_index, record_index, columns, read_only, event_ms): out's buffers moved into Buffer objects. */
 static PyObject *out_result(out_t *out) {
     PyObject *columns = PyTuple_New(N_FIELDS);
     if (columns == NULL) return NULL;
@@ -1122,8 +1175,8 @@ static PyObject *out_result(out_t *out) {
         }
         PyTuple_SET_ITEM(columns, f, col);
     }
-    return Py_BuildValue("(nNNNN)", (Py_ssize_t)out->rows, as_buffer(&out->doc_index), as_buffer(&out->record_index),
-                         columns, as_buffer(&out->read_only));
+    return Py_BuildValue("(nNNNNN)", (Py_ssize_t)out->rows, as_buffer(&out->doc_index),
+                         as_buffer(&out->record_index), columns, as_buffer(&out->read_only), as_buffer(&out->event_ms));
 }
 
 static PyObject *scan(PyObject *self, PyObject *args) {
@@ -1147,15 +1200,15 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         goto done;
     }
     for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *item = scan_one(&out, PySequence_Fast_GET_ITEM(seq, i), (int64_t)i, (size_t)sample);
+        PyObject *item = scan_one(&out, PySequence_Fast_GET_ITEM(seq, i), (int64_t)i, (size_t)sample, 0);
         if (item == NULL) goto done;
         PyList_SET_ITEM(outcomes, i, item);
     }
     columns = out_result(&out);
-    if (columns != NULL) /* (rows, doc_index, record_index, columns, read_only) + (outcomes,) */
-        result = Py_BuildValue("(OOOOOO)", PyTuple_GET_ITEM(columns, 0), PyTuple_GET_ITEM(columns, 1),
+    if (columns != NULL) /* (rows, doc_index, record_index, columns, read_only, event_ms) + (outcomes,) */
+        result = Py_BuildValue("(OOOOOOO)", PyTuple_GET_ITEM(columns, 0), PyTuple_GET_ITEM(columns, 1),
                                PyTuple_GET_ITEM(columns, 2), PyTuple_GET_ITEM(columns, 3), PyTuple_GET_ITEM(columns, 4),
-                               outcomes);
+                               PyTuple_GET_ITEM(columns, 5), outcomes);
 done:
     free_out(&out);
     Py_XDECREF(columns);
@@ -1209,7 +1262,7 @@ static int scanner_enter(Scanner *self) {
 static PyObject *scanner_add(PyObject *op, PyObject *doc) {
     Scanner *self = (Scanner *)op;
     if (scanner_enter(self) < 0) return NULL;
-    PyObject *item = scan_one(&self->out, doc, (int64_t)self->docs, (size_t)self->sample);
+    PyObject *item = scan_one(&self->out, doc, (int64_t)self->docs, (size_t)self->sample, 1);
     if (item != NULL) self->docs++;
     self->busy = 0;
     return item;
@@ -1231,9 +1284,9 @@ static PyObject *scanner_finish(PyObject *op, PyObject *Py_UNUSED(ignored)) {
 
 static PyMethodDef SCANNER_METHODS[] = {
     {"add", scanner_add, METH_O,
-     "add(doc) -> outcome: scan one more document (its index is the number added before it)"},
+     "add(doc) -> outcome, or None for a clean document: scan one more (its index is the number added before it)"},
     {"finish", scanner_finish, METH_NOARGS,
-     "finish() -> (rows, doc_index, record_index, columns, read_only) of the documents added; starts afresh"},
+     "finish() -> (rows, doc_index, record_index, columns, read_only, event_ms) of the documents added; starts afresh"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1249,7 +1302,7 @@ static PyTypeObject ScannerType = {
 
 static PyMethodDef METHODS[] = {
     {"scan", scan, METH_VARARGS,
-     "scan(docs, sample) -> (rows, doc_index, record_index, columns, read_only, outcomes)"},
+     "scan(docs, sample) -> (rows, doc_index, record_index, columns, read_only, event_ms, outcomes)"},
     {NULL, NULL, 0, NULL},
 };
 

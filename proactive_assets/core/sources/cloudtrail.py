@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 import pyarrow as pa
 
@@ -24,7 +24,6 @@ from proactive_assets.core.sources.cloudtrail_records import (
     MAX_OBJECT_BYTES,
     LogBatch,
     ObjectTooLarge,
-    RawLog,
     decompress,
     parse_logs,
     too_large,
@@ -95,9 +94,12 @@ def parse_key(key: str) -> KeyInfo | None:
     name = LOG_NAME.match(match["name"]) if match else None
     if match is None or name is None:
         return None
+    stamp = name["stamp"]  # YYYYMMDDTHHMMZ, digits checked by LOG_NAME (read without strptime: a big day has 20k)
     try:
         day = date(int(match["year"]), int(match["month"]), int(match["day"]))
-        delivered_at = datetime.strptime(name["stamp"] + "+0000", "%Y%m%dT%H%MZ%z")
+        delivered_at = datetime(
+            int(stamp[0:4]), int(stamp[4:6]), int(stamp[6:8]), int(stamp[9:11]), int(stamp[11:13]), tzinfo=UTC
+        )
     except ValueError:
         return None
     return KeyInfo(match["org_id"], name["account"], name["region"], day, delivered_at)
@@ -207,16 +209,10 @@ def inventory_table(objects: list[LogObject]) -> pa.Table:
 
 def objects_from_inventory(inventory: pa.Table) -> list[LogObject]:
     """The objects an ``inventory_table`` lists (what ``read`` takes)."""
+    columns = [inventory.column(name).to_pylist() for name in INVENTORY_SCHEMA.names]  # by column: no dict a row
     return [
-        LogObject(
-            info=ObjectInfo(row["key"], row["size"], row["etag"], row["last_modified"]),
-            uri=row["uri"],
-            org_id=row["org_id"],
-            account=row["account"],
-            region=row["region"],
-            delivered_at=row["delivered_at"],
-        )
-        for row in inventory.to_pylist()
+        LogObject(ObjectInfo(key, size, etag, last_modified), uri, org_id, account, region, delivered_at)
+        for key, uri, size, etag, last_modified, org_id, account, region, delivered_at in zip(*columns, strict=True)
     ]
 
 
@@ -313,7 +309,7 @@ def _read_task(
         except Exception as exc:
             out.append(quarantined(obj.uri, f"could not be read ({_error(exc)})"))
             continue
-        batch.add(RawLog(data, obj.uri, obj.account, obj.region))
+        batch.add_text(data, obj.uri, obj.account, obj.region)
         total += len(data)
         if batch.size >= batch_bytes:
             out += _parsed(batch)
@@ -322,7 +318,7 @@ def _read_task(
 
 
 def _parsed(batch: LogBatch) -> list[EventBatch]:
-    if not batch.logs:
+    if not batch.texts:
         return []
     try:
         return [batch.parse()]

@@ -17,6 +17,7 @@ import re
 import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -45,9 +46,8 @@ PYTHON_READER_MAX_BYTES = 64 << 20
 __all__ = ["MAX_OBJECT_BYTES", "ObjectTooLarge", "RawLog", "decompress", "parse_log_bytes", "parse_logs", "too_large"]
 
 
-@dataclass(frozen=True)
-class RawLog:
-    """One object's JSON text (decompressed) and where it came from."""
+class RawLog(NamedTuple):
+    """One object's JSON text (decompressed) and where it came from (a tuple: cheap to make per object)."""
 
     data: bytes
     source_file: str
@@ -79,30 +79,50 @@ def parse_logs(logs: list[RawLog]) -> EventBatch:
 class LogBatch:
     """Objects' JSON text gathered for one parse. With the C scanner each object is scanned as it
     is added, while the inflater's output is still in the CPU's cache (scanning a whole batch
-    afterwards reads it back from memory: ~1.7x the time)."""
+    afterwards reads it back from memory: ~1.7x the time). What is kept per object is a few list
+    items (no object built for it, no outcome for the usual clean object): a quiet account's day is
+    thousands of 1-5 KB objects, where such costs are a third of the time."""
 
     def __init__(self) -> None:
-        self.logs: list[RawLog] = []
+        self.texts: list[bytes] = []
+        self.sources: list[str] = []
+        self.accounts: list[str] = []
+        self.regions: list[str] = []
         self.size = 0
         self._scanner = scanner.Scanner(MAX_LISTED_PROBLEMS) if scanner is not None else None
-        self._outcomes: list[tuple] = []
+        self._outcomes: dict[int, tuple] = {}  # the scanner's outcome of each object that is not clean
         self._error: Exception | None = None
 
+    @property
+    def logs(self) -> list[RawLog]:
+        """The objects added, in order."""
+        return [RawLog(*log) for log in zip(self.texts, self.sources, self.accounts, self.regions, strict=True)]
+
     def add(self, log: RawLog) -> None:
-        self.logs.append(log)
-        self.size += len(log.data)
+        self.add_text(*log)
+
+    def add_text(self, data: bytes, source_file: str, account: str = "", region: str = "") -> None:
+        """Add one object's JSON text (``add`` without building a ``RawLog``)."""
+        self.texts.append(data)
+        self.sources.append(source_file)
+        self.accounts.append(account)
+        self.regions.append(region)
+        self.size += len(data)
         if self._scanner is not None and self._error is None:
             try:
-                self._outcomes.append(self._scanner.add(log.data))
+                outcome = self._scanner.add(data)
             except Exception as exc:  # out of memory: parse() raises it, the caller re-parses one by one
                 self._error = exc
+            else:
+                if outcome is not None:
+                    self._outcomes[len(self.texts) - 1] = outcome
 
     def parse(self) -> EventBatch:
         """The batch's events and problems (raises what scanning an object raised)."""
         if self._error is not None:
             raise self._error
         found = _read_without_scanner(self.logs) if self._scanner is None else _scanned(self._scanner, self._outcomes)
-        return _normalise(found, self.logs)
+        return _normalise(found, self.sources, self.accounts, self.regions)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -127,12 +147,13 @@ class Records:
     read_only: np.ndarray  # uint8 readOnly codes (cloudtrail_json.READ_ONLY_*)
     doc: np.ndarray  # int64: the object of each row
     record: np.ndarray  # int64: the row's index among its object's records
-    outcomes: dict[int, Outcome]  # by object (index in the batch)
+    outcomes: dict[int, Outcome]  # by object (index in the batch); an object left out is clean (``Outcome()``)
+    event_ms: np.ndarray | None = None  # int64 eventTime the reader parsed (ms), NO_EVENT_MS where it did not
 
 
-def _scanned(scan: object, results: list[tuple]) -> Records:
-    """The records a ``Scanner`` found, from its rows and each object's outcome."""
-    rows, doc_index, record_index, columns, read_only = scan.finish()
+def _scanned(scan: object, results: dict[int, tuple]) -> Records:
+    """The records a ``Scanner`` found, from its rows and the outcome of each object that is not clean."""
+    rows, doc_index, record_index, columns, read_only, event_ms = scan.finish()
     strings, kinds = {}, {}
     for name, (offsets, data, kind) in zip(scanner.FIELDS, columns, strict=True):
         codes = np.frombuffer(kind, dtype=np.uint8)
@@ -141,12 +162,9 @@ def _scanned(scan: object, results: list[tuple]) -> Records:
         if (codes > rules.STRING).any():
             kinds[name] = codes
     outcomes = {}
-    clean = Outcome()  # the usual outcome, shared by every object it describes (never changed)
-    for doc, (status, offset, error, _records, counts, sampled) in enumerate(results):
+    for doc, (status, offset, error, _records, counts, sampled) in results.items():
         if status:
             outcomes[doc] = Outcome(_scanner_reason(scanner.STATUSES[status], scanner.ERRORS[error], offset))
-        elif not sampled and not any(counts):
-            outcomes[doc] = clean
         else:
             outcomes[doc] = Outcome(
                 None,
@@ -160,6 +178,7 @@ def _scanned(scan: object, results: list[tuple]) -> Records:
         np.frombuffer(doc_index, dtype=np.int64),
         np.frombuffer(record_index, dtype=np.int64),
         outcomes,
+        np.frombuffer(event_ms, dtype=np.int64),
     )
 
 
@@ -377,6 +396,8 @@ _EVENT_TIME = re.compile(
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = pa.timestamp("ms", tz="UTC")
+#: ``Records.event_ms`` of a row whose eventTime the reader left to ``_event_times``.
+NO_EVENT_MS = np.iinfo(np.int64).min
 
 
 def parse_event_time(text: str) -> datetime | None:
@@ -400,10 +421,16 @@ def parse_event_time(text: str) -> datetime | None:
     return value
 
 
-def _event_times(text: pa.Array) -> pa.Array:
-    """Parsed ``eventTime`` (ms, UTC): CloudTrail's own form vectorised, other forms once per distinct value."""
-    fast = pc.strptime(text, format="%Y-%m-%dT%H:%M:%SZ", unit="ms", error_is_null=True).cast(_MS)
+def _event_times(text: pa.Array, parsed: np.ndarray | None = None) -> pa.Array:
+    """Parsed ``eventTime`` (ms, UTC): CloudTrail's own form as the scanner parsed it (``parsed``)
+    or vectorised, other forms once per distinct value."""
+    if parsed is not None:
+        fast = pa.array(parsed, pa.int64(), mask=parsed == NO_EVENT_MS).cast(_MS)
+    else:
+        fast = pc.strptime(text, format="%Y-%m-%dT%H:%M:%SZ", unit="ms", error_is_null=True).cast(_MS)
     retry = np.asarray(pc.and_(pc.is_null(fast), pc.is_valid(text)), dtype=bool)
+    if parsed is not None and retry.any():  # not in CloudTrail's exact form: parsed as without the scanner
+        return pc.replace_with_mask(fast, pa.array(retry), _event_times(text.filter(pa.array(retry))))
     if not retry.any():
         return fast
     encoded = pc.dictionary_encode(text.filter(pa.array(retry)))
@@ -478,8 +505,9 @@ def _shown(value: str, limit: int = 80) -> str:
     return repr(value) if len(value) <= limit else f"{value[:limit]!r}… ({len(value):,} characters)"
 
 
-def _problems(found: Records, logs: list[RawLog], checks: list[_Check]) -> tuple[list[Problem], dict[str, int], int]:
-    """Each object's problems in record order, at most MAX_LISTED_PROBLEMS named; counts of the rejected."""
+def _problems(found: Records, sources: list[str], checks: list[_Check]) -> tuple[list[Problem], dict[str, int], int]:
+    """Each object's problems in record order, at most MAX_LISTED_PROBLEMS named; counts of the rejected.
+    Only the objects with a problem are visited (a batch may hold thousands of clean small ones)."""
     rejected: dict[str, int] = {}
     for check in checks:
         if check.rejects:
@@ -490,18 +518,19 @@ def _problems(found: Records, logs: list[RawLog], checks: list[_Check]) -> tuple
     order = np.lexsort((records, docs))
     sorted_docs = docs[order]
     rank = np.arange(len(order)) - np.searchsorted(sorted_docs, sorted_docs)
-    flagged = np.bincount(docs, minlength=len(logs))
+    flagged = np.bincount(docs, minlength=len(sources))
     named: dict[int, list[Problem]] = {}
     for k in order[rank < MAX_LISTED_PROBLEMS]:
         check, row, doc = checks[which[k]], int(rows[k]), int(docs[k])
-        problem = Problem(logs[doc].source_file, check.reason(row), int(records[k]), check.field, check.rejects)
+        problem = Problem(sources[doc], check.reason(row), int(records[k]), check.field, check.rejects)
         named.setdefault(doc, []).append(problem)
     problems: list[Problem] = []
     unlisted = 0
-    for doc, log in enumerate(logs):
-        outcome = found.outcomes[doc]
+    clean = Outcome()
+    for doc in sorted(named.keys() | found.outcomes.keys()):
+        outcome, source_file = found.outcomes.get(doc, clean), sources[doc]
         if outcome.reason is not None:
-            problems.append(Problem(log.source_file, outcome.reason))
+            problems.append(Problem(source_file, outcome.reason))
             continue
         if not outcome.counts and not outcome.sampled:  # the usual object: problems only from row checks
             if doc in named:
@@ -512,25 +541,31 @@ def _problems(found: Records, logs: list[RawLog], checks: list[_Check]) -> tuple
         for reason, count in outcome.counts.items():
             field_name = REASONS[reason][0]
             rejected[field_name] = rejected.get(field_name, 0) + count
-        early = [Problem(log.source_file, REASONS[r][1], i, REASONS[r][0]) for i, r in outcome.sampled]
+        early = [Problem(source_file, REASONS[r][1], i, REASONS[r][0]) for i, r in outcome.sampled]
         mine = sorted(early + named.get(doc, []), key=lambda p: p.record_index)[:MAX_LISTED_PROBLEMS]
         problems += mine
         unlisted += sum(outcome.counts.values()) + int(flagged[doc]) - len(mine)
     return problems, rejected, unlisted
 
 
-def _normalise(found: Records, logs: list[RawLog]) -> EventBatch:
+def _normalise(found: Records, sources: list[str], accounts: list[str], regions: list[str]) -> EventBatch:
+    """The events and problems of ``found``, read from objects named ``sources`` (with the account
+    and region their keys give, "" where none)."""
     strings = found.strings
-    event_time = _event_times(strings["eventTime"])
+    event_time = _event_times(strings["eventTime"], found.event_ms)
     kinds, source_ip = _classify_ips(strings["sourceIPAddress"])
     checks, rejected = _row_checks(found, event_time, kinds)
-    problems, rejected_counts, unlisted = _problems(found, logs, checks)
+    problems, rejected_counts, unlisted = _problems(found, sources, checks)
     arn = strings["userIdentity.arn"]
     arn = pc.if_else(pc.equal(pc.utf8_trim_whitespace(arn), ""), pa.scalar(None, pa.string()), arn)  # no entity
     doc_index = pa.array(found.doc)
-    per_record = {
-        key: pc.take(pa.array([getattr(log, key) or None for log in logs], pa.string()), doc_index)
-        for key in ("source_file", "account", "region")
+    per_record = {  # "" (no account or region known from the key) is null
+        key: pc.take(pc.if_else(pc.equal(values, ""), pa.scalar(None, pa.string()), values), doc_index)
+        for key, values in (
+            ("source_file", pa.array(sources, pa.string())),
+            ("account", pa.array(accounts, pa.string())),
+            ("region", pa.array(regions, pa.string())),
+        )
     }
     codes = found.read_only
     table = pa.table(
@@ -556,4 +591,4 @@ def _normalise(found: Records, logs: list[RawLog]) -> EventBatch:
     )
     if rejected.any():
         table = table.filter(pa.array(~rejected))
-    return EventBatch(table, problems, objects=len(logs), rejected=rejected_counts, unlisted=unlisted)
+    return EventBatch(table, problems, objects=len(sources), rejected=rejected_counts, unlisted=unlisted)

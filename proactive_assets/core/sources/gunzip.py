@@ -1,14 +1,16 @@
-"""Gzip log objects read whole and bounded, with the fastest inflater installed.
+"""Gzip log objects read whole and bounded, with the fastest inflater installed for their size.
 
 ``decompress`` reads every gzip member of an object and refuses to produce more than a limit
 (``PROACTIVE_MAX_OBJECT_BYTES``), so one object's memory is bounded whatever it claims to hold.
 
 Inflating is about half of ingest's CPU time, so the first member (a CloudTrail object's only
-one) goes through the fastest inflater that is installed: ISA-L (the ``isal`` package, ~2.5x
-zlib's speed on CloudTrail), else zlib-ng (the ``zlib-ng`` package, ~1.7x), else the standard
-library's zlib. Each checks what zlib checks (the header, the trailer's CRC-32 and length; the
-tests hold them to it) and its errors are raised as ``zlib.error``. Members after the first,
-rare, are read with zlib in bounded chunks.
+one) goes through the fastest inflater installed for the object's size (``inflater_for``). Above
+``SMALL_OBJECT_BYTES`` compressed that is ISA-L (the ``isal`` package, ~2x zlib's speed on
+CloudTrail); at or below it, where ISA-L's setup costs more than its speed saves (a quiet
+account's 1-5 KB deliveries), zlib-ng (the ``zlib-ng`` package, ~1.4x zlib there, ISA-L ~1.25x).
+Without them, whichever is installed, else the standard library's zlib. Each checks what zlib
+checks (the header, the trailer's CRC-32 and length; the tests hold them to it) and its errors
+are raised as ``zlib.error``. Members after the first, rare, are read with zlib in bounded chunks.
 """
 
 import re
@@ -35,8 +37,12 @@ _NON_ZERO = re.compile(rb"[^\x00]")
 _FIRST_GUESS_RATIO = 32
 _FIRST_GUESS_MIN = 1 << 16
 #: Smaller gzip objects go through ISA-L's zlib-style interface: its decompressor is cheaper to set
-#: up (~10 us against ~17 us an object), which is most of the cost of a small delivery's inflating.
-_ISAL_SMALL_INPUT = 32 << 10
+#: up, which is most of the cost of a small delivery's inflating; above ~8 KB its gzip one is faster.
+_ISAL_SMALL_INPUT = 8 << 10
+#: Objects of at most this many compressed bytes go through ``SMALL_INFLATER`` (zlib-ng where it is
+#: installed): measured on CloudTrail objects of 1-80 records, zlib-ng takes 0.63-0.76x of zlib's
+#: time below ~5 KB against ISA-L's 0.69-0.82x, and ISA-L wins above it (0.52-0.59x against 0.59-0.62x).
+SMALL_OBJECT_BYTES = 5 << 10
 
 
 class ObjectTooLarge(ValueError):
@@ -102,13 +108,21 @@ def _zlib_first_member(module: object) -> FirstMember:
 
 _first_member_isal_small = _zlib_first_member(isal_zlib) if isal_zlib is not None else None
 
-#: The inflaters installed here, fastest first (``INFLATER`` names the one ``decompress`` uses).
+#: The inflaters installed here, fastest first on big objects.
 INFLATERS: dict[str, FirstMember] = {
     **({"isal": _first_member_isal} if igzip_lib is not None else {}),
     **({"zlib-ng": _zlib_first_member(zlib_ng)} if zlib_ng is not None else {}),
     "zlib": _zlib_first_member(zlib),
 }
+#: The inflater of objects over ``SMALL_OBJECT_BYTES`` compressed, and of the smaller ones.
 INFLATER = next(iter(INFLATERS))
+SMALL_INFLATER = next(name for name in ("zlib-ng", "isal", "zlib") if name in INFLATERS)
+_BIG, _SMALL = INFLATERS[INFLATER], INFLATERS[SMALL_INFLATER]
+
+
+def inflater_for(size: int) -> str:
+    """The name of the inflater ``decompress`` uses for a gzip object of ``size`` bytes."""
+    return SMALL_INFLATER if size <= SMALL_OBJECT_BYTES else INFLATER
 
 
 def decompress(data: bytes, limit: int = MAX_OBJECT_BYTES, inflater: str | None = None) -> bytes:
@@ -117,14 +131,17 @@ def decompress(data: bytes, limit: int = MAX_OBJECT_BYTES, inflater: str | None 
     Raises ``ObjectTooLarge`` as soon as the output would pass ``limit`` (nothing more is
     inflated), and ``zlib.error`` for a corrupt or truncated member or trailing data that is not
     gzip (zero padding after the last member is allowed, as gzip itself allows it). ``inflater``
-    (a key of ``INFLATERS``) picks the first member's inflater; default: the fastest.
+    (a key of ``INFLATERS``) picks the first member's inflater; default: ``inflater_for`` its size.
     """
     if data[:2] != GZIP_MAGIC:
         if len(data) > limit:
             raise ObjectTooLarge(too_large("plain object larger than", limit))
         return data
-    first, rest = INFLATERS[inflater or INFLATER](data, limit)
-    if _NON_ZERO.search(rest) is None:
+    if inflater is not None:
+        first, rest = INFLATERS[inflater](data, limit)
+    else:
+        first, rest = (_SMALL if len(data) <= SMALL_OBJECT_BYTES else _BIG)(data, limit)
+    if not rest or _NON_ZERO.search(rest) is None:  # the usual single member (or zero padding)
         return first
     parts, total, pos = [first], len(first), 0
     view = memoryview(rest)
