@@ -38,7 +38,7 @@ from benchmarks.detection import _learning_set
 from proactive_assets.core import training
 from proactive_assets.core.backends import TrainedModel
 from proactive_assets.core.backends.local import LocalBackend
-from proactive_assets.core.evidence.detector import score_day, train_detector
+from proactive_assets.core.evidence.detector import score_day, train_detector, window_index
 from proactive_assets.core.evidence.networks import Networks, load_networks
 from proactive_assets.core.model import IPInsightsParams, roc_auc
 from proactive_assets.core.model.warm import FULL_RETRAIN_DAYS, RetrainPlan, full_plan, plan_retraining
@@ -74,7 +74,8 @@ def _plan(previous: TrainedModel | None, day: date, window_days: int, full_every
 
 
 def _auc(model: TrainedModel, window: pa.Table, pairs: pa.Table, attack: np.ndarray, networks: Networks) -> float:
-    scores = score_day(model, LocalBackend().scorer(model, lambda: window), window, pairs, networks)
+    scorer = LocalBackend().scorer(model, lambda: window)
+    scores = score_day(model, scorer, window_index(model, lambda: window, networks), pairs, networks)
     return float(roc_auc(scores.insight[attack], scores.insight[~attack]))
 
 
@@ -206,7 +207,8 @@ def realistic(days: int, scale: float, seed: int, networks: Networks, workdir: P
         labels.append(np.array([(day.isoformat(), e, ip) in attacks for e, ip in keys]))
         for model, into in ((warm, warm_scores), (full, full_scores)):
             scorer = LocalBackend().scorer(model, lambda w=win: w)
-            into.append(score_day(model, scorer, win, pairs, networks).insight)
+            index = window_index(model, lambda w=win: w, networks)
+            into.append(score_day(model, scorer, index, pairs, networks).insight)
         previous = warm
     attack = np.concatenate(labels)
     warm_all, full_all = np.concatenate(warm_scores), np.concatenate(full_scores)
