@@ -422,7 +422,8 @@ class IPInsightsModel:
 
     # ---- persistence
     def to_bytes(self) -> bytes:
-        """A compressed .npz with the weights and the JSON metadata (no pickle).
+        """An .npz with the weights and the JSON metadata (no pickle), stored uncompressed: deflate
+        saved 12% of a tutorial-scale model (68 MiB) for 3.4 s, more than a warm-started day's training.
 
         Byte-for-byte reproducible: the same model always gives the same bytes (fixed zip
         timestamps, sorted JSON), so re-uploading an unchanged model is a no-op.
@@ -433,10 +434,9 @@ class IPInsightsModel:
         ).encode("utf-8")
         arrays = {"metadata_json": np.frombuffer(meta, dtype=np.uint8), **self._arrays()}
         buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as archive:
             for name, arr in arrays.items():
                 info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-                info.compress_type = zipfile.ZIP_DEFLATED
                 with archive.open(info, "w", force_zip64=True) as fh:
                     np.lib.format.write_array(fh, np.ascontiguousarray(arr), allow_pickle=False)
         return buf.getvalue()
