@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from proactive_assets.core.evidence.features import History
+from proactive_assets.core.evidence.features import History, member
 from proactive_assets.core.evidence.keys import AddressBook, level_keys, pair_key
 from proactive_assets.core.evidence.networks import AWS, Networks
 
@@ -93,11 +93,20 @@ def _new_24(
         cand_hi = np.where(is6, hi6, hi)
         cand_lo = np.where(is6, rng.integers(0, 1 << 63, size=len(near), dtype=np.uint64), lo4)
         keys = level_keys(is6, cand_hi, cand_lo)[1]
-        known = np.isin(pair_key(entities, keys), history.seen[1])
+        known = member(history.seen[1], pair_key(entities, keys))
         hi, lo = np.where(known, hi, cand_hi), np.where(known, lo, cand_lo)
         if not known.any():
             break
     return is6, hi, lo
+
+
+def _distinct_pairs(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """The distinct (first, second) code pairs, sorted, as a 2-row array (``np.unique(..., axis=1)``,
+    which sorts rows of Python-visible tuples and took seconds on a large window)."""
+    combined = np.sort((first.astype(np.int64) << 32) | second.astype(np.int64))
+    if len(combined):
+        combined = combined[np.r_[True, combined[1:] != combined[:-1]]]
+    return np.stack([combined >> 32, combined & 0xFFFFFFFF])
 
 
 def _outside_clouds(
@@ -145,7 +154,7 @@ def draw_negatives(
     # ever called from cloud or AWS addresses), any colleague's address, shared ones included.
     machine = np.maximum(history.aws_share, history.cloud_share)[entities] >= 0.9
     if len(history_entity):
-        pairs = np.unique(np.stack([history_address, history_entity]), axis=1)
+        pairs = _distinct_pairs(history_address, history_entity)
         users = np.bincount(pairs[0], minlength=len(book))
         personal = users[pairs[0]] <= 2
         for pool, who in ((personal, ~machine), (np.ones(pairs.shape[1], bool), machine)):
