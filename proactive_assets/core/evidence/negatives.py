@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from proactive_assets.core.evidence.features import History, member
+from proactive_assets.core.evidence.features import History, distinct_sorted, member
 from proactive_assets.core.evidence.keys import AddressBook, level_keys, pair_key
 from proactive_assets.core.evidence.networks import AWS, Networks
 
@@ -103,9 +103,7 @@ def _new_24(
 def _distinct_pairs(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """The distinct (first, second) code pairs, sorted, as a 2-row array (``np.unique(..., axis=1)``,
     which sorts rows of Python-visible tuples and took seconds on a large window)."""
-    combined = np.sort((first.astype(np.int64) << 32) | second.astype(np.int64))
-    if len(combined):
-        combined = combined[np.r_[True, combined[1:] != combined[:-1]]]
+    combined = distinct_sorted(np.sort((first.astype(np.int64) << 32) | second.astype(np.int64)))[0]
     return np.stack([combined >> 32, combined & 0xFFFFFFFF])
 
 
