@@ -44,10 +44,11 @@ def load_model_metadata(warehouse: Warehouse, day: date) -> dict[str, Any]:
     return json.loads(warehouse.read_bytes(tables.IP_INSIGHTS_MODEL, day, MODEL_JSON))
 
 
-def load_model(warehouse: Warehouse, day: date) -> TrainedModel:
-    """The model that scores ``day`` (trained on the window before it): metadata and weights of one commit."""
+def load_model(warehouse: Warehouse, day: date, with_window: bool = True) -> TrainedModel:
+    """The model that scores ``day`` (trained on the window before it): metadata and weights of one commit,
+    and its window index unless ``with_window`` is False (a warm start needs only the weights)."""
     snapshot = warehouse.snapshot(tables.IP_INSIGHTS_MODEL, day)
     metadata = json.loads(snapshot.read_bytes(MODEL_JSON))
     artifact = snapshot.read_bytes(MODEL_ARTIFACT) if snapshot.has(MODEL_ARTIFACT) else None
-    window = snapshot.read_bytes(WINDOW_INDEX) if snapshot.has(WINDOW_INDEX) else None
+    window = snapshot.read_bytes(WINDOW_INDEX) if with_window and snapshot.has(WINDOW_INDEX) else None
     return TrainedModel(metadata, artifact, window)

@@ -236,7 +236,7 @@ def _retraining_plan(
     previous, artifact = None, None
     try:
         if warehouse.has_file(tables.IP_INSIGHTS_MODEL, before, MODEL_JSON):
-            stored = load_model(warehouse, before)
+            stored = load_model(warehouse, before, with_window=False)
             previous, artifact = stored.metadata, stored.artifact
     except (WarehouseError, OSError, ValueError) as exc:  # an unreadable model D-1 costs a full retrain, not the day
         return full_plan(f"the day before's model cannot be read ({type(exc).__name__}: {exc})")
