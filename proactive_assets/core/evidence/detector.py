@@ -36,7 +36,7 @@ from proactive_assets.core.evidence.features import (
     pair_features,
 )
 from proactive_assets.core.evidence.keys import AddressBook, address_book, level_keys
-from proactive_assets.core.evidence.negatives import KINDS, Negatives, draw_negatives
+from proactive_assets.core.evidence.negatives import KINDS, Negatives, draw_negatives, draw_other
 from proactive_assets.core.evidence.networks import PROVIDERS, Networks
 from proactive_assets.core.evidence.window import WindowIndex
 from proactive_assets.core.model import IPInsightsParams, roc_auc
@@ -227,13 +227,7 @@ def _donors(day_entity: np.ndarray, negative_entity: np.ndarray, rng: np.random.
     Stolen credentials are used by someone else, so what the synthetic pair does is what another
     identity did today: its API calls, user agents and volume.
     """
-    donor = rng.integers(0, len(day_entity), size=len(negative_entity))
-    for _ in range(4):
-        same = day_entity[donor] == negative_entity
-        if not same.any():
-            break
-        donor[same] = rng.integers(0, len(day_entity), size=int(same.sum()))
-    return donor
+    return draw_other(day_entity, negative_entity, rng)
 
 
 def _digest(doc: Any) -> str:

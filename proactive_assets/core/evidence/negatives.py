@@ -61,20 +61,30 @@ def _public_ipv4(rng: np.random.Generator, n: int) -> np.ndarray:
     return values
 
 
+def draw_other(pool: np.ndarray, selves: np.ndarray, rng: np.random.Generator, tries: int = 4) -> np.ndarray:
+    """For each of ``selves``, a random index into ``pool`` whose value is not that self (redrawn up to
+    ``tries`` times; the few still equal are left to the caller)."""
+    pick = rng.integers(0, len(pool), size=len(selves))
+    for _ in range(tries):
+        clash = pool[pick] == selves
+        if not clash.any():
+            break
+        pick[clash] = rng.integers(0, len(pool), size=int(clash.sum()))
+    return pick
+
+
 def _colleague(
     entities: np.ndarray, owner: np.ndarray, address: np.ndarray, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """For each identity, a random *other* identity of ``owner``, then one of its ``address``es."""
-    if len(entities) == 0 or len(np.unique(owner)) < 2:
+    if len(entities) == 0:
         return None
     order = np.argsort(owner, kind="stable")
-    owners, first_row, rows_per = np.unique(owner[order], return_index=True, return_counts=True)
-    pick = rng.integers(0, len(owners), size=len(entities))
-    for _ in range(4):
-        clash = owners[pick] == entities
-        if not clash.any():
-            break
-        pick[clash] = rng.integers(0, len(owners), size=int(clash.sum()))
+    owners, rows_per = distinct_sorted(owner[order])
+    if len(owners) < 2:
+        return None
+    first_row = np.cumsum(rows_per) - rows_per
+    pick = draw_other(owners, entities, rng)
     keep = owners[pick] != entities
     row = first_row[pick[keep]] + np.floor(rng.random(int(keep.sum())) * rows_per[pick[keep]]).astype(np.int64)
     return entities[keep], address[order[row]]
