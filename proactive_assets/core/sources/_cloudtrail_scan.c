@@ -462,6 +462,14 @@ static inline int member_key(cur_t *c, const unsigned char **key, size_t *key_le
     return 0;
 }
 
+/* A member's key and its ':', validated and passed over (the skipping readers need not the key). */
+static inline int skip_member_key(cur_t *c) {
+    const unsigned char *key;
+    size_t key_len;
+    int escaped;
+    return member_key(c, &key, &key_len, &escaped);
+}
+
 /* Calls on_member(cursor at value, key, ..., ctx) for each member of the object at c->p. */
 typedef int (*member_fn)(cur_t *c, const unsigned char *key, size_t key_len, int key_escaped, void *ctx);
 
@@ -526,10 +534,7 @@ static int skip_deep(cur_t *c) {
                 c->p++;
                 stack.len--;
             } else {
-                const unsigned char *key;
-                size_t key_len;
-                int escaped;
-                if (close == '}' && member_key(c, &key, &key_len, &escaped) < 0) break;
+                if (close == '}' && skip_member_key(c) < 0) break;
                 continue;
             }
         } else {
@@ -548,10 +553,7 @@ static int skip_deep(cur_t *c) {
             if (*c->p == ',') {
                 c->p++;
                 skip_ws(c);
-                const unsigned char *key;
-                size_t key_len;
-                int escaped;
-                next = close == '}' && member_key(c, &key, &key_len, &escaped) < 0 ? -1 : 1;
+                next = close == '}' && skip_member_key(c) < 0 ? -1 : 1;
                 break;
             }
             if (*c->p != close) {
@@ -611,12 +613,7 @@ static int skip_container(cur_t *c) {
                     c->p++;
                 } else {
                     closers[top++] = close;
-                    if (close == '}') {
-                        const unsigned char *key;
-                        size_t key_len;
-                        int escaped;
-                        if (member_key(c, &key, &key_len, &escaped) < 0) return -1;
-                    }
+                    if (close == '}' && skip_member_key(c) < 0) return -1;
                     continue;
                 }
             }
@@ -632,12 +629,7 @@ static int skip_container(cur_t *c) {
             if (*c->p == ',') {
                 c->p++;
                 skip_ws(c);
-                if (close == '}') {
-                    const unsigned char *key;
-                    size_t key_len;
-                    int escaped;
-                    if (member_key(c, &key, &key_len, &escaped) < 0) return -1;
-                }
+                if (close == '}' && skip_member_key(c) < 0) return -1;
                 break;
             }
             if (*c->p != close) return fail(c);
