@@ -19,6 +19,8 @@ from proactive_assets.core.evidence.combiner import (
 )
 from proactive_assets.core.evidence.detector import (
     EVAL_DAYS,
+    Frame,
+    _validation_day,
     score_day,
     threshold_for,
     train_detector,
@@ -28,6 +30,7 @@ from proactive_assets.core.evidence.features import FEATURES, Behaviour, build_d
 from proactive_assets.core.evidence.keys import address_book, level_keys, pair_key
 from proactive_assets.core.evidence.negatives import KINDS, draw_negatives
 from proactive_assets.core.evidence.networks import AWS, PROVIDERS, Networks, Prefix, load_networks
+from proactive_assets.core.evidence.persons import person_codes, person_name
 from proactive_assets.core.ipnet import parse_ips
 from proactive_assets.core.model import IPInsightsParams
 
@@ -285,3 +288,92 @@ def test_the_detector_ranks_an_attack_above_benign_novelty_and_never_sees_the_sc
     columns = scores.evidence_columns()
     assert columns["novelty"].to_pylist() == ["seen address", "never-seen network", "new address in a known /24"]
     assert columns["evidence_for"][1].as_py() and not columns["evidence_for"][0].as_py()
+
+
+def test_only_names_of_people_link_identities() -> None:
+    sso = "arn:aws:sts::111122223333:assumed-role/AWSReservedSSO_Admin_0a1b2c3d4e5f6a7b/Jo.Doe@example.com"
+    assert person_name(sso) == "jo.doe"
+    assert person_name("arn:aws:iam::444455556666:user/ops/jo.doe") == "jo.doe"
+    assert person_name("arn:aws:sts::111122223333:federated-user/jo.doe") == "jo.doe"
+    assert person_name("arn:aws:sts::111122223333:assumed-role/okta-admins/jo.doe@example.com") == "jo.doe"
+    for machine in (
+        "arn:aws:sts::111122223333:assumed-role/gha-deploy/GitHubActions",
+        "arn:aws:sts::111122223333:assumed-role/web-instance/i-0123456789abcdef0",
+        "arn:aws:sts::111122223333:assumed-role/AWSReservedSSO_Admin_0a1b",  # no session name
+        "arn:aws:iam::111122223333:root",
+        "arn:aws:iam::111122223333:role/deploy",
+        "i-0123456789abcdef0",
+        "",
+    ):
+        assert person_name(machine) == "", machine
+    codes = person_codes([sso, "arn:aws:iam::444455556666:user/jo.doe", "arn:aws:iam::1:user/kim", "i-0abc"])
+    assert codes[0] == codes[1] != 0 and codes[2] not in (0, codes[0]) and codes[3] == 0
+
+
+JO_SSO = "arn:aws:sts::111122223333:assumed-role/AWSReservedSSO_Dev_0a1b2c3d4e5f6a7b/jo@example.com"
+JO_USER = "arn:aws:iam::111122223333:user/jo"
+CI = "arn:aws:sts::111122223333:assumed-role/gha-deploy/GitHubActions"
+
+
+def test_the_same_persons_other_identity_vouches_for_its_network() -> None:
+    history_rows = [(JO_SSO, "198.51.100.10", 1), (JO_SSO, "198.51.100.10", 2), (JO_USER, "203.0.113.5", 2)]
+    today = [
+        (JO_USER, "198.51.100.10"),  # the address of jo's SSO role
+        (JO_USER, "198.51.100.77"),  # a new host of its /24
+        (CI, "198.51.100.10"),  # another identity altogether on it: no person vouches
+        (JO_SSO, "192.0.2.44"),  # new to both of jo's identities, both on it today
+        (JO_USER, "192.0.2.44"),
+        (JO_USER, "192.0.2.99"),  # a new host beside it
+    ]
+    addresses = sorted({a for _, a, _ in history_rows} | {a for _, a in today})
+    entities = sorted({e for e, _, _ in history_rows} | {e for e, _ in today})
+    persons = person_codes(entities)
+    book = address_book(addresses, NETWORKS)
+    e = np.array([entities.index(x) for x, _, _ in history_rows])
+    a = np.array([addresses.index(x) for _, x, _ in history_rows])
+    d = np.array([x for _, _, x in history_rows])
+    history = build_history(e, a, d, book, len(entities), Behaviour.empty(len(e)), persons)
+    te = np.array([entities.index(x) for x, _ in today])
+    ta = np.array([addresses.index(x) for _, x in today])
+    day = build_day(te, ta, book, history, len(entities), persons)
+    real = np.ones(len(te), bool)
+    x = pair_features(te, ta, np.full(len(te), 0.5), real, book, history, day, Behaviour.empty(len(te)), persons)
+    got = [(row[FEATURES.index("person_address")], row[FEATURES.index("person_24")]) for row in x]
+    assert got == [(1, 1), (0, 1), (0, 0), (1, 1), (1, 1), (0, 1)]
+    alone = pair_features(te[:1], ta[:1], np.full(1, 0.5), real[:1], book, history, day, Behaviour.empty(1))
+    assert alone[0, FEATURES.index("person_address")] == 0  # without person codes nothing links
+
+
+def test_no_synthetic_attack_sits_on_a_network_of_the_victims_other_identity() -> None:
+    """An intruder is not on the networks of the victim's other identities: such a draw is dropped."""
+    start = date(2024, 3, 1)
+    rows = []
+    for d in range(10):
+        for p in range(3):  # each person's SSO role at home (and once at .30), its IAM user at .20 until day 9
+            sso = f"arn:aws:sts::111122223333:assumed-role/AWSReservedSSO_Dev_0a1b2c3d4e5f6a7b/p{p}@example.com"
+            rows.append((sso, f"198.51.{p}.{30 if d == 5 else 10}", start + timedelta(days=d)))
+            rows.append(
+                (
+                    f"arn:aws:iam::111122223333:user/p{p}",
+                    f"198.51.{p}.{30 if d == 9 else 20}",
+                    start + timedelta(days=d),
+                )
+            )
+    entity, ip, day = zip(*rows, strict=True)
+    window = pa.table(
+        {
+            "entity": list(entity),
+            "source_ip": list(ip),
+            "event_count": [1] * len(rows),
+            "day": pa.array(day, pa.date32()),
+        }
+    )
+    frame = Frame.build(window, NETWORKS)
+    model = LocalBackend().train(window, IPInsightsParams(vector_dim=8, epochs=1), start + timedelta(days=10))
+    scorer = LocalBackend().scorer(model, lambda: window)
+    columns = [FEATURES.index("person_address"), FEATURES.index("person_24")]
+    ordinal = pa.scalar(start + timedelta(days=9), pa.date32()).cast(pa.int32()).as_py()
+    fold = _validation_day(frame, NETWORKS, scorer, ordinal, np.random.default_rng(0))
+    assert fold is not None and fold.suspicious.any()
+    assert (fold.x[fold.suspicious][:, columns] == 0).all()
+    assert (fold.x[~fold.suspicious][:, columns[0]] > 0).sum() == 3  # each IAM user on its SSO role's address

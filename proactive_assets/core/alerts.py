@@ -415,6 +415,8 @@ EVIDENCE_TEXT = {
     "known_network_today": "the identity also worked from a network it knows today",
     "novel_x_known_today": "the identity also worked from a network it knows today",
     "sibling_known_today": "its usual /24 in the same /16 was in use today too",
+    "person_address": "the same person's other identity uses this address",
+    "person_24": "the same person's other identity uses this /24",
     "provider_new": "an owner it never called from before ({owner})",
     "novel_x_provider_new": "an owner it never called from before ({owner})",
     "off_provider": "a machine identity that only ever called from cloud addresses, now from elsewhere",

@@ -38,6 +38,7 @@ from proactive_assets.core.evidence.features import (
 from proactive_assets.core.evidence.keys import AddressBook, address_book, level_keys
 from proactive_assets.core.evidence.negatives import KINDS, Negatives, draw_negatives, draw_other
 from proactive_assets.core.evidence.networks import PROVIDERS, Networks
+from proactive_assets.core.evidence.persons import person_codes
 from proactive_assets.core.evidence.window import WindowIndex
 from proactive_assets.core.model import IPInsightsParams, roc_auc
 from proactive_assets.core.model.warm import RetrainPlan
@@ -116,6 +117,7 @@ class Frame:
     day: np.ndarray
     behaviour: Behaviour
     vocabulary: dict[str, pd.Index]
+    persons: np.ndarray  # person code per identity code
 
     @classmethod
     def build(cls, training_set: pa.Table, networks: Networks) -> "Frame":
@@ -135,12 +137,13 @@ class Frame:
             days.astype(np.int64),
             behaviour[0],
             vocabulary,
+            person_codes(entities),
         )
 
     def index(self) -> WindowIndex:
         """The whole window indexed for scoring the next day."""
         n = len(self.entities)
-        history = build_history(self.entity, self.address, self.day, self.book, n, self.behaviour)
+        history = build_history(self.entity, self.address, self.day, self.book, n, self.behaviour, self.persons)
         return WindowIndex(self.entities, self.vocabulary["event_names"], self.vocabulary["user_agents"], history)
 
 
@@ -185,10 +188,16 @@ def _validation_day(frame: Frame, networks: Networks, scorer: Scorer, d: int, rn
         return None
     n = len(frame.entities)
     history = build_history(
-        frame.entity[before], frame.address[before], frame.day[before], frame.book, n, frame.behaviour.take(before)
+        frame.entity[before],
+        frame.address[before],
+        frame.day[before],
+        frame.book,
+        n,
+        frame.behaviour.take(before),
+        frame.persons,
     )
     entity, address = frame.entity[on], frame.address[on]  # one row per (identity, address) and day
-    day = build_day(entity, address, frame.book, history, n)
+    day = build_day(entity, address, frame.book, history, n, frame.persons)
     active = np.unique(entity)
     active = active[history.known[active]]
     if len(active) > MAX_NEGATIVE_IDENTITIES:
@@ -216,9 +225,11 @@ def _validation_day(frame: Frame, networks: Networks, scorer: Scorer, d: int, rn
     behaviour = Behaviour.concat(
         [frame.behaviour.take(on), frame.behaviour.take(on[_donors(entity, negatives.entity, rng)])]
     )
-    x = pair_features(all_entity, all_address, ipi, real, book, history, day, behaviour)
+    x = pair_features(all_entity, all_address, ipi, real, book, history, day, behaviour, frame.persons)
     kind = np.concatenate([np.full(len(entity), -1, np.int8), negatives.kind])
-    return _Fold(d, x, ~real, kind, len(np.unique(entity)))
+    # A synthetic pair on a network of the same person's other identity is that person, not an intruder.
+    keep = real | (x[:, [FEATURES.index("person_address"), FEATURES.index("person_24")]] == 0).all(axis=1)
+    return _Fold(d, x[keep], ~real[keep], kind[keep], len(np.unique(entity)))
 
 
 def _donors(day_entity: np.ndarray, negative_entity: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -434,11 +445,11 @@ def score_day(
     combiner = Combiner.from_dict(evidence["combiner"]) if evidence else PRIOR
     coded = window.code_day(learning_set, networks)
     history = window.history_for(coded.identities)
-    day = build_day(coded.entity, coded.address, coded.book, history, coded.identities)
+    day = build_day(coded.entity, coded.address, coded.book, history, coded.identities, coded.persons)
     result = scorer(learning_set.column("entity"), learning_set.column("source_ip")) if learning_set.num_rows else None
     ipi = np.asarray(result.insight, np.float64) if result is not None else np.zeros(0)
     real = np.ones(len(coded.entity), bool)
-    x = pair_features(coded.entity, coded.address, ipi, real, coded.book, history, day, coded.behaviour)
+    x = pair_features(coded.entity, coded.address, ipi, real, coded.book, history, day, coded.behaviour, coded.persons)
     return DayScores(
         insight=combiner.insight(x),
         dot_product=np.asarray(result.dot_product, np.float64) if result is not None else np.zeros(0),

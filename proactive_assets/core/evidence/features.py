@@ -14,6 +14,8 @@ day being judged. For each pair:
   another AWS region; a CI role from a residential network);
 * whether the identity is also active from a network it knows today (stolen credentials are
   used while their owner works as usual);
+* whether the same person's other identity (``persons.py``) used the address or its /24 (/64),
+  in the window or today: a person switching roles, not an intruder;
 * the IP Insights model's own judgement of the pair.
 
 ``FEATURES`` names the columns of the matrix ``pair_features`` returns, in order.
@@ -45,6 +47,8 @@ FEATURES = (
     "others_24_today",
     "known_network_today",
     "sibling_known_today",  # a known /24 of the same /16 is active today, this pair's /24 is new
+    "person_address",  # new to the identity, used by the same person's other identity (window or today)
+    "person_24",  # the /24 (/64) is new to the identity, not to the same person's other identities
     "aws_address",
     "cloud_address",
     "private_address",
@@ -150,6 +154,7 @@ class History:
     actions: np.ndarray  # sorted keys of (identity, API call)
     agents: np.ndarray  # sorted keys of (identity, user agent)
     has_agents: np.ndarray  # per identity: its history records user agents at all
+    person_seen: np.ndarray  # sorted keys of (person, address) and (person, /24 (/64)), level-tagged
 
 
 @dataclass
@@ -216,11 +221,29 @@ def _churn(entity: np.ndarray, key: np.ndarray, day: np.ndarray, n_entities: int
     return out
 
 
+def _no_persons(persons: np.ndarray | None, n: int) -> np.ndarray:
+    return np.zeros(n, np.uint64) if persons is None else persons
+
+
+def _person_keys(person: np.ndarray, address: np.ndarray, book: AddressBook) -> np.ndarray:
+    """(person, address) and (person, /24 (/64)) keys of the rows that have a person (level keys are
+    tagged by level, so both live in one set)."""
+    has = person != 0
+    return np.concatenate([pair_key(person[has], book.level_keys[level][address[has]]) for level in (0, 1)])
+
+
 def build_history(
-    entity: np.ndarray, address: np.ndarray, day: np.ndarray, book: AddressBook, n: int, behaviour: Behaviour
+    entity: np.ndarray,
+    address: np.ndarray,
+    day: np.ndarray,
+    book: AddressBook,
+    n: int,
+    behaviour: Behaviour,
+    persons: np.ndarray | None = None,
 ) -> History:
     """Index the window's rows: ``entity`` and ``address`` are codes (into ``n`` identities and ``book``);
-    ``behaviour`` is what each row did (its pair index = the row)."""
+    ``behaviour`` is what each row did (its pair index = the row); ``persons`` the person code of
+    each identity (``persons.person_codes``; none when omitted)."""
     keys = [level[address] for level in book.level_keys]
     seen = [_sorted_unique(pair_key(entity, k)) for k in keys]
     org = [_counts(k, entity) for k in keys]
@@ -264,6 +287,7 @@ def build_history(
             pair_key(entity[behaviour.agent_pair], behaviour.agent_code.astype(np.uint64) ^ _AGENT_TAG)
         ),
         has_agents=np.bincount(entity[behaviour.agent_pair], minlength=n) > 0,
+        person_seen=_sorted_unique(_person_keys(_no_persons(persons, n)[entity], address, book)),
     )
 
 
@@ -276,20 +300,35 @@ class Day:
     known_pairs: np.ndarray  # per identity code: how many of its pairs today are on a known /24 (/64)
     sibling_keys: np.ndarray  # sorted (identity, /16) keys of today's pairs on a known /24 ...
     sibling_counts: np.ndarray  # ... and how many such pairs
+    person_keys: np.ndarray  # sorted (person, address) and (person, /24) keys of today's pairs ...
+    person_counts: np.ndarray  # ... and how many of the person's identities used each
 
 
-def build_day(entity: np.ndarray, address: np.ndarray, book: AddressBook, history: History, n: int) -> Day:
+def build_day(
+    entity: np.ndarray,
+    address: np.ndarray,
+    book: AddressBook,
+    history: History,
+    n: int,
+    persons: np.ndarray | None = None,
+) -> Day:
     keys = [book.level_keys[level][address] for level in (0, 1)]
     org = [_counts(k, entity) for k in keys]
     known_24 = member(history.seen[1], pair_key(entity, keys[1]))
     site = pair_key(entity[known_24], book.level_keys[2][address[known_24]])
     sibling_keys, sibling_counts = distinct_sorted(np.sort(site))
+    person = _no_persons(persons, n)[entity]
+    has = person != 0
+    both = np.concatenate([entity[has], entity[has]])
+    person_keys, person_counts = _counts(_person_keys(person, address, book), both)
     return Day(
         [k for k, _ in org],
         [c for _, c in org],
         np.bincount(entity, weights=known_24, minlength=n),
         sibling_keys,
         sibling_counts,
+        person_keys,
+        person_counts,
     )
 
 
@@ -311,11 +350,13 @@ def pair_features(
     history: History,
     day: Day,
     behaviour: Behaviour,
+    persons: np.ndarray | None = None,
 ) -> np.ndarray:
     """The evidence matrix (rows: pairs, columns: ``FEATURES``).
 
     ``real`` marks pairs that belong to the day (they count themselves among the day's pairs);
-    synthetic pairs judged as if added to the day do not. ``behaviour`` is what each pair did.
+    synthetic pairs judged as if added to the day do not. ``behaviour`` is what each pair did;
+    ``persons`` the person code of each identity code (as given to ``build_history``).
     """
     n = len(entity)
     levels = [pair_key(entity, book.level_keys[level][address]) for level in range(4)]
@@ -336,6 +377,16 @@ def pair_features(
     known_today = (day.known_pairs[entity] - own_known_24) > 0
     siblings = lookup_count(day.sibling_keys, day.sibling_counts, levels[2]) - own_known_24
     sibling_known_today = ~l24 & (siblings > 0)
+    person = _no_persons(persons, int(entity.max()) + 1 if n else 0)[entity]
+    person_address, person_24 = (
+        (person != 0)
+        & ~seen[:, level]
+        & (
+            member(history.person_seen, pair_key(person, keys[level]))
+            | (lookup_count(day.person_keys, day.person_counts, pair_key(person, keys[level])) - real > 0)
+        )
+        for level in (0, 1)
+    )
     category = _provider_category(book)[address]
     provider_new = known & ~member(history.providers, pair_key(entity, category.astype(np.uint64)))
     concentration = np.maximum(history.aws_share[entity], history.cloud_share[entity])
@@ -378,6 +429,8 @@ def pair_features(
         "others_24_today": np.log1p(today[1]),
         "known_network_today": known_today,
         "sibling_known_today": sibling_known_today,
+        "person_address": person_address,
+        "person_24": person_24,
         "aws_address": aws,
         "cloud_address": category >= 2,
         "private_address": category == 0,

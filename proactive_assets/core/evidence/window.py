@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 from proactive_assets.core.evidence.features import Behaviour, History
 from proactive_assets.core.evidence.keys import AddressBook, address_book
 from proactive_assets.core.evidence.networks import Networks
+from proactive_assets.core.evidence.persons import person_codes
 
 #: History fields with one value per identity code, and what an identity with no rows in the
 #: window gets there (as ``build_history`` gives it; unlisted ones get 0).
@@ -36,6 +37,9 @@ _PER_IDENTITY = (
 )
 _ABSENT = {"churn_24": 0.5, "churn_16": 0.5}
 _PER_LEVEL = ("seen", "org_keys", "org_counts")
+#: History fields added since format 1: an index stored without them loads them empty (its model's
+#: combiner has no weight on the evidence they feed).
+_LATER = ("person_seen",)
 _TEXTS = ("entities", "actions", "agents")
 FORMAT = 1
 
@@ -63,6 +67,7 @@ class DayCodes:
     book: AddressBook
     behaviour: Behaviour
     identities: int  # the window's identities plus the day's new ones
+    persons: np.ndarray  # person code per identity code (``persons.person_codes``)
 
 
 @dataclass
@@ -100,6 +105,8 @@ class WindowIndex:
             for f in fields(History):
                 if f.name in _PER_LEVEL:
                     values[f.name] = [z[f"{f.name}_{level}"] for level in range(4)]
+                elif f.name in _LATER and f.name not in z.files:
+                    values[f.name] = np.zeros(0, np.uint64)
                 else:
                     values[f.name] = z[f.name]
         return cls(*texts, History(**values))
@@ -108,7 +115,8 @@ class WindowIndex:
         """``table``'s (entity, source_ip) rows coded against this window; distinct values are coded once."""
         n = len(self.entities)
         entity_dict = _encoded(table.column("entity"))
-        known = self.entities.get_indexer(entity_dict.dictionary.to_numpy(zero_copy_only=False))
+        names = entity_dict.dictionary.to_numpy(zero_copy_only=False)
+        known = self.entities.get_indexer(names)
         new = known < 0
         known[new] = n + np.arange(int(new.sum()))
         address_dict = _encoded(table.column("source_ip"))
@@ -125,6 +133,7 @@ class WindowIndex:
             address_book(address_dict.dictionary, networks),
             behaviour,
             n + int(new.sum()),
+            np.concatenate([person_codes(self.entities), person_codes(names[new])]),
         )
 
     def history_for(self, identities: int) -> History:

@@ -117,7 +117,7 @@ def model_assets(partitions: DailyPartitionsDefinition, training_days: int) -> l
                 tables.IP_INSIGHTS_MODEL,
                 deps=[training_set],
                 group_name="model",
-                code_version="3",
+                code_version="4",
                 description="IP Insights model trained on training_set D; 'deployed' = ready to score day D.",
             )
         ],
@@ -178,7 +178,7 @@ def model_assets(partitions: DailyPartitionsDefinition, training_days: int) -> l
         partitions_def=partitions,
         deps=[AssetKey(tables.LEARNING_SET), ip_insights_model],
         group_name="model",
-        code_version="2",
+        code_version="3",
         description=(
             "Every (entity, source_ip) pair of D scored by model D: insight in [0, 1], higher = more suspicious."
         ),

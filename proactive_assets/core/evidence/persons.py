@@ -1,0 +1,47 @@
+"""Which identities belong to the same person, from their ARNs alone.
+
+One person often holds several identities: an IAM Identity Center (SSO) role per permission set and
+account, each session named after them (``assumed-role/AWSReservedSSO_Admin_1a2b/jo.doe@example.com``),
+and an IAM user (``user/jo.doe``). When one of them calls from a home or office network the person's
+other identity already uses, the network is new to that identity but not to its owner: a person
+switching roles, not stolen credentials (an intruder is not on the victim's other identities'
+networks).
+
+Only names that say who the person is link identities: IAM user names, federated users, and the
+session names of Identity Center roles or that hold an ``@``. Machine sessions (an instance id, a
+function name, ``GitHubActions``) are shared by unrelated workloads and link nothing.
+"""
+
+import hashlib
+from collections.abc import Iterable
+
+import numpy as np
+
+#: The code of an identity with no person (a machine, the root user, anything unparsed).
+NO_PERSON = np.uint64(0)
+
+
+def person_name(arn: str) -> str:
+    """The person an identity belongs to (lower case, without a ``@domain``), or ``""`` for none."""
+    parts = arn.split(":", 5)
+    if len(parts) < 6 or parts[2] not in ("iam", "sts"):
+        return ""
+    path = parts[5].split("/")
+    kind, name = path[0], path[-1] if len(path) > 1 else ""
+    if kind == "assumed-role":
+        role = path[1] if len(path) > 2 else ""
+        if len(path) < 3 or not (role.startswith("AWSReservedSSO_") or "@" in name):
+            return ""
+    elif kind not in ("user", "federated-user"):
+        return ""
+    return name.split("@", 1)[0].strip().lower()
+
+
+def person_codes(arns: Iterable[str]) -> np.ndarray:
+    """A stable 64-bit code per identity for its person (``NO_PERSON`` where it has none)."""
+    out = []
+    for arn in arns:
+        name = person_name(str(arn))
+        code = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "little") if name else 0
+        out.append(code or (1 if name else 0))
+    return np.array(out, dtype=np.uint64)
