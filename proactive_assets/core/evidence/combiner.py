@@ -79,10 +79,6 @@ class Combiner:
     def insight(self, x: np.ndarray) -> np.ndarray:
         return _sigmoid(self.intercept + x @ self.vector)
 
-    def contributions(self, x: np.ndarray) -> np.ndarray:
-        """Per pair and feature, what the feature adds to the log-odds (for explanations)."""
-        return x * self.vector
-
     def to_dict(self) -> dict[str, Any]:
         return {"intercept": self.intercept, "coefficients": self.coefficients, "fitted_on": self.fitted_on}
 

@@ -344,22 +344,36 @@ NOVELTY = (
 )
 
 
-def _named(contributions: np.ndarray, k: int) -> pa.Array:
-    """Per row, the (at most ``k``) features adding at least ``NAMED_EVIDENCE`` to the log-odds,
-    largest first (ties: the earlier feature), as a list column.
+def _named(features: np.ndarray, vector: np.ndarray, sign: float, k: int) -> pa.Array:
+    """Per row, the (at most ``k``) features whose contribution to the log-odds (``features * vector``)
+    is at least ``NAMED_EVIDENCE`` in the direction ``sign`` (+1: raising the insight, -1: lowering
+    it), largest first (ties: the earlier feature), as a list column.
 
-    Only the entries that pass are ordered (a pair has a handful at most), not every row's 41.
+    A feature at a time over its contiguous column, and only the entries that pass are ordered (a
+    pair has a handful at most): the whole contributions matrix (41 per pair) is never built.
     """
-    n = len(contributions)
-    rows, columns = np.nonzero(contributions >= NAMED_EVIDENCE)  # row-major order
-    order = np.lexsort((columns, -contributions[rows, columns], rows))
-    rows, columns = rows[order], columns[order]
-    rank = np.arange(len(rows)) - np.searchsorted(rows, rows)
+    n = len(features)
+    columns_t = features.T  # (features, pairs): each feature's values contiguous
+    rows, columns, values = [], [], []
+    for i, weight in enumerate(vector.tolist()):
+        if weight == 0.0:
+            continue
+        contribution = columns_t[i] * (sign * weight)
+        hit = np.flatnonzero(contribution >= NAMED_EVIDENCE)
+        rows.append(hit)
+        columns.append(np.full(len(hit), i, np.int64))
+        values.append(contribution[hit])
+    row = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    column = np.concatenate(columns) if columns else np.zeros(0, np.int64)
+    value = np.concatenate(values) if values else np.zeros(0)
+    order = np.lexsort((column, -value, row))
+    row, column = row[order], column[order]
+    rank = np.arange(len(row)) - np.searchsorted(row, row)
     kept = rank < k
     offsets = np.zeros(n + 1, np.int32)
-    np.cumsum(np.bincount(rows[kept], minlength=n), out=offsets[1:])
-    values = pc.take(pa.array(FEATURES, pa.string()), pa.array(columns[kept]))
-    return pa.ListArray.from_arrays(pa.array(offsets), values)
+    np.cumsum(np.bincount(row[kept], minlength=n), out=offsets[1:])
+    names = pc.take(pa.array(FEATURES, pa.string()), pa.array(column[kept]))
+    return pa.ListArray.from_arrays(pa.array(offsets), names)
 
 
 def _owner_names(book: AddressBook, address: np.ndarray, networks: Networks) -> pa.Array:
@@ -392,7 +406,7 @@ class DayScores:
     ip_insights: np.ndarray
     entity_known: np.ndarray
     features: np.ndarray
-    contributions: np.ndarray
+    coefficients: np.ndarray  # the combiner's, over ``FEATURES``
     owner: pa.Array
 
     def evidence_columns(self) -> dict[str, pa.Array]:
@@ -409,8 +423,8 @@ class DayScores:
             [5, 4, 3, 2, 1],
             default=0,
         )
-        support = _named(self.contributions, 4)
-        against = _named(-self.contributions, 3)
+        support = _named(self.features, self.coefficients, 1.0, 4)
+        against = _named(self.features, self.coefficients, -1.0, 3)
         return {
             "ip_insights": pa.array(self.ip_insights, pa.float64()),
             "novelty": pc.take(pa.array(NOVELTY, pa.string()), pa.array(novelty)),
@@ -456,7 +470,7 @@ def score_day(
         ip_insights=ipi,
         entity_known=np.asarray(result.entity_known, bool) if result is not None else np.zeros(0, bool),
         features=x,
-        contributions=combiner.contributions(x),
+        coefficients=combiner.vector,
         owner=_owner_names(coded.book, coded.address, networks),
     )
 
