@@ -197,7 +197,7 @@ def _validation_day(frame: Frame, networks: Networks, scorer: Scorer, d: int, rn
         frame.persons,
     )
     entity, address = frame.entity[on], frame.address[on]  # one row per (identity, address) and day
-    day = build_day(entity, address, frame.book, history, n, frame.persons)
+    day = build_day(entity, address, frame.book, history, n)
     active = np.unique(entity)
     active = active[history.known[active]]
     if len(active) > MAX_NEGATIVE_IDENTITIES:
@@ -459,7 +459,7 @@ def score_day(
     combiner = Combiner.from_dict(evidence["combiner"]) if evidence else PRIOR
     coded = window.code_day(learning_set, networks)
     history = window.history_for(coded.identities)
-    day = build_day(coded.entity, coded.address, coded.book, history, coded.identities, coded.persons)
+    day = build_day(coded.entity, coded.address, coded.book, history, coded.identities)
     result = scorer(learning_set.column("entity"), learning_set.column("source_ip")) if learning_set.num_rows else None
     ipi = np.asarray(result.insight, np.float64) if result is not None else np.zeros(0)
     real = np.ones(len(coded.entity), bool)

@@ -14,8 +14,10 @@ day being judged. For each pair:
   another AWS region; a CI role from a residential network);
 * whether the identity is also active from a network it knows today (stolen credentials are
   used while their owner works as usual);
-* whether the same person's other identity (``persons.py``) used the address or its /24 (/64),
-  in the window or today: a person switching roles, not an intruder;
+* whether the same person's other identity (``persons.py``) used the address or its /24 (/64) in
+  the window: a person switching roles, not an intruder. Only the past vouches: two of one
+  person's identities new on the same address today is what a stolen laptop's credentials
+  look like too;
 * the IP Insights model's own judgement of the pair.
 
 ``FEATURES`` names the columns of the matrix ``pair_features`` returns, in order.
@@ -47,7 +49,7 @@ FEATURES = (
     "others_24_today",
     "known_network_today",
     "sibling_known_today",  # a known /24 of the same /16 is active today, this pair's /24 is new
-    "person_address",  # new to the identity, used by the same person's other identity (window or today)
+    "person_address",  # new to the identity, used by the same person's other identity in the window
     "person_24",  # the /24 (/64) is new to the identity, not to the same person's other identities
     "aws_address",
     "cloud_address",
@@ -300,35 +302,20 @@ class Day:
     known_pairs: np.ndarray  # per identity code: how many of its pairs today are on a known /24 (/64)
     sibling_keys: np.ndarray  # sorted (identity, /16) keys of today's pairs on a known /24 ...
     sibling_counts: np.ndarray  # ... and how many such pairs
-    person_keys: np.ndarray  # sorted (person, address) and (person, /24) keys of today's pairs ...
-    person_counts: np.ndarray  # ... and how many of the person's identities used each
 
 
-def build_day(
-    entity: np.ndarray,
-    address: np.ndarray,
-    book: AddressBook,
-    history: History,
-    n: int,
-    persons: np.ndarray | None = None,
-) -> Day:
+def build_day(entity: np.ndarray, address: np.ndarray, book: AddressBook, history: History, n: int) -> Day:
     keys = [book.level_keys[level][address] for level in (0, 1)]
     org = [_counts(k, entity) for k in keys]
     known_24 = member(history.seen[1], pair_key(entity, keys[1]))
     site = pair_key(entity[known_24], book.level_keys[2][address[known_24]])
     sibling_keys, sibling_counts = distinct_sorted(np.sort(site))
-    person = _no_persons(persons, n)[entity]
-    has = person != 0
-    both = np.concatenate([entity[has], entity[has]])
-    person_keys, person_counts = _counts(_person_keys(person, address, book), both)
     return Day(
         [k for k, _ in org],
         [c for _, c in org],
         np.bincount(entity, weights=known_24, minlength=n),
         sibling_keys,
         sibling_counts,
-        person_keys,
-        person_counts,
     )
 
 
@@ -379,13 +366,7 @@ def pair_features(
     sibling_known_today = ~l24 & (siblings > 0)
     person = _no_persons(persons, int(entity.max()) + 1 if n else 0)[entity]
     person_address, person_24 = (
-        (person != 0)
-        & ~seen[:, level]
-        & (
-            member(history.person_seen, pair_key(person, keys[level]))
-            | (lookup_count(day.person_keys, day.person_counts, pair_key(person, keys[level])) - real > 0)
-        )
-        for level in (0, 1)
+        (person != 0) & ~seen[:, level] & member(history.person_seen, pair_key(person, keys[level])) for level in (0, 1)
     )
     category = _provider_category(book)[address]
     provider_new = known & ~member(history.providers, pair_key(entity, category.astype(np.uint64)))
