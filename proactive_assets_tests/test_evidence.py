@@ -331,7 +331,7 @@ def test_the_same_persons_other_identity_vouches_for_its_network() -> None:
     e = np.array([entities.index(x) for x, _, _ in history_rows])
     a = np.array([addresses.index(x) for _, x, _ in history_rows])
     d = np.array([x for _, _, x in history_rows])
-    history = build_history(e, a, d, book, len(entities), Behaviour.empty(len(e)), persons)
+    history = build_history(e, a, d, book, len(entities), Behaviour.empty(len(e)))
     te = np.array([entities.index(x) for x, _ in today])
     ta = np.array([addresses.index(x) for _, x in today])
     day = build_day(te, ta, book, history, len(entities))

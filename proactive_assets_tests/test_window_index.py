@@ -12,6 +12,7 @@ from proactive_assets.core.backends import TrainedModel
 from proactive_assets.core.evidence.detector import Frame, score_day, window_index
 from proactive_assets.core.evidence.features import FEATURES, Behaviour, build_day, build_history, pair_features
 from proactive_assets.core.evidence.keys import address_book
+from proactive_assets.core.evidence.persons import person_codes
 from proactive_assets.core.evidence.window import WindowIndex
 from proactive_assets.core.model import ScoreResult
 from proactive_assets_tests.test_evidence import NETWORKS
@@ -53,6 +54,8 @@ TODAY = _rows(
         ("user/dave", "198.51.100.10", 3, ["GetObject"], []),  # new identity on a known address
         ("role/lambda", "3.81.4.4", 3, [], []),
         ("role/lambda", "2600:1f18::1", 3, ["GetSecretValue"], [None]),
+        # alice's new Identity Center role, on her address: the same person, known from her IAM user
+        ("assumed-role/AWSReservedSSO_Dev_0a1b2c3d4e5f6a7b/alice@example.com", "198.51.100.10", 3, [], []),
     ],
     with_day=False,
 )
@@ -82,7 +85,9 @@ def _reference(window: pa.Table, today: pa.Table, ip_insights: float) -> np.ndar
     te, ta = entities.get_indexer(today["entity"].to_numpy()), addresses.get_indexer(today["source_ip"].to_numpy())
     day = build_day(te, ta, book, history, len(entities))
     ipi = np.full(len(te), ip_insights)
-    return pair_features(te, ta, ipi, np.ones(len(te), bool), book, history, day, behaviour(today, vocab))
+    return pair_features(
+        te, ta, ipi, np.ones(len(te), bool), book, history, day, behaviour(today, vocab), person_codes(entities)
+    )
 
 
 def _scorer(entity: pa.Array, source_ip: pa.Array) -> ScoreResult:
@@ -99,10 +104,11 @@ def test_the_stored_index_gives_the_evidence_of_the_window_rows() -> None:
     np.testing.assert_allclose(scores.features, expected)
     # what only the window's text vocabularies and identities can tell, row by row
     column = {name: scores.features[:, FEATURES.index(name)] for name in FEATURES}
-    assert column["new_identity"].tolist() == [0, 0, 0, 1, 0, 0]  # dave
+    assert column["new_identity"].tolist() == [0, 0, 0, 1, 0, 0, 1]  # dave, alice's new role
     assert column["new_actions"][:3].tolist() == [0.0, 0.5, 0.0]  # CreateAccessKey is new to alice
     assert column["new_user_agent"][:3].tolist() == [0.0, 1.0, 0.0]
-    assert column["family_new"].tolist() == [0, 0, 0, 0, 0, 1]  # the Lambda role's first IPv6 address
+    assert column["family_new"].tolist() == [0, 0, 0, 0, 0, 1, 0]  # the Lambda role's first IPv6 address
+    assert column["person_address"].tolist() == [0, 0, 0, 0, 0, 0, 1]  # alice's, not dave's
 
 
 def test_a_model_stored_without_an_index_is_indexed_from_its_training_set() -> None:

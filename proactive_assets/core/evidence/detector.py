@@ -143,7 +143,7 @@ class Frame:
     def index(self) -> WindowIndex:
         """The whole window indexed for scoring the next day."""
         n = len(self.entities)
-        history = build_history(self.entity, self.address, self.day, self.book, n, self.behaviour, self.persons)
+        history = build_history(self.entity, self.address, self.day, self.book, n, self.behaviour)
         return WindowIndex(self.entities, self.vocabulary["event_names"], self.vocabulary["user_agents"], history)
 
 
@@ -194,7 +194,6 @@ def _validation_day(frame: Frame, networks: Networks, scorer: Scorer, d: int, rn
         frame.book,
         n,
         frame.behaviour.take(before),
-        frame.persons,
     )
     entity, address = frame.entity[on], frame.address[on]  # one row per (identity, address) and day
     day = build_day(entity, address, frame.book, history, n)

@@ -156,7 +156,6 @@ class History:
     actions: np.ndarray  # sorted keys of (identity, API call)
     agents: np.ndarray  # sorted keys of (identity, user agent)
     has_agents: np.ndarray  # per identity: its history records user agents at all
-    person_seen: np.ndarray  # sorted keys of (person, address) and (person, /24 (/64)), level-tagged
 
 
 @dataclass
@@ -223,29 +222,11 @@ def _churn(entity: np.ndarray, key: np.ndarray, day: np.ndarray, n_entities: int
     return out
 
 
-def _no_persons(persons: np.ndarray | None, n: int) -> np.ndarray:
-    return np.zeros(n, np.uint64) if persons is None else persons
-
-
-def _person_keys(person: np.ndarray, address: np.ndarray, book: AddressBook) -> np.ndarray:
-    """(person, address) and (person, /24 (/64)) keys of the rows that have a person (level keys are
-    tagged by level, so both live in one set)."""
-    has = person != 0
-    return np.concatenate([pair_key(person[has], book.level_keys[level][address[has]]) for level in (0, 1)])
-
-
 def build_history(
-    entity: np.ndarray,
-    address: np.ndarray,
-    day: np.ndarray,
-    book: AddressBook,
-    n: int,
-    behaviour: Behaviour,
-    persons: np.ndarray | None = None,
+    entity: np.ndarray, address: np.ndarray, day: np.ndarray, book: AddressBook, n: int, behaviour: Behaviour
 ) -> History:
     """Index the window's rows: ``entity`` and ``address`` are codes (into ``n`` identities and ``book``);
-    ``behaviour`` is what each row did (its pair index = the row); ``persons`` the person code of
-    each identity (``persons.person_codes``; none when omitted)."""
+    ``behaviour`` is what each row did (its pair index = the row)."""
     keys = [level[address] for level in book.level_keys]
     seen = [_sorted_unique(pair_key(entity, k)) for k in keys]
     org = [_counts(k, entity) for k in keys]
@@ -289,7 +270,6 @@ def build_history(
             pair_key(entity[behaviour.agent_pair], behaviour.agent_code.astype(np.uint64) ^ _AGENT_TAG)
         ),
         has_agents=np.bincount(entity[behaviour.agent_pair], minlength=n) > 0,
-        person_seen=_sorted_unique(_person_keys(_no_persons(persons, n)[entity], address, book)),
     )
 
 
@@ -328,6 +308,38 @@ def _unseen_share(
     return np.bincount(pair, weights=unseen, minlength=n) / np.maximum(total, 1), total > 0
 
 
+def _person_vouches(
+    entity: np.ndarray, keys: list[np.ndarray], seen: np.ndarray, history: History, persons: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per pair: is the address (its /24 (/64)), new to the identity, in the window of another
+    identity of the same person? Looked up in those identities' own history, so a person with
+    one identity costs nothing and the index stores nothing more."""
+    n = len(entity)
+    out = [np.zeros(n, bool), np.zeros(n, bool)]
+    if persons is None or n == 0:
+        return out[0], out[1]
+    linked = np.flatnonzero(persons != 0)
+    by_person = linked[np.argsort(persons[linked], kind="stable")]  # identity codes grouped by person
+    grouped = persons[by_person]
+    person = persons[entity]
+    first = np.searchsorted(grouped, person)
+    count = np.where(person != 0, np.searchsorted(grouped, person, side="right") - first, 0)
+    rows = np.flatnonzero(count > 1)
+    if len(rows) == 0:
+        return out[0], out[1]
+    repeats = count[rows]
+    pair = np.repeat(rows, repeats)
+    offset = np.arange(len(pair)) - np.repeat(np.cumsum(repeats) - repeats, repeats)
+    other = by_person[np.repeat(first[rows], repeats) + offset]
+    keep = other != entity[pair]
+    pair, other = pair[keep], other[keep]
+    for level in (0, 1):
+        hit = pair[member(history.seen[level], pair_key(other, keys[level][pair]))]
+        out[level][hit] = True
+        out[level] &= ~seen[:, level]
+    return out[0], out[1]
+
+
 def pair_features(
     entity: np.ndarray,
     address: np.ndarray,
@@ -364,10 +376,7 @@ def pair_features(
     known_today = (day.known_pairs[entity] - own_known_24) > 0
     siblings = lookup_count(day.sibling_keys, day.sibling_counts, levels[2]) - own_known_24
     sibling_known_today = ~l24 & (siblings > 0)
-    person = _no_persons(persons, int(entity.max()) + 1 if n else 0)[entity]
-    person_address, person_24 = (
-        (person != 0) & ~seen[:, level] & member(history.person_seen, pair_key(person, keys[level])) for level in (0, 1)
-    )
+    person_address, person_24 = _person_vouches(entity, keys, seen, history, persons)
     category = _provider_category(book)[address]
     provider_new = known & ~member(history.providers, pair_key(entity, category.astype(np.uint64)))
     concentration = np.maximum(history.aws_share[entity], history.cloud_share[entity])

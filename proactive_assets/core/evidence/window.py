@@ -37,9 +37,6 @@ _PER_IDENTITY = (
 )
 _ABSENT = {"churn_24": 0.5, "churn_16": 0.5}
 _PER_LEVEL = ("seen", "org_keys", "org_counts")
-#: History fields added since format 1: an index stored without them loads them empty (its model's
-#: combiner has no weight on the evidence they feed).
-_LATER = ("person_seen",)
 _TEXTS = ("entities", "actions", "agents")
 FORMAT = 1
 
@@ -105,8 +102,6 @@ class WindowIndex:
             for f in fields(History):
                 if f.name in _PER_LEVEL:
                     values[f.name] = [z[f"{f.name}_{level}"] for level in range(4)]
-                elif f.name in _LATER and f.name not in z.files:
-                    values[f.name] = np.zeros(0, np.uint64)
                 else:
                     values[f.name] = z[f.name]
         return cls(*texts, History(**values))
