@@ -210,6 +210,10 @@ def test_logistic_fit_separates_and_the_budget_sets_the_threshold() -> None:
     y = np.r_[np.zeros(400), np.ones(400)]
     beta = fit_logistic(x, y, np.ones(800))
     assert beta[1] > 1.5  # the feature raises the odds of the second class
+    # a warm day starts from model D-1's fit: the same optimum (the fit is convex), in fewer steps
+    nearby = beta + np.array([0.3, -0.2])
+    np.testing.assert_allclose(fit_logistic(x, y, np.ones(800), start=nearby), beta, atol=1e-7)
+    assert not np.allclose(fit_logistic(x, y, np.ones(800), start=nearby, steps=1), beta, atol=1e-7)
     full = np.zeros((10, len(FEATURES)))
     combiner = fit_combiner(np.vstack([full, full + 1]), np.r_[np.zeros(10, bool), np.ones(10, bool)])
     assert combiner.insight(full + 1).min() > 0.9 > 0.1 > combiner.insight(full).max()

@@ -277,3 +277,21 @@ def test_local_backend_threads_the_plan(chain: dict) -> None:
     assert trained.metadata["retraining"]["mode"] == "warm"
     assert IPInsightsModel.from_bytes(trained.artifact).metadata["retraining"]["warm_from"] == chain["previous"].version
     assert LocalBackend().train(window, PARAMS, chain["day"]).metadata["retraining"]["mode"] == "full"
+
+
+def test_a_warm_plan_carries_the_day_befores_combiner(chain: dict) -> None:
+    """The detector's combiner fit starts from model D-1's on a warm day (``detector._fit``)."""
+    previous, day = chain["previous"], chain["day"]
+    combiner = {"intercept": -2.0, "coefficients": {"novel_network": 1.5}, "fitted_on": {}}
+    meta = {**_metadata(previous, day - timedelta(days=1)), "evidence": {"combiner": combiner}}
+    plan = plan_retraining(
+        meta,
+        previous.to_bytes(),
+        backend="local",
+        warm_capable=True,
+        params=PARAMS,
+        window=plan_window(day),
+        full_every=7,
+    )
+    assert plan.warm and plan.previous_combiner == combiner
+    assert chain["plan"].previous_combiner is None  # a model D-1 without evidence (IP Insights alone)

@@ -45,7 +45,9 @@ def fit_logistic(
     (``prior_strength`` in all, whatever the weight): a MAP fit that a little data barely moves.
     ``start`` (a nearby fit) saves most of the Newton steps.
     """
-    design = np.hstack([np.ones((len(x), 1)), x])
+    design = np.empty((len(x), x.shape[1] + 1))  # C order, whatever the order of ``x``
+    design[:, 0] = 1.0
+    design[:, 1:] = x
     beta = np.zeros(design.shape[1]) if start is None else np.array(start, np.float64)
     centre = np.zeros(design.shape[1]) if prior is None else np.r_[0.0, prior]
     strength = 0.0 if prior is None else prior_strength
@@ -53,10 +55,13 @@ def fit_logistic(
     penalty = np.full(design.shape[1], ridge + strength)
     penalty[0] = 0.0
     target = strength * centre / np.maximum(penalty, 1e-12)
+    scaled = np.empty_like(design)
     for _ in range(steps):
         p = _sigmoid(design @ beta)
         gradient = design.T @ (weight * (p - y)) + penalty * (beta - target)
-        hessian = (design * (weight * p * (1 - p))[:, None]).T @ design + np.diag(penalty) + 1e-9 * np.eye(len(beta))
+        # X' W X as (sqrt(W) X)' (sqrt(W) X): one contiguous product, half the time of scaling X's transpose
+        np.multiply(design, np.sqrt(weight * p * (1 - p))[:, None], out=scaled)
+        hessian = scaled.T @ scaled + np.diag(penalty) + 1e-9 * np.eye(len(beta))
         step = np.linalg.solve(hessian, gradient)
         beta -= step
         if np.max(np.abs(step)) < 1e-8:
@@ -99,7 +104,7 @@ def fit_combiner(
     """Fit on real (``suspicious`` False) and synthetic (True) pairs, the two classes weighted equally.
 
     With a ``prior``, a short window's fit stays near it (``PRIOR_STRENGTH``); Newton's method
-    starts from ``start`` when given (the out-of-fold refits start from the full fit).
+    starts from ``start`` when given (model D-1's combiner on a warm day).
     """
     n_pos, n_neg = int((~suspicious).sum()), int(suspicious.sum())
     weight = np.where(suspicious, 0.5 / max(n_neg, 1), 0.5 / max(n_pos, 1)) * len(x)

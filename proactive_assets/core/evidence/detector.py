@@ -279,7 +279,8 @@ def train_detector(
     rng = np.random.default_rng(params.seed)
     ordinal = [pa.scalar(d, pa.date32()).cast(pa.int32()).as_py() for d in eval_days]
     folds = [f for f in (_validation_day(frame, networks, scorer, d, rng) for d in ordinal) if f is not None]
-    combiner, budget, auc = _fit(folds, alert_budget, [d.isoformat() for d in eval_days])
+    start = Combiner.from_dict(plan.previous_combiner) if plan and plan.warm and plan.previous_combiner else None
+    combiner, budget, auc = _fit(folds, alert_budget, [d.isoformat() for d in eval_days], start)
     evidence = {
         "combiner": combiner.to_dict(),
         "budget": budget.to_dict(),
@@ -303,8 +304,13 @@ def _auc(scores: np.ndarray, suspicious: np.ndarray) -> float | None:
     return float(value) if np.isfinite(value) else None
 
 
-def _fit(folds: list[_Fold], alert_budget: float, days: list[str]) -> tuple[Combiner, Budget, float | None]:
-    """The combiner on every validation day's pairs, and the budget threshold from its scores of them."""
+def _fit(
+    folds: list[_Fold], alert_budget: float, days: list[str], start: Combiner | None = None
+) -> tuple[Combiner, Budget, float | None]:
+    """The combiner on every validation day's pairs, and the budget threshold from its scores of them.
+
+    ``start``: model D-1's combiner on a warm day; Newton's method then needs a few steps, not eight
+    (the fit is convex, so it ends where a fit from zero would)."""
     if not folds or not any(f.suspicious.any() for f in folds) or not any((~f.suspicious).any() for f in folds):
         return PRIOR, budget_threshold([], [], np.zeros(0), alert_budget), None
     x = np.vstack([f.x for f in folds])
@@ -319,7 +325,7 @@ def _fit(folds: list[_Fold], alert_budget: float, days: list[str]) -> tuple[Comb
     # A short window (the first days of a deployment) leans on the prior; a full one decides alone:
     # the pull cost the realistic benchmark's full windows recall (0.65 -> 0.50 at the budget).
     prior = PRIOR if len(folds) < EVAL_DAYS else None
-    combiner = fit_combiner(x, suspicious, fitted_on, prior=prior)
+    combiner = fit_combiner(x, suspicious, fitted_on, prior=prior, start=start)
     # The threshold from the combiner's own scores of the validation days. (Out-of-fold scores were
     # tried while scoring wrongly saw no API call of the window as known: they then hid that bug's
     # false alerts; with the bug fixed they were the more pessimistic, 0.83 recall at 0.25 false

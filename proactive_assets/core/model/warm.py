@@ -59,6 +59,7 @@ class RetrainPlan:
     reason: str
     previous_version: str | None = None
     days_since_full: int = 0  # model D-1's: 0 when it was a full retrain
+    previous_combiner: dict[str, Any] | None = None  # model D-1's evidence combiner: where its fit starts
 
     @property
     def warm(self) -> bool:
@@ -112,7 +113,8 @@ def plan_retraining(
     except (ValueError, KeyError, OSError) as exc:
         return full_plan(f"the day before's model cannot be loaded ({exc})")
     version = str(previous.get("version", model.version))
-    return RetrainPlan(model, f"warm start from {version}", version, since_full)
+    combiner = (previous.get("evidence") or {}).get("combiner")
+    return RetrainPlan(model, f"warm start from {version}", version, since_full, combiner)
 
 
 def train_planned(
