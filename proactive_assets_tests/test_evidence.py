@@ -298,9 +298,10 @@ def test_only_names_of_people_link_identities() -> None:
     sso = "arn:aws:sts::111122223333:assumed-role/AWSReservedSSO_Admin_0a1b2c3d4e5f6a7b/Jo.Doe@example.com"
     assert person_name(sso) == "jo.doe"
     assert person_name("arn:aws:iam::444455556666:user/ops/jo.doe") == "jo.doe"
-    assert person_name("arn:aws:sts::111122223333:federated-user/jo.doe") == "jo.doe"
-    assert person_name("arn:aws:sts::111122223333:assumed-role/okta-admins/jo.doe@example.com") == "jo.doe"
-    for machine in (
+    for unlinked in (
+        # names the caller picks could be an intruder's pick of a colleague: they link nothing
+        "arn:aws:sts::111122223333:federated-user/jo.doe",
+        "arn:aws:sts::111122223333:assumed-role/okta-admins/jo.doe@example.com",
         "arn:aws:sts::111122223333:assumed-role/gha-deploy/GitHubActions",
         "arn:aws:sts::111122223333:assumed-role/web-instance/i-0123456789abcdef0",
         "arn:aws:sts::111122223333:assumed-role/AWSReservedSSO_Admin_0a1b",  # no session name
@@ -309,7 +310,7 @@ def test_only_names_of_people_link_identities() -> None:
         "i-0123456789abcdef0",
         "",
     ):
-        assert person_name(machine) == "", machine
+        assert person_name(unlinked) == "", unlinked
     codes = person_codes([sso, "arn:aws:iam::444455556666:user/jo.doe", "arn:aws:iam::1:user/kim", "i-0abc"])
     assert codes[0] == codes[1] != 0 and codes[2] not in (0, codes[0]) and codes[3] == 0
 

@@ -7,9 +7,11 @@ other identity already uses, the network is new to that identity but not to its 
 switching roles, not stolen credentials (an intruder is not on the victim's other identities'
 networks).
 
-Only names that say who the person is link identities: IAM user names, federated users, and the
-session names of Identity Center roles or that hold an ``@``. Machine sessions (an instance id, a
-function name, ``GitHubActions``) are shared by unrelated workloads and link nothing.
+Only names AWS sets link identities: IAM user names and the session names of Identity Center
+roles (``AWSReservedSSO_*``, named by Identity Center after the user). A session name the caller
+picks (AssumeRole's ``RoleSessionName``, GetFederationToken's name) could be an intruder's choice
+of a colleague who works from the network they are on, so it links nothing; nor do machine
+sessions (an instance id, a function name, ``GitHubActions``), shared by unrelated workloads.
 """
 
 import hashlib
@@ -29,10 +31,9 @@ def person_name(arn: str) -> str:
     path = parts[5].split("/")
     kind, name = path[0], path[-1] if len(path) > 1 else ""
     if kind == "assumed-role":
-        role = path[1] if len(path) > 2 else ""
-        if len(path) < 3 or not (role.startswith("AWSReservedSSO_") or "@" in name):
+        if len(path) < 3 or not path[1].startswith("AWSReservedSSO_"):
             return ""
-    elif kind not in ("user", "federated-user"):
+    elif kind != "user":
         return ""
     return name.split("@", 1)[0].strip().lower()
 
