@@ -349,40 +349,51 @@ NOVELTY = (
 )
 
 
-def _named(features: np.ndarray, vector: np.ndarray, sign: float, k: int) -> pa.Array:
-    """Per row, the (at most ``k``) features whose contribution to the log-odds (``features * vector``)
-    is at least ``NAMED_EVIDENCE`` in the direction ``sign`` (+1: raising the insight, -1: lowering
-    it), largest first (ties: the earlier feature), as a list column.
+def _named(features: np.ndarray, vector: np.ndarray, order: np.ndarray, limits: tuple[int, int]) -> list[pa.Array]:
+    """The evidence each row names: two list columns, the (at most ``limits[0]``) features whose
+    contribution to the log-odds (``features * vector``) raises it by at least ``NAMED_EVIDENCE``
+    and the (at most ``limits[1]``) lowering it by as much, largest first (ties: the earlier
+    feature). Output row ``j`` is ``features``' row ``order[j]``.
 
     A feature at a time over its contiguous column, and only the entries that pass are ordered (a
-    pair has a handful at most): the whole contributions matrix (41 per pair) is never built.
+    pair has a handful at most): the whole contributions matrix (41 per pair) is never built. They
+    are ordered in ``features``' own row order (each feature's hits come sorted, so the sort has
+    little to do) and then gathered a row's run at a time into ``order``.
     """
     n = len(features)
     columns_t = features.T  # (features, pairs): each feature's values contiguous
-    rows, columns, values = [], [], []
+    found: list[list[tuple[np.ndarray, int, np.ndarray]]] = [[], []]
     for i, weight in enumerate(vector.tolist()):
         if weight == 0.0:
             continue
-        contribution = columns_t[i] * (sign * weight)
-        hit = np.flatnonzero(contribution >= NAMED_EVIDENCE)
-        rows.append(hit)
-        columns.append(np.full(len(hit), i, np.int64))
-        values.append(contribution[hit])
-    row = np.concatenate(rows) if rows else np.zeros(0, np.int64)
-    column = np.concatenate(columns) if columns else np.zeros(0, np.int64)
-    value = np.concatenate(values) if values else np.zeros(0)
-    order = np.lexsort((column, -value, row))
-    row, column = row[order], column[order]
-    rank = np.arange(len(row)) - np.searchsorted(row, row)
-    kept = rank < k
-    offsets = np.zeros(n + 1, np.int32)
-    np.cumsum(np.bincount(row[kept], minlength=n), out=offsets[1:])
-    names = pc.take(pa.array(FEATURES, pa.string()), pa.array(column[kept]))
-    return pa.ListArray.from_arrays(pa.array(offsets), names)
+        contribution = columns_t[i] * weight
+        for side, hit in enumerate((contribution >= NAMED_EVIDENCE, contribution <= -NAMED_EVIDENCE)):
+            rows = np.flatnonzero(hit)
+            found[side].append((rows, i, np.abs(contribution[rows])))
+    out = []
+    for side, k in enumerate(limits):
+        parts = found[side] or [(np.zeros(0, np.int64), 0, np.zeros(0))]
+        row = np.concatenate([r for r, _, _ in parts])
+        column = np.concatenate([np.full(len(r), i, np.int64) for r, i, _ in parts])
+        value = np.concatenate([v for _, _, v in parts])
+        ranked = np.lexsort((column, -value, row))
+        row, column = row[ranked], column[ranked]
+        kept = np.arange(len(row)) - np.searchsorted(row, row) < k
+        row, column = row[kept], column[kept]
+        counts = np.bincount(row, minlength=n)
+        first = np.cumsum(counts) - counts  # where each source row's run starts
+        lengths = counts[order]
+        offsets = np.zeros(len(order) + 1, np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        entries = np.repeat(first[order] - offsets[:-1], lengths) + np.arange(int(offsets[-1]))
+        names = pc.take(pa.array(FEATURES, pa.string()), pa.array(column[entries]))
+        out.append(pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), names))
+    return out
 
 
-def _owner_names(book: AddressBook, address: np.ndarray, networks: Networks) -> pa.Array:
-    """Each pair's address owner as text ("aws us-east-1 EC2", "private", ""), built once per kind of owner."""
+def _owner_names(book: AddressBook, address: np.ndarray, networks: Networks) -> tuple[pa.Array, np.ndarray]:
+    """Each pair's address owner as text ("aws us-east-1 EC2", "private", ""): the distinct texts,
+    built once per kind of owner, and each pair's index into them."""
     owner = book.owner
     names = networks.names
     width = np.int64(len(names) + 1)
@@ -399,7 +410,7 @@ def _owner_names(book: AddressBook, address: np.ndarray, networks: Networks) -> 
         provider, region = divmod(rest, int(width))
         parts = (providers[provider - 1], names[region - 1], names[service - 1])
         text.append(" ".join(part for part in parts if part))
-    return pc.take(pa.array(text, pa.string()), pa.array(inverse.reshape(-1)[address]))
+    return pa.array(text, pa.string()), inverse.reshape(-1)[address]
 
 
 @dataclass
@@ -412,33 +423,35 @@ class DayScores:
     entity_known: np.ndarray
     features: np.ndarray
     coefficients: np.ndarray  # the combiner's, over ``FEATURES``
-    owner: pa.Array
+    owner_texts: pa.Array  # the distinct owners ...
+    owner: np.ndarray  # ... and each pair's index into them
 
-    def evidence_columns(self) -> dict[str, pa.Array]:
-        """The columns ``daily_insights`` keeps beside ``insight``, for explanations and audits."""
-        column = {name: self.features[:, i] for i, name in enumerate(FEATURES)}
+    def evidence_columns(self, order: np.ndarray | None = None) -> dict[str, pa.Array]:
+        """The columns ``daily_insights`` keeps beside ``insight``, for explanations and audits.
+
+        ``order``: the rows to give, in that order (``scoring.insights_table``'s riskiest first):
+        the columns are built in it rather than built and then reordered (the named-evidence lists
+        cost as much to reorder as to build)."""
+        order = np.arange(len(self.insight)) if order is None else np.asarray(order, np.int64)
+
+        def column(name: str) -> np.ndarray:
+            return self.features[:, FEATURES.index(name)][order]
+
         novelty = np.select(
-            [
-                column["new_identity"] > 0,
-                column["novel_network"] > 0,
-                column["novel_12"] > 0,
-                column["novel_16"] > 0,
-                column["novel_24"] > 0,
-            ],
+            [column(name) > 0 for name in ("new_identity", "novel_network", "novel_12", "novel_16", "novel_24")],
             [5, 4, 3, 2, 1],
             default=0,
         )
-        support = _named(self.features, self.coefficients, 1.0, 4)
-        against = _named(self.features, self.coefficients, -1.0, 3)
+        support, against = _named(self.features, self.coefficients, order, (4, 3))
         return {
-            "ip_insights": pa.array(self.ip_insights, pa.float64()),
+            "ip_insights": pa.array(self.ip_insights[order], pa.float64()),
             "novelty": pc.take(pa.array(NOVELTY, pa.string()), pa.array(novelty)),
-            "others_on_address_window": pa.array(np.rint(np.expm1(column["others_address_window"])).astype(np.int64)),
-            "others_on_address_today": pa.array(np.rint(np.expm1(column["others_address_today"])).astype(np.int64)),
-            "others_on_24_window": pa.array(np.rint(np.expm1(column["others_24_window"])).astype(np.int64)),
-            "identity_churn": pa.array(column["churn_24"], pa.float64()),
-            "known_network_today": pa.array(column["known_network_today"] > 0),
-            "address_owner": self.owner,
+            "others_on_address_window": pa.array(np.rint(np.expm1(column("others_address_window"))).astype(np.int64)),
+            "others_on_address_today": pa.array(np.rint(np.expm1(column("others_address_today"))).astype(np.int64)),
+            "others_on_24_window": pa.array(np.rint(np.expm1(column("others_24_window"))).astype(np.int64)),
+            "identity_churn": pa.array(column("churn_24"), pa.float64()),
+            "known_network_today": pa.array(column("known_network_today") > 0),
+            "address_owner": pc.take(self.owner_texts, pa.array(self.owner[order])),
             "evidence_for": support,
             "evidence_against": against,
         }
@@ -469,6 +482,7 @@ def score_day(
     ipi = np.asarray(result.insight, np.float64) if result is not None else np.zeros(0)
     real = np.ones(len(coded.entity), bool)
     x = pair_features(coded.entity, coded.address, ipi, real, coded.book, history, day, coded.behaviour, coded.persons)
+    owner_texts, owner = _owner_names(coded.book, coded.address, networks)
     return DayScores(
         insight=combiner.insight(x),
         dot_product=np.asarray(result.dot_product, np.float64) if result is not None else np.zeros(0),
@@ -476,7 +490,8 @@ def score_day(
         entity_known=np.asarray(result.entity_known, bool) if result is not None else np.zeros(0, bool),
         features=x,
         coefficients=combiner.vector,
-        owner=_owner_names(coded.book, coded.address, networks),
+        owner_texts=owner_texts,
+        owner=owner,
     )
 
 

@@ -199,7 +199,7 @@ def model_assets(partitions: DailyPartitionsDefinition, training_days: int) -> l
         scorer = backend.scorer(model, window)
         scores = score_day(model, scorer, window_index(model, window, networks), pairs, networks)
         result = ScoreResult(scores.dot_product, scores.insight, scores.entity_known)
-        insights = scoring.insights_table(pairs, result, model.version, day, scores.evidence_columns())
+        insights = scoring.insights_table(pairs, result, model.version, day, scores.evidence_columns)
         warehouse.write_tables(tables.DAILY_INSIGHTS, day, {tables.DAILY_INSIGHTS: insights})
         threshold = threshold_for(model.metadata, settings.insight_threshold)
         edges, counts = scoring.insight_histogram(insights)
