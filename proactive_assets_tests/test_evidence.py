@@ -114,19 +114,25 @@ HISTORY = [  # (entity, address, day)
 ]
 
 
-def features_for(today: list[tuple[str, str]], ip_insights: float = 0.5) -> dict[tuple[str, str], dict[str, float]]:
-    addresses = sorted({a for _, a, _ in HISTORY} | {a for _, a in today})
-    entities = sorted({e for e, _, _ in HISTORY} | {e for e, _ in today})
+def features_for(
+    today: list[tuple[str, str]],
+    ip_insights: float = 0.5,
+    history_rows: list[tuple[str, str, int]] = HISTORY,
+    link_persons: bool = False,
+) -> dict[tuple[str, str], dict[str, float]]:
+    addresses = sorted({a for _, a, _ in history_rows} | {a for _, a in today})
+    entities = sorted({e for e, _, _ in history_rows} | {e for e, _ in today})
     book = address_book(addresses, NETWORKS)
-    e = np.array([entities.index(x) for x, _, _ in HISTORY])
-    a = np.array([addresses.index(x) for _, x, _ in HISTORY])
-    d = np.array([x for _, _, x in HISTORY])
+    e = np.array([entities.index(x) for x, _, _ in history_rows])
+    a = np.array([addresses.index(x) for _, x, _ in history_rows])
+    d = np.array([x for _, _, x in history_rows])
     history = build_history(e, a, d, book, len(entities), Behaviour.empty(len(e)))
     te = np.array([entities.index(x) for x, _ in today])
     ta = np.array([addresses.index(x) for _, x in today])
     day = build_day(te, ta, book, history, len(entities))
     ipi = np.full(len(te), ip_insights)
-    x = pair_features(te, ta, ipi, np.ones(len(te), bool), book, history, day, Behaviour.empty(len(te)))
+    persons = person_codes(entities) if link_persons else None
+    x = pair_features(te, ta, ipi, np.ones(len(te), bool), book, history, day, Behaviour.empty(len(te)), persons)
     return {pair: dict(zip(FEATURES, row, strict=True)) for pair, row in zip(today, x, strict=True)}
 
 
@@ -331,23 +337,10 @@ def test_the_same_persons_other_identity_vouches_for_its_network() -> None:
         (JO_SSO, "192.0.2.44"),  # new to both of jo's identities, both on it today: only the past vouches
         (JO_USER, "192.0.2.44"),  # (a stolen laptop's credentials all used from the intruder's address)
     ]
-    addresses = sorted({a for _, a, _ in history_rows} | {a for _, a in today})
-    entities = sorted({e for e, _, _ in history_rows} | {e for e, _ in today})
-    persons = person_codes(entities)
-    book = address_book(addresses, NETWORKS)
-    e = np.array([entities.index(x) for x, _, _ in history_rows])
-    a = np.array([addresses.index(x) for _, x, _ in history_rows])
-    d = np.array([x for _, _, x in history_rows])
-    history = build_history(e, a, d, book, len(entities), Behaviour.empty(len(e)))
-    te = np.array([entities.index(x) for x, _ in today])
-    ta = np.array([addresses.index(x) for _, x in today])
-    day = build_day(te, ta, book, history, len(entities))
-    real = np.ones(len(te), bool)
-    x = pair_features(te, ta, np.full(len(te), 0.5), real, book, history, day, Behaviour.empty(len(te)), persons)
-    got = [(row[FEATURES.index("person_address")], row[FEATURES.index("person_24")]) for row in x]
-    assert got == [(1, 1), (0, 1), (0, 0), (0, 0), (0, 0)]
-    alone = pair_features(te[:1], ta[:1], np.full(1, 0.5), real[:1], book, history, day, Behaviour.empty(1))
-    assert alone[0, FEATURES.index("person_address")] == 0  # without person codes nothing links
+    f = features_for(today, history_rows=history_rows, link_persons=True)
+    assert [(f[p]["person_address"], f[p]["person_24"]) for p in today] == [(1, 1), (0, 1), (0, 0), (0, 0), (0, 0)]
+    alone = features_for(today[:1], history_rows=history_rows)  # without person codes nothing links
+    assert alone[today[0]]["person_address"] == 0
 
 
 def test_no_synthetic_attack_sits_on_a_network_of_the_victims_other_identity() -> None:

@@ -77,8 +77,10 @@ def _metadata(model: IPInsightsModel, day: date) -> dict:
     }
 
 
-def _plan(previous: IPInsightsModel | None, day: date, **overrides) -> warm.RetrainPlan:
+def _plan(previous: IPInsightsModel | None, day: date, evidence: dict | None = None, **overrides) -> warm.RetrainPlan:
     meta = None if previous is None else _metadata(previous, day - timedelta(days=1))
+    if meta is not None and evidence is not None:
+        meta["evidence"] = evidence
     args = {
         "backend": "local",
         "warm_capable": True,
@@ -283,15 +285,6 @@ def test_a_warm_plan_carries_the_day_befores_combiner(chain: dict) -> None:
     """The detector's combiner fit starts from model D-1's on a warm day (``detector._fit``)."""
     previous, day = chain["previous"], chain["day"]
     combiner = {"intercept": -2.0, "coefficients": {"novel_network": 1.5}, "fitted_on": {}}
-    meta = {**_metadata(previous, day - timedelta(days=1)), "evidence": {"combiner": combiner}}
-    plan = plan_retraining(
-        meta,
-        previous.to_bytes(),
-        backend="local",
-        warm_capable=True,
-        params=PARAMS,
-        window=plan_window(day),
-        full_every=7,
-    )
+    plan = _plan(previous, day, evidence={"combiner": combiner})
     assert plan.warm and plan.previous_combiner == combiner
     assert chain["plan"].previous_combiner is None  # a model D-1 without evidence (IP Insights alone)
