@@ -188,12 +188,7 @@ def _validation_day(frame: Frame, networks: Networks, scorer: Scorer, d: int, rn
         return None
     n = len(frame.entities)
     history = build_history(
-        frame.entity[before],
-        frame.address[before],
-        frame.day[before],
-        frame.book,
-        n,
-        frame.behaviour.take(before),
+        frame.entity[before], frame.address[before], frame.day[before], frame.book, n, frame.behaviour.take(before)
     )
     entity, address = frame.entity[on], frame.address[on]  # one row per (identity, address) and day
     day = build_day(entity, address, frame.book, history, n)

@@ -19,9 +19,6 @@ from collections.abc import Iterable
 
 import numpy as np
 
-#: The code of an identity with no person (a machine, the root user, anything unparsed).
-NO_PERSON = np.uint64(0)
-
 
 def person_name(arn: str) -> str:
     """The person an identity belongs to (lower case, without a ``@domain``), or ``""`` for none."""
@@ -39,10 +36,10 @@ def person_name(arn: str) -> str:
 
 
 def person_codes(arns: Iterable[str]) -> np.ndarray:
-    """A stable 64-bit code per identity for its person (``NO_PERSON`` where it has none)."""
+    """A stable 64-bit code per identity for its person: odd, or 0 where it has none (a machine,
+    the root user, anything unparsed)."""
     out = []
     for arn in arns:
         name = person_name(str(arn))
-        code = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "little") if name else 0
-        out.append(code or (1 if name else 0))
+        out.append(int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "little") | 1 if name else 0)
     return np.array(out, dtype=np.uint64)
