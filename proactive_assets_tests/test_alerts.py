@@ -560,8 +560,8 @@ def test_explanation_names_the_evidence_and_where_it_disagrees() -> None:
         "event_count": 4,
         "event_names": ["GetSecretValue"],
         "write_event_names": [],
-        "evidence_for": ["off_provider", "novel_network", "novel_x_new_actions"],
-        "evidence_against": ["novel_x_others_today"],
+        "evidence_for": ["off_provider", "novel_network", "novel_x_new_actions", "ip_insights"],
+        "evidence_against": ["novel_x_others_today", "novel_x_ip_insights"],
         "address_owner": "",
         "novelty": "never-seen network",
     }
@@ -571,7 +571,9 @@ def test_explanation_names_the_evidence_and_where_it_disagrees() -> None:
     assert (
         "Evidence: a machine identity that only ever called from cloud addresses, now from elsewhere; "
         "a network this identity never used; API calls it never made in the window; "
-        "against it: other identities used this network today." in row["explanation"]
+        "IP Insights finds the address unlike this identity's networks; "
+        "against it: other identities used this network today; "
+        "IP Insights finds the address like this identity's networks." in row["explanation"]
     )
     message = format_sns_message(row, DAY, None)
     assert "Evidence: a machine identity" in message.text

@@ -451,9 +451,19 @@ EVIDENCE_TEXT = {
 }
 
 
-def evidence_text(names: Any, owner: Any) -> str:
-    """The named evidence as one phrase list (duplicates merged), with the address's owner filled in."""
-    phrases = [EVIDENCE_TEXT.get(str(n), str(n)).format(owner=owner or "no known owner") for n in as_name_list(names)]
+#: Where evidence argues *against* an alert, what it means then (the model's score of the pair
+#: lowers the insight when it finds the address like the identity's own networks).
+EVIDENCE_AGAINST_TEXT = {
+    "ip_insights": "IP Insights finds the address like this identity's networks",
+    "novel_x_ip_insights": "IP Insights finds the address like this identity's networks",
+}
+
+
+def evidence_text(names: Any, owner: Any, against: bool = False) -> str:
+    """The named evidence as one phrase list (duplicates merged), with the address's owner filled in;
+    ``against``: the evidence lowered the insight."""
+    texts = {**EVIDENCE_TEXT, **EVIDENCE_AGAINST_TEXT} if against else EVIDENCE_TEXT
+    phrases = [texts.get(str(n), str(n)).format(owner=owner or "no known owner") for n in as_name_list(names)]
     return "; ".join(dict.fromkeys(phrases))
 
 
@@ -462,7 +472,7 @@ def _evidence_sentence(row: dict[str, Any]) -> str | None:
     if "evidence_for" not in row:
         return None
     support = evidence_text(row.get("evidence_for"), row.get("address_owner"))
-    against = evidence_text(row.get("evidence_against"), row.get("address_owner"))
+    against = evidence_text(row.get("evidence_against"), row.get("address_owner"), against=True)
     if not support and not against:
         return None
     text = f"Evidence: {support or 'none strong on its own'}"
