@@ -34,6 +34,7 @@ from proactive_assets.core.evidence.features import (
     build_day,
     build_history,
     pair_features,
+    runs,
 )
 from proactive_assets.core.evidence.keys import AddressBook, address_book, level_keys
 from proactive_assets.core.evidence.negatives import KINDS, Negatives, draw_negatives, draw_other
@@ -380,8 +381,7 @@ def _named(features: np.ndarray, vector: np.ndarray, order: np.ndarray, limits: 
         lengths = counts[order]
         offsets = np.zeros(len(order) + 1, np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        entries = np.repeat(first[order] - offsets[:-1], lengths) + np.arange(int(offsets[-1]))
-        names = pc.take(pa.array(FEATURES, pa.string()), pa.array(column[entries]))
+        names = pc.take(pa.array(FEATURES, pa.string()), pa.array(column[runs(first[order], lengths)]))
         out.append(pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), names))
     return out
 

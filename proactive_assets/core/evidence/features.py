@@ -96,6 +96,12 @@ def distinct_sorted(sorted_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return sorted_values[start], np.diff(np.r_[start, len(sorted_values)])
 
 
+def runs(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The indices ``starts[i] .. starts[i] + lengths[i] - 1`` of every run, concatenated in order."""
+    ends = np.cumsum(lengths)
+    return np.repeat(np.asarray(starts) - (ends - lengths), lengths) + np.arange(int(ends[-1]) if len(ends) else 0)
+
+
 def _sorted_unique(keys: np.ndarray) -> np.ndarray:
     return distinct_sorted(np.sort(keys))[0]
 
@@ -182,8 +188,7 @@ class Behaviour:
             start = np.searchsorted(pair[order], rows)
             stop = np.searchsorted(pair[order], rows, side="right")
             lengths = stop - start
-            index = np.repeat(start - np.cumsum(np.r_[0, lengths[:-1]]), lengths) + np.arange(lengths.sum())
-            return np.repeat(np.arange(len(rows)), lengths), code[order[index]]
+            return np.repeat(np.arange(len(rows)), lengths), code[order[runs(start, lengths)]]
 
         action_pair, action_code = pick(self.action_pair, self.action_code)
         agent_pair, agent_code = pick(self.agent_pair, self.agent_code)
@@ -329,8 +334,7 @@ def _person_vouches(
         return out[0], out[1]
     repeats = count[rows]
     pair = np.repeat(rows, repeats)
-    offset = np.arange(len(pair)) - np.repeat(np.cumsum(repeats) - repeats, repeats)
-    other = by_person[np.repeat(first[rows], repeats) + offset]
+    other = by_person[runs(first[rows], repeats)]
     keep = other != entity[pair]
     pair, other = pair[keep], other[keep]
     for level in (0, 1):
