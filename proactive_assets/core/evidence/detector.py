@@ -40,7 +40,7 @@ from proactive_assets.core.evidence.keys import AddressBook, address_book, level
 from proactive_assets.core.evidence.negatives import KINDS, Negatives, draw_negatives, draw_other
 from proactive_assets.core.evidence.networks import PROVIDERS, Networks
 from proactive_assets.core.evidence.persons import person_codes
-from proactive_assets.core.evidence.window import WindowIndex
+from proactive_assets.core.evidence.window import WindowIndex, list_items
 from proactive_assets.core.model import IPInsightsParams, roc_auc
 from proactive_assets.core.model.warm import RetrainPlan
 from proactive_assets.core.scoring import Scorer
@@ -69,18 +69,10 @@ PRIOR = Combiner(
 )
 
 
-def _flat(table: pa.Table, name: str) -> tuple[np.ndarray, pa.Array]:
-    """(row index, value) of every item of a list column; nothing when the table lacks it."""
-    if name not in table.column_names or table.num_rows == 0:
-        return np.zeros(0, np.int64), pa.array([], pa.string())
-    column = table.column(name).combine_chunks()
-    return np.asarray(pc.list_parent_indices(column), np.int64), pc.list_flatten(column)
-
-
 def _behaviour(tables: list[pa.Table]) -> tuple[list[Behaviour], dict[str, pd.Index]]:
     """Each table's behaviour, its API calls and user agents coded in one vocabulary (returned too)."""
     out = []
-    flats = {name: [_flat(t, name) for t in tables] for name in ("event_names", "user_agents")}
+    flats = {name: [list_items(t, name) for t in tables] for name in ("event_names", "user_agents")}
     codes, vocabulary = {}, {}
     for name, parts in flats.items():
         values = pa.chunked_array([v for _, v in parts], pa.string())

@@ -153,14 +153,19 @@ def _indices(encoded: pa.DictionaryArray) -> np.ndarray:
     return pc.fill_null(encoded.indices, 0).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
+def list_items(table: pa.Table, name: str) -> tuple[np.ndarray, pa.Array]:
+    """(row index, value) of every item of a list column; nothing when the table lacks it."""
+    if name not in table.column_names or table.num_rows == 0:
+        return np.zeros(0, np.int64), pa.array([], pa.string())
+    column = table.column(name).combine_chunks()
+    return np.asarray(pc.list_parent_indices(column), np.int64), pc.list_flatten(column)
+
+
 def _coded_items(table: pa.Table, name: str, vocabulary: pd.Index) -> tuple[np.ndarray, np.ndarray]:
     """(row, code) of each non-null item of list column ``name``; values the window never had get
     one code past the vocabulary (they are all simply 'never seen')."""
-    if name not in table.column_names or table.num_rows == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    column = table.column(name).combine_chunks()
-    rows = np.asarray(pc.list_parent_indices(column), np.int64)
-    encoded = _encoded(pc.list_flatten(column))
+    rows, values = list_items(table, name)
+    encoded = _encoded(values)
     valid = encoded.is_valid().to_numpy(zero_copy_only=False)
     code = vocabulary.get_indexer(encoded.dictionary.to_numpy(zero_copy_only=False))
     code[code < 0] = len(vocabulary)
