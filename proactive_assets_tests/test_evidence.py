@@ -231,7 +231,8 @@ def test_logistic_fit_separates_and_the_budget_sets_the_threshold() -> None:
     assert budget.expected_false_alerts_per_100 == pytest.approx(20.0) and budget.expected_recall == 1.0
     assert budget_threshold([np.zeros(5)], [1000], np.ones(5), 1.0).threshold == MIN_THRESHOLD
     # the days' expected false alerts add up: 20 per 100 of 30 identity-days = 6, all on the busy day
-    calm, busy = np.linspace(0, 0.6, 100), np.linspace(0, 0.99, 100)
+    # (days of 30 pairs: too few for a tail of their own, so counted)
+    calm, busy = np.linspace(0, 0.6, 30), np.linspace(0, 0.99, 30)
     pooled = budget_threshold([calm, calm, busy], [10, 10, 10], np.ones(5), 20)
     assert (busy >= pooled.threshold).sum() == 6 and (calm >= pooled.threshold).sum() == 0
     # a few real attacks on top of a large day do not lift the threshold to above them
@@ -239,9 +240,11 @@ def test_logistic_fit_separates_and_the_budget_sets_the_threshold() -> None:
     day = 1 / (1 + np.exp(-rng.normal(-4, 1, 2000)))
     with_attacks = np.r_[day, np.full(8, 0.999)]
     assert budget_threshold([with_attacks], [400], np.ones(1), 1.0).threshold < 0.99
-    # days too small for a tail of their own (300 pairs) are modelled as one: two attacks a day
+    # nor does 1% of a day's pairs saturated at 1 stretch the tail (they are censored)
+    assert budget_threshold([np.r_[day, np.ones(20)]], [400], np.ones(1), 1.0).threshold < 0.99
+    # days too small for a tail of their own (60 pairs) are modelled as one: two attacks a day
     # in the validation days do not lift the threshold above every attack like them
-    small = [np.r_[1 / (1 + np.exp(-rng.normal(-4, 1, 300))), np.full(2, 0.999)] for _ in range(5)]
+    small = [np.r_[1 / (1 + np.exp(-rng.normal(-4, 1, 60))), np.full(2, 0.999)] for _ in range(5)]
     assert budget_threshold(small, [150] * 5, np.ones(1), 1.0).threshold < 0.99
     assert budget_threshold(small[:1], [150], np.ones(1), 1.0).threshold > 0.99  # one day: counted as it is
     assert threshold_for({"threshold": 0.7}, None) == 0.7 and threshold_for({"threshold": 0.7}, 0.9) == 0.9
