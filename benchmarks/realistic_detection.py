@@ -44,7 +44,7 @@ from proactive_assets.core.model import roc_auc
 from proactive_assets.core.storage import open_store
 from proactive_assets.core.warehouse import Warehouse
 from proactive_assets.defs import tables
-from proactive_assets.defs.model_store import load_model_metadata
+from proactive_assets.defs.model_store import MODEL_JSON, load_model_metadata
 
 START = date(2024, 6, 3)  # a Monday
 TRAVEL = "travel"
@@ -149,7 +149,7 @@ def run_seed(seed: int, days: int, scale: float, workdir: Path, log: Path) -> tu
     scored["seed"] = seed
     test = {d.isoformat() for d in test_days}
     attacks = [e for e in truth["suspicious"] if e["day"] in test]
-    models = [d for d in test_days if warehouse.has(tables.IP_INSIGHTS_MODEL, d)]
+    models = [d for d in test_days if warehouse.has_file(tables.IP_INSIGHTS_MODEL, d, MODEL_JSON)]
     info = {
         "default_thresholds": [load_model_metadata(warehouse, d)["threshold"] for d in models],
         "attacks_injected": len(attacks),

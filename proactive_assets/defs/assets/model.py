@@ -117,7 +117,7 @@ def model_assets(partitions: DailyPartitionsDefinition, training_days: int) -> l
                 tables.IP_INSIGHTS_MODEL,
                 deps=[training_set],
                 group_name="model",
-                code_version="4",
+                code_version="5",
                 description="IP Insights model trained on training_set D; 'deployed' = ready to score day D.",
             )
         ],
