@@ -194,7 +194,7 @@ def _grow(root: Path, target_events: int) -> int:
 
 
 CHILD = """
-import json, resource, sys, time
+import json, os, resource, sys, time
 from datetime import date
 from dagster import AssetKey, DagsterInstance
 from proactive_assets.config import Settings
@@ -202,7 +202,9 @@ from proactive_assets.defs.definitions import build_definitions
 ASSETS = ("raw_cloudtrail", "cloudtrail_events", "learning_set")
 out = {"seconds": 0.0, "cpu": 0.0, "steps": ""}
 if sys.argv[1] == "run":
-    defs = build_definitions(Settings(home=sys.argv[3], cloudtrail_uri=sys.argv[2]))
+    # from the environment, as the CLI reads it: PROACTIVE_INGEST_WORKERS applies
+    env = {**os.environ, "PROACTIVE_HOME": sys.argv[3], "PROACTIVE_CLOUDTRAIL_URI": sys.argv[2]}
+    defs = build_definitions(Settings.from_env(env))
     job = defs.resolve_implicit_global_asset_job_def()
     started, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
     result = job.execute_in_process(
