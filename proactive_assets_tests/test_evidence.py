@@ -68,6 +68,10 @@ def test_the_most_specific_prefix_owns_an_address() -> None:
     for private in ("10.1.2.3", "172.16.5.5", "192.168.0.1", "100.64.1.1", "fd00::1"):
         assert owner_of(NETWORKS, private)[3], private
     assert not owner_of(NETWORKS, "198.51.100.7")[3]
+    # a database that announces no IPv6 range (or nothing) still answers for IPv6 (and for anything)
+    only_v4 = Networks([Prefix("3.80.0.0/12", "aws", "us-east-1", "EC2")], "test", "2026-11-26")
+    assert owner_of(only_v4, "2600:1f18:aa::1") == ("", "", "", False) and owner_of(only_v4, "fd00::1")[3]
+    assert owner_of(Networks([], "test", "2026-11-26"), "3.80.1.2") == ("", "", "", False)
 
 
 def test_bundled_ranges_are_dated_and_know_aws_and_other_clouds() -> None:
