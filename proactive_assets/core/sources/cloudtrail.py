@@ -21,6 +21,7 @@ import pyarrow as pa
 from proactive_assets.core.events import DayListing, EventBatch, Problem, quarantined
 from proactive_assets.core.sources.cloudtrail_records import (
     BATCH_BYTES,
+    EPOCH,
     MAX_OBJECT_BYTES,
     LogBatch,
     ObjectTooLarge,
@@ -210,8 +211,8 @@ def inventory_table(objects: list[LogObject]) -> pa.Table:
 def objects_from_inventory(inventory: pa.Table) -> list[LogObject]:
     """The objects an ``inventory_table`` lists (what ``read`` takes)."""
     columns = [  # by column: no dict a row
-        _datetimes(inventory.column(name)) if pa.types.is_timestamp(field.type) else inventory.column(name).to_pylist()
-        for name, field in zip(INVENTORY_SCHEMA.names, INVENTORY_SCHEMA, strict=True)
+        _datetimes(inventory.column(f.name)) if pa.types.is_timestamp(f.type) else inventory.column(f.name).to_pylist()
+        for f in INVENTORY_SCHEMA
     ]
     return [
         LogObject(ObjectInfo(key, size, etag, last_modified), uri, org_id, account, region, delivered_at)
@@ -219,13 +220,10 @@ def objects_from_inventory(inventory: pa.Table) -> list[LogObject]:
     ]
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
 def _datetimes(column: pa.ChunkedArray) -> list[datetime | None]:
     """A ``timestamp[ms, UTC]`` column as datetimes: ten times faster than Arrow's ``to_pylist``
     (0.018 s against 0.18 s for a big day's 17,885 objects), the same values."""
-    return [None if ms is None else _EPOCH + timedelta(milliseconds=ms) for ms in column.cast(pa.int64()).to_pylist()]
+    return [None if ms is None else EPOCH + timedelta(milliseconds=ms) for ms in column.cast(pa.int64()).to_pylist()]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -394,7 +394,7 @@ _EVENT_TIME = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?"
     r"(?:([Zz])|([+-])([0-9]{2}):?([0-9]{2}))"
 )
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = pa.timestamp("ms", tz="UTC")
 #: ``Records.event_ms`` of a row whose eventTime the reader left to ``_event_times``.
 NO_EVENT_MS = np.iinfo(np.int64).min
@@ -435,7 +435,7 @@ def _event_times(text: pa.Array, parsed: np.ndarray | None = None) -> pa.Array:
         return fast
     encoded = pc.dictionary_encode(text.filter(pa.array(retry)))
     parsed = [parse_event_time(v) for v in encoded.dictionary.to_pylist()]
-    millis = pa.array([None if v is None else (v - _EPOCH) // timedelta(milliseconds=1) for v in parsed], pa.int64())
+    millis = pa.array([None if v is None else (v - EPOCH) // timedelta(milliseconds=1) for v in parsed], pa.int64())
     slow = pc.take(millis, encoded.indices).cast(_MS)
     return pc.replace_with_mask(fast, pa.array(retry), slow)
 
