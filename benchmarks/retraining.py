@@ -70,6 +70,7 @@ def _plan(previous: TrainedModel | None, day: date, window_days: int, full_every
         params=IPInsightsParams(),
         window=training.training_window(day, window_days),
         full_every=full_every,
+        folds=None if previous is None else previous.folds,
     )
 
 

@@ -71,8 +71,10 @@ def test_days_run_in_order_with_skip_then_scores(ran: tuple[Settings, list[str]]
     assert not warehouse.has("training_set", days[2])  # only 2 days of history before it
     model = load_model(warehouse, days[5])
     meta = model.metadata
-    # the window's index is committed with the model; a warm start reads only the weights
-    assert model.window is not None and load_model(warehouse, days[5], with_window=False).window is None
+    # the window's index and the validation folds are committed with the model; scoring reads the
+    # index, a warm start the weights and folds
+    warm = load_model(warehouse, days[5], for_warm_start=True)
+    assert model.window is not None and model.folds is None and warm.window is None and warm.folds is not None
     assert (meta["window_start"], meta["window_end"]) == tuple(d.isoformat() for d in training_window(days[5], 14))
     assert meta["validation_auc"] > 0.8
     training = warehouse.read_table("training_set", days[5])

@@ -2,6 +2,7 @@
 
 A partition holds ``model.json`` (the metadata; ``backend`` names who trained it), ``window.npz``
 (the index of the training window the model judges a day against, whichever backend trained it)
+and ``folds.parquet`` (its validation days' evidence, which the next day's warm start reuses),
 and, when the weights live with us (the local backend), ``model.npz``; a SageMaker model lives in
 SageMaker and its ``model.json`` says where. The files are written by one atomic partition commit
 and read through one snapshot of its manifest, so a model's metadata always comes with its own
@@ -19,6 +20,7 @@ from proactive_assets.defs import tables
 MODEL_JSON = "model.json"
 MODEL_ARTIFACT = "model.npz"
 WINDOW_INDEX = "window.npz"
+FOLDS = "folds.parquet"
 
 
 def save_model(warehouse: Warehouse, day: date, model: TrainedModel) -> dict[str, str]:
@@ -28,12 +30,16 @@ def save_model(warehouse: Warehouse, day: date, model: TrainedModel) -> dict[str
             out.write_bytes(MODEL_ARTIFACT, model.artifact)
         if model.window is not None:
             out.write_bytes(WINDOW_INDEX, model.window)
+        if model.folds is not None:
+            out.write_bytes(FOLDS, model.folds)
         out.write_bytes(MODEL_JSON, json.dumps(model.metadata, indent=2, sort_keys=True, default=str).encode())
     names = {"model_json": MODEL_JSON}
     if model.artifact is not None:
         names["artifact"] = MODEL_ARTIFACT
     if model.window is not None:
         names["window_index"] = WINDOW_INDEX
+    if model.folds is not None:
+        names["validation_folds"] = FOLDS
     return {
         label: warehouse.store.uri_for(warehouse.key(tables.IP_INSIGHTS_MODEL, day, n)) for label, n in names.items()
     }
@@ -44,11 +50,14 @@ def load_model_metadata(warehouse: Warehouse, day: date) -> dict[str, Any]:
     return json.loads(warehouse.read_bytes(tables.IP_INSIGHTS_MODEL, day, MODEL_JSON))
 
 
-def load_model(warehouse: Warehouse, day: date, with_window: bool = True) -> TrainedModel:
-    """The model that scores ``day`` (trained on the window before it): metadata and weights of one commit,
-    and its window index unless ``with_window`` is False (a warm start needs only the weights)."""
+def load_model(warehouse: Warehouse, day: date, for_warm_start: bool = False) -> TrainedModel:
+    """The model that scores ``day`` (trained on the window before it): metadata and weights of one
+    commit, with its window index to score, or with its validation folds instead ``for_warm_start``."""
     snapshot = warehouse.snapshot(tables.IP_INSIGHTS_MODEL, day)
+
+    def optional(name: str, wanted: bool = True) -> bytes | None:
+        return snapshot.read_bytes(name) if wanted and snapshot.has(name) else None
+
     metadata = json.loads(snapshot.read_bytes(MODEL_JSON))
-    artifact = snapshot.read_bytes(MODEL_ARTIFACT) if snapshot.has(MODEL_ARTIFACT) else None
-    window = snapshot.read_bytes(WINDOW_INDEX) if with_window and snapshot.has(WINDOW_INDEX) else None
-    return TrainedModel(metadata, artifact, window)
+    window = optional(WINDOW_INDEX, not for_warm_start)
+    return TrainedModel(metadata, optional(MODEL_ARTIFACT), window, optional(FOLDS, for_warm_start))

@@ -24,11 +24,13 @@ from proactive_assets.core.scoring import Scorer
 class TrainedModel:
     """A trained model: its metadata (``version``, ``backend``, ``validation_auc``, ``calibration``...),
     the artifact bytes when the model's weights live in the warehouse, and the index of the window
-    it judges days against (``evidence.window``; kept with the model whichever backend trained it)."""
+    it judges days against (``evidence.window``; kept with the model whichever backend trained it),
+    and its validation folds (``evidence.folds``: what the next day's warm start reuses)."""
 
     metadata: dict[str, Any]
     artifact: bytes | None = None
     window: bytes | None = None
+    folds: bytes | None = None
 
     @property
     def version(self) -> str:

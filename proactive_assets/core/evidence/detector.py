@@ -36,6 +36,7 @@ from proactive_assets.core.evidence.features import (
     pair_features,
     runs,
 )
+from proactive_assets.core.evidence.folds import Fold, folds_to_bytes, reusable
 from proactive_assets.core.evidence.keys import AddressBook, address_book, level_keys
 from proactive_assets.core.evidence.negatives import KINDS, Negatives, draw_negatives, draw_other
 from proactive_assets.core.evidence.networks import PROVIDERS, Networks
@@ -166,16 +167,10 @@ def _ip_insights(scorer: Scorer, entities: pd.Index, entity: np.ndarray, texts: 
     return np.asarray(result.insight, dtype=np.float64)
 
 
-@dataclass
-class _Fold:
-    day: int
-    x: np.ndarray
-    suspicious: np.ndarray
-    kind: np.ndarray
-    identities: int
-
-
-def _validation_day(frame: Frame, networks: Networks, scorer: Scorer, d: int, rng: np.random.Generator) -> _Fold | None:
+def _validation_day(frame: Frame, networks: Networks, scorer: Scorer, d: int, seed: int) -> Fold | None:
+    """Day ``d``'s fold; its synthetic pairs are drawn from ``seed`` and the day alone, so a fold is
+    the same whether it is computed with the others or alone (a warm start's newest day)."""
+    rng = np.random.default_rng([seed, d])
     before, on = np.flatnonzero(frame.day < d), np.flatnonzero(frame.day == d)
     if not len(before) or not len(on):
         return None
@@ -216,7 +211,7 @@ def _validation_day(frame: Frame, networks: Networks, scorer: Scorer, d: int, rn
     kind = np.concatenate([np.full(len(entity), -1, np.int8), negatives.kind])
     # A synthetic pair on a network of the same person's other identity is that person, not an intruder.
     keep = real | (x[:, [FEATURES.index("person_address"), FEATURES.index("person_24")]] == 0).all(axis=1)
-    return _Fold(d, x[keep], ~real[keep], kind[keep], len(np.unique(entity)))
+    return Fold(d, x[keep].astype(np.float32), ~real[keep], kind[keep], len(np.unique(entity)))
 
 
 def _donors(day_entity: np.ndarray, negative_entity: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -264,10 +259,13 @@ def train_detector(
     model = backend.train(established, params, day, plan)
     scorer = backend.scorer(model, lambda: established)
     frame = Frame.build(training_set, networks)
-    rng = np.random.default_rng(params.seed)
     ordinal = [pa.scalar(d, pa.date32()).cast(pa.int32()).as_py() for d in eval_days]
-    folds = [f for f in (_validation_day(frame, networks, scorer, d, rng) for d in ordinal) if f is not None]
-    start = Combiner.from_dict(plan.previous_combiner) if plan and plan.warm and plan.previous_combiner else None
+    provenance = {"networks": {"source": networks.source, "date": networks.date}}
+    warm = bool(plan and plan.warm and (model.metadata.get("retraining") or {}).get("mode") == "warm")
+    reused = reusable(plan.previous_folds if warm and plan else None, ordinal, FEATURES, provenance)
+    folds = [reused.get(d) or _validation_day(frame, networks, scorer, d, params.seed) for d in ordinal]
+    folds = [f for f in folds if f is not None]
+    start = Combiner.from_dict(plan.previous_combiner) if warm and plan and plan.previous_combiner else None
     combiner, budget, auc = _fit(folds, alert_budget, [d.isoformat() for d in eval_days], start)
     evidence = {
         "combiner": combiner.to_dict(),
@@ -277,11 +275,13 @@ def train_detector(
         "established_rows": established.num_rows,
         "networks": {"source": networks.source, "date": networks.date},
         "features": list(FEATURES),
+        # model D-1's folds of the days both validate on (``folds.py``); the rest were computed here
+        "folds_reused": [d.isoformat() for d, o in zip(eval_days, ordinal, strict=True) if o in reused],
     }
     metadata = {**model.metadata, "ip_insights_version": model.version, "evidence": evidence}
     metadata["version"] = f"{model.version}+{_digest(evidence['combiner'])}"
     metadata["threshold"] = budget.threshold
-    return TrainedModel(metadata, model.artifact, frame.index().to_bytes())
+    return TrainedModel(metadata, model.artifact, frame.index().to_bytes(), folds_to_bytes(folds, FEATURES, provenance))
 
 
 def _auc(scores: np.ndarray, suspicious: np.ndarray) -> float | None:
@@ -293,7 +293,7 @@ def _auc(scores: np.ndarray, suspicious: np.ndarray) -> float | None:
 
 
 def _fit(
-    folds: list[_Fold], alert_budget: float, days: list[str], start: Combiner | None = None
+    folds: list[Fold], alert_budget: float, days: list[str], start: Combiner | None = None
 ) -> tuple[Combiner, Budget, float | None]:
     """The combiner on every validation day's pairs, and the budget threshold from its scores of them.
 

@@ -60,6 +60,7 @@ class RetrainPlan:
     previous_version: str | None = None
     days_since_full: int = 0  # model D-1's: 0 when it was a full retrain
     previous_combiner: dict[str, Any] | None = None  # model D-1's evidence combiner: where its fit starts
+    previous_folds: bytes | None = None  # model D-1's validation folds (``evidence.folds``): reused where shared
 
     @property
     def warm(self) -> bool:
@@ -80,9 +81,11 @@ def plan_retraining(
     params: IPInsightsParams,
     window: tuple[date, date],
     full_every: int,
+    folds: bytes | None = None,
 ) -> RetrainPlan:
-    """Warm from model D-1 (``previous``: its metadata, ``artifact``: its IP Insights weights) when
-    it is usable for the model of ``window``, else a full retrain with the reason."""
+    """Warm from model D-1 (``previous``: its metadata, ``artifact``: its IP Insights weights,
+    ``folds``: its validation folds) when it is usable for the model of ``window``, else a full
+    retrain with the reason."""
     if not warm_capable:
         return full_plan(f"the {backend} backend always retrains fully")
     if full_every <= 1:
@@ -114,7 +117,7 @@ def plan_retraining(
         return full_plan(f"the day before's model cannot be loaded ({exc})")
     version = str(previous.get("version", model.version))
     combiner = (previous.get("evidence") or {}).get("combiner")
-    return RetrainPlan(model, f"warm start from {version}", version, since_full, combiner)
+    return RetrainPlan(model, f"warm start from {version}", version, since_full, combiner, folds)
 
 
 def train_planned(

@@ -117,7 +117,7 @@ def model_assets(partitions: DailyPartitionsDefinition, training_days: int) -> l
                 tables.IP_INSIGHTS_MODEL,
                 deps=[training_set],
                 group_name="model",
-                code_version="5",
+                code_version="6",
                 description="IP Insights model trained on training_set D; 'deployed' = ready to score day D.",
             )
         ],
@@ -233,11 +233,11 @@ def _retraining_plan(
 ) -> RetrainPlan:
     """Warm-start from the model of D-1 (that partition only: never a later day's) when it is usable."""
     before = day - timedelta(days=1)
-    previous, artifact = None, None
+    previous, artifact, folds = None, None, None
     try:
         if warehouse.has_file(tables.IP_INSIGHTS_MODEL, before, MODEL_JSON):
-            stored = load_model(warehouse, before, with_window=False)
-            previous, artifact = stored.metadata, stored.artifact
+            stored = load_model(warehouse, before, for_warm_start=True)
+            previous, artifact, folds = stored.metadata, stored.artifact, stored.folds
     except (WarehouseError, OSError, ValueError) as exc:  # an unreadable model D-1 costs a full retrain, not the day
         return full_plan(f"the day before's model cannot be read ({type(exc).__name__}: {exc})")
     return plan_retraining(
@@ -248,6 +248,7 @@ def _retraining_plan(
         params=MODEL_PARAMS,
         window=window,
         full_every=settings.full_retrain_days,
+        folds=folds,
     )
 
 

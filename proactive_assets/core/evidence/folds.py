@@ -1,0 +1,97 @@
+"""The temporal validation's folds: each validation day's pairs and their evidence, kept with the model.
+
+A fold is one validation day d of a model's window: the day's real pairs and synthetic
+attacker-like pairs for the same identities, with their evidence against the window before d
+(``detector._validation_day``). The combiner and the budget threshold are fitted on them.
+
+Computing a fold is most of a day's training once IP Insights warm-starts, and model D's
+validation days are model D-1's but one: D-k..D-1 against D-1-k..D-2. So every model stores its
+folds (``folds.parquet`` in its partition, float32, a few MB at the IP Insights tutorial's scale),
+and a warm-started model D reuses model D-1's folds of the days they share and computes only the
+newest, D-1 (``reusable``). A reused fold is what model D-1 computed: its history began a day
+earlier (the window before d as model D-1 saw it) and its ``ip_insights`` column is model D-1's
+judgement. Both were held out the same way (the warm chain holds out the same pairs and days),
+and a full retrain every ``PROACTIVE_FULL_RETRAIN_DAYS`` computes every fold afresh.
+"""
+
+import io
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+FORMAT = 1
+_META = b"proactive_assets.folds"
+
+
+@dataclass
+class Fold:
+    """One validation day: the evidence of its pairs (rows: pairs, columns: ``features``)."""
+
+    day: int  # days since 1970-01-01
+    x: np.ndarray  # float32
+    suspicious: np.ndarray  # the synthetic pairs
+    kind: np.ndarray  # their kind (``negatives.KINDS``), -1 for real pairs
+    identities: int  # identities active that day
+
+
+def folds_to_bytes(folds: list[Fold], features: tuple[str, ...], provenance: dict[str, Any]) -> bytes:
+    """A Parquet file of every fold's rows; ``provenance`` (what the evidence was computed with, e.g.
+    the provider ranges' date) is kept so a fold is reused only where it still means the same."""
+    x = np.vstack([f.x for f in folds]) if folds else np.zeros((0, len(features)), np.float32)
+    columns: dict[str, pa.Array] = {
+        "day": pa.array(np.concatenate([np.full(len(f.x), f.day, np.int32) for f in folds] or [np.zeros(0, np.int32)])),
+        "suspicious": pa.array(np.concatenate([f.suspicious for f in folds] or [np.zeros(0, bool)])),
+        "kind": pa.array(np.concatenate([f.kind for f in folds] or [np.zeros(0, np.int8)]).astype(np.int8)),
+    }
+    for i, name in enumerate(features):
+        columns[name] = pa.array(np.ascontiguousarray(x[:, i], np.float32))
+    meta = {
+        "format": FORMAT,
+        "features": list(features),
+        "identities": {str(f.day): f.identities for f in folds},
+        "provenance": provenance,
+    }
+    table = pa.table(columns).replace_schema_metadata({_META: json.dumps(meta, sort_keys=True).encode()})
+    out = io.BytesIO()
+    pq.write_table(table, out, compression="zstd")
+    return out.getvalue()
+
+
+def folds_from_bytes(data: bytes) -> tuple[list[Fold], dict[str, Any]]:
+    """The folds and their metadata (``features``, ``provenance``) as ``folds_to_bytes`` wrote them."""
+    table = pq.read_table(io.BytesIO(data))
+    meta = json.loads((table.schema.metadata or {}).get(_META, b"{}"))
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"folds format {meta.get('format')} is not {FORMAT}")
+    day = table.column("day").to_numpy()
+    x = np.empty((table.num_rows, len(meta["features"])), np.float32)
+    for i, name in enumerate(meta["features"]):
+        x[:, i] = table.column(name).to_numpy()
+    suspicious = table.column("suspicious").to_numpy(zero_copy_only=False)
+    kind = table.column("kind").to_numpy()
+    folds = []
+    for d in sorted(int(k) for k in meta["identities"]):
+        rows = day == d
+        folds.append(Fold(d, x[rows], suspicious[rows], kind[rows], int(meta["identities"][str(d)])))
+    return folds, meta
+
+
+def reusable(
+    data: bytes | None, days: list[int], features: tuple[str, ...], provenance: dict[str, Any]
+) -> dict[int, Fold]:
+    """The folds of ``days`` among a previous model's stored ones (``data``) that can be reused: stored
+    with the same features and provenance. Nothing when ``data`` is missing or unreadable."""
+    if data is None:
+        return {}
+    try:
+        folds, meta = folds_from_bytes(data)
+    except (ValueError, KeyError, OSError, pa.ArrowException):
+        return {}
+    if tuple(meta["features"]) != tuple(features) or meta.get("provenance") != provenance:
+        return {}
+    wanted = set(days)
+    return {f.day: f for f in folds if f.day in wanted}
