@@ -41,7 +41,7 @@ from proactive_assets.core.evidence.keys import AddressBook, address_book, level
 from proactive_assets.core.evidence.negatives import KINDS, Negatives, draw_negatives, draw_other
 from proactive_assets.core.evidence.networks import PROVIDERS, Networks
 from proactive_assets.core.evidence.persons import person_codes
-from proactive_assets.core.evidence.window import WindowIndex, list_items
+from proactive_assets.core.evidence.window import WindowIndex, encoded, indices, list_items
 from proactive_assets.core.model import IPInsightsParams, roc_auc
 from proactive_assets.core.model.warm import RetrainPlan
 from proactive_assets.core.scoring import Scorer
@@ -115,24 +115,31 @@ class Frame:
 
     @classmethod
     def build(cls, training_set: pa.Table, networks: Networks) -> "Frame":
-        entities = pd.Index(pc.unique(training_set.column("entity")).to_pandas())
-        distinct = pc.unique(training_set.column("source_ip"))
-        addresses = pd.Index(distinct.to_pandas())
-        book = address_book(distinct, networks)
         n = training_set.num_rows
+        entity, address = encoded(training_set.column("entity")), encoded(training_set.column("source_ip"))
+        entities = pd.Index(entity.dictionary.to_pandas())
         days = training_set.column("day").cast(pa.int32()).to_numpy(zero_copy_only=False) if n else np.zeros(0, int)
         behaviour, vocabulary = _behaviour([training_set])
         return cls(
             entities,
-            addresses,
-            book,
-            entities.get_indexer(training_set.column("entity").to_pandas()) if n else np.zeros(0, np.int64),
-            addresses.get_indexer(training_set.column("source_ip").to_pandas()) if n else np.zeros(0, np.int64),
+            pd.Index(address.dictionary.to_pandas()),
+            address_book(address.dictionary, networks),
+            indices(entity),
+            indices(address),
             days.astype(np.int64),
             behaviour[0],
             vocabulary,
             person_codes(entities),
         )
+
+    def established(self, before: int) -> np.ndarray:
+        """Rows whose (identity, address) pair was first seen before day ``before``."""
+        pair = self.entity * np.int64(max(len(self.addresses), 1)) + self.address
+        early = np.sort(pair[self.day < before])
+        if len(early) == 0:
+            return np.zeros(len(pair), bool)
+        slot = np.minimum(np.searchsorted(early, pair), len(early) - 1)
+        return early[slot] == pair
 
     def index(self) -> WindowIndex:
         """The whole window indexed for scoring the next day."""
@@ -211,7 +218,8 @@ def _validation_day(frame: Frame, networks: Networks, scorer: Scorer, d: int, se
     kind = np.concatenate([np.full(len(entity), -1, np.int8), negatives.kind])
     # A synthetic pair on a network of the same person's other identity is that person, not an intruder.
     keep = real | (x[:, [FEATURES.index("person_address"), FEATURES.index("person_24")]] == 0).all(axis=1)
-    return Fold(d, x[keep].astype(np.float32), ~real[keep], kind[keep], len(np.unique(entity)))
+    kept = np.ascontiguousarray(x.T[:, keep], np.float32).T  # each feature's values contiguous, as stored
+    return Fold(d, kept, ~real[keep], kind[keep], len(np.unique(entity)))
 
 
 def _donors(day_entity: np.ndarray, negative_entity: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -244,22 +252,14 @@ def train_detector(
     # window with five validation days left it two, and the tutorial-scale AUC fell to 0.951).
     k = min(EVAL_DAYS, max(0, len(days) - 2), len(days) // 2) if len(days) >= 3 else (1 if len(days) == 2 else 0)
     eval_days = days[-k:] if k else []
-    first_seen = training_set.group_by(["entity", "source_ip"]).aggregate([("day", "min")])
-    if eval_days:
-        established_pairs = first_seen.filter(pc.less(first_seen.column("day_min"), pa.scalar(eval_days[0])))
-        keys = pc.binary_join_element_wise(
-            established_pairs.column("entity"), established_pairs.column("source_ip"), "\x00"
-        )
-        row_keys = pc.binary_join_element_wise(training_set.column("entity"), training_set.column("source_ip"), "\x00")
-        established = training_set.filter(pc.is_in(row_keys, value_set=keys))
-    else:
-        established = training_set
+    frame = Frame.build(training_set, networks)
+    ordinal = [pa.scalar(d, pa.date32()).cast(pa.int32()).as_py() for d in eval_days]
+    # IP Insights learns the pairs established before the validation days; the days' new pairs stay new to it
+    established = training_set.filter(pa.array(frame.established(ordinal[0]))) if eval_days else training_set
     if established.num_rows == 0:
         established = training_set
     model = backend.train(established, params, day, plan)
     scorer = backend.scorer(model, lambda: established)
-    frame = Frame.build(training_set, networks)
-    ordinal = [pa.scalar(d, pa.date32()).cast(pa.int32()).as_py() for d in eval_days]
     provenance = {"networks": {"source": networks.source, "date": networks.date}}
     warm = bool(plan and plan.warm and (model.metadata.get("retraining") or {}).get("mode") == "warm")
     reused = reusable(plan.previous_folds if warm and plan else None, ordinal, FEATURES, provenance)

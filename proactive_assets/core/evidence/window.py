@@ -109,12 +109,12 @@ class WindowIndex:
     def code_day(self, table: pa.Table, networks: Networks) -> DayCodes:
         """``table``'s (entity, source_ip) rows coded against this window; distinct values are coded once."""
         n = len(self.entities)
-        entity_dict = _encoded(table.column("entity"))
+        entity_dict = encoded(table.column("entity"))
         names = entity_dict.dictionary.to_numpy(zero_copy_only=False)
         known = self.entities.get_indexer(names)
         new = known < 0
         known[new] = n + np.arange(int(new.sum()))
-        address_dict = _encoded(table.column("source_ip"))
+        address_dict = encoded(table.column("source_ip"))
         behaviour = Behaviour(
             *_coded_items(table, "event_names", self.actions),
             *_coded_items(table, "user_agents", self.agents),
@@ -123,8 +123,8 @@ class WindowIndex:
             else np.ones(table.num_rows),
         )
         return DayCodes(
-            known[_indices(entity_dict)],
-            _indices(address_dict),
+            known[indices(entity_dict)],
+            indices(address_dict),
             address_book(address_dict.dictionary, networks),
             behaviour,
             n + int(new.sum()),
@@ -144,12 +144,14 @@ class WindowIndex:
         return History(**values)
 
 
-def _encoded(column: pa.ChunkedArray | pa.Array) -> pa.DictionaryArray:
+def encoded(column: pa.ChunkedArray | pa.Array) -> pa.DictionaryArray:
+    """``column`` as a dictionary array: its distinct values in order of first appearance, and codes."""
     array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     return pc.dictionary_encode(array.cast(pa.string()))
 
 
-def _indices(encoded: pa.DictionaryArray) -> np.ndarray:
+def indices(encoded: pa.DictionaryArray) -> np.ndarray:
+    """The codes of a dictionary array as int64 (a null gets 0)."""
     return pc.fill_null(encoded.indices, 0).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
@@ -165,8 +167,8 @@ def _coded_items(table: pa.Table, name: str, vocabulary: pd.Index) -> tuple[np.n
     """(row, code) of each non-null item of list column ``name``; values the window never had get
     one code past the vocabulary (they are all simply 'never seen')."""
     rows, values = list_items(table, name)
-    encoded = _encoded(values)
-    valid = encoded.is_valid().to_numpy(zero_copy_only=False)
-    code = vocabulary.get_indexer(encoded.dictionary.to_numpy(zero_copy_only=False))
+    coded = encoded(values)
+    valid = coded.is_valid().to_numpy(zero_copy_only=False)
+    code = vocabulary.get_indexer(coded.dictionary.to_numpy(zero_copy_only=False))
     code[code < 0] = len(vocabulary)
-    return rows[valid], code[_indices(encoded)[valid]].astype(np.int64)
+    return rows[valid], code[indices(coded)[valid]].astype(np.int64)
