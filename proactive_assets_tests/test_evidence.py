@@ -379,7 +379,7 @@ def test_no_synthetic_attack_sits_on_a_network_of_the_victims_other_identity() -
     scorer = LocalBackend().scorer(model, lambda: window)
     columns = [FEATURES.index("person_address"), FEATURES.index("person_24")]
     ordinal = pa.scalar(start + timedelta(days=9), pa.date32()).cast(pa.int32()).as_py()
-    fold = _validation_day(frame, NETWORKS, scorer, ordinal, 0)
+    fold = _validation_day(frame, NETWORKS, scorer, ordinal, 0, frame.history(ordinal))
     assert fold is not None and fold.suspicious.any()
     assert (fold.x[fold.suspicious][:, columns] == 0).all()
     assert (fold.x[~fold.suspicious][:, columns[0]] > 0).sum() == 3  # each IAM user on its SSO role's address

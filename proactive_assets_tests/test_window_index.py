@@ -1,6 +1,7 @@
 """The window index kept with a model: the day's evidence from it equals the evidence from the window's rows."""
 
 import io
+from dataclasses import fields
 from datetime import date, timedelta
 
 import numpy as np
@@ -10,7 +11,14 @@ import pytest
 
 from proactive_assets.core.backends import TrainedModel
 from proactive_assets.core.evidence.detector import Frame, score_day, window_index
-from proactive_assets.core.evidence.features import FEATURES, Behaviour, build_day, build_history, pair_features
+from proactive_assets.core.evidence.features import (
+    FEATURES,
+    Behaviour,
+    History,
+    build_day,
+    build_history,
+    pair_features,
+)
 from proactive_assets.core.evidence.keys import address_book
 from proactive_assets.core.evidence.persons import person_codes
 from proactive_assets.core.evidence.window import WindowIndex
@@ -133,3 +141,53 @@ def test_an_index_of_another_format_asks_for_a_retrain() -> None:
     np.savez(out, **arrays)
     with pytest.raises(ValueError, match="retrain the model"):
         WindowIndex.from_bytes(out.getvalue())
+
+
+def _assert_same_history(a: History, b: History) -> None:
+    for f in fields(History):
+        if f.name == "tallies":
+            continue
+        left, right = getattr(a, f.name), getattr(b, f.name)
+        for x, y in zip(left, right, strict=True) if isinstance(left, list) else [(left, right)]:
+            assert np.array_equal(x, y), f.name
+
+
+def test_a_history_extended_day_by_day_equals_the_history_built_at_once() -> None:
+    """Training indexes the window once: validation day d+1's history is day d's plus day d's rows."""
+    today = TODAY.append_column("day", pa.array([START + timedelta(days=3)] * TODAY.num_rows, pa.date32()))
+    rows = pa.concat_tables([WINDOW, today.select(WINDOW.column_names)])
+    many = _rows_of_churning_users(9)
+    for table in (rows, many):
+        frame = Frame.build(table, NETWORKS)
+        days = sorted(set(frame.day.tolist()))
+        history = frame.history(days[1])
+        for day in days[1:]:
+            _assert_same_history(history, frame.history(day))
+            history = frame.extended(history, day)
+        _assert_same_history(history, frame.history(days[-1] + 1))
+        with pytest.raises(ValueError, match="later day"):
+            frame.extended(history, days[-1])
+
+
+def _rows_of_churning_users(days: int, users: int = 60) -> pa.Table:
+    """Users on home and work /24s with new hosts daily, some on AWS and IPv6 addresses, joining late."""
+    rng = np.random.default_rng(4)
+    out = []
+    for d in range(days):
+        for u in range(users):
+            if u % 7 == 0 and d < u % 5:  # joins on a later day
+                continue
+            for _ in range(int(rng.integers(1, 4))):
+                kind = rng.integers(0, 4)
+                if kind == 0:
+                    ip = f"198.{51 + u % 3}.{u}.{rng.integers(1, 30)}"
+                elif kind == 1:
+                    ip = f"203.0.{rng.integers(0, 256)}.{rng.integers(1, 250)}"  # a churning carrier
+                elif kind == 2:
+                    ip = f"3.80.{rng.integers(0, 4)}.{rng.integers(1, 250)}"  # AWS
+                else:
+                    ip = f"2001:db8:{u}:{rng.integers(0, 3)}::{rng.integers(1, 9999):x}"
+                names = [f"Call{rng.integers(0, 12)}"]
+                agents = [f"agent/{rng.integers(0, 4)}"] if rng.random() < 0.7 else []
+                out.append((f"user/u{u}", ip, d, names, agents))
+    return _rows(out)

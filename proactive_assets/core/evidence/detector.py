@@ -31,8 +31,10 @@ from proactive_assets.core.evidence.combiner import MIN_THRESHOLD, Budget, Combi
 from proactive_assets.core.evidence.features import (
     FEATURES,
     Behaviour,
+    History,
     build_day,
     build_history,
+    extend_history,
     pair_features,
     runs,
 )
@@ -141,10 +143,28 @@ class Frame:
         slot = np.minimum(np.searchsorted(early, pair), len(early) - 1)
         return early[slot] == pair
 
-    def index(self) -> WindowIndex:
-        """The whole window indexed for scoring the next day."""
+    def history(self, before: int) -> History:
+        """The history of the rows before day ``before``."""
+        rows = np.flatnonzero(self.day < before)
+        return build_history(
+            self.entity[rows],
+            self.address[rows],
+            self.day[rows],
+            self.book,
+            len(self.entities),
+            self.behaviour.take(rows),
+        )
+
+    def extended(self, history: History, day: int) -> History:
+        """``history`` (of the rows before ``day``) with the rows of ``day`` added."""
+        on = np.flatnonzero(self.day == day)
+        return extend_history(history, self.entity[on], self.address[on], day, self.book, self.behaviour.take(on))
+
+    def index(self, history: History | None = None) -> WindowIndex:
+        """The whole window indexed for scoring the next day (``history``: already built)."""
         n = len(self.entities)
-        history = build_history(self.entity, self.address, self.day, self.book, n, self.behaviour)
+        if history is None:
+            history = build_history(self.entity, self.address, self.day, self.book, n, self.behaviour)
         return WindowIndex(self.entities, self.vocabulary["event_names"], self.vocabulary["user_agents"], history)
 
 
@@ -174,17 +194,17 @@ def _ip_insights(scorer: Scorer, entities: pd.Index, entity: np.ndarray, texts: 
     return np.asarray(result.insight, dtype=np.float64)
 
 
-def _validation_day(frame: Frame, networks: Networks, scorer: Scorer, d: int, seed: int) -> Fold | None:
-    """Day ``d``'s fold; its synthetic pairs are drawn from ``seed`` and the day alone, so a fold is
-    the same whether it is computed with the others or alone (a warm start's newest day)."""
+def _validation_day(
+    frame: Frame, networks: Networks, scorer: Scorer, d: int, seed: int, history: History
+) -> Fold | None:
+    """Day ``d``'s fold against ``history`` (of the rows before ``d``); its synthetic pairs are drawn
+    from ``seed`` and the day alone, so a fold is the same whether it is computed with the others
+    or alone (a warm start's newest day)."""
     rng = np.random.default_rng([seed, d])
     before, on = np.flatnonzero(frame.day < d), np.flatnonzero(frame.day == d)
     if not len(before) or not len(on):
         return None
     n = len(frame.entities)
-    history = build_history(
-        frame.entity[before], frame.address[before], frame.day[before], frame.book, n, frame.behaviour.take(before)
-    )
     entity, address = frame.entity[on], frame.address[on]  # one row per (identity, address) and day
     day = build_day(entity, address, frame.book, history, n)
     active = np.unique(entity)
@@ -263,7 +283,13 @@ def train_detector(
     provenance = {"networks": {"source": networks.source, "date": networks.date}}
     warm = bool(plan and plan.warm and (model.metadata.get("retraining") or {}).get("mode") == "warm")
     reused = reusable(plan.previous_folds if warm and plan else None, ordinal, FEATURES, provenance)
-    folds = [reused.get(d) or _validation_day(frame, networks, scorer, d, params.seed) for d in ordinal]
+    # Each validation day's history is the one before plus that day, so the window is indexed once
+    # (``extend_history``), and the last day's extension is the history the model scores against.
+    history = frame.history(ordinal[0]) if ordinal else None
+    folds = []
+    for d in ordinal:
+        folds.append(reused.get(d) or _validation_day(frame, networks, scorer, d, params.seed, history))
+        history = frame.extended(history, d)
     folds = [f for f in folds if f is not None]
     start = Combiner.from_dict(plan.previous_combiner) if warm and plan and plan.previous_combiner else None
     combiner, budget, auc = _fit(folds, alert_budget, [d.isoformat() for d in eval_days], start)
@@ -281,7 +307,8 @@ def train_detector(
     metadata = {**model.metadata, "ip_insights_version": model.version, "evidence": evidence}
     metadata["version"] = f"{model.version}+{_digest(evidence['combiner'])}"
     metadata["threshold"] = budget.threshold
-    return TrainedModel(metadata, model.artifact, frame.index().to_bytes(), folds_to_bytes(folds, FEATURES, provenance))
+    window = frame.index(history).to_bytes()
+    return TrainedModel(metadata, model.artifact, window, folds_to_bytes(folds, FEATURES, provenance))
 
 
 def _auc(scores: np.ndarray, suspicious: np.ndarray) -> float | None:

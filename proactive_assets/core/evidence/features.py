@@ -162,6 +162,20 @@ class History:
     actions: np.ndarray  # sorted keys of (identity, API call)
     agents: np.ndarray  # sorted keys of (identity, user agent)
     has_agents: np.ndarray  # per identity: its history records user agents at all
+    tallies: "Tallies | None" = None  # while training: what ``extend_history`` needs (never stored)
+
+
+@dataclass
+class Tallies:
+    """The integer counts behind a history's shares, kept while training so that the history of the
+    window before validation day d+1 is the one before d plus day d's rows (``extend_history``)."""
+
+    addresses: np.ndarray  # per identity: distinct addresses ...
+    aws: np.ndarray  # ... of them AWS's ...
+    cloud: np.ndarray  # ... and any cloud's
+    new_24_days: np.ndarray  # per identity: active days after its first with a /24 (/64) new to it
+    new_16_days: np.ndarray  # ... and with a new /16 (/48)
+    last_day: int
 
 
 @dataclass
@@ -212,19 +226,36 @@ def _provider_category(book: AddressBook) -> np.ndarray:
     return np.where(book.owner.private, 0, category)
 
 
-def _churn(entity: np.ndarray, key: np.ndarray, day: np.ndarray, n_entities: int) -> np.ndarray:
-    """Share of an identity's active days after its first on which it used a network new to it."""
+def _churn(entity: np.ndarray, key: np.ndarray, day: np.ndarray, n_entities: int) -> tuple[np.ndarray, np.ndarray]:
+    """Share of an identity's active days after its first on which it used a network new to it,
+    and the number of those days."""
     frame = pd.DataFrame({"e": entity, "k": key, "d": day})
     first = frame.groupby(["e", "k"], sort=False)["d"].min().reset_index()
     start = frame.groupby("e", sort=False)["d"].min()
     first = first[first["d"].to_numpy() > start.reindex(first["e"]).to_numpy()]
     new_days = first.drop_duplicates(["e", "d"]).groupby("e").size()
     active = frame.drop_duplicates(["e", "d"]).groupby("e").size()
-    out = np.full(n_entities, 0.5)  # unknown with one day: neither stable nor churning
-    later = (active - 1).clip(lower=0)
-    rate = (new_days.reindex(active.index, fill_value=0) / later.where(later > 0)).dropna()
-    out[rate.index.to_numpy()] = rate.to_numpy()
+    counts = np.zeros(n_entities, np.int64)
+    counts[new_days.index.to_numpy()] = new_days.to_numpy()
+    return _churn_rate(counts, active.reindex(range(n_entities), fill_value=0).to_numpy()), counts
+
+
+def _churn_rate(new_days: np.ndarray, active_days: np.ndarray) -> np.ndarray:
+    out = np.full(len(new_days), 0.5)  # unknown, or one day: neither stable nor churning
+    later = active_days > 1
+    out[later] = new_days[later] / (active_days[later] - 1)
     return out
+
+
+def _level_index(entity: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For one level: the sorted distinct (identity, key) pair keys, the row where each first occurs,
+    and the sorted distinct keys with how many distinct identities used each."""
+    pairs = pair_key(entity, keys)
+    order = np.argsort(pairs)
+    ordered = pairs[order]
+    start = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]]) if len(pairs) else np.zeros(0, np.int64)
+    org_keys, org_counts = distinct_sorted(np.sort(keys[order[start]]))
+    return ordered[start], order[start], org_keys, org_counts
 
 
 def build_history(
@@ -233,8 +264,7 @@ def build_history(
     """Index the window's rows: ``entity`` and ``address`` are codes (into ``n`` identities and ``book``);
     ``behaviour`` is what each row did (its pair index = the row)."""
     keys = [level[address] for level in book.level_keys]
-    seen = [_sorted_unique(pair_key(entity, k)) for k in keys]
-    org = [_counts(k, entity) for k in keys]
+    levels = [_level_index(entity, k) for k in keys]
     frame = pd.DataFrame({"e": entity, "a": address, "d": day})
     known = np.zeros(n, bool)
     known[entity] = True
@@ -249,22 +279,25 @@ def build_history(
     category = _provider_category(book)[d_address]
     per_entity = np.bincount(d_entity, minlength=n).astype(float)
     share = np.maximum(per_entity, 1)
-    aws = np.bincount(d_entity, weights=(category == AWS + 2), minlength=n) / share
-    cloud = np.bincount(d_entity, weights=(category >= 2), minlength=n) / share
+    aws = np.bincount(d_entity, weights=(category == AWS + 2), minlength=n)
+    cloud = np.bincount(d_entity, weights=(category >= 2), minlength=n)
     families = np.zeros(n, np.int64)
     np.bitwise_or.at(families, d_entity, np.where(book.is6[d_address], 2, 1))
     is_aws = category == AWS + 2
+    churn_24, new_24 = _churn(entity, keys[1], day, n)
+    churn_16, new_16 = _churn(entity, keys[2], day, n)
+    last = int(day.max()) if len(day) else np.iinfo(np.int64).min
     return History(
-        seen=seen,
-        org_keys=[k for k, _ in org],
-        org_counts=[c for _, c in org],
+        seen=[seen for seen, _, _, _ in levels],
+        org_keys=[k for _, _, k, _ in levels],
+        org_counts=[c for _, _, _, c in levels],
         known=known,
         days=days,
-        churn_24=_churn(entity, keys[1], day, n),
-        churn_16=_churn(entity, keys[2], day, n),
+        churn_24=churn_24,
+        churn_16=churn_16,
         networks_16=networks,
-        aws_share=aws,
-        cloud_share=cloud,
+        aws_share=aws / share,
+        cloud_share=cloud / share,
         families=families,
         providers=_sorted_unique(pair_key(d_entity, category.astype(np.uint64))),
         aws_regions=_sorted_unique(pair_key(d_entity[is_aws], book.owner.region[d_address][is_aws].astype(np.uint64))),
@@ -275,6 +308,89 @@ def build_history(
             pair_key(entity[behaviour.agent_pair], behaviour.agent_code.astype(np.uint64) ^ _AGENT_TAG)
         ),
         has_agents=np.bincount(entity[behaviour.agent_pair], minlength=n) > 0,
+        tallies=Tallies(per_entity, aws, cloud, new_24, new_16, last),
+    )
+
+
+def _union(sorted_keys: np.ndarray, more: np.ndarray) -> np.ndarray:
+    """The sorted distinct keys of both (``sorted_keys`` sorted and distinct)."""
+    more = _sorted_unique(more)
+    more = more[~member(sorted_keys, more)]
+    return np.insert(sorted_keys, np.searchsorted(sorted_keys, more), more)
+
+
+def _add_counts(keys: np.ndarray, counts: np.ndarray, more: np.ndarray, more_counts: np.ndarray):
+    """Sorted distinct ``keys`` with ``counts``, plus sorted distinct ``more`` with ``more_counts``."""
+    present = member(keys, more)
+    counts = counts.copy()
+    if present.any():
+        counts[np.searchsorted(keys, more[present])] += more_counts[present]
+    at = np.searchsorted(keys, more[~present])
+    return np.insert(keys, at, more[~present]), np.insert(counts, at, more_counts[~present])
+
+
+def extend_history(
+    history: History, entity: np.ndarray, address: np.ndarray, day: int, book: AddressBook, behaviour: Behaviour
+) -> History:
+    """``history`` (``build_history`` of a window's rows, coded alike) with the rows of one later ``day``
+    added: equal to ``build_history`` of all the rows, at the cost of the day's rows alone."""
+    t = history.tallies
+    if t is None or day <= t.last_day:
+        raise ValueError(f"a history extends only by a later day than its last ({None if t is None else t.last_day})")
+    n = len(history.known)
+    keys = [level[address] for level in book.level_keys]
+    seen, org_keys, org_counts, fresh = [], [], [], []  # fresh: rows of pairs new at each level
+    for level, k in enumerate(keys):
+        pairs, first, _, _ = _level_index(entity, k)
+        new = ~member(history.seen[level], pairs)
+        added, added_counts = distinct_sorted(np.sort(k[first[new]]))
+        seen.append(_union(history.seen[level], pairs[new]))
+        merged = _add_counts(history.org_keys[level], history.org_counts[level], added, added_counts)
+        org_keys.append(merged[0])
+        org_counts.append(merged[1])
+        fresh.append(first[new])
+    active = np.zeros(n, bool)
+    active[entity] = True
+    days = history.days + active
+    e0, a0 = entity[fresh[0]], address[fresh[0]]  # the identities' new addresses
+    category = _provider_category(book)[a0]
+    addresses = t.addresses + np.bincount(e0, minlength=n)
+    aws = t.aws + np.bincount(e0, weights=(category == AWS + 2), minlength=n)
+    cloud = t.cloud + np.bincount(e0, weights=(category >= 2), minlength=n)
+    share = np.maximum(addresses, 1)
+    families = history.families.copy()
+    np.bitwise_or.at(families, e0, np.where(book.is6[a0], 2, 1))
+
+    def new_days(before: np.ndarray, level: int) -> np.ndarray:
+        hit = np.zeros(n, bool)
+        hit[entity[fresh[level]]] = True
+        return before + (hit & history.known)  # a network new on a later day than the identity's first
+
+    new_24, new_16 = new_days(t.new_24_days, 1), new_days(t.new_16_days, 2)
+    is_aws = category == AWS + 2
+    return History(
+        seen=seen,
+        org_keys=org_keys,
+        org_counts=org_counts,
+        known=history.known | active,
+        days=days,
+        churn_24=_churn_rate(new_24, days),
+        churn_16=_churn_rate(new_16, days),
+        networks_16=history.networks_16 + np.bincount(entity[fresh[2]], minlength=n),
+        aws_share=aws / share,
+        cloud_share=cloud / share,
+        families=families,
+        providers=_union(history.providers, pair_key(e0, category.astype(np.uint64))),
+        aws_regions=_union(history.aws_regions, pair_key(e0[is_aws], book.owner.region[a0][is_aws].astype(np.uint64))),
+        actions=_union(
+            history.actions,
+            pair_key(entity[behaviour.action_pair], behaviour.action_code.astype(np.uint64) ^ _ACTION_TAG),
+        ),
+        agents=_union(
+            history.agents, pair_key(entity[behaviour.agent_pair], behaviour.agent_code.astype(np.uint64) ^ _AGENT_TAG)
+        ),
+        has_agents=history.has_agents | (np.bincount(entity[behaviour.agent_pair], minlength=n) > 0),
+        tallies=Tallies(addresses, aws, cloud, new_24, new_16, day),
     )
 
 

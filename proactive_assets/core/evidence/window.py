@@ -38,6 +38,8 @@ _PER_IDENTITY = (
 _ABSENT = {"churn_24": 0.5, "churn_16": 0.5}
 _PER_LEVEL = ("seen", "org_keys", "org_counts")
 _TEXTS = ("entities", "actions", "agents")
+#: The History fields a stored index holds (``tallies`` serve training only).
+_STORED = tuple(f.name for f in fields(History) if f.name != "tallies")
 FORMAT = 1
 
 
@@ -81,13 +83,13 @@ class WindowIndex:
         arrays: dict[str, np.ndarray] = {"format": np.array([FORMAT])}
         for name in _TEXTS:
             arrays[f"{name}_offsets"], arrays[f"{name}_text"] = _pack_texts(getattr(self, name))
-        for f in fields(History):
-            value = getattr(self.history, f.name)
-            if f.name in _PER_LEVEL:
+        for name in _STORED:
+            value = getattr(self.history, name)
+            if name in _PER_LEVEL:
                 for level, part in enumerate(value):
-                    arrays[f"{f.name}_{level}"] = part
+                    arrays[f"{name}_{level}"] = part
             else:
-                arrays[f.name] = value
+                arrays[name] = value
         out = io.BytesIO()
         np.savez(out, **arrays)
         return out.getvalue()
@@ -99,11 +101,11 @@ class WindowIndex:
                 raise ValueError(f"window index format {int(z['format'][0])} is not {FORMAT}: retrain the model")
             texts = [_unpack_texts(z[f"{name}_offsets"], z[f"{name}_text"]) for name in _TEXTS]
             values = {}
-            for f in fields(History):
-                if f.name in _PER_LEVEL:
-                    values[f.name] = [z[f"{f.name}_{level}"] for level in range(4)]
+            for name in _STORED:
+                if name in _PER_LEVEL:
+                    values[name] = [z[f"{name}_{level}"] for level in range(4)]
                 else:
-                    values[f.name] = z[f.name]
+                    values[name] = z[name]
         return cls(*texts, History(**values))
 
     def code_day(self, table: pa.Table, networks: Networks) -> DayCodes:
