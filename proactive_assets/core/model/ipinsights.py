@@ -308,7 +308,7 @@ class IPInsightsModel:
         digest.update(json.dumps(list(self.calibration)).encode())
         for arr in self._arrays().values():
             digest.update(str(arr.dtype).encode() + str(arr.shape).encode())
-            digest.update(np.ascontiguousarray(arr).tobytes())
+            digest.update(np.ascontiguousarray(arr).reshape(-1).view(np.uint8))  # the bytes, not a copy of them
         return "ipi-" + digest.hexdigest()[:16]
 
     def _arrays(self) -> dict[str, np.ndarray]:
