@@ -9,11 +9,11 @@ CLOUDTRAIL_SCAN = Extension(
     optional=True,
 )
 
-# Lookups of 64-bit hash keys in the evidence's sorted arrays (features.py), same terms: without a
-# compiler the evidence uses numpy's searchsorted, with the same answers.
-SORTED_LOOKUP = Extension(
-    "proactive_assets.core.evidence._sorted_lookup",
-    ["proactive_assets/core/evidence/_sorted_lookup.c"],
+# The evidence's hot loops (looking hash keys up, naming each pair's strongest evidence), same
+# terms: without a compiler the evidence uses numpy, with the same answers.
+EVIDENCE_KERNELS = Extension(
+    "proactive_assets.core.evidence._evidence_kernels",
+    ["proactive_assets/core/evidence/_evidence_kernels.c"],
     extra_compile_args=["-O3", "-std=c99", "-Wall", "-Wextra"],
     optional=True,
 )
@@ -25,7 +25,7 @@ setup(
     version="0.1.0",
     description="Suspicious identity/IP activity in AWS logs, as day-partitioned Dagster assets",
     packages=find_packages(exclude=["proactive_assets_tests", "benchmarks"]),
-    ext_modules=[CLOUDTRAIL_SCAN, SORTED_LOOKUP],
+    ext_modules=[CLOUDTRAIL_SCAN, EVIDENCE_KERNELS],
     python_requires=">=3.11",
     # Upper bounds at the next major version of what the suite runs on (pandas 3, numpy 2, pyarrow 25,
     # boto3 1, pydantic 2): a new major is taken on purpose, after the suite passes on it.

@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 
 from proactive_assets.core.backends import ModelBackend, TrainedModel
 from proactive_assets.core.evidence.combiner import MIN_THRESHOLD, Budget, Combiner, budget_threshold, fit_combiner
+from proactive_assets.core.evidence.compiled import kernels
 from proactive_assets.core.evidence.features import (
     FEATURES,
     Behaviour,
@@ -375,6 +376,8 @@ def _named(features: np.ndarray, vector: np.ndarray, order: np.ndarray, limits: 
     are ordered in ``features``' own row order (each feature's hits come sorted, so the sort has
     little to do) and then gathered a row's run at a time into ``order``.
     """
+    if kernels is not None:
+        return _named_compiled(features, vector, order, limits)
     n = len(features)
     columns_t = features.T  # (features, pairs): each feature's values contiguous
     found: list[list[tuple[np.ndarray, int, np.ndarray]]] = [[], []]
@@ -402,6 +405,28 @@ def _named(features: np.ndarray, vector: np.ndarray, order: np.ndarray, limits: 
         np.cumsum(lengths, out=offsets[1:])
         names = pc.take(pa.array(FEATURES, pa.string()), pa.array(column[runs(first[order], lengths)]))
         out.append(pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), names))
+    return out
+
+
+def _named_compiled(
+    features: np.ndarray, vector: np.ndarray, order: np.ndarray, limits: tuple[int, int]
+) -> list[pa.Array]:
+    """``_named`` by the compiled ``kernels.top_contributions``: each row's lists in one pass, then
+    gathered into ``order``."""
+    n = len(features)
+    columns = np.ascontiguousarray(features.T, np.float64)  # a view of ``pair_features``' matrix
+    codes = [np.zeros((n, k), np.int8) for k in limits]
+    counts = [np.zeros(n, np.uint8) for _ in limits]
+    weights = np.ascontiguousarray(vector, np.float64)
+    kernels.top_contributions(columns, weights, NAMED_EVIDENCE, codes[0], counts[0], codes[1], counts[1])
+    names = pa.array(FEATURES, pa.string())
+    out = []
+    for code, count, k in zip(codes, counts, limits, strict=True):
+        lengths = count[order].astype(np.int32)
+        offsets = np.zeros(len(order) + 1, np.int32)
+        np.cumsum(lengths, out=offsets[1:])
+        picked = code[order][np.arange(k) < lengths[:, None]]
+        out.append(pa.ListArray.from_arrays(pa.array(offsets), pc.take(names, pa.array(picked))))
     return out
 
 

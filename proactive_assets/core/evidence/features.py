@@ -28,13 +28,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from proactive_assets.core.evidence.compiled import kernels
 from proactive_assets.core.evidence.keys import AddressBook, pair_key
 from proactive_assets.core.evidence.networks import AWS
-
-try:  # built by setup.py where a C compiler is; numpy gives the same answers without it
-    from proactive_assets.core.evidence import _sorted_lookup
-except ImportError:  # pragma: no cover - depends on the install
-    _sorted_lookup = None
 
 FEATURES = (
     "novel_24",  # the /24 (/64) is known to the identity, the address is not
@@ -114,14 +110,14 @@ def _sorted_unique(keys: np.ndarray) -> np.ndarray:
 def _slots(sorted_keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
     """Where each query would sit in ``sorted_keys`` (clipped to its last slot).
 
-    Hash keys are looked up by the compiled ``_sorted_lookup`` (each search starts where an evenly
+    Hash keys are looked up by the compiled ``kernels.slots`` (each search starts where an evenly
     spread key would be). Without it, the queries are searched in sorted order: a million random
     64-bit keys against two million take about a quarter of the time of searching them as they
     come (each search starts where the last ended, so the table is read in order, not at random).
     """
-    if _sorted_lookup is not None and sorted_keys.dtype == np.uint64 and queries.dtype == np.uint64:
+    if kernels is not None and sorted_keys.dtype == np.uint64 and queries.dtype == np.uint64:
         slot = np.empty(len(queries), np.int64)
-        _sorted_lookup.slots(np.ascontiguousarray(sorted_keys), np.ascontiguousarray(queries), slot)
+        kernels.slots(np.ascontiguousarray(sorted_keys), np.ascontiguousarray(queries), slot)
         return slot
     order = np.argsort(queries)
     slot = np.empty(len(queries), np.int64)

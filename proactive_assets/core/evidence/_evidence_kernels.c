@@ -1,5 +1,7 @@
-/* Where 64-bit hash keys sit in a sorted array: numpy's searchsorted (side "left"), clipped to the
- * last slot, without sorting the queries first.
+/* The evidence's hot loops (features.py, detector.py), in plain C with the CPython API only.
+ *
+ * slots: where 64-bit hash keys sit in a sorted array: numpy's searchsorted (side "left"), clipped
+ * to the last slot, without sorting the queries first.
  *
  * The evidence looks every pair of a day up in a dozen sorted arrays of hash keys (features.py).
  * numpy's searchsorted is a binary search: ~21 dependent cache misses per query in a 2M-key array,
@@ -10,7 +12,18 @@
  * evenly give the same answers, only slower.
  *
  * slots(sorted_keys, queries, out): buffers of uint64, uint64 and int64 (out as long as queries).
- * The GIL is released while searching.
+ *
+ * top_contributions: each pair's strongest evidence, named in daily_insights. A pair's
+ * contributions to the combiner's log-odds are its features times the coefficients; per row, the
+ * (at most k) largest at or above a bar, largest first, ties to the earlier feature, and as many
+ * of the most negative at or below minus the bar. numpy did it a feature at a time and then
+ * sorted every hit (~1 s a million pairs); here one pass over the rows.
+ *
+ * top_contributions(columns, weights, bar, up_codes, up_count, down_codes, down_count): columns
+ * float64 features x rows (each feature's values contiguous), weights float64 per feature; out
+ * int8 rows x k_up and rows x k_down feature indices, and uint8 counts per row.
+ *
+ * The GIL is released while they run.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -113,11 +126,77 @@ done:
     return result;
 }
 
+/* Insert (value, feature) into the ``count`` kept, largest value first; an equal value stays
+ * after the earlier features. Returns the new count (at most k). */
+static int keep_top(double *value, int8_t *code, int count, int k, double v, int feature) {
+    if (count == k && !(v > value[k - 1]))
+        return count;
+    int at = count < k ? count : k - 1;
+    while (at > 0 && v > value[at - 1]) {
+        value[at] = value[at - 1];
+        code[at] = code[at - 1];
+        at--;
+    }
+    value[at] = v;
+    code[at] = (int8_t)feature;
+    return count < k ? count + 1 : k;
+}
+
+static PyObject *top_contributions(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer columns, weights, up_codes, up_count, down_codes, down_count;
+    double bar;
+    if (!PyArg_ParseTuple(args, "y*y*dw*w*w*w*", &columns, &weights, &bar, &up_codes, &up_count, &down_codes,
+                          &down_count))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t features = weights.len / 8, n = up_count.len;
+    Py_ssize_t k_up = n ? up_codes.len / n : 0, k_down = n ? down_codes.len / n : 0;
+    if (weights.len % 8 || columns.len != features * n * 8 || down_count.len != n || up_codes.len != k_up * n ||
+        down_codes.len != k_down * n || features > 127 || k_up > 16 || k_down > 16 || (n && (!k_up || !k_down))) {
+        PyErr_SetString(PyExc_ValueError, "top_contributions() got buffers of mismatched sizes");
+        goto done;
+    }
+    const double *x = (const double *)columns.buf;
+    const double *w = (const double *)weights.buf;
+    int8_t *uc = (int8_t *)up_codes.buf, *dc = (int8_t *)down_codes.buf;
+    uint8_t *un = (uint8_t *)up_count.buf, *dn = (uint8_t *)down_count.buf;
+    Py_BEGIN_ALLOW_THREADS
+    double up_value[16], down_value[16];
+    for (Py_ssize_t row = 0; row < n; row++) {
+        int up = 0, down = 0;
+        for (Py_ssize_t i = 0; i < features; i++) {
+            if (w[i] == 0.0)
+                continue;
+            double c = x[i * n + row] * w[i];
+            if (c >= bar)
+                up = keep_top(up_value, uc + row * k_up, up, (int)k_up, c, (int)i);
+            else if (c <= -bar)
+                down = keep_top(down_value, dc + row * k_down, down, (int)k_down, -c, (int)i);
+        }
+        un[row] = (uint8_t)up;
+        dn[row] = (uint8_t)down;
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyBuffer_Release(&columns);
+    PyBuffer_Release(&weights);
+    PyBuffer_Release(&up_codes);
+    PyBuffer_Release(&up_count);
+    PyBuffer_Release(&down_codes);
+    PyBuffer_Release(&down_count);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"top_contributions", top_contributions, METH_VARARGS,
+     "top_contributions(columns, weights, bar, up_codes, up_count, down_codes, down_count): each row's strongest."},
     {"slots", slots, METH_VARARGS, "slots(sorted_keys, queries, out): searchsorted of uint64 hash keys, clipped."},
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_sorted_lookup", NULL, -1, methods, NULL, NULL, NULL, NULL};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_evidence_kernels", NULL, -1, methods, NULL, NULL, NULL, NULL};
 
-PyMODINIT_FUNC PyInit__sorted_lookup(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__evidence_kernels(void) { return PyModule_Create(&module); }
