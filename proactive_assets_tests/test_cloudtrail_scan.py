@@ -19,6 +19,7 @@ from proactive_assets.core.sources import cloudtrail_json, cloudtrail_records
 from proactive_assets.core.sources.cloudtrail_records import RawLog
 from proactive_assets_tests.cloudtrail_fixtures import record
 from proactive_assets_tests.conftest import SAMPLES
+from proactive_assets_tests.sanitized import run_sanitized
 
 needs_scanner = pytest.mark.skipif(
     cloudtrail_records.scanner is None and not os.environ.get("CI"), reason="scanner not built"
@@ -350,11 +351,10 @@ def test_scanner_rows_come_out_as_arrow_columns() -> None:
 
 
 SANITIZED_RUN = """
-import importlib.machinery, importlib.util, random, sys
+import random, sys
 from proactive_assets_tests import test_cloudtrail_scan as t
-loader = importlib.machinery.ExtensionFileLoader("_cloudtrail_scan", sys.argv[1])
-scanner = importlib.util.module_from_spec(importlib.util.spec_from_loader("_cloudtrail_scan", loader))
-loader.exec_module(scanner)
+from proactive_assets_tests.sanitized import load_extension
+scanner = load_extension("_cloudtrail_scan", sys.argv[1])
 docs = list(t.EDGE_CASES.values())
 docs.append(b'{"Records": [{"userAgent": "", "userIdentity": {"arn": ""}, "eventTime": "", "eventName": "",'
             b' "sourceIPAddress": ""}]}')  # empty strings first: memcpy(NULL, src, 0) before the fix
@@ -370,46 +370,8 @@ print("clean", len(docs))
 def test_scanner_is_clean_under_address_and_undefined_behaviour_sanitizers(tmp_path: Path) -> None:
     """The scanner built with -fsanitize=address,undefined reads every edge case and fuzzed input
     without a report (memcpy(NULL, src, 0) on a first empty string was one, before the fix)."""
-    import shutil
-    import subprocess
-    import sys
-    import sysconfig
-
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        pytest.skip("gcc not found")
-    runtimes = [
-        subprocess.run([gcc, f"-print-file-name={lib}"], capture_output=True, text=True).stdout.strip()
-        for lib in ("libasan.so", "libubsan.so")
-    ]
-    if not all(Path(r).is_file() for r in runtimes):
-        pytest.skip("the sanitizer runtimes are not installed")
     source = Path(cloudtrail_records.__file__).with_name("_cloudtrail_scan.c")
-    library = tmp_path / "_cloudtrail_scan.so"
-    flags = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer", "-g", "-O1"]
-    subprocess.run(
-        [
-            gcc,
-            "-shared",
-            "-fPIC",
-            "-std=c99",
-            *flags,
-            f"-I{sysconfig.get_paths()['include']}",
-            str(source),
-            "-o",
-            str(library),
-        ],
-        check=True,
-    )
-    env = {
-        **os.environ,
-        "LD_PRELOAD": " ".join(runtimes),
-        "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=1",
-        "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",
-    }
-    run = subprocess.run([sys.executable, "-c", SANITIZED_RUN, str(library)], capture_output=True, text=True, env=env)
-    assert run.returncode == 0 and "runtime error" not in run.stderr, run.stderr[-3000:]
-    assert run.stdout.startswith("clean")
+    assert run_sanitized(source, "_cloudtrail_scan", SANITIZED_RUN, tmp_path).startswith("clean")
 
 
 def test_structure_count_skips_strings_and_escapes() -> None:

@@ -1,11 +1,14 @@
 """The compiled hot loops (``_evidence_kernels.c``) give the numpy code's answers."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from proactive_assets.core.evidence import detector, features
 from proactive_assets.core.evidence.features import FEATURES
 from proactive_assets.core.evidence.keys import mix64
+from proactive_assets_tests.sanitized import run_sanitized
 
 kernels = pytest.importorskip("proactive_assets.core.evidence._evidence_kernels")
 
@@ -58,3 +61,26 @@ def test_top_contributions_refuses_mismatched_buffers() -> None:
 
 def _outputs(n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.zeros((n, k), np.int8), np.zeros(n, np.uint8)
+
+
+SANITIZED_RUN = """
+import sys
+import numpy as np
+from proactive_assets.core.evidence import compiled, detector, features
+from proactive_assets_tests import test_evidence_kernels as t
+from proactive_assets_tests.sanitized import load_extension
+sanitized = load_extension("_evidence_kernels", sys.argv[1])
+compiled.kernels = features.kernels = detector.kernels = sanitized
+for n in (1, 2, 7, 9, 1000, 70_000):
+    t.test_hash_keys_and_skewed_keys_sit_where_searchsorted_puts_them(n)
+class Patch:
+    def setattr(self, target, name, value):
+        setattr(target, name, value)
+t.test_each_rows_strongest_evidence_is_named_as_numpy_names_it(Patch())
+print("clean")
+"""
+
+
+def test_the_kernels_are_clean_under_address_and_undefined_behaviour_sanitizers(tmp_path: Path) -> None:
+    source = Path(detector.__file__).with_name("_evidence_kernels.c")
+    assert run_sanitized(source, "_evidence_kernels", SANITIZED_RUN, tmp_path).startswith("clean")
