@@ -122,7 +122,7 @@ def quarantined(source_file: str, reason: str) -> EventBatch:
 class TableSink(Protocol):
     """Where ``write_events`` puts tables (``warehouse.PartitionWriter`` fits)."""
 
-    def append(self, name: str, table: pa.Table) -> None: ...
+    def append(self, name: str, table: pa.Table, statistics: list[str] | None = None) -> None: ...
     def write_table(self, name: str, table: pa.Table) -> None: ...
 
 
@@ -196,7 +196,11 @@ def write_events(
     a batch without rows adds nothing, whatever its columns). Returns the tally and the quarantine table.
     """
     tally = EventTally(head=schema.empty_table())
-    out.append(table, schema.empty_table())
+    # Row groups keep min/max of time and flags only: they are in arrival order, sorted by no
+    # string column, so a string's min/max prunes nothing, and computing them was a quarter of
+    # writing a big day's events (2.7 s of CPU against 2.0 s for 5M events).
+    statistics = [f.name for f in schema if not (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))]
+    out.append(table, schema.empty_table(), statistics=statistics)
     for batch in batches:
         if batch.events.num_rows:
             out.append(table, batch.events)

@@ -99,13 +99,20 @@ class PartitionWriter:
     def write_bytes(self, name: str, data: bytes) -> None:
         Path(self.path(name)).write_bytes(data)
 
-    def append(self, name: str, table: pa.Table) -> None:
+    def append(self, name: str, table: pa.Table, statistics: list[str] | None = None) -> None:
         """Stream batches into ``name.parquet`` without holding the partition in memory.
 
         Small batches are buffered up to ``ROW_GROUP_ROWS`` so the file has few, large row groups.
+        ``statistics``: the columns whose min/max each row group records (default: every column),
+        as the first call for ``name`` says.
         """
         if name not in self._writers:
-            self._writers[name] = pq.ParquetWriter(self.path(f"{name}.parquet"), table.schema, compression="zstd")
+            self._writers[name] = pq.ParquetWriter(
+                self.path(f"{name}.parquet"),
+                table.schema,
+                compression="zstd",
+                write_statistics=True if statistics is None else statistics,
+            )
             self._pending[name] = []
         pending = self._pending[name]
         if table.num_rows:
