@@ -325,7 +325,9 @@ def _union(sorted_keys: np.ndarray, more: np.ndarray) -> np.ndarray:
     return np.insert(sorted_keys, np.searchsorted(sorted_keys, more), more)
 
 
-def _add_counts(keys: np.ndarray, counts: np.ndarray, more: np.ndarray, more_counts: np.ndarray):
+def _add_counts(
+    keys: np.ndarray, counts: np.ndarray, more: np.ndarray, more_counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Sorted distinct ``keys`` with ``counts``, plus sorted distinct ``more`` with ``more_counts``."""
     present = member(keys, more)
     counts = counts.copy()
