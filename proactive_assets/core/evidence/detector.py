@@ -17,6 +17,7 @@ model and combiner. No leakage: nothing of D is used to train the model that sco
 import hashlib
 import json
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -279,14 +280,18 @@ def train_detector(
     established = training_set.filter(pa.array(frame.established(ordinal[0]))) if eval_days else training_set
     if established.num_rows == 0:
         established = training_set
-    model = backend.train(established, params, day, plan)
+    # The first validation day's history does not depend on IP Insights: it is built on the other
+    # core while IP Insights trains (both are mostly numpy, which lets go of the GIL).
+    with ThreadPoolExecutor(1, thread_name_prefix="window-history") as pool:
+        first_history = pool.submit(frame.history, ordinal[0]) if ordinal else None
+        model = backend.train(established, params, day, plan)
+        history = first_history.result() if first_history else None
     scorer = backend.scorer(model, lambda: established)
     provenance = {"networks": {"source": networks.source, "date": networks.date}}
     warm = bool(plan and plan.warm and (model.metadata.get("retraining") or {}).get("mode") == "warm")
     reused = reusable(plan.previous_folds if warm and plan else None, ordinal, FEATURES, provenance)
     # Each validation day's history is the one before plus that day, so the window is indexed once
     # (``extend_history``), and the last day's extension is the history the model scores against.
-    history = frame.history(ordinal[0]) if ordinal else None
     folds = []
     for d in ordinal:
         folds.append(reused.get(d) or _validation_day(frame, networks, scorer, d, params.seed, history))
