@@ -305,7 +305,7 @@ def train_detector(
         "evidence_auc": auc,
         "validation_days": [d.isoformat() for d in eval_days],
         "established_rows": established.num_rows,
-        "networks": {"source": networks.source, "date": networks.date},
+        **provenance,
         "features": list(FEATURES),
         # model D-1's folds of the days both validate on (``folds.py``); the rest were computed here
         "folds_reused": [d.isoformat() for d, o in zip(eval_days, ordinal, strict=True) if o in reused],

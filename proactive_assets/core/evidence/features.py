@@ -132,15 +132,6 @@ def member(sorted_keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
     return sorted_keys[_slots(sorted_keys, queries)] == queries
 
 
-def _counts(keys: np.ndarray, entities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(sorted keys, number of distinct identities per key)."""
-    pairs = pair_key(entities, keys)
-    order = np.argsort(pairs)
-    ordered = pairs[order]
-    first = order[np.r_[True, ordered[1:] != ordered[:-1]]] if len(pairs) else order  # one row per (identity, key)
-    return distinct_sorted(np.sort(keys[first]))
-
-
 def lookup_count(sorted_keys: np.ndarray, counts: np.ndarray, queries: np.ndarray) -> np.ndarray:
     if len(sorted_keys) == 0:
         return np.zeros(len(queries), np.int64)
@@ -415,7 +406,7 @@ class Day:
 
 def build_day(entity: np.ndarray, address: np.ndarray, book: AddressBook, history: History, n: int) -> Day:
     keys = [book.level_keys[level][address] for level in (0, 1)]
-    org = [_counts(k, entity) for k in keys]
+    org = [_level_index(entity, k)[2:] for k in keys]  # (sorted keys, distinct identities of each)
     known_24 = member(history.seen[1], pair_key(entity, keys[1]))
     site = pair_key(entity[known_24], book.level_keys[2][address[known_24]])
     sibling_keys, sibling_counts = distinct_sorted(np.sort(site))
