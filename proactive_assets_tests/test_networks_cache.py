@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from proactive_assets.core.evidence import networks as networks_module
 from proactive_assets.core.evidence.networks import Networks
@@ -50,3 +51,13 @@ def test_a_torn_or_unwritable_cache_costs_only_time(tmp_path: Path) -> None:
     blocked = tmp_path / "file"
     blocked.write_text("a file where the cache folder would be")
     assert _same(build(None, str(blocked / "cache")), build(None, None))
+
+
+def test_a_write_that_fails_halfway_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def full_disk(*args, **kwargs) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(networks_module.np, "savez", full_disk)
+    cache = tmp_path / "cache"
+    assert _same(build(None, str(cache)), build(None, None))
+    assert list(cache.iterdir()) == []

@@ -305,13 +305,16 @@ def _write_cached(networks: Networks, path: Path) -> None:
     }
     for version, table in networks._tables.items():
         arrays.update({f"v{version}_{f}": getattr(table, f) for f in _TABLE_FIELDS})
+    temporary = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as out:
+            temporary = out.name
             np.savez(out, **arrays)
-        os.replace(out.name, path)  # whole or not at all, whichever process writes it
+        os.replace(temporary, path)  # whole or not at all, whichever process writes it
     except OSError:
-        return
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)  # a full disk leaves no half-written file behind
 
 
 def _build_networks(aws_ip_ranges: str | None) -> Networks:
