@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
         window = window_index(model, lambda: training_set, networks)
         scores = score_day(model, scorer, window, learning_set, networks)
         result = ScoreResult(scores.dot_product, scores.insight, scores.entity_known)
-        return scoring.insights_table(learning_set, result, model.version, scored_day, scores.evidence_columns)
+        return scoring.insights_table(learning_set, result, model.version, scored_day, scores.evidence_columns())
 
     def alone_table() -> pa.Table:
         return scoring.score_learning_set(learning_set, alone.score, alone.version, scored_day)

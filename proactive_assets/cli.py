@@ -154,7 +154,12 @@ def _print_rows(settings: Settings, asset: str, day: date) -> int:
         for line in _why_missing(settings, asset, day):
             print(line, file=sys.stderr)
         return 1
-    for row in warehouse.read_table(asset, day).to_pylist():
+    table = warehouse.read_table(asset, day)
+    if asset == tables.DAILY_INSIGHTS:
+        from proactive_assets.core.scoring import riskiest_first
+
+        table = riskiest_first(table)
+    for row in table.to_pylist():
         clean = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
         print(json.dumps(clean, default=_json_default))
     return 0

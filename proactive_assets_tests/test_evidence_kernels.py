@@ -44,12 +44,11 @@ def test_each_rows_strongest_evidence_is_named_as_numpy_names_it(monkeypatch: py
     x[:50] = 0.0  # rows that name nothing
     weights = np.round(rng.normal(0, 1.5, len(FEATURES)), 1)
     weights[[3, 7]] = 0.0
-    order = rng.permutation(n)
-    compiled = [a.to_pylist() for a in detector._named(x, weights, order, (4, 3))]
+    compiled = [a.to_pylist() for a in detector._named(x, weights, (4, 3))]
     monkeypatch.setattr(detector, "kernels", None)
-    assert compiled == [a.to_pylist() for a in detector._named(x, weights, order, (4, 3))]
+    assert compiled == [a.to_pylist() for a in detector._named(x, weights, (4, 3))]
     assert any(len(v) == 4 for v in compiled[0]) and any(v == [] for v in compiled[1])
-    empty = detector._named(x[:0], weights, order[:0], (4, 3))
+    empty = detector._named(x[:0], weights, (4, 3))
     assert [a.to_pylist() for a in empty] == [[], []]
 
 

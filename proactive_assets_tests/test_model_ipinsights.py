@@ -369,13 +369,12 @@ def test_score_learning_set_scores_the_arrow_columns(model, data):
     table = scoring.score_learning_set(learning_set, scorer, model.version, date(2024, 6, 1))
     assert seen == [(pa.ChunkedArray, pa.ChunkedArray)]
     expected = model.score(entities, ips)
-    order = {(e, ip): i for i, (e, ip) in enumerate(zip(entities, ips, strict=True))}
-    rows = [
-        order[(e, ip)]
-        for e, ip in zip(table.column("entity").to_pylist(), table.column("source_ip").to_pylist(), strict=True)
-    ]
-    np.testing.assert_array_equal(table.column("dot_product").to_numpy(), expected.dot_product[rows].astype(np.float64))
-    np.testing.assert_array_equal(table.column("insight").to_numpy(), expected.insight[rows].astype(np.float64))
+    assert table.column("entity").to_pylist() == list(entities)  # the learning set's rows, in its order
+    assert table.column("source_ip").to_pylist() == list(ips)
+    np.testing.assert_array_equal(table.column("dot_product").to_numpy(), expected.dot_product.astype(np.float64))
+    np.testing.assert_array_equal(table.column("insight").to_numpy(), expected.insight.astype(np.float64))
     assert table.column("model_version").unique().to_pylist() == [model.version]
     assert table.column("day").type == pa.date32() and table.column("day").unique().to_pylist() == [date(2024, 6, 1)]
-    assert (np.diff(table.column("insight").to_numpy()) <= 0).all()  # riskiest first
+    ranked = scoring.riskiest_first(table)
+    assert (np.diff(ranked.column("insight").to_numpy()) <= 0).all()
+    assert scoring.riskiest_first(table, 10).equals(ranked.slice(0, 10))

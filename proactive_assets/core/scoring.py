@@ -36,45 +36,50 @@ def insights_table(
     result: ScoreResult,
     model_version: str,
     day: date,
-    evidence: Callable[[np.ndarray], dict[str, pa.Array]] | None = None,
+    evidence: dict[str, pa.Array] | None = None,
 ) -> pa.Table:
-    """The ``daily_insights`` table: every pair with its ``insight`` (higher = more suspicious), riskiest first.
+    """The ``daily_insights`` table: every pair with its ``insight`` (higher = more suspicious).
 
-    The row order is sorted once, as indices, and each column taken in it. ``evidence`` adds
-    columns (what the detector found about each pair): given that order (learning-set row
-    indices), it returns them already in it (``DayScores.evidence_columns``).
+    Rows stay in the learning set's order (by entity, then address), so the learning set's columns
+    are passed through without a copy: sorting a million rows riskiest first cost more than
+    scoring them, for readers that want only the top rows or only those past the threshold
+    (``riskiest_first``). ``evidence`` adds columns (what the detector found about each pair), in
+    the same order (``DayScores.evidence_columns``).
     """
     n = learning_set.num_rows
-    insight = np.asarray(result.insight, dtype=np.float64)
-    keys = pa.table({"insight": insight, "entity": learning_set["entity"], "source_ip": learning_set["source_ip"]})
-    order = pc.sort_indices(keys, [("insight", "descending"), ("entity", "ascending"), ("source_ip", "ascending")])
-    rows = order.to_numpy(zero_copy_only=False).astype(np.int64)
-
-    def taken(name: str) -> pa.ChunkedArray:
-        return learning_set.column(name).take(order)
-
     columns = {
-        "entity": taken("entity"),
-        "source_ip": taken("source_ip"),
-        "insight": pa.array(insight[rows]),
-        "dot_product": pa.array(np.asarray(result.dot_product, dtype=np.float64)[rows]),
-        "event_count": taken("event_count"),
-        "event_names": taken("event_names"),
+        "entity": learning_set.column("entity"),
+        "source_ip": learning_set.column("source_ip"),
+        "insight": pa.array(np.asarray(result.insight, dtype=np.float64)),
+        "dot_product": pa.array(np.asarray(result.dot_product, dtype=np.float64)),
+        "event_count": learning_set.column("event_count"),
+        "event_names": learning_set.column("event_names"),
         "model_version": pa.repeat(pa.scalar(model_version, pa.string()), n),
-        "entity_known": pa.array(np.asarray(result.entity_known, dtype=bool)[rows]),
-        "first_seen": taken("first_seen"),
-        "last_seen": taken("last_seen"),
-        "accounts": taken("accounts"),
-        "regions": taken("regions"),
-        "sources": taken("sources"),
-        "source_files": taken("source_files"),
+        "entity_known": pa.array(np.asarray(result.entity_known, dtype=bool)),
+        "first_seen": learning_set.column("first_seen"),
+        "last_seen": learning_set.column("last_seen"),
+        "accounts": learning_set.column("accounts"),
+        "regions": learning_set.column("regions"),
+        "sources": learning_set.column("sources"),
+        "source_files": learning_set.column("source_files"),
         "day": pa.repeat(pa.scalar(day, pa.date32()), n),
     }
     for name in ANALYST_COLUMNS:
         if name in learning_set.column_names:
-            columns[name] = taken(name)
-    columns.update(evidence(rows) if evidence is not None else {})
+            columns[name] = learning_set.column(name)
+    columns.update(evidence or {})
     return pa.table(columns)
+
+
+#: The order people read insights in: the most suspicious first, ties by entity and address.
+RISKIEST_FIRST = [("insight", "descending"), ("entity", "ascending"), ("source_ip", "ascending")]
+
+
+def riskiest_first(insights: pa.Table, limit: int | None = None) -> pa.Table:
+    """``insights`` (or its ``limit`` riskiest rows) riskiest first; a top-k selection when limited."""
+    if limit is not None and limit < insights.num_rows:
+        return insights.take(pc.select_k_unstable(insights, limit, RISKIEST_FIRST))
+    return insights.take(pc.sort_indices(insights, RISKIEST_FIRST))
 
 
 def insight_histogram(insights: pa.Table, bins: int = 20) -> tuple[list[float], list[int]]:

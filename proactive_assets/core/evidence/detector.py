@@ -38,7 +38,6 @@ from proactive_assets.core.evidence.features import (
     build_history,
     extend_history,
     pair_features,
-    runs,
 )
 from proactive_assets.core.evidence.folds import Fold, folds_to_bytes, reusable
 from proactive_assets.core.evidence.keys import AddressBook, address_book, level_keys
@@ -370,19 +369,17 @@ NOVELTY = (
 )
 
 
-def _named(features: np.ndarray, vector: np.ndarray, order: np.ndarray, limits: tuple[int, int]) -> list[pa.Array]:
+def _named(features: np.ndarray, vector: np.ndarray, limits: tuple[int, int]) -> list[pa.Array]:
     """The evidence each row names: two list columns, the (at most ``limits[0]``) features whose
     contribution to the log-odds (``features * vector``) raises it by at least ``NAMED_EVIDENCE``
     and the (at most ``limits[1]``) lowering it by as much, largest first (ties: the earlier
-    feature). Output row ``j`` is ``features``' row ``order[j]``.
+    feature).
 
     A feature at a time over its contiguous column, and only the entries that pass are ordered (a
-    pair has a handful at most): the whole contributions matrix (41 per pair) is never built. They
-    are ordered in ``features``' own row order (each feature's hits come sorted, so the sort has
-    little to do) and then gathered a row's run at a time into ``order``.
+    pair has a handful at most): the whole contributions matrix (41 per pair) is never built.
     """
     if kernels is not None:
-        return _named_compiled(features, vector, order, limits)
+        return _named_compiled(features, vector, limits)
     n = len(features)
     columns_t = features.T  # (features, pairs): each feature's values contiguous
     found: list[list[tuple[np.ndarray, int, np.ndarray]]] = [[], []]
@@ -402,22 +399,15 @@ def _named(features: np.ndarray, vector: np.ndarray, order: np.ndarray, limits: 
         ranked = np.lexsort((column, -value, row))
         row, column = row[ranked], column[ranked]
         kept = np.arange(len(row)) - np.searchsorted(row, row) < k
-        row, column = row[kept], column[kept]
-        counts = np.bincount(row, minlength=n)
-        first = np.cumsum(counts) - counts  # where each source row's run starts
-        lengths = counts[order]
-        offsets = np.zeros(len(order) + 1, np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        names = pc.take(pa.array(FEATURES, pa.string()), pa.array(column[runs(first[order], lengths)]))
-        out.append(pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), names))
+        offsets = np.zeros(n + 1, np.int32)
+        np.cumsum(np.bincount(row[kept], minlength=n), out=offsets[1:])
+        names = pc.take(pa.array(FEATURES, pa.string()), pa.array(column[kept]))
+        out.append(pa.ListArray.from_arrays(pa.array(offsets), names))
     return out
 
 
-def _named_compiled(
-    features: np.ndarray, vector: np.ndarray, order: np.ndarray, limits: tuple[int, int]
-) -> list[pa.Array]:
-    """``_named`` by the compiled ``kernels.top_contributions``: each row's lists in one pass, then
-    gathered into ``order``."""
+def _named_compiled(features: np.ndarray, vector: np.ndarray, limits: tuple[int, int]) -> list[pa.Array]:
+    """``_named`` by the compiled ``kernels.top_contributions``: each row's lists in one pass."""
     n = len(features)
     columns = np.ascontiguousarray(features.T, np.float64)  # a view of ``pair_features``' matrix
     codes = [np.zeros((n, k), np.int8) for k in limits]
@@ -427,10 +417,9 @@ def _named_compiled(
     names = pa.array(FEATURES, pa.string())
     out = []
     for code, count, k in zip(codes, counts, limits, strict=True):
-        lengths = count[order].astype(np.int32)
-        offsets = np.zeros(len(order) + 1, np.int32)
-        np.cumsum(lengths, out=offsets[1:])
-        picked = code[order][np.arange(k) < lengths[:, None]]
+        offsets = np.zeros(n + 1, np.int32)
+        np.cumsum(count, out=offsets[1:])
+        picked = code[np.arange(k) < count[:, None]]
         out.append(pa.ListArray.from_arrays(pa.array(offsets), pc.take(names, pa.array(picked))))
     return out
 
@@ -470,32 +459,27 @@ class DayScores:
     owner_texts: pa.Array  # the distinct owners ...
     owner: np.ndarray  # ... and each pair's index into them
 
-    def evidence_columns(self, order: np.ndarray | None = None) -> dict[str, pa.Array]:
-        """The columns ``daily_insights`` keeps beside ``insight``, for explanations and audits.
-
-        ``order``: the rows to give, in that order (``scoring.insights_table``'s riskiest first):
-        the columns are built in it rather than built and then reordered (the named-evidence lists
-        cost as much to reorder as to build)."""
-        order = np.arange(len(self.insight)) if order is None else np.asarray(order, np.int64)
+    def evidence_columns(self) -> dict[str, pa.Array]:
+        """The columns ``daily_insights`` keeps beside ``insight``, for explanations and audits."""
 
         def column(name: str) -> np.ndarray:
-            return self.features[:, FEATURES.index(name)][order]
+            return self.features[:, FEATURES.index(name)]
 
         novelty = np.select(
             [column(name) > 0 for name in ("new_identity", "novel_network", "novel_12", "novel_16", "novel_24")],
             [5, 4, 3, 2, 1],
             default=0,
         )
-        support, against = _named(self.features, self.coefficients, order, (4, 3))
+        support, against = _named(self.features, self.coefficients, (4, 3))
         return {
-            "ip_insights": pa.array(self.ip_insights[order], pa.float64()),
+            "ip_insights": pa.array(self.ip_insights, pa.float64()),
             "novelty": pc.take(pa.array(NOVELTY, pa.string()), pa.array(novelty)),
             "others_on_address_window": pa.array(np.rint(np.expm1(column("others_address_window"))).astype(np.int64)),
             "others_on_address_today": pa.array(np.rint(np.expm1(column("others_address_today"))).astype(np.int64)),
             "others_on_24_window": pa.array(np.rint(np.expm1(column("others_24_window"))).astype(np.int64)),
             "identity_churn": pa.array(column("churn_24"), pa.float64()),
             "known_network_today": pa.array(column("known_network_today") > 0),
-            "address_owner": pc.take(self.owner_texts, pa.array(self.owner[order])),
+            "address_owner": pc.take(self.owner_texts, pa.array(self.owner)),
             "evidence_for": support,
             "evidence_against": against,
         }

@@ -40,7 +40,7 @@ from proactive_assets.core.model import IPInsightsParams, ScoreResult
 from proactive_assets.core.model.warm import RetrainPlan, full_plan, plan_retraining
 from proactive_assets.core.warehouse import Warehouse, WarehouseError
 from proactive_assets.defs import tables
-from proactive_assets.defs.metadata import table_preview
+from proactive_assets.defs.metadata import PREVIEW_ROWS, table_preview
 from proactive_assets.defs.model_store import MODEL_JSON, load_model, load_model_metadata, save_model
 from proactive_assets.defs.partitions import day_has_logs, partition_day
 from proactive_assets.defs.resources import ProactiveResource
@@ -199,7 +199,7 @@ def model_assets(partitions: DailyPartitionsDefinition, training_days: int) -> l
         scorer = backend.scorer(model, window)
         scores = score_day(model, scorer, window_index(model, window, networks), pairs, networks)
         result = ScoreResult(scores.dot_product, scores.insight, scores.entity_known)
-        insights = scoring.insights_table(pairs, result, model.version, day, scores.evidence_columns)
+        insights = scoring.insights_table(pairs, result, model.version, day, scores.evidence_columns())
         warehouse.write_tables(tables.DAILY_INSIGHTS, day, {tables.DAILY_INSIGHTS: insights})
         threshold = threshold_for(model.metadata, settings.insight_threshold)
         edges, counts = scoring.insight_histogram(insights)
@@ -221,7 +221,10 @@ def model_assets(partitions: DailyPartitionsDefinition, training_days: int) -> l
                     )
                 ),
                 "table": warehouse.uri_for(tables.DAILY_INSIGHTS, day),
-                "preview": table_preview(insights, ["entity", "source_ip", "insight", "dot_product", "event_count"]),
+                "preview": table_preview(
+                    scoring.riskiest_first(insights, PREVIEW_ROWS),
+                    ["entity", "source_ip", "insight", "dot_product", "event_count"],
+                ),
             }
         )
 
