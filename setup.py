@@ -9,12 +9,14 @@ CLOUDTRAIL_SCAN = Extension(
     optional=True,
 )
 
-# The evidence's hot loops (looking hash keys up, naming each pair's strongest evidence), same
+# The evidence's hot loops (the pairs' feature matrix, looking hash keys up, naming each pair's
+# strongest evidence), same
 # terms: without a compiler the evidence uses numpy, with the same answers.
 EVIDENCE_KERNELS = Extension(
     "proactive_assets.core.evidence._evidence_kernels",
     ["proactive_assets/core/evidence/_evidence_kernels.c"],
     extra_compile_args=["-O3", "-std=c99", "-Wall", "-Wextra"],
+    libraries=["m"],
     optional=True,
 )
 

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from proactive_assets.core.evidence import detector, features
-from proactive_assets.core.evidence.features import FEATURES
-from proactive_assets.core.evidence.keys import mix64
+from proactive_assets.core.evidence.features import FEATURES, Behaviour, build_day, build_history, pair_features
+from proactive_assets.core.evidence.keys import address_book, mix64
 from proactive_assets_tests.sanitized import run_sanitized
+from proactive_assets_tests.test_evidence import NETWORKS
 
 kernels = pytest.importorskip("proactive_assets.core.evidence._evidence_kernels")
 
@@ -62,6 +63,72 @@ def _outputs(n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.zeros((n, k), np.int8), np.zeros(n, np.uint8)
 
 
+def _world(seed: int, identities: int = 60, window_rows: int = 3000, pairs: int = 2000) -> tuple:
+    """A window and a day of random pairs over offices, AWS, Azure, private and IPv6 addresses (so
+    every feature takes several values), with API calls, user agents and people of two identities."""
+    rng = np.random.default_rng(seed)
+    pools = [
+        [f"198.51.{i % 3}.{i}" for i in range(40)],
+        [f"3.80.{i % 5}.{i}" for i in range(30)] + [f"54.72.1.{i}" for i in range(10)],  # AWS, two regions
+        [f"20.42.7.{i}" for i in range(20)] + [f"10.0.{i % 2}.{i}" for i in range(10)],  # Azure, private
+        [f"2001:db8:{i % 4}::{i}" for i in range(30)] + [f"2600:1f18::{i}" for i in range(10)],
+    ]
+    addresses = [a for pool in pools for a in pool]
+    book = address_book(addresses, NETWORKS)
+    home = rng.integers(0, len(pools), identities)  # each identity mostly uses one pool
+    offset = np.cumsum([0] + [len(p) for p in pools])
+
+    def draw(entity: np.ndarray) -> np.ndarray:
+        pool = np.where(rng.random(len(entity)) < 0.8, home[entity], rng.integers(0, len(pools), len(entity)))
+        return offset[pool] + rng.integers(0, 1 << 20, len(entity)) % (offset[pool + 1] - offset[pool])
+
+    def behaviour(n: int, vocabulary: int) -> Behaviour:  # the day's vocabulary larger: calls never made
+        actions, agents = rng.integers(0, n, 3 * n), rng.integers(0, n, n)
+        return Behaviour(
+            actions,
+            rng.integers(0, vocabulary, 3 * n),
+            agents,
+            rng.integers(0, vocabulary, n),
+            rng.integers(1, 500, n) * 1.0,
+        )
+
+    known = identities - 8  # the last identities have no history
+    entity = rng.integers(0, known, window_rows)
+    history = build_history(
+        entity, draw(entity), rng.integers(0, 7, window_rows), book, identities, behaviour(window_rows, 12)
+    )
+    today_entity = rng.integers(0, identities, pairs)
+    today_address = draw(today_entity)
+    real = rng.random(pairs) < 0.7
+    day = build_day(today_entity[real], today_address[real], book, history, identities)
+    ipi = rng.random(pairs)
+    ipi[:20] = [np.nan, np.inf, -np.inf, 0.0, 1.0] * 4
+    persons = np.where(np.arange(identities) % 3 == 0, 0, np.arange(identities) // 2 + 1)
+    return today_entity, today_address, ipi, real, book, history, day, behaviour(pairs, 30), persons
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_compiled_feature_matrix_is_numpys(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert features._COMPILED, "the kernel's PAIR_FEATURES are not FEATURES"
+    args = _world(seed)
+    compiled = pair_features(*args)
+    monkeypatch.setattr(features, "_COMPILED", False)
+    expected = pair_features(*args)
+    np.testing.assert_allclose(compiled, expected, rtol=1e-14, atol=1e-15)  # libm's log against numpy's, to an ulp
+    for name in FEATURES:  # every feature takes more than one value here, so none is simply unset
+        assert len(np.unique(expected[:, FEATURES.index(name)])) > 1, name
+
+
+def test_the_feature_kernel_refuses_codes_out_of_range() -> None:
+    entity, address, ipi, real, book, history, day, behaviour, persons = _world(3)
+    address = address.copy()
+    address[5] = len(book)
+    with pytest.raises(ValueError, match="pair 5 has an identity or address code out of range"):
+        pair_features(entity, address, ipi, real, book, history, day, behaviour, persons)
+    with pytest.raises(ValueError, match="mismatched"):
+        pair_features(entity, address[:-1], ipi, real, book, history, day, behaviour, persons)
+
+
 SANITIZED_RUN = """
 import sys
 import numpy as np
@@ -76,6 +143,10 @@ class Patch:
     def setattr(self, target, name, value):
         setattr(target, name, value)
 t.test_each_rows_strongest_evidence_is_named_as_numpy_names_it(Patch())
+features._COMPILED = True
+for seed in (0, 1, 2):
+    t.test_the_compiled_feature_matrix_is_numpys(seed, Patch())
+    features._COMPILED = True
 print("clean")
 """
 

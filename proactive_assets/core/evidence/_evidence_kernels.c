@@ -19,15 +19,28 @@
  * of the most negative at or below minus the bar. numpy did it a feature at a time and then
  * sorted every hit (~1 s a million pairs); here one pass over the rows.
  *
- * top_contributions(columns, weights, bar, up_codes, up_count, down_codes, down_count): columns
- * float64 features x rows (each feature's values contiguous), weights float64 per feature; out
- * int8 rows x k_up and rows x k_down feature indices, and uint8 counts per row.
+ * top_contributions(features, weights, bar, up_codes, up_count, down_codes, down_count): features
+ * float64 rows x features (as pair_features writes them), weights float64 per feature; out int8
+ * rows x k_up and rows x k_down feature indices, and uint8 counts per row.
+ *
+ * pair_features: the evidence matrix of features.py's pair_features, in one pass over the pairs.
+ * numpy built it from ~60 whole-array operations and 13 separate searches (1.3 s a million pairs
+ * at the IP Insights tutorial's scale); here each pair's keys are hashed once, its 13 lookups go
+ * out together (a batch of pairs at a time, their buckets fetched before they are searched), and
+ * its row of features is written as soon as they are back. PAIR_FEATURES names the matrix rows in
+ * order; features.py uses the kernel only when they are its FEATURES.
+ *
+ * pair_features(pairs, addresses, identities, tables, aws_category, out): four tuples of buffers
+ * (see the comments at their enums below) and a float64 output of pairs x features (a pair's
+ * features contiguous: written a pair at a time, 43 rows of feature values cost 3x as much).
  *
  * The GIL is released while they run.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 /* The first index in [lo, hi) whose key is >= q, given keys[lo - 1] < q (or lo == 0) and
  * keys[hi] >= q (or hi == n). */
@@ -144,20 +157,20 @@ static int keep_top(double *value, int8_t *code, int count, int k, double v, int
 
 static PyObject *top_contributions(PyObject *self, PyObject *args) {
     (void)self;
-    Py_buffer columns, weights, up_codes, up_count, down_codes, down_count;
+    Py_buffer matrix, weights, up_codes, up_count, down_codes, down_count;
     double bar;
-    if (!PyArg_ParseTuple(args, "y*y*dw*w*w*w*", &columns, &weights, &bar, &up_codes, &up_count, &down_codes,
+    if (!PyArg_ParseTuple(args, "y*y*dw*w*w*w*", &matrix, &weights, &bar, &up_codes, &up_count, &down_codes,
                           &down_count))
         return NULL;
     PyObject *result = NULL;
     Py_ssize_t features = weights.len / 8, n = up_count.len;
     Py_ssize_t k_up = n ? up_codes.len / n : 0, k_down = n ? down_codes.len / n : 0;
-    if (weights.len % 8 || columns.len != features * n * 8 || down_count.len != n || up_codes.len != k_up * n ||
+    if (weights.len % 8 || matrix.len != features * n * 8 || down_count.len != n || up_codes.len != k_up * n ||
         down_codes.len != k_down * n || features > 127 || k_up > 16 || k_down > 16 || (n && (!k_up || !k_down))) {
         PyErr_SetString(PyExc_ValueError, "top_contributions() got buffers of mismatched sizes");
         goto done;
     }
-    const double *x = (const double *)columns.buf;
+    const double *x = (const double *)matrix.buf;
     const double *w = (const double *)weights.buf;
     int8_t *uc = (int8_t *)up_codes.buf, *dc = (int8_t *)down_codes.buf;
     uint8_t *un = (uint8_t *)up_count.buf, *dn = (uint8_t *)down_count.buf;
@@ -168,7 +181,7 @@ static PyObject *top_contributions(PyObject *self, PyObject *args) {
         for (Py_ssize_t i = 0; i < features; i++) {
             if (w[i] == 0.0)
                 continue;
-            double c = x[i * n + row] * w[i];
+            double c = x[row * features + i] * w[i];
             if (c >= bar)
                 up = keep_top(up_value, uc + row * k_up, up, (int)k_up, c, (int)i);
             else if (c <= -bar)
@@ -181,7 +194,7 @@ static PyObject *top_contributions(PyObject *self, PyObject *args) {
     result = Py_None;
     Py_INCREF(result);
 done:
-    PyBuffer_Release(&columns);
+    PyBuffer_Release(&matrix);
     PyBuffer_Release(&weights);
     PyBuffer_Release(&up_codes);
     PyBuffer_Release(&up_count);
@@ -190,13 +203,512 @@ done:
     return result;
 }
 
+/* ---- pair_features ---- */
+
+#define GOLDEN 0x9E3779B97F4A7C15ULL
+
+static inline uint64_t mix64(uint64_t x) {
+    x ^= x >> 30;
+    x *= 0xBF58476D1CE4E5B9ULL;
+    x ^= x >> 27;
+    x *= 0x94D049BB133111EBULL;
+    x ^= x >> 31;
+    return x;
+}
+
+/* keys.pair_key: (identity code, network key) */
+static inline uint64_t pair_key(uint64_t entity_mix, uint64_t key) { return mix64(key ^ entity_mix); }
+
+/* A sorted array of distinct hash keys (with a count per key, or none) and its directory. */
+typedef struct {
+    const uint64_t *keys;
+    const int64_t *counts;
+    Py_ssize_t n;
+    int bits;
+    uint32_t *dir;
+} Table;
+
+static inline Py_ssize_t bucket_of(const Table *t, uint64_t q) { return t->bits == 0 ? 0 : (Py_ssize_t)(q >> (64 - t->bits)); }
+
+/* log1p of the small whole numbers that most of the features' counts are (libm's log1p costs
+ * ~30 ns, and a pair takes a dozen); the same values log1p gives, from a table filled at import. */
+#define LOG1P_TABLE 4096
+static double LOG1P[LOG1P_TABLE];
+
+static inline double log1p_count(int64_t c) { return c < LOG1P_TABLE ? LOG1P[c] : log1p((double)c); }
+
+static inline double log1p_value(double v) {
+    if (v >= 0 && v < LOG1P_TABLE) {
+        int64_t c = (int64_t)v;
+        if ((double)c == v)
+            return LOG1P[c];
+    }
+    return log1p(v);
+}
+
+/* The matrix rows, in features.py's FEATURES order. */
+enum {
+    F_NOVEL_24, F_NOVEL_16, F_NOVEL_12, F_NOVEL_NETWORK, F_NEW_IDENTITY, F_HISTORY_DAYS, F_CHURN_24, F_CHURN_16,
+    F_NETWORKS_16, F_OTHERS_ADDRESS_WINDOW, F_OTHERS_24_WINDOW, F_OTHERS_16_WINDOW, F_OTHERS_12_WINDOW,
+    F_OTHERS_ADDRESS_TODAY, F_OTHERS_24_TODAY, F_KNOWN_NETWORK_TODAY, F_SIBLING_KNOWN_TODAY, F_PERSON_ADDRESS,
+    F_PERSON_24, F_AWS_ADDRESS, F_CLOUD_ADDRESS, F_PRIVATE_ADDRESS, F_AWS_SHARE, F_CLOUD_SHARE, F_PROVIDER_NEW,
+    F_OFF_PROVIDER, F_AWS_REGION_NEW, F_FAMILY_NEW, F_IP_INSIGHTS, F_IP_INSIGHTS_MISSING, F_NEW_ACTIONS,
+    F_NEW_USER_AGENT, F_EVENTS, F_NOVEL_X_CHURN_24, F_NOVEL_X_CHURN_16, F_NOVEL_X_KNOWN_TODAY,
+    F_NOVEL_X_OTHERS_WINDOW, F_NOVEL_X_OTHERS_TODAY, F_NOVEL_X_PROVIDER_NEW, F_NOVEL_X_IP_INSIGHTS,
+    F_OFF_PROVIDER_X_OTHERS, F_NOVEL_X_NEW_ACTIONS, F_NOVEL_X_NEW_USER_AGENT, F_COUNT
+};
+
+static const char *FEATURE_NAMES[F_COUNT] = {
+    "novel_24", "novel_16", "novel_12", "novel_network", "new_identity", "history_days", "churn_24", "churn_16",
+    "networks_16", "others_address_window", "others_24_window", "others_16_window", "others_12_window",
+    "others_address_today", "others_24_today", "known_network_today", "sibling_known_today", "person_address",
+    "person_24", "aws_address", "cloud_address", "private_address", "aws_share", "cloud_share", "provider_new",
+    "off_provider", "aws_region_new", "family_new", "ip_insights", "ip_insights_missing", "new_actions",
+    "new_user_agent", "events", "novel_x_churn_24", "novel_x_churn_16", "novel_x_known_today",
+    "novel_x_others_window", "novel_x_others_today", "novel_x_provider_new", "novel_x_ip_insights",
+    "off_provider_x_others", "novel_x_new_actions", "novel_x_new_user_agent",
+};
+
+/* The buffers of a tuple, each checked for its item size; ``lengths`` gets each one's item count. */
+static int get_buffers(PyObject *tuple, const char *what, Py_ssize_t count, const int *itemsize, Py_buffer *out,
+                       Py_ssize_t *lengths) {
+    if (!PyTuple_Check(tuple) || PyTuple_GET_SIZE(tuple) != count) {
+        PyErr_Format(PyExc_ValueError, "pair_features() takes %zd buffers of %s", count, what);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (PyObject_GetBuffer(PyTuple_GET_ITEM(tuple, i), &out[i], PyBUF_C_CONTIGUOUS) < 0) {
+            for (Py_ssize_t j = 0; j < i; j++)
+                PyBuffer_Release(&out[j]);
+            return -1;
+        }
+        if (out[i].len % itemsize[i]) {
+            PyErr_Format(PyExc_ValueError, "pair_features(): %s buffer %zd is not of %d-byte items", what, i,
+                         itemsize[i]);
+            for (Py_ssize_t j = 0; j <= i; j++)
+                PyBuffer_Release(&out[j]);
+            return -1;
+        }
+        lengths[i] = out[i].len / itemsize[i];
+    }
+    return 0;
+}
+
+static void release_buffers(Py_buffer *buffers, Py_ssize_t count) {
+    for (Py_ssize_t i = 0; i < count; i++)
+        PyBuffer_Release(&buffers[i]);
+}
+
+/* pairs: entity int64, address int64, ip_insights float64, real bool, person_address bool,
+ * person_24 bool (before masking by the pair's own history), new_actions float64, new_agents
+ * float64, has_agents bool, events float64. */
+enum { P_ENTITY, P_ADDRESS, P_IPI, P_REAL, P_PERSON_ADDRESS, P_PERSON_24, P_NEW_ACTIONS, P_NEW_AGENTS, P_HAS_AGENTS,
+       P_EVENTS, P_COUNT };
+static const int P_SIZES[P_COUNT] = {8, 8, 8, 1, 1, 1, 8, 8, 1, 8};
+/* addresses: the level keys (address, /24, /16, /12) uint64, provider category int64, AWS region
+ * code as uint64, is-IPv6 bool. */
+enum { A_KEY0, A_KEY1, A_KEY2, A_KEY3, A_CATEGORY, A_REGION, A_IS6, A_COUNT };
+static const int A_SIZES[A_COUNT] = {8, 8, 8, 8, 8, 8, 1};
+/* identities: known bool, days float64, churn_24 float64, churn_16 float64, networks_16 float64,
+ * aws_share float64, cloud_share float64, families int64, has_agents bool, known pairs today float64. */
+enum { I_KNOWN, I_DAYS, I_CHURN_24, I_CHURN_16, I_NETWORKS_16, I_AWS_SHARE, I_CLOUD_SHARE, I_FAMILIES,
+       I_HAS_AGENTS, I_KNOWN_PAIRS, I_COUNT };
+static const int I_SIZES[I_COUNT] = {1, 8, 8, 8, 8, 8, 8, 8, 1, 8};
+/* tables, each sorted distinct uint64 keys (then its int64 counts where it has them): seen at the
+ * 4 levels; the window's keys and counts at the 4 levels; today's at 2 levels; today's siblings;
+ * the identities' providers; their AWS regions. */
+enum { T_SEEN0, T_SEEN1, T_SEEN2, T_SEEN3, T_ORG0, T_ORG1, T_ORG2, T_ORG3, T_TODAY0, T_TODAY1, T_SIBLINGS,
+       T_PROVIDERS, T_REGIONS, T_COUNT };
+static const int T_COUNTED[T_COUNT] = {0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 0, 0};
+
+/* Pairs are judged a chunk at a time: their keys gathered, then looked up a table at a time (13
+ * tables of up to millions of keys do not share the cache; one does), then their rows written. */
+#define PAIR_CHUNK 4096
+
+/* lower_bound in a directory's bucket: a bucket holds ~8 keys, so they are counted without a
+ * branch (a binary search's branches are taken at random and each miss costs ~15 cycles). */
+static inline Py_ssize_t bucket_search(const uint64_t *keys, Py_ssize_t lo, Py_ssize_t hi, uint64_t q) {
+    if (hi - lo > 32)
+        return lower_bound(keys, lo, hi, q);
+    Py_ssize_t s = lo;
+    for (Py_ssize_t k = lo; k < hi; k++)
+        s += keys[k] < q;
+    return s;
+}
+
+/* What a pair's lookups need of its address, one cache line per address (the addresses' codes
+ * come in no useful order, so each pair's would otherwise be a miss in every per-address array). */
+typedef struct {
+    uint64_t level[4], category, region, is6, unused;
+} Address;
+
+typedef struct {
+    uint64_t entity_mix;
+    const Address *address;
+} PairKeys;
+
+#define LAG 8 /* lookups in flight at each stage of lookup_chunk */
+
+typedef struct {
+    PairKeys keys[PAIR_CHUNK];
+    int64_t found[T_COUNT][PAIR_CHUNK]; /* per table: the key's count (1 where it has none), or 0 */
+    uint64_t q[PAIR_CHUNK];
+    uint32_t pos[PAIR_CHUNK], lo[PAIR_CHUNK], hi[PAIR_CHUNK];
+    int64_t slot[PAIR_CHUNK];
+} Scratch;
+
+static inline uint64_t query(int table, const PairKeys *p) {
+    const Address *a = p->address;
+    switch (table) {
+    case T_SEEN0: case T_SEEN1: case T_SEEN2: case T_SEEN3:
+        return pair_key(p->entity_mix, a->level[table - T_SEEN0]);
+    case T_ORG0: case T_ORG1: case T_ORG2: case T_ORG3:
+        return a->level[table - T_ORG0];
+    case T_TODAY0: case T_TODAY1:
+        return a->level[table - T_TODAY0];
+    case T_SIBLINGS:
+        return pair_key(p->entity_mix, a->level[2]);
+    case T_PROVIDERS:
+        return pair_key(p->entity_mix, a->category);
+    default:
+        return pair_key(p->entity_mix, a->region);
+    }
+}
+
+/* The chunk's keys looked up in one table, as a pipeline: a key's directory entry is asked for,
+ * LAG keys later its bucket of keys, LAG later it is searched (and its count asked for), LAG later
+ * the count is read; so each stage's cache misses overlap with the others'. */
+static void lookup_chunk(const Table *t, int table, const PairKeys *keys, const uint32_t *pos, Py_ssize_t count,
+                         Scratch *w, int64_t *found) {
+    if (t->n == 0) {
+        for (Py_ssize_t j = 0; j < count; j++)
+            found[pos[j]] = 0;
+        return;
+    }
+    for (Py_ssize_t i = 0; i < count + 3 * LAG; i++) {
+        Py_ssize_t j = i;
+        if (j < count) {
+            w->q[j] = query(table, &keys[pos[j]]);
+            __builtin_prefetch(t->dir + bucket_of(t, w->q[j]));
+        }
+        j = i - LAG;
+        if (j >= 0 && j < count) {
+            Py_ssize_t b = bucket_of(t, w->q[j]);
+            w->lo[j] = t->dir[b];
+            w->hi[j] = t->dir[b + 1];
+            __builtin_prefetch(t->keys + w->lo[j]);
+            __builtin_prefetch(t->keys + w->lo[j] + 7);
+        }
+        j = i - 2 * LAG;
+        if (j >= 0 && j < count) {
+            Py_ssize_t s = bucket_search(t->keys, w->lo[j], w->hi[j], w->q[j]);
+            w->slot[j] = s < (Py_ssize_t)w->hi[j] && t->keys[s] == w->q[j] ? s : -1;
+            if (t->counts && w->slot[j] >= 0)
+                __builtin_prefetch(t->counts + w->slot[j]);
+        }
+        j = i - 3 * LAG;
+        if (j >= 0 && j < count)
+            found[pos[j]] = w->slot[j] < 0 ? 0 : (t->counts ? t->counts[w->slot[j]] : 1);
+    }
+}
+
+/* What table ``t`` would answer for pair k when its answer is already known or never used, else
+ * -1 (look it up). An identity that used an address used its /24, /16 and /12; the siblings
+ * matter only on a new /24; the providers only for a known identity; the AWS regions only for an
+ * AWS address of a known identity that has used AWS addresses. */
+static inline int64_t needless(int t, const Scratch *w, Py_ssize_t k, int known, int has_aws, long long aws_category) {
+    switch (t) {
+    case T_SEEN1: case T_SEEN2: case T_SEEN3:
+        return w->found[t - 1][k] ? 1 : -1;
+    case T_SIBLINGS:
+        return w->found[T_SEEN1][k] ? 0 : -1;
+    case T_PROVIDERS:
+        return known ? -1 : 1;
+    case T_REGIONS:
+        return known && has_aws && (long long)w->keys[k].address->category == aws_category ? -1 : 1;
+    default:
+        return -1;
+    }
+}
+
+static PyObject *pair_features(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *pairs_arg, *addresses_arg, *identities_arg, *tables_arg;
+    long long aws_category;
+    Py_buffer out;
+    if (!PyArg_ParseTuple(args, "OOOOLw*", &pairs_arg, &addresses_arg, &identities_arg, &tables_arg, &aws_category,
+                          &out))
+        return NULL;
+    PyObject *result = NULL;
+    Py_buffer pb[P_COUNT], ab[A_COUNT], ib[I_COUNT], tb[2 * T_COUNT];
+    Py_ssize_t pl[P_COUNT], al[A_COUNT], il[I_COUNT], tl[2 * T_COUNT];
+    int t_sizes[2 * T_COUNT];
+    Py_ssize_t t_buffers = 0;
+    for (int t = 0; t < T_COUNT; t++) {
+        t_sizes[t_buffers++] = 8;
+        if (T_COUNTED[t])
+            t_sizes[t_buffers++] = 8;
+    }
+    int got = 0;
+    if (get_buffers(pairs_arg, "pairs", P_COUNT, P_SIZES, pb, pl) < 0)
+        goto release_out;
+    got = 1;
+    if (get_buffers(addresses_arg, "addresses", A_COUNT, A_SIZES, ab, al) < 0)
+        goto release;
+    got = 2;
+    if (get_buffers(identities_arg, "identities", I_COUNT, I_SIZES, ib, il) < 0)
+        goto release;
+    got = 3;
+    if (get_buffers(tables_arg, "tables", t_buffers, t_sizes, tb, tl) < 0)
+        goto release;
+    got = 4;
+
+    Py_ssize_t n = pl[0], n_addresses = al[0], n_identities = il[0];
+    int sizes_ok = out.len == (Py_ssize_t)F_COUNT * n * 8;
+    for (int i = 0; i < P_COUNT; i++)
+        sizes_ok &= pl[i] == n;
+    for (int i = 0; i < A_COUNT; i++)
+        sizes_ok &= al[i] == n_addresses;
+    for (int i = 0; i < I_COUNT; i++)
+        sizes_ok &= il[i] == n_identities;
+    Table tables[T_COUNT];
+    Py_ssize_t b = 0;
+    for (int t = 0; t < T_COUNT; t++) {
+        tables[t].keys = (const uint64_t *)tb[b].buf;
+        tables[t].n = tl[b];
+        tables[t].counts = NULL;
+        tables[t].dir = NULL;
+        b++;
+        if (T_COUNTED[t]) {
+            tables[t].counts = (const int64_t *)tb[b].buf;
+            sizes_ok &= tl[b] == tables[t].n;
+            b++;
+        }
+        sizes_ok &= tables[t].n <= (Py_ssize_t)UINT32_MAX;
+    }
+    if (!sizes_ok) {
+        PyErr_SetString(PyExc_ValueError, "pair_features() got buffers of mismatched sizes");
+        goto release;
+    }
+    Scratch *scratch = PyMem_RawMalloc(sizeof(Scratch));
+    /* the address records, aligned to cache lines */
+    char *records_memory = PyMem_RawMalloc((size_t)n_addresses * sizeof(Address) + 64);
+    Address *records = records_memory ? (Address *)(((uintptr_t)records_memory + 63) & ~(uintptr_t)63) : NULL;
+    int memory_ok = scratch != NULL && records != NULL;
+    for (int t = 0; t < T_COUNT; t++) {
+        tables[t].bits = bits_for(tables[t].n);
+        tables[t].dir = PyMem_RawMalloc((((size_t)1 << tables[t].bits) + 1) * sizeof(uint32_t));
+        memory_ok &= tables[t].dir != NULL;
+    }
+    const int64_t *entity = pb[P_ENTITY].buf, *address = pb[P_ADDRESS].buf;
+    const double *ipi_in = pb[P_IPI].buf, *new_actions_in = pb[P_NEW_ACTIONS].buf, *new_agents_in = pb[P_NEW_AGENTS].buf,
+                 *events_in = pb[P_EVENTS].buf;
+    const uint8_t *real_in = pb[P_REAL].buf, *person_address_in = pb[P_PERSON_ADDRESS].buf,
+                  *person_24_in = pb[P_PERSON_24].buf, *has_agents_in = pb[P_HAS_AGENTS].buf;
+    const uint64_t *level[4] = {ab[A_KEY0].buf, ab[A_KEY1].buf, ab[A_KEY2].buf, ab[A_KEY3].buf};
+    const int64_t *category = ab[A_CATEGORY].buf;
+    const uint64_t *region = ab[A_REGION].buf;
+    const uint8_t *is6 = ab[A_IS6].buf;
+    const uint8_t *known_in = ib[I_KNOWN].buf, *history_agents = ib[I_HAS_AGENTS].buf;
+    const double *days = ib[I_DAYS].buf, *churn_24_in = ib[I_CHURN_24].buf, *churn_16_in = ib[I_CHURN_16].buf,
+                 *networks_16 = ib[I_NETWORKS_16].buf, *aws_share = ib[I_AWS_SHARE].buf,
+                 *cloud_share = ib[I_CLOUD_SHARE].buf, *known_pairs = ib[I_KNOWN_PAIRS].buf;
+    const int64_t *families = ib[I_FAMILIES].buf;
+    double *x = out.buf;
+    Py_ssize_t bad_row = -1;
+    if (memory_ok) {
+        Py_BEGIN_ALLOW_THREADS
+        for (int t = 0; t < T_COUNT; t++)
+            if (tables[t].n)
+                build_directory(tables[t].keys, tables[t].n, tables[t].bits, tables[t].dir);
+        for (Py_ssize_t a = 0; a < n_addresses; a++) {
+            Address *r = &records[a];
+            for (int l = 0; l < 4; l++)
+                r->level[l] = level[l][a];
+            r->category = (uint64_t)category[a];
+            r->region = region[a];
+            r->is6 = is6[a];
+            r->unused = 0;
+        }
+        const double days_scale = log1p(14.0), nets_scale = log1p(16.0), events_scale = log(1001.0);
+        for (Py_ssize_t start = 0; start < n && bad_row < 0; start += PAIR_CHUNK) {
+            Py_ssize_t count = n - start < PAIR_CHUNK ? n - start : PAIR_CHUNK;
+            for (Py_ssize_t k = 0; k < count; k++) { /* the chunk's keys */
+                Py_ssize_t i = start + k;
+                int64_t e = entity[i], a = address[i];
+                if (e < 0 || e >= n_identities || a < 0 || a >= n_addresses) {
+                    bad_row = i;
+                    break;
+                }
+                scratch->keys[k].entity_mix = mix64((uint64_t)e + GOLDEN);
+                scratch->keys[k].address = &records[a];
+                __builtin_prefetch(&records[a]);
+            }
+            if (bad_row >= 0)
+                break;
+            for (int t = 0; t < T_COUNT; t++) { /* a table at a time: its directory stays in cache */
+                Py_ssize_t m = 0;
+                for (Py_ssize_t k = 0; k < count; k++) {
+                    int64_t e = entity[start + k];
+                    int64_t skipped = needless(t, scratch, k, known_in[e] != 0, aws_share[e] > 0, aws_category);
+                    if (skipped < 0)
+                        scratch->pos[m++] = (uint32_t)k;
+                    else
+                        scratch->found[t][k] = skipped;
+                }
+                lookup_chunk(&tables[t], t, scratch->keys, scratch->pos, m, scratch, scratch->found[t]);
+            }
+            for (Py_ssize_t k = 0; k < count; k++) {
+                Py_ssize_t i = start + k;
+                int64_t e = entity[i];
+                int seen[4];
+                for (int l = 0; l < 4; l++)
+                    seen[l] = scratch->found[T_SEEN0 + l][k] != 0;
+                int known = known_in[e] != 0, real = real_in[i] != 0;
+                double novel = seen[0] ? 0.0 : 1.0;
+                double window[4], today[2];
+                for (int l = 0; l < 4; l++) {
+                    int64_t c = scratch->found[T_ORG0 + l][k] - seen[l];
+                    window[l] = log1p_count(c > 0 ? c : 0);
+                }
+                for (int l = 0; l < 2; l++) {
+                    int64_t c = scratch->found[T_TODAY0 + l][k] - real;
+                    today[l] = log1p_count(c > 0 ? c : 0);
+                }
+                double own_known_24 = (real && seen[1]) ? 1.0 : 0.0;
+                double known_today = (known_pairs[e] - own_known_24) > 0 ? 1.0 : 0.0;
+                double siblings = (double)scratch->found[T_SIBLINGS][k] - own_known_24;
+                int64_t cat = (int64_t)scratch->keys[k].address->category;
+                double provider_new = known && !scratch->found[T_PROVIDERS][k] ? 1.0 : 0.0;
+                double concentration = aws_share[e] > cloud_share[e] ? aws_share[e] : cloud_share[e];
+                double off_provider = concentration >= 0.9 ? provider_new * concentration : 0.0;
+                int aws = cat == aws_category;
+                int region_new = aws && known && aws_share[e] > 0 && !scratch->found[T_REGIONS][k];
+                int64_t family_bit = scratch->keys[k].address->is6 ? 2 : 1;
+                double raw = ipi_in[i];
+                int missing = !isfinite(raw);
+                double clipped = missing ? 0.5 : raw;
+                clipped = clipped < 1e-4 ? 1e-4 : (clipped > 1 - 1e-4 ? 1 - 1e-4 : clipped);
+                double ipi = log(clipped / (1 - clipped)) / 5.0;
+                double others_window = window[0] + 0.5 * window[1];
+                double others_today = today[0] + 0.5 * today[1];
+                double churn_24 = known ? churn_24_in[e] : 0.0, churn_16 = known ? churn_16_in[e] : 0.0;
+                double new_actions = known ? new_actions_in[i] : 0.0;
+                double new_agents = known && has_agents_in[i] && history_agents[e] ? new_agents_in[i] : 0.0;
+                double *row = x + i * F_COUNT;
+#define SET(feature, value) row[feature] = (value)
+                SET(F_NOVEL_24, !seen[0] && seen[1]);
+                SET(F_NOVEL_16, !seen[1] && seen[2]);
+                SET(F_NOVEL_12, !seen[2] && seen[3]);
+                SET(F_NOVEL_NETWORK, known && !seen[3]);
+                SET(F_NEW_IDENTITY, !known);
+                SET(F_HISTORY_DAYS, log1p_value(days[e]) / days_scale);
+                SET(F_CHURN_24, churn_24);
+                SET(F_CHURN_16, churn_16);
+                SET(F_NETWORKS_16, log1p_value(networks_16[e]) / nets_scale);
+                SET(F_OTHERS_ADDRESS_WINDOW, window[0]);
+                SET(F_OTHERS_24_WINDOW, window[1]);
+                SET(F_OTHERS_16_WINDOW, window[2]);
+                SET(F_OTHERS_12_WINDOW, window[3]);
+                SET(F_OTHERS_ADDRESS_TODAY, today[0]);
+                SET(F_OTHERS_24_TODAY, today[1]);
+                SET(F_KNOWN_NETWORK_TODAY, known_today);
+                SET(F_SIBLING_KNOWN_TODAY, !seen[1] && siblings > 0);
+                SET(F_PERSON_ADDRESS, person_address_in[i] && !seen[0]);
+                SET(F_PERSON_24, person_24_in[i] && !seen[1]);
+                SET(F_AWS_ADDRESS, aws);
+                SET(F_CLOUD_ADDRESS, cat >= 2);
+                SET(F_PRIVATE_ADDRESS, cat == 0);
+                SET(F_AWS_SHARE, aws_share[e]);
+                SET(F_CLOUD_SHARE, cloud_share[e]);
+                SET(F_PROVIDER_NEW, provider_new);
+                SET(F_OFF_PROVIDER, off_provider);
+                SET(F_AWS_REGION_NEW, region_new);
+                SET(F_FAMILY_NEW, known && (families[e] & family_bit) == 0);
+                SET(F_IP_INSIGHTS, ipi);
+                SET(F_IP_INSIGHTS_MISSING, missing);
+                SET(F_NEW_ACTIONS, new_actions);
+                SET(F_NEW_USER_AGENT, new_agents);
+                SET(F_EVENTS, log1p_value(events_in[i]) / events_scale);
+                SET(F_NOVEL_X_CHURN_24, novel * churn_24);
+                SET(F_NOVEL_X_CHURN_16, novel * churn_16);
+                SET(F_NOVEL_X_KNOWN_TODAY, novel * known_today);
+                SET(F_NOVEL_X_OTHERS_WINDOW, novel * others_window);
+                SET(F_NOVEL_X_OTHERS_TODAY, novel * others_today);
+                SET(F_NOVEL_X_PROVIDER_NEW, novel * provider_new);
+                SET(F_NOVEL_X_IP_INSIGHTS, novel * ipi);
+                SET(F_OFF_PROVIDER_X_OTHERS, off_provider * (others_window + others_today));
+                SET(F_NOVEL_X_NEW_ACTIONS, novel * new_actions);
+                SET(F_NOVEL_X_NEW_USER_AGENT, novel * new_agents);
+#undef SET
+            }
+        }
+        Py_END_ALLOW_THREADS
+    }
+    for (int t = 0; t < T_COUNT; t++)
+        PyMem_RawFree(tables[t].dir);
+    PyMem_RawFree(scratch);
+    PyMem_RawFree(records_memory);
+    if (!memory_ok) {
+        PyErr_NoMemory();
+        goto release;
+    }
+    if (bad_row >= 0) {
+        PyErr_Format(PyExc_ValueError, "pair_features(): pair %zd has an identity or address code out of range",
+                     bad_row);
+        goto release;
+    }
+    result = Py_None;
+    Py_INCREF(result);
+release:
+    if (got >= 4)
+        release_buffers(tb, t_buffers);
+    if (got >= 3)
+        release_buffers(ib, I_COUNT);
+    if (got >= 2)
+        release_buffers(ab, A_COUNT);
+    if (got >= 1)
+        release_buffers(pb, P_COUNT);
+release_out:
+    PyBuffer_Release(&out);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"top_contributions", top_contributions, METH_VARARGS,
-     "top_contributions(columns, weights, bar, up_codes, up_count, down_codes, down_count): each row's strongest."},
+     "top_contributions(features, weights, bar, up_codes, up_count, down_codes, down_count): each row's strongest."},
     {"slots", slots, METH_VARARGS, "slots(sorted_keys, queries, out): searchsorted of uint64 hash keys, clipped."},
+    {"pair_features", pair_features, METH_VARARGS,
+     "pair_features(pairs, addresses, identities, tables, aws_category, out): the evidence matrix."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_evidence_kernels", NULL, -1, methods, NULL, NULL, NULL, NULL};
 
-PyMODINIT_FUNC PyInit__evidence_kernels(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__evidence_kernels(void) {
+    for (int i = 0; i < LOG1P_TABLE; i++)
+        LOG1P[i] = log1p((double)i);
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    PyObject *names = PyTuple_New(F_COUNT);
+    if (names == NULL) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    for (int i = 0; i < F_COUNT; i++) {
+        PyObject *name = PyUnicode_FromString(FEATURE_NAMES[i]);
+        if (name == NULL) {
+            Py_DECREF(names);
+            Py_DECREF(m);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(names, i, name);
+    }
+    if (PyModule_AddObject(m, "PAIR_FEATURES", names) < 0) {
+        Py_DECREF(names);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -409,11 +409,11 @@ def _named(features: np.ndarray, vector: np.ndarray, limits: tuple[int, int]) ->
 def _named_compiled(features: np.ndarray, vector: np.ndarray, limits: tuple[int, int]) -> list[pa.Array]:
     """``_named`` by the compiled ``kernels.top_contributions``: each row's lists in one pass."""
     n = len(features)
-    columns = np.ascontiguousarray(features.T, np.float64)  # a view of ``pair_features``' matrix
+    rows = np.ascontiguousarray(features, np.float64)  # ``pair_features``' matrix as it is
     codes = [np.zeros((n, k), np.int8) for k in limits]
     counts = [np.zeros(n, np.uint8) for _ in limits]
     weights = np.ascontiguousarray(vector, np.float64)
-    kernels.top_contributions(columns, weights, NAMED_EVIDENCE, codes[0], counts[0], codes[1], counts[1])
+    kernels.top_contributions(rows, weights, NAMED_EVIDENCE, codes[0], counts[0], codes[1], counts[1])
     names = pa.array(FEATURES, pa.string())
     out = []
     for code, count, k in zip(codes, counts, limits, strict=True):

@@ -429,11 +429,12 @@ def _unseen_share(
 
 
 def _person_vouches(
-    entity: np.ndarray, keys: list[np.ndarray], seen: np.ndarray, history: History, persons: np.ndarray | None
+    entity: np.ndarray, address: np.ndarray, book: AddressBook, history: History, persons: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per pair: is the address (its /24 (/64)), new to the identity, in the window of another
-    identity of the same person? Looked up in those identities' own history, so a person with
-    one identity costs nothing and the index stores nothing more."""
+    """Per pair: is the address (its /24 (/64)) in the window of another identity of the same
+    person? Looked up in those identities' own history, so a person with one identity costs
+    nothing and the index stores nothing more. (It vouches only where the address is new to the
+    identity itself: ``pair_features`` masks it by the pair's own novelty.)"""
     n = len(entity)
     out = [np.zeros(n, bool), np.zeros(n, bool)]
     if persons is None or n == 0:
@@ -453,9 +454,8 @@ def _person_vouches(
     keep = other != entity[pair]
     pair, other = pair[keep], other[keep]
     for level in (0, 1):
-        hit = pair[member(history.seen[level], pair_key(other, keys[level][pair]))]
+        hit = pair[member(history.seen[level], pair_key(other, book.level_keys[level][address[pair]]))]
         out[level][hit] = True
-        out[level] &= ~seen[:, level]
     return out[0], out[1]
 
 
@@ -477,6 +477,21 @@ def pair_features(
     ``persons`` the person code of each identity code (as given to ``build_history``).
     """
     n = len(entity)
+    person_address, person_24 = _person_vouches(entity, address, book, history, persons)
+    new_actions, _ = _unseen_share(
+        entity, behaviour.action_pair, behaviour.action_code, history.actions, _ACTION_TAG, n
+    )
+    new_agents, has_agents = _unseen_share(
+        entity, behaviour.agent_pair, behaviour.agent_code, history.agents, _AGENT_TAG, n
+    )
+    if _COMPILED:
+        return _compiled_features(
+            (entity, address, ip_insights, real, person_address, person_24, new_actions, new_agents, has_agents),
+            book,
+            history,
+            day,
+            behaviour,
+        )
     levels = [pair_key(entity, book.level_keys[level][address]) for level in range(4)]
     seen = np.stack([member(history.seen[level], levels[level]) for level in range(4)], axis=1)
     known = history.known[entity]
@@ -495,7 +510,8 @@ def pair_features(
     known_today = (day.known_pairs[entity] - own_known_24) > 0
     siblings = lookup_count(day.sibling_keys, day.sibling_counts, levels[2]) - own_known_24
     sibling_known_today = ~l24 & (siblings > 0)
-    person_address, person_24 = _person_vouches(entity, keys, seen, history, persons)
+    person_address &= ~exact
+    person_24 &= ~l24
     category = _provider_category(book)[address]
     provider_new = known & ~member(history.providers, pair_key(entity, category.astype(np.uint64)))
     concentration = np.maximum(history.aws_share[entity], history.cloud_share[entity])
@@ -512,12 +528,6 @@ def pair_features(
     others_today = np.log1p(today[0]) + 0.5 * np.log1p(today[1])
     churn_24 = np.where(known, history.churn_24[entity], 0.0)
     churn_16 = np.where(known, history.churn_16[entity], 0.0)
-    new_actions, _ = _unseen_share(
-        entity, behaviour.action_pair, behaviour.action_code, history.actions, _ACTION_TAG, n
-    )
-    new_agents, has_agents = _unseen_share(
-        entity, behaviour.agent_pair, behaviour.agent_code, history.agents, _AGENT_TAG, n
-    )
     new_actions = np.where(known, new_actions, 0.0)
     new_agents = np.where(known & has_agents & history.has_agents[entity], new_agents, 0.0)
     columns = {
@@ -569,3 +579,66 @@ def pair_features(
     for i, name in enumerate(FEATURES):
         matrix[i] = columns[name]
     return matrix.T
+
+
+#: The compiled kernel builds the matrix when it was built for these features (``_evidence_kernels.c``).
+_COMPILED = kernels is not None and tuple(kernels.PAIR_FEATURES) == FEATURES
+
+
+def _compiled_features(
+    per_pair: tuple[np.ndarray, ...], book: AddressBook, history: History, day: Day, behaviour: Behaviour
+) -> np.ndarray:
+    """``pair_features`` by ``kernels.pair_features``: ``per_pair`` is (entity, address, IP
+    Insights, real, person's address, person's /24, new actions, new agents, has agents)."""
+    entity, address, ip_insights, real, person_address, person_24, new_actions, new_agents, has_agents = per_pair
+
+    def buffers(*arrays: tuple[np.ndarray, type]) -> tuple[np.ndarray, ...]:
+        return tuple(np.ascontiguousarray(a, dtype) for a, dtype in arrays)
+
+    pairs = buffers(
+        (entity, np.int64),
+        (address, np.int64),
+        (ip_insights, np.float64),
+        (real, bool),
+        (person_address, bool),
+        (person_24, bool),
+        (new_actions, np.float64),
+        (new_agents, np.float64),
+        (has_agents, bool),
+        (behaviour.events, np.float64),
+    )
+    addresses = buffers(
+        *((k, np.uint64) for k in book.level_keys),
+        (_provider_category(book), np.int64),
+        (book.owner.region.astype(np.uint64), np.uint64),
+        (book.is6, bool),
+    )
+    identities = buffers(
+        (history.known, bool),
+        *((getattr(history, name), np.float64) for name in ("days", "churn_24", "churn_16", "networks_16")),
+        (history.aws_share, np.float64),
+        (history.cloud_share, np.float64),
+        (history.families, np.int64),
+        (history.has_agents, bool),
+        (day.known_pairs, np.float64),
+    )
+    tables = buffers(
+        *((k, np.uint64) for k in history.seen),
+        *(
+            (a, dtype)
+            for level in range(4)
+            for a, dtype in ((history.org_keys[level], np.uint64), (history.org_counts[level], np.int64))
+        ),
+        *(
+            (a, dtype)
+            for level in range(2)
+            for a, dtype in ((day.org_keys[level], np.uint64), (day.org_counts[level], np.int64))
+        ),
+        (day.sibling_keys, np.uint64),
+        (day.sibling_counts, np.int64),
+        (history.providers, np.uint64),
+        (history.aws_regions, np.uint64),
+    )
+    matrix = np.empty((len(entity), len(FEATURES)), np.float64)  # a pair's features contiguous
+    kernels.pair_features(pairs, addresses, identities, tables, AWS + 2, matrix)
+    return matrix
