@@ -10,13 +10,20 @@ CLOUDTRAIL_SCAN = Extension(
 )
 
 # The evidence's hot loops (the pairs' feature matrix, looking hash keys up, naming each pair's
-# strongest evidence), same
-# terms: without a compiler the evidence uses numpy, with the same answers.
+# strongest evidence), same terms: without a compiler the evidence uses numpy, with the same answers.
 EVIDENCE_KERNELS = Extension(
     "proactive_assets.core.evidence._evidence_kernels",
     ["proactive_assets/core/evidence/_evidence_kernels.c"],
     extra_compile_args=["-O3", "-std=c99", "-Wall", "-Wextra"],
     libraries=["m"],
+    optional=True,
+)
+
+# Dotted-decimal IPv4 parsing on Arrow's buffers, same terms (ipnet.py falls back to numpy).
+IPV4 = Extension(
+    "proactive_assets.core._ipv4",
+    ["proactive_assets/core/_ipv4.c"],
+    extra_compile_args=["-O3", "-std=c99", "-Wall", "-Wextra"],
     optional=True,
 )
 
@@ -27,7 +34,7 @@ setup(
     version="0.1.0",
     description="Suspicious identity/IP activity in AWS logs, as day-partitioned Dagster assets",
     packages=find_packages(exclude=["proactive_assets_tests", "benchmarks"]),
-    ext_modules=[CLOUDTRAIL_SCAN, EVIDENCE_KERNELS],
+    ext_modules=[CLOUDTRAIL_SCAN, EVIDENCE_KERNELS, IPV4],
     python_requires=">=3.11",
     # Upper bounds at the next major version of what the suite runs on (pandas 3, numpy 2, pyarrow 25,
     # boto3 1, pydantic 2): a new major is taken on purpose, after the suite passes on it.

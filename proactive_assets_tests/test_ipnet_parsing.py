@@ -1,12 +1,15 @@
 """Address parsing: the vectorised parsers read addresses exactly as ``ipaddress`` does."""
 
 import ipaddress
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
+from proactive_assets.core import ipnet
 from proactive_assets.core.ipnet import parse_ip, parse_ips, parse_ipv4_arrow
+from proactive_assets_tests.sanitized import run_sanitized
 
 
 def test_address_parsing_matches_ipaddress():
@@ -47,3 +50,61 @@ def test_vectorised_ipv4_parse_reads_every_octet_form_like_the_per_value_parser(
     assert ok.tolist() == valid
     expected = [parse_ip(t)[1] if v else 0 for t, v in zip(texts, valid, strict=True)]
     assert value[ok].tolist() == [e for e, v in zip(expected, valid, strict=True) if v]
+
+
+def _near_addresses(n: int, seed: int) -> list[str | None]:
+    """Strings of digits and dots (and a few other bytes) of 0-17 bytes: addresses, near misses, nulls."""
+    rng = np.random.default_rng(seed)
+    alphabet = np.array(list("0123456789" * 3 + "...." + "a :٤"))
+    out: list[str | None] = []
+    for _ in range(n):
+        if rng.random() < 0.3:
+            out.append(".".join(str(x) for x in rng.integers(0, 300, 4)))
+        else:
+            out.append("".join(rng.choice(alphabet, rng.integers(0, 18))))
+    out[::97] = [None] * len(out[::97])
+    return out
+
+
+def test_the_compiled_ipv4_parser_agrees_with_numpys(monkeypatch: pytest.MonkeyPatch) -> None:
+    if ipnet._ipv4 is None:
+        pytest.skip("the compiled parser was not built")
+    column = pa.array(["x", *_near_addresses(20_000, 0)]).slice(1)
+    value, ok = parse_ipv4_arrow(column)
+    monkeypatch.setattr(ipnet, "_ipv4", None)
+    expected_value, expected_ok = parse_ipv4_arrow(column)
+    assert ok.tolist() == expected_ok.tolist() and 1000 < ok.sum() < len(ok)
+    assert np.array_equal(value[ok], expected_value[ok])
+    large = parse_ipv4_arrow(column.cast(pa.large_string()))
+    assert large[1].tolist() == ok.tolist()
+
+
+def test_the_compiled_ipv4_parser_refuses_offsets_outside_its_data() -> None:
+    if ipnet._ipv4 is None:
+        pytest.skip("the compiled parser was not built")
+    with pytest.raises(ValueError, match="string 1 lies outside the data buffer"):
+        ipnet._ipv4.parse(
+            np.array([0, 7, 99], np.int64), np.zeros(7, np.uint8), np.zeros(2, np.uint32), np.zeros(2, np.uint8)
+        )
+
+
+SANITIZED_RUN = """
+import sys
+from proactive_assets.core import ipnet
+from proactive_assets_tests import test_ipnet_parsing as t
+from proactive_assets_tests.sanitized import load_extension
+sanitized = load_extension("_ipv4", sys.argv[1])
+class Patch:
+    def setattr(self, target, name, value):
+        setattr(target, name, value)
+ipnet._ipv4 = sanitized
+t.test_the_compiled_ipv4_parser_agrees_with_numpys(Patch())
+ipnet._ipv4 = sanitized
+t.test_vectorised_ipv4_parse_reads_every_octet_form_like_the_per_value_parser()
+print("clean")
+"""
+
+
+def test_the_ipv4_parser_is_clean_under_address_and_undefined_behaviour_sanitizers(tmp_path) -> None:
+    source = Path(ipnet.__file__).with_name("_ipv4.c")
+    assert run_sanitized(source, "_ipv4", SANITIZED_RUN, tmp_path).startswith("clean")
