@@ -115,6 +115,7 @@ class Frame:
     behaviour: Behaviour
     vocabulary: dict[str, pd.Index]
     persons: np.ndarray  # person code per identity code
+    texts: tuple[pa.Array, pa.Array]  # ``entities`` and ``addresses`` as Arrow strings
 
     @classmethod
     def build(cls, training_set: pa.Table, networks: Networks) -> "Frame":
@@ -133,7 +134,24 @@ class Frame:
             behaviour[0],
             vocabulary,
             person_codes(entities),
+            (entity.dictionary, address.dictionary),
         )
+
+    def coded(self, training_set: pa.Table, rows: np.ndarray) -> pa.Table:
+        """``training_set``'s ``rows`` (a mask) with entity and source_ip as dictionary arrays of this
+        frame's codes, each dictionary only the values those rows use: IP Insights then takes the
+        codes (``ipinsights.factorize``) instead of hashing two million strings again."""
+        table = training_set.filter(pa.array(rows))
+
+        def column(codes: np.ndarray, texts: pa.Array) -> pa.DictionaryArray:
+            used = np.zeros(len(texts), bool)
+            used[codes] = True
+            remap = np.cumsum(used) - 1
+            return pa.DictionaryArray.from_arrays(pa.array(remap[codes].astype(np.int32)), texts.filter(used))
+
+        for name, codes, texts in (("entity", self.entity, self.texts[0]), ("source_ip", self.address, self.texts[1])):
+            table = table.set_column(table.column_names.index(name), name, column(codes[rows], texts))
+        return table
 
     def established(self, before: int) -> np.ndarray:
         """Rows whose (identity, address) pair was first seen before day ``before``."""
@@ -276,9 +294,10 @@ def train_detector(
     frame = Frame.build(training_set, networks)
     ordinal = [pa.scalar(d, pa.date32()).cast(pa.int32()).as_py() for d in eval_days]
     # IP Insights learns the pairs established before the validation days; the days' new pairs stay new to it
-    established = training_set.filter(pa.array(frame.established(ordinal[0]))) if eval_days else training_set
-    if established.num_rows == 0:
-        established = training_set
+    kept = frame.established(ordinal[0]) if eval_days else np.ones(training_set.num_rows, bool)
+    if not kept.any():
+        kept[:] = True
+    established = frame.coded(training_set, kept)
     # The first validation day's history does not depend on IP Insights: it is built on the other
     # core while IP Insights trains (both are mostly numpy, which lets go of the GIL).
     with ThreadPoolExecutor(1, thread_name_prefix="window-history") as pool:

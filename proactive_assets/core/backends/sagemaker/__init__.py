@@ -67,12 +67,12 @@ class SageMakerBackend:
         self, training_set: pa.Table, params: IPInsightsParams, day: date, plan: RetrainPlan | None = None
     ) -> TrainedModel:
         """Train, deploy (endpoint mode) and calibrate through SageMaker: always a full retrain."""
-        metadata = remote_model.train_remote(self.client(), training_set, params, day)
+        metadata = remote_model.train_remote(self.client(), _plain(training_set), params, day)
         metadata["retraining"] = {"mode": "full", "reason": f"the {self.name} backend always retrains fully"}
         return TrainedModel(metadata)
 
     def scorer(self, model: TrainedModel, training_set: Callable[[], pa.Table]) -> Scorer:
-        known = remote_model.known_entities(training_set().select(["entity", "source_ip"]))
+        known = remote_model.known_entities(_plain(training_set().select(["entity", "source_ip"])))
         return remote_model.RemoteScorer(self.client(model.metadata), model.metadata, known)
 
     def describe(self, model: TrainedModel) -> dict[str, Any]:
@@ -83,3 +83,12 @@ class SageMakerBackend:
             "endpoint": meta.get("endpoint_name") or f"none ({meta.get('scoring_mode')} scoring)",
             "skipped_ipv6": int(meta.get("skipped_ipv6") or 0),
         }
+
+
+def _plain(table: pa.Table) -> pa.Table:
+    """``table`` with dictionary-encoded columns (the detector hands IP Insights its codes) as plain
+    values: the remote path's version hash and CSV files are of the text."""
+    for i, field in enumerate(table.schema):
+        if pa.types.is_dictionary(field.type):
+            table = table.set_column(i, field.name, table.column(i).cast(field.type.value_type))
+    return table
