@@ -270,7 +270,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=cmd_run)
 
-    for name, func, what in (("insights", cmd_insights, "scored pairs"), ("alerts", cmd_alerts, "alerts")):
+    for name, func, what in (
+        ("insights", cmd_insights, "scored pairs, riskiest first,"),
+        ("alerts", cmd_alerts, "alerts"),
+    ):
         cmd = sub.add_parser(
             name,
             parents=[verbose],
