@@ -112,6 +112,8 @@ def test_the_compiled_feature_matrix_is_numpys(seed: int, monkeypatch: pytest.Mo
     assert features._COMPILED, "the kernel's PAIR_FEATURES are not FEATURES"
     args = _world(seed)
     compiled = pair_features(*args)
+    monkeypatch.setattr(features, "_SPLIT_PAIRS", 500)  # the two-thread split gives the same rows
+    assert np.array_equal(pair_features(*args), compiled)
     monkeypatch.setattr(features, "_COMPILED", False)
     expected = pair_features(*args)
     np.testing.assert_allclose(compiled, expected, rtol=1e-14, atol=1e-15)  # libm's log against numpy's, to an ulp

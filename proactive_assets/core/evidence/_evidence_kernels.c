@@ -449,19 +449,24 @@ static PyObject *pair_features(PyObject *self, PyObject *args) {
         if (T_COUNTED[t])
             t_sizes[t_buffers++] = 8;
     }
-    int got = 0;
-    if (get_buffers(pairs_arg, "pairs", P_COUNT, P_SIZES, pb, pl) < 0)
-        goto release_out;
-    got = 1;
-    if (get_buffers(addresses_arg, "addresses", A_COUNT, A_SIZES, ab, al) < 0)
-        goto release;
-    got = 2;
-    if (get_buffers(identities_arg, "identities", I_COUNT, I_SIZES, ib, il) < 0)
-        goto release;
-    got = 3;
-    if (get_buffers(tables_arg, "tables", t_buffers, t_sizes, tb, tl) < 0)
-        goto release;
-    got = 4;
+    struct {
+        PyObject *arg;
+        const char *what;
+        Py_ssize_t count;
+        const int *sizes;
+        Py_buffer *buffers;
+        Py_ssize_t *lengths;
+    } groups[4] = {
+        {pairs_arg, "pairs", P_COUNT, P_SIZES, pb, pl},
+        {addresses_arg, "addresses", A_COUNT, A_SIZES, ab, al},
+        {identities_arg, "identities", I_COUNT, I_SIZES, ib, il},
+        {tables_arg, "tables", t_buffers, t_sizes, tb, tl},
+    };
+    int got = 0; /* groups whose buffers are held */
+    for (; got < 4; got++)
+        if (get_buffers(groups[got].arg, groups[got].what, groups[got].count, groups[got].sizes, groups[got].buffers,
+                        groups[got].lengths) < 0)
+            goto release;
 
     Py_ssize_t n = pl[0], n_addresses = al[0], n_identities = il[0];
     int sizes_ok = out.len == (Py_ssize_t)F_COUNT * n * 8;
@@ -661,15 +666,10 @@ static PyObject *pair_features(PyObject *self, PyObject *args) {
     result = Py_None;
     Py_INCREF(result);
 release:
-    if (got >= 4)
-        release_buffers(tb, t_buffers);
-    if (got >= 3)
-        release_buffers(ib, I_COUNT);
-    if (got >= 2)
-        release_buffers(ab, A_COUNT);
-    if (got >= 1)
-        release_buffers(pb, P_COUNT);
-release_out:
+    while (got > 0) {
+        got--;
+        release_buffers(groups[got].buffers, groups[got].count);
+    }
     PyBuffer_Release(&out);
     return result;
 }

@@ -522,10 +522,17 @@ def score_day(
     """The day's pairs judged against the window (``window_index``) by ``model``'s combiner."""
     evidence = model.metadata.get("evidence") or {}
     combiner = Combiner.from_dict(evidence["combiner"]) if evidence else PRIOR
-    coded = window.code_day(learning_set, networks)
-    history = window.history_for(coded.identities)
-    day = build_day(coded.entity, coded.address, coded.book, history, coded.identities)
-    result = scorer(learning_set.column("entity"), learning_set.column("source_ip")) if learning_set.num_rows else None
+    # IP Insights scores the day on the other core while the day is coded against the window
+    with ThreadPoolExecutor(1, thread_name_prefix="ip-insights") as pool:
+        scored = (
+            pool.submit(scorer, learning_set.column("entity"), learning_set.column("source_ip"))
+            if learning_set.num_rows
+            else None
+        )
+        coded = window.code_day(learning_set, networks)
+        history = window.history_for(coded.identities)
+        day = build_day(coded.entity, coded.address, coded.book, history, coded.identities)
+        result = scored.result() if scored is not None else None
     ipi = np.asarray(result.insight, np.float64) if result is not None else np.zeros(0)
     real = np.ones(len(coded.entity), bool)
     x = pair_features(coded.entity, coded.address, ipi, real, coded.book, history, day, coded.behaviour, coded.persons)

@@ -23,6 +23,7 @@ day being judged. For each pair:
 ``FEATURES`` names the columns of the matrix ``pair_features`` returns, in order.
 """
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -583,6 +584,8 @@ def pair_features(
 
 #: The compiled kernel builds the matrix when it was built for these features (``_evidence_kernels.c``).
 _COMPILED = kernels is not None and tuple(kernels.PAIR_FEATURES) == FEATURES
+#: From this many pairs the kernel runs on two threads (each builds its own lookup directories).
+_SPLIT_PAIRS = 200_000
 
 
 def _compiled_features(
@@ -615,9 +618,10 @@ def _compiled_features(
     )
     identities = buffers(
         (history.known, bool),
-        *((getattr(history, name), np.float64) for name in ("days", "churn_24", "churn_16", "networks_16")),
-        (history.aws_share, np.float64),
-        (history.cloud_share, np.float64),
+        *(
+            (getattr(history, name), np.float64)
+            for name in ("days", "churn_24", "churn_16", "networks_16", "aws_share", "cloud_share")
+        ),
         (history.families, np.int64),
         (history.has_agents, bool),
         (day.known_pairs, np.float64),
@@ -639,6 +643,15 @@ def _compiled_features(
         (history.providers, np.uint64),
         (history.aws_regions, np.uint64),
     )
-    matrix = np.empty((len(entity), len(FEATURES)), np.float64)  # a pair's features contiguous
-    kernels.pair_features(pairs, addresses, identities, tables, AWS + 2, matrix)
+    n = len(entity)
+    matrix = np.empty((n, len(FEATURES)), np.float64)  # a pair's features contiguous
+
+    def rows(part: slice) -> None:
+        kernels.pair_features(tuple(a[part] for a in pairs), addresses, identities, tables, AWS + 2, matrix[part])
+
+    if n < _SPLIT_PAIRS:
+        rows(slice(None))
+    else:  # the kernel lets go of the GIL: half the pairs on each core
+        with ThreadPoolExecutor(2, thread_name_prefix="pair-features") as pool:
+            list(pool.map(rows, (slice(0, n // 2), slice(n // 2, n))))
     return matrix
