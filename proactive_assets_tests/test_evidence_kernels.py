@@ -121,6 +121,20 @@ def test_the_compiled_feature_matrix_is_numpys(seed: int, monkeypatch: pytest.Mo
         assert len(np.unique(expected[:, FEATURES.index(name)])) > 1, name
 
 
+def test_the_feature_kernel_takes_no_pairs_and_an_empty_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    entity, address, ipi, real, book, history, day, behaviour, persons = _world(4)
+    none = np.zeros(0, np.int64)
+    empty = pair_features(none, none, np.zeros(0), np.zeros(0, bool), book, history, day, Behaviour.empty(0), persons)
+    assert empty.shape == (0, len(FEATURES))
+    blank = build_history(none, none, none, book, len(persons), Behaviour.empty(0))  # a window with no rows
+    quiet = build_day(none, none, book, blank, len(persons))
+    compiled = pair_features(entity, address, ipi, real, book, blank, quiet, behaviour, persons)
+    monkeypatch.setattr(features, "_COMPILED", False)
+    expected = pair_features(entity, address, ipi, real, book, blank, quiet, behaviour, persons)
+    np.testing.assert_allclose(compiled, expected, rtol=1e-14, atol=1e-15)
+    assert (compiled[:, FEATURES.index("new_identity")] == 1).all()
+
+
 def test_the_feature_kernel_refuses_codes_out_of_range() -> None:
     entity, address, ipi, real, book, history, day, behaviour, persons = _world(3)
     address = address.copy()
@@ -149,6 +163,7 @@ features._COMPILED = True
 for seed in (0, 1, 2):
     t.test_the_compiled_feature_matrix_is_numpys(seed, Patch())
     features._COMPILED = True
+t.test_the_feature_kernel_takes_no_pairs_and_an_empty_window(Patch())
 print("clean")
 """
 
