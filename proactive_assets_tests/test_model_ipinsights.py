@@ -378,3 +378,21 @@ def test_score_learning_set_scores_the_arrow_columns(model, data):
     ranked = scoring.riskiest_first(table)
     assert (np.diff(ranked.column("insight").to_numpy()) <= 0).all()
     assert scoring.riskiest_first(table, 10).equals(ranked.slice(0, 10))
+
+
+def test_a_few_addresses_are_scored_with_the_head_rows_they_use_exactly_as_with_the_whole_table(data) -> None:
+    """Scoring a few pairs sums only the head rows they use; the dot products are bit-for-bit those
+    of the whole head table, IPv4 and IPv6 alike."""
+    entities, ips, counts, _ = data
+    model = train_ip_insights(entities, ips, counts, PARAMS)  # its own: the whole table not yet built
+    pick = np.random.default_rng(3).choice(len(ips), 300, replace=False)
+    few_entities = [entities[i] for i in pick] + ["arn:aws:iam::1:user/nobody"]
+    few_ips = [ips[i] for i in pick] + ["2001:db8:ffff::1"]
+    assert any(":" in ip for ip in few_ips) and any("." in ip for ip in few_ips)
+    few = model.score(few_entities, few_ips)
+    vectors = model.ip_vectors(few_ips)
+    assert "_head_table" not in model.__dict__
+    whole = model._head_table  # built now: what many addresses use
+    assert len(whole) == 2 * 65_536
+    assert np.array_equal(model.score(few_entities, few_ips).dot_product, few.dot_product)
+    assert np.array_equal(model.ip_vectors(few_ips), vectors)
