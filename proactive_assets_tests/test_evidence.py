@@ -1,5 +1,6 @@
 """The detector's evidence: address owners, per-pair features, synthetic attacks, the combiner and the budget."""
 
+import ipaddress
 import json
 from datetime import date, timedelta
 from pathlib import Path
@@ -30,7 +31,7 @@ from proactive_assets.core.evidence.detector import (
 )
 from proactive_assets.core.evidence.features import FEATURES, Behaviour, build_day, build_history, pair_features
 from proactive_assets.core.evidence.keys import address_book, level_keys, pair_key
-from proactive_assets.core.evidence.negatives import KINDS, draw_negatives
+from proactive_assets.core.evidence.negatives import KINDS, Negatives, draw_negatives
 from proactive_assets.core.evidence.networks import AWS, PROVIDERS, Networks, Prefix, load_networks
 from proactive_assets.core.evidence.persons import person_codes, person_name
 from proactive_assets.core.ipnet import parse_ips
@@ -180,7 +181,7 @@ def test_synthetic_attacks_are_of_every_kind_and_never_the_identitys_own() -> No
     kinds = {KINDS[k] for k in negatives.kind.tolist()}
     assert kinds == set(KINDS) - {"random_ipv6"}  # the organisation uses no IPv6
     own = set(zip(e.tolist(), a.tolist(), strict=True))
-    texts = negatives.texts()
+    texts = negatives.texts().to_pylist()
     for entity, text in zip(negatives.entity.tolist(), texts, strict=True):
         assert (entity, addresses.index(text) if text in addresses else -1) not in own
     keys24 = level_keys(negatives.is6, negatives.hi, negatives.lo)[1]
@@ -401,3 +402,20 @@ def test_named_evidence_is_each_rows_strongest() -> None:
     assert support.to_pylist() == [strongest(row * weights, 4) for row in x]
     assert against.to_pylist() == [strongest(-(row * weights), 3) for row in x]
     assert any(len(v) == 4 for v in support.to_pylist()) and any(len(v) == 3 for v in against.to_pylist())
+
+
+def test_synthetic_addresses_read_back_as_themselves() -> None:
+    """The texts IP Insights scores the synthetic pairs by: IPv4 as ``ipaddress`` writes it, IPv6
+    text that parses back to the same address."""
+    rng = np.random.default_rng(5)
+    n = 2000
+    is6 = rng.random(n) < 0.3
+    hi = np.where(is6, rng.integers(0, 1 << 63, n, dtype=np.uint64) * np.uint64(2), 0).astype(np.uint64)
+    lo = np.where(is6, rng.integers(0, 1 << 63, n, dtype=np.uint64), rng.integers(0, 1 << 32, n)).astype(np.uint64)
+    lo[:3], hi[:3], is6[:3] = [0, 1, 2**32 - 1], 0, False  # 0.0.0.0, 0.0.0.1, 255.255.255.255
+    negatives = Negatives(np.zeros(n, np.int64), is6, hi, lo, np.zeros(n, np.int64))
+    texts = negatives.texts().to_pylist()
+    parsed = parse_ips(texts)
+    assert np.array_equal(parsed[0], is6) and np.array_equal(parsed[1], hi) and np.array_equal(parsed[2], lo)
+    assert [t for t, v6 in zip(texts, is6, strict=True) if not v6][:3] == ["0.0.0.0", "0.0.0.1", "255.255.255.255"]
+    assert all(t == str(ipaddress.IPv4Address(int(v))) for t, v, v6 in zip(texts, lo, is6, strict=True) if not v6)

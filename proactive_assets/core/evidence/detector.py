@@ -206,10 +206,11 @@ def _with_negatives(book: AddressBook, negatives: Negatives, networks: Networks)
     return merged, len(book) + np.arange(len(negatives))
 
 
-def _ip_insights(scorer: Scorer, entities: pd.Index, entity: np.ndarray, texts: list[str]) -> np.ndarray:
+def _ip_insights(scorer: Scorer, entities: pa.Array, entity: np.ndarray, addresses: pa.Array) -> np.ndarray:
+    """IP Insights' insight of each (identity code into ``entities``, address text) pair."""
     if len(entity) == 0:
         return np.zeros(0)
-    result = scorer(pa.array(entities[entity].to_numpy(), pa.string()), pa.array(texts, pa.string()))
+    result = scorer(entities.take(pa.array(entity)), addresses)
     return np.asarray(result.insight, dtype=np.float64)
 
 
@@ -243,11 +244,9 @@ def _validation_day(
         rng,
     )
     book, negative_address = _with_negatives(frame.book, negatives, networks)
-    real_texts = frame.addresses[address].tolist()
-    ipi = _ip_insights(
-        scorer, frame.entities, np.concatenate([entity, negatives.entity]), real_texts + negatives.texts()
-    )
     all_entity = np.concatenate([entity, negatives.entity])
+    texts = pa.concat_arrays([frame.texts[1].take(pa.array(address)), negatives.texts()])
+    ipi = _ip_insights(scorer, frame.texts[0], all_entity, texts)
     all_address = np.concatenate([address, negative_address])
     real = np.concatenate([np.ones(len(entity), bool), np.zeros(len(negatives), bool)])
     behaviour = Behaviour.concat(

@@ -17,10 +17,12 @@ For an identity active on a day, each kind replaces its address with one an atta
 Every kind is drawn for every sampled identity, so the mix does not depend on one scenario.
 """
 
-import ipaddress
+import socket
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from proactive_assets.core.evidence.features import History, distinct_sorted, member
 from proactive_assets.core.evidence.keys import AddressBook, level_keys, pair_key
@@ -45,11 +47,23 @@ class Negatives:
     def __len__(self) -> int:
         return len(self.entity)
 
-    def texts(self) -> list[str]:
-        out = []
-        for v6, h, lo in zip(self.is6.tolist(), self.hi.tolist(), self.lo.tolist(), strict=True):
-            out.append(str(ipaddress.IPv6Address((h << 64) | lo)) if v6 else str(ipaddress.IPv4Address(lo)))
+    def texts(self) -> pa.Array:
+        """The addresses as text, for IP Insights to score: IPv4 dotted decimal built on Arrow's
+        buffers, IPv6 by the C library's ``inet_ntop`` (a text per address through ``ipaddress``
+        cost ~0.25 s a validation day at the IP Insights tutorial's scale)."""
+        octets = [(self.lo >> np.uint64(shift)) & np.uint64(255) for shift in (24, 16, 8, 0)]
+        out = pc.binary_join_element_wise(*(_OCTETS.take(pa.array(o.astype(np.int64))) for o in octets), ".")
+        if self.is6.any():
+            v6 = [
+                socket.inet_ntop(socket.AF_INET6, ((h << 64) | lo).to_bytes(16, "big"))
+                for h, lo in zip(self.hi[self.is6].tolist(), self.lo[self.is6].tolist(), strict=True)
+            ]
+            out = pc.replace_with_mask(out, pa.array(self.is6), pa.array(v6, pa.string()))
         return out
+
+
+#: "0" .. "255"
+_OCTETS = pa.array([str(i) for i in range(256)], pa.string())
 
 
 def _public_ipv4(rng: np.random.Generator, n: int) -> np.ndarray:
