@@ -102,3 +102,5 @@ def test_a_warm_start_that_falls_back_to_a_full_retrain_computes_every_fold(
     model = detectors["train"](START + timedelta(days=WINDOW + 1), detectors["plan"])
     assert model.metadata["retraining"]["mode"] == "full"
     assert model.metadata["evidence"]["folds_reused"] == []
+    # the history too starts afresh at the first validation day: the full retrain's folds and index
+    assert model.folds == detectors["full"].folds and model.window == detectors["full"].window

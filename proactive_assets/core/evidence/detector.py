@@ -269,6 +269,19 @@ def _donors(day_entity: np.ndarray, negative_entity: np.ndarray, rng: np.random.
     return draw_other(day_entity, negative_entity, rng)
 
 
+def _history_and_reused(
+    frame: Frame, ordinal: list[int], plan: RetrainPlan | None, provenance: dict[str, Any]
+) -> tuple[History | None, int, dict[int, Fold]]:
+    """Model D-1's folds a warm day can reuse (``folds.reusable``), the index of the first validation
+    day whose fold is to be computed, and the history of the window before that day (of all of it
+    when every fold is reused; None without validation days)."""
+    reused = reusable(plan.previous_folds if plan and plan.warm else None, ordinal, FEATURES, provenance)
+    first = next((i for i, d in enumerate(ordinal) if d not in reused), len(ordinal))
+    if not ordinal:
+        return None, 0, reused
+    return frame.history(ordinal[first] if first < len(ordinal) else ordinal[-1] + 1), first, reused
+
+
 def _digest(doc: Any) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
@@ -297,20 +310,22 @@ def train_detector(
     if not kept.any():
         kept[:] = True
     established = frame.coded(training_set, kept)
-    # The first validation day's history does not depend on IP Insights: it is built on the other
-    # core while IP Insights trains (both are mostly numpy, which lets go of the GIL).
-    with ThreadPoolExecutor(1, thread_name_prefix="window-history") as pool:
-        first_history = pool.submit(frame.history, ordinal[0]) if ordinal else None
-        model = backend.train(established, params, day, plan)
-        history = first_history.result() if first_history else None
-    scorer = backend.scorer(model, lambda: established)
     provenance = {"networks": {"source": networks.source, "date": networks.date}}
+    # Neither the folds model D-1 kept nor the window's history depends on IP Insights: they are
+    # read and built on the other core while it trains (both mostly numpy, which lets go of the GIL).
+    # A warm day's history starts where model D-1's folds stop, not at the first validation day.
+    with ThreadPoolExecutor(1, thread_name_prefix="window-history") as pool:
+        prepared = pool.submit(_history_and_reused, frame, ordinal, plan, provenance)
+        model = backend.train(established, params, day, plan)
+        history, first, reused = prepared.result()
+    scorer = backend.scorer(model, lambda: established)
     warm = bool(plan and plan.warm and (model.metadata.get("retraining") or {}).get("mode") == "warm")
-    reused = reusable(plan.previous_folds if warm and plan else None, ordinal, FEATURES, provenance)
+    if not warm and reused:  # IP Insights fell back to a full retrain: every fold is computed afresh
+        history, first, reused = (frame.history(ordinal[0]) if ordinal else None), 0, {}
     # Each validation day's history is the one before plus that day, so the window is indexed once
     # (``extend_history``), and the last day's extension is the history the model scores against.
-    folds = []
-    for d in ordinal:
+    folds = [reused[d] for d in ordinal[:first]]
+    for d in ordinal[first:]:
         folds.append(reused.get(d) or _validation_day(frame, networks, scorer, d, params.seed, history))
         history = frame.extended(history, d)
     folds = [f for f in folds if f is not None]
