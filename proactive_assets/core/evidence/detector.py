@@ -107,7 +107,6 @@ class Frame:
     """One computation's identities and addresses as codes, with the rows of the window and their behaviour."""
 
     entities: pd.Index
-    addresses: pd.Index
     book: AddressBook
     entity: np.ndarray
     address: np.ndarray
@@ -115,7 +114,7 @@ class Frame:
     behaviour: Behaviour
     vocabulary: dict[str, pd.Index]
     persons: np.ndarray  # person code per identity code
-    texts: tuple[pa.Array, pa.Array]  # ``entities`` and ``addresses`` as Arrow strings
+    texts: tuple[pa.Array, pa.Array]  # the identities and the addresses (``book``'s order) as Arrow strings
 
     @classmethod
     def build(cls, training_set: pa.Table, networks: Networks) -> "Frame":
@@ -126,7 +125,6 @@ class Frame:
         behaviour, vocabulary = _behaviour([training_set])
         return cls(
             entities,
-            pd.Index(address.dictionary.to_pandas()),
             address_book(address.dictionary, networks),
             indices(entity),
             indices(address),
@@ -155,7 +153,7 @@ class Frame:
 
     def established(self, before: int) -> np.ndarray:
         """Rows whose (identity, address) pair was first seen before day ``before``."""
-        pair = self.entity * np.int64(max(len(self.addresses), 1)) + self.address
+        pair = self.entity * np.int64(max(len(self.book), 1)) + self.address
         early = np.sort(pair[self.day < before])
         if len(early) == 0:
             return np.zeros(len(pair), bool)
