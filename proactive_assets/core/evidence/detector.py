@@ -492,7 +492,14 @@ class DayScores:
 
     def evidence_columns(self) -> dict[str, pa.Array]:
         """The columns ``daily_insights`` keeps beside ``insight``, for explanations and audits."""
+        # the named evidence (mostly the compiled kernel, which lets go of the GIL) on the other core
+        with ThreadPoolExecutor(1, thread_name_prefix="named-evidence") as pool:
+            named = pool.submit(_named, self.features, self.coefficients, (4, 3))
+            columns = self._shown_columns()
+            support, against = named.result()
+        return {**columns, "evidence_for": support, "evidence_against": against}
 
+    def _shown_columns(self) -> dict[str, pa.Array]:
         def column(name: str) -> np.ndarray:
             return self.features[:, FEATURES.index(name)]
 
@@ -501,7 +508,6 @@ class DayScores:
             [5, 4, 3, 2, 1],
             default=0,
         )
-        support, against = _named(self.features, self.coefficients, (4, 3))
         return {
             "ip_insights": pa.array(self.ip_insights, pa.float64()),
             "novelty": pc.take(pa.array(NOVELTY, pa.string()), pa.array(novelty)),
@@ -511,8 +517,6 @@ class DayScores:
             "identity_churn": pa.array(column("churn_24"), pa.float64()),
             "known_network_today": pa.array(column("known_network_today") > 0),
             "address_owner": pc.take(self.owner_texts, pa.array(self.owner)),
-            "evidence_for": support,
-            "evidence_against": against,
         }
 
 
