@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from proactive_assets.core.evidence import detector, features
+from proactive_assets.core.evidence import keys as address_keys
 from proactive_assets.core.evidence.features import FEATURES, Behaviour, build_day, build_history, pair_features
 from proactive_assets.core.evidence.keys import address_book, mix64
 from proactive_assets_tests.sanitized import run_sanitized
@@ -29,6 +30,21 @@ def test_hash_keys_and_skewed_keys_sit_where_searchsorted_puts_them(n: int) -> N
         queries = np.concatenate([queries, np.array([0, 1, top, top - np.uint64(1)], np.uint64)])
         assert np.array_equal(features._slots(keys, queries), _numpy_slots(keys, queries))
         assert np.array_equal(features.member(keys, queries), np.isin(queries, keys))
+
+
+def test_level_keys_are_numpys(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(7)
+    n = 5000
+    is6 = rng.random(n) < 0.4
+    hi = np.where(is6, rng.integers(0, 1 << 63, n, dtype=np.uint64) * np.uint64(2) + np.uint64(1), 0).astype(np.uint64)
+    lo = np.where(is6, rng.integers(0, 1 << 63, n, dtype=np.uint64), rng.integers(0, 1 << 32, n)).astype(np.uint64)
+    compiled = address_keys.level_keys(is6, hi, lo)
+    monkeypatch.setattr(address_keys, "kernels", None)
+    expected = address_keys.level_keys(is6, hi, lo)
+    assert all(np.array_equal(c, e) for c, e in zip(compiled, expected, strict=True))
+    assert len({int(k) for k in compiled[3]}) < len({int(k) for k in compiled[0]})  # /12s are shared
+    with pytest.raises(ValueError, match="prefix lengths"):
+        kernels.level_keys(is6, hi, lo, np.array([24, 64, 16, 48, 12, 0]), np.empty((4, n), np.uint64))
 
 
 def test_the_lookup_refuses_what_it_cannot_search() -> None:
@@ -148,17 +164,19 @@ def test_the_feature_kernel_refuses_codes_out_of_range() -> None:
 SANITIZED_RUN = """
 import sys
 import numpy as np
-from proactive_assets.core.evidence import compiled, detector, features
+from proactive_assets.core.evidence import compiled, detector, features, keys
 from proactive_assets_tests import test_evidence_kernels as t
 from proactive_assets_tests.sanitized import load_extension
 sanitized = load_extension("_evidence_kernels", sys.argv[1])
-compiled.kernels = features.kernels = detector.kernels = sanitized
+compiled.kernels = features.kernels = detector.kernels = keys.kernels = sanitized
 for n in (1, 2, 7, 9, 1000, 70_000):
     t.test_hash_keys_and_skewed_keys_sit_where_searchsorted_puts_them(n)
 class Patch:
     def setattr(self, target, name, value):
         setattr(target, name, value)
 t.test_each_rows_strongest_evidence_is_named_as_numpy_names_it(Patch())
+t.test_level_keys_are_numpys(Patch())
+keys.kernels = sanitized
 features._COMPILED = True
 for seed in (0, 1, 2):
     t.test_the_compiled_feature_matrix_is_numpys(seed, Patch())

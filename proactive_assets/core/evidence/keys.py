@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from proactive_assets.core.evidence.compiled import kernels
 from proactive_assets.core.evidence.networks import Networks, Owner
 from proactive_assets.core.ipnet import parse_ips
 
@@ -54,7 +55,18 @@ class AddressBook:
 
 
 def level_keys(is6: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> list[np.ndarray]:
-    """The four level keys of each address."""
+    """The four level keys of each address (by the compiled ``kernels.level_keys`` where it was built)."""
+    if kernels is not None:
+        out = np.empty((4, len(is6)), np.uint64)
+        bits = np.array([b for pair in LEVELS for b in pair], np.int64)
+        kernels.level_keys(
+            np.ascontiguousarray(is6, bool),
+            np.ascontiguousarray(hi, np.uint64),
+            np.ascontiguousarray(lo, np.uint64),
+            bits,
+            out,
+        )
+        return list(out)
     exact = mix64(mix64(hi ^ np.uint64(0x5555)) ^ lo ^ is6.astype(np.uint64))
     keys = [exact]
     for level, (v4, v6) in enumerate(LEVELS, start=1):
