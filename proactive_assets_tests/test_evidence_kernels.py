@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from proactive_assets.core.evidence import compiled as evidence_compiled
 from proactive_assets.core.evidence import detector, features
 from proactive_assets.core.evidence import keys as address_keys
 from proactive_assets.core.evidence.features import FEATURES, Behaviour, build_day, build_history, pair_features
@@ -128,7 +129,7 @@ def test_the_compiled_feature_matrix_is_numpys(seed: int, monkeypatch: pytest.Mo
     assert features._COMPILED, "the kernel's PAIR_FEATURES are not FEATURES"
     args = _world(seed)
     compiled = pair_features(*args)
-    monkeypatch.setattr(features, "_SPLIT_PAIRS", 500)  # the two-thread split gives the same rows
+    monkeypatch.setattr(evidence_compiled, "SPLIT_PAIRS", 500)  # the two-thread split gives the same rows
     assert np.array_equal(pair_features(*args), compiled)
     monkeypatch.setattr(features, "_COMPILED", False)
     expected = pair_features(*args)

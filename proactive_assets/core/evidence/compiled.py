@@ -1,9 +1,100 @@
 """The evidence's compiled hot loops (``_evidence_kernels.c``, built by setup.py where a C compiler
-is), or ``None``: the numpy code beside each use gives the same answers, only slower."""
+is), or ``None``: the numpy code beside each use gives the same answers, only slower. Also how
+``features.pair_features`` lays its arrays out for the kernel that builds its matrix."""
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 try:
     from proactive_assets.core.evidence import _evidence_kernels as kernels
 except ImportError:  # pragma: no cover - depends on the install
     kernels = None
 
-__all__ = ["kernels"]
+if TYPE_CHECKING:
+    from proactive_assets.core.evidence.features import Day, History
+    from proactive_assets.core.evidence.keys import AddressBook
+
+__all__ = ["feature_matrix", "kernels"]
+
+#: From this many pairs the kernel runs on two threads (each builds its own lookup directories).
+SPLIT_PAIRS = 200_000
+
+
+def feature_matrix(
+    per_pair: tuple[np.ndarray, ...],
+    events: np.ndarray,
+    book: "AddressBook",
+    category: np.ndarray,
+    aws_category: int,
+    history: "History",
+    day: "Day",
+) -> np.ndarray:
+    """``features.pair_features``' matrix (pairs x ``kernels.PAIR_FEATURES``) by ``kernels.pair_features``.
+
+    ``per_pair`` is (entity, address, IP Insights, real, person's address, person's /24, new
+    actions, new agents, has agents), ``events`` each pair's event count; ``category`` each
+    address's provider category (``aws_category`` for AWS)."""
+    entity, address, ip_insights, real, person_address, person_24, new_actions, new_agents, has_agents = per_pair
+
+    def buffers(*arrays: tuple[np.ndarray, type]) -> tuple[np.ndarray, ...]:
+        return tuple(np.ascontiguousarray(a, dtype) for a, dtype in arrays)
+
+    pairs = buffers(
+        (entity, np.int64),
+        (address, np.int64),
+        (ip_insights, np.float64),
+        (real, bool),
+        (person_address, bool),
+        (person_24, bool),
+        (new_actions, np.float64),
+        (new_agents, np.float64),
+        (has_agents, bool),
+        (events, np.float64),
+    )
+    addresses = buffers(
+        *((k, np.uint64) for k in book.level_keys),
+        (category, np.int64),
+        (book.owner.region.astype(np.uint64), np.uint64),
+        (book.is6, bool),
+    )
+    identities = buffers(
+        (history.known, bool),
+        *(
+            (getattr(history, name), np.float64)
+            for name in ("days", "churn_24", "churn_16", "networks_16", "aws_share", "cloud_share")
+        ),
+        (history.families, np.int64),
+        (history.has_agents, bool),
+        (day.known_pairs, np.float64),
+    )
+    tables = buffers(
+        *((k, np.uint64) for k in history.seen),
+        *(
+            (a, dtype)
+            for level in range(4)
+            for a, dtype in ((history.org_keys[level], np.uint64), (history.org_counts[level], np.int64))
+        ),
+        *(
+            (a, dtype)
+            for level in range(2)
+            for a, dtype in ((day.org_keys[level], np.uint64), (day.org_counts[level], np.int64))
+        ),
+        (day.sibling_keys, np.uint64),
+        (day.sibling_counts, np.int64),
+        (history.providers, np.uint64),
+        (history.aws_regions, np.uint64),
+    )
+    n = len(entity)
+    matrix = np.empty((n, len(kernels.PAIR_FEATURES)), np.float64)  # a pair's features contiguous
+
+    def rows(part: slice) -> None:
+        kernels.pair_features(tuple(a[part] for a in pairs), addresses, identities, tables, aws_category, matrix[part])
+
+    if n < SPLIT_PAIRS:
+        rows(slice(None))
+    else:  # the kernel lets go of the GIL: half the pairs on each core
+        with ThreadPoolExecutor(2, thread_name_prefix="pair-features") as pool:
+            list(pool.map(rows, (slice(0, n // 2), slice(n // 2, n))))
+    return matrix

@@ -23,13 +23,12 @@ day being judged. For each pair:
 ``FEATURES`` names the columns of the matrix ``pair_features`` returns, in order.
 """
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from proactive_assets.core.evidence.compiled import kernels
+from proactive_assets.core.evidence.compiled import feature_matrix, kernels
 from proactive_assets.core.evidence.keys import AddressBook, pair_key
 from proactive_assets.core.evidence.networks import AWS
 
@@ -486,13 +485,8 @@ def pair_features(
         entity, behaviour.agent_pair, behaviour.agent_code, history.agents, _AGENT_TAG, n
     )
     if _COMPILED:
-        return _compiled_features(
-            (entity, address, ip_insights, real, person_address, person_24, new_actions, new_agents, has_agents),
-            book,
-            history,
-            day,
-            behaviour,
-        )
+        per_pair = (entity, address, ip_insights, real, person_address, person_24, new_actions, new_agents, has_agents)
+        return feature_matrix(per_pair, behaviour.events, book, _provider_category(book), AWS + 2, history, day)
     levels = [pair_key(entity, book.level_keys[level][address]) for level in range(4)]
     seen = np.stack([member(history.seen[level], levels[level]) for level in range(4)], axis=1)
     known = history.known[entity]
@@ -584,74 +578,3 @@ def pair_features(
 
 #: The compiled kernel builds the matrix when it was built for these features (``_evidence_kernels.c``).
 _COMPILED = kernels is not None and tuple(kernels.PAIR_FEATURES) == FEATURES
-#: From this many pairs the kernel runs on two threads (each builds its own lookup directories).
-_SPLIT_PAIRS = 200_000
-
-
-def _compiled_features(
-    per_pair: tuple[np.ndarray, ...], book: AddressBook, history: History, day: Day, behaviour: Behaviour
-) -> np.ndarray:
-    """``pair_features`` by ``kernels.pair_features``: ``per_pair`` is (entity, address, IP
-    Insights, real, person's address, person's /24, new actions, new agents, has agents)."""
-    entity, address, ip_insights, real, person_address, person_24, new_actions, new_agents, has_agents = per_pair
-
-    def buffers(*arrays: tuple[np.ndarray, type]) -> tuple[np.ndarray, ...]:
-        return tuple(np.ascontiguousarray(a, dtype) for a, dtype in arrays)
-
-    pairs = buffers(
-        (entity, np.int64),
-        (address, np.int64),
-        (ip_insights, np.float64),
-        (real, bool),
-        (person_address, bool),
-        (person_24, bool),
-        (new_actions, np.float64),
-        (new_agents, np.float64),
-        (has_agents, bool),
-        (behaviour.events, np.float64),
-    )
-    addresses = buffers(
-        *((k, np.uint64) for k in book.level_keys),
-        (_provider_category(book), np.int64),
-        (book.owner.region.astype(np.uint64), np.uint64),
-        (book.is6, bool),
-    )
-    identities = buffers(
-        (history.known, bool),
-        *(
-            (getattr(history, name), np.float64)
-            for name in ("days", "churn_24", "churn_16", "networks_16", "aws_share", "cloud_share")
-        ),
-        (history.families, np.int64),
-        (history.has_agents, bool),
-        (day.known_pairs, np.float64),
-    )
-    tables = buffers(
-        *((k, np.uint64) for k in history.seen),
-        *(
-            (a, dtype)
-            for level in range(4)
-            for a, dtype in ((history.org_keys[level], np.uint64), (history.org_counts[level], np.int64))
-        ),
-        *(
-            (a, dtype)
-            for level in range(2)
-            for a, dtype in ((day.org_keys[level], np.uint64), (day.org_counts[level], np.int64))
-        ),
-        (day.sibling_keys, np.uint64),
-        (day.sibling_counts, np.int64),
-        (history.providers, np.uint64),
-        (history.aws_regions, np.uint64),
-    )
-    n = len(entity)
-    matrix = np.empty((n, len(FEATURES)), np.float64)  # a pair's features contiguous
-
-    def rows(part: slice) -> None:
-        kernels.pair_features(tuple(a[part] for a in pairs), addresses, identities, tables, AWS + 2, matrix[part])
-
-    if n < _SPLIT_PAIRS:
-        rows(slice(None))
-    else:  # the kernel lets go of the GIL: half the pairs on each core
-        with ThreadPoolExecutor(2, thread_name_prefix="pair-features") as pool:
-            list(pool.map(rows, (slice(0, n // 2), slice(n // 2, n))))
-    return matrix
