@@ -20,9 +20,7 @@ from proactive_assets.core.evidence.combiner import (
 )
 from proactive_assets.core.evidence.detector import (
     EVAL_DAYS,
-    NAMED_EVIDENCE,
     Frame,
-    _named,
     _validation_day,
     score_day,
     threshold_for,
@@ -30,6 +28,7 @@ from proactive_assets.core.evidence.detector import (
     window_index,
 )
 from proactive_assets.core.evidence.features import FEATURES, Behaviour, build_day, build_history, pair_features
+from proactive_assets.core.evidence.judgement import NAMED_EVIDENCE, Judge
 from proactive_assets.core.evidence.keys import address_book, level_keys, pair_key
 from proactive_assets.core.evidence.negatives import KINDS, Negatives, draw_negatives
 from proactive_assets.core.evidence.networks import AWS, PROVIDERS, Networks, Prefix, load_networks
@@ -398,7 +397,7 @@ def test_named_evidence_is_each_rows_strongest() -> None:
         ranked = [i for i in np.argsort(-row, kind="stable") if row[i] >= NAMED_EVIDENCE][:k]
         return [FEATURES[i] for i in ranked]
 
-    support, against = _named(x, weights, (4, 3))
+    support, against = Judge(weights, 0.0).of_matrix(x).named()
     assert support.to_pylist() == [strongest(row * weights, 4) for row in x]
     assert against.to_pylist() == [strongest(-(row * weights), 3) for row in x]
     assert any(len(v) == 4 for v in support.to_pylist()) and any(len(v) == 3 for v in against.to_pylist())

@@ -6,9 +6,17 @@ import numpy as np
 import pytest
 
 from proactive_assets.core.evidence import compiled as evidence_compiled
-from proactive_assets.core.evidence import detector, features
+from proactive_assets.core.evidence import features, judgement
 from proactive_assets.core.evidence import keys as address_keys
-from proactive_assets.core.evidence.features import FEATURES, Behaviour, build_day, build_history, pair_features
+from proactive_assets.core.evidence.features import (
+    FEATURES,
+    Behaviour,
+    build_day,
+    build_history,
+    judged_pairs,
+    pair_features,
+)
+from proactive_assets.core.evidence.judgement import SHOWN, Judge
 from proactive_assets.core.evidence.keys import address_book, mix64
 from proactive_assets_tests.sanitized import run_sanitized
 from proactive_assets_tests.test_evidence import NETWORKS
@@ -62,11 +70,12 @@ def test_each_rows_strongest_evidence_is_named_as_numpy_names_it(monkeypatch: py
     x[:50] = 0.0  # rows that name nothing
     weights = np.round(rng.normal(0, 1.5, len(FEATURES)), 1)
     weights[[3, 7]] = 0.0
-    compiled = [a.to_pylist() for a in detector._named(x, weights, (4, 3))]
-    monkeypatch.setattr(detector, "kernels", None)
-    assert compiled == [a.to_pylist() for a in detector._named(x, weights, (4, 3))]
+    judge = Judge(weights, 0.0)
+    compiled = [a.to_pylist() for a in judge.of_matrix(x).named()]
+    monkeypatch.setattr(judgement, "kernels", None)
+    assert compiled == [a.to_pylist() for a in judge.of_matrix(x).named()]
     assert any(len(v) == 4 for v in compiled[0]) and any(v == [] for v in compiled[1])
-    empty = detector._named(x[:0], weights, (4, 3))
+    empty = judge.of_matrix(x[:0]).named()
     assert [a.to_pylist() for a in empty] == [[], []]
 
 
@@ -138,6 +147,50 @@ def test_the_compiled_feature_matrix_is_numpys(seed: int, monkeypatch: pytest.Mo
         assert len(np.unique(expected[:, FEATURES.index(name)])) > 1, name
 
 
+def _judge(seed: int) -> Judge:
+    rng = np.random.default_rng(seed)
+    return Judge(np.round(rng.normal(0, 1.5, len(FEATURES)), 1), -1.5)
+
+
+def _assert_same_judgements(got: judgement.Judged, expected: judgement.Judged) -> None:
+    np.testing.assert_allclose(got.insight, expected.insight, rtol=1e-13, atol=1e-15)
+    for side in (0, 1):
+        assert np.array_equal(got.counts[side], expected.counts[side])
+        assert np.array_equal(got.codes[side], expected.codes[side])
+    assert list(got.shown) == list(SHOWN)
+    for name in SHOWN:
+        np.testing.assert_allclose(got.shown[name], expected.shown[name], rtol=1e-14, atol=1e-15)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_pairs_judged_as_their_rows_are_built_are_judged_as_the_matrix(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kernel's judgements, made as each row is built, are those of the matrix's rows."""
+    args, judge = _world(seed), _judge(seed)
+    compiled = judged_pairs(*args, judge=judge)
+    assert (compiled.counts[0] > 0).any() and (compiled.counts[1] > 0).any()
+    _assert_same_judgements(compiled, judge.of_matrix(pair_features(*args)))
+    monkeypatch.setattr(evidence_compiled, "SPLIT_PAIRS", 500)  # the two-thread split gives the same
+    _assert_same_judgements(judged_pairs(*args, judge=judge), compiled)
+    monkeypatch.setattr(features, "_COMPILED", False)
+    monkeypatch.setattr(judgement, "kernels", None)
+    _assert_same_judgements(compiled, judged_pairs(*args, judge=judge))  # numpy from end to end
+
+
+def test_the_judging_kernel_refuses_mismatched_buffers() -> None:
+    entity, address, ipi, real, book, history, day, behaviour, persons = _world(5)
+    judge = _judge(5)
+    bad = Judge(judge.weights[:-1], judge.intercept)  # a coefficient short
+    with pytest.raises(ValueError, match="judge buffers of mismatched sizes"):
+        judged_pairs(entity, address, ipi, real, book, history, day, behaviour, persons, judge=bad)
+    none = np.zeros(0, np.int64)
+    empty = judged_pairs(
+        none, none, np.zeros(0), np.zeros(0, bool), book, history, day, Behaviour.empty(0), persons, judge
+    )
+    assert len(empty.insight) == 0 and [a.to_pylist() for a in empty.named()] == [[], []]
+
+
 def test_the_feature_kernel_takes_no_pairs_and_an_empty_window(monkeypatch: pytest.MonkeyPatch) -> None:
     entity, address, ipi, real, book, history, day, behaviour, persons = _world(4)
     none = np.zeros(0, np.int64)
@@ -165,11 +218,11 @@ def test_the_feature_kernel_refuses_codes_out_of_range() -> None:
 SANITIZED_RUN = """
 import sys
 import numpy as np
-from proactive_assets.core.evidence import compiled, detector, features, keys
+from proactive_assets.core.evidence import compiled, features, judgement, keys
 from proactive_assets_tests import test_evidence_kernels as t
 from proactive_assets_tests.sanitized import load_extension
 sanitized = load_extension("_evidence_kernels", sys.argv[1])
-compiled.kernels = features.kernels = detector.kernels = keys.kernels = sanitized
+compiled.kernels = features.kernels = judgement.kernels = keys.kernels = sanitized
 for n in (1, 2, 7, 9, 1000, 70_000):
     t.test_hash_keys_and_skewed_keys_sit_where_searchsorted_puts_them(n)
 class Patch:
@@ -183,10 +236,15 @@ for seed in (0, 1, 2):
     t.test_the_compiled_feature_matrix_is_numpys(seed, Patch())
     features._COMPILED = True
 t.test_the_feature_kernel_takes_no_pairs_and_an_empty_window(Patch())
+for seed in (0, 1):
+    t.test_pairs_judged_as_their_rows_are_built_are_judged_as_the_matrix(seed, Patch())
+    features._COMPILED = True
+    judgement.kernels = sanitized
+t.test_the_judging_kernel_refuses_mismatched_buffers()
 print("clean")
 """
 
 
 def test_the_kernels_are_clean_under_address_and_undefined_behaviour_sanitizers(tmp_path: Path) -> None:
-    source = Path(detector.__file__).with_name("_evidence_kernels.c")
+    source = Path(features.__file__).with_name("_evidence_kernels.c")
     assert run_sanitized(source, "_evidence_kernels", SANITIZED_RUN, tmp_path).startswith("clean")

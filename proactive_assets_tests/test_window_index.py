@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from proactive_assets.core.backends import TrainedModel
-from proactive_assets.core.evidence.detector import Frame, score_day, window_index
+from proactive_assets.core.evidence.detector import PRIOR, Frame, day_evidence, score_day, window_index
 from proactive_assets.core.evidence.features import (
     FEATURES,
     Behaviour,
@@ -107,11 +107,14 @@ def test_the_stored_index_gives_the_evidence_of_the_window_rows() -> None:
     index = Frame.build(WINDOW, NETWORKS).index()
     stored = WindowIndex.from_bytes(index.to_bytes())
     model = TrainedModel({"version": "v"}, None, stored.to_bytes())
-    scores = score_day(model, _scorer, window_index(model, lambda: WINDOW, NETWORKS), TODAY, NETWORKS)
+    found = day_evidence(_scorer, window_index(model, lambda: WINDOW, NETWORKS), TODAY, NETWORKS)
+    x = pair_features(*found.pair_args())
     expected = _reference(WINDOW, TODAY, 0.25)
-    np.testing.assert_allclose(scores.features, expected)
+    np.testing.assert_allclose(x, expected)
+    scores = score_day(model, _scorer, window_index(model, lambda: WINDOW, NETWORKS), TODAY, NETWORKS)
+    np.testing.assert_allclose(scores.insight, PRIOR.insight(expected), rtol=1e-13)
     # what only the window's text vocabularies and identities can tell, row by row
-    column = {name: scores.features[:, FEATURES.index(name)] for name in FEATURES}
+    column = {name: x[:, FEATURES.index(name)] for name in FEATURES}
     assert column["new_identity"].tolist() == [0, 0, 0, 1, 0, 0, 1]  # dave, alice's new role
     assert column["new_actions"][:3].tolist() == [0.0, 0.5, 0.0]  # CreateAccessKey is new to alice
     assert column["new_user_agent"][:3].tolist() == [0.0, 1.0, 0.0]
@@ -127,9 +130,9 @@ def test_a_model_stored_without_an_index_is_indexed_from_its_training_set() -> N
         return WINDOW
 
     legacy = TrainedModel({"version": "v"}, None, None)
-    from_rows = score_day(legacy, _scorer, window_index(legacy, training_set, NETWORKS), TODAY, NETWORKS)
+    from_rows = day_evidence(_scorer, window_index(legacy, training_set, NETWORKS), TODAY, NETWORKS)
     assert read == [True]
-    np.testing.assert_allclose(from_rows.features, _reference(WINDOW, TODAY, 0.25))
+    np.testing.assert_allclose(pair_features(*from_rows.pair_args()), _reference(WINDOW, TODAY, 0.25))
 
 
 def test_an_index_of_another_format_asks_for_a_retrain() -> None:

@@ -34,6 +34,10 @@
  * pair_features(pairs, addresses, identities, tables, aws_category, out): four tuples of buffers
  * (see the comments at their enums below) and a float64 output of pairs x features (a pair's
  * features contiguous: written a pair at a time, 43 rows of feature values cost 3x as much).
+ * With ``judge`` (see Judge; then out is None) no matrix is written: each pair's row is judged
+ * while it is in cache (its insight, its named evidence as top_contributions names it, and the
+ * features daily_insights shows). The matrix of a million pairs is 344 MB; writing it and reading
+ * it back a column at a time cost more than building it.
  *
  * level_keys(is6, hi, lo, bits, out): keys.level_keys' four keys per address (the address, then
  * its prefixes of bits[2k] (IPv4) or bits[2k + 1] (IPv6) bits), into out (4 x n uint64). numpy
@@ -46,6 +50,27 @@
 #include <Python.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
+
+/* Memory for arrays read at random: 2 MiB-aligned and, on Linux, backed by huge pages where the
+ * system allows it (madvise), so the lookups miss the TLB far less than on 4 KiB pages. */
+#define HUGE_PAGE ((size_t)2 << 20)
+static void *random_access_alloc(size_t size) {
+    void *p = NULL;
+    if (size >= HUGE_PAGE) {
+        size_t rounded = (size + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+        if (posix_memalign(&p, HUGE_PAGE, rounded) != 0)
+            return NULL;
+#ifdef MADV_HUGEPAGE
+        madvise(p, rounded, MADV_HUGEPAGE);
+#endif
+        return p;
+    }
+    return malloc(size ? size : 1);
+}
 
 /* The first index in [lo, hi) whose key is >= q, given keys[lo - 1] < q (or lo == 0) and
  * keys[hi] >= q (or hi == n). */
@@ -160,6 +185,24 @@ static int keep_top(double *value, int8_t *code, int count, int k, double v, int
     return count < k ? count + 1 : k;
 }
 
+/* One row's strongest contributions (``top_contributions``, per row). */
+static inline void top_of_row(const double *x, const double *w, int features, double bar, int8_t *up_codes,
+                              uint8_t *up_count, int k_up, int8_t *down_codes, uint8_t *down_count, int k_down) {
+    double up_value[16], down_value[16];
+    int up = 0, down = 0;
+    for (int i = 0; i < features; i++) {
+        if (w[i] == 0.0)
+            continue;
+        double c = x[i] * w[i];
+        if (c >= bar)
+            up = keep_top(up_value, up_codes, up, k_up, c, i);
+        else if (c <= -bar)
+            down = keep_top(down_value, down_codes, down, k_down, -c, i);
+    }
+    *up_count = (uint8_t)up;
+    *down_count = (uint8_t)down;
+}
+
 static PyObject *top_contributions(PyObject *self, PyObject *args) {
     (void)self;
     Py_buffer matrix, weights, up_codes, up_count, down_codes, down_count;
@@ -180,21 +223,9 @@ static PyObject *top_contributions(PyObject *self, PyObject *args) {
     int8_t *uc = (int8_t *)up_codes.buf, *dc = (int8_t *)down_codes.buf;
     uint8_t *un = (uint8_t *)up_count.buf, *dn = (uint8_t *)down_count.buf;
     Py_BEGIN_ALLOW_THREADS
-    double up_value[16], down_value[16];
-    for (Py_ssize_t row = 0; row < n; row++) {
-        int up = 0, down = 0;
-        for (Py_ssize_t i = 0; i < features; i++) {
-            if (w[i] == 0.0)
-                continue;
-            double c = x[row * features + i] * w[i];
-            if (c >= bar)
-                up = keep_top(up_value, uc + row * k_up, up, (int)k_up, c, (int)i);
-            else if (c <= -bar)
-                down = keep_top(down_value, dc + row * k_down, down, (int)k_down, -c, (int)i);
-        }
-        un[row] = (uint8_t)up;
-        dn[row] = (uint8_t)down;
-    }
+    for (Py_ssize_t row = 0; row < n; row++)
+        top_of_row(x + row * features, w, (int)features, bar, uc + row * k_up, un + row, (int)k_up, dc + row * k_down,
+                   dn + row, (int)k_down);
     Py_END_ALLOW_THREADS
     result = Py_None;
     Py_INCREF(result);
@@ -436,14 +467,90 @@ static inline int64_t needless(int t, const Scratch *w, Py_ssize_t k, int known,
     }
 }
 
+/* What judging the pairs needs (pair_features' ``judge``): the combiner's weights (per feature) and
+ * intercept, the bar for named evidence, the features shown; and where each pair's insight, named
+ * evidence (top_contributions' codes and counts) and shown features go. */
+enum { J_WEIGHTS, J_SHOWN, J_INSIGHT, J_UP_CODES, J_UP_COUNT, J_DOWN_CODES, J_DOWN_COUNT, J_COUNT };
+typedef struct {
+    const double *w;
+    double intercept, bar;
+    const int64_t *shown;
+    Py_ssize_t n_shown;
+    double *insight;
+    int8_t *up_codes, *down_codes;
+    uint8_t *up_count, *down_count;
+    int k_up, k_down;
+    double *shown_out[F_COUNT];
+} Judge;
+
+/* A pair's row judged: its insight (the combiner's logistic, as combiner.py's _sigmoid), its named
+ * evidence and its shown features. */
+static inline void judge_row(const Judge *j, const double *row, Py_ssize_t i) {
+    double z = 0.0;
+    for (int f = 0; f < F_COUNT; f++)
+        z += row[f] * j->w[f];
+    j->insight[i] = 0.5 * (1.0 + tanh(0.5 * (j->intercept + z)));
+    top_of_row(row, j->w, F_COUNT, j->bar, j->up_codes + i * j->k_up, j->up_count + i, j->k_up,
+               j->down_codes + i * j->k_down, j->down_count + i, j->k_down);
+    for (Py_ssize_t s = 0; s < j->n_shown; s++)
+        j->shown_out[s][i] = row[j->shown[s]];
+}
+
+/* judge's buffers, checked against n pairs; 0, or -1 with an exception set and nothing held. */
+static int get_judge(PyObject *judge, Py_ssize_t n, Judge *j, Py_buffer *jb, Py_buffer *sb) {
+    PyObject *shown_out;
+    if (!PyArg_ParseTuple(judge, "y*ddy*w*w*w*w*w*O", &jb[J_WEIGHTS], &j->intercept, &j->bar, &jb[J_SHOWN],
+                          &jb[J_INSIGHT], &jb[J_UP_CODES], &jb[J_UP_COUNT], &jb[J_DOWN_CODES], &jb[J_DOWN_COUNT],
+                          &shown_out))
+        return -1;
+    j->n_shown = jb[J_SHOWN].len / 8;
+    j->k_up = n ? (int)(jb[J_UP_CODES].len / n) : 1;
+    j->k_down = n ? (int)(jb[J_DOWN_CODES].len / n) : 1;
+    int ok = jb[J_WEIGHTS].len == F_COUNT * 8 && jb[J_SHOWN].len % 8 == 0 && j->n_shown <= F_COUNT &&
+             jb[J_INSIGHT].len == n * 8 && jb[J_UP_COUNT].len == n && jb[J_DOWN_COUNT].len == n &&
+             jb[J_UP_CODES].len == (Py_ssize_t)j->k_up * n && jb[J_DOWN_CODES].len == (Py_ssize_t)j->k_down * n &&
+             j->k_up >= 1 && j->k_up <= 16 && j->k_down >= 1 && j->k_down <= 16;
+    j->shown = jb[J_SHOWN].buf;
+    for (Py_ssize_t s = 0; ok && s < j->n_shown; s++)
+        ok = j->shown[s] >= 0 && j->shown[s] < F_COUNT;
+    int sizes[F_COUNT];
+    Py_ssize_t lengths[F_COUNT];
+    for (int s = 0; s < F_COUNT; s++)
+        sizes[s] = 8;
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "pair_features() got judge buffers of mismatched sizes");
+    } else if (get_buffers(shown_out, "shown features", j->n_shown, sizes, sb, lengths) == 0) {
+        for (Py_ssize_t s = 0; s < j->n_shown; s++) {
+            ok &= lengths[s] == n;
+            j->shown_out[s] = sb[s].buf;
+        }
+        if (ok) {
+            j->w = jb[J_WEIGHTS].buf;
+            j->insight = jb[J_INSIGHT].buf;
+            j->up_codes = jb[J_UP_CODES].buf;
+            j->up_count = jb[J_UP_COUNT].buf;
+            j->down_codes = jb[J_DOWN_CODES].buf;
+            j->down_count = jb[J_DOWN_COUNT].buf;
+            return 0;
+        }
+        release_buffers(sb, j->n_shown);
+        PyErr_SetString(PyExc_ValueError, "pair_features() got shown-feature buffers of mismatched sizes");
+    }
+    release_buffers(jb, J_COUNT);
+    return -1;
+}
+
 static PyObject *pair_features(PyObject *self, PyObject *args) {
     (void)self;
-    PyObject *pairs_arg, *addresses_arg, *identities_arg, *tables_arg;
+    PyObject *pairs_arg, *addresses_arg, *identities_arg, *tables_arg, *out_arg, *judge_arg = Py_None;
     long long aws_category;
-    Py_buffer out;
-    if (!PyArg_ParseTuple(args, "OOOOLw*", &pairs_arg, &addresses_arg, &identities_arg, &tables_arg, &aws_category,
-                          &out))
+    if (!PyArg_ParseTuple(args, "OOOOLO|O", &pairs_arg, &addresses_arg, &identities_arg, &tables_arg, &aws_category,
+                          &out_arg, &judge_arg))
         return NULL;
+    int judging = judge_arg != Py_None;
+    Py_buffer out = {0}, jb[J_COUNT], sb[F_COUNT];
+    Judge judge = {0};
+    int have_out = 0, have_judge = 0;
     PyObject *result = NULL;
     Py_buffer pb[P_COUNT], ab[A_COUNT], ib[I_COUNT], tb[2 * T_COUNT];
     Py_ssize_t pl[P_COUNT], al[A_COUNT], il[I_COUNT], tl[2 * T_COUNT];
@@ -474,7 +581,16 @@ static PyObject *pair_features(PyObject *self, PyObject *args) {
             goto release;
 
     Py_ssize_t n = pl[0], n_addresses = al[0], n_identities = il[0];
-    int sizes_ok = out.len == (Py_ssize_t)F_COUNT * n * 8;
+    if (judging) {
+        if (get_judge(judge_arg, n, &judge, jb, sb) < 0)
+            goto release;
+        have_judge = 1;
+    } else {
+        if (PyObject_GetBuffer(out_arg, &out, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0)
+            goto release;
+        have_out = 1;
+    }
+    int sizes_ok = judging || out.len == (Py_ssize_t)F_COUNT * n * 8;
     for (int i = 0; i < P_COUNT; i++)
         sizes_ok &= pl[i] == n;
     for (int i = 0; i < A_COUNT; i++)
@@ -500,14 +616,14 @@ static PyObject *pair_features(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "pair_features() got buffers of mismatched sizes");
         goto release;
     }
-    Scratch *scratch = PyMem_RawMalloc(sizeof(Scratch));
+    Scratch *scratch = random_access_alloc(sizeof(Scratch));
     /* the address records, aligned to cache lines */
-    char *records_memory = PyMem_RawMalloc((size_t)n_addresses * sizeof(Address) + 64);
+    char *records_memory = random_access_alloc((size_t)n_addresses * sizeof(Address) + 64);
     Address *records = records_memory ? (Address *)(((uintptr_t)records_memory + 63) & ~(uintptr_t)63) : NULL;
     int memory_ok = scratch != NULL && records != NULL;
     for (int t = 0; t < T_COUNT; t++) {
         tables[t].bits = bits_for(tables[t].n);
-        tables[t].dir = PyMem_RawMalloc((((size_t)1 << tables[t].bits) + 1) * sizeof(uint32_t));
+        tables[t].dir = random_access_alloc((((size_t)1 << tables[t].bits) + 1) * sizeof(uint32_t));
         memory_ok &= tables[t].dir != NULL;
     }
     const int64_t *entity = pb[P_ENTITY].buf, *address = pb[P_ADDRESS].buf;
@@ -524,7 +640,7 @@ static PyObject *pair_features(PyObject *self, PyObject *args) {
                  *networks_16 = ib[I_NETWORKS_16].buf, *aws_share = ib[I_AWS_SHARE].buf,
                  *cloud_share = ib[I_CLOUD_SHARE].buf, *known_pairs = ib[I_KNOWN_PAIRS].buf;
     const int64_t *families = ib[I_FAMILIES].buf;
-    double *x = out.buf;
+    double *x = out.buf, judged_row[F_COUNT];
     Py_ssize_t bad_row = -1;
     if (memory_ok) {
         Py_BEGIN_ALLOW_THREADS
@@ -605,7 +721,7 @@ static PyObject *pair_features(PyObject *self, PyObject *args) {
                 double churn_24 = known ? churn_24_in[e] : 0.0, churn_16 = known ? churn_16_in[e] : 0.0;
                 double new_actions = known ? new_actions_in[i] : 0.0;
                 double new_agents = known && has_agents_in[i] && history_agents[e] ? new_agents_in[i] : 0.0;
-                double *row = x + i * F_COUNT;
+                double *row = judging ? judged_row : x + i * F_COUNT;
 #define SET(feature, value) row[feature] = (value)
                 SET(F_NOVEL_24, !seen[0] && seen[1]);
                 SET(F_NOVEL_16, !seen[1] && seen[2]);
@@ -651,14 +767,16 @@ static PyObject *pair_features(PyObject *self, PyObject *args) {
                 SET(F_NOVEL_X_NEW_ACTIONS, novel * new_actions);
                 SET(F_NOVEL_X_NEW_USER_AGENT, novel * new_agents);
 #undef SET
+                if (judging)
+                    judge_row(&judge, row, i);
             }
         }
         Py_END_ALLOW_THREADS
     }
     for (int t = 0; t < T_COUNT; t++)
-        PyMem_RawFree(tables[t].dir);
-    PyMem_RawFree(scratch);
-    PyMem_RawFree(records_memory);
+        free(tables[t].dir);
+    free(scratch);
+    free(records_memory);
     if (!memory_ok) {
         PyErr_NoMemory();
         goto release;
@@ -675,7 +793,12 @@ release:
         got--;
         release_buffers(groups[got].buffers, groups[got].count);
     }
-    PyBuffer_Release(&out);
+    if (have_out)
+        PyBuffer_Release(&out);
+    if (have_judge) {
+        release_buffers(jb, J_COUNT);
+        release_buffers(sb, judge.n_shown);
+    }
     return result;
 }
 
@@ -731,7 +854,8 @@ static PyMethodDef methods[] = {
     {"slots", slots, METH_VARARGS, "slots(sorted_keys, queries, out): searchsorted of uint64 hash keys, clipped."},
     {"level_keys", level_keys, METH_VARARGS, "level_keys(is6, hi, lo, bits, out): the four level keys per address."},
     {"pair_features", pair_features, METH_VARARGS,
-     "pair_features(pairs, addresses, identities, tables, aws_category, out): the evidence matrix."},
+     "pair_features(pairs, addresses, identities, tables, aws_category, out, judge=None): the evidence matrix, or "
+     "each pair judged."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,7 +1,8 @@
 """The evidence's compiled hot loops (``_evidence_kernels.c``, built by setup.py where a C compiler
 is), or ``None``: the numpy code beside each use gives the same answers, only slower. Also how
-``features.pair_features`` lays its arrays out for the kernel that builds its matrix."""
+``features.pair_features`` and ``features.judged_pairs`` lay their arrays out for the kernel."""
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -14,28 +15,24 @@ except ImportError:  # pragma: no cover - depends on the install
 
 if TYPE_CHECKING:
     from proactive_assets.core.evidence.features import Day, History
+    from proactive_assets.core.evidence.judgement import Judge, Judged
     from proactive_assets.core.evidence.keys import AddressBook
 
-__all__ = ["feature_matrix", "kernels"]
+__all__ = ["feature_matrix", "judged_pairs", "kernels"]
 
 #: From this many pairs the kernel runs on two threads (each builds its own lookup directories).
 SPLIT_PAIRS = 200_000
 
 
-def feature_matrix(
+def _buffers(
     per_pair: tuple[np.ndarray, ...],
     events: np.ndarray,
     book: "AddressBook",
     category: np.ndarray,
-    aws_category: int,
     history: "History",
     day: "Day",
-) -> np.ndarray:
-    """``features.pair_features``' matrix (pairs x ``kernels.PAIR_FEATURES``) by ``kernels.pair_features``.
-
-    ``per_pair`` is (entity, address, IP Insights, real, person's address, person's /24, new
-    actions, new agents, has agents), ``events`` each pair's event count; ``category`` each
-    address's provider category (``aws_category`` for AWS)."""
+) -> tuple[tuple[np.ndarray, ...], ...]:
+    """The kernel's four groups of buffers: per pair, per address, per identity, and the tables."""
     entity, address, ip_insights, real, person_address, person_24, new_actions, new_agents, has_agents = per_pair
 
     def buffers(*arrays: tuple[np.ndarray, type]) -> tuple[np.ndarray, ...]:
@@ -86,15 +83,75 @@ def feature_matrix(
         (history.providers, np.uint64),
         (history.aws_regions, np.uint64),
     )
-    n = len(entity)
+    return pairs, addresses, identities, tables
+
+
+def _by_parts(n: int, run: Callable[[slice], None]) -> None:
+    """``run`` over all the pairs, or (from ``SPLIT_PAIRS``) over each half on its own core: the
+    kernel lets go of the GIL, and each call builds its own lookup directories."""
+    if n < SPLIT_PAIRS:
+        run(slice(None))
+        return
+    with ThreadPoolExecutor(2, thread_name_prefix="pair-features") as pool:
+        list(pool.map(run, (slice(0, n // 2), slice(n // 2, n))))
+
+
+def feature_matrix(
+    per_pair: tuple[np.ndarray, ...],
+    events: np.ndarray,
+    book: "AddressBook",
+    category: np.ndarray,
+    aws_category: int,
+    history: "History",
+    day: "Day",
+) -> np.ndarray:
+    """``features.pair_features``' matrix (pairs x ``kernels.PAIR_FEATURES``) by ``kernels.pair_features``.
+
+    ``per_pair`` is (entity, address, IP Insights, real, person's address, person's /24, new
+    actions, new agents, has agents), ``events`` each pair's event count; ``category`` each
+    address's provider category (``aws_category`` for AWS)."""
+    pairs, *rest = _buffers(per_pair, events, book, category, history, day)
+    n = len(pairs[0])
     matrix = np.empty((n, len(kernels.PAIR_FEATURES)), np.float64)  # a pair's features contiguous
 
     def rows(part: slice) -> None:
-        kernels.pair_features(tuple(a[part] for a in pairs), addresses, identities, tables, aws_category, matrix[part])
+        kernels.pair_features(tuple(a[part] for a in pairs), *rest, aws_category, matrix[part])
 
-    if n < SPLIT_PAIRS:
-        rows(slice(None))
-    else:  # the kernel lets go of the GIL: half the pairs on each core
-        with ThreadPoolExecutor(2, thread_name_prefix="pair-features") as pool:
-            list(pool.map(rows, (slice(0, n // 2), slice(n // 2, n))))
+    _by_parts(n, rows)
     return matrix
+
+
+def judged_pairs(
+    per_pair: tuple[np.ndarray, ...],
+    events: np.ndarray,
+    book: "AddressBook",
+    category: np.ndarray,
+    aws_category: int,
+    history: "History",
+    day: "Day",
+    judge: "Judge",
+) -> "Judged":
+    """``judge``'s judgements of the pairs ``feature_matrix`` would give the rows of, each row
+    judged by the kernel as it is built (the matrix is never written)."""
+    pairs, *rest = _buffers(per_pair, events, book, category, history, day)
+    n = len(pairs[0])
+    out = judge.blank(n)
+    shown = np.array([kernels.PAIR_FEATURES.index(name) for name in out.shown], np.int64)
+
+    def rows(part: slice) -> None:
+        judging = (
+            judge.weights,
+            judge.intercept,
+            judge.bar,
+            shown,
+            out.insight[part],
+            out.codes[0][part],
+            out.counts[0][part],
+            out.codes[1][part],
+            out.counts[1][part],
+            tuple(column[part] for column in out.shown.values()),
+        )
+        kernels.pair_features(tuple(a[part] for a in pairs), *rest, aws_category, None, judging)
+
+    _by_parts(n, rows)
+    return out

@@ -29,23 +29,25 @@ import pyarrow.compute as pc
 
 from proactive_assets.core.backends import ModelBackend, TrainedModel
 from proactive_assets.core.evidence.combiner import MIN_THRESHOLD, Budget, Combiner, budget_threshold, fit_combiner
-from proactive_assets.core.evidence.compiled import kernels
 from proactive_assets.core.evidence.features import (
     FEATURES,
     Behaviour,
+    Day,
     History,
     build_day,
     build_history,
     extend_history,
+    judged_pairs,
     pair_features,
 )
 from proactive_assets.core.evidence.folds import Fold, folds_to_bytes, reusable
+from proactive_assets.core.evidence.judgement import Judge, Judged
 from proactive_assets.core.evidence.keys import AddressBook, address_book, level_keys
 from proactive_assets.core.evidence.negatives import KINDS, Negatives, draw_negatives, draw_other
 from proactive_assets.core.evidence.networks import PROVIDERS, Networks
 from proactive_assets.core.evidence.persons import person_codes
-from proactive_assets.core.evidence.window import WindowIndex, encoded, indices, list_items
-from proactive_assets.core.model import IPInsightsParams, roc_auc
+from proactive_assets.core.evidence.window import DayCodes, WindowIndex, encoded, indices, list_items
+from proactive_assets.core.model import IPInsightsParams, ScoreResult, roc_auc
 from proactive_assets.core.model.warm import RetrainPlan
 from proactive_assets.core.scoring import Scorer
 
@@ -388,73 +390,6 @@ def _fit(
     return combiner, budget, _auc(scores, suspicious)
 
 
-#: Contributions to the log-odds at least this large (either way) are named as evidence.
-NAMED_EVIDENCE = 0.5
-NOVELTY = (
-    "seen address",
-    "new address in a known /24",
-    "new /24 in a known /16",
-    "new /16 in a known /12",
-    "never-seen network",
-    "new identity",
-)
-
-
-def _named(features: np.ndarray, vector: np.ndarray, limits: tuple[int, int]) -> list[pa.Array]:
-    """The evidence each row names: two list columns, the (at most ``limits[0]``) features whose
-    contribution to the log-odds (``features * vector``) raises it by at least ``NAMED_EVIDENCE``
-    and the (at most ``limits[1]``) lowering it by as much, largest first (ties: the earlier
-    feature).
-
-    A feature at a time over its contiguous column, and only the entries that pass are ordered (a
-    pair has a handful at most): the whole contributions matrix (41 per pair) is never built.
-    """
-    if kernels is not None:
-        return _named_compiled(features, vector, limits)
-    n = len(features)
-    columns_t = features.T  # (features, pairs): each feature's values contiguous
-    found: list[list[tuple[np.ndarray, int, np.ndarray]]] = [[], []]
-    for i, weight in enumerate(vector.tolist()):
-        if weight == 0.0:
-            continue
-        contribution = columns_t[i] * weight
-        for side, hit in enumerate((contribution >= NAMED_EVIDENCE, contribution <= -NAMED_EVIDENCE)):
-            rows = np.flatnonzero(hit)
-            found[side].append((rows, i, np.abs(contribution[rows])))
-    out = []
-    for side, k in enumerate(limits):
-        parts = found[side] or [(np.zeros(0, np.int64), 0, np.zeros(0))]
-        row = np.concatenate([r for r, _, _ in parts])
-        column = np.concatenate([np.full(len(r), i, np.int64) for r, i, _ in parts])
-        value = np.concatenate([v for _, _, v in parts])
-        ranked = np.lexsort((column, -value, row))
-        row, column = row[ranked], column[ranked]
-        kept = np.arange(len(row)) - np.searchsorted(row, row) < k
-        offsets = np.zeros(n + 1, np.int32)
-        np.cumsum(np.bincount(row[kept], minlength=n), out=offsets[1:])
-        names = pc.take(pa.array(FEATURES, pa.string()), pa.array(column[kept]))
-        out.append(pa.ListArray.from_arrays(pa.array(offsets), names))
-    return out
-
-
-def _named_compiled(features: np.ndarray, vector: np.ndarray, limits: tuple[int, int]) -> list[pa.Array]:
-    """``_named`` by the compiled ``kernels.top_contributions``: each row's lists in one pass."""
-    n = len(features)
-    rows = np.ascontiguousarray(features, np.float64)  # ``pair_features``' matrix as it is
-    codes = [np.zeros((n, k), np.int8) for k in limits]
-    counts = [np.zeros(n, np.uint8) for _ in limits]
-    weights = np.ascontiguousarray(vector, np.float64)
-    kernels.top_contributions(rows, weights, NAMED_EVIDENCE, codes[0], counts[0], codes[1], counts[1])
-    names = pa.array(FEATURES, pa.string())
-    out = []
-    for code, count, k in zip(codes, counts, limits, strict=True):
-        offsets = np.zeros(n + 1, np.int32)
-        np.cumsum(count, out=offsets[1:])
-        picked = code[np.arange(k) < count[:, None]]
-        out.append(pa.ListArray.from_arrays(pa.array(offsets), pc.take(names, pa.array(picked))))
-    return out
-
-
 def _owner_names(book: AddressBook, address: np.ndarray, networks: Networks) -> tuple[pa.Array, np.ndarray]:
     """Each pair's address owner as text ("aws us-east-1 EC2", "private", ""): the distinct texts,
     built once per kind of owner, and each pair's index into them."""
@@ -485,39 +420,54 @@ class DayScores:
     dot_product: np.ndarray
     ip_insights: np.ndarray
     entity_known: np.ndarray
-    features: np.ndarray
-    coefficients: np.ndarray  # the combiner's, over ``FEATURES``
+    judged: Judged  # the named evidence and the features shown
     owner_texts: pa.Array  # the distinct owners ...
     owner: np.ndarray  # ... and each pair's index into them
 
     def evidence_columns(self) -> dict[str, pa.Array]:
         """The columns ``daily_insights`` keeps beside ``insight``, for explanations and audits."""
-        # the named evidence (mostly the compiled kernel, which lets go of the GIL) on the other core
-        with ThreadPoolExecutor(1, thread_name_prefix="named-evidence") as pool:
-            named = pool.submit(_named, self.features, self.coefficients, (4, 3))
-            columns = self._shown_columns()
-            support, against = named.result()
-        return {**columns, "evidence_for": support, "evidence_against": against}
-
-    def _shown_columns(self) -> dict[str, pa.Array]:
-        def column(name: str) -> np.ndarray:
-            return self.features[:, FEATURES.index(name)]
-
-        novelty = np.select(
-            [column(name) > 0 for name in ("new_identity", "novel_network", "novel_12", "novel_16", "novel_24")],
-            [5, 4, 3, 2, 1],
-            default=0,
-        )
+        support, against = self.judged.named()
         return {
             "ip_insights": pa.array(self.ip_insights, pa.float64()),
-            "novelty": pc.take(pa.array(NOVELTY, pa.string()), pa.array(novelty)),
-            "others_on_address_window": pa.array(np.rint(np.expm1(column("others_address_window"))).astype(np.int64)),
-            "others_on_address_today": pa.array(np.rint(np.expm1(column("others_address_today"))).astype(np.int64)),
-            "others_on_24_window": pa.array(np.rint(np.expm1(column("others_24_window"))).astype(np.int64)),
-            "identity_churn": pa.array(column("churn_24"), pa.float64()),
-            "known_network_today": pa.array(column("known_network_today") > 0),
+            **self.judged.shown_columns(),
             "address_owner": pc.take(self.owner_texts, pa.array(self.owner)),
+            "evidence_for": support,
+            "evidence_against": against,
         }
+
+
+@dataclass
+class DayEvidence:
+    """A day's pairs coded against a window, with the window's history, the day's own counts and
+    IP Insights' scores: what each pair's evidence is built from (``pair_args``)."""
+
+    coded: DayCodes
+    history: History
+    day: Day
+    scored: ScoreResult | None  # None for a day without pairs
+
+    def ip_insights(self) -> np.ndarray:
+        return np.asarray(self.scored.insight, np.float64) if self.scored is not None else np.zeros(0)
+
+    def pair_args(self) -> tuple:
+        """``pair_features``' arguments for the day's pairs."""
+        c = self.coded
+        real = np.ones(len(c.entity), bool)
+        return c.entity, c.address, self.ip_insights(), real, c.book, self.history, self.day, c.behaviour, c.persons
+
+
+def day_evidence(scorer: Scorer, window: WindowIndex, learning_set: pa.Table, networks: Networks) -> DayEvidence:
+    """The day's pairs coded against ``window`` and scored by IP Insights (on the other core, meanwhile)."""
+    with ThreadPoolExecutor(1, thread_name_prefix="ip-insights") as pool:
+        scored = (
+            pool.submit(scorer, learning_set.column("entity"), learning_set.column("source_ip"))
+            if learning_set.num_rows
+            else None
+        )
+        coded = window.code_day(learning_set, networks)
+        history = window.history_for(coded.identities)
+        day = build_day(coded.entity, coded.address, coded.book, history, coded.identities)
+        return DayEvidence(coded, history, day, scored.result() if scored is not None else None)
 
 
 def window_index(model: TrainedModel, training_set: Callable[[], pa.Table], networks: Networks) -> WindowIndex:
@@ -538,28 +488,16 @@ def score_day(
     """The day's pairs judged against the window (``window_index``) by ``model``'s combiner."""
     evidence = model.metadata.get("evidence") or {}
     combiner = Combiner.from_dict(evidence["combiner"]) if evidence else PRIOR
-    # IP Insights scores the day on the other core while the day is coded against the window
-    with ThreadPoolExecutor(1, thread_name_prefix="ip-insights") as pool:
-        scored = (
-            pool.submit(scorer, learning_set.column("entity"), learning_set.column("source_ip"))
-            if learning_set.num_rows
-            else None
-        )
-        coded = window.code_day(learning_set, networks)
-        history = window.history_for(coded.identities)
-        day = build_day(coded.entity, coded.address, coded.book, history, coded.identities)
-        result = scored.result() if scored is not None else None
-    ipi = np.asarray(result.insight, np.float64) if result is not None else np.zeros(0)
-    real = np.ones(len(coded.entity), bool)
-    x = pair_features(coded.entity, coded.address, ipi, real, coded.book, history, day, coded.behaviour, coded.persons)
-    owner_texts, owner = _owner_names(coded.book, coded.address, networks)
+    found = day_evidence(scorer, window, learning_set, networks)
+    judged = judged_pairs(*found.pair_args(), judge=Judge.of(combiner))
+    owner_texts, owner = _owner_names(found.coded.book, found.coded.address, networks)
+    result = found.scored
     return DayScores(
-        insight=combiner.insight(x),
+        insight=judged.insight,
         dot_product=np.asarray(result.dot_product, np.float64) if result is not None else np.zeros(0),
-        ip_insights=ipi,
+        ip_insights=found.ip_insights(),
         entity_known=np.asarray(result.entity_known, bool) if result is not None else np.zeros(0, bool),
-        features=x,
-        coefficients=combiner.vector,
+        judged=judged,
         owner_texts=owner_texts,
         owner=owner,
     )

@@ -24,13 +24,18 @@ day being judged. For each pair:
 """
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from proactive_assets.core.evidence.compiled import feature_matrix, kernels
+from proactive_assets.core.evidence.compiled import judged_pairs as compiled_judged_pairs
 from proactive_assets.core.evidence.keys import AddressBook, pair_key
 from proactive_assets.core.evidence.networks import AWS
+
+if TYPE_CHECKING:
+    from proactive_assets.core.evidence.judgement import Judge, Judged
 
 FEATURES = (
     "novel_24",  # the /24 (/64) is known to the identity, the address is not
@@ -459,6 +464,52 @@ def _person_vouches(
     return out[0], out[1]
 
 
+def _per_pair(
+    entity: np.ndarray,
+    address: np.ndarray,
+    ip_insights: np.ndarray,
+    real: np.ndarray,
+    book: AddressBook,
+    history: History,
+    behaviour: Behaviour,
+    persons: np.ndarray | None,
+) -> tuple[np.ndarray, ...]:
+    """What the evidence of each pair takes besides lookups: (entity, address, IP Insights, real,
+    person's address, person's /24, new actions, new agents, has agents)."""
+    n = len(entity)
+    person_address, person_24 = _person_vouches(entity, address, book, history, persons)
+    new_actions, _ = _unseen_share(
+        entity, behaviour.action_pair, behaviour.action_code, history.actions, _ACTION_TAG, n
+    )
+    new_agents, has_agents = _unseen_share(
+        entity, behaviour.agent_pair, behaviour.agent_code, history.agents, _AGENT_TAG, n
+    )
+    return entity, address, ip_insights, real, person_address, person_24, new_actions, new_agents, has_agents
+
+
+def judged_pairs(
+    entity: np.ndarray,
+    address: np.ndarray,
+    ip_insights: np.ndarray,
+    real: np.ndarray,
+    book: AddressBook,
+    history: History,
+    day: Day,
+    behaviour: Behaviour,
+    persons: np.ndarray | None,
+    judge: "Judge",
+) -> "Judged":
+    """``judge``'s judgements of the rows ``pair_features`` gives (the compiled kernel judges each
+    row as it builds it, and no matrix is kept)."""
+    if not _COMPILED:
+        matrix = pair_features(entity, address, ip_insights, real, book, history, day, behaviour, persons)
+        return judge.of_matrix(matrix)
+    per_pair = _per_pair(entity, address, ip_insights, real, book, history, behaviour, persons)
+    return compiled_judged_pairs(
+        per_pair, behaviour.events, book, _provider_category(book), AWS + 2, history, day, judge
+    )
+
+
 def pair_features(
     entity: np.ndarray,
     address: np.ndarray,
@@ -477,16 +528,10 @@ def pair_features(
     ``persons`` the person code of each identity code (as given to ``build_history``).
     """
     n = len(entity)
-    person_address, person_24 = _person_vouches(entity, address, book, history, persons)
-    new_actions, _ = _unseen_share(
-        entity, behaviour.action_pair, behaviour.action_code, history.actions, _ACTION_TAG, n
-    )
-    new_agents, has_agents = _unseen_share(
-        entity, behaviour.agent_pair, behaviour.agent_code, history.agents, _AGENT_TAG, n
-    )
+    per_pair = _per_pair(entity, address, ip_insights, real, book, history, behaviour, persons)
     if _COMPILED:
-        per_pair = (entity, address, ip_insights, real, person_address, person_24, new_actions, new_agents, has_agents)
         return feature_matrix(per_pair, behaviour.events, book, _provider_category(book), AWS + 2, history, day)
+    person_address, person_24, new_actions, new_agents, has_agents = per_pair[4:]
     levels = [pair_key(entity, book.level_keys[level][address]) for level in range(4)]
     seen = np.stack([member(history.seen[level], levels[level]) for level in range(4)], axis=1)
     known = history.known[entity]
