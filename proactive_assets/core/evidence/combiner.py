@@ -190,8 +190,8 @@ class FalseAlertModel:
         """Whether the top of the tail is modelled (enough pairs) rather than counted."""
         return bool(np.isfinite(self.u))
 
-    def expected(self, threshold: float) -> float:
-        t = float(_logit(np.array([threshold]))[0])
+    def expected(self, t: float) -> float:
+        """The real pairs expected at or above the threshold whose log-odds is ``t``."""
         if t > self.u:
             return float(self.count * np.exp(-self.rate * (t - self.u)))
         return float(len(self.z) - np.searchsorted(self.z, t, side="left"))
@@ -216,7 +216,8 @@ def budget_threshold(
     identities = max(sum(identities_by_day), 1)
 
     def rate(threshold: float) -> float:
-        return sum(m.expected(threshold) for m in models) / identities
+        t = float(_logit(np.array([threshold]))[0])
+        return sum(m.expected(t) for m in models) / identities
 
     allowed = per_100 / 100.0
     low, high = MIN_THRESHOLD, 1.0 - 1e-9
