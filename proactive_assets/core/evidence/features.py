@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from proactive_assets.core.evidence.compiled import feature_matrix, kernels
 from proactive_assets.core.evidence.compiled import judged_pairs as compiled_judged_pairs
@@ -228,18 +227,25 @@ def _provider_category(book: AddressBook) -> np.ndarray:
     return np.where(book.owner.private, 0, category)
 
 
-def _churn(entity: np.ndarray, key: np.ndarray, day: np.ndarray, n_entities: int) -> tuple[np.ndarray, np.ndarray]:
-    """Share of an identity's active days after its first on which it used a network new to it,
-    and the number of those days."""
-    frame = pd.DataFrame({"e": entity, "k": key, "d": day})
-    first = frame.groupby(["e", "k"], sort=False)["d"].min().reset_index()
-    start = frame.groupby("e", sort=False)["d"].min()
-    first = first[first["d"].to_numpy() > start.reindex(first["e"]).to_numpy()]
-    new_days = first.drop_duplicates(["e", "d"]).groupby("e").size()
-    active = frame.drop_duplicates(["e", "d"]).groupby("e").size()
-    counts = np.zeros(n_entities, np.int64)
-    counts[new_days.index.to_numpy()] = new_days.to_numpy()
-    return _churn_rate(counts, active.reindex(range(n_entities), fill_value=0).to_numpy()), counts
+def _days_per_identity(entity: np.ndarray, day: np.ndarray, n: int) -> np.ndarray:
+    """How many distinct days each of ``n`` identities has among the (identity, day) rows."""
+    if len(day) == 0:
+        return np.zeros(n, np.int64)
+    low = int(day.min())
+    span = np.int64(int(day.max()) - low + 1)
+    distinct = np.unique(entity.astype(np.int64) * span + (day - low))
+    return np.bincount(distinct // span, minlength=n)
+
+
+def _churn(
+    pair_entity: np.ndarray, pair_first_day: np.ndarray, start: np.ndarray, active: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Share of an identity's active days after its first (``start``) on which it used a network
+    new to it, and the number of those days; from each distinct (identity, network) pair's identity
+    and first day, and each identity's ``active`` days."""
+    new = pair_first_day > start[pair_entity]
+    counts = _days_per_identity(pair_entity[new], pair_first_day[new], len(active))
+    return _churn_rate(counts, active), counts
 
 
 def _churn_rate(new_days: np.ndarray, active_days: np.ndarray) -> np.ndarray:
@@ -249,15 +255,28 @@ def _churn_rate(new_days: np.ndarray, active_days: np.ndarray) -> np.ndarray:
     return out
 
 
-def _level_index(entity: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """For one level: the sorted distinct (identity, key) pair keys, the row where each first occurs,
-    and the sorted distinct keys with how many distinct identities used each."""
+@dataclass
+class _Level:
+    """A level's (identity, key) pairs: their sorted distinct keys, a row of each, and the sorted
+    distinct keys with how many distinct identities used each; with days, each pair's first day."""
+
+    seen: np.ndarray
+    first: np.ndarray
+    org_keys: np.ndarray
+    org_counts: np.ndarray
+    first_day: np.ndarray | None = None
+
+
+def _level_index(entity: np.ndarray, keys: np.ndarray, day: np.ndarray | None = None) -> _Level:
     pairs = pair_key(entity, keys)
     order = np.argsort(pairs)
     ordered = pairs[order]
     start = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]]) if len(pairs) else np.zeros(0, np.int64)
     org_keys, org_counts = distinct_sorted(np.sort(keys[order[start]]))
-    return ordered[start], order[start], org_keys, org_counts
+    first_day = None
+    if day is not None:
+        first_day = np.minimum.reduceat(day[order], start) if len(start) else np.zeros(0, day.dtype)
+    return _Level(ordered[start], order[start], org_keys, org_counts, first_day)
 
 
 def build_history(
@@ -266,18 +285,14 @@ def build_history(
     """Index the window's rows: ``entity`` and ``address`` are codes (into ``n`` identities and ``book``);
     ``behaviour`` is what each row did (its pair index = the row)."""
     keys = [level[address] for level in book.level_keys]
-    levels = [_level_index(entity, k) for k in keys]
-    frame = pd.DataFrame({"e": entity, "a": address, "d": day})
+    levels = [_level_index(entity, k, day) for k in keys]
     known = np.zeros(n, bool)
     known[entity] = True
-    days = np.zeros(n)
-    active = frame.drop_duplicates(["e", "d"]).groupby("e").size()
-    days[active.index.to_numpy()] = active.to_numpy()
-    networks = np.zeros(n)
-    nets = pd.DataFrame({"e": entity, "k": keys[2]}).drop_duplicates().groupby("e").size()
-    networks[nets.index.to_numpy()] = nets.to_numpy()
-    distinct = frame.drop_duplicates(["e", "a"])
-    d_entity, d_address = distinct["e"].to_numpy(), distinct["a"].to_numpy()
+    active = _days_per_identity(entity, day, n)
+    days = active.astype(np.float64)
+    networks = np.bincount(entity[levels[2].first], minlength=n).astype(np.float64)
+    # each identity's distinct addresses (addresses are canonical text: one key, one code)
+    d_entity, d_address = entity[levels[0].first], address[levels[0].first]
     category = _provider_category(book)[d_address]
     per_entity = np.bincount(d_entity, minlength=n).astype(float)
     share = np.maximum(per_entity, 1)
@@ -286,13 +301,15 @@ def build_history(
     families = np.zeros(n, np.int64)
     np.bitwise_or.at(families, d_entity, np.where(book.is6[d_address], 2, 1))
     is_aws = category == AWS + 2
-    churn_24, new_24 = _churn(entity, keys[1], day, n)
-    churn_16, new_16 = _churn(entity, keys[2], day, n)
+    start = np.full(n, np.iinfo(np.int64).max)
+    np.minimum.at(start, d_entity, levels[0].first_day)  # each identity's first day
+    churn_24, new_24 = _churn(entity[levels[1].first], levels[1].first_day, start, active)
+    churn_16, new_16 = _churn(entity[levels[2].first], levels[2].first_day, start, active)
     last = int(day.max()) if len(day) else np.iinfo(np.int64).min
     return History(
-        seen=[seen for seen, _, _, _ in levels],
-        org_keys=[k for _, _, k, _ in levels],
-        org_counts=[c for _, _, _, c in levels],
+        seen=[level.seen for level in levels],
+        org_keys=[level.org_keys for level in levels],
+        org_counts=[level.org_counts for level in levels],
         known=known,
         days=days,
         churn_24=churn_24,
@@ -345,7 +362,8 @@ def extend_history(
     keys = [level[address] for level in book.level_keys]
     seen, org_keys, org_counts, fresh = [], [], [], []  # fresh: rows of pairs new at each level
     for level, k in enumerate(keys):
-        pairs, first, _, _ = _level_index(entity, k)
+        index = _level_index(entity, k)
+        pairs, first = index.seen, index.first
         new = ~member(history.seen[level], pairs)
         added, added_counts = distinct_sorted(np.sort(k[first[new]]))
         seen.append(_union(history.seen[level], pairs[new]))
@@ -411,13 +429,13 @@ class Day:
 
 def build_day(entity: np.ndarray, address: np.ndarray, book: AddressBook, history: History, n: int) -> Day:
     keys = [book.level_keys[level][address] for level in (0, 1)]
-    org = [_level_index(entity, k)[2:] for k in keys]  # (sorted keys, distinct identities of each)
+    org = [_level_index(entity, k) for k in keys]
     known_24 = member(history.seen[1], pair_key(entity, keys[1]))
     site = pair_key(entity[known_24], book.level_keys[2][address[known_24]])
     sibling_keys, sibling_counts = distinct_sorted(np.sort(site))
     return Day(
-        [k for k, _ in org],
-        [c for _, c in org],
+        [level.org_keys for level in org],
+        [level.org_counts for level in org],
         np.bincount(entity, weights=known_24, minlength=n),
         sibling_keys,
         sibling_counts,
