@@ -20,7 +20,6 @@ from proactive_assets.core.evidence.combiner import (
 )
 from proactive_assets.core.evidence.detector import (
     EVAL_DAYS,
-    Frame,
     _validation_day,
     score_day,
     threshold_for,
@@ -28,6 +27,7 @@ from proactive_assets.core.evidence.detector import (
     window_index,
 )
 from proactive_assets.core.evidence.features import FEATURES, Behaviour, build_day, build_history, pair_features
+from proactive_assets.core.evidence.frame import Frame
 from proactive_assets.core.evidence.judgement import NAMED_EVIDENCE, Judge
 from proactive_assets.core.evidence.keys import address_book, level_keys, pair_key
 from proactive_assets.core.evidence.negatives import KINDS, Negatives, draw_negatives

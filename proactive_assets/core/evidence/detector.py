@@ -35,18 +35,16 @@ from proactive_assets.core.evidence.features import (
     Day,
     History,
     build_day,
-    build_history,
-    extend_history,
     judged_pairs,
     pair_features,
 )
 from proactive_assets.core.evidence.folds import Fold, folds_to_bytes, reusable
+from proactive_assets.core.evidence.frame import Frame, WindowCodes
 from proactive_assets.core.evidence.judgement import Judge, Judged
-from proactive_assets.core.evidence.keys import AddressBook, address_book, level_keys
+from proactive_assets.core.evidence.keys import AddressBook, level_keys
 from proactive_assets.core.evidence.negatives import KINDS, Negatives, draw_negatives, draw_other
 from proactive_assets.core.evidence.networks import PROVIDERS, Networks
-from proactive_assets.core.evidence.persons import person_codes
-from proactive_assets.core.evidence.window import DayCodes, WindowIndex, encoded, indices, list_items
+from proactive_assets.core.evidence.window import DayCodes, WindowIndex
 from proactive_assets.core.model import IPInsightsParams, ScoreResult, roc_auc
 from proactive_assets.core.model.warm import RetrainPlan
 from proactive_assets.core.scoring import Scorer
@@ -73,118 +71,6 @@ PRIOR = Combiner(
     },
     {"prior": True},
 )
-
-
-def _behaviour(tables: list[pa.Table]) -> tuple[list[Behaviour], dict[str, pd.Index]]:
-    """Each table's behaviour, its API calls and user agents coded in one vocabulary (returned too)."""
-    out = []
-    flats = {name: [list_items(t, name) for t in tables] for name in ("event_names", "user_agents")}
-    codes, vocabulary = {}, {}
-    for name, parts in flats.items():
-        values = pa.chunked_array([v for _, v in parts], pa.string())
-        if len(values):
-            codes[name], uniques = pd.factorize(values.to_pandas(), use_na_sentinel=True)
-            vocabulary[name] = pd.Index(np.asarray(uniques, dtype=object), dtype=object)
-        else:
-            codes[name], vocabulary[name] = np.zeros(0, int), pd.Index([], dtype=object)
-    offsets = {name: np.cumsum([0] + [len(v) for _, v in parts[:-1]]) for name, parts in flats.items()}
-    for i, table in enumerate(tables):
-        pieces = {}
-        for name, parts in flats.items():
-            rows, values = parts[i]
-            code = codes[name][offsets[name][i] : offsets[name][i] + len(values)]
-            keep = code >= 0
-            pieces[name] = (rows[keep], code[keep])
-        events = (
-            table.column("event_count").to_numpy(zero_copy_only=False).astype(np.float64)
-            if "event_count" in table.column_names
-            else np.ones(table.num_rows)
-        )
-        out.append(Behaviour(*pieces["event_names"], *pieces["user_agents"], events))
-    return out, vocabulary
-
-
-@dataclass
-class Frame:
-    """One computation's identities and addresses as codes, with the rows of the window and their behaviour."""
-
-    entities: pd.Index
-    book: AddressBook
-    entity: np.ndarray
-    address: np.ndarray
-    day: np.ndarray
-    behaviour: Behaviour
-    vocabulary: dict[str, pd.Index]
-    persons: np.ndarray  # person code per identity code
-    texts: tuple[pa.Array, pa.Array]  # the identities and the addresses (``book``'s order) as Arrow strings
-
-    @classmethod
-    def build(cls, training_set: pa.Table, networks: Networks) -> "Frame":
-        n = training_set.num_rows
-        entity, address = encoded(training_set.column("entity")), encoded(training_set.column("source_ip"))
-        entities = pd.Index(entity.dictionary.to_pandas())
-        days = training_set.column("day").cast(pa.int32()).to_numpy(zero_copy_only=False) if n else np.zeros(0, int)
-        behaviour, vocabulary = _behaviour([training_set])
-        return cls(
-            entities,
-            address_book(address.dictionary, networks),
-            indices(entity),
-            indices(address),
-            days.astype(np.int64),
-            behaviour[0],
-            vocabulary,
-            person_codes(entities),
-            (entity.dictionary, address.dictionary),
-        )
-
-    def coded(self, training_set: pa.Table, rows: np.ndarray) -> pa.Table:
-        """``training_set``'s ``rows`` (a mask) with entity and source_ip as dictionary arrays of this
-        frame's codes, each dictionary only the values those rows use: IP Insights then takes the
-        codes (``ipinsights.factorize``) instead of hashing two million strings again."""
-        table = training_set.filter(pa.array(rows))
-
-        def column(codes: np.ndarray, texts: pa.Array) -> pa.DictionaryArray:
-            used = np.zeros(len(texts), bool)
-            used[codes] = True
-            remap = np.cumsum(used) - 1
-            return pa.DictionaryArray.from_arrays(pa.array(remap[codes].astype(np.int32)), texts.filter(used))
-
-        for name, codes, texts in (("entity", self.entity, self.texts[0]), ("source_ip", self.address, self.texts[1])):
-            table = table.set_column(table.column_names.index(name), name, column(codes[rows], texts))
-        return table
-
-    def established(self, before: int) -> np.ndarray:
-        """Rows whose (identity, address) pair was first seen before day ``before``."""
-        pair = self.entity * np.int64(max(len(self.book), 1)) + self.address
-        early = np.sort(pair[self.day < before])
-        if len(early) == 0:
-            return np.zeros(len(pair), bool)
-        slot = np.minimum(np.searchsorted(early, pair), len(early) - 1)
-        return early[slot] == pair
-
-    def history(self, before: int) -> History:
-        """The history of the rows before day ``before``."""
-        rows = np.flatnonzero(self.day < before)
-        return build_history(
-            self.entity[rows],
-            self.address[rows],
-            self.day[rows],
-            self.book,
-            len(self.entities),
-            self.behaviour.take(rows),
-        )
-
-    def extended(self, history: History, day: int) -> History:
-        """``history`` (of the rows before ``day``) with the rows of ``day`` added."""
-        on = np.flatnonzero(self.day == day)
-        return extend_history(history, self.entity[on], self.address[on], day, self.book, self.behaviour.take(on))
-
-    def index(self, history: History | None = None) -> WindowIndex:
-        """The whole window indexed for scoring the next day (``history``: already built)."""
-        n = len(self.entities)
-        if history is None:
-            history = build_history(self.entity, self.address, self.day, self.book, n, self.behaviour)
-        return WindowIndex(self.entities, self.vocabulary["event_names"], self.vocabulary["user_agents"], history)
 
 
 def _with_negatives(book: AddressBook, negatives: Negatives, networks: Networks) -> tuple[AddressBook, np.ndarray]:
@@ -214,12 +100,27 @@ def _ip_insights(scorer: Scorer, entities: pa.Array, entity: np.ndarray, address
     return np.asarray(result.insight, dtype=np.float64)
 
 
-def _validation_day(
-    frame: Frame, networks: Networks, scorer: Scorer, d: int, seed: int, history: History
-) -> Fold | None:
-    """Day ``d``'s fold against ``history`` (of the rows before ``d``); its synthetic pairs are drawn
+@dataclass
+class FoldPairs:
+    """A validation day's real pairs and synthetic ones, with all their evidence needs but IP Insights."""
+
+    day: int
+    entity: np.ndarray
+    address: np.ndarray  # into ``book``: the window's addresses, then the synthetic ones
+    texts: pa.Array  # each pair's address as text, for IP Insights
+    real: np.ndarray
+    kind: np.ndarray  # ``negatives.KINDS`` code of the synthetic pairs, -1 for real ones
+    book: AddressBook
+    history: History
+    counts: Day
+    behaviour: Behaviour
+    identities: int  # identities active that day
+
+
+def _fold_pairs(frame: Frame, networks: Networks, d: int, seed: int, history: History) -> FoldPairs | None:
+    """Day ``d``'s pairs against ``history`` (of the rows before ``d``); its synthetic pairs are drawn
     from ``seed`` and the day alone, so a fold is the same whether it is computed with the others
-    or alone (a warm start's newest day)."""
+    or alone (a warm start's newest day). None when the day or the window before it has no rows."""
     rng = np.random.default_rng([seed, d])
     before, on = np.flatnonzero(frame.day < d), np.flatnonzero(frame.day == d)
     if not len(before) or not len(on):
@@ -244,20 +145,41 @@ def _validation_day(
         rng,
     )
     book, negative_address = _with_negatives(frame.book, negatives, networks)
-    all_entity = np.concatenate([entity, negatives.entity])
-    texts = pa.concat_arrays([frame.texts[1].take(pa.array(address)), negatives.texts()])
-    ipi = _ip_insights(scorer, frame.texts[0], all_entity, texts)
-    all_address = np.concatenate([address, negative_address])
-    real = np.concatenate([np.ones(len(entity), bool), np.zeros(len(negatives), bool)])
     behaviour = Behaviour.concat(
         [frame.behaviour.take(on), frame.behaviour.take(on[_donors(entity, negatives.entity, rng)])]
     )
-    x = pair_features(all_entity, all_address, ipi, real, book, history, day, behaviour, frame.persons)
-    kind = np.concatenate([np.full(len(entity), -1, np.int8), negatives.kind])
+    return FoldPairs(
+        d,
+        np.concatenate([entity, negatives.entity]),
+        np.concatenate([address, negative_address]),
+        pa.concat_arrays([frame.texts[1].take(pa.array(address)), negatives.texts()]),
+        np.concatenate([np.ones(len(entity), bool), np.zeros(len(negatives), bool)]),
+        np.concatenate([np.full(len(entity), -1, np.int8), negatives.kind]),
+        book,
+        history,
+        day,
+        behaviour,
+        len(np.unique(entity)),
+    )
+
+
+def _fold(frame: Frame, pairs: FoldPairs, scorer: Scorer) -> Fold:
+    """The fold of ``pairs``: their evidence, IP Insights' judgement (``scorer``) included."""
+    p = pairs
+    ipi = _ip_insights(scorer, frame.texts[0], p.entity, p.texts)
+    x = pair_features(p.entity, p.address, ipi, p.real, p.book, p.history, p.counts, p.behaviour, frame.persons)
     # A synthetic pair on a network of the same person's other identity is that person, not an intruder.
-    keep = real | (x[:, [FEATURES.index("person_address"), FEATURES.index("person_24")]] == 0).all(axis=1)
+    keep = p.real | (x[:, [FEATURES.index("person_address"), FEATURES.index("person_24")]] == 0).all(axis=1)
     kept = np.ascontiguousarray(x.T[:, keep], np.float32).T  # each feature's values contiguous, as stored
-    return Fold(d, kept, ~real[keep], kind[keep], len(np.unique(entity)))
+    return Fold(p.day, kept, ~p.real[keep], p.kind[keep], p.identities)
+
+
+def _validation_day(
+    frame: Frame, networks: Networks, scorer: Scorer, d: int, seed: int, history: History
+) -> Fold | None:
+    """Day ``d``'s fold against ``history`` (of the rows before ``d``): ``_fold_pairs``, then ``_fold``."""
+    pairs = _fold_pairs(frame, networks, d, seed, history)
+    return _fold(frame, pairs, scorer) if pairs is not None else None
 
 
 def _donors(day_entity: np.ndarray, negative_entity: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -269,17 +191,37 @@ def _donors(day_entity: np.ndarray, negative_entity: np.ndarray, rng: np.random.
     return draw_other(day_entity, negative_entity, rng)
 
 
-def _history_and_reused(
-    frame: Frame, ordinal: list[int], plan: RetrainPlan | None, provenance: dict[str, Any]
-) -> tuple[History | None, int, dict[int, Fold]]:
-    """Model D-1's folds a warm day can reuse (``folds.reusable``), the index of the first validation
-    day whose fold is to be computed, and the history of the window before that day (of all of it
-    when every fold is reused; None without validation days)."""
+@dataclass
+class _Prepared:
+    """What ``train_detector`` prepares while IP Insights trains (``_prepare``)."""
+
+    frame: Frame
+    reused: dict[int, Fold]  # model D-1's folds a warm day reuses (``folds.reusable``)
+    first: int  # the index of the first validation day whose fold is computed here ...
+    history: History | None  # ... the history of the window before it (of all of it when every fold is reused)
+    pairs: FoldPairs | None  # ... and its pairs, all but IP Insights' judgement
+
+
+def _prepare(
+    training_set: pa.Table,
+    codes: WindowCodes,
+    networks: Networks,
+    ordinal: list[int],
+    seed: int,
+    plan: RetrainPlan | None,
+    provenance: dict[str, Any],
+) -> _Prepared:
+    """The frame, the folds a warm day reuses, and the history and pairs of the first fold to compute:
+    none of it depends on IP Insights."""
+    frame = Frame.build(training_set, networks, codes)
     reused = reusable(plan.previous_folds if plan and plan.warm else None, ordinal, FEATURES, provenance)
     first = next((i for i, d in enumerate(ordinal) if d not in reused), len(ordinal))
     if not ordinal:
-        return None, 0, reused
-    return frame.history(ordinal[first] if first < len(ordinal) else ordinal[-1] + 1), first, reused
+        return _Prepared(frame, reused, 0, None, None)
+    if first == len(ordinal):
+        return _Prepared(frame, reused, first, frame.history(ordinal[-1] + 1), None)
+    history = frame.history(ordinal[first])
+    return _Prepared(frame, reused, first, history, _fold_pairs(frame, networks, ordinal[first], seed, history))
 
 
 def _digest(doc: Any) -> str:
@@ -303,30 +245,36 @@ def train_detector(
     # window with five validation days left it two, and the tutorial-scale AUC fell to 0.951).
     k = min(EVAL_DAYS, max(0, len(days) - 2), len(days) // 2) if len(days) >= 3 else (1 if len(days) == 2 else 0)
     eval_days = days[-k:] if k else []
-    frame = Frame.build(training_set, networks)
+    codes = WindowCodes.of(training_set)
     ordinal = [pa.scalar(d, pa.date32()).cast(pa.int32()).as_py() for d in eval_days]
     # IP Insights learns the pairs established before the validation days; the days' new pairs stay new to it
-    kept = frame.established(ordinal[0]) if eval_days else np.ones(training_set.num_rows, bool)
+    kept = codes.established(ordinal[0]) if eval_days else np.ones(training_set.num_rows, bool)
     if not kept.any():
         kept[:] = True
-    established = frame.coded(training_set, kept)
+    established = codes.coded(training_set, kept)
     provenance = {"networks": {"source": networks.source, "date": networks.date}}
-    # Neither the folds model D-1 kept nor the window's history depends on IP Insights: they are
-    # read and built on the other core while it trains (both mostly numpy, which lets go of the GIL).
-    # A warm day's history starts where model D-1's folds stop, not at the first validation day.
+    # The address book, model D-1's folds, the window's history and the first computed fold's pairs
+    # do not depend on IP Insights: they are built on the other core while it trains (mostly numpy
+    # and Arrow, which let go of the GIL). A warm day's history starts where model D-1's folds stop.
     with ThreadPoolExecutor(1, thread_name_prefix="window-history") as pool:
-        prepared = pool.submit(_history_and_reused, frame, ordinal, plan, provenance)
+        prepared = pool.submit(_prepare, training_set, codes, networks, ordinal, params.seed, plan, provenance)
         model = backend.train(established, params, day, plan)
-        history, first, reused = prepared.result()
+        ready = prepared.result()
+    frame, history, first, reused, pairs = ready.frame, ready.history, ready.first, ready.reused, ready.pairs
     scorer = backend.scorer(model, lambda: established)
     warm = bool(plan and plan.warm and (model.metadata.get("retraining") or {}).get("mode") == "warm")
     if not warm and reused:  # IP Insights fell back to a full retrain: every fold is computed afresh
-        history, first, reused = (frame.history(ordinal[0]) if ordinal else None), 0, {}
+        history, first, reused, pairs = (frame.history(ordinal[0]) if ordinal else None), 0, {}, None
     # Each validation day's history is the one before plus that day, so the window is indexed once
     # (``extend_history``), and the last day's extension is the history the model scores against.
     folds = [reused[d] for d in ordinal[:first]]
     for d in ordinal[first:]:
-        folds.append(reused.get(d) or _validation_day(frame, networks, scorer, d, params.seed, history))
+        if d in reused:
+            folds.append(reused[d])
+        elif pairs is not None and pairs.day == d:
+            folds.append(_fold(frame, pairs, scorer))
+        else:
+            folds.append(_validation_day(frame, networks, scorer, d, params.seed, history))
         history = frame.extended(history, d)
     folds = [f for f in folds if f is not None]
     start = Combiner.from_dict(plan.previous_combiner) if warm and plan and plan.previous_combiner else None
