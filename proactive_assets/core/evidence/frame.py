@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from proactive_assets.core.evidence.features import Behaviour, History, build_history, extend_history
 from proactive_assets.core.evidence.keys import AddressBook, address_book
@@ -20,33 +21,22 @@ from proactive_assets.core.evidence.persons import person_codes
 from proactive_assets.core.evidence.window import WindowIndex, encoded, indices, list_items
 
 
-def _behaviour(tables: list[pa.Table]) -> tuple[list[Behaviour], dict[str, pd.Index]]:
-    """Each table's behaviour, its API calls and user agents coded in one vocabulary (returned too)."""
-    out = []
-    flats = {name: [list_items(t, name) for t in tables] for name in ("event_names", "user_agents")}
-    codes, vocabulary = {}, {}
-    for name, parts in flats.items():
-        values = pa.chunked_array([v for _, v in parts], pa.string())
-        if len(values):
-            codes[name], uniques = pd.factorize(values.to_pandas(), use_na_sentinel=True)
-            vocabulary[name] = pd.Index(np.asarray(uniques, dtype=object), dtype=object)
-        else:
-            codes[name], vocabulary[name] = np.zeros(0, int), pd.Index([], dtype=object)
-    offsets = {name: np.cumsum([0] + [len(v) for _, v in parts[:-1]]) for name, parts in flats.items()}
-    for i, table in enumerate(tables):
-        pieces = {}
-        for name, parts in flats.items():
-            rows, values = parts[i]
-            code = codes[name][offsets[name][i] : offsets[name][i] + len(values)]
-            keep = code >= 0
-            pieces[name] = (rows[keep], code[keep])
-        events = (
-            table.column("event_count").to_numpy(zero_copy_only=False).astype(np.float64)
-            if "event_count" in table.column_names
-            else np.ones(table.num_rows)
-        )
-        out.append(Behaviour(*pieces["event_names"], *pieces["user_agents"], events))
-    return out, vocabulary
+def _behaviour(table: pa.Table) -> tuple[Behaviour, dict[str, pd.Index]]:
+    """The rows' API calls and user agents, each coded in its own vocabulary (returned too)."""
+    pieces, vocabulary = {}, {}
+    for name in ("event_names", "user_agents"):
+        rows, values = list_items(table, name)
+        coded = encoded(values)
+        code = pc.fill_null(coded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        keep = code >= 0
+        pieces[name] = (rows[keep], code[keep])
+        vocabulary[name] = pd.Index(coded.dictionary.to_numpy(zero_copy_only=False), dtype=object)
+    events = (
+        table.column("event_count").to_numpy(zero_copy_only=False).astype(np.float64)
+        if "event_count" in table.column_names
+        else np.ones(table.num_rows)
+    )
+    return Behaviour(*pieces["event_names"], *pieces["user_agents"], events), vocabulary
 
 
 @dataclass
@@ -117,7 +107,7 @@ class Frame(WindowCodes):
     def build(cls, training_set: pa.Table, networks: Networks, codes: WindowCodes | None = None) -> "Frame":
         """The frame of ``training_set`` (``codes``: its ``WindowCodes``, when already built)."""
         codes = codes or WindowCodes.of(training_set)
-        behaviour, vocabulary = _behaviour([training_set])
+        behaviour, vocabulary = _behaviour(training_set)
         return cls(
             codes.entities,
             codes.entity,
@@ -125,7 +115,7 @@ class Frame(WindowCodes):
             codes.day,
             codes.texts,
             address_book(codes.texts[1], networks),
-            behaviour[0],
+            behaviour,
             vocabulary,
             person_codes(codes.entities),
         )
