@@ -47,6 +47,9 @@ setup(
         "pyarrow>=17,<26",
         "numpy>=1.26,<3",
         "pydantic>=2.6,<3",
+        # Training runs its own threads on both cores; this keeps numpy's BLAS to one thread inside
+        # them (two BLAS threads on top only contend: a warm day 25% slower). BSD, pure Python.
+        "threadpoolctl>=3.1,<4",
         # Cloud providers' published address ranges (AWS with region and service; Azure, GCP,
         # Oracle, DigitalOcean, Cloudflare), dated and bundled: the detector's offline default for
         # "who owns this address", with no download at run time. MIT; needs only msgpack.

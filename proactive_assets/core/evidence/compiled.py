@@ -1,12 +1,16 @@
 """The evidence's compiled hot loops (``_evidence_kernels.c``, built by setup.py where a C compiler
 is), or ``None``: the numpy code beside each use gives the same answers, only slower. Also how
-``features.pair_features`` and ``features.judged_pairs`` lay their arrays out for the kernel."""
+``features.pair_features`` and ``features.judged_pairs`` lay their arrays out for the kernel, and
+``one_blas_thread`` for code that keeps both cores busy with its own threads."""
 
+import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 try:
     from proactive_assets.core.evidence import _evidence_kernels as kernels
@@ -18,10 +22,20 @@ if TYPE_CHECKING:
     from proactive_assets.core.evidence.judgement import Judge, Judged
     from proactive_assets.core.evidence.keys import AddressBook
 
-__all__ = ["feature_matrix", "judged_pairs", "kernels"]
+__all__ = ["feature_matrix", "judged_pairs", "kernels", "one_blas_thread"]
 
 #: From this many pairs the kernel runs on two threads (each builds its own lookup directories).
 SPLIT_PAIRS = 200_000
+
+
+@functools.cache
+def _thread_pools() -> ThreadpoolController:
+    return ThreadpoolController()  # the native libraries loaded now (numpy's BLAS): ~20 ms, once
+
+
+def one_blas_thread() -> AbstractContextManager:
+    """Within it, BLAS (numpy's matrix products) uses one thread: for code that runs its own threads."""
+    return _thread_pools().limit(limits=1, user_api="blas")
 
 
 def _buffers(
