@@ -1,5 +1,7 @@
 """The compiled hot loops (``_evidence_kernels.c``) give the numpy code's answers."""
 
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -203,6 +205,20 @@ def test_the_feature_kernel_takes_no_pairs_and_an_empty_window(monkeypatch: pyte
     expected = pair_features(entity, address, ipi, real, book, blank, quiet, behaviour, persons)
     np.testing.assert_allclose(compiled, expected, rtol=1e-14, atol=1e-15)
     assert (compiled[:, FEATURES.index("new_identity")] == 1).all()
+
+
+def test_the_days_counts_built_on_two_threads_are_the_same() -> None:
+    entity, address, _, real, book, history, _, _, persons = _world(6)
+    alone = build_day(entity[real], address[real], book, history, len(persons))
+    with ThreadPoolExecutor(1) as pool:
+        beside = build_day(entity[real], address[real], book, history, len(persons), pool)
+    for field in fields(alone):
+        a, b = getattr(alone, field.name), getattr(beside, field.name)
+        assert (
+            all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+            if isinstance(a, list)
+            else np.array_equal(a, b)
+        )
 
 
 def test_the_feature_kernel_refuses_codes_out_of_range() -> None:

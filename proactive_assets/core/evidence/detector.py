@@ -403,11 +403,15 @@ class DayScores:
 
     def evidence_columns(self) -> dict[str, pa.Array]:
         """The columns ``daily_insights`` keeps beside ``insight``, for explanations and audits."""
-        support, against = self.judged.named()
+        with ThreadPoolExecutor(1, thread_name_prefix="named-evidence") as pool:  # Arrow lets go of the GIL
+            named = pool.submit(self.judged.named)
+            shown = self.judged.shown_columns()
+            owner = pc.take(self.owner_texts, pa.array(self.owner))
+            support, against = named.result()
         return {
             "ip_insights": pa.array(self.ip_insights, pa.float64()),
-            **self.judged.shown_columns(),
-            "address_owner": pc.take(self.owner_texts, pa.array(self.owner)),
+            **shown,
+            "address_owner": owner,
             "evidence_for": support,
             "evidence_against": against,
         }
@@ -422,6 +426,7 @@ class DayEvidence:
     history: History
     day: Day
     scored: ScoreResult | None  # None for a day without pairs
+    owners: tuple[pa.Array, np.ndarray]  # each pair's address owner (``_owner_names``)
 
     def ip_insights(self) -> np.ndarray:
         return np.asarray(self.scored.insight, np.float64) if self.scored is not None else np.zeros(0)
@@ -434,7 +439,8 @@ class DayEvidence:
 
 
 def day_evidence(scorer: Scorer, window: WindowIndex, learning_set: pa.Table, networks: Networks) -> DayEvidence:
-    """The day's pairs coded against ``window`` and scored by IP Insights (on the other core, meanwhile)."""
+    """The day's pairs coded against ``window`` and scored by IP Insights (on the other core, meanwhile,
+    and then the addresses' owners and the day's counts of addresses)."""
     with ThreadPoolExecutor(1, thread_name_prefix="ip-insights") as pool:
         scored = (
             pool.submit(scorer, learning_set.column("entity"), learning_set.column("source_ip"))
@@ -442,9 +448,11 @@ def day_evidence(scorer: Scorer, window: WindowIndex, learning_set: pa.Table, ne
             else None
         )
         coded = window.code_day(learning_set, networks)
+        owners = pool.submit(_owner_names, coded.book, coded.address, networks)
         history = window.history_for(coded.identities)
-        day = build_day(coded.entity, coded.address, coded.book, history, coded.identities)
-        return DayEvidence(coded, history, day, scored.result() if scored is not None else None)
+        day = build_day(coded.entity, coded.address, coded.book, history, coded.identities, pool)
+        result = scored.result() if scored is not None else None
+        return DayEvidence(coded, history, day, result, owners.result())
 
 
 def window_index(model: TrainedModel, training_set: Callable[[], pa.Table], networks: Networks) -> WindowIndex:
@@ -465,9 +473,10 @@ def score_day(
     """The day's pairs judged against the window (``window_index``) by ``model``'s combiner."""
     evidence = model.metadata.get("evidence") or {}
     combiner = Combiner.from_dict(evidence["combiner"]) if evidence else PRIOR
-    found = day_evidence(scorer, window, learning_set, networks)
-    judged = judged_pairs(*found.pair_args(), judge=Judge.of(combiner))
-    owner_texts, owner = _owner_names(found.coded.book, found.coded.address, networks)
+    with one_blas_thread():  # it keeps both cores busy itself
+        found = day_evidence(scorer, window, learning_set, networks)
+        judged = judged_pairs(*found.pair_args(), judge=Judge.of(combiner))
+    owner_texts, owner = found.owners
     result = found.scored
     return DayScores(
         insight=judged.insight,

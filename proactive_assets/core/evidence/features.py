@@ -23,6 +23,7 @@ day being judged. For each pair:
 ``FEATURES`` names the columns of the matrix ``pair_features`` returns, in order.
 """
 
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -427,12 +428,17 @@ class Day:
     sibling_counts: np.ndarray  # ... and how many such pairs
 
 
-def build_day(entity: np.ndarray, address: np.ndarray, book: AddressBook, history: History, n: int) -> Day:
+def build_day(
+    entity: np.ndarray, address: np.ndarray, book: AddressBook, history: History, n: int, pool: Executor | None = None
+) -> Day:
+    """The day's counts; the addresses' sort runs on ``pool`` (another core) when one is given."""
     keys = [book.level_keys[level][address] for level in (0, 1)]
-    org = [_level_index(entity, k) for k in keys]
+    addresses = pool.submit(_level_index, entity, keys[0]) if pool is not None else None
+    networks = _level_index(entity, keys[1])
     known_24 = member(history.seen[1], pair_key(entity, keys[1]))
     site = pair_key(entity[known_24], book.level_keys[2][address[known_24]])
     sibling_keys, sibling_counts = distinct_sorted(np.sort(site))
+    org = [addresses.result() if addresses is not None else _level_index(entity, keys[0]), networks]
     return Day(
         [level.org_keys for level in org],
         [level.org_counts for level in org],
