@@ -200,11 +200,13 @@ class Behaviour:
         """The behaviour of ``rows`` (pair indices), as pairs 0..len(rows)-1."""
 
         def pick(pair: np.ndarray, code: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            order = np.argsort(pair, kind="stable")
-            start = np.searchsorted(pair[order], rows)
-            stop = np.searchsorted(pair[order], rows, side="right")
+            if (pair[1:] < pair[:-1]).any():  # (as list columns flatten, pairs usually come in order)
+                order = np.argsort(pair, kind="stable")
+                pair, code = pair[order], code[order]
+            start = np.searchsorted(pair, rows)
+            stop = np.searchsorted(pair, rows, side="right")
             lengths = stop - start
-            return np.repeat(np.arange(len(rows)), lengths), code[order[runs(start, lengths)]]
+            return np.repeat(np.arange(len(rows)), lengths), code[runs(start, lengths)]
 
         action_pair, action_code = pick(self.action_pair, self.action_code)
         agent_pair, agent_code = pick(self.agent_pair, self.agent_code)
