@@ -23,7 +23,6 @@ from datetime import date
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -133,11 +132,13 @@ def _fold_pairs(frame: Frame, networks: Networks, d: int, seed: int, history: Hi
     active = active[history.known[active]]
     if len(active) > MAX_NEGATIVE_IDENTITIES:
         active = np.sort(rng.choice(active, MAX_NEGATIVE_IDENTITIES, replace=False))
-    past = pd.DataFrame({"e": frame.entity[before], "a": frame.address[before]}).drop_duplicates()
+    # the window's distinct (identity, address) pairs before d, in order of first appearance
+    pair = frame.entity[before] * np.int64(max(len(frame.texts[1]), 1)) + frame.address[before]
+    past = before[np.sort(np.unique(pair, return_index=True)[1])]
     negatives = draw_negatives(
         active,
-        past["e"].to_numpy(),
-        past["a"].to_numpy(),
+        frame.entity[past],
+        frame.address[past],
         entity,
         address,
         frame.book,
