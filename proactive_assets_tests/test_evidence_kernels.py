@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_info
 
 from proactive_assets.core.evidence import compiled as evidence_compiled
 from proactive_assets.core.evidence import features, judgement
@@ -205,6 +206,16 @@ def test_the_feature_kernel_takes_no_pairs_and_an_empty_window(monkeypatch: pyte
     expected = pair_features(entity, address, ipi, real, book, blank, quiet, behaviour, persons)
     np.testing.assert_allclose(compiled, expected, rtol=1e-14, atol=1e-15)
     assert (compiled[:, FEATURES.index("new_identity")] == 1).all()
+
+
+def test_code_running_its_own_threads_keeps_blas_to_one() -> None:
+    blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
+    if not blas:
+        pytest.skip("numpy links no BLAS that threadpoolctl can see")
+    before = [pool["num_threads"] for pool in blas]
+    with evidence_compiled.one_blas_thread():
+        assert all(pool["num_threads"] == 1 for pool in threadpool_info() if pool["user_api"] == "blas")
+    assert [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"] == before
 
 
 def test_the_days_counts_built_on_two_threads_are_the_same() -> None:

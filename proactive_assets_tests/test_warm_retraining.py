@@ -281,6 +281,22 @@ def test_local_backend_threads_the_plan(chain: dict) -> None:
     assert LocalBackend().train(window, PARAMS, chain["day"]).metadata["retraining"]["mode"] == "full"
 
 
+def test_the_local_backend_scores_with_the_model_it_just_trained(chain: dict) -> None:
+    """Training scores its validation days with the model it returned: not read back from its bytes,
+    and scoring alike; any other artifact is loaded."""
+    window = _window(chain["table"], chain["day"])
+    backend = LocalBackend()
+    trained = backend.train(window, PARAMS, chain["day"])
+    entities, addresses = window.column("entity")[:50], window.column("source_ip")[:50]
+    kept = backend.scorer(trained, lambda: window)
+    assert kept.__self__ is backend._trained[1]  # the trained model's own score
+    loaded = backend.scorer(dataclasses.replace(trained, artifact=bytes(bytearray(trained.artifact))), lambda: window)
+    assert loaded.__self__ is not backend._trained[1]
+    assert np.array_equal(kept(entities, addresses).insight, loaded(entities, addresses).insight)
+    other = LocalBackend().scorer(trained, lambda: window)  # another backend has trained nothing
+    assert other.__self__.version == kept.__self__.version
+
+
 def test_a_warm_plan_carries_the_day_befores_combiner(chain: dict) -> None:
     """The detector's combiner fit starts from model D-1's on a warm day (``detector._fit``)."""
     previous, day = chain["previous"], chain["day"]
