@@ -2,7 +2,7 @@
 
 A partition holds ``model.json`` (the metadata; ``backend`` names who trained it), ``window.npz``
 (the index of the training window the model judges a day against, whichever backend trained it)
-and ``folds.parquet`` (its validation days' evidence, which the next day's warm start reuses),
+and ``folds.arrow`` (its validation days' evidence, which the next day's warm start reuses),
 and, when the weights live with us (the local backend), ``model.npz``; a SageMaker model lives in
 SageMaker and its ``model.json`` says where. The files are written by one atomic partition commit
 and read through one snapshot of its manifest, so a model's metadata always comes with its own
@@ -20,7 +20,7 @@ from proactive_assets.defs import tables
 MODEL_JSON = "model.json"
 MODEL_ARTIFACT = "model.npz"
 WINDOW_INDEX = "window.npz"
-FOLDS = "folds.parquet"
+FOLDS = "folds.arrow"  # (models before it kept ``folds.parquet``: a warm day then computes every fold)
 
 
 def save_model(warehouse: Warehouse, day: date, model: TrainedModel) -> dict[str, str]:
