@@ -7,7 +7,7 @@ import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -22,7 +22,10 @@ if TYPE_CHECKING:
     from proactive_assets.core.evidence.judgement import Judge, Judged
     from proactive_assets.core.evidence.keys import AddressBook
 
-__all__ = ["feature_matrix", "judged_pairs", "kernels", "one_blas_thread"]
+__all__ = ["feature_matrix", "judged_pairs", "kernels", "one_blas_thread", "with_one_blas_thread"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 #: From this many pairs the kernel runs on two threads (each builds its own lookup directories).
 SPLIT_PAIRS = 200_000
@@ -36,6 +39,17 @@ def _thread_pools() -> ThreadpoolController:
 def one_blas_thread() -> AbstractContextManager:
     """Within it, BLAS (numpy's matrix products) uses one thread: for code that runs its own threads."""
     return _thread_pools().limit(limits=1, user_api="blas")
+
+
+def with_one_blas_thread(function: Callable[P, R]) -> Callable[P, R]:
+    """``function`` run within ``one_blas_thread``."""
+
+    @functools.wraps(function)
+    def limited(*args: P.args, **kwargs: P.kwargs) -> R:
+        with one_blas_thread():
+            return function(*args, **kwargs)
+
+    return limited
 
 
 def _buffers(

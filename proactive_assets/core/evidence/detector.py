@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 
 from proactive_assets.core.backends import ModelBackend, TrainedModel
 from proactive_assets.core.evidence.combiner import MIN_THRESHOLD, Budget, Combiner, budget_threshold, fit_combiner
-from proactive_assets.core.evidence.compiled import one_blas_thread
+from proactive_assets.core.evidence.compiled import one_blas_thread, with_one_blas_thread
 from proactive_assets.core.evidence.features import (
     FEATURES,
     Behaviour,
@@ -233,6 +233,9 @@ def _digest(doc: Any) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
+# Training keeps both cores busy with its own threads; BLAS's threads on top of them only contend
+# (a warm day of the realistic scenario: 0.083 s against 0.110 s with two).
+@with_one_blas_thread
 def train_detector(
     training_set: pa.Table,
     backend: ModelBackend,
@@ -245,21 +248,6 @@ def train_detector(
     """IP Insights on the established pairs, the combiner on the validation days, the budget threshold.
 
     ``plan``: warm-start IP Insights from model D-1 or retrain it fully (``core.model.warm``)."""
-    # Training keeps both cores busy with its own threads; BLAS's threads on top of them only
-    # contend (a warm day of the realistic scenario: 0.083 s against 0.110 s with two).
-    with one_blas_thread():
-        return _train_detector(training_set, backend, params, day, networks, alert_budget, plan)
-
-
-def _train_detector(
-    training_set: pa.Table,
-    backend: ModelBackend,
-    params: IPInsightsParams,
-    day: date,
-    networks: Networks,
-    alert_budget: float,
-    plan: RetrainPlan | None,
-) -> TrainedModel:
     days = sorted(set(pc.unique(training_set.column("day")).to_pylist())) if training_set.num_rows else []
     # At most half the window validates: IP Insights keeps the other half to learn from (a 7-day
     # window with five validation days left it two, and the tutorial-scale AUC fell to 0.951).
@@ -296,13 +284,14 @@ def _train_detector(
     # (``extend_history``), and the last day's extension is the history the model scores against.
     folds = [reused[d] for d in ordinal[:first]]
     for d in ordinal[first:]:
+        prepared = after is not None and d == ordinal[first]  # while IP Insights trained
         if d in reused:
             folds.append(reused[d])
-        elif after is not None and d == ordinal[first]:  # prepared while IP Insights trained
+        elif prepared:
             folds.append(_fold(frame, pairs, scorer) if pairs is not None else None)
         else:
             folds.append(_validation_day(frame, networks, scorer, d, params.seed, history))
-        history = after if after is not None and d == ordinal[first] else frame.extended(history, d)
+        history = after if prepared else frame.extended(history, d)
     folds = [f for f in folds if f is not None]
     start = Combiner.from_dict(plan.previous_combiner) if warm and plan and plan.previous_combiner else None
     # the model's files are written on the other core while the combiner is fitted
