@@ -414,7 +414,8 @@ static inline uint64_t query(int table, const PairKeys *p) {
 /* The chunk's keys looked up in one table, as a pipeline: a key's directory entry is asked for,
  * LAG keys later its bucket of keys, LAG later it is searched (and its count asked for), LAG later
  * the count is read; so each stage's cache misses overlap with the others'. */
-static void lookup_chunk(const Table *t, int table, const PairKeys *keys, const uint32_t *pos, Py_ssize_t count,
+static inline __attribute__((always_inline)) void lookup_chunk(const Table *t, int table, const PairKeys *keys,
+                                                               const uint32_t *pos, Py_ssize_t count,
                          Scratch *w, int64_t *found) {
     if (t->n == 0) {
         for (Py_ssize_t j = 0; j < count; j++)
@@ -465,6 +466,46 @@ static inline int64_t needless(int t, const Scratch *w, Py_ssize_t k, int known,
     default:
         return -1;
     }
+}
+
+/* One table's lookups for a chunk's pairs: those needless() leaves. Always inlined with a constant
+ * table (chunk_lookups), so each table gets its own loop without the per-pair switches of query()
+ * and needless(). */
+static inline __attribute__((always_inline)) void table_lookups(const int t, const Table *table, Scratch *w,
+                                                                Py_ssize_t count, const int64_t *entity,
+                                                                const uint8_t *known_in, const double *aws_share,
+                                                                long long aws_category) {
+    Py_ssize_t m = 0;
+    for (Py_ssize_t k = 0; k < count; k++) {
+        int64_t e = entity[k];
+        int64_t skipped = needless(t, w, k, known_in[e] != 0, aws_share[e] > 0, aws_category);
+        if (skipped < 0)
+            w->pos[m++] = (uint32_t)k;
+        else
+            w->found[t][k] = skipped;
+    }
+    lookup_chunk(table, t, w->keys, w->pos, m, w, w->found[t]);
+}
+
+/* A chunk's lookups, a table at a time (its directory stays in cache), in the order needless()
+ * relies on (each level's seen table after the one below it). */
+static void chunk_lookups(const Table *tables, Scratch *w, Py_ssize_t count, const int64_t *entity,
+                          const uint8_t *known_in, const double *aws_share, long long aws_category) {
+#define TABLE(T) table_lookups(T, &tables[T], w, count, entity, known_in, aws_share, aws_category)
+    TABLE(T_SEEN0);
+    TABLE(T_SEEN1);
+    TABLE(T_SEEN2);
+    TABLE(T_SEEN3);
+    TABLE(T_ORG0);
+    TABLE(T_ORG1);
+    TABLE(T_ORG2);
+    TABLE(T_ORG3);
+    TABLE(T_TODAY0);
+    TABLE(T_TODAY1);
+    TABLE(T_SIBLINGS);
+    TABLE(T_PROVIDERS);
+    TABLE(T_REGIONS);
+#undef TABLE
 }
 
 /* What judging the pairs needs (pair_features' ``judge``): the combiner's weights (per feature) and
@@ -672,18 +713,7 @@ static PyObject *pair_features(PyObject *self, PyObject *args) {
             }
             if (bad_row >= 0)
                 break;
-            for (int t = 0; t < T_COUNT; t++) { /* a table at a time: its directory stays in cache */
-                Py_ssize_t m = 0;
-                for (Py_ssize_t k = 0; k < count; k++) {
-                    int64_t e = entity[start + k];
-                    int64_t skipped = needless(t, scratch, k, known_in[e] != 0, aws_share[e] > 0, aws_category);
-                    if (skipped < 0)
-                        scratch->pos[m++] = (uint32_t)k;
-                    else
-                        scratch->found[t][k] = skipped;
-                }
-                lookup_chunk(&tables[t], t, scratch->keys, scratch->pos, m, scratch, scratch->found[t]);
-            }
+            chunk_lookups(tables, scratch, count, entity + start, known_in, aws_share, aws_category);
             for (Py_ssize_t k = 0; k < count; k++) {
                 Py_ssize_t i = start + k;
                 int64_t e = entity[i];
