@@ -29,7 +29,7 @@ from proactive_assets.core.evidence.detector import (
 from proactive_assets.core.evidence.features import FEATURES, Behaviour, build_day, build_history, pair_features
 from proactive_assets.core.evidence.frame import Frame
 from proactive_assets.core.evidence.judgement import NAMED_EVIDENCE, Judge
-from proactive_assets.core.evidence.keys import address_book, level_keys, pair_key
+from proactive_assets.core.evidence.keys import address_book, coded_addresses, level_keys, pair_key
 from proactive_assets.core.evidence.negatives import KINDS, Negatives, draw_negatives
 from proactive_assets.core.evidence.networks import AWS, PROVIDERS, Networks, Prefix, load_networks
 from proactive_assets.core.evidence.persons import person_codes, person_name
@@ -401,6 +401,25 @@ def test_named_evidence_is_each_rows_strongest() -> None:
     assert support.to_pylist() == [strongest(row * weights, 4) for row in x]
     assert against.to_pylist() == [strongest(-(row * weights), 3) for row in x]
     assert any(len(v) == 4 for v in support.to_pylist()) and any(len(v) == 3 for v in against.to_pylist())
+
+
+def test_a_days_addresses_are_coded_by_what_they_parse_to() -> None:
+    """``coded_addresses``: one book entry per distinct address, IPv4 and IPv6 mixed, each row's
+    code pointing at its own address, as the addresses' text dictionary gives them."""
+    texts = ["198.51.100.7", "2001:db8::1", "3.80.1.2", "198.51.100.7", "2001:db8::1", "10.0.0.1", "2001:db8::2"]
+    column = pa.chunked_array([pa.array(texts[:3]), pa.array(texts[3:])])
+    code, book = coded_addresses(column, NETWORKS)
+    assert len(book) == 5 and code[0] == code[3] and code[1] == code[4]
+    reference = address_book(texts, NETWORKS)
+    for row in range(len(texts)):
+        for got, expected in ((book.is6, reference.is6), (book.hi, reference.hi), (book.lo, reference.lo)):
+            assert got[code[row]] == expected[row]
+        assert all(k[code[row]] == r[row] for k, r in zip(book.level_keys, reference.level_keys, strict=True))
+        assert book.owner.provider[code[row]] == reference.owner.provider[row]
+    empty_code, empty = coded_addresses(pa.array([], pa.string()), NETWORKS)
+    assert len(empty_code) == 0 and len(empty) == 0
+    with pytest.raises(ValueError, match="not IP addresses"):
+        coded_addresses(pa.array(["198.51.100.7", "not-an-address"]), NETWORKS)
 
 
 def test_synthetic_addresses_read_back_as_themselves() -> None:

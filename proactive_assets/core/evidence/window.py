@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from proactive_assets.core.evidence.features import Behaviour, History
-from proactive_assets.core.evidence.keys import AddressBook, address_book
+from proactive_assets.core.evidence.keys import AddressBook, coded_addresses
 from proactive_assets.core.evidence.networks import Networks
 from proactive_assets.core.evidence.persons import person_codes
 
@@ -116,7 +116,7 @@ class WindowIndex:
         known = self.entities.get_indexer(names)
         new = known < 0
         known[new] = n + np.arange(int(new.sum()))
-        address_dict = encoded(table.column("source_ip"))
+        address, book = coded_addresses(table.column("source_ip"), networks)
         behaviour = Behaviour(
             *_coded_items(table, "event_names", self.actions),
             *_coded_items(table, "user_agents", self.agents),
@@ -126,8 +126,8 @@ class WindowIndex:
         )
         return DayCodes(
             known[indices(entity_dict)],
-            indices(address_dict),
-            address_book(address_dict.dictionary, networks),
+            address,
+            book,
             behaviour,
             n + int(new.sum()),
             np.concatenate([person_codes(self.entities), person_codes(names[new])]),
