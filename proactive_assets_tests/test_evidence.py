@@ -420,6 +420,8 @@ def test_a_days_addresses_are_coded_by_what_they_parse_to() -> None:
     assert len(empty_code) == 0 and len(empty) == 0
     with pytest.raises(ValueError, match="not IP addresses"):
         coded_addresses(pa.array(["198.51.100.7", "not-an-address"]), NETWORKS)
+    with pytest.raises(ValueError, match="1 rows have no address"):
+        coded_addresses(pa.array(["198.51.100.7", None]), NETWORKS)
 
 
 def test_synthetic_addresses_read_back_as_themselves() -> None:

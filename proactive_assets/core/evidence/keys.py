@@ -96,6 +96,8 @@ def coded_addresses(column: pa.ChunkedArray | pa.Array, networks: Networks) -> t
     first appearance."""
     array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     array = array.cast(pa.string())
+    if array.null_count:  # (IP Insights refuses them too)
+        raise ValueError(f"{array.null_count} rows have no address: each needs its source_ip")
     value, v4 = parse_ipv4_arrow(array)
     v4_codes, v4_values = pd.factorize(value[v4], sort=False)
     code = np.zeros(len(array), np.int64)
@@ -103,7 +105,7 @@ def coded_addresses(column: pa.ChunkedArray | pa.Array, networks: Networks) -> t
     is6, hi, lo = np.zeros(len(v4_values), bool), np.zeros(len(v4_values), np.uint64), v4_values.astype(np.uint64)
     if not v4.all():
         other = pc.dictionary_encode(array.filter(pa.array(~v4)))
-        code[~v4] = len(v4_values) + pc.fill_null(other.indices, 0).to_numpy(zero_copy_only=False)
+        code[~v4] = len(v4_values) + other.indices.to_numpy(zero_copy_only=False)
         more = parse_ips(other.dictionary)
         is6, hi, lo = (np.concatenate([a, b]) for a, b in zip((is6, hi, lo), more, strict=True))
     return code, AddressBook(is6, hi, lo, level_keys(is6, hi, lo), networks.lookup(is6, hi, lo))
