@@ -14,9 +14,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from proactive_assets.core.evidence.combiner import Combiner, _sigmoid
+from proactive_assets.core.evidence.combiner import Combiner
 from proactive_assets.core.evidence.compiled import kernels
 from proactive_assets.core.evidence.features import FEATURES
+from proactive_assets.core.model.metrics import sigmoid
 
 #: Contributions to the log-odds at least this large (either way) are named as evidence.
 NAMED_EVIDENCE = 0.5
@@ -116,7 +117,7 @@ class Judge:
         """The judgements of the rows of an evidence matrix (pairs x ``FEATURES``)."""
         codes, counts = top_contributions(x, self.weights, NAMED_LIMITS, self.bar)
         shown = {name: np.ascontiguousarray(x[:, FEATURES.index(name)]) for name in SHOWN}
-        return Judged(_sigmoid(self.intercept + x @ self.weights), codes, counts, shown)
+        return Judged(sigmoid(self.intercept + x @ self.weights), codes, counts, shown)
 
 
 def top_contributions(
