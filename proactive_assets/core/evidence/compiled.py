@@ -7,6 +7,7 @@ import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 import numpy as np
@@ -22,7 +23,15 @@ if TYPE_CHECKING:
     from proactive_assets.core.evidence.judgement import Judge, Judged
     from proactive_assets.core.evidence.keys import AddressBook
 
-__all__ = ["feature_matrix", "judged_pairs", "kernels", "one_blas_thread", "with_one_blas_thread"]
+__all__ = [
+    "KernelInputs",
+    "feature_matrix",
+    "judged_pairs",
+    "kernel_inputs",
+    "kernels",
+    "one_blas_thread",
+    "with_one_blas_thread",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -52,15 +61,36 @@ def with_one_blas_thread(function: Callable[P, R]) -> Callable[P, R]:
     return limited
 
 
-def _buffers(
+@dataclass(frozen=True)
+class KernelInputs:
+    """``kernels.pair_features``' arguments but the output: its four groups of buffers (per pair,
+    per address, per identity, and the tables) and the provider category of AWS."""
+
+    pairs: tuple[np.ndarray, ...]
+    addresses: tuple[np.ndarray, ...]
+    identities: tuple[np.ndarray, ...]
+    tables: tuple[np.ndarray, ...]
+    aws_category: int
+
+    def args(self, part: slice) -> tuple:
+        """The arguments for the pairs of ``part``."""
+        return tuple(a[part] for a in self.pairs), self.addresses, self.identities, self.tables, self.aws_category
+
+
+def kernel_inputs(
     per_pair: tuple[np.ndarray, ...],
     events: np.ndarray,
     book: "AddressBook",
     category: np.ndarray,
+    aws_category: int,
     history: "History",
     day: "Day",
-) -> tuple[tuple[np.ndarray, ...], ...]:
-    """The kernel's four groups of buffers: per pair, per address, per identity, and the tables."""
+) -> KernelInputs:
+    """The kernel's buffers for ``features.pair_features``' pairs.
+
+    ``per_pair`` is (entity, address, IP Insights, real, person's address, person's /24, new
+    actions, new agents, has agents), ``events`` each pair's event count; ``category`` each
+    address's provider category (``aws_category`` for AWS)."""
     entity, address, ip_insights, real, person_address, person_24, new_actions, new_agents, has_agents = per_pair
 
     def buffers(*arrays: tuple[np.ndarray, type]) -> tuple[np.ndarray, ...]:
@@ -111,7 +141,7 @@ def _buffers(
         (history.providers, np.uint64),
         (history.aws_regions, np.uint64),
     )
-    return pairs, addresses, identities, tables
+    return KernelInputs(pairs, addresses, identities, tables, aws_category)
 
 
 def _by_parts(n: int, run: Callable[[slice], None]) -> None:
@@ -124,45 +154,18 @@ def _by_parts(n: int, run: Callable[[slice], None]) -> None:
         list(pool.map(run, (slice(0, n // 2), slice(n // 2, n))))
 
 
-def feature_matrix(
-    per_pair: tuple[np.ndarray, ...],
-    events: np.ndarray,
-    book: "AddressBook",
-    category: np.ndarray,
-    aws_category: int,
-    history: "History",
-    day: "Day",
-) -> np.ndarray:
-    """``features.pair_features``' matrix (pairs x ``kernels.PAIR_FEATURES``) by ``kernels.pair_features``.
-
-    ``per_pair`` is (entity, address, IP Insights, real, person's address, person's /24, new
-    actions, new agents, has agents), ``events`` each pair's event count; ``category`` each
-    address's provider category (``aws_category`` for AWS)."""
-    pairs, *rest = _buffers(per_pair, events, book, category, history, day)
-    n = len(pairs[0])
+def feature_matrix(inputs: KernelInputs) -> np.ndarray:
+    """``features.pair_features``' matrix (pairs x ``kernels.PAIR_FEATURES``) by ``kernels.pair_features``."""
+    n = len(inputs.pairs[0])
     matrix = np.empty((n, len(kernels.PAIR_FEATURES)), np.float64)  # a pair's features contiguous
-
-    def rows(part: slice) -> None:
-        kernels.pair_features(tuple(a[part] for a in pairs), *rest, aws_category, matrix[part])
-
-    _by_parts(n, rows)
+    _by_parts(n, lambda part: kernels.pair_features(*inputs.args(part), matrix[part]))
     return matrix
 
 
-def judged_pairs(
-    per_pair: tuple[np.ndarray, ...],
-    events: np.ndarray,
-    book: "AddressBook",
-    category: np.ndarray,
-    aws_category: int,
-    history: "History",
-    day: "Day",
-    judge: "Judge",
-) -> "Judged":
+def judged_pairs(inputs: KernelInputs, judge: "Judge") -> "Judged":
     """``judge``'s judgements of the pairs ``feature_matrix`` would give the rows of, each row
     judged by the kernel as it is built (the matrix is never written)."""
-    pairs, *rest = _buffers(per_pair, events, book, category, history, day)
-    n = len(pairs[0])
+    n = len(inputs.pairs[0])
     out = judge.blank(n)
     shown = np.array([kernels.PAIR_FEATURES.index(name) for name in out.shown], np.int64)
 
@@ -179,7 +182,7 @@ def judged_pairs(
             out.counts[1][part],
             tuple(column[part] for column in out.shown.values()),
         )
-        kernels.pair_features(tuple(a[part] for a in pairs), *rest, aws_category, None, judging)
+        kernels.pair_features(*inputs.args(part), None, judging)
 
     _by_parts(n, rows)
     return out

@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from proactive_assets.core.evidence.compiled import feature_matrix, kernels
-from proactive_assets.core.evidence.compiled import judged_pairs as compiled_judged_pairs
+from proactive_assets.core.evidence import compiled
+from proactive_assets.core.evidence.compiled import kernels
 from proactive_assets.core.evidence.keys import AddressBook, pair_key
 from proactive_assets.core.evidence.networks import AWS
 
@@ -513,6 +513,22 @@ def _per_pair(
     return entity, address, ip_insights, real, person_address, person_24, new_actions, new_agents, has_agents
 
 
+def _kernel_inputs(
+    entity: np.ndarray,
+    address: np.ndarray,
+    ip_insights: np.ndarray,
+    real: np.ndarray,
+    book: AddressBook,
+    history: History,
+    day: Day,
+    behaviour: Behaviour,
+    persons: np.ndarray | None,
+) -> compiled.KernelInputs:
+    """``pair_features``' arguments as the compiled kernel takes them."""
+    per_pair = _per_pair(entity, address, ip_insights, real, book, history, behaviour, persons)
+    return compiled.kernel_inputs(per_pair, behaviour.events, book, _provider_category(book), AWS + 2, history, day)
+
+
 def judged_pairs(
     entity: np.ndarray,
     address: np.ndarray,
@@ -527,13 +543,10 @@ def judged_pairs(
 ) -> "Judged":
     """``judge``'s judgements of the rows ``pair_features`` gives (the compiled kernel judges each
     row as it builds it, and no matrix is kept)."""
+    args = (entity, address, ip_insights, real, book, history, day, behaviour, persons)
     if not _COMPILED:
-        matrix = pair_features(entity, address, ip_insights, real, book, history, day, behaviour, persons)
-        return judge.of_matrix(matrix)
-    per_pair = _per_pair(entity, address, ip_insights, real, book, history, behaviour, persons)
-    return compiled_judged_pairs(
-        per_pair, behaviour.events, book, _provider_category(book), AWS + 2, history, day, judge
-    )
+        return judge.of_matrix(pair_features(*args))
+    return compiled.judged_pairs(_kernel_inputs(*args), judge)
 
 
 def pair_features(
@@ -553,10 +566,12 @@ def pair_features(
     synthetic pairs judged as if added to the day do not. ``behaviour`` is what each pair did;
     ``persons`` the person code of each identity code (as given to ``build_history``).
     """
+    if _COMPILED:
+        return compiled.feature_matrix(
+            _kernel_inputs(entity, address, ip_insights, real, book, history, day, behaviour, persons)
+        )
     n = len(entity)
     per_pair = _per_pair(entity, address, ip_insights, real, book, history, behaviour, persons)
-    if _COMPILED:
-        return feature_matrix(per_pair, behaviour.events, book, _provider_category(book), AWS + 2, history, day)
     person_address, person_24, new_actions, new_agents, has_agents = per_pair[4:]
     levels = [pair_key(entity, book.level_keys[level][address]) for level in range(4)]
     seen = np.stack([member(history.seen[level], levels[level]) for level in range(4)], axis=1)
