@@ -54,6 +54,11 @@ class AddressBook:
     def __len__(self) -> int:
         return len(self.is6)
 
+    @classmethod
+    def of(cls, is6: np.ndarray, hi: np.ndarray, lo: np.ndarray, networks: Networks) -> "AddressBook":
+        """The book of parsed addresses (``ipnet.parse_ips`` form): their level keys and owners."""
+        return cls(is6, hi, lo, level_keys(is6, hi, lo), networks.lookup(is6, hi, lo))
+
 
 def level_keys(is6: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> list[np.ndarray]:
     """The four level keys of each address (by the compiled ``kernels.level_keys`` where it was built)."""
@@ -81,8 +86,7 @@ def level_keys(is6: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> list[np.ndarr
 
 def address_book(addresses: list[str] | pa.Array, networks: Networks) -> AddressBook:
     """Parse distinct canonical addresses (the learning set's ``source_ip`` values)."""
-    is6, hi, lo = parse_ips(addresses)
-    return AddressBook(is6, hi, lo, level_keys(is6, hi, lo), networks.lookup(is6, hi, lo))
+    return AddressBook.of(*parse_ips(addresses), networks)
 
 
 def coded_addresses(column: pa.ChunkedArray | pa.Array, networks: Networks) -> tuple[np.ndarray, AddressBook]:
@@ -108,7 +112,7 @@ def coded_addresses(column: pa.ChunkedArray | pa.Array, networks: Networks) -> t
         code[~v4] = len(v4_values) + other.indices.to_numpy(zero_copy_only=False)
         more = parse_ips(other.dictionary)
         is6, hi, lo = (np.concatenate([a, b]) for a, b in zip((is6, hi, lo), more, strict=True))
-    return code, AddressBook(is6, hi, lo, level_keys(is6, hi, lo), networks.lookup(is6, hi, lo))
+    return code, AddressBook.of(is6, hi, lo, networks)
 
 
 def codes(values: pa.ChunkedArray | pa.Array, categories: pd.Index) -> np.ndarray:
