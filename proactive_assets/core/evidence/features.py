@@ -513,18 +513,9 @@ def _per_pair(
     return entity, address, ip_insights, real, person_address, person_24, new_actions, new_agents, has_agents
 
 
-def _kernel_inputs(
-    entity: np.ndarray,
-    address: np.ndarray,
-    ip_insights: np.ndarray,
-    real: np.ndarray,
-    book: AddressBook,
-    history: History,
-    day: Day,
-    behaviour: Behaviour,
-    persons: np.ndarray | None,
-) -> compiled.KernelInputs:
-    """``pair_features``' arguments as the compiled kernel takes them."""
+def _kernel_inputs(args: tuple) -> compiled.KernelInputs:
+    """``pair_features``' arguments (in its order) as the compiled kernel takes them."""
+    entity, address, ip_insights, real, book, history, day, behaviour, persons = args
     per_pair = _per_pair(entity, address, ip_insights, real, book, history, behaviour, persons)
     return compiled.kernel_inputs(per_pair, behaviour.events, book, _provider_category(book), AWS + 2, history, day)
 
@@ -546,7 +537,7 @@ def judged_pairs(
     args = (entity, address, ip_insights, real, book, history, day, behaviour, persons)
     if not _COMPILED:
         return judge.of_matrix(pair_features(*args))
-    return compiled.judged_pairs(_kernel_inputs(*args), judge)
+    return compiled.judged_pairs(_kernel_inputs(args), judge)
 
 
 def pair_features(
@@ -568,7 +559,7 @@ def pair_features(
     """
     if _COMPILED:
         return compiled.feature_matrix(
-            _kernel_inputs(entity, address, ip_insights, real, book, history, day, behaviour, persons)
+            _kernel_inputs((entity, address, ip_insights, real, book, history, day, behaviour, persons))
         )
     n = len(entity)
     per_pair = _per_pair(entity, address, ip_insights, real, book, history, behaviour, persons)
