@@ -26,8 +26,9 @@ from proactive_assets.core.evidence.detector import (
     train_detector,
     window_index,
 )
-from proactive_assets.core.evidence.features import FEATURES, Behaviour, build_day, build_history, pair_features
+from proactive_assets.core.evidence.features import FEATURES, pair_features
 from proactive_assets.core.evidence.frame import Frame
+from proactive_assets.core.evidence.history import Behaviour, build_day, build_history
 from proactive_assets.core.evidence.judgement import NAMED_EVIDENCE, Judge
 from proactive_assets.core.evidence.keys import address_book, coded_addresses, level_keys, pair_key
 from proactive_assets.core.evidence.negatives import KINDS, Negatives, draw_negatives

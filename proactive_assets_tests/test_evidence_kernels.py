@@ -9,16 +9,10 @@ import pytest
 from threadpoolctl import threadpool_info
 
 from proactive_assets.core.evidence import compiled as evidence_compiled
-from proactive_assets.core.evidence import features, judgement
+from proactive_assets.core.evidence import features, history, judgement
 from proactive_assets.core.evidence import keys as address_keys
-from proactive_assets.core.evidence.features import (
-    FEATURES,
-    Behaviour,
-    build_day,
-    build_history,
-    judged_pairs,
-    pair_features,
-)
+from proactive_assets.core.evidence.features import FEATURES, judged_pairs, pair_features
+from proactive_assets.core.evidence.history import Behaviour, build_day, build_history
 from proactive_assets.core.evidence.judgement import SHOWN, Judge
 from proactive_assets.core.evidence.keys import address_book, mix64
 from proactive_assets_tests.sanitized import run_sanitized
@@ -40,8 +34,8 @@ def test_hash_keys_and_skewed_keys_sit_where_searchsorted_puts_them(n: int) -> N
     for keys in (spread, skewed, np.unique(skewed)):
         queries = np.concatenate([keys, keys + np.uint64(1), keys - np.uint64(1), mix64(rng.integers(0, 1 << 62, 500))])
         queries = np.concatenate([queries, np.array([0, 1, top, top - np.uint64(1)], np.uint64)])
-        assert np.array_equal(features._slots(keys, queries), _numpy_slots(keys, queries))
-        assert np.array_equal(features.member(keys, queries), np.isin(queries, keys))
+        assert np.array_equal(history._slots(keys, queries), _numpy_slots(keys, queries))
+        assert np.array_equal(history.member(keys, queries), np.isin(queries, keys))
 
 
 def test_level_keys_are_numpys(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -245,11 +239,11 @@ def test_the_feature_kernel_refuses_codes_out_of_range() -> None:
 SANITIZED_RUN = """
 import sys
 import numpy as np
-from proactive_assets.core.evidence import compiled, features, judgement, keys
+from proactive_assets.core.evidence import compiled, features, history, judgement, keys
 from proactive_assets_tests import test_evidence_kernels as t
 from proactive_assets_tests.sanitized import load_extension
 sanitized = load_extension("_evidence_kernels", sys.argv[1])
-compiled.kernels = features.kernels = judgement.kernels = keys.kernels = sanitized
+compiled.kernels = features.kernels = history.kernels = judgement.kernels = keys.kernels = sanitized
 for n in (1, 2, 7, 9, 1000, 70_000):
     t.test_hash_keys_and_skewed_keys_sit_where_searchsorted_puts_them(n)
 class Patch:

@@ -11,15 +11,9 @@ import pytest
 
 from proactive_assets.core.backends import TrainedModel
 from proactive_assets.core.evidence.detector import PRIOR, day_evidence, score_day, window_index
-from proactive_assets.core.evidence.features import (
-    FEATURES,
-    Behaviour,
-    History,
-    build_day,
-    build_history,
-    pair_features,
-)
+from proactive_assets.core.evidence.features import FEATURES, pair_features
 from proactive_assets.core.evidence.frame import Frame
+from proactive_assets.core.evidence.history import Behaviour, History, build_day, build_history
 from proactive_assets.core.evidence.keys import address_book
 from proactive_assets.core.evidence.persons import person_codes
 from proactive_assets.core.evidence.window import WindowIndex

@@ -19,7 +19,7 @@ except ImportError:  # pragma: no cover - depends on the install
     kernels = None
 
 if TYPE_CHECKING:
-    from proactive_assets.core.evidence.features import Day, History
+    from proactive_assets.core.evidence.history import Day, History
     from proactive_assets.core.evidence.judgement import Judge, Judged
     from proactive_assets.core.evidence.keys import AddressBook
 

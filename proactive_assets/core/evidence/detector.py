@@ -29,17 +29,10 @@ import pyarrow.compute as pc
 from proactive_assets.core.backends import ModelBackend, TrainedModel
 from proactive_assets.core.evidence.combiner import MIN_THRESHOLD, Budget, Combiner, budget_threshold, fit_combiner
 from proactive_assets.core.evidence.compiled import one_blas_thread, with_one_blas_thread
-from proactive_assets.core.evidence.features import (
-    FEATURES,
-    Behaviour,
-    Day,
-    History,
-    build_day,
-    judged_pairs,
-    pair_features,
-)
+from proactive_assets.core.evidence.features import FEATURES, judged_pairs, pair_features
 from proactive_assets.core.evidence.folds import Fold, folds_to_bytes, reusable
 from proactive_assets.core.evidence.frame import Frame, WindowCodes
+from proactive_assets.core.evidence.history import Behaviour, Day, History, build_day
 from proactive_assets.core.evidence.judgement import Judge, Judged
 from proactive_assets.core.evidence.keys import AddressBook, level_keys
 from proactive_assets.core.evidence.negatives import KINDS, Negatives, draw_negatives, draw_other

@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from proactive_assets.core.evidence.features import Behaviour, History, build_history, extend_history
+from proactive_assets.core.evidence.history import Behaviour, History, build_history, extend_history
 from proactive_assets.core.evidence.keys import AddressBook, address_book
 from proactive_assets.core.evidence.networks import Networks
 from proactive_assets.core.evidence.persons import person_codes

@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from proactive_assets.core.evidence.features import History, distinct_sorted, member
+from proactive_assets.core.evidence.history import History, distinct_sorted, member
 from proactive_assets.core.evidence.keys import AddressBook, level_keys, pair_key
 from proactive_assets.core.evidence.networks import AWS, Networks
 

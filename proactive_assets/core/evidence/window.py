@@ -1,7 +1,7 @@
 """What a model's training window says, indexed once when the model is trained and kept with it.
 
 Scoring day D judges its pairs against the window D-W..D-1: novelty per prefix, other identities on
-the address, churn, owners, API calls and user agents (``features.History``). Rebuilding that index
+the address, churn, owners, API calls and user agents (``history.History``). Rebuilding that index
 from the window's rows every day cost far more than scoring (at the IP Insights tutorial's scale,
 2.1M window rows: about 25 s of string coding and sorting against 1 s of IP Insights), so
 ``train_detector`` builds it once and the model's partition stores it beside the weights. The
@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from proactive_assets.core.evidence.features import Behaviour, History
+from proactive_assets.core.evidence.history import Behaviour, History
 from proactive_assets.core.evidence.keys import AddressBook, coded_addresses
 from proactive_assets.core.evidence.networks import Networks
 from proactive_assets.core.evidence.persons import person_codes

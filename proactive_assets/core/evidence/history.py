@@ -1,0 +1,380 @@
+"""What the evidence of a day's pairs is looked up in: the training window indexed (``History``,
+``build_history``, ``extend_history``) and the judged day's own counts (``Day``, ``build_day``).
+
+The window is rows of (identity, address, day), coded against an address book (``keys.py``); its
+index is sorted 64-bit hash keys of (identity, network) pairs and of networks with how many
+identities used each, plus per-identity tallies (active days, churn, owners' shares), so that a
+pair's evidence (``features.py``) is a handful of lookups.
+"""
+
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+import numpy as np
+
+from proactive_assets.core.evidence.compiled import kernels
+from proactive_assets.core.evidence.keys import AddressBook, pair_key
+from proactive_assets.core.evidence.networks import AWS
+
+ACTION_TAG = np.uint64(0xA5A5A5A5A5A5A5A5)
+AGENT_TAG = np.uint64(0x5A5A5A5A5A5A5A5A)
+
+
+def distinct_sorted(sorted_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct values of a sorted array and how often each occurs.
+
+    ``np.unique`` takes a hash-table path in numpy 2 that is ~80x slower than sorting on a million
+    random 64-bit keys (4.6 s against 0.06 s on the 2-core machine): the keys here are hashes.
+    """
+    if len(sorted_values) == 0:
+        return sorted_values, np.zeros(0, np.int64)
+    start = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
+    return sorted_values[start], np.diff(np.r_[start, len(sorted_values)])
+
+
+def runs(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The indices ``starts[i] .. starts[i] + lengths[i] - 1`` of every run, concatenated in order."""
+    ends = np.cumsum(lengths)
+    return np.repeat(np.asarray(starts) - (ends - lengths), lengths) + np.arange(int(ends[-1]) if len(ends) else 0)
+
+
+def _sorted_unique(keys: np.ndarray) -> np.ndarray:
+    return distinct_sorted(np.sort(keys))[0]
+
+
+def _slots(sorted_keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """Where each query would sit in ``sorted_keys`` (clipped to its last slot).
+
+    Hash keys are looked up by the compiled ``kernels.slots`` (each search starts where an evenly
+    spread key would be). Without it, the queries are searched in sorted order: a million random
+    64-bit keys against two million take about a quarter of the time of searching them as they
+    come (each search starts where the last ended, so the table is read in order, not at random).
+    """
+    if kernels is not None and sorted_keys.dtype == np.uint64 and queries.dtype == np.uint64:
+        slot = np.empty(len(queries), np.int64)
+        kernels.slots(np.ascontiguousarray(sorted_keys), np.ascontiguousarray(queries), slot)
+        return slot
+    order = np.argsort(queries)
+    slot = np.empty(len(queries), np.int64)
+    slot[order] = np.searchsorted(sorted_keys, queries[order])
+    return np.minimum(slot, len(sorted_keys) - 1)
+
+
+def member(sorted_keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """True where ``queries`` are in the sorted unique array ``sorted_keys``."""
+    if len(sorted_keys) == 0:
+        return np.zeros(len(queries), dtype=bool)
+    return sorted_keys[_slots(sorted_keys, queries)] == queries
+
+
+def lookup_count(sorted_keys: np.ndarray, counts: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    if len(sorted_keys) == 0:
+        return np.zeros(len(queries), np.int64)
+    slot = _slots(sorted_keys, queries)
+    return np.where(sorted_keys[slot] == queries, counts[slot], 0)
+
+
+@dataclass
+class History:
+    """What the window says, indexed for lookups: built once per window (``build_history``)."""
+
+    seen: list[np.ndarray]  # per level: sorted keys of (identity, level key) pairs
+    org_keys: list[np.ndarray]  # per level: sorted level keys ...
+    org_counts: list[np.ndarray]  # ... and how many distinct identities used each
+    known: np.ndarray  # per identity code: has history
+    days: np.ndarray
+    churn_24: np.ndarray
+    churn_16: np.ndarray
+    networks_16: np.ndarray
+    aws_share: np.ndarray
+    cloud_share: np.ndarray
+    families: np.ndarray  # bit 1: IPv4 seen, bit 2: IPv6 seen
+    providers: np.ndarray  # sorted keys of (identity, provider category)
+    aws_regions: np.ndarray  # sorted keys of (identity, AWS region code)
+    actions: np.ndarray  # sorted keys of (identity, API call)
+    agents: np.ndarray  # sorted keys of (identity, user agent)
+    has_agents: np.ndarray  # per identity: its history records user agents at all
+    tallies: "Tallies | None" = None  # while training: what ``extend_history`` needs (never stored)
+
+
+@dataclass
+class Tallies:
+    """The integer counts behind a history's shares, kept while training so that the history of the
+    window before validation day d+1 is the one before d plus day d's rows (``extend_history``)."""
+
+    addresses: np.ndarray  # per identity: distinct addresses ...
+    aws: np.ndarray  # ... of them AWS's ...
+    cloud: np.ndarray  # ... and any cloud's
+    new_24_days: np.ndarray  # per identity: active days after its first with a /24 (/64) new to it
+    new_16_days: np.ndarray  # ... and with a new /16 (/48)
+    last_day: int
+
+
+@dataclass
+class Behaviour:
+    """What pairs did, flattened: (pair index, code) of each API call and user agent, and event counts."""
+
+    action_pair: np.ndarray
+    action_code: np.ndarray
+    agent_pair: np.ndarray
+    agent_code: np.ndarray
+    events: np.ndarray
+
+    @classmethod
+    def empty(cls, n: int) -> "Behaviour":
+        """``n`` pairs with one event each and nothing recorded of what they did."""
+        none = np.zeros(0, np.int64)
+        return cls(none, none, none, none, np.ones(n))
+
+    def take(self, rows: np.ndarray) -> "Behaviour":
+        """The behaviour of ``rows`` (pair indices), as pairs 0..len(rows)-1."""
+
+        def pick(pair: np.ndarray, code: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            if (pair[1:] < pair[:-1]).any():  # (as list columns flatten, pairs usually come in order)
+                order = np.argsort(pair, kind="stable")
+                pair, code = pair[order], code[order]
+            start = np.searchsorted(pair, rows)
+            stop = np.searchsorted(pair, rows, side="right")
+            lengths = stop - start
+            return np.repeat(np.arange(len(rows)), lengths), code[runs(start, lengths)]
+
+        action_pair, action_code = pick(self.action_pair, self.action_code)
+        agent_pair, agent_code = pick(self.agent_pair, self.agent_code)
+        return Behaviour(action_pair, action_code, agent_pair, agent_code, self.events[rows])
+
+    @staticmethod
+    def concat(parts: list["Behaviour"]) -> "Behaviour":
+        offsets = np.cumsum([0] + [len(p.events) for p in parts[:-1]])
+        return Behaviour(
+            np.concatenate([p.action_pair + o for p, o in zip(parts, offsets, strict=True)]),
+            np.concatenate([p.action_code for p in parts]),
+            np.concatenate([p.agent_pair + o for p, o in zip(parts, offsets, strict=True)]),
+            np.concatenate([p.agent_code for p in parts]),
+            np.concatenate([p.events for p in parts]),
+        )
+
+
+def provider_category(book: AddressBook) -> np.ndarray:
+    """0 private, 1 no provider (residential, business...), 2 + provider code for clouds."""
+    category = np.where(book.owner.provider >= 0, book.owner.provider.astype(np.int64) + 2, 1)
+    return np.where(book.owner.private, 0, category)
+
+
+def _days_per_identity(entity: np.ndarray, day: np.ndarray, n: int) -> np.ndarray:
+    """How many distinct days each of ``n`` identities has among the (identity, day) rows."""
+    if len(day) == 0:
+        return np.zeros(n, np.int64)
+    low = int(day.min())
+    span = np.int64(int(day.max()) - low + 1)
+    distinct = np.unique(entity.astype(np.int64) * span + (day - low))
+    return np.bincount(distinct // span, minlength=n)
+
+
+def _churn(
+    pair_entity: np.ndarray, pair_first_day: np.ndarray, start: np.ndarray, active: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Share of an identity's active days after its first (``start``) on which it used a network
+    new to it, and the number of those days; from each distinct (identity, network) pair's identity
+    and first day, and each identity's ``active`` days."""
+    new = pair_first_day > start[pair_entity]
+    counts = _days_per_identity(pair_entity[new], pair_first_day[new], len(active))
+    return _churn_rate(counts, active), counts
+
+
+def _churn_rate(new_days: np.ndarray, active_days: np.ndarray) -> np.ndarray:
+    out = np.full(len(new_days), 0.5)  # unknown, or one day: neither stable nor churning
+    later = active_days > 1
+    out[later] = new_days[later] / (active_days[later] - 1)
+    return out
+
+
+@dataclass
+class _Level:
+    """A level's (identity, key) pairs: their sorted distinct keys, a row of each, and the sorted
+    distinct keys with how many distinct identities used each; with days, each pair's first day."""
+
+    seen: np.ndarray
+    first: np.ndarray
+    org_keys: np.ndarray
+    org_counts: np.ndarray
+    first_day: np.ndarray | None = None
+
+
+def _level_index(entity: np.ndarray, keys: np.ndarray, day: np.ndarray | None = None) -> _Level:
+    pairs = pair_key(entity, keys)
+    order = np.argsort(pairs)
+    ordered = pairs[order]
+    start = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]]) if len(pairs) else np.zeros(0, np.int64)
+    org_keys, org_counts = distinct_sorted(np.sort(keys[order[start]]))
+    first_day = None
+    if day is not None:
+        first_day = np.minimum.reduceat(day[order], start) if len(start) else np.zeros(0, day.dtype)
+    return _Level(ordered[start], order[start], org_keys, org_counts, first_day)
+
+
+def build_history(
+    entity: np.ndarray, address: np.ndarray, day: np.ndarray, book: AddressBook, n: int, behaviour: Behaviour
+) -> History:
+    """Index the window's rows: ``entity`` and ``address`` are codes (into ``n`` identities and ``book``);
+    ``behaviour`` is what each row did (its pair index = the row)."""
+    keys = [level[address] for level in book.level_keys]
+    levels = [_level_index(entity, k, day) for k in keys]
+    known = np.zeros(n, bool)
+    known[entity] = True
+    active = _days_per_identity(entity, day, n)
+    days = active.astype(np.float64)
+    networks = np.bincount(entity[levels[2].first], minlength=n).astype(np.float64)
+    # each identity's distinct addresses (addresses are canonical text: one key, one code)
+    d_entity, d_address = entity[levels[0].first], address[levels[0].first]
+    category = provider_category(book)[d_address]
+    per_entity = np.bincount(d_entity, minlength=n).astype(float)
+    share = np.maximum(per_entity, 1)
+    aws = np.bincount(d_entity, weights=(category == AWS + 2), minlength=n)
+    cloud = np.bincount(d_entity, weights=(category >= 2), minlength=n)
+    families = np.zeros(n, np.int64)
+    np.bitwise_or.at(families, d_entity, np.where(book.is6[d_address], 2, 1))
+    is_aws = category == AWS + 2
+    start = np.full(n, np.iinfo(np.int64).max)
+    np.minimum.at(start, d_entity, levels[0].first_day)  # each identity's first day
+    churn_24, new_24 = _churn(entity[levels[1].first], levels[1].first_day, start, active)
+    churn_16, new_16 = _churn(entity[levels[2].first], levels[2].first_day, start, active)
+    last = int(day.max()) if len(day) else np.iinfo(np.int64).min
+    return History(
+        seen=[level.seen for level in levels],
+        org_keys=[level.org_keys for level in levels],
+        org_counts=[level.org_counts for level in levels],
+        known=known,
+        days=days,
+        churn_24=churn_24,
+        churn_16=churn_16,
+        networks_16=networks,
+        aws_share=aws / share,
+        cloud_share=cloud / share,
+        families=families,
+        providers=_sorted_unique(pair_key(d_entity, category.astype(np.uint64))),
+        aws_regions=_sorted_unique(pair_key(d_entity[is_aws], book.owner.region[d_address][is_aws].astype(np.uint64))),
+        actions=_sorted_unique(
+            pair_key(entity[behaviour.action_pair], behaviour.action_code.astype(np.uint64) ^ ACTION_TAG)
+        ),
+        agents=_sorted_unique(
+            pair_key(entity[behaviour.agent_pair], behaviour.agent_code.astype(np.uint64) ^ AGENT_TAG)
+        ),
+        has_agents=np.bincount(entity[behaviour.agent_pair], minlength=n) > 0,
+        tallies=Tallies(per_entity, aws, cloud, new_24, new_16, last),
+    )
+
+
+def _union(sorted_keys: np.ndarray, more: np.ndarray) -> np.ndarray:
+    """The sorted distinct keys of both (``sorted_keys`` sorted and distinct)."""
+    more = _sorted_unique(more)
+    more = more[~member(sorted_keys, more)]
+    return np.insert(sorted_keys, np.searchsorted(sorted_keys, more), more)
+
+
+def _add_counts(
+    keys: np.ndarray, counts: np.ndarray, more: np.ndarray, more_counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct ``keys`` with ``counts``, plus sorted distinct ``more`` with ``more_counts``."""
+    present = member(keys, more)
+    counts = counts.copy()
+    if present.any():
+        counts[np.searchsorted(keys, more[present])] += more_counts[present]
+    at = np.searchsorted(keys, more[~present])
+    return np.insert(keys, at, more[~present]), np.insert(counts, at, more_counts[~present])
+
+
+def extend_history(
+    history: History, entity: np.ndarray, address: np.ndarray, day: int, book: AddressBook, behaviour: Behaviour
+) -> History:
+    """``history`` (``build_history`` of a window's rows, coded alike) with the rows of one later ``day``
+    added: equal to ``build_history`` of all the rows, at the cost of the day's rows alone."""
+    t = history.tallies
+    if t is None or day <= t.last_day:
+        raise ValueError(f"a history extends only by a later day than its last ({None if t is None else t.last_day})")
+    n = len(history.known)
+    keys = [level[address] for level in book.level_keys]
+    seen, org_keys, org_counts, fresh = [], [], [], []  # fresh: rows of pairs new at each level
+    for level, k in enumerate(keys):
+        index = _level_index(entity, k)
+        pairs, first = index.seen, index.first
+        new = ~member(history.seen[level], pairs)
+        added, added_counts = distinct_sorted(np.sort(k[first[new]]))
+        seen.append(_union(history.seen[level], pairs[new]))
+        merged = _add_counts(history.org_keys[level], history.org_counts[level], added, added_counts)
+        org_keys.append(merged[0])
+        org_counts.append(merged[1])
+        fresh.append(first[new])
+    active = np.zeros(n, bool)
+    active[entity] = True
+    days = history.days + active
+    e0, a0 = entity[fresh[0]], address[fresh[0]]  # the identities' new addresses
+    category = provider_category(book)[a0]
+    addresses = t.addresses + np.bincount(e0, minlength=n)
+    aws = t.aws + np.bincount(e0, weights=(category == AWS + 2), minlength=n)
+    cloud = t.cloud + np.bincount(e0, weights=(category >= 2), minlength=n)
+    share = np.maximum(addresses, 1)
+    families = history.families.copy()
+    np.bitwise_or.at(families, e0, np.where(book.is6[a0], 2, 1))
+
+    def new_days(before: np.ndarray, level: int) -> np.ndarray:
+        hit = np.zeros(n, bool)
+        hit[entity[fresh[level]]] = True
+        return before + (hit & history.known)  # a network new on a later day than the identity's first
+
+    new_24, new_16 = new_days(t.new_24_days, 1), new_days(t.new_16_days, 2)
+    is_aws = category == AWS + 2
+    return History(
+        seen=seen,
+        org_keys=org_keys,
+        org_counts=org_counts,
+        known=history.known | active,
+        days=days,
+        churn_24=_churn_rate(new_24, days),
+        churn_16=_churn_rate(new_16, days),
+        networks_16=history.networks_16 + np.bincount(entity[fresh[2]], minlength=n),
+        aws_share=aws / share,
+        cloud_share=cloud / share,
+        families=families,
+        providers=_union(history.providers, pair_key(e0, category.astype(np.uint64))),
+        aws_regions=_union(history.aws_regions, pair_key(e0[is_aws], book.owner.region[a0][is_aws].astype(np.uint64))),
+        actions=_union(
+            history.actions,
+            pair_key(entity[behaviour.action_pair], behaviour.action_code.astype(np.uint64) ^ ACTION_TAG),
+        ),
+        agents=_union(
+            history.agents, pair_key(entity[behaviour.agent_pair], behaviour.agent_code.astype(np.uint64) ^ AGENT_TAG)
+        ),
+        has_agents=history.has_agents | (np.bincount(entity[behaviour.agent_pair], minlength=n) > 0),
+        tallies=Tallies(addresses, aws, cloud, new_24, new_16, day),
+    )
+
+
+@dataclass
+class Day:
+    """The judged day's real pairs, for the counts of other identities today and 'known network today'."""
+
+    org_keys: list[np.ndarray]  # levels 0 and 1
+    org_counts: list[np.ndarray]
+    known_pairs: np.ndarray  # per identity code: how many of its pairs today are on a known /24 (/64)
+    sibling_keys: np.ndarray  # sorted (identity, /16) keys of today's pairs on a known /24 ...
+    sibling_counts: np.ndarray  # ... and how many such pairs
+
+
+def build_day(
+    entity: np.ndarray, address: np.ndarray, book: AddressBook, history: History, n: int, pool: Executor | None = None
+) -> Day:
+    """The day's counts; the addresses' sort runs on ``pool`` (another core) when one is given."""
+    keys = [book.level_keys[level][address] for level in (0, 1)]
+    addresses = pool.submit(_level_index, entity, keys[0]) if pool is not None else None
+    networks = _level_index(entity, keys[1])
+    known_24 = member(history.seen[1], pair_key(entity, keys[1]))
+    site = pair_key(entity[known_24], book.level_keys[2][address[known_24]])
+    sibling_keys, sibling_counts = distinct_sorted(np.sort(site))
+    org = [addresses.result() if addresses is not None else _level_index(entity, keys[0]), networks]
+    return Day(
+        [level.org_keys for level in org],
+        [level.org_counts for level in org],
+        np.bincount(entity, weights=known_24, minlength=n),
+        sibling_keys,
+        sibling_counts,
+    )
