@@ -1,9 +1,12 @@
 """Validation folds kept with a model (core.evidence.folds): a warm model D reuses model D-1's
 folds of the days both validate on and computes only the newest."""
 
+import io
 from datetime import date, timedelta
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from proactive_assets.core.backends import TrainedModel
@@ -42,6 +45,11 @@ def test_folds_round_trip_and_are_reused_only_where_they_mean_the_same() -> None
     assert reusable(data, [19_001], FEATURES, {"networks": {"source": "test", "date": "2024-02-01"}}) == {}
     assert reusable(b"not parquet", [19_001], FEATURES, PROVENANCE) == {}
     assert reusable(None, [19_001], FEATURES, PROVENANCE) == {}
+    # a model from before the folds were Arrow IPC kept them as Parquet: computed afresh, not misread
+    table = pa.ipc.open_file(pa.BufferReader(data)).read_all()
+    as_parquet = io.BytesIO()
+    pq.write_table(table, as_parquet)
+    assert reusable(as_parquet.getvalue(), [19_001], FEATURES, PROVENANCE) == {}
 
 
 @pytest.fixture(scope="module")
