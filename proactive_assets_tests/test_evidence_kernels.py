@@ -226,6 +226,27 @@ def test_the_days_counts_built_on_two_threads_are_the_same() -> None:
         )
 
 
+def test_the_days_counts_are_distinct_identities_per_network_and_judge_real_pairs_alike_without_singles() -> None:
+    entity, address, ipi, real, book, history, _, behaviour, persons = _world(7)
+    real[120:] = False  # a quiet day: some networks had one identity, some several
+    e, a = entity[real], address[real]
+    e, a = np.r_[e, e[:30]], np.r_[a, a[:30]]  # a pair twice counts its identity once
+    full = build_day(e, a, book, history, len(persons))
+    shared = build_day(e, a, book, history, len(persons), only_real=True)
+    for level in (0, 1):
+        users: dict[int, set[int]] = {}
+        for identity, key in zip(e.tolist(), book.level_keys[level][a].tolist(), strict=True):
+            users.setdefault(key, set()).add(identity)
+        expected = sorted((key, len(ids)) for key, ids in users.items())
+        assert list(zip(full.org_keys[level].tolist(), full.org_counts[level].tolist(), strict=True)) == expected
+        assert {n == 1 for _, n in expected} == {True, False}
+        kept = [(key, n) for key, n in expected if n > 1]
+        assert list(zip(shared.org_keys[level].tolist(), shared.org_counts[level].tolist(), strict=True)) == kept
+    mine = (entity[real], address[real], ipi[real], real[real], book, history)
+    rest = (behaviour.take(np.flatnonzero(real)), persons)
+    np.testing.assert_array_equal(pair_features(*mine, shared, *rest), pair_features(*mine, full, *rest))
+
+
 def test_the_feature_kernel_refuses_codes_out_of_range() -> None:
     entity, address, ipi, real, book, history, day, behaviour, persons = _world(3)
     address = address.copy()

@@ -360,20 +360,54 @@ class Day:
     sibling_counts: np.ndarray  # ... and how many such pairs
 
 
+def _identities_per_key(entity: np.ndarray, keys: np.ndarray, only_shared: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs' distinct keys, sorted, and how many distinct identities used each; with
+    ``only_shared``, only the keys two or more identities used.
+
+    A key on one pair has one identity: only the pairs of keys on several (on a day, few addresses
+    and a minority of /24s) are paired with their identity and sorted again."""
+    distinct, pairs = distinct_sorted(np.sort(keys))
+    counts = np.ones(len(distinct), np.int64)
+    several = pairs > 1
+    if several.any():
+        shared = distinct[several]
+        slot = _slots(shared, keys)
+        rows = np.flatnonzero(shared[slot] == keys)
+        combined = np.sort((slot[rows] << np.int64(32)) | entity[rows])  # (key's slot, identity), identity < 2**32
+        first = np.r_[True, combined[1:] != combined[:-1]]
+        counts[several] = np.bincount(combined[first] >> np.int64(32), minlength=len(shared))
+    if only_shared:
+        keep = counts > 1
+        return distinct[keep], counts[keep]
+    return distinct, counts
+
+
 def build_day(
-    entity: np.ndarray, address: np.ndarray, book: AddressBook, history: History, n: int, pool: Executor | None = None
+    entity: np.ndarray,
+    address: np.ndarray,
+    book: AddressBook,
+    history: History,
+    n: int,
+    pool: Executor | None = None,
+    only_real: bool = False,
 ) -> Day:
-    """The day's counts; the addresses' sort runs on ``pool`` (another core) when one is given."""
+    """The day's counts; the addresses' run on ``pool`` (another core) when one is given.
+
+    ``only_real``: only the day's own pairs will be judged against it, none synthetic. A pair does
+    not count itself among the day's, so a network only its own identity used today counts 0
+    either way, and the counts keep only the networks two or more identities used (a small table
+    to look up, and less to sort)."""
+    entity = np.asarray(entity, np.int64)
     keys = [book.level_keys[level][address] for level in (0, 1)]
-    addresses = pool.submit(_level_index, entity, keys[0]) if pool is not None else None
-    networks = _level_index(entity, keys[1])
+    addresses = pool.submit(_identities_per_key, entity, keys[0], only_real) if pool is not None else None
+    networks = _identities_per_key(entity, keys[1], only_real)
     known_24 = member(history.seen[1], pair_key(entity, keys[1]))
     site = pair_key(entity[known_24], book.level_keys[2][address[known_24]])
     sibling_keys, sibling_counts = distinct_sorted(np.sort(site))
-    org = [addresses.result() if addresses is not None else _level_index(entity, keys[0]), networks]
+    org = [addresses.result() if addresses is not None else _identities_per_key(entity, keys[0], only_real), networks]
     return Day(
-        [level.org_keys for level in org],
-        [level.org_counts for level in org],
+        [keys for keys, _ in org],
+        [counts for _, counts in org],
         np.bincount(entity, weights=known_24, minlength=n),
         sibling_keys,
         sibling_counts,
