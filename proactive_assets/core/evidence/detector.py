@@ -350,6 +350,19 @@ def _fit(
     return combiner, budget, _auc(scores, suspicious)
 
 
+def _small_unique(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True)`` of integers in a narrow range, by marking them in
+    a table of the range (sorting a million costs 65 ms)."""
+    low = int(values.min(initial=0))
+    span = int(values.max(initial=0)) - low + 1
+    if span > 4 * len(values) + 4096:
+        distinct, inverse = np.unique(values, return_inverse=True)
+        return distinct, inverse.reshape(-1)
+    present = np.zeros(span, bool)
+    present[values - low] = True
+    return np.flatnonzero(present) + low, (np.cumsum(present) - 1)[values - low]
+
+
 def _owner_names(book: AddressBook, address: np.ndarray, networks: Networks) -> tuple[pa.Array, np.ndarray]:
     """Each pair's address owner as text ("aws us-east-1 EC2", "private", ""): the distinct texts,
     built once per kind of owner, and each pair's index into them."""
@@ -358,7 +371,7 @@ def _owner_names(book: AddressBook, address: np.ndarray, networks: Networks) -> 
     width = np.int64(len(names) + 1)
     kind = ((owner.provider.astype(np.int64) + 2) * width + owner.region + 1) * width + owner.service + 1
     kind = np.where(owner.private, -1, kind)
-    distinct, inverse = np.unique(kind, return_inverse=True)
+    distinct, inverse = _small_unique(kind)
     providers = ("", *PROVIDERS)
     text = []
     for k in distinct.tolist():
@@ -369,7 +382,7 @@ def _owner_names(book: AddressBook, address: np.ndarray, networks: Networks) -> 
         provider, region = divmod(rest, int(width))
         parts = (providers[provider - 1], names[region - 1], names[service - 1])
         text.append(" ".join(part for part in parts if part))
-    return pa.array(text, pa.string()), inverse.reshape(-1)[address]
+    return pa.array(text, pa.string()), inverse[address]
 
 
 @dataclass
@@ -433,7 +446,7 @@ def day_evidence(scorer: Scorer, window: WindowIndex, learning_set: pa.Table, ne
         coded = window.code_day(learning_set, networks)
         owners = pool.submit(_owner_names, coded.book, coded.address, networks)
         history = window.history_for(coded.identities)
-        day = build_day(coded.entity, coded.address, coded.book, history, coded.identities, pool)
+        day = build_day(coded.entity, coded.address, coded.book, history, coded.identities, pool, only_real=True)
         result = scored.result() if scored is not None else None
         return DayEvidence(coded, history, day, result, owners.result())
 
