@@ -47,6 +47,20 @@ SHOWN = (
 )
 
 
+_NAMES = pa.array(FEATURES, pa.string())
+
+
+def _name_lists(code: np.ndarray, count: np.ndarray) -> pa.ListArray:
+    """The first ``count`` names of each row of ``code`` (``kernels.name_lists``: one pass, ~10x
+    faster than a mask, a gather and a take)."""
+    name_offsets, name_data = _NAMES.buffers()[1:]
+    lists, offsets, data = kernels.name_lists(
+        np.ascontiguousarray(code), np.ascontiguousarray(count), name_offsets, name_data
+    )
+    values = pa.StringArray.from_buffers(len(offsets) // 4 - 1, pa.py_buffer(offsets), pa.py_buffer(data))
+    return pa.ListArray.from_buffers(pa.list_(pa.string()), len(count), [None, pa.py_buffer(lists)], children=[values])
+
+
 @dataclass
 class Judged:
     """Per pair: its insight, the codes (into ``FEATURES``) and counts of the evidence named for
@@ -69,13 +83,14 @@ class Judged:
 
     def named(self) -> list[pa.Array]:
         """``evidence_for`` and ``evidence_against``: a list of feature names per pair."""
-        names = pa.array(FEATURES, pa.string())
+        if kernels is not None:
+            return [_name_lists(code, count) for code, count in zip(self.codes, self.counts, strict=True)]
         out = []
         for code, count in zip(self.codes, self.counts, strict=True):
             offsets = np.zeros(len(count) + 1, np.int32)
             np.cumsum(count, out=offsets[1:])
             picked = code[np.arange(code.shape[1]) < count[:, None]]
-            out.append(pa.ListArray.from_arrays(pa.array(offsets), pc.take(names, pa.array(picked))))
+            out.append(pa.ListArray.from_arrays(pa.array(offsets), pc.take(_NAMES, pa.array(picked))))
         return out
 
     def shown_columns(self) -> dict[str, pa.Array]:
