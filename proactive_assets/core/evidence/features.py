@@ -119,9 +119,10 @@ def _person_vouches(
     linked = np.flatnonzero(persons != 0)
     by_person = linked[np.argsort(persons[linked], kind="stable")]  # identity codes grouped by person
     grouped = persons[by_person]
-    person = persons[entity]
-    first = np.searchsorted(grouped, person)
-    count = np.where(person != 0, np.searchsorted(grouped, person, side="right") - first, 0)
+    # each identity's run in by_person, then each pair's (the pairs are many, the identities few)
+    starts = np.searchsorted(grouped, persons)
+    sizes = np.where(persons != 0, np.searchsorted(grouped, persons, side="right") - starts, 0)
+    first, count = starts[entity], sizes[entity]
     rows = np.flatnonzero(count > 1)
     if len(rows) == 0:
         return out[0], out[1]
