@@ -141,6 +141,19 @@ def test_an_index_of_another_format_asks_for_a_retrain() -> None:
         WindowIndex.from_bytes(out.getvalue())
 
 
+def test_an_index_keeps_its_identities_persons_and_one_kept_before_them_gets_them_from_the_names() -> None:
+    index = Frame.build(WINDOW, NETWORKS).index()
+    expected = person_codes(index.entities)
+    assert (expected != 0).any() and np.array_equal(index.persons, expected)
+    data = index.to_bytes()
+    assert np.array_equal(WindowIndex.from_bytes(data).persons, expected)
+    with np.load(io.BytesIO(data)) as z:
+        older = {k: z[k] for k in z.files if k != "persons"}
+    out = io.BytesIO()
+    np.savez(out, **older)
+    assert np.array_equal(WindowIndex.from_bytes(out.getvalue()).persons, expected)
+
+
 def _assert_same_history(a: History, b: History) -> None:
     for f in fields(History):
         if f.name == "tallies":

@@ -142,4 +142,5 @@ class Frame(WindowCodes):
         n = len(self.entities)
         if history is None:
             history = build_history(self.entity, self.address, self.day, self.book, n, self.behaviour)
-        return WindowIndex(self.entities, self.vocabulary["event_names"], self.vocabulary["user_agents"], history)
+        vocabulary = self.vocabulary
+        return WindowIndex(self.entities, vocabulary["event_names"], vocabulary["user_agents"], history, self.persons)
