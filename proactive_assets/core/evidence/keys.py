@@ -89,6 +89,21 @@ def address_book(addresses: list[str] | pa.Array, networks: Networks) -> Address
     return AddressBook.of(*parse_ips(addresses), networks)
 
 
+def _value_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(each value's code, the distinct values ascending) of 32-bit values: one sort of
+    (value << 32 | row), 27 ms a million against pandas' hash table's 90 ms (random addresses)."""
+    n = len(values)
+    if n >= 1 << 32:
+        codes, distinct = pd.factorize(values, sort=True)
+        return codes.astype(np.int64), np.asarray(distinct)
+    packed = np.sort((values.astype(np.uint64) << np.uint64(32)) | np.arange(n, dtype=np.uint64))
+    ordered = packed >> np.uint64(32)
+    first = np.r_[True, ordered[1:] != ordered[:-1]] if n else np.zeros(0, bool)
+    codes = np.empty(n, np.int64)
+    codes[(packed & np.uint64(0xFFFFFFFF)).astype(np.int64)] = np.cumsum(first) - 1
+    return codes, ordered[first]
+
+
 def coded_addresses(column: pa.ChunkedArray | pa.Array, networks: Networks) -> tuple[np.ndarray, AddressBook]:
     """Each row's code into the book of the column's distinct addresses (canonical texts, as the
     learning set's ``source_ip``).
@@ -96,14 +111,14 @@ def coded_addresses(column: pa.ChunkedArray | pa.Array, networks: Networks) -> t
     IPv4 rows are parsed where they lie (the compiled parser, on the Arrow bytes) and told apart by
     their value: hashing a million address strings cost 0.19 s at the IP Insights tutorial's
     scale, parsing and coding them ~0.06 s. The other rows (IPv6) are coded by their text and each
-    distinct one parsed once. The book holds the IPv4 addresses first, each group in order of
-    first appearance."""
+    distinct one parsed once. The book holds the IPv4 addresses first, by value, then the others
+    in order of first appearance."""
     array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     array = array.cast(pa.string())
     if array.null_count:  # (IP Insights refuses them too)
         raise ValueError(f"{array.null_count} rows have no address: each needs its source_ip")
     value, v4 = parse_ipv4_arrow(array)
-    v4_codes, v4_values = pd.factorize(value[v4], sort=False)
+    v4_codes, v4_values = _value_codes(value[v4])
     code = np.zeros(len(array), np.int64)
     code[v4] = v4_codes
     is6, hi, lo = np.zeros(len(v4_values), bool), np.zeros(len(v4_values), np.uint64), v4_values.astype(np.uint64)
