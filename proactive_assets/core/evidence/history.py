@@ -391,7 +391,7 @@ def build_day(
     pool: Executor | None = None,
     only_real: bool = False,
 ) -> Day:
-    """The day's counts; the addresses' run on ``pool`` (another core) when one is given.
+    """The day's counts; the addresses' are counted on ``pool`` (another core) when one is given.
 
     ``only_real``: only the day's own pairs will be judged against it, none synthetic. A pair does
     not count itself among the day's, so a network only its own identity used today counts 0
@@ -406,7 +406,7 @@ def build_day(
     sibling_keys, sibling_counts = distinct_sorted(np.sort(site))
     org = [addresses.result() if addresses is not None else _identities_per_key(entity, keys[0], only_real), networks]
     return Day(
-        [keys for keys, _ in org],
+        [level_keys for level_keys, _ in org],
         [counts for _, counts in org],
         np.bincount(entity, weights=known_24, minlength=n),
         sibling_keys,

@@ -51,8 +51,8 @@ _NAMES = pa.array(FEATURES, pa.string())
 
 
 def _name_lists(code: np.ndarray, count: np.ndarray) -> pa.ListArray:
-    """The first ``count`` names of each row of ``code`` (``kernels.name_lists``: one pass, ~10x
-    faster than a mask, a gather and a take)."""
+    """The first ``count`` names of each row of ``code`` (``kernels.name_lists``: one pass, not a
+    mask, a gather and a take; 2.5x faster at a million pairs)."""
     name_offsets, name_data = _NAMES.buffers()[1:]
     lists, offsets, data = kernels.name_lists(
         np.ascontiguousarray(code), np.ascontiguousarray(count), name_offsets, name_data
