@@ -27,6 +27,14 @@ IPV4 = Extension(
     optional=True,
 )
 
+# IP Insights' address vectors summed from its embedding rows, same terms (ipinsights.py falls back to np.take).
+EMBEDDING_ROWS = Extension(
+    "proactive_assets.core.model._embedding_rows",
+    ["proactive_assets/core/model/_embedding_rows.c"],
+    extra_compile_args=["-O3", "-std=c99", "-Wall", "-Wextra"],
+    optional=True,
+)
+
 SAGEMAKER = ["sagemaker>=3.0,<4"]
 
 setup(
@@ -34,7 +42,7 @@ setup(
     version="0.1.0",
     description="Suspicious identity/IP activity in AWS logs, as day-partitioned Dagster assets",
     packages=find_packages(exclude=["proactive_assets_tests", "benchmarks"]),
-    ext_modules=[CLOUDTRAIL_SCAN, EVIDENCE_KERNELS, IPV4],
+    ext_modules=[CLOUDTRAIL_SCAN, EVIDENCE_KERNELS, IPV4, EMBEDDING_ROWS],
     python_requires=">=3.11",
     # Upper bounds at the next major version of what the suite runs on (pandas 3, numpy 2, pyarrow 25,
     # boto3 1, pydantic 2): a new major is taken on purpose, after the suite passes on it.

@@ -3,6 +3,7 @@ gathers) against the straightforward computation, one pair at a time."""
 
 import io
 import ipaddress
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,8 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from proactive_assets.core.ipnet import parse_ips
-from proactive_assets.core.model import IPInsightsModel, IPInsightsParams
+from proactive_assets.core.model import IPInsightsModel, IPInsightsParams, ipinsights
 from proactive_assets.core.model.ipinsights import _SCORE_CHUNK, PrefixLayout, entity_hash64, factorize, pair_dots
+from proactive_assets_tests.sanitized import run_sanitized
 
 
 def _random_model(params: IPInsightsParams, entities: list[str], ips: list[str], seed: int) -> IPInsightsModel:
@@ -168,3 +170,75 @@ def test_fast_scoring_matches_the_pair_by_pair_computation_for_every_input_form(
     level_by_level = pair_dots(etable, codes, model.ip_emb, levels, model.enc_w, model.enc_b)
     np.testing.assert_array_equal(plain.dot_product, level_by_level)
     np.testing.assert_array_equal(model.ip_vectors(pa.array(probe_ip[:50])), model.ip_vectors(probe_ip[:50]))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_compiled_gather_of_embedding_rows_gives_numpys_bits(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``_embedding_rows.gather_sum`` sums each address's rows in numpy's order: the same floats,
+    with and without the folded head table, over chunk boundaries and int32 or int64 rows."""
+    rng = np.random.default_rng(seed)
+    params = IPInsightsParams(vector_dim=24)
+    entities = [f"arn:aws:iam::1:user/u{i}" for i in range(40)]
+    ips = [str(ipaddress.IPv4Address(int(v))) for v in rng.integers(1 << 24, 1 << 32, 300)]
+    ips += [str(ipaddress.IPv6Address(int(v) << 64)) for v in rng.integers(1, 1 << 62, 50)]
+    model = _random_model(params, entities, ips, seed)
+    n = _SCORE_CHUNK + 300  # more than a chunk
+    probe_e = [entities[i] for i in rng.integers(0, len(entities), n)]
+    probe_ip = [ips[i] for i in rng.integers(0, len(ips), n)]
+    codes, uniques = factorize(probe_e)
+    etable, _ = model._entity_table(uniques)
+    levels = model._layout.rows(*parse_ips(probe_ip), model._bucket_to_row)
+    compiled = [model.score(probe_e, probe_ip).dot_product]
+    compiled += [
+        pair_dots(etable, codes, model.ip_emb, levels.astype(t), model.enc_w, model.enc_b) for t in (np.int32, np.int64)
+    ]
+    compiled.append(model.ip_vectors(probe_ip))
+    assert ipinsights._embedding_rows is not None
+    monkeypatch.setattr(ipinsights, "_embedding_rows", None)
+    expected = [
+        model.score(probe_e, probe_ip).dot_product,
+        pair_dots(etable, codes, model.ip_emb, levels, model.enc_w, model.enc_b),
+    ]
+    expected.append(model.ip_vectors(probe_ip))
+    for got, want in zip(compiled, [expected[0], expected[1], expected[1], expected[2]], strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_the_compiled_gather_refuses_rows_out_of_range_and_mismatched_buffers() -> None:
+    gather = ipinsights._embedding_rows.gather_sum
+    emb = np.ones((10, 4), np.float32)
+    out = np.zeros((3, 4), np.float32)
+    head = np.ones((5, 4), np.float32)
+    gather(out, head, np.array([0, 4, 2]), emb, np.array([[1, 9, 2]], np.int32), 0)
+    assert out.tolist() == [[2.0] * 4] * 3
+    with pytest.raises(ValueError, match="address 1 has a row out of range"):
+        gather(out, head, np.array([0, 5, 2]), emb, np.array([[1, 9, 2]]), 0)
+    with pytest.raises(ValueError, match="address 2 has a row out of range"):
+        gather(out, None, np.zeros(3, np.int64), emb, np.array([[1, 9, 2, 3], [0, 0, 10, 0]]), 0)
+    with pytest.raises(ValueError, match="mismatched"):
+        gather(out, None, np.zeros(3, np.int64), emb, np.array([[1, 9, 2]]), 1)  # past the rows
+    with pytest.raises(ValueError, match="mismatched"):
+        gather(out, None, np.zeros(3, np.int64), emb, np.array([[1, 9, 2]], np.float64), 0)
+
+
+SANITIZED_RUN = """
+import sys
+from proactive_assets.core.model import ipinsights
+from proactive_assets_tests import test_model_scoring as t
+from proactive_assets_tests.sanitized import load_extension
+sanitized = load_extension("_embedding_rows", sys.argv[1])
+class Patch:
+    def setattr(self, target, name, value):
+        setattr(target, name, value)
+for seed in (0, 1):
+    ipinsights._embedding_rows = sanitized
+    t.test_the_compiled_gather_of_embedding_rows_gives_numpys_bits(seed, Patch())
+ipinsights._embedding_rows = sanitized
+t.test_the_compiled_gather_refuses_rows_out_of_range_and_mismatched_buffers()
+print("clean")
+"""
+
+
+def test_the_embedding_gather_is_clean_under_address_and_undefined_behaviour_sanitizers(tmp_path: Path) -> None:
+    source = Path(ipinsights.__file__).with_name("_embedding_rows.c")
+    assert run_sanitized(source, "_embedding_rows", SANITIZED_RUN, tmp_path).startswith("clean")

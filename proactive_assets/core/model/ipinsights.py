@@ -25,6 +25,11 @@ import pyarrow.compute as pc
 from proactive_assets.core.ipnet import arrow_to_pandas, as_object_array, parse_ips, string_array, string_column
 from proactive_assets.core.model.params import IPInsightsParams, versioned_params
 
+try:  # the compiled gather of the embedding rows (``_embedding_rows.c``, built by setup.py where a C compiler is)
+    from proactive_assets.core.model import _embedding_rows
+except ImportError:  # pragma: no cover - depends on the install
+    _embedding_rows = None
+
 ARTIFACT_FORMAT = 1
 _ENTITY_PERSON = b"ipi-entity"
 MASK64 = (1 << 64) - 1
@@ -514,9 +519,17 @@ def _gather_sum(
 ) -> None:
     """v = the sum of the rows ``levels[:, part]`` of ip_emb (after ``head``'s rows), in level order.
 
-    The gathers use ``mode="clip"`` (the rows are valid by construction): numpy's default
-    ``mode="raise"`` gathers into a temporary and copies that to ``out``, up to twice as slow.
+    The compiled ``_embedding_rows.gather_sum`` asks for each address's rows a few addresses ahead
+    and sums them in the same order (the same floats). numpy's gathers use ``mode="clip"`` (the
+    rows are valid by construction): its default ``mode="raise"`` gathers into a temporary and
+    copies that to ``out``, up to twice as slow.
     """
+    if _embedding_rows is not None and v.dtype == ip_emb.dtype == np.float32 and levels.dtype in (np.int32, np.int64):
+        levels = levels if levels.flags.c_contiguous else np.ascontiguousarray(levels)  # (a chunk's columns)
+        start, stop, _ = part.indices(levels.shape[1])
+        table, rows = (head[0], head[1][part]) if head is not None else (None, np.zeros(stop - start, np.int64))
+        _embedding_rows.gather_sum(v, table, np.ascontiguousarray(rows, np.int64), ip_emb, levels, start)
+        return
     if head is None:
         np.take(ip_emb, levels[0, part], axis=0, out=v, mode="clip")
         first = 1
