@@ -16,7 +16,7 @@ import tempfile
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib import resources
 from pathlib import Path
 
@@ -130,26 +130,33 @@ class Networks:
         for version, mask in ((4, ~is6), (6, is6)):
             if not mask.any():
                 continue
-            value = (lo if version == 4 else hi)[mask].astype(np.uint64)
+            rows = slice(None) if mask.all() else mask  # (a day of one family: no boolean indexing)
+            value = np.asarray((lo if version == 4 else hi)[rows], np.uint64)
             table = self._tables[version]
             if len(table.starts):  # (a custom database may announce no range of this version)
                 slot = np.searchsorted(table.starts, value, side="right") - 1
-                inside = (slot >= 0) & (value < table.ends[np.maximum(slot, 0)])
-                slot = np.where(inside, slot, 0)
-                provider[mask] = np.where(inside, table.provider[slot], -1)
-                region[mask] = np.where(inside, table.region[slot], 0)
-                service[mask] = np.where(inside, table.service[slot], 0)
-            bits = 32 if version == 4 else 64
-            inside_private = np.zeros(len(value), bool)
-            for net_version, network, length in _PRIVATE:
-                if net_version == version:
-                    shift = np.uint64(bits - length)
-                    inside_private |= (value >> shift) == np.uint64(network >> (bits - length))
-            private[mask] = inside_private
-        if (~is6).any():  # ::1 and IPv4 0.0.0.0/8 are never public
-            private[~is6] |= lo[~is6] < np.uint64(1 << 24)
-        private[is6] |= (hi[is6] == 0) & (lo[is6] <= np.uint64(1))
+                inside = value < table.ends[np.maximum(slot, 0)]
+                inside &= slot >= 0
+                slot[~inside] = len(table.starts)  # the row past the table: no owner
+                provider[rows], region[rows], service[rows] = (field[slot] for field in table.padded)
+            inside = _inside_private(value, version)
+            if version == 4:  # IPv4 0.0.0.0/8 and ::1 are never public
+                inside |= value < np.uint64(1 << 24)
+            else:
+                inside |= (value == 0) & (lo[rows] <= np.uint64(1))
+            private[rows] = inside
         return Owner(provider, region, service, private)
+
+
+def _inside_private(value: np.ndarray, version: int) -> np.ndarray:
+    """Whether each value (an IPv4 address, or an IPv6 address's high 64 bits) is in ``_PRIVATE``."""
+    bits = 32 if version == 4 else 64
+    inside = np.zeros(len(value), bool)
+    for net_version, network, length in _PRIVATE:
+        if net_version == version:
+            shift = np.uint64(bits - length)
+            inside |= (value >> shift) == np.uint64(network >> (bits - length))
+    return inside
 
 
 @dataclass(frozen=True)
@@ -159,6 +166,15 @@ class _Table:
     provider: np.ndarray
     region: np.ndarray
     service: np.ndarray
+
+    @cached_property
+    def padded(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Provider, region and service with a row past the end for 'no owner' (-1, 0, 0)."""
+        return (
+            np.r_[self.provider, -1].astype(np.int16),
+            np.r_[self.region, 0].astype(np.int32),
+            np.r_[self.service, 0].astype(np.int32),
+        )
 
 
 def _service_rank(service: str) -> int:
