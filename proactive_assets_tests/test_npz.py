@@ -1,0 +1,60 @@
+"""The window index's .npz, read in place: the arrays np.load gives, views where aligned, damage refused."""
+
+import io
+
+import numpy as np
+import pytest
+
+from proactive_assets.core.npz import ALIGN, npz_arrays, npz_bytes
+
+ARRAYS = {
+    "keys": np.arange(1000, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15),
+    "counts": np.arange(7, dtype=np.int64),
+    "flags": np.array([True, False, True]),
+    "text": np.frombuffer(b"alice|bob", np.uint8),
+    "matrix": np.arange(12, dtype=np.int32).reshape(3, 4),
+    "fortran": np.asfortranarray(np.arange(6, dtype=np.float64).reshape(2, 3)),
+    "empty": np.zeros(0, np.float64),
+    "format": np.array([1]),
+}
+
+
+def _assert_same(got: dict[str, np.ndarray], expected: dict[str, np.ndarray]) -> None:
+    assert list(got) == list(expected)
+    for name, array in expected.items():
+        assert got[name].dtype == array.dtype and got[name].shape == array.shape, name
+        np.testing.assert_array_equal(got[name], array, err_msg=name)
+
+
+def test_arrays_read_in_place_are_what_np_load_reads_and_the_bytes_are_reproducible() -> None:
+    data = npz_bytes(ARRAYS)
+    assert data == npz_bytes(ARRAYS)
+    got = npz_arrays(data)
+    _assert_same(got, ARRAYS)
+    with np.load(io.BytesIO(data), allow_pickle=False) as z:
+        _assert_same(got, {name: z[name] for name in z.files})
+    for name, array in got.items():
+        if array.size:
+            assert not array.flags.owndata and not array.flags.writeable, name  # a view of the bytes
+            start = np.frombuffer(data, np.uint8).ctypes.data
+            assert (array.ctypes.data - start) % ALIGN == 0, name  # at a 64-byte boundary in the file
+
+
+def test_an_archive_np_savez_wrote_reads_the_same() -> None:
+    out = io.BytesIO()
+    np.savez(out, **ARRAYS)
+    _assert_same(npz_arrays(out.getvalue()), ARRAYS)
+
+
+def test_a_damaged_compressed_or_foreign_archive_is_refused_naming_the_member() -> None:
+    data = bytearray(npz_bytes(ARRAYS))
+    at = bytes(data).index(np.arange(7, dtype=np.int64).tobytes())
+    data[at + 3] ^= 0xFF
+    with pytest.raises(ValueError, match=r"counts\.npy: damaged"):
+        npz_arrays(bytes(data))
+    out = io.BytesIO()
+    np.savez_compressed(out, **ARRAYS)
+    with pytest.raises(ValueError, match=r"keys\.npy: compressed"):
+        npz_arrays(out.getvalue())
+    with pytest.raises(ValueError, match=r"not an \.npz archive"):
+        npz_arrays(b"not a zip file at all")
