@@ -155,8 +155,11 @@ def _assert_same_judgements(got: judgement.Judged, expected: judgement.Judged) -
         assert np.array_equal(got.counts[side], expected.counts[side])
         assert np.array_equal(got.codes[side], expected.codes[side])
     assert list(got.shown) == list(SHOWN)
-    for name in SHOWN:
+    for name, dtype in SHOWN.items():
+        assert got.shown[name].dtype == expected.shown[name].dtype == dtype
         np.testing.assert_allclose(got.shown[name], expected.shown[name], rtol=1e-14, atol=1e-15)
+    assert set(got.shown["novelty"].tolist()) == {0, 1, 2, 3, 4, 5}  # every grade of novelty
+    assert got.shown["others_address_window"].max() > 1 and got.shown["known_network_today"].any()
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

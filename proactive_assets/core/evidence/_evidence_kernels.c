@@ -519,24 +519,30 @@ static void chunk_lookups(const Table *tables, Scratch *w, Py_ssize_t count, con
 }
 
 /* What judging the pairs needs (pair_features' ``judge``): the combiner's weights (per feature) and
- * intercept, the bar for named evidence, the features shown; and where each pair's insight, named
- * evidence (top_contributions' codes and counts) and shown features go. */
-enum { J_WEIGHTS, J_SHOWN, J_INSIGHT, J_UP_CODES, J_UP_COUNT, J_DOWN_CODES, J_DOWN_COUNT, J_COUNT };
+ * intercept, the bar for named evidence; and where each pair's insight, named evidence
+ * (top_contributions' codes and counts) and shown evidence go. */
+enum { J_WEIGHTS, J_INSIGHT, J_UP_CODES, J_UP_COUNT, J_DOWN_CODES, J_DOWN_COUNT, J_COUNT };
+/* The shown evidence (judgement.SHOWN, in its order): novelty int8 (an index into NOVELTY), the
+ * counts of other identities on the address in the window and today and on its /24 in the window
+ * int64, the identity's churn float64, known network today bool. */
+enum { S_NOVELTY, S_OTHERS_ADDRESS_WINDOW, S_OTHERS_ADDRESS_TODAY, S_OTHERS_24_WINDOW, S_CHURN, S_KNOWN_TODAY, S_COUNT };
+static const int S_SIZES[S_COUNT] = {1, 8, 8, 8, 8, 1};
 typedef struct {
     const double *w;
     double intercept, bar;
-    const int64_t *shown;
-    Py_ssize_t n_shown;
     double *insight;
     int8_t *up_codes, *down_codes;
     uint8_t *up_count, *down_count;
     int k_up, k_down;
-    double *shown_out[F_COUNT];
+    int8_t *novelty;
+    int64_t *others[3]; /* address in the window, address today, /24 in the window */
+    double *churn;
+    uint8_t *known_today;
 } Judge;
 
 /* A pair's row judged: its insight (the combiner's logistic, as combiner.py's _sigmoid), its named
- * evidence and its shown features. */
-static inline void judge_row(const Judge *j, const double *row, Py_ssize_t i) {
+ * evidence and its shown evidence (``others``: the counts the row has the log1p of). */
+static inline void judge_row(const Judge *j, const double *row, const int64_t *others, Py_ssize_t i) {
     double c[F_COUNT], z[4] = {0.0, 0.0, 0.0, 0.0}; /* four sums, not one chain of 43 dependent adds */
     for (int f = 0; f < F_COUNT; f++)
         c[f] = row[f] * j->w[f];
@@ -549,38 +555,36 @@ static inline void judge_row(const Judge *j, const double *row, Py_ssize_t i) {
     j->insight[i] = 0.5 * (1.0 + tanh(0.5 * (j->intercept + ((z[0] + z[1]) + (z[2] + z[3])))));
     top_of_contributions(c, j->w, F_COUNT, j->bar, j->up_codes + i * j->k_up, j->up_count + i, j->k_up,
                          j->down_codes + i * j->k_down, j->down_count + i, j->k_down);
-    for (Py_ssize_t s = 0; s < j->n_shown; s++)
-        j->shown_out[s][i] = row[j->shown[s]];
+    j->novelty[i] = row[F_NEW_IDENTITY] > 0    ? 5
+                    : row[F_NOVEL_NETWORK] > 0 ? 4
+                    : row[F_NOVEL_12] > 0      ? 3
+                    : row[F_NOVEL_16] > 0      ? 2
+                    : row[F_NOVEL_24] > 0      ? 1
+                                               : 0;
+    for (int k = 0; k < 3; k++)
+        j->others[k][i] = others[k];
+    j->churn[i] = row[F_CHURN_24];
+    j->known_today[i] = row[F_KNOWN_NETWORK_TODAY] > 0;
 }
 
 /* judge's buffers, checked against n pairs; 0, or -1 with an exception set and nothing held. */
 static int get_judge(PyObject *judge, Py_ssize_t n, Judge *j, Py_buffer *jb, Py_buffer *sb) {
     PyObject *shown_out;
-    if (!PyArg_ParseTuple(judge, "y*ddy*w*w*w*w*w*O", &jb[J_WEIGHTS], &j->intercept, &j->bar, &jb[J_SHOWN],
-                          &jb[J_INSIGHT], &jb[J_UP_CODES], &jb[J_UP_COUNT], &jb[J_DOWN_CODES], &jb[J_DOWN_COUNT],
-                          &shown_out))
+    if (!PyArg_ParseTuple(judge, "y*ddw*w*w*w*w*O", &jb[J_WEIGHTS], &j->intercept, &j->bar, &jb[J_INSIGHT],
+                          &jb[J_UP_CODES], &jb[J_UP_COUNT], &jb[J_DOWN_CODES], &jb[J_DOWN_COUNT], &shown_out))
         return -1;
-    j->n_shown = jb[J_SHOWN].len / 8;
     j->k_up = n ? (int)(jb[J_UP_CODES].len / n) : 1;
     j->k_down = n ? (int)(jb[J_DOWN_CODES].len / n) : 1;
-    int ok = jb[J_WEIGHTS].len == F_COUNT * 8 && jb[J_SHOWN].len % 8 == 0 && j->n_shown <= F_COUNT &&
-             jb[J_INSIGHT].len == n * 8 && jb[J_UP_COUNT].len == n && jb[J_DOWN_COUNT].len == n &&
-             jb[J_UP_CODES].len == (Py_ssize_t)j->k_up * n && jb[J_DOWN_CODES].len == (Py_ssize_t)j->k_down * n &&
-             j->k_up >= 1 && j->k_up <= 16 && j->k_down >= 1 && j->k_down <= 16;
-    j->shown = jb[J_SHOWN].buf;
-    for (Py_ssize_t s = 0; ok && s < j->n_shown; s++)
-        ok = j->shown[s] >= 0 && j->shown[s] < F_COUNT;
-    int sizes[F_COUNT];
-    Py_ssize_t lengths[F_COUNT];
-    for (int s = 0; s < F_COUNT; s++)
-        sizes[s] = 8;
+    int ok = jb[J_WEIGHTS].len == F_COUNT * 8 && jb[J_INSIGHT].len == n * 8 && jb[J_UP_COUNT].len == n &&
+             jb[J_DOWN_COUNT].len == n && jb[J_UP_CODES].len == (Py_ssize_t)j->k_up * n &&
+             jb[J_DOWN_CODES].len == (Py_ssize_t)j->k_down * n && j->k_up >= 1 && j->k_up <= 16 && j->k_down >= 1 &&
+             j->k_down <= 16;
+    Py_ssize_t lengths[S_COUNT];
     if (!ok) {
         PyErr_SetString(PyExc_ValueError, "pair_features() got judge buffers of mismatched sizes");
-    } else if (get_buffers(shown_out, "shown features", j->n_shown, sizes, sb, lengths) == 0) {
-        for (Py_ssize_t s = 0; s < j->n_shown; s++) {
+    } else if (get_buffers(shown_out, "shown evidence", S_COUNT, S_SIZES, sb, lengths) == 0) {
+        for (int s = 0; s < S_COUNT; s++)
             ok &= lengths[s] == n;
-            j->shown_out[s] = sb[s].buf;
-        }
         if (ok) {
             j->w = jb[J_WEIGHTS].buf;
             j->insight = jb[J_INSIGHT].buf;
@@ -588,10 +592,15 @@ static int get_judge(PyObject *judge, Py_ssize_t n, Judge *j, Py_buffer *jb, Py_
             j->up_count = jb[J_UP_COUNT].buf;
             j->down_codes = jb[J_DOWN_CODES].buf;
             j->down_count = jb[J_DOWN_COUNT].buf;
+            j->novelty = sb[S_NOVELTY].buf;
+            for (int k = 0; k < 3; k++)
+                j->others[k] = sb[S_OTHERS_ADDRESS_WINDOW + k].buf;
+            j->churn = sb[S_CHURN].buf;
+            j->known_today = sb[S_KNOWN_TODAY].buf;
             return 0;
         }
-        release_buffers(sb, j->n_shown);
-        PyErr_SetString(PyExc_ValueError, "pair_features() got shown-feature buffers of mismatched sizes");
+        release_buffers(sb, S_COUNT);
+        PyErr_SetString(PyExc_ValueError, "pair_features() got shown-evidence buffers of mismatched sizes");
     }
     release_buffers(jb, J_COUNT);
     return -1;
@@ -605,7 +614,7 @@ static PyObject *pair_features(PyObject *self, PyObject *args) {
                           &out_arg, &judge_arg))
         return NULL;
     int judging = judge_arg != Py_None;
-    Py_buffer out = {0}, jb[J_COUNT], sb[F_COUNT];
+    Py_buffer out = {0}, jb[J_COUNT], sb[S_COUNT];
     Judge judge = {0};
     int have_out = 0, have_judge = 0;
     PyObject *result = NULL;
@@ -739,13 +748,16 @@ static PyObject *pair_features(PyObject *self, PyObject *args) {
                 int known = known_in[e] != 0, real = real_in[i] != 0;
                 double novel = seen[0] ? 0.0 : 1.0;
                 double window[4], today[2];
+                int64_t window_count[4], today_count[2];
                 for (int l = 0; l < 4; l++) {
                     int64_t c = scratch->found[T_ORG0 + l][k] - seen[l];
-                    window[l] = log1p_count(c > 0 ? c : 0);
+                    window_count[l] = c > 0 ? c : 0;
+                    window[l] = log1p_count(window_count[l]);
                 }
                 for (int l = 0; l < 2; l++) {
                     int64_t c = scratch->found[T_TODAY0 + l][k] - real;
-                    today[l] = log1p_count(c > 0 ? c : 0);
+                    today_count[l] = c > 0 ? c : 0;
+                    today[l] = log1p_count(today_count[l]);
                 }
                 double own_known_24 = (real && seen[1]) ? 1.0 : 0.0;
                 double known_today = (known_pairs[e] - own_known_24) > 0 ? 1.0 : 0.0;
@@ -813,8 +825,10 @@ static PyObject *pair_features(PyObject *self, PyObject *args) {
                 SET(F_NOVEL_X_NEW_ACTIONS, novel * new_actions);
                 SET(F_NOVEL_X_NEW_USER_AGENT, novel * new_agents);
 #undef SET
-                if (judging)
-                    judge_row(&judge, row, i);
+                if (judging) {
+                    const int64_t others[3] = {window_count[0], today_count[0], window_count[1]};
+                    judge_row(&judge, row, others, i);
+                }
             }
         }
         Py_END_ALLOW_THREADS
@@ -843,7 +857,7 @@ release:
         PyBuffer_Release(&out);
     if (have_judge) {
         release_buffers(jb, J_COUNT);
-        release_buffers(sb, judge.n_shown);
+        release_buffers(sb, S_COUNT);
     }
     return result;
 }

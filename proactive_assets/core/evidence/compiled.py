@@ -167,14 +167,12 @@ def judged_pairs(inputs: KernelInputs, judge: "Judge") -> "Judged":
     judged by the kernel as it is built (the matrix is never written)."""
     n = len(inputs.pairs[0])
     out = judge.blank(n)
-    shown = np.array([kernels.PAIR_FEATURES.index(name) for name in out.shown], np.int64)
 
     def rows(part: slice) -> None:
         judging = (
             judge.weights,
             judge.intercept,
             judge.bar,
-            shown,
             out.insight[part],
             out.codes[0][part],
             out.counts[0][part],

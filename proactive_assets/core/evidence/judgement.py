@@ -31,20 +31,39 @@ NOVELTY = (
     "never-seen network",
     "new identity",
 )
-#: The features a pair's shown columns are made of (``Judged.shown_columns``); the first five,
-#: in this order, grade its novelty (``NOVELTY`` from the end).
-SHOWN = (
-    "new_identity",
-    "novel_network",
-    "novel_12",
-    "novel_16",
-    "novel_24",
-    "others_address_window",
-    "others_address_today",
-    "others_24_window",
-    "churn_24",
-    "known_network_today",
-)
+#: The features that grade a pair's novelty, in this order (``NOVELTY`` from the end).
+GRADES = ("new_identity", "novel_network", "novel_12", "novel_16", "novel_24")
+#: What ``daily_insights`` shows of a pair's evidence (``Judged.shown``), as the kernel writes it:
+#: its novelty (an index into ``NOVELTY``); how many other identities used its address in the
+#: window and today, and its /24 in the window; its identity's churn; whether the identity was
+#: on one of its known /24s today.
+SHOWN = {
+    "novelty": np.int8,
+    "others_address_window": np.int64,
+    "others_address_today": np.int64,
+    "others_24_window": np.int64,
+    "churn_24": np.float64,
+    "known_network_today": np.bool_,
+}
+
+
+def shown_of_matrix(x: np.ndarray) -> dict[str, np.ndarray]:
+    """``SHOWN`` of the rows of an evidence matrix (whose counts are log1p of the counts)."""
+
+    def column(name: str) -> np.ndarray:
+        return x[:, FEATURES.index(name)]
+
+    def count(name: str) -> np.ndarray:
+        return np.rint(np.expm1(column(name))).astype(np.int64)
+
+    return {
+        "novelty": np.select([column(name) > 0 for name in GRADES], [5, 4, 3, 2, 1], default=0).astype(np.int8),
+        "others_address_window": count("others_address_window"),
+        "others_address_today": count("others_address_today"),
+        "others_24_window": count("others_24_window"),
+        "churn_24": np.ascontiguousarray(column("churn_24")),
+        "known_network_today": column("known_network_today") > 0,
+    }
 
 
 _NAMES = pa.array(FEATURES, pa.string())
@@ -78,7 +97,7 @@ class Judged:
             np.empty(n, np.float64),
             tuple(np.zeros((n, k), np.int8) for k in NAMED_LIMITS),
             tuple(np.zeros(n, np.uint8) for _ in NAMED_LIMITS),
-            {name: np.empty(n, np.float64) for name in SHOWN},
+            {name: np.empty(n, dtype) for name, dtype in SHOWN.items()},
         )
 
     def named(self) -> list[pa.Array]:
@@ -96,18 +115,13 @@ class Judged:
     def shown_columns(self) -> dict[str, pa.Array]:
         """The evidence ``daily_insights`` shows, in words and counts a person reads."""
         s = self.shown
-        novelty = np.select([s[name] > 0 for name in SHOWN[:5]], [5, 4, 3, 2, 1], default=0)
-
-        def others(name: str) -> pa.Array:  # the features are log1p of counts
-            return pa.array(np.rint(np.expm1(s[name])).astype(np.int64))
-
         return {
-            "novelty": pc.take(pa.array(NOVELTY, pa.string()), pa.array(novelty)),
-            "others_on_address_window": others("others_address_window"),
-            "others_on_address_today": others("others_address_today"),
-            "others_on_24_window": others("others_24_window"),
+            "novelty": pc.take(pa.array(NOVELTY, pa.string()), pa.array(s["novelty"])),
+            "others_on_address_window": pa.array(s["others_address_window"]),
+            "others_on_address_today": pa.array(s["others_address_today"]),
+            "others_on_24_window": pa.array(s["others_24_window"]),
             "identity_churn": pa.array(s["churn_24"], pa.float64()),
-            "known_network_today": pa.array(s["known_network_today"] > 0),
+            "known_network_today": pa.array(s["known_network_today"]),
         }
 
 
@@ -131,8 +145,7 @@ class Judge:
     def of_matrix(self, x: np.ndarray) -> Judged:
         """The judgements of the rows of an evidence matrix (pairs x ``FEATURES``)."""
         codes, counts = top_contributions(x, self.weights, NAMED_LIMITS, self.bar)
-        shown = {name: np.ascontiguousarray(x[:, FEATURES.index(name)]) for name in SHOWN}
-        return Judged(sigmoid(self.intercept + x @ self.weights), codes, counts, shown)
+        return Judged(sigmoid(self.intercept + x @ self.weights), codes, counts, shown_of_matrix(x))
 
 
 def top_contributions(
