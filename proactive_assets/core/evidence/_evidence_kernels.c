@@ -932,21 +932,38 @@ static PyObject *name_lists(PyObject *self, PyObject *args) {
             PyErr_SetString(PyExc_ValueError, "name_lists() got name offsets out of order");
             goto done;
         }
-    Py_ssize_t items = 0, bytes = 0;
-    for (Py_ssize_t row = 0; row < n; row++) {
+    Py_ssize_t items = 0, bytes = 0, bad_row = -1;
+    int bad_code = 0;
+    Py_BEGIN_ALLOW_THREADS /* the sizes, and a check of every code, without the GIL */
+    for (Py_ssize_t row = 0; row < n && bad_row < 0; row++) {
         if (count[row] > k) {
-            PyErr_Format(PyExc_ValueError, "name_lists(): row %zd names %d of at most %zd", row, count[row], k);
-            goto done;
+            bad_row = row;
+            break;
         }
         for (int j = 0; j < count[row]; j++) {
             int c = code[row * k + j];
             if (c < 0 || c >= names) {
-                PyErr_Format(PyExc_ValueError, "name_lists(): row %zd has code %d of %zd names", row, c, names);
-                goto done;
+                bad_row = row;
+                bad_code = 1;
+                break;
             }
             bytes += name_at[c + 1] - name_at[c];
         }
         items += count[row];
+    }
+    Py_END_ALLOW_THREADS
+    if (bad_row >= 0 && !bad_code) {
+        PyErr_Format(PyExc_ValueError, "name_lists(): row %zd names %d of at most %zd", bad_row, count[bad_row], k);
+        goto done;
+    }
+    if (bad_row >= 0) {
+        for (int j = 0; j < count[bad_row]; j++)
+            if (code[bad_row * k + j] < 0 || code[bad_row * k + j] >= names) {
+                PyErr_Format(PyExc_ValueError, "name_lists(): row %zd has code %d of %zd names", bad_row,
+                             code[bad_row * k + j], names);
+                break;
+            }
+        goto done;
     }
     if (bytes > INT32_MAX || items > INT32_MAX) {
         PyErr_SetString(PyExc_ValueError, "name_lists(): more than 32-bit offsets hold");

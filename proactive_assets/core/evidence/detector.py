@@ -399,11 +399,11 @@ class DayScores:
 
     def evidence_columns(self) -> dict[str, pa.Array]:
         """The columns ``daily_insights`` keeps beside ``insight``, for explanations and audits."""
-        with ThreadPoolExecutor(1, thread_name_prefix="named-evidence") as pool:  # Arrow lets go of the GIL
-            named = pool.submit(self.judged.named)
+        with ThreadPoolExecutor(2, thread_name_prefix="named-evidence") as pool:  # both let go of the GIL
+            support, against = (pool.submit(self.judged.named_side, side) for side in (0, 1))
             shown = self.judged.shown_columns()
             owner = pc.take(self.owner_texts, pa.array(self.owner))
-            support, against = named.result()
+            support, against = support.result(), against.result()
         return {
             "ip_insights": pa.array(self.ip_insights, pa.float64()),
             **shown,
