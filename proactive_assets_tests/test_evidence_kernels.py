@@ -1,10 +1,12 @@
 """The compiled hot loops (``_evidence_kernels.c``) give the numpy code's answers."""
 
+import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from threadpoolctl import threadpool_info
 
@@ -189,6 +191,35 @@ def test_the_judging_kernel_refuses_mismatched_buffers() -> None:
         none, none, np.zeros(0), np.zeros(0, bool), book, history, day, Behaviour.empty(0), persons, judge
     )
     assert len(empty.insight) == 0 and [a.to_pylist() for a in empty.named()] == [[], []]
+
+
+def test_a_scored_days_counts_by_address_and_network_codes_are_the_counts_by_key() -> None:
+    """``coded_addresses`` gives its book a dense /24 (/64) code per address; a scored day's counts
+    (``only_real``) made by those codes equal the counts made by sorting the keys."""
+    rng = np.random.default_rng(11)
+    texts = [f"198.51.{rng.integers(0, 4)}.{rng.integers(0, 6)}" for _ in range(400)]
+    texts += [f"2001:db8:{rng.integers(0, 3)}::{rng.integers(0, 5)}" for _ in range(150)]
+    texts += [f"203.0.{i}.9" for i in range(40)]  # /24s of one identity each
+    texts += ["192.0.2.77", "192.0.2.77", "192.0.3.1", "192.0.3.2"]  # two pairs, two identities each
+    entity = rng.integers(0, 30, len(texts))
+    entity[-44:-4] = 29
+    entity[-4:] = [1, 2, 3, 4]
+    code, book = address_keys.coded_addresses(pa.array(texts), NETWORKS)
+    assert book.networks is not None and len(np.unique(book.networks)) == 4 + 3 + 40 + 2
+    e, a = np.r_[entity, entity[:25]], np.r_[code, code[:25]]  # a pair twice counts its identity once
+    history = build_history(e[:0], a[:0], e[:0], book, 30, Behaviour.empty(0))
+    by_code = build_day(e, a, book, history, 30, only_real=True)
+    by_key = build_day(e, a, dataclasses.replace(book, networks=None), history, 30, only_real=True)
+    for level in (0, 1):
+        assert np.array_equal(by_code.org_keys[level], by_key.org_keys[level])
+        assert np.array_equal(by_code.org_counts[level], by_key.org_counts[level])
+        users: dict[int, set[int]] = {}
+        for identity, key in zip(e.tolist(), book.level_keys[level][a].tolist(), strict=True):
+            users.setdefault(key, set()).add(identity)
+        shared = sorted((key, len(ids)) for key, ids in users.items() if len(ids) > 1)
+        assert list(zip(by_code.org_keys[level].tolist(), by_code.org_counts[level].tolist(), strict=True)) == shared
+    # an address coded from text other than canonical IPv4 that is IPv4 after all: no codes
+    assert address_keys._network_codes(np.zeros(2, np.uint32), np.array([True, False]), np.zeros(2, np.uint64)) is None
 
 
 def test_named_evidence_lists_are_numpys(monkeypatch: pytest.MonkeyPatch) -> None:

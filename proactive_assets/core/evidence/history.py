@@ -382,6 +382,33 @@ def _identities_per_key(entity: np.ndarray, keys: np.ndarray, only_shared: bool)
     return distinct, counts
 
 
+def _shared_by_code(entity: np.ndarray, code: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``_identities_per_key(entity, keys[code], only_shared=True)`` where ``code`` is dense (one per
+    key): the pairs per code are a count, and only the pairs of codes on several are paired with
+    their identity and sorted; no sort of every pair's key."""
+    pairs = np.bincount(code, minlength=len(keys))
+    rows = np.flatnonzero(pairs[code] > 1)
+    combined = distinct_sorted(np.sort((code[rows] << np.int64(32)) | entity[rows]))[0]  # (code, identity)
+    identities = np.bincount(combined >> np.int64(32), minlength=len(keys))
+    shared = np.flatnonzero(identities > 1)
+    order = np.argsort(keys[shared])
+    return keys[shared][order], identities[shared][order]
+
+
+def _day_counts(
+    entity: np.ndarray, address: np.ndarray, book: AddressBook, level: int, only_shared: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """The identities per address (level 0) or /24 (level 1) of the day's pairs (``_identities_per_key``),
+    by the book's dense codes where it has them and only shared ones are wanted."""
+    if only_shared and (level == 0 or book.networks is not None):
+        if level == 0:
+            return _shared_by_code(entity, address, book.level_keys[0])
+        one = np.zeros(int(book.networks.max(initial=-1)) + 1, np.int64)
+        one[book.networks] = np.arange(len(book))  # an address of each /24 (/64), for its key
+        return _shared_by_code(entity, book.networks[address], book.level_keys[1][one])
+    return _identities_per_key(entity, book.level_keys[level][address], only_shared)
+
+
 def build_day(
     entity: np.ndarray,
     address: np.ndarray,
@@ -396,15 +423,15 @@ def build_day(
     ``only_real``: only the day's own pairs will be judged against it, none synthetic. A pair does
     not count itself among the day's, so a network only its own identity used today counts 0
     either way, and the counts keep only the networks two or more identities used (a small table
-    to look up, and less to sort)."""
-    entity = np.asarray(entity, np.int64)
-    keys = [book.level_keys[level][address] for level in (0, 1)]
-    addresses = pool.submit(_identities_per_key, entity, keys[0], only_real) if pool is not None else None
-    networks = _identities_per_key(entity, keys[1], only_real)
-    known_24 = member(history.seen[1], pair_key(entity, keys[1]))
+    to look up, and less to sort). Those are counted by the addresses' codes, each one address
+    (the learning set's are canonical), and by the book's /24 codes where it has them."""
+    entity, address = np.asarray(entity, np.int64), np.asarray(address, np.int64)
+    addresses = pool.submit(_day_counts, entity, address, book, 0, only_real) if pool is not None else None
+    networks = _day_counts(entity, address, book, 1, only_real)
+    known_24 = member(history.seen[1], pair_key(entity, book.level_keys[1][address]))
     site = pair_key(entity[known_24], book.level_keys[2][address[known_24]])
     sibling_keys, sibling_counts = distinct_sorted(np.sort(site))
-    org = [addresses.result() if addresses is not None else _identities_per_key(entity, keys[0], only_real), networks]
+    org = [addresses.result() if addresses is not None else _day_counts(entity, address, book, 0, only_real), networks]
     return Day(
         [level_keys for level_keys, _ in org],
         [counts for _, counts in org],

@@ -50,6 +50,9 @@ class AddressBook:
     lo: np.ndarray
     level_keys: list[np.ndarray]  # [address, /24, /16, /12] keys per distinct address
     owner: Owner
+    #: per address, a dense code of its /24 (/64), where the book's maker had it cheaply
+    #: (``coded_addresses``, whose IPv4 addresses are in order): the day's counts count by it
+    networks: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.is6)
@@ -127,7 +130,21 @@ def coded_addresses(column: pa.ChunkedArray | pa.Array, networks: Networks) -> t
         code[~v4] = len(v4_values) + other.indices.to_numpy(zero_copy_only=False)
         more = parse_ips(other.dictionary)
         is6, hi, lo = (np.concatenate([a, b]) for a, b in zip((is6, hi, lo), more, strict=True))
-    return code, AddressBook.of(is6, hi, lo, networks)
+    book = AddressBook.of(is6, hi, lo, networks)
+    book.networks = _network_codes(v4_values, is6[len(v4_values) :], hi[len(v4_values) :])
+    return code, book
+
+
+def _network_codes(v4_values: np.ndarray, other_is6: np.ndarray, other_hi: np.ndarray) -> np.ndarray | None:
+    """A dense code per address of its /24 (/64): IPv4 addresses in ascending order share a /24
+    with their neighbours, so their codes are a running count; the IPv6 ones' /64s are few. None
+    if an address written other than as canonical IPv4 is IPv4 after all."""
+    if not other_is6.all():
+        return None
+    net = v4_values.astype(np.uint64) >> np.uint64(8)
+    v4_codes = np.cumsum(np.r_[True, net[1:] != net[:-1]]) - 1 if len(net) else np.zeros(0, np.int64)
+    v6_codes = np.unique(other_hi, return_inverse=True)[1].reshape(-1)
+    return np.concatenate([v4_codes, (v4_codes[-1] + 1 if len(v4_codes) else 0) + v6_codes]).astype(np.int64)
 
 
 def codes(values: pa.ChunkedArray | pa.Array, categories: pd.Index) -> np.ndarray:
