@@ -141,9 +141,10 @@ def _network_codes(v4_values: np.ndarray, other_is6: np.ndarray, other_hi: np.nd
     if an address written other than as canonical IPv4 is IPv4 after all."""
     if not other_is6.all():
         return None
-    net = v4_values.astype(np.uint64) >> np.uint64(8)
+    v4_bits, v6_bits = LEVELS[0]
+    net = v4_values.astype(np.uint64) >> np.uint64(32 - v4_bits)
     v4_codes = np.cumsum(np.r_[True, net[1:] != net[:-1]]) - 1 if len(net) else np.zeros(0, np.int64)
-    v6_codes = np.unique(other_hi, return_inverse=True)[1].reshape(-1)
+    v6_codes = np.unique(other_hi >> np.uint64(64 - v6_bits), return_inverse=True)[1].reshape(-1)
     return np.concatenate([v4_codes, (v4_codes[-1] + 1 if len(v4_codes) else 0) + v6_codes]).astype(np.int64)
 
 
