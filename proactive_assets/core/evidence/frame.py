@@ -12,25 +12,21 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from proactive_assets.core.evidence.history import Behaviour, History, build_history, extend_history
 from proactive_assets.core.evidence.keys import AddressBook, address_book
 from proactive_assets.core.evidence.networks import Networks
 from proactive_assets.core.evidence.persons import person_codes
-from proactive_assets.core.evidence.window import WindowIndex, encoded, indices, list_items
+from proactive_assets.core.evidence.window import WindowIndex, coded_items, encoded, indices
 
 
 def _behaviour(table: pa.Table) -> tuple[Behaviour, dict[str, pd.Index]]:
     """The rows' API calls and user agents, each coded in its own vocabulary (returned too)."""
     pieces, vocabulary = {}, {}
     for name in ("event_names", "user_agents"):
-        rows, values = list_items(table, name)
-        coded = encoded(values)
-        code = pc.fill_null(coded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
-        keep = code >= 0
-        pieces[name] = (rows[keep], code[keep])
-        vocabulary[name] = pd.Index(coded.dictionary.to_numpy(zero_copy_only=False), dtype=object)
+        rows, code, distinct = coded_items(table, name)
+        pieces[name] = (rows, code)
+        vocabulary[name] = pd.Index(distinct.to_numpy(zero_copy_only=False), dtype=object)
     events = (
         table.column("event_count").to_numpy(zero_copy_only=False).astype(np.float64)
         if "event_count" in table.column_names

@@ -360,6 +360,12 @@ class Day:
     sibling_counts: np.ndarray  # ... and how many such pairs
 
 
+def _identities_per_code(entity: np.ndarray, code: np.ndarray, rows: np.ndarray, codes: int) -> np.ndarray:
+    """How many distinct identities the pairs ``rows`` have for each dense ``code`` (below ``codes``)."""
+    combined = distinct_sorted(np.sort((code[rows] << np.int64(32)) | entity[rows]))[0]  # identity < 2**32
+    return np.bincount(combined >> np.int64(32), minlength=codes)
+
+
 def _identities_per_key(entity: np.ndarray, keys: np.ndarray, only_shared: bool) -> tuple[np.ndarray, np.ndarray]:
     """The pairs' distinct keys, sorted, and how many distinct identities used each; with
     ``only_shared``, only the keys two or more identities used.
@@ -372,10 +378,7 @@ def _identities_per_key(entity: np.ndarray, keys: np.ndarray, only_shared: bool)
     if several.any():
         shared = distinct[several]
         slot = _slots(shared, keys)
-        rows = np.flatnonzero(shared[slot] == keys)
-        combined = np.sort((slot[rows] << np.int64(32)) | entity[rows])  # (key's slot, identity), identity < 2**32
-        first = np.r_[True, combined[1:] != combined[:-1]]
-        counts[several] = np.bincount(combined[first] >> np.int64(32), minlength=len(shared))
+        counts[several] = _identities_per_code(entity, slot, np.flatnonzero(shared[slot] == keys), len(shared))
     if only_shared:
         keep = counts > 1
         return distinct[keep], counts[keep]
@@ -387,9 +390,7 @@ def _shared_by_code(entity: np.ndarray, code: np.ndarray, keys: np.ndarray) -> t
     key): the pairs per code are a count, and only the pairs of codes on several are paired with
     their identity and sorted; no sort of every pair's key."""
     pairs = np.bincount(code, minlength=len(keys))
-    rows = np.flatnonzero(pairs[code] > 1)
-    combined = distinct_sorted(np.sort((code[rows] << np.int64(32)) | entity[rows]))[0]  # (code, identity)
-    identities = np.bincount(combined >> np.int64(32), minlength=len(keys))
+    identities = _identities_per_code(entity, code, np.flatnonzero(pairs[code] > 1), len(keys))
     shared = np.flatnonzero(identities > 1)
     order = np.argsort(keys[shared])
     return keys[shared][order], identities[shared][order]

@@ -166,12 +166,19 @@ def list_items(table: pa.Table, name: str) -> tuple[np.ndarray, pa.Array]:
     return np.asarray(pc.list_parent_indices(column), np.int64), pc.list_flatten(column)
 
 
-def _coded_items(table: pa.Table, name: str, vocabulary: pd.Index) -> tuple[np.ndarray, np.ndarray]:
-    """(row, code) of each non-null item of list column ``name``; values the window never had get
-    one code past the vocabulary (they are all simply 'never seen')."""
+def coded_items(table: pa.Table, name: str) -> tuple[np.ndarray, np.ndarray, pa.Array]:
+    """(row, code) of each non-null item of list column ``name``, and the distinct values the codes
+    index (in order of first appearance)."""
     rows, values = list_items(table, name)
     coded = encoded(values)
     valid = coded.is_valid().to_numpy(zero_copy_only=False)
-    code = vocabulary.get_indexer(coded.dictionary.to_numpy(zero_copy_only=False))
-    code[code < 0] = len(vocabulary)
-    return rows[valid], code[indices(coded)[valid]].astype(np.int64)
+    return rows[valid], indices(coded)[valid], coded.dictionary
+
+
+def _coded_items(table: pa.Table, name: str, vocabulary: pd.Index) -> tuple[np.ndarray, np.ndarray]:
+    """(row, code) of each non-null item of list column ``name``, coded in ``vocabulary``; values the
+    window never had get one code past it (they are all simply 'never seen')."""
+    rows, code, distinct = coded_items(table, name)
+    known = vocabulary.get_indexer(distinct.to_numpy(zero_copy_only=False))
+    known[known < 0] = len(vocabulary)
+    return rows, known[code].astype(np.int64)
