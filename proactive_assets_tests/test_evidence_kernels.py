@@ -88,9 +88,10 @@ def _outputs(n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.zeros((n, k), np.int8), np.zeros(n, np.uint8)
 
 
-def _world(seed: int, identities: int = 60, window_rows: int = 3000, pairs: int = 2000) -> tuple:
+def _world(seed: int, identities: int = 60, window_rows: int = 3000, pairs: int = 2000, fresh: float = 0.0) -> tuple:
     """A window and a day of random pairs over offices, AWS, Azure, private and IPv6 addresses (so
-    every feature takes several values), with API calls, user agents and people of two identities."""
+    every feature takes several values), with API calls, user agents and people of two identities;
+    a ``fresh`` share of the day's pairs from networks the window never saw."""
     rng = np.random.default_rng(seed)
     pools = [
         [f"198.51.{i % 3}.{i}" for i in range(40)],
@@ -98,7 +99,8 @@ def _world(seed: int, identities: int = 60, window_rows: int = 3000, pairs: int 
         [f"20.42.7.{i}" for i in range(20)] + [f"10.0.{i % 2}.{i}" for i in range(10)],  # Azure, private
         [f"2001:db8:{i % 4}::{i}" for i in range(30)] + [f"2600:1f18::{i}" for i in range(10)],
     ]
-    addresses = [a for pool in pools for a in pool]
+    unseen = [f"203.0.{i % 3}.{i}" for i in range(20)] + [f"2001:db8:99:{i % 2}::{i}" for i in range(20)]
+    addresses = [a for pool in pools for a in pool] + unseen
     book = address_book(addresses, NETWORKS)
     home = rng.integers(0, len(pools), identities)  # each identity mostly uses one pool
     offset = np.cumsum([0] + [len(p) for p in pools])
@@ -124,6 +126,10 @@ def _world(seed: int, identities: int = 60, window_rows: int = 3000, pairs: int 
     )
     today_entity = rng.integers(0, identities, pairs)
     today_address = draw(today_entity)
+    if fresh:  # drawn apart, so the other draws are the same with or without them
+        other = np.random.default_rng(seed + 1000)
+        new = other.random(pairs) < fresh
+        today_address[new] = offset[-1] + other.integers(0, len(unseen), int(new.sum()))
     real = rng.random(pairs) < 0.7
     day = build_day(today_entity[real], today_address[real], book, history, identities)
     ipi = rng.random(pairs)
@@ -132,18 +138,24 @@ def _world(seed: int, identities: int = 60, window_rows: int = 3000, pairs: int 
     return today_entity, today_address, ipi, real, book, history, day, behaviour(pairs, 30), persons
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_the_compiled_feature_matrix_is_numpys(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+#: Seeds, and the share of a day's pairs on networks the window never saw (lookups the kernel skips).
+WORLDS = [(0, 0.0), (1, 0.0), (2, 0.0), (2, 0.4)]
+
+
+@pytest.mark.parametrize(("seed", "fresh"), WORLDS)
+def test_the_compiled_feature_matrix_is_numpys(seed: int, fresh: float, monkeypatch: pytest.MonkeyPatch) -> None:
     assert features._COMPILED, "the kernel's PAIR_FEATURES are not FEATURES"
-    args = _world(seed)
+    args = _world(seed, fresh=fresh)
     compiled = pair_features(*args)
     monkeypatch.setattr(evidence_compiled, "SPLIT_PAIRS", 500)  # the two-thread split gives the same rows
     assert np.array_equal(pair_features(*args), compiled)
     monkeypatch.setattr(features, "_COMPILED", False)
     expected = pair_features(*args)
     np.testing.assert_allclose(compiled, expected, rtol=1e-14, atol=1e-15)  # libm's log against numpy's, to an ulp
-    for name in FEATURES:  # every feature takes more than one value here, so none is simply unset
+    for name in FEATURES if not fresh else ():  # every feature takes more than one value, so none is simply unset
         assert len(np.unique(expected[:, FEATURES.index(name)])) > 1, name
+    if fresh:  # the address, /24 and /16 never seen in the window: their lookups are skipped
+        assert (expected[:, FEATURES.index("novel_network")] == 1).mean() > fresh / 2
 
 
 def _judge(seed: int) -> Judge:
@@ -164,12 +176,12 @@ def _assert_same_judgements(got: judgement.Judged, expected: judgement.Judged) -
     assert got.shown["others_address_window"].max() > 1 and got.shown["known_network_today"].any()
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize(("seed", "fresh"), WORLDS)
 def test_pairs_judged_as_their_rows_are_built_are_judged_as_the_matrix(
-    seed: int, monkeypatch: pytest.MonkeyPatch
+    seed: int, fresh: float, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The kernel's judgements, made as each row is built, are those of the matrix's rows."""
-    args, judge = _world(seed), _judge(seed)
+    args, judge = _world(seed, fresh=fresh), _judge(seed)
     compiled = judged_pairs(*args, judge=judge)
     assert (compiled.counts[0] > 0).any() and (compiled.counts[1] > 0).any()
     _assert_same_judgements(compiled, judge.of_matrix(pair_features(*args)))
@@ -335,12 +347,12 @@ t.test_each_rows_strongest_evidence_is_named_as_numpy_names_it(Patch())
 t.test_level_keys_are_numpys(Patch())
 keys.kernels = sanitized
 features._COMPILED = True
-for seed in (0, 1, 2):
-    t.test_the_compiled_feature_matrix_is_numpys(seed, Patch())
+for seed, fresh in t.WORLDS:
+    t.test_the_compiled_feature_matrix_is_numpys(seed, fresh, Patch())
     features._COMPILED = True
 t.test_the_feature_kernel_takes_no_pairs_and_an_empty_window(Patch())
-for seed in (0, 1):
-    t.test_pairs_judged_as_their_rows_are_built_are_judged_as_the_matrix(seed, Patch())
+for seed, fresh in (t.WORLDS[0], t.WORLDS[-1]):
+    t.test_pairs_judged_as_their_rows_are_built_are_judged_as_the_matrix(seed, fresh, Patch())
     features._COMPILED = True
     judgement.kernels = sanitized
 t.test_the_judging_kernel_refuses_mismatched_buffers()

@@ -388,12 +388,14 @@ typedef struct {
     uint64_t level[4], category, region, is6, unused;
 } Address;
 
+/* A chunk's pair: its address's record copied (read at random once, then in order by each
+ * table's lookups) and its identity's hash in the record's unused slot. */
 typedef struct {
-    uint64_t entity_mix;
-    const Address *address;
+    uint64_t level[4], category, region, is6, entity_mix;
 } PairKeys;
 
 #define LAG 8 /* lookups in flight at each stage of lookup_chunk */
+#define RECORD_AHEAD 16 /* address records asked for this many pairs ahead */
 
 typedef struct {
     PairKeys keys[PAIR_CHUNK];
@@ -403,21 +405,20 @@ typedef struct {
     int64_t slot[PAIR_CHUNK];
 } Scratch;
 
-static inline uint64_t query(int table, const PairKeys *p) {
-    const Address *a = p->address;
+static inline uint64_t query(int table, const PairKeys *a) {
     switch (table) {
     case T_SEEN0: case T_SEEN1: case T_SEEN2: case T_SEEN3:
-        return pair_key(p->entity_mix, a->level[table - T_SEEN0]);
+        return pair_key(a->entity_mix, a->level[table - T_SEEN0]);
     case T_ORG0: case T_ORG1: case T_ORG2: case T_ORG3:
         return a->level[table - T_ORG0];
     case T_TODAY0: case T_TODAY1:
         return a->level[table - T_TODAY0];
     case T_SIBLINGS:
-        return pair_key(p->entity_mix, a->level[2]);
+        return pair_key(a->entity_mix, a->level[2]);
     case T_PROVIDERS:
-        return pair_key(p->entity_mix, a->category);
+        return pair_key(a->entity_mix, a->category);
     default:
-        return pair_key(p->entity_mix, a->region);
+        return pair_key(a->entity_mix, a->region);
     }
 }
 
@@ -460,19 +461,28 @@ static inline __attribute__((always_inline)) void lookup_chunk(const Table *t, i
 }
 
 /* What table ``t`` would answer for pair k when its answer is already known or never used, else
- * -1 (look it up). An identity that used an address used its /24, /16 and /12; the siblings
- * matter only on a new /24; the providers only for a known identity; the AWS regions only for an
- * AWS address of a known identity that has used AWS addresses. */
+ * -1 (look it up). A network no identity of the window used holds no address any of them used,
+ * and no identity's pair (most of a day's addresses are new to the window: their seen lookups,
+ * in the largest tables, are skipped); an identity the window never saw has no pairs; an
+ * identity that used an address used its /24, /16 and /12; the siblings matter only on a new
+ * /24; the providers only for a known identity; the AWS regions only for an AWS address of a
+ * known identity that has used AWS addresses. */
 static inline int64_t needless(int t, const Scratch *w, Py_ssize_t k, int known, int has_aws, long long aws_category) {
     switch (t) {
+    case T_ORG0: case T_ORG1: case T_ORG2:
+        return w->found[t + 1][k] ? -1 : 0;
+    case T_SEEN0:
+        return known && w->found[T_ORG0][k] ? -1 : 0;
     case T_SEEN1: case T_SEEN2: case T_SEEN3:
+        if (!known || !w->found[T_ORG0 + (t - T_SEEN0)][k])
+            return 0;
         return w->found[t - 1][k] ? 1 : -1;
     case T_SIBLINGS:
         return w->found[T_SEEN1][k] ? 0 : -1;
     case T_PROVIDERS:
         return known ? -1 : 1;
     case T_REGIONS:
-        return known && has_aws && (long long)w->keys[k].address->category == aws_category ? -1 : 1;
+        return known && has_aws && (long long)w->keys[k].category == aws_category ? -1 : 1;
     default:
         return -1;
     }
@@ -498,18 +508,19 @@ static inline __attribute__((always_inline)) void table_lookups(const int t, con
 }
 
 /* A chunk's lookups, a table at a time (its directory stays in cache), in the order needless()
- * relies on (each level's seen table after the one below it). */
+ * relies on (the window's networks from the widest down, then each level's seen table after the
+ * one below it). */
 static void chunk_lookups(const Table *tables, Scratch *w, Py_ssize_t count, const int64_t *entity,
                           const uint8_t *known_in, const double *aws_share, long long aws_category) {
 #define TABLE(T) table_lookups(T, &tables[T], w, count, entity, known_in, aws_share, aws_category)
+    TABLE(T_ORG3);
+    TABLE(T_ORG2);
+    TABLE(T_ORG1);
+    TABLE(T_ORG0);
     TABLE(T_SEEN0);
     TABLE(T_SEEN1);
     TABLE(T_SEEN2);
     TABLE(T_SEEN3);
-    TABLE(T_ORG0);
-    TABLE(T_ORG1);
-    TABLE(T_ORG2);
-    TABLE(T_ORG3);
     TABLE(T_TODAY0);
     TABLE(T_TODAY1);
     TABLE(T_SIBLINGS);
@@ -732,9 +743,13 @@ static PyObject *pair_features(PyObject *self, PyObject *args) {
                     bad_row = i;
                     break;
                 }
+                if (i + RECORD_AHEAD < n) {
+                    int64_t ahead = address[i + RECORD_AHEAD];
+                    if (ahead >= 0 && ahead < n_addresses)
+                        __builtin_prefetch(&records[ahead]);
+                }
+                memcpy(&scratch->keys[k], &records[a], sizeof(Address));
                 scratch->keys[k].entity_mix = mix64((uint64_t)e + GOLDEN);
-                scratch->keys[k].address = &records[a];
-                __builtin_prefetch(&records[a]);
             }
             if (bad_row >= 0)
                 break;
@@ -762,13 +777,13 @@ static PyObject *pair_features(PyObject *self, PyObject *args) {
                 double own_known_24 = (real && seen[1]) ? 1.0 : 0.0;
                 double known_today = (known_pairs[e] - own_known_24) > 0 ? 1.0 : 0.0;
                 double siblings = (double)scratch->found[T_SIBLINGS][k] - own_known_24;
-                int64_t cat = (int64_t)scratch->keys[k].address->category;
+                int64_t cat = (int64_t)scratch->keys[k].category;
                 double provider_new = known && !scratch->found[T_PROVIDERS][k] ? 1.0 : 0.0;
                 double concentration = aws_share[e] > cloud_share[e] ? aws_share[e] : cloud_share[e];
                 double off_provider = concentration >= 0.9 ? provider_new * concentration : 0.0;
                 int aws = cat == aws_category;
                 int region_new = aws && known && aws_share[e] > 0 && !scratch->found[T_REGIONS][k];
-                int64_t family_bit = scratch->keys[k].address->is6 ? 2 : 1;
+                int64_t family_bit = scratch->keys[k].is6 ? 2 : 1;
                 double raw = ipi_in[i];
                 int missing = !isfinite(raw);
                 double clipped = missing ? 0.5 : raw;
