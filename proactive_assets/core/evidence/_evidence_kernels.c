@@ -540,6 +540,7 @@ enum { S_NOVELTY, S_OTHERS_ADDRESS_WINDOW, S_OTHERS_ADDRESS_TODAY, S_OTHERS_24_W
 static const int S_SIZES[S_COUNT] = {1, 8, 8, 8, 8, 1};
 typedef struct {
     const double *w;
+    int named[F_COUNT], n_named; /* the features of weight other than 0, in order */
     double intercept, bar;
     double *insight;
     int8_t *up_codes, *down_codes;
@@ -550,6 +551,23 @@ typedef struct {
     double *churn;
     uint8_t *known_today;
 } Judge;
+
+/* top_of_contributions over the features of weight other than 0 only (their order kept, so ties
+ * are named alike). */
+static inline void top_of_named(const double *c, const Judge *j, int8_t *up_codes, uint8_t *up_count,
+                                int8_t *down_codes, uint8_t *down_count) {
+    double up_value[16], down_value[16];
+    int up = 0, down = 0;
+    for (int k = 0; k < j->n_named; k++) {
+        int f = j->named[k];
+        if (c[f] >= j->bar)
+            up = keep_top(up_value, up_codes, up, j->k_up, c[f], f);
+        else if (c[f] <= -j->bar)
+            down = keep_top(down_value, down_codes, down, j->k_down, -c[f], f);
+    }
+    *up_count = (uint8_t)up;
+    *down_count = (uint8_t)down;
+}
 
 /* A pair's row judged: its insight (the combiner's logistic, as combiner.py's _sigmoid), its named
  * evidence and its shown evidence (``others``: the counts the row has the log1p of). */
@@ -563,9 +581,11 @@ static inline void judge_row(const Judge *j, const double *row, const int64_t *o
             z[k] += c[f + k];
     for (; f < F_COUNT; f++)
         z[0] += c[f];
-    j->insight[i] = 0.5 * (1.0 + tanh(0.5 * (j->intercept + ((z[0] + z[1]) + (z[2] + z[3])))));
-    top_of_contributions(c, j->w, F_COUNT, j->bar, j->up_codes + i * j->k_up, j->up_count + i, j->k_up,
-                         j->down_codes + i * j->k_down, j->down_count + i, j->k_down);
+    /* combiner.py's _sigmoid, 0.5 (1 + tanh(z / 2)), as 1 / (1 + exp(-z)): equal to an ulp or two
+     * (closer for the smallest insights), in half libm's time */
+    j->insight[i] = 1.0 / (1.0 + exp(-(j->intercept + ((z[0] + z[1]) + (z[2] + z[3])))));
+    top_of_named(c, j, j->up_codes + i * j->k_up, j->up_count + i, j->down_codes + i * j->k_down,
+                 j->down_count + i);
     j->novelty[i] = row[F_NEW_IDENTITY] > 0    ? 5
                     : row[F_NOVEL_NETWORK] > 0 ? 4
                     : row[F_NOVEL_12] > 0      ? 3
@@ -598,6 +618,10 @@ static int get_judge(PyObject *judge, Py_ssize_t n, Judge *j, Py_buffer *jb, Py_
             ok &= lengths[s] == n;
         if (ok) {
             j->w = jb[J_WEIGHTS].buf;
+            j->n_named = 0;
+            for (int f = 0; f < F_COUNT; f++)
+                if (j->w[f] != 0.0)
+                    j->named[j->n_named++] = f;
             j->insight = jb[J_INSIGHT].buf;
             j->up_codes = jb[J_UP_CODES].buf;
             j->up_count = jb[J_UP_COUNT].buf;
