@@ -25,8 +25,8 @@
  *
  * pair_features: the evidence matrix of features.py's pair_features, in one pass over the pairs.
  * numpy built it from ~60 whole-array operations and 13 separate searches (1.3 s a million pairs
- * at the IP Insights tutorial's scale; here 0.6 s). A chunk of pairs at a time: their address
- * records gathered, their lookups done a table at a time (one table's directory stays in cache;
+ * at the IP Insights tutorial's scale; here 0.6 s). A chunk of pairs at a time: their addresses'
+ * keys gathered, their lookups done a table at a time (one table's directory stays in cache;
  * 13 do not) as a pipeline whose stages fetch ahead, lookups with a known answer skipped, then each
  * pair's row of features written. PAIR_FEATURES names the matrix columns in order; features.py
  * uses the kernel only when they are its FEATURES.
@@ -382,20 +382,17 @@ static inline Py_ssize_t bucket_search(const uint64_t *keys, Py_ssize_t lo, Py_s
     return s;
 }
 
-/* What a pair's lookups need of its address, one cache line per address (the addresses' codes
- * come in no useful order, so each pair's would otherwise be a miss in every per-address array). */
-typedef struct {
-    uint64_t level[4], category, region, is6, unused;
-} Address;
-
-/* A chunk's pair: its address's record copied (read at random once, then in order by each
- * table's lookups) and its identity's hash in the record's unused slot. */
+/* What a chunk's pair's lookups need, one cache line a pair: its address's keys and owner,
+ * gathered from the per-address arrays once (the addresses' codes come in no useful order: a
+ * miss in each array, asked for RECORD_AHEAD pairs ahead), then read in order by every table's
+ * lookups; and its identity's hash. (Gathering a record per address first cost as much and
+ * wrote 64 bytes an address on each thread.) */
 typedef struct {
     uint64_t level[4], category, region, is6, entity_mix;
 } PairKeys;
 
 #define LAG 8 /* lookups in flight at each stage of lookup_chunk */
-#define RECORD_AHEAD 16 /* address records asked for this many pairs ahead */
+#define RECORD_AHEAD 16 /* addresses asked for this many pairs ahead */
 
 typedef struct {
     PairKeys keys[PAIR_CHUNK];
@@ -718,10 +715,7 @@ static PyObject *pair_features(PyObject *self, PyObject *args) {
         goto release;
     }
     Scratch *scratch = random_access_alloc(sizeof(Scratch));
-    /* the address records, aligned to cache lines */
-    char *records_memory = random_access_alloc((size_t)n_addresses * sizeof(Address) + 64);
-    Address *records = records_memory ? (Address *)(((uintptr_t)records_memory + 63) & ~(uintptr_t)63) : NULL;
-    int memory_ok = scratch != NULL && records != NULL;
+    int memory_ok = scratch != NULL;
     for (int t = 0; t < T_COUNT; t++) {
         tables[t].bits = bits_for(tables[t].n);
         tables[t].dir = random_access_alloc((((size_t)1 << tables[t].bits) + 1) * sizeof(uint32_t));
@@ -748,15 +742,6 @@ static PyObject *pair_features(PyObject *self, PyObject *args) {
         for (int t = 0; t < T_COUNT; t++)
             if (tables[t].n)
                 build_directory(tables[t].keys, tables[t].n, tables[t].bits, tables[t].dir);
-        for (Py_ssize_t a = 0; a < n_addresses; a++) {
-            Address *r = &records[a];
-            for (int l = 0; l < 4; l++)
-                r->level[l] = level[l][a];
-            r->category = (uint64_t)category[a];
-            r->region = region[a];
-            r->is6 = is6[a];
-            r->unused = 0;
-        }
         const double days_scale = log1p(14.0), nets_scale = log1p(16.0), events_scale = log(1001.0);
         for (Py_ssize_t start = 0; start < n && bad_row < 0; start += PAIR_CHUNK) {
             Py_ssize_t count = n - start < PAIR_CHUNK ? n - start : PAIR_CHUNK;
@@ -769,11 +754,21 @@ static PyObject *pair_features(PyObject *self, PyObject *args) {
                 }
                 if (i + RECORD_AHEAD < n) {
                     int64_t ahead = address[i + RECORD_AHEAD];
-                    if (ahead >= 0 && ahead < n_addresses)
-                        __builtin_prefetch(&records[ahead]);
+                    if (ahead >= 0 && ahead < n_addresses) {
+                        for (int l = 0; l < 4; l++)
+                            __builtin_prefetch(&level[l][ahead]);
+                        __builtin_prefetch(&category[ahead]);
+                        __builtin_prefetch(&region[ahead]);
+                        __builtin_prefetch(&is6[ahead]);
+                    }
                 }
-                memcpy(&scratch->keys[k], &records[a], sizeof(Address));
-                scratch->keys[k].entity_mix = mix64((uint64_t)e + GOLDEN);
+                PairKeys *p = &scratch->keys[k];
+                for (int l = 0; l < 4; l++)
+                    p->level[l] = level[l][a];
+                p->category = (uint64_t)category[a];
+                p->region = region[a];
+                p->is6 = is6[a];
+                p->entity_mix = mix64((uint64_t)e + GOLDEN);
             }
             if (bad_row >= 0)
                 break;
@@ -875,7 +870,6 @@ static PyObject *pair_features(PyObject *self, PyObject *args) {
     for (int t = 0; t < T_COUNT; t++)
         free(tables[t].dir);
     free(scratch);
-    free(records_memory);
     if (!memory_ok) {
         PyErr_NoMemory();
         goto release;
