@@ -186,16 +186,25 @@ static int keep_top(double *value, int8_t *code, int count, int k, double v, int
     return count < k ? count + 1 : k;
 }
 
+/* The features of weight other than 0, in order (a feature of weight 0 contributes nothing, and
+ * is never named): out gets their indices, the count is returned. */
+static int named_features(const double *w, int features, int *out) {
+    int count = 0;
+    for (int i = 0; i < features; i++)
+        if (w[i] != 0.0)
+            out[count++] = i;
+    return count;
+}
+
 /* One row's strongest contributions (``top_contributions``, per row), from its contributions
- * ``c`` (features x weights); a feature of weight 0 contributes nothing. */
-static inline void top_of_contributions(const double *c, const double *w, int features, double bar, int8_t *up_codes,
+ * ``c`` (features x weights) of the ``named`` features. */
+static inline void top_of_contributions(const double *c, const int *named, int n_named, double bar, int8_t *up_codes,
                                         uint8_t *up_count, int k_up, int8_t *down_codes, uint8_t *down_count,
                                         int k_down) {
     double up_value[16], down_value[16];
     int up = 0, down = 0;
-    for (int i = 0; i < features; i++) {
-        if (w[i] == 0.0)
-            continue;
+    for (int k = 0; k < n_named; k++) {
+        int i = named[k];
         if (c[i] >= bar)
             up = keep_top(up_value, up_codes, up, k_up, c[i], i);
         else if (c[i] <= -bar)
@@ -205,12 +214,13 @@ static inline void top_of_contributions(const double *c, const double *w, int fe
     *down_count = (uint8_t)down;
 }
 
-static inline void top_of_row(const double *x, const double *w, int features, double bar, int8_t *up_codes,
-                              uint8_t *up_count, int k_up, int8_t *down_codes, uint8_t *down_count, int k_down) {
+static inline void top_of_row(const double *x, const double *w, int features, const int *named, int n_named,
+                              double bar, int8_t *up_codes, uint8_t *up_count, int k_up, int8_t *down_codes,
+                              uint8_t *down_count, int k_down) {
     double c[128];
     for (int i = 0; i < features; i++)
         c[i] = x[i] * w[i];
-    top_of_contributions(c, w, features, bar, up_codes, up_count, k_up, down_codes, down_count, k_down);
+    top_of_contributions(c, named, n_named, bar, up_codes, up_count, k_up, down_codes, down_count, k_down);
 }
 
 static PyObject *top_contributions(PyObject *self, PyObject *args) {
@@ -232,10 +242,12 @@ static PyObject *top_contributions(PyObject *self, PyObject *args) {
     const double *w = (const double *)weights.buf;
     int8_t *uc = (int8_t *)up_codes.buf, *dc = (int8_t *)down_codes.buf;
     uint8_t *un = (uint8_t *)up_count.buf, *dn = (uint8_t *)down_count.buf;
+    int named[128];
+    int n_named = named_features(w, (int)features, named);
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t row = 0; row < n; row++)
-        top_of_row(x + row * features, w, (int)features, bar, uc + row * k_up, un + row, (int)k_up, dc + row * k_down,
-                   dn + row, (int)k_down);
+        top_of_row(x + row * features, w, (int)features, named, n_named, bar, uc + row * k_up, un + row, (int)k_up,
+                   dc + row * k_down, dn + row, (int)k_down);
     Py_END_ALLOW_THREADS
     result = Py_None;
     Py_INCREF(result);
@@ -537,7 +549,7 @@ enum { S_NOVELTY, S_OTHERS_ADDRESS_WINDOW, S_OTHERS_ADDRESS_TODAY, S_OTHERS_24_W
 static const int S_SIZES[S_COUNT] = {1, 8, 8, 8, 8, 1};
 typedef struct {
     const double *w;
-    int named[F_COUNT], n_named; /* the features of weight other than 0, in order */
+    int named[F_COUNT], n_named; /* named_features of w */
     double intercept, bar;
     double *insight;
     int8_t *up_codes, *down_codes;
@@ -548,23 +560,6 @@ typedef struct {
     double *churn;
     uint8_t *known_today;
 } Judge;
-
-/* top_of_contributions over the features of weight other than 0 only (their order kept, so ties
- * are named alike). */
-static inline void top_of_named(const double *c, const Judge *j, int8_t *up_codes, uint8_t *up_count,
-                                int8_t *down_codes, uint8_t *down_count) {
-    double up_value[16], down_value[16];
-    int up = 0, down = 0;
-    for (int k = 0; k < j->n_named; k++) {
-        int f = j->named[k];
-        if (c[f] >= j->bar)
-            up = keep_top(up_value, up_codes, up, j->k_up, c[f], f);
-        else if (c[f] <= -j->bar)
-            down = keep_top(down_value, down_codes, down, j->k_down, -c[f], f);
-    }
-    *up_count = (uint8_t)up;
-    *down_count = (uint8_t)down;
-}
 
 /* A pair's row judged: its insight (the combiner's logistic, as combiner.py's _sigmoid), its named
  * evidence and its shown evidence (``others``: the counts the row has the log1p of). */
@@ -581,8 +576,8 @@ static inline void judge_row(const Judge *j, const double *row, const int64_t *o
     /* combiner.py's _sigmoid, 0.5 (1 + tanh(z / 2)), as 1 / (1 + exp(-z)): equal to an ulp or two
      * (closer for the smallest insights), in half libm's time */
     j->insight[i] = 1.0 / (1.0 + exp(-(j->intercept + ((z[0] + z[1]) + (z[2] + z[3])))));
-    top_of_named(c, j, j->up_codes + i * j->k_up, j->up_count + i, j->down_codes + i * j->k_down,
-                 j->down_count + i);
+    top_of_contributions(c, j->named, j->n_named, j->bar, j->up_codes + i * j->k_up, j->up_count + i, j->k_up,
+                         j->down_codes + i * j->k_down, j->down_count + i, j->k_down);
     j->novelty[i] = row[F_NEW_IDENTITY] > 0    ? 5
                     : row[F_NOVEL_NETWORK] > 0 ? 4
                     : row[F_NOVEL_12] > 0      ? 3
@@ -615,10 +610,7 @@ static int get_judge(PyObject *judge, Py_ssize_t n, Judge *j, Py_buffer *jb, Py_
             ok &= lengths[s] == n;
         if (ok) {
             j->w = jb[J_WEIGHTS].buf;
-            j->n_named = 0;
-            for (int f = 0; f < F_COUNT; f++)
-                if (j->w[f] != 0.0)
-                    j->named[j->n_named++] = f;
+            j->n_named = named_features(j->w, F_COUNT, j->named);
             j->insight = jb[J_INSIGHT].buf;
             j->up_codes = jb[J_UP_CODES].buf;
             j->up_count = jb[J_UP_COUNT].buf;
