@@ -187,6 +187,29 @@ def test_artifact_round_trip(model, data):
         IPInsightsModel.from_bytes(_with_metadata_version(tampered, model.version))
 
 
+def test_an_artifact_is_read_in_place_and_one_written_unaligned_reads_the_same(model, data):
+    """Arrays are views of the artifact's bytes (no copy each scored day); an artifact written before
+    its members were aligned (zip64 headers, data at any offset) loads to the same model."""
+    blob = model.to_bytes()
+    loaded = IPInsightsModel.from_bytes(blob)
+    assert not loaded.ip_emb.flags.owndata and not loaded.ip_emb.flags.writeable
+    with zipfile.ZipFile(io.BytesIO(blob)) as archive:
+        arrays = {info.filename: archive.read(info) for info in archive.infolist()}
+    unaligned = io.BytesIO()
+    with zipfile.ZipFile(unaligned, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name, body in arrays.items():
+            with archive.open(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), "w", force_zip64=True) as fh:
+                fh.write(body)
+    old = IPInsightsModel.from_bytes(unaligned.getvalue())
+    assert old.version == loaded.version and old.metadata == loaded.metadata
+    entities, ips, _, _ = data
+    np.testing.assert_array_equal(
+        old.score(entities[:50], ips[:50]).insight, loaded.score(entities[:50], ips[:50]).insight
+    )
+    with pytest.raises(ValueError, match="not an IP Insights artifact"):
+        IPInsightsModel.from_bytes(b"not a zip archive")
+
+
 def _with_metadata_version(model: IPInsightsModel, version: str) -> bytes:
     model.metadata["version"] = version
     return model.to_bytes()
