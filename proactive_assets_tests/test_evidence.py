@@ -11,6 +11,7 @@ import pyarrow.compute as pc
 import pytest
 
 from proactive_assets.core.backends.local import LocalBackend
+from proactive_assets.core.evidence import networks as networks_module
 from proactive_assets.core.evidence.combiner import (
     MIN_THRESHOLD,
     PRIOR_STRENGTH,
@@ -73,6 +74,24 @@ def test_the_most_specific_prefix_owns_an_address() -> None:
     only_v4 = Networks([Prefix("3.80.0.0/12", "aws", "us-east-1", "EC2")], "test", "2026-11-26")
     assert owner_of(only_v4, "2600:1f18:aa::1") == ("", "", "", False) and owner_of(only_v4, "fd00::1")[3]
     assert owner_of(Networks([], "test", "2026-11-26"), "3.80.1.2") == ("", "", "", False)
+
+
+def test_the_compiled_search_of_ipv4_intervals_is_numpys_at_every_boundary(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bundled ranges' owners by the compiled lookup equal numpy's, on each interval's first and
+    last address and those either side, the ends of the address space and random addresses."""
+    networks = load_networks()
+    starts, ends = networks._tables[4].starts, networks._tables[4].ends
+    rng = np.random.default_rng(0)
+    values = np.r_[starts, ends, starts - np.uint64(1), ends - np.uint64(1), rng.integers(0, 1 << 32, 5000)]
+    values = np.r_[np.uint64(0), np.uint64((1 << 32) - 1), values.astype(np.uint64)]
+    values = values[values < np.uint64(1 << 32)]  # (a start of 0 less 1 wraps)
+    args = (np.zeros(len(values), bool), np.zeros(len(values), np.uint64), values)
+    compiled = networks.lookup(*args)
+    monkeypatch.setattr(networks_module, "kernels", None)
+    expected = networks.lookup(*args)
+    for field in ("provider", "region", "service", "private"):
+        assert np.array_equal(getattr(compiled, field), getattr(expected, field)), field
+    assert (expected.provider >= 0).mean() > 0.3  # inside and outside the ranges
 
 
 def test_bundled_ranges_are_dated_and_know_aws_and_other_clouds() -> None:

@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from proactive_assets.core.evidence.compiled import kernels
 from proactive_assets.core.ipnet import parse_ips
 
 #: Provider codes: index into ``PROVIDERS``; -1 = no cloud provider.
@@ -134,7 +135,7 @@ class Networks:
             value = np.asarray((lo if version == 4 else hi)[rows], np.uint64)
             table = self._tables[version]
             if len(table.starts):  # (a custom database may announce no range of this version)
-                slot = np.searchsorted(table.starts, value, side="right") - 1
+                slot = table.last_start_at_or_below(value, version)
                 inside = value < table.ends[np.maximum(slot, 0)]
                 inside &= slot >= 0
                 slot[~inside] = len(table.starts)  # the row past the table: no owner
@@ -166,6 +167,22 @@ class _Table:
     provider: np.ndarray
     region: np.ndarray
     service: np.ndarray
+
+    @cached_property
+    def _ipv4_keys(self) -> np.ndarray:
+        """The IPv4 starts as ``kernels.slots`` keys: each in the top 32 bits (the lookup's directory
+        is of the top bits), then a key no query is above."""
+        return np.r_[self.starts << np.uint64(32), np.uint64((1 << 64) - 1)]
+
+    def last_start_at_or_below(self, value: np.ndarray, version: int) -> np.ndarray:
+        """The index of the last interval starting at or below each value (-1: none): a day's
+        million IPv4 addresses in 0.4x numpy's ``searchsorted`` time (0.055 s) by the compiled
+        lookup, as the first key above ``value << 32 | 0xFFFFFFFF``."""
+        if version != 4 or kernels is None:
+            return np.searchsorted(self.starts, value, side="right") - 1
+        slot = np.empty(len(value), np.int64)
+        kernels.slots(self._ipv4_keys, (value << np.uint64(32)) | np.uint64(0xFFFFFFFF), slot)
+        return slot - 1
 
     @cached_property
     def padded(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
