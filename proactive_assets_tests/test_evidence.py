@@ -2,6 +2,7 @@
 
 import ipaddress
 import json
+from dataclasses import fields
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -436,6 +437,11 @@ def test_a_days_addresses_are_coded_by_what_they_parse_to() -> None:
             assert got[code[row]] == expected[row]
         assert all(k[code[row]] == r[row] for k, r in zip(book.level_keys, reference.level_keys, strict=True))
         assert book.owner.provider[code[row]] == reference.owner.provider[row]
+    later_code, later = coded_addresses(column, None)  # (the day's owners, looked up on the other core)
+    assert later.owner is None and np.array_equal(later_code, code)
+    owned = later.with_owners(NETWORKS)
+    for field in fields(book.owner):
+        assert np.array_equal(getattr(owned.owner, field.name), getattr(book.owner, field.name)), field.name
     empty_code, empty = coded_addresses(pa.array([], pa.string()), NETWORKS)
     assert len(empty_code) == 0 and len(empty) == 0
     with pytest.raises(ValueError, match="not IP addresses"):

@@ -18,7 +18,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
@@ -434,21 +434,28 @@ class DayEvidence:
         return c.entity, c.address, self.ip_insights(), real, c.book, self.history, self.day, c.behaviour, c.persons
 
 
+def _with_owners(book: AddressBook, address: np.ndarray, networks: Networks) -> tuple[AddressBook, tuple]:
+    """``book`` with its addresses' owners, and each pair's owner as text (``_owner_names``)."""
+    book = book.with_owners(networks)
+    return book, _owner_names(book, address, networks)
+
+
 def day_evidence(scorer: Scorer, window: WindowIndex, learning_set: pa.Table, networks: Networks) -> DayEvidence:
-    """The day's pairs coded against ``window`` and scored by IP Insights (on the other core, meanwhile,
-    and then the addresses' owners and the day's counts of addresses)."""
+    """The day's pairs coded against ``window`` and counted, while on the other core IP Insights
+    scores them, and then their addresses' owners are looked up and the day's addresses counted."""
     with ThreadPoolExecutor(1, thread_name_prefix="ip-insights") as pool:
         scored = (
             pool.submit(scorer, learning_set.column("entity"), learning_set.column("source_ip"))
             if learning_set.num_rows
             else None
         )
-        coded = window.code_day(learning_set, networks)
-        owners = pool.submit(_owner_names, coded.book, coded.address, networks)
+        coded = window.code_day(learning_set, None)
+        owned = pool.submit(_with_owners, coded.book, coded.address, networks)
         history = window.history_for(coded.identities)
         day = build_day(coded.entity, coded.address, coded.book, history, coded.identities, pool, only_real=True)
         result = scored.result() if scored is not None else None
-        return DayEvidence(coded, history, day, result, owners.result())
+        book, owners = owned.result()
+        return DayEvidence(replace(coded, book=book), history, day, result, owners)
 
 
 def window_index(model: TrainedModel, training_set: Callable[[], pa.Table], networks: Networks) -> WindowIndex:

@@ -6,7 +6,7 @@ Each address gets a key per level: the address itself, its /24 (IPv6 /64), its /
 key; collisions are negligible at these sizes (2^-64 per pair of keys).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -49,7 +49,7 @@ class AddressBook:
     hi: np.ndarray
     lo: np.ndarray
     level_keys: list[np.ndarray]  # [address, /24, /16, /12] keys per distinct address
-    owner: Owner
+    owner: Owner | None  # None until ``with_owners`` (a book coded without ``Networks``)
     #: per address, a dense code of its /24 (/64), where the book's maker had it cheaply
     #: (``coded_addresses``, whose IPv4 addresses are in order): the day's counts count by it
     networks: np.ndarray | None = None
@@ -58,9 +58,15 @@ class AddressBook:
         return len(self.is6)
 
     @classmethod
-    def of(cls, is6: np.ndarray, hi: np.ndarray, lo: np.ndarray, networks: Networks) -> "AddressBook":
-        """The book of parsed addresses (``ipnet.parse_ips`` form): their level keys and owners."""
-        return cls(is6, hi, lo, level_keys(is6, hi, lo), networks.lookup(is6, hi, lo))
+    def of(cls, is6: np.ndarray, hi: np.ndarray, lo: np.ndarray, networks: Networks | None) -> "AddressBook":
+        """The book of parsed addresses (``ipnet.parse_ips`` form): their level keys and owners
+        (without ``networks``, no owners yet: ``with_owners``)."""
+        owner = networks.lookup(is6, hi, lo) if networks is not None else None
+        return cls(is6, hi, lo, level_keys(is6, hi, lo), owner)
+
+    def with_owners(self, networks: Networks) -> "AddressBook":
+        """This book with its addresses' owners looked up (the day's pairs are counted meanwhile)."""
+        return replace(self, owner=networks.lookup(self.is6, self.hi, self.lo))
 
 
 def level_keys(is6: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> list[np.ndarray]:
@@ -107,9 +113,9 @@ def _value_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return codes, ordered[first]
 
 
-def coded_addresses(column: pa.ChunkedArray | pa.Array, networks: Networks) -> tuple[np.ndarray, AddressBook]:
+def coded_addresses(column: pa.ChunkedArray | pa.Array, networks: Networks | None) -> tuple[np.ndarray, AddressBook]:
     """Each row's code into the book of the column's distinct addresses (canonical texts, as the
-    learning set's ``source_ip``).
+    learning set's ``source_ip``); their owners in ``networks``, if given (``AddressBook.of``).
 
     IPv4 rows are parsed where they lie (the compiled parser, on the Arrow bytes) and told apart by
     their value: hashing a million address strings cost 0.19 s at the IP Insights tutorial's

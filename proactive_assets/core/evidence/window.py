@@ -109,8 +109,9 @@ class WindowIndex:
         persons = z["persons"] if "persons" in z else person_codes(texts[0])
         return cls(*texts, History(**values), persons)
 
-    def code_day(self, table: pa.Table, networks: Networks) -> DayCodes:
-        """``table``'s (entity, source_ip) rows coded against this window; distinct values are coded once."""
+    def code_day(self, table: pa.Table, networks: Networks | None) -> DayCodes:
+        """``table``'s (entity, source_ip) rows coded against this window; distinct values are coded
+        once (their owners looked up in ``networks``, if given: ``AddressBook.of``)."""
         n = len(self.entities)
         entity_dict = encoded(table.column("entity"))
         names = entity_dict.dictionary.to_numpy(zero_copy_only=False)
