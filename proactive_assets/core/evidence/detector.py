@@ -434,7 +434,9 @@ class DayEvidence:
         return c.entity, c.address, self.ip_insights(), real, c.book, self.history, self.day, c.behaviour, c.persons
 
 
-def _with_owners(book: AddressBook, address: np.ndarray, networks: Networks) -> tuple[AddressBook, tuple]:
+def _with_owners(
+    book: AddressBook, address: np.ndarray, networks: Networks
+) -> tuple[AddressBook, tuple[pa.Array, np.ndarray]]:
     """``book`` with its addresses' owners, and each pair's owner as text (``_owner_names``)."""
     book = book.with_owners(networks)
     return book, _owner_names(book, address, networks)

@@ -65,7 +65,8 @@ class AddressBook:
         return cls(is6, hi, lo, level_keys(is6, hi, lo), owner)
 
     def with_owners(self, networks: Networks) -> "AddressBook":
-        """This book with its addresses' owners looked up (the day's pairs are counted meanwhile)."""
+        """This book with its addresses' owners (``Networks.lookup``), for a book coded without them
+        (scoring a day looks them up on its other thread)."""
         return replace(self, owner=networks.lookup(self.is6, self.hi, self.lo))
 
 
