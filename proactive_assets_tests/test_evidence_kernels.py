@@ -192,12 +192,35 @@ def test_pairs_judged_as_their_rows_are_built_are_judged_as_the_matrix(
     _assert_same_judgements(compiled, judged_pairs(*args, judge=judge))  # numpy from end to end
 
 
+@pytest.mark.parametrize(("seed", "fresh"), WORLDS)
+def test_a_days_own_pairs_judged_with_their_known_24s_are_judged_as_when_looked_up(
+    seed: int, fresh: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scoring a day hands the kernel whether each pair's /24 (/64) is known to its identity
+    (``build_day`` looked it up): the same judgements as the kernel's own lookups and numpy's."""
+    entity, address, ipi, _, book, history, _, behaviour, persons = _world(seed, fresh=fresh)
+    real = np.ones(len(entity), bool)
+    day = build_day(entity, address, book, history, len(history.known), only_real=True)
+    args, judge = (entity, address, ipi, real, book, history, day, behaviour, persons), _judge(seed)
+    given = judged_pairs(*args, judge=judge, day_pairs=True)
+    _assert_same_judgements(given, judged_pairs(*args, judge=judge))
+    monkeypatch.setattr(evidence_compiled, "SPLIT_PAIRS", 500)  # each half reads its own part
+    _assert_same_judgements(judged_pairs(*args, judge=judge, day_pairs=True), given)
+    day.seen_24 = ~day.seen_24  # they are read, not looked up again
+    assert not np.array_equal(judged_pairs(*args, judge=judge, day_pairs=True).insight, given.insight)
+    day.seen_24 = ~day.seen_24
+    monkeypatch.setattr(features, "_COMPILED", False)
+    _assert_same_judgements(given, judged_pairs(*args, judge=judge, day_pairs=True))
+
+
 def test_the_judging_kernel_refuses_mismatched_buffers() -> None:
     entity, address, ipi, real, book, history, day, behaviour, persons = _world(5)
     judge = _judge(5)
     bad = Judge(judge.weights[:-1], judge.intercept)  # a coefficient short
     with pytest.raises(ValueError, match="judge buffers of mismatched sizes"):
         judged_pairs(entity, address, ipi, real, book, history, day, behaviour, persons, judge=bad)
+    with pytest.raises(ValueError, match="buffers of mismatched sizes"):  # the day was built from some of them
+        judged_pairs(entity, address, ipi, real, book, history, day, behaviour, persons, judge, day_pairs=True)
     none = np.zeros(0, np.int64)
     empty = judged_pairs(
         none, none, np.zeros(0), np.zeros(0, bool), book, history, day, Behaviour.empty(0), persons, judge
@@ -355,6 +378,8 @@ for seed, fresh in (t.WORLDS[0], t.WORLDS[-1]):
     t.test_pairs_judged_as_their_rows_are_built_are_judged_as_the_matrix(seed, fresh, Patch())
     features._COMPILED = True
     judgement.kernels = sanitized
+    t.test_a_days_own_pairs_judged_with_their_known_24s_are_judged_as_when_looked_up(seed, fresh, Patch())
+    features._COMPILED = True
 t.test_the_judging_kernel_refuses_mismatched_buffers()
 compiled.kernels = judgement.kernels = sanitized
 t.test_named_evidence_lists_are_numpys(Patch())

@@ -105,10 +105,12 @@ static void release_buffers(Py_buffer *buffers, Py_ssize_t count) {
 
 /* pairs: entity int64, address int64, ip_insights float64, real bool, person_address bool,
  * person_24 bool (before masking by the pair's own history), new_actions float64, new_agents
- * float64, has_agents bool, events float64. */
+ * float64, has_agents bool, events float64; and seen_24 bool, whether the identity used the pair's
+ * /24 (/64) in the window, where the caller has looked it up already (scoring a day: build_day
+ * did), else empty (the kernel looks it up). */
 enum { P_ENTITY, P_ADDRESS, P_IPI, P_REAL, P_PERSON_ADDRESS, P_PERSON_24, P_NEW_ACTIONS, P_NEW_AGENTS, P_HAS_AGENTS,
-       P_EVENTS, P_COUNT };
-static const int P_SIZES[P_COUNT] = {8, 8, 8, 1, 1, 1, 8, 8, 1, 8};
+       P_EVENTS, P_SEEN_24, P_COUNT };
+static const int P_SIZES[P_COUNT] = {8, 8, 8, 1, 1, 1, 8, 8, 1, 8, 1};
 /* addresses: the level keys (address, /24, /16, /12) uint64, provider category int64, AWS region
  * code as uint64, is-IPv6 bool. */
 enum { A_KEY0, A_KEY1, A_KEY2, A_KEY3, A_CATEGORY, A_REGION, A_IS6, A_COUNT };
@@ -208,9 +210,10 @@ static inline __attribute__((always_inline)) void lookup_chunk(const Table *t, i
  * -1 (look it up). A network no identity of the window used holds no address any of them used,
  * and no identity's pair (most of a day's addresses are new to the window: their seen lookups,
  * in the largest tables, are skipped); an identity the window never saw has no pairs; an
- * identity that used an address used its /24, /16 and /12; the siblings matter only on a new
- * /24; the providers only for a known identity; the AWS regions only for an AWS address of a
- * known identity that has used AWS addresses. */
+ * identity that used an address used its /24, /16 and /12; an address is shared today only
+ * on a /24 shared today; the siblings matter only on a new /24; the providers only for a known
+ * identity; the AWS regions only for an AWS address of a known identity that has used AWS
+ * addresses. */
 static inline int64_t needless(int t, const Scratch *w, Py_ssize_t k, int known, int has_aws, long long aws_category) {
     switch (t) {
     case T_ORG0: case T_ORG1: case T_ORG2:
@@ -221,6 +224,8 @@ static inline int64_t needless(int t, const Scratch *w, Py_ssize_t k, int known,
         if (!known || !w->found[T_ORG0 + (t - T_SEEN0)][k])
             return 0;
         return w->found[t - 1][k] ? 1 : -1;
+    case T_TODAY0:
+        return w->found[T_TODAY1][k] ? -1 : 0;
     case T_SIBLINGS:
         return w->found[T_SEEN1][k] ? 0 : -1;
     case T_PROVIDERS:
@@ -253,20 +258,26 @@ static inline __attribute__((always_inline)) void table_lookups(const int t, con
 
 /* A chunk's lookups, a table at a time (its directory stays in cache), in the order needless()
  * relies on (the window's networks from the widest down, then each level's seen table after the
- * one below it). */
+ * one below it; today's /24s before their addresses). The seen /24s the caller has (``seen_24``,
+ * the chunk's, or NULL) are the answers the lookups would give. */
 static void chunk_lookups(const Table *tables, Scratch *w, Py_ssize_t count, const int64_t *entity,
-                          const uint8_t *known_in, const double *aws_share, long long aws_category) {
+                          const uint8_t *seen_24, const uint8_t *known_in, const double *aws_share,
+                          long long aws_category) {
 #define TABLE(T) table_lookups(T, &tables[T], w, count, entity, known_in, aws_share, aws_category)
     TABLE(T_ORG3);
     TABLE(T_ORG2);
     TABLE(T_ORG1);
     TABLE(T_ORG0);
     TABLE(T_SEEN0);
-    TABLE(T_SEEN1);
+    if (seen_24 != NULL)
+        for (Py_ssize_t k = 0; k < count; k++)
+            w->found[T_SEEN1][k] = seen_24[k] != 0;
+    else
+        TABLE(T_SEEN1);
     TABLE(T_SEEN2);
     TABLE(T_SEEN3);
-    TABLE(T_TODAY0);
     TABLE(T_TODAY1);
+    TABLE(T_TODAY0);
     TABLE(T_SIBLINGS);
     TABLE(T_PROVIDERS);
     TABLE(T_REGIONS);
@@ -417,7 +428,7 @@ static PyObject *pair_features(PyObject *self, PyObject *args) {
     }
     int sizes_ok = judging || out.len == (Py_ssize_t)F_COUNT * n * 8;
     for (int i = 0; i < P_COUNT; i++)
-        sizes_ok &= pl[i] == n;
+        sizes_ok &= pl[i] == n || (i == P_SEEN_24 && pl[i] == 0);
     for (int i = 0; i < A_COUNT; i++)
         sizes_ok &= al[i] == n_addresses;
     for (int i = 0; i < I_COUNT; i++)
@@ -452,7 +463,8 @@ static PyObject *pair_features(PyObject *self, PyObject *args) {
     const double *ipi_in = pb[P_IPI].buf, *new_actions_in = pb[P_NEW_ACTIONS].buf, *new_agents_in = pb[P_NEW_AGENTS].buf,
                  *events_in = pb[P_EVENTS].buf;
     const uint8_t *real_in = pb[P_REAL].buf, *person_address_in = pb[P_PERSON_ADDRESS].buf,
-                  *person_24_in = pb[P_PERSON_24].buf, *has_agents_in = pb[P_HAS_AGENTS].buf;
+                  *person_24_in = pb[P_PERSON_24].buf, *has_agents_in = pb[P_HAS_AGENTS].buf,
+                  *seen_24 = pl[P_SEEN_24] ? pb[P_SEEN_24].buf : NULL;
     const uint64_t *level[4] = {ab[A_KEY0].buf, ab[A_KEY1].buf, ab[A_KEY2].buf, ab[A_KEY3].buf};
     const int64_t *category = ab[A_CATEGORY].buf;
     const uint64_t *region = ab[A_REGION].buf;
@@ -499,7 +511,8 @@ static PyObject *pair_features(PyObject *self, PyObject *args) {
             }
             if (bad_row >= 0)
                 break;
-            chunk_lookups(tables, scratch, count, entity + start, known_in, aws_share, aws_category);
+            chunk_lookups(tables, scratch, count, entity + start, seen_24 != NULL ? seen_24 + start : NULL, known_in,
+                          aws_share, aws_category);
             for (Py_ssize_t k = 0; k < count; k++) {
                 Py_ssize_t i = start + k;
                 int64_t e = entity[i];

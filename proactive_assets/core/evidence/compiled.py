@@ -85,12 +85,14 @@ def kernel_inputs(
     aws_category: int,
     history: "History",
     day: "Day",
+    seen_24: np.ndarray | None = None,
 ) -> KernelInputs:
     """The kernel's buffers for ``features.pair_features``' pairs.
 
     ``per_pair`` is (entity, address, IP Insights, real, person's address, person's /24, new
     actions, new agents, has agents), ``events`` each pair's event count; ``category`` each
-    address's provider category (``aws_category`` for AWS)."""
+    address's provider category (``aws_category`` for AWS); ``seen_24`` each pair's /24 (/64)
+    known to its identity, where the caller has it (``Day.seen_24`` of these very pairs)."""
     entity, address, ip_insights, real, person_address, person_24, new_actions, new_agents, has_agents = per_pair
 
     def buffers(*arrays: tuple[np.ndarray, type]) -> tuple[np.ndarray, ...]:
@@ -107,6 +109,7 @@ def kernel_inputs(
         (new_agents, np.float64),
         (has_agents, bool),
         (events, np.float64),
+        (seen_24 if seen_24 is not None else np.zeros(0, bool), bool),
     )
     addresses = buffers(
         *((k, np.uint64) for k in book.level_keys),

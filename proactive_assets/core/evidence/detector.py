@@ -480,7 +480,7 @@ def score_day(
     combiner = Combiner.from_dict(evidence["combiner"]) if evidence else PRIOR
     with one_blas_thread():  # it keeps both cores busy itself
         found = day_evidence(scorer, window, learning_set, networks)
-        judged = judged_pairs(*found.pair_args(), judge=Judge.of(combiner))
+        judged = judged_pairs(*found.pair_args(), judge=Judge.of(combiner), day_pairs=True)
     owner_texts, owner = found.owners
     result = found.scored
     return DayScores(

@@ -158,11 +158,12 @@ def _per_pair(
     return entity, address, ip_insights, real, person_address, person_24, new_actions, new_agents, has_agents
 
 
-def _kernel_inputs(args: tuple) -> compiled.KernelInputs:
+def _kernel_inputs(args: tuple, seen_24: np.ndarray | None = None) -> compiled.KernelInputs:
     """``pair_features``' arguments (in its order) as the compiled kernel takes them."""
     entity, address, ip_insights, real, book, history, day, behaviour, persons = args
     per_pair = _per_pair(entity, address, ip_insights, real, book, history, behaviour, persons)
-    return compiled.kernel_inputs(per_pair, behaviour.events, book, provider_category(book), AWS + 2, history, day)
+    category = provider_category(book)
+    return compiled.kernel_inputs(per_pair, behaviour.events, book, category, AWS + 2, history, day, seen_24)
 
 
 def judged_pairs(
@@ -176,13 +177,16 @@ def judged_pairs(
     behaviour: Behaviour,
     persons: np.ndarray | None,
     judge: "Judge",
+    day_pairs: bool = False,
 ) -> "Judged":
     """``judge``'s judgements of the rows ``pair_features`` gives (the compiled kernel judges each
-    row as it builds it, and no matrix is kept)."""
+    row as it builds it, and no matrix is kept). ``day_pairs``: these are the very pairs ``day``
+    was built from, in its order, so the kernel reads whether each one's /24 (/64) is known to its
+    identity from ``day.seen_24`` instead of looking it up again."""
     args = (entity, address, ip_insights, real, book, history, day, behaviour, persons)
     if not _COMPILED:
         return judge.of_matrix(pair_features(*args))
-    return compiled.judged_pairs(_kernel_inputs(args), judge)
+    return compiled.judged_pairs(_kernel_inputs(args, day.seen_24 if day_pairs else None), judge)
 
 
 def pair_features(

@@ -358,6 +358,9 @@ class Day:
     known_pairs: np.ndarray  # per identity code: how many of its pairs today are on a known /24 (/64)
     sibling_keys: np.ndarray  # sorted (identity, /16) keys of today's pairs on a known /24 ...
     sibling_counts: np.ndarray  # ... and how many such pairs
+    #: per pair counted, in order: is its /24 (/64) known to its identity (judging the same pairs
+    #: reads it instead of looking it up again)
+    seen_24: np.ndarray | None = None
 
 
 def _identities_per_code(entity: np.ndarray, code: np.ndarray, rows: np.ndarray, codes: int) -> np.ndarray:
@@ -439,4 +442,5 @@ def build_day(
         np.bincount(entity, weights=known_24, minlength=n),
         sibling_keys,
         sibling_counts,
+        known_24,
     )
