@@ -239,7 +239,8 @@ def test_a_scored_days_counts_by_address_and_network_codes_are_the_counts_by_key
     entity = rng.integers(0, 30, len(texts))
     entity[-44:-4] = 29
     entity[-4:] = [1, 2, 3, 4]
-    code, book = address_keys.coded_addresses(pa.array(texts), NETWORKS)
+    code, book = address_keys.coded_addresses(pa.array(texts))
+    book = book.with_owners(NETWORKS)
     assert book.networks is not None and len(np.unique(book.networks)) == 4 + 3 + 40 + 2
     e, a = np.r_[entity, entity[:25]], np.r_[code, code[:25]]  # a pair twice counts its identity once
     history = build_history(e[:0], a[:0], e[:0], book, 30, Behaviour.empty(0))

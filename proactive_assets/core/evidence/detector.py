@@ -451,7 +451,7 @@ def day_evidence(scorer: Scorer, window: WindowIndex, learning_set: pa.Table, ne
             if learning_set.num_rows
             else None
         )
-        coded = window.code_day(learning_set, None)
+        coded = window.code_day(learning_set)
         owned = pool.submit(_with_owners, coded.book, coded.address, networks)
         history = window.history_for(coded.identities)
         day = build_day(coded.entity, coded.address, coded.book, history, coded.identities, pool, only_real=True)

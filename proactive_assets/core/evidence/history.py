@@ -360,7 +360,7 @@ class Day:
     sibling_counts: np.ndarray  # ... and how many such pairs
     #: per pair counted, in order: is its /24 (/64) known to its identity (judging the same pairs
     #: reads it instead of looking it up again)
-    seen_24: np.ndarray | None = None
+    seen_24: np.ndarray
 
 
 def _identities_per_code(entity: np.ndarray, code: np.ndarray, rows: np.ndarray, codes: int) -> np.ndarray:

@@ -118,9 +118,10 @@ def _value_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return codes, ordered[first]
 
 
-def coded_addresses(column: pa.ChunkedArray | pa.Array, networks: Networks | None) -> tuple[np.ndarray, AddressBook]:
+def coded_addresses(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, AddressBook]:
     """Each row's code into the book of the column's distinct addresses (canonical texts, as the
-    learning set's ``source_ip``); their owners in ``networks``, if given (``AddressBook.of``).
+    learning set's ``source_ip``), without their owners (``AddressBook.with_owners``: scoring a day
+    looks them up on its other thread).
 
     IPv4 rows are parsed where they lie (the compiled parser, on the Arrow bytes) and told apart by
     their value: hashing a million address strings cost 0.19 s at the IP Insights tutorial's
@@ -141,7 +142,7 @@ def coded_addresses(column: pa.ChunkedArray | pa.Array, networks: Networks | Non
         code[~v4] = len(v4_values) + other.indices.to_numpy(zero_copy_only=False)
         more = parse_ips(other.dictionary)
         is6, hi, lo = (np.concatenate([a, b]) for a, b in zip((is6, hi, lo), more, strict=True))
-    book = AddressBook.of(is6, hi, lo, networks)
+    book = AddressBook.of(is6, hi, lo, None)
     book.networks = _network_codes(v4_values, is6[len(v4_values) :], hi[len(v4_values) :])
     return code, book
 

@@ -18,7 +18,6 @@ import pyarrow.compute as pc
 
 from proactive_assets.core.evidence.history import Behaviour, History
 from proactive_assets.core.evidence.keys import AddressBook, coded_addresses
-from proactive_assets.core.evidence.networks import Networks
 from proactive_assets.core.evidence.persons import person_codes
 from proactive_assets.core.npz import npz_arrays, npz_bytes
 
@@ -109,16 +108,16 @@ class WindowIndex:
         persons = z["persons"] if "persons" in z else person_codes(texts[0])
         return cls(*texts, History(**values), persons)
 
-    def code_day(self, table: pa.Table, networks: Networks | None) -> DayCodes:
+    def code_day(self, table: pa.Table) -> DayCodes:
         """``table``'s (entity, source_ip) rows coded against this window; distinct values are coded
-        once (their owners looked up in ``networks``, if given: ``AddressBook.of``)."""
+        once (the addresses without their owners: ``coded_addresses``)."""
         n = len(self.entities)
         entity_dict = encoded(table.column("entity"))
         names = entity_dict.dictionary.to_numpy(zero_copy_only=False)
         known = self.entities.get_indexer(names)
         new = known < 0
         known[new] = n + np.arange(int(new.sum()))
-        address, book = coded_addresses(table.column("source_ip"), networks)
+        address, book = coded_addresses(table.column("source_ip"))
         behaviour = Behaviour(
             *_coded_items(table, "event_names", self.actions),
             *_coded_items(table, "user_agents", self.agents),
