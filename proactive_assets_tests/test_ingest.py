@@ -212,6 +212,25 @@ def test_cloudtrail_samples_parse(reader: str) -> None:
     assert "arn:aws:sts::111122223333:federated-user/contractor-kim" in parsed.events.column("identity_arn").to_pylist()
 
 
+def test_blank_arns_rewritten_addresses_and_key_fallbacks_are_normalised(reader: str) -> None:
+    """The shortcuts of normalising (no trim of every ARN; the address and account columns kept as
+    read where nothing changes) give what the rules say, in a batch where something does change."""
+    blanks = ["", " ", "\t\n", "\u00a0\u2003", " x "]
+    records = [record(arn=arn, event_id=f"blank{i}") for i, arn in enumerate(blanks)]
+    records += [record(ip="2001:DB8::0:1", event_id="v6"), record(ip="010.1.2.3", event_id="zeros")]
+    keyless = record(event_id="keyless")
+    del keyless["recipientAccountId"], keyless["awsRegion"]
+    records.append(keyless)
+    parsed = cloudtrail_records.parse_logs(
+        [cloudtrail_records.RawLog(json.dumps({"Records": records}).encode(), "f", "444455556666", "eu-west-1")]
+    )
+    rows = {r["event_id"]: r for r in parsed.events.to_pylist()}
+    assert [rows[f"blank{i}"]["identity_arn"] for i in range(len(blanks))] == [None, None, None, None, " x "]
+    assert rows["v6"]["source_ip"] == "2001:db8::1" and rows["zeros"]["source_ip"] == "10.1.2.3"
+    assert rows["keyless"]["account"] == "444455556666" and rows["keyless"]["region"] == "eu-west-1"
+    assert {rows["v6"]["account"], rows["v6"]["region"]} == {"111122223333", "us-east-1"}
+
+
 @mock_aws
 def test_s3_listing_paginates_past_1000_objects(aws_env: None) -> None:
     s3 = boto3.client("s3", region_name="us-east-1")

@@ -444,12 +444,16 @@ def _classify_ips(values: pa.Array) -> tuple[pa.Array, pa.Array]:
     """(source_kind, canonical source_ip) with one Python call per distinct value, not per record."""
     encoded = pc.dictionary_encode(values)
     kinds, canon = [], []
+    rewritten = False
     for value in encoded.dictionary.to_pylist():
         kind, ip = classify_source(value)
         kinds.append(kind)
         canon.append(ip if ip is not None else value)
+        rewritten = rewritten or canon[-1] != value
     indices = encoded.indices
-    return pc.take(pa.array(kinds, pa.string()), indices), pc.take(pa.array(canon, pa.string()), indices)
+    # the usual batch writes every address canonically already: its column is kept, not rebuilt
+    source_ip = pc.take(pa.array(canon, pa.string()), indices) if rewritten else values
+    return pc.take(pa.array(kinds, pa.string()), indices), source_ip
 
 
 @dataclass
@@ -548,6 +552,17 @@ def _problems(found: Records, sources: list[str], checks: list[_Check]) -> tuple
     return problems, rejected, unlisted
 
 
+def _per_record(values: list[str], doc_index: pa.Array) -> pa.Array:
+    """Each record's object's value ("", where the key gave none, is null)."""
+    values = pa.array(values, pa.string())
+    return pc.take(pc.if_else(pc.equal(values, ""), pa.scalar(None, pa.string()), values), doc_index)
+
+
+def _or_from_key(column: pa.Array, from_key: list[str], doc_index: pa.Array) -> pa.Array:
+    """``column`` where the record has it, else what its object's key says (the usual record has it)."""
+    return pc.coalesce(column, _per_record(from_key, doc_index)) if column.null_count else column
+
+
 def _normalise(found: Records, sources: list[str], accounts: list[str], regions: list[str]) -> EventBatch:
     """The events and problems of ``found``, read from objects named ``sources`` (with the account
     and region their keys give, "" where none)."""
@@ -557,16 +572,11 @@ def _normalise(found: Records, sources: list[str], accounts: list[str], regions:
     checks, rejected = _row_checks(found, event_time, kinds)
     problems, rejected_counts, unlisted = _problems(found, sources, checks)
     arn = strings["userIdentity.arn"]
-    arn = pc.if_else(pc.equal(pc.utf8_trim_whitespace(arn), ""), pa.scalar(None, pa.string()), arn)  # no entity
+    # no entity: empty or only whitespace (tested, not trimmed: no copy of every ARN)
+    arn = pc.if_else(
+        pc.or_(pc.equal(pc.binary_length(arn), 0), pc.utf8_is_space(arn)), pa.scalar(None, pa.string()), arn
+    )
     doc_index = pa.array(found.doc)
-    per_record = {  # "" (no account or region known from the key) is null
-        key: pc.take(pc.if_else(pc.equal(values, ""), pa.scalar(None, pa.string()), values), doc_index)
-        for key, values in (
-            ("source_file", pa.array(sources, pa.string())),
-            ("account", pa.array(accounts, pa.string())),
-            ("region", pa.array(regions, pa.string())),
-        )
-    }
     codes = found.read_only
     table = pa.table(
         {
@@ -575,8 +585,8 @@ def _normalise(found: Records, sources: list[str], accounts: list[str], regions:
             "event_source": strings["eventSource"],
             "identity_arn": arn,
             "identity_type": strings["userIdentity.type"],
-            "account": pc.coalesce(strings["recipientAccountId"], per_record["account"]),
-            "region": pc.coalesce(strings["awsRegion"], per_record["region"]),
+            "account": _or_from_key(strings["recipientAccountId"], accounts, doc_index),
+            "region": _or_from_key(strings["awsRegion"], regions, doc_index),
             "source_ip": source_ip,
             "source_kind": kinds,
             "is_pair": pc.fill_null(pc.and_(pc.equal(kinds, KIND_IP), pc.is_valid(arn)), False),
@@ -585,7 +595,7 @@ def _normalise(found: Records, sources: list[str], accounts: list[str], regions:
             "read_only": pa.array(codes == rules.READ_ONLY_TRUE, mask=(codes == 0) | (codes == rules.READ_ONLY_OTHER)),
             "event_id": strings["eventID"],
             "source": pa.repeat(pa.scalar("cloudtrail"), len(codes)),
-            "source_file": per_record["source_file"],
+            "source_file": _per_record(sources, doc_index),
         },
         schema=EVENTS_SCHEMA,
     )
