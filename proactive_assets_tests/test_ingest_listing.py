@@ -45,3 +45,21 @@ def test_the_inventory_gives_back_the_objects(tmp_path) -> None:
     assert [(o.uri, o.org_id, o.account, o.region, o.delivered_at) for o in back] == [
         (o.uri, o.org_id, o.account, o.region, o.delivered_at) for o in objects
     ]
+
+
+@pytest.mark.parametrize(
+    "name", ["a", "a/b.json.gz", "a//b", "./a", "a/./b", "a/.", "a/..", "/abs/x", "a/", ".", ".x/y"]
+)
+def test_a_local_objects_uri_is_its_path_whatever_the_key(tmp_path, name: str) -> None:
+    store = LocalStore(tmp_path)
+    assert store.uri_for(name) == str(store.root / name) == store.local_path(name)
+
+
+@pytest.mark.parametrize("size", [0, 1, 20_000, (1 << 20) + 3])
+def test_a_local_object_is_read_whole(tmp_path, size: int) -> None:
+    store = LocalStore(tmp_path)
+    data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    store.put(key("20240601T0000Z"), data)
+    assert store.get(key("20240601T0000Z")) == data
+    with pytest.raises(FileNotFoundError):
+        store.get(key("20240601T0005Z"))
