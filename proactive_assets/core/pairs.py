@@ -14,7 +14,9 @@ events. Events without an eventID are all counted.
 ``readOnly`` is unknown (absent from the record, or an OCSF row) is not classified as a write.
 """
 
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from proactive_assets.core import event_dedup
 from proactive_assets.core.events import EVENTS_SCHEMA
 from proactive_assets.core.evidence.networks import AWS, Networks, load_networks
 from proactive_assets.core.ipnet import parse_ips
@@ -101,6 +104,8 @@ EventSource = pa.Table | str
 """Pair events: an in-memory table, or the path of a Parquet file read batch by batch."""
 
 BATCH_ROWS = 256_000
+#: Batches aggregated at once by ``build_learning_set``'s second pass (while the next one is read).
+AGGREGATING = 2
 _LIST_COLUMNS = {
     "event_names": "event_name",
     "identity_types": "identity_type",
@@ -145,19 +150,10 @@ def first_occurrences(keys: pa.Table) -> np.ndarray:
     """True for the first row of each event (``EVENT_KEY``), and for every row without an eventID.
 
     CloudTrail may deliver a record twice (in different objects of the same day), and Security
-    Lake keeps CloudTrail's eventID, so the same event can come from both. The hash aggregation
-    runs in Arrow: no Python object per event, so a multi-million-event day stays small.
+    Lake keeps CloudTrail's eventID, so the same event can come from both. No Python object per
+    event (``event_dedup``), so a multi-million-event day stays small.
     """
-    n = keys.num_rows
-    keep = np.asarray(pc.is_null(keys.column("event_id")), dtype=bool)
-    if n == 0 or keep.all():
-        return keep
-    # Rows without an id form groups of their own; they are kept anyway. No filtered copy.
-    rows = keys.select(EVENT_KEY).append_column("row", pa.array(np.arange(n, dtype=np.int64)))
-    firsts = rows.group_by(EVENT_KEY, use_threads=False).aggregate([("row", "min")])
-    del rows
-    keep[np.asarray(firsts.column("row_min"))] = True
-    return keep
+    return event_dedup.first_occurrences(keys, EVENT_KEY)
 
 
 def _event_keys(source: EventSource) -> tuple[np.ndarray, pa.Table]:
@@ -273,17 +269,25 @@ def build_learning_set(*sources: EventSource, networks: Networks | None = None) 
     keep_pairs = first_occurrences(_as_codes(pa.concat_tables(pair_keys)))
     del pair_keys
     stats = {"events": total, "pair_events": int(keep_pairs.sum()), "duplicate_events": int((~keep_pairs).sum())}
-    partials, offset = [], 0
-    for source, pair_mask in zip(sources, is_pair, strict=True):
-        keep = np.zeros(len(pair_mask), dtype=bool)
-        keep[pair_mask] = keep_pairs[offset : offset + int(pair_mask.sum())]
-        offset += int(pair_mask.sum())
-        start = 0
-        for batch in _batches(source, _AGGREGATED_COLUMNS, dictionary=_FEW_VALUES):
-            mask = keep[start : start + batch.num_rows]
-            start += batch.num_rows
-            if mask.any():
-                partials.append(_partial(_decoded(batch.filter(pa.array(mask)))))
+    partials: list[pa.Table] = []
+    offset = 0
+    # Each batch is aggregated on the pool while the next one is read (both in Arrow, without the
+    # GIL); at most AGGREGATING batches are held at once, and the partials keep the batches' order.
+    with ThreadPoolExecutor(AGGREGATING, thread_name_prefix="learning-set") as pool:
+        running: deque[Future] = deque()
+        for source, pair_mask in zip(sources, is_pair, strict=True):
+            keep = np.zeros(len(pair_mask), dtype=bool)
+            keep[pair_mask] = keep_pairs[offset : offset + int(pair_mask.sum())]
+            offset += int(pair_mask.sum())
+            start = 0
+            for batch in _batches(source, _AGGREGATED_COLUMNS, dictionary=_FEW_VALUES):
+                mask = keep[start : start + batch.num_rows]
+                start += batch.num_rows
+                if mask.any():
+                    if len(running) >= AGGREGATING:
+                        partials.append(running.popleft().result())
+                    running.append(pool.submit(_partial, _decoded(batch.filter(pa.array(mask)))))
+        partials += [future.result() for future in running]
     if not partials:
         stats["pairs"] = 0
         return LEARNING_SET_SCHEMA.empty_table(), stats
