@@ -191,9 +191,25 @@ def _as_codes(keys: pa.Table) -> pa.Table:
 
 
 def _partial(pairs: pa.Table) -> pa.Table:
-    """Aggregate one batch of pair events per (entity, source_ip)."""
+    """Aggregate one batch of pair events per (entity, source_ip). Dictionary-encoded columns (a
+    file's, ``_FEW_VALUES``) are aggregated by their codes and only the aggregates decoded: decoding
+    a batch's rows first cost more than aggregating them (0.2 s against 0.13 s a 256k-row batch)."""
+    dictionaries = {}
+    pairs = pairs.unify_dictionaries()
+    for i, name in enumerate(pairs.column_names):
+        column = pairs.column(i)
+        if pa.types.is_dictionary(column.type):
+            column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+            dictionaries[name] = column.dictionary
+            pairs = pairs.set_column(i, name, column.indices)
     errors = pairs.column("error_code")
-    denied = pc.fill_null(pc.match_substring_regex(errors, ACCESS_DENIED), False)
+    if "error_code" in dictionaries:
+        denied_values = pc.fill_null(pc.match_substring_regex(dictionaries["error_code"], ACCESS_DENIED), False)
+        denied = pc.fill_null(pc.take(denied_values, errors), False)
+    else:
+        denied = pc.fill_null(pc.match_substring_regex(errors, ACCESS_DENIED), False)
+    if "event_name" in dictionaries:
+        dictionaries["write_name"] = dictionaries["event_name"]
     writes = pc.fill_null(pc.equal(pairs.column("read_only"), False), False)
     weight = pc.fill_null(pairs.column("event_count"), 1)
     pairs = pairs.append_column("is_error", pc.multiply(pc.is_valid(errors).cast(pa.int64()), weight))
@@ -201,7 +217,7 @@ def _partial(pairs: pa.Table) -> pa.Table:
     pairs = pairs.append_column("write_name", pc.if_else(writes, pairs.column("event_name"), None))
     pairs = pairs.append_column("events", pc.fill_null(pairs.column("event_count"), 1))
     pairs = pairs.append_column("last_time", pc.coalesce(pairs.column("last_event_time"), pairs.column("event_time")))
-    grouped = pairs.group_by(["identity_arn", "source_ip"]).aggregate(
+    grouped = pairs.group_by(["identity_arn", "source_ip"], use_threads=False).aggregate(
         [
             ("events", "sum"),
             ("is_error", "sum"),
@@ -211,16 +227,26 @@ def _partial(pairs: pa.Table) -> pa.Table:
             *[(column, "distinct") for column in _LIST_COLUMNS.values()],
         ]
     )
+
+    def decoded(name: str, values: pa.ChunkedArray) -> pa.Array:
+        values = values.combine_chunks()
+        if name not in dictionaries:
+            return values
+        if pa.types.is_list(values.type):
+            items = pc.take(dictionaries[name], values.values)
+            return pa.ListArray.from_arrays(values.offsets, items, mask=values.is_null())
+        return pc.take(dictionaries[name], values)
+
     return pa.table(
         {
-            "entity": grouped.column("identity_arn"),
-            "source_ip": grouped.column("source_ip"),
+            "entity": decoded("identity_arn", grouped.column("identity_arn")),
+            "source_ip": decoded("source_ip", grouped.column("source_ip")),
             "event_count": grouped.column("events_sum").cast(pa.int64()),
             "error_count": grouped.column("is_error_sum").cast(pa.int64()),
             "access_denied_count": grouped.column("is_denied_sum").cast(pa.int64()),
             "first_seen": grouped.column("event_time_min"),
             "last_seen": grouped.column("last_time_max"),
-            **{name: grouped.column(f"{column}_distinct") for name, column in _LIST_COLUMNS.items()},
+            **{name: decoded(column, grouped.column(f"{column}_distinct")) for name, column in _LIST_COLUMNS.items()},
         }
     )
 
@@ -286,7 +312,7 @@ def build_learning_set(*sources: EventSource, networks: Networks | None = None) 
                 if mask.any():
                     if len(running) >= AGGREGATING:
                         partials.append(running.popleft().result())
-                    running.append(pool.submit(_partial, _decoded(batch.filter(pa.array(mask)))))
+                    running.append(pool.submit(_partial, batch.filter(pa.array(mask))))
         partials += [future.result() for future in running]
     if not partials:
         stats["pairs"] = 0
