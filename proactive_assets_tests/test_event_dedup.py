@@ -59,8 +59,8 @@ def test_the_first_copy_of_each_event_is_kept_as_arrow_keeps_it(seed: int) -> No
 @pytest.mark.parametrize("mask", [0, 0xF, 0xFFFF])
 def test_hash_collisions_never_merge_two_events(monkeypatch: pytest.MonkeyPatch, mask: int) -> None:
     """With a hash that collides for every row (or for many), the answer stays exact."""
-    mix = event_dedup._mix
-    monkeypatch.setattr(event_dedup, "_mix", lambda h: mix(h) & np.uint64(mask))
+    mix = event_dedup.mix64
+    monkeypatch.setattr(event_dedup, "mix64", lambda h: mix(h) & np.uint64(mask))
     keys = day(7)
     assert event_dedup.first_occurrences(keys, KEY).tolist() == reference(keys).tolist()
 

@@ -16,7 +16,8 @@ from proactive_assets.core.evidence import keys as address_keys
 from proactive_assets.core.evidence.features import FEATURES, judged_pairs, pair_features
 from proactive_assets.core.evidence.history import Behaviour, build_day, build_history
 from proactive_assets.core.evidence.judgement import SHOWN, Judge
-from proactive_assets.core.evidence.keys import address_book, mix64
+from proactive_assets.core.evidence.keys import address_book
+from proactive_assets.core.hashing import mix64
 from proactive_assets_tests.sanitized import run_sanitized
 from proactive_assets_tests.test_evidence import NETWORKS
 

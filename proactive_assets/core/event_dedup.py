@@ -14,6 +14,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from proactive_assets.core.hashing import mix64
+
 #: The length of a UUID eventID, as CloudTrail (and Security Lake, which keeps it) writes it.
 ID_CHARS = 36
 #: With more than one duplicated event in this many (a day read from CloudTrail and from Security
@@ -135,7 +137,7 @@ def _hashes(keys: pa.Table, key: list[str]) -> tuple[np.ndarray, np.ndarray]:
         values = _numbers(keys.column(name))
         if values is not None:
             hashes = _step(hashes, values.astype(np.uint64))
-    return _mix(hashes), hashed
+    return mix64(hashes), hashed
 
 
 def _step(h: np.ndarray, word: np.ndarray) -> np.ndarray:
@@ -143,16 +145,6 @@ def _step(h: np.ndarray, word: np.ndarray) -> np.ndarray:
     h = (h << np.uint64(5)) | (h >> np.uint64(59))
     h ^= word
     h *= _K
-    return h
-
-
-def _mix(h: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser: every input bit moves every output bit."""
-    h ^= h >> np.uint64(30)
-    h *= np.uint64(0xBF58476D1CE4E5B9)
-    h ^= h >> np.uint64(27)
-    h *= np.uint64(0x94D049BB133111EB)
-    h ^= h >> np.uint64(31)
     return h
 
 

@@ -15,25 +15,12 @@ import pyarrow.compute as pc
 
 from proactive_assets.core.evidence.compiled import kernels
 from proactive_assets.core.evidence.networks import Networks, Owner
+from proactive_assets.core.hashing import mix64
 from proactive_assets.core.ipnet import parse_ips, parse_ipv4_arrow
 
 #: Prefix lengths of the levels after the address itself: (IPv4, IPv6).
 LEVELS = ((24, 64), (16, 48), (12, 32))
 LEVEL_NAMES = ("address", "/24 (/64)", "/16 (/48)", "/12 (/32)")
-
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-
-
-def mix64(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser: a stable 64-bit integer hash."""
-    x = x.astype(np.uint64, copy=True)
-    x ^= x >> np.uint64(30)
-    x *= _M1
-    x ^= x >> np.uint64(27)
-    x *= _M2
-    x ^= x >> np.uint64(31)
-    return x
 
 
 def pair_key(entity: np.ndarray, key: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from proactive_assets.core.hashing import mix64
 from proactive_assets.core.ipnet import arrow_to_pandas, as_object_array, parse_ips, string_array, string_column
 from proactive_assets.core.model.params import IPInsightsParams, versioned_params
 from proactive_assets.core.npz import npz_arrays, npz_bytes
@@ -50,17 +51,6 @@ class ScoreResult:
 
 # --------------------------------------------------------------------------------------------
 # entities: hashes and codes
-
-
-def mix64(x: np.ndarray) -> np.ndarray:
-    """splitmix64 finaliser: a stable, platform-independent 64-bit integer hash."""
-    x = x.astype(np.uint64, copy=True)
-    x ^= x >> np.uint64(30)
-    x *= np.uint64(0xBF58476D1CE4E5B9)
-    x ^= x >> np.uint64(27)
-    x *= np.uint64(0x94D049BB133111EB)
-    x ^= x >> np.uint64(31)
-    return x
 
 
 _ENTITY_HASHER = hashlib.blake2b(digest_size=8, person=_ENTITY_PERSON)

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from proactive_assets.core.hashing import mix64
 from proactive_assets.core.ipnet import parse_ips
 from proactive_assets.core.model.ipinsights import (
     MASK64,
@@ -24,7 +25,6 @@ from proactive_assets.core.model.ipinsights import (
     encode_forward,
     entity_hash64,
     factorize,
-    mix64,
     pair_dots,
 )
 from proactive_assets.core.model.metrics import fit_platt, roc_auc, roc_points, sigmoid
