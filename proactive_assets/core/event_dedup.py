@@ -24,6 +24,9 @@ MANY_DUPLICATES = 8
 #: 8-byte words that hold a 36-byte id (zero-padded).
 _WORDS = 5
 _K = np.uint64(0x9E3779B97F4A7C15)
+#: Low bits of the hash in the bitmap that finds the rows sharing a hash (2**20 bits: 1 MB).
+_FILTER_BITS = 20
+_FILTER_MASK = np.uint64((1 << _FILTER_BITS) - 1)
 
 
 def first_occurrences(keys: pa.Table, key: list[str]) -> np.ndarray:
@@ -46,7 +49,12 @@ def first_occurrences(keys: pa.Table, key: list[str]) -> np.ndarray:
         else:  # the usual day: few duplicates, found by binary search, then compared key by key
             member = np.zeros(len(rows), dtype=bool)
             if len(shared):
-                member = shared[np.minimum(np.searchsorted(shared, hashes), len(shared) - 1)] == hashes
+                # a bitmap of the shared hashes' low bits rules most rows out before the binary search
+                bits = np.zeros(1 << _FILTER_BITS, dtype=bool)
+                bits[shared & _FILTER_MASK] = True
+                maybe = np.flatnonzero(bits[hashes & _FILTER_MASK])
+                found = shared[np.minimum(np.searchsorted(shared, hashes[maybe]), len(shared) - 1)] == hashes[maybe]
+                member[maybe[found]] = True
             keep[rows[~member]] = True  # no other row has its hash: the only copy of its event
             if member.any():
                 exact[_groups(keys, key, rows[member], hashes[member], keep)] = True
@@ -141,8 +149,10 @@ def _hashes(keys: pa.Table, key: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _step(h: np.ndarray, word: np.ndarray) -> np.ndarray:
-    """One word into a running hash (FxHash's step: rotate, xor, multiply)."""
-    h = (h << np.uint64(5)) | (h >> np.uint64(59))
+    """One word into a running hash (FxHash's step: rotate, xor, multiply), in place."""
+    high = h >> np.uint64(59)
+    h <<= np.uint64(5)
+    h |= high
     h ^= word
     h *= _K
     return h
