@@ -151,3 +151,61 @@ def test_sources_mix_in_memory_and_on_disk_with_shared_keys(tmp_path: Path) -> N
 def test_no_sources_no_pairs() -> None:
     table, stats = pairs.build_learning_set()
     assert table.num_rows == 0 and stats["pairs"] == 0
+
+
+def _reference_union(partials: list[pa.Table]) -> dict[tuple[str, str], dict]:
+    """Each pair's merged aggregates, by plain Python: sums, min/max, sorted unions cut to their limits."""
+    merged: dict[tuple[str, str], dict] = {}
+    for row in pa.concat_tables(partials).to_pylist():
+        out = merged.setdefault((row["entity"], row["source_ip"]), {"sets": {n: set() for n in pairs._LIST_COLUMNS}})
+        for name in ("event_count", "error_count", "access_denied_count"):
+            out[name] = out.get(name, 0) + row[name]
+        out["first_seen"] = min(out.get("first_seen", row["first_seen"]), row["first_seen"])
+        out["last_seen"] = max(out.get("last_seen", row["last_seen"]), row["last_seen"])
+        for name in pairs._LIST_COLUMNS:
+            out["sets"][name].update(v for v in row[name] or () if v is not None)
+    for out in merged.values():
+        sets = out.pop("sets")
+        out["source_file_count"] = len(sets["source_files"])
+        out.update({n: sorted(v)[: pairs._LIST_LIMITS.get(n)] for n, v in sets.items()})
+    return merged
+
+
+def test_partials_merge_into_sorted_cut_unions_per_pair() -> None:
+    """``_combine`` (by codes, in Arrow and numpy) against plain Python, over several partials with
+    nulls, empty and missing lists, non-ASCII values and lists past their limits."""
+    import random
+    from datetime import UTC, datetime, timedelta
+
+    rng = random.Random(3)
+    words = ["a", "b", "é", "Z", "agent/1", "agent/2", "", "ü-x"] + [f"f{i:03d}" for i in range(80)]
+    partials = []
+    for _ in range(4):
+        rows = []
+        for _ in range(300):
+            rows.append(
+                {
+                    "entity": rng.choice(["arn:1", "arn:2", "arn:é"]),
+                    "source_ip": rng.choice(["10.0.0.1", "10.0.0.2", "2001:db8::1"]),
+                    "event_count": rng.randint(1, 5),
+                    "error_count": rng.randint(0, 2),
+                    "access_denied_count": rng.randint(0, 1),
+                    "first_seen": datetime(2024, 6, 1, tzinfo=UTC) + timedelta(minutes=rng.randint(0, 999)),
+                    "last_seen": datetime(2024, 6, 1, 18, tzinfo=UTC) + timedelta(minutes=rng.randint(0, 99)),
+                    **{
+                        name: None
+                        if rng.random() < 0.1
+                        else [rng.choice([*words, None]) for _ in range(rng.randint(0, 6))]
+                        for name in pairs._LIST_COLUMNS
+                    },
+                }
+            )
+        partials.append(pa.Table.from_pylist(rows))
+    combined = pairs._combine(partials).to_pylist()
+    expected = _reference_union(partials)
+    assert len(combined) == len(expected)
+    for row in combined:
+        want = expected[(row.pop("entity"), row.pop("source_ip"))]
+        assert row == want
+    assert any(len(row["user_agents"]) == pairs.MAX_USER_AGENTS for row in combined)
+    assert any(row["source_file_count"] > pairs.MAX_SOURCE_FILES for row in combined)

@@ -251,27 +251,78 @@ def _partial(pairs: pa.Table) -> pa.Table:
     )
 
 
+#: Most items each list column keeps (sorted, the first ones); ``source_file_count`` counts them all.
+_LIST_LIMITS = {"user_agents": MAX_USER_AGENTS, "source_files": MAX_SOURCE_FILES}
+
+
 def _combine(partials: list[pa.Table]) -> pa.Table:
-    """Merge per-batch aggregates: sums, min/max, and the union of each list column."""
-    merged = pa.concat_tables(partials)
+    """Merge per-batch aggregates: sums, min/max, and the union of each list column (sorted, cut
+    to ``_LIST_LIMITS``), with ``source_file_count``. In Arrow and numpy, by codes: a day of 100k
+    pairs has millions of partial rows (Python sets took 26 s for 1M events of 100k pairs)."""
+    merged = pa.concat_tables(partials).combine_chunks()
+    entity = pc.dictionary_encode(merged.column("entity").chunk(0))
+    address = pc.dictionary_encode(merged.column("source_ip").chunk(0))
+    width = max(1, len(address.dictionary))
+    pair_keys, pair = _distinct(np.asarray(entity.indices, np.int64) * width + np.asarray(address.indices, np.int64))
     sums = ["event_count", "error_count", "access_denied_count"]
-    table = merged.group_by(_KEYS).aggregate(
-        [*((name, "sum") for name in sums), ("first_seen", "min"), ("last_seen", "max")]
+    grouped = (
+        merged.select([*sums, "first_seen", "last_seen"])
+        .append_column("pair", pa.array(pair))
+        .group_by("pair", use_threads=False)
+        .aggregate([*((name, "sum") for name in sums), ("first_seen", "min"), ("last_seen", "max")])
+        .sort_by("pair")
     )
-    table = table.rename_columns([*_KEYS, *sums, "first_seen", "last_seen"])
-    index = {key: i for i, key in enumerate(zip(*(table.column(k).to_pylist() for k in _KEYS), strict=True))}
+    columns = {
+        "entity": pc.take(entity.dictionary, pa.array(pair_keys // width)),
+        "source_ip": pc.take(address.dictionary, pa.array(pair_keys % width)),
+        **{name: grouped.column(f"{name}_sum") for name in sums},
+        "first_seen": grouped.column("first_seen_min"),
+        "last_seen": grouped.column("last_seen_max"),
+    }
     for name in _LIST_COLUMNS:
-        values: list[set] = [set() for _ in range(table.num_rows)]
-        for entity, ip, items in zip(
-            merged.column("entity").to_pylist(),
-            merged.column("source_ip").to_pylist(),
-            merged.column(name).to_pylist(),
-            strict=True,
-        ):
-            values[index[(entity, ip)]].update(v for v in items or () if v is not None)
-        limit = MAX_USER_AGENTS if name == "user_agents" else None
-        table = table.append_column(name, pa.array([sorted(v)[:limit] for v in values], pa.list_(pa.string())))
-    return table
+        columns[name], counts = _union(merged.column(name).chunk(0), pair, len(pair_keys), _LIST_LIMITS.get(name))
+        if name == "source_files":
+            columns["source_file_count"] = pa.array(counts, pa.int64())
+    return pa.table(columns)
+
+
+def _distinct(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the distinct keys, sorted; each key's index among them): ``np.unique`` by a sort, which here
+    is several times faster than numpy's hash-based one (0.53 s a call on 1M keys)."""
+    order = np.argsort(keys)
+    ordered = keys[order]
+    first = np.ones(len(keys), dtype=bool)
+    first[1:] = ordered[1:] != ordered[:-1]
+    inverse = np.empty(len(keys), np.int64)
+    inverse[order] = np.cumsum(first) - 1
+    return ordered[first], inverse
+
+
+def _union(lists: pa.ListArray, pair: np.ndarray, pairs: int, limit: int | None) -> tuple[pa.ListArray, np.ndarray]:
+    """(each pair's distinct non-null items of ``lists`` (rows of pair ``pair``), sorted, at most
+    ``limit``; how many there were before the cut)."""
+    items = lists.flatten()
+    owner = pair[np.asarray(pc.list_parent_indices(lists), np.int64)]
+    if items.null_count:
+        valid = np.asarray(items.is_valid(), dtype=bool)
+        items, owner = items.filter(pa.array(valid)), owner[valid]
+    encoded = pc.dictionary_encode(items)
+    values = encoded.dictionary
+    order = np.asarray(pc.sort_indices(values), np.int64)  # the values' sorted order: a code's rank
+    rank = np.empty(len(values), np.int64)
+    rank[order] = np.arange(len(values))
+    width = max(1, len(values))
+    kept = _distinct(owner * width + rank[np.asarray(encoded.indices, np.int64)])[0]  # by pair, then value
+    kept_pair, kept_value = kept // width, order[kept % width]
+    counts = np.bincount(kept_pair, minlength=pairs)
+    if limit is not None and (counts > limit).any():
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        first = np.arange(len(kept)) - starts[kept_pair] < limit
+        kept_value, shown = kept_value[first], np.minimum(counts, limit)
+    else:
+        shown = counts
+    offsets = np.concatenate([[0], np.cumsum(shown)]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), pc.take(values, pa.array(kept_value))), counts
 
 
 def build_learning_set(*sources: EventSource, networks: Networks | None = None) -> tuple[pa.Table, dict[str, int]]:
@@ -318,12 +369,6 @@ def build_learning_set(*sources: EventSource, networks: Networks | None = None) 
         stats["pairs"] = 0
         return LEARNING_SET_SCHEMA.empty_table(), stats
     table = _combine(partials)
-    files = table.column("source_files")
-    table = table.set_column(
-        table.schema.get_field_index("source_files"),
-        "source_files",
-        pa.array([v[:MAX_SOURCE_FILES] for v in files.to_pylist()], pa.list_(pa.string())),
-    ).append_column("source_file_count", pc.list_value_length(files).cast(pa.int64()))
     table = table.append_column("address_scope", address_scopes(table.column("source_ip"), networks))
     table = table.select(LEARNING_SET_SCHEMA.names).cast(LEARNING_SET_SCHEMA)
     table = table.sort_by([("entity", "ascending"), ("source_ip", "ascending")])
