@@ -116,7 +116,6 @@ _LIST_COLUMNS = {
     "write_event_names": "write_name",
     "user_agents": "user_agent",
 }
-_KEYS = ["entity", "source_ip"]
 
 
 def _batches(source: EventSource, columns: list[str], dictionary: tuple[str, ...] = ()) -> Iterator[pa.Table]:
@@ -136,14 +135,6 @@ def _complete(table: pa.Table, columns: list[str]) -> pa.Table:
     names = set(table.column_names)
     types = {**{f.name: f.type for f in EVENTS_SCHEMA}, **COUNT_COLUMNS}
     return pa.table({c: table.column(c) if c in names else pa.nulls(table.num_rows, types[c]) for c in columns})
-
-
-def _decoded(table: pa.Table) -> pa.Table:
-    """``table`` with its dictionary-encoded columns as plain ones (the same values)."""
-    for i, column in enumerate(table.columns):
-        if pa.types.is_dictionary(column.type):
-            table = table.set_column(i, table.field(i).name, column.cast(column.type.value_type))
-    return table
 
 
 def first_occurrences(keys: pa.Table) -> np.ndarray:
