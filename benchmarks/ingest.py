@@ -16,14 +16,14 @@ and noisy), with the machine's core count:
   the suite's vendored real records and the public logs named in PROACTIVE_REAL_CLOUDTRAIL (e.g. Stratus Red Team's).
 * Cores: the wall time of ``cloudtrail.read`` over the generated day with every worker against
   one worker.
-* Many pairs: the learning set of a generated 1M-event day over 100k (identity, address) pairs,
-  from its Parquet file, against reading the same columns (the big day below has few pairs).
 * The big day: ``raw_cloudtrail -> cloudtrail_events -> learning_set`` for one ~5M-event day in a
   child process, with every worker against ``PROACTIVE_INGEST_WORKERS=1``, wall time and peak
   RSS beside the RSS of a child that only imports the project, and its CPU seconds (what bounds the
   wall time on a 2-core machine). Targets: < 10 s, < 1,536 MiB.
   The day is built from the generator's files copied under new object names, each copy's
   eventIDs rewritten: new events, as a real day's are.
+* Many pairs: the learning set of a generated 1M-event day over 100k (identity, address) pairs,
+  from its Parquet file, against reading the same columns (the big day has few pairs).
 """
 
 import argparse
@@ -326,8 +326,6 @@ def main(argv: list[str] | None = None) -> None:
     scale = args.scale or (10.0 if args.quick else 100.0)
     big = args.big_events or (500_000 if args.quick else 5_000_000)
 
-    from proactive_assets.config import Settings
-    from proactive_assets.core.evidence.networks import load_networks
     from proactive_assets.samples.cloudtrail import generate_sample
 
     print(f"machine: {cores()}; Python {platform.python_version()}")
@@ -350,42 +348,50 @@ def main(argv: list[str] | None = None) -> None:
             f"cloudtrail.read wall, generated day: {every:.3f} s with {workers} workers vs {one:.3f} s with 1 "
             f"(baseline) = {every / one:.2f}x ({one / every:.2f}x faster)"
         )
+        if not args.no_big_day:
+            big_day(Path(tmp), root, big, workers)
+        # after the big day's children: a child's peak RSS starts from this process's at the fork
         many = many_pairs(Path(tmp), *((200_000, 20_000) if args.quick else (1_000_000, 100_000)))
         print(
             f"learning set of {many['events']:,} events over {many['pairs']:,} pairs (read from Parquet): "
             f"{many['built']:.2f} s against reading its columns {many['read']:.2f} s (baseline) = "
             f"{many['built'] / many['read']:.1f}x"
         )
-        if args.no_big_day:
-            return
-        events = _grow(root, big)
-        base_rss = _child("baseline")["rss_mib"]
-        home = Path(tmp) / "home"
-        run = ("run", str(root), str(home), DAY.isoformat())
-        # The provider ranges' cache, as a deployment has it from its first day on (``load_networks``).
-        load_networks(None, Settings(home=str(home)).cache_folder)
-        serial = _child(*run, workers=1)
-        for part in home.iterdir():
-            if part.name != "cache":
-                shutil.rmtree(part)
-        every = _child(*run)
-        print(f"big day: {events:,} events through raw_cloudtrail -> cloudtrail_events -> learning_set")
-        print(
-            f"  wall                 {every['seconds']:.1f} s with {workers} workers vs {serial['seconds']:.1f} s "
-            f"with 1 (baseline) = {every['seconds'] / serial['seconds']:.2f}x; "
-            f"{events / every['seconds']:,.0f} events/s; target < 10 s"
-        )
-        print(
-            f"  CPU                  {every['cpu']:.1f} s with {workers} workers "
-            f"({every['cpu'] / every['seconds']:.2f} cores busy), {serial['cpu']:.1f} s with 1; "
-            f"{every['page_faults']:,} minor page faults"
-        )
-        print(f"  steps                {every['steps']} (1 worker: {serial['steps']})")
-        print(
-            f"  peak RSS             {every['rss_mib']:,.0f} MiB with {workers} workers, {serial['rss_mib']:,.0f} MiB "
-            f"with 1 (import-only baseline {base_rss:,.0f} MiB: {every['rss_mib'] / base_rss:.2f}x); target < 1536 MiB"
-        )
     print(f"(this process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB)")
+
+
+def big_day(tmp: Path, root: Path, big: int, workers: int) -> None:
+    """The big day through the three assets in child processes, every worker against one."""
+    from proactive_assets.config import Settings
+    from proactive_assets.core.evidence.networks import load_networks
+
+    events = _grow(root, big)
+    base_rss = _child("baseline")["rss_mib"]
+    home = tmp / "home"
+    run = ("run", str(root), str(home), DAY.isoformat())
+    # The provider ranges' cache, as a deployment has it from its first day on (``load_networks``).
+    load_networks(None, Settings(home=str(home)).cache_folder)
+    serial = _child(*run, workers=1)
+    for part in home.iterdir():
+        if part.name != "cache":
+            shutil.rmtree(part)
+    every = _child(*run)
+    print(f"big day: {events:,} events through raw_cloudtrail -> cloudtrail_events -> learning_set")
+    print(
+        f"  wall                 {every['seconds']:.1f} s with {workers} workers vs {serial['seconds']:.1f} s "
+        f"with 1 (baseline) = {every['seconds'] / serial['seconds']:.2f}x; "
+        f"{events / every['seconds']:,.0f} events/s; target < 10 s"
+    )
+    print(
+        f"  CPU                  {every['cpu']:.1f} s with {workers} workers "
+        f"({every['cpu'] / every['seconds']:.2f} cores busy), {serial['cpu']:.1f} s with 1; "
+        f"{every['page_faults']:,} minor page faults"
+    )
+    print(f"  steps                {every['steps']} (1 worker: {serial['steps']})")
+    print(
+        f"  peak RSS             {every['rss_mib']:,.0f} MiB with {workers} workers, {serial['rss_mib']:,.0f} MiB "
+        f"with 1 (import-only baseline {base_rss:,.0f} MiB: {every['rss_mib'] / base_rss:.2f}x); target < 1536 MiB"
+    )
 
 
 if __name__ == "__main__":
