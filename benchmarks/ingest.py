@@ -93,6 +93,16 @@ def _cpu(fn: Callable[[], object], rounds: int, repeats: int) -> float:
     return best
 
 
+def _wall(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
+    """(the least wall time of ``repeats`` calls of ``fn``, the last call's result)."""
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - started)
+    return best, result
+
+
 def ingest(blobs: list[bytes], inflater: str | None = None) -> int:
     """Events of ``blobs`` read as one ``cloudtrail.read`` task does (inflate, scan while in cache,
     parse a batch per ``BATCH_BYTES`` of JSON) on this thread."""
@@ -175,13 +185,7 @@ def parallel_read(root: Path, repeats: int = 3) -> tuple[int, float, float]:
     workers = cloudtrail.default_workers()
 
     def wall(n: int) -> float:
-        best = float("inf")
-        for _ in range(repeats):
-            started = time.perf_counter()
-            for _batch in cloudtrail.read(store, objects, workers=n):
-                pass
-            best = min(best, time.perf_counter() - started)
-        return best
+        return _wall(lambda: sum(1 for _batch in cloudtrail.read(store, objects, workers=n)), repeats)[0]
 
     return workers, wall(1), wall(workers)
 
@@ -194,7 +198,9 @@ def _grow(root: Path, target_events: int) -> int:
     files = _files(root)
     per_round = sum(len(json.loads(gzip.decompress(p.read_bytes()))["Records"]) for p in files)
     rounds = max(1, -(-target_events // per_round))
-    with ProcessPoolExecutor(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None) as pool:
+    from proactive_assets.core.sources.cloudtrail import default_workers
+
+    with ProcessPoolExecutor(default_workers()) as pool:
         list(pool.map(_copies, files, [rounds] * len(files), chunksize=16))
     return per_round * rounds
 
@@ -292,17 +298,10 @@ def many_pairs(folder: Path, events: int, pairs: int, seed: int = 5) -> dict:
     pq.write_table(table, path, row_group_size=learning.BATCH_ROWS, compression="zstd")
     del table, ids
 
-    def wall(fn: Callable[[], object]) -> float:
-        best = float("inf")
-        for _ in range(2):
-            started = time.perf_counter()
-            fn()
-            best = min(best, time.perf_counter() - started)
-        return best
-
-    read = wall(lambda: pq.read_table(path, columns=[c for c in learning.PAIR_COLUMNS if c in EVENTS_SCHEMA.names]))
-    built = wall(lambda: learning.build_learning_set(path))
-    return {"events": events, "pairs": learning.build_learning_set(path)[1]["pairs"], "read": read, "built": built}
+    columns = [c for c in learning.PAIR_COLUMNS if c in EVENTS_SCHEMA.names]
+    read = _wall(lambda: pq.read_table(path, columns=columns), 2)[0]
+    built, (_table, stats) = _wall(lambda: learning.build_learning_set(path), 2)
+    return {"events": events, "pairs": stats["pairs"], "read": read, "built": built}
 
 
 def _child(*args: str, workers: int | None = None) -> dict:
