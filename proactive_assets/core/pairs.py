@@ -188,9 +188,8 @@ def _partial(pairs: pa.Table) -> pa.Table:
     dictionaries = {}
     pairs = pairs.unify_dictionaries()
     for i, name in enumerate(pairs.column_names):
-        column = pairs.column(i)
-        if pa.types.is_dictionary(column.type):
-            column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        if pa.types.is_dictionary(pairs.field(i).type):
+            column = pairs.column(i).combine_chunks()
             dictionaries[name] = column.dictionary
             pairs = pairs.set_column(i, name, column.indices)
     errors = pairs.column("error_code")

@@ -48,8 +48,8 @@ class AddressBook:
     def of(cls, is6: np.ndarray, hi: np.ndarray, lo: np.ndarray, networks: Networks | None) -> "AddressBook":
         """The book of parsed addresses (``ipnet.parse_ips`` form): their level keys and owners
         (without ``networks``, no owners yet: ``with_owners``)."""
-        owner = networks.lookup(is6, hi, lo) if networks is not None else None
-        return cls(is6, hi, lo, level_keys(is6, hi, lo), owner)
+        book = cls(is6, hi, lo, level_keys(is6, hi, lo), None)
+        return book.with_owners(networks) if networks is not None else book
 
     def with_owners(self, networks: Networks) -> "AddressBook":
         """This book with its addresses' owners (``Networks.lookup``), for a book coded without them
