@@ -3,6 +3,9 @@ alert line reads (writes by readOnly, user agents, access-denied counts)."""
 
 import gzip
 import json
+import random
+import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -153,17 +156,33 @@ def test_no_sources_no_pairs() -> None:
     assert table.num_rows == 0 and stats["pairs"] == 0
 
 
-def _reference_union(partials: list[pa.Table]) -> dict[tuple[str, str], dict]:
-    """Each pair's merged aggregates, by plain Python: sums, min/max, sorted unions cut to their limits."""
-    merged: dict[tuple[str, str], dict] = {}
-    for row in pa.concat_tables(partials).to_pylist():
-        out = merged.setdefault((row["entity"], row["source_ip"]), {"sets": {n: set() for n in pairs._LIST_COLUMNS}})
-        for name in ("event_count", "error_count", "access_denied_count"):
-            out[name] = out.get(name, 0) + row[name]
-        out["first_seen"] = min(out.get("first_seen", row["first_seen"]), row["first_seen"])
-        out["last_seen"] = max(out.get("last_seen", row["last_seen"]), row["last_seen"])
-        for name in pairs._LIST_COLUMNS:
-            out["sets"][name].update(v for v in row[name] or () if v is not None)
+def _reference(table: pa.Table) -> dict[tuple[str, str], dict]:
+    """Each pair's aggregates by plain Python, from the event rows in order: the first copy of each
+    event, sums, min/max, sorted unions cut to their limits."""
+    seen, merged = set(), {}
+    for row in table.to_pylist():
+        if not row["is_pair"]:
+            continue
+        key = (row["event_id"], row["identity_arn"], row["source_ip"], row["event_time"])
+        if row["event_id"] is not None and key in seen:
+            continue
+        seen.add(key)
+        out = merged.setdefault(
+            (row["identity_arn"], row["source_ip"]), {"sets": {n: set() for n in pairs._LIST_COLUMNS}}
+        )
+        weight = 1 if row["event_count"] is None else row["event_count"]
+        error = row["error_code"]
+        denied = error is not None and re.search(pairs.ACCESS_DENIED, error) is not None
+        for name, value in (("event_count", weight), ("error_count", weight * (error is not None))):
+            out[name] = out.get(name, 0) + value
+        out["access_denied_count"] = out.get("access_denied_count", 0) + weight * denied
+        last = row["last_event_time"] or row["event_time"]
+        out["first_seen"] = min(out.get("first_seen", row["event_time"]), row["event_time"])
+        out["last_seen"] = max(out.get("last_seen", last), last)
+        for name, column in pairs._LIST_COLUMNS.items():
+            value = row["event_name"] if column == "write_name" and row["read_only"] is False else row.get(column)
+            if value is not None and (column != "write_name" or row["read_only"] is False):
+                out["sets"][name].add(value)
     for out in merged.values():
         sets = out.pop("sets")
         out["source_file_count"] = len(sets["source_files"])
@@ -171,41 +190,64 @@ def _reference_union(partials: list[pa.Table]) -> dict[tuple[str, str], dict]:
     return merged
 
 
-def test_partials_merge_into_sorted_cut_unions_per_pair() -> None:
-    """``_combine`` (by codes, in Arrow and numpy) against plain Python, over several partials with
-    nulls, empty and missing lists, non-ASCII values and lists past their limits."""
-    import random
-    from datetime import UTC, datetime, timedelta
+def _random_events(seed: int, n: int) -> pa.Table:
+    """Events with copies delivered again, ids shared by other identities, events without an id,
+    counted rows (Security Lake's), nulls, non-ASCII values and lists past their limits."""
+    rng = random.Random(seed)
+    start = datetime(2024, 6, 1, tzinfo=UTC)
+    words = ["a", "b", "é", "Z", "", "ü-x"] + [f"f{i:03d}" for i in range(80)]
+    rows: list[dict] = []
+    for i in range(n):
+        if rows and rng.random() < 0.15:
+            rows.append(dict(rng.choice(rows)))  # delivered again
+            continue
+        pair = rng.random() < 0.9
+        counted = rng.random() < 0.1
+        rows.append(
+            {
+                "event_time": start + timedelta(minutes=rng.randint(0, 1440)),
+                "event_name": rng.choice([*words[:8], None]),
+                "event_source": "ec2.amazonaws.com",
+                "identity_arn": rng.choice(["arn:1", "arn:2", "arn:é", "arn:4"]) if pair else None,
+                "identity_type": rng.choice(["IAMUser", "AssumedRole", None]),
+                "account": rng.choice(["111122223333", "444455556666"]),
+                "region": rng.choice(["us-east-1", "eu-west-1", None]),
+                "source_ip": rng.choice(["10.0.0.1", "10.0.0.2", "2001:db8::1"]) if pair else "ec2.amazonaws.com",
+                "source_kind": "ip" if pair else "service",
+                "is_pair": pair,
+                "user_agent": rng.choice([*words, None]),
+                "error_code": rng.choice([None, None, "AccessDenied", "Client.UnauthorizedOperation", "Throttling"]),
+                "read_only": rng.choice([True, False, None]),
+                "event_id": None if rng.random() < 0.05 else rng.choice([f"id{i}", f"id{i // 2}"]),
+                "source": rng.choice(["cloudtrail", "security_lake"]),
+                "source_file": rng.choice(words),
+                "event_count": rng.randint(1, 9) if counted else None,
+                "last_event_time": start + timedelta(minutes=rng.randint(1440, 1500)) if counted else None,
+            }
+        )
+    schema = EVENTS_SCHEMA
+    for name, kind in pairs.COUNT_COLUMNS.items():
+        schema = schema.append(pa.field(name, kind))
+    return pa.Table.from_pylist(rows, schema)
 
-    rng = random.Random(3)
-    words = ["a", "b", "é", "Z", "agent/1", "agent/2", "", "ü-x"] + [f"f{i:03d}" for i in range(80)]
-    partials = []
-    for _ in range(4):
-        rows = []
-        for _ in range(300):
-            rows.append(
-                {
-                    "entity": rng.choice(["arn:1", "arn:2", "arn:é"]),
-                    "source_ip": rng.choice(["10.0.0.1", "10.0.0.2", "2001:db8::1"]),
-                    "event_count": rng.randint(1, 5),
-                    "error_count": rng.randint(0, 2),
-                    "access_denied_count": rng.randint(0, 1),
-                    "first_seen": datetime(2024, 6, 1, tzinfo=UTC) + timedelta(minutes=rng.randint(0, 999)),
-                    "last_seen": datetime(2024, 6, 1, 18, tzinfo=UTC) + timedelta(minutes=rng.randint(0, 99)),
-                    **{
-                        name: None
-                        if rng.random() < 0.1
-                        else [rng.choice([*words, None]) for _ in range(rng.randint(0, 6))]
-                        for name in pairs._LIST_COLUMNS
-                    },
-                }
-            )
-        partials.append(pa.Table.from_pylist(rows))
-    combined = pairs._combine(partials).to_pylist()
-    expected = _reference_union(partials)
-    assert len(combined) == len(expected)
-    for row in combined:
-        want = expected[(row.pop("entity"), row.pop("source_ip"))]
-        assert row == want
-    assert any(len(row["user_agents"]) == pairs.MAX_USER_AGENTS for row in combined)
-    assert any(row["source_file_count"] > pairs.MAX_SOURCE_FILES for row in combined)
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_learning_set_is_plain_pythons_aggregation_over_many_batches(
+    seed: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Added up batch by batch by the pairs' codes, from memory and from a file (its text columns
+    read dictionary-encoded), the learning set is exactly what plain Python makes of the rows."""
+    monkeypatch.setattr(pairs, "BATCH_ROWS", 37)
+    table = _random_events(seed, 1200)
+    path = tmp_path / "events.parquet"
+    pq.write_table(table, path, row_group_size=100)
+    expected = _reference(table)
+    for source in (table, str(path)):
+        learning, stats = pairs.build_learning_set(source)
+        assert learning.schema == pairs.LEARNING_SET_SCHEMA
+        assert stats["pairs"] == len(expected) == learning.num_rows
+        for row in learning.to_pylist():
+            row.pop("address_scope")
+            assert row == expected[(row.pop("entity"), row.pop("source_ip"))]
+    counted = [r for r in learning.to_pylist() if r["source_file_count"] > pairs.MAX_SOURCE_FILES]
+    assert counted and any(len(r["user_agents"]) == pairs.MAX_USER_AGENTS for r in learning.to_pylist())
