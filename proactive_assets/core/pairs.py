@@ -15,6 +15,7 @@ events. Events without an eventID are all counted.
 """
 
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -175,6 +176,9 @@ _LIST_LIMITS = {"user_agents": MAX_USER_AGENTS, "source_files": MAX_SOURCE_FILES
 _SUMS = ("event_count", "error_count", "access_denied_count")
 _NO_TIME_MIN, _NO_TIME_MAX = np.iinfo(np.int64).max, np.iinfo(np.int64).min
 _CODE_BITS = 32  # a (pair, value) key: the pair's index above, the value's code below
+#: Keys are told apart by counting (not hashing or sorting) up to this many possible keys: pairs
+#: ((identity, address) codes), and a batch's (pair, value) keys of a list column.
+DENSE_PAIR_KEYS = 1 << 24
 
 
 def _codes(column: pa.ChunkedArray, known: dict[str, int]) -> np.ndarray:
@@ -199,6 +203,16 @@ def _sorted_distinct(keys: np.ndarray) -> np.ndarray:
     """The distinct keys, sorted (numpy's vectorised sort: ~9x its argsort)."""
     ordered = np.sort(keys)
     return ordered[np.r_[True, ordered[1:] != ordered[:-1]]] if len(ordered) > 1 else ordered
+
+
+def _distinct_keys(pair: np.ndarray, code: np.ndarray, values: int, pairs: int) -> np.ndarray:
+    """The distinct (pair, value code) keys of some rows, sorted: by counting where there are few
+    possible keys for the rows (a day of few pairs), else by sorting."""
+    space = pairs * values
+    if space <= min(DENSE_PAIR_KEYS, 4 * max(len(code), 1 << 14)):
+        present = np.flatnonzero(np.bincount(pair * values + code, minlength=space))
+        return ((present // values) << _CODE_BITS) | (present % values)
+    return _sorted_distinct((pair << _CODE_BITS) | code)
 
 
 @dataclass
@@ -243,7 +257,7 @@ class _PairTotals:
         for name, column in _LIST_COLUMNS.items():
             code = _codes(batch.column("event_name" if column == "write_name" else column), self.values[name])
             valid = (code >= 0) & writes if column == "write_name" else code >= 0
-            self.keys[name].append(_sorted_distinct((pair[valid] << _CODE_BITS) | code[valid]))
+            self.keys[name].append(_distinct_keys(pair[valid], code[valid], len(self.values[name]), self.pairs))
 
     def table(self, entity: pa.Array, address: pa.Array) -> pa.Table:
         """The pairs' rows (``entity`` and ``address`` their identity and address, in pair order)."""
@@ -286,21 +300,32 @@ def _pair_index(keys: pa.Table, dictionaries: dict[str, pa.Array]) -> tuple[np.n
     entity = np.asarray(keys.column("identity_arn").fill_null(-1), np.int64)
     address = np.asarray(keys.column("source_ip").fill_null(-1), np.int64)
     width = len(dictionaries["source_ip"]) + 1  # a null address is code -1: shifted to 0 here
-    encoded = pc.dictionary_encode(pa.array((entity + 1) * width + (address + 1)))
+    keys = (entity + 1) * width + (address + 1)
+    # pairs numbered in code order, the same whatever the rows' order: where the codes span a few
+    # million keys (a day of few identities or addresses), by counting; else by Arrow's hashing
+    space = (len(dictionaries["identity_arn"]) + 1) * width
+    if space <= DENSE_PAIR_KEYS:
+        present = np.bincount(keys, minlength=space) > 0
+        numbered = np.cumsum(present) - 1
+        return (
+            numbered[keys],
+            *_decoded_pairs(np.flatnonzero(present), width, dictionaries),
+        )
+    encoded = pc.dictionary_encode(pa.array(keys))
     distinct = np.asarray(encoded.dictionary, np.int64)
-    order = np.argsort(distinct)  # pairs numbered in code order: the same whatever the rows' order
+    order = np.argsort(distinct)
     rank = np.empty(len(distinct), np.int64)
     rank[order] = np.arange(len(distinct))
+    return rank[np.asarray(encoded.indices, np.int64)], *_decoded_pairs(distinct[order], width, dictionaries)
+
+
+def _decoded_pairs(keys: np.ndarray, width: int, dictionaries: dict[str, pa.Array]) -> tuple[pa.Array, pa.Array]:
+    """(identity, address) of each pair key of ``_pair_index``."""
 
     def decoded(codes: np.ndarray, values: pa.Array) -> pa.Array:
         return pc.take(values, pa.array(codes - 1, pa.int64(), mask=codes == 0))
 
-    pairs = distinct[order]
-    return (
-        rank[np.asarray(encoded.indices, np.int64)],
-        decoded(pairs // width, dictionaries["identity_arn"]),
-        decoded(pairs % width, dictionaries["source_ip"]),
-    )
+    return decoded(keys // width, dictionaries["identity_arn"]), decoded(keys % width, dictionaries["source_ip"])
 
 
 def build_learning_set(*sources: EventSource, networks: Networks | None = None) -> tuple[pa.Table, dict[str, int]]:
@@ -332,18 +357,26 @@ def build_learning_set(*sources: EventSource, networks: Networks | None = None) 
     del codes
     totals = _PairTotals(len(entity))
     offset = taken = 0
-    for source, pair_mask in zip(sources, is_pair, strict=True):
-        keep = np.zeros(len(pair_mask), dtype=bool)
-        keep[pair_mask] = keep_pairs[offset : offset + int(pair_mask.sum())]
-        offset += int(pair_mask.sum())
-        start = 0
-        for batch in _batches(source, _AGGREGATED_COLUMNS, dictionary=_FEW_VALUES):
-            mask = keep[start : start + batch.num_rows]
-            start += batch.num_rows
-            kept = int(mask.sum())
-            if kept:
-                totals.add(batch.filter(pa.array(mask)), pair[taken : taken + kept])
-                taken += kept
+    # each batch is added on the other core while the next one is read; one at a time, in order
+    with ThreadPoolExecutor(1, thread_name_prefix="learning-set") as pool:
+        adding: Future | None = None
+        for source, pair_mask in zip(sources, is_pair, strict=True):
+            keep = np.zeros(len(pair_mask), dtype=bool)
+            keep[pair_mask] = keep_pairs[offset : offset + int(pair_mask.sum())]
+            offset += int(pair_mask.sum())
+            start = 0
+            for batch in _batches(source, _AGGREGATED_COLUMNS, dictionary=_FEW_VALUES):
+                mask = keep[start : start + batch.num_rows]
+                start += batch.num_rows
+                kept = int(mask.sum())
+                if kept:
+                    part = batch.filter(pa.array(mask))
+                    if adding is not None:
+                        adding.result()
+                    adding = pool.submit(totals.add, part, pair[taken : taken + kept])
+                    taken += kept
+        if adding is not None:
+            adding.result()
     table = totals.table(entity, address)
     table = table.append_column("address_scope", address_scopes(table.column("source_ip"), networks))
     table = table.select(LEARNING_SET_SCHEMA.names).cast(LEARNING_SET_SCHEMA)
