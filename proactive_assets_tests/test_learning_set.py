@@ -248,6 +248,8 @@ def test_learning_set_is_plain_pythons_aggregation_over_many_batches(
         learning, stats = pairs.build_learning_set(source)
         assert learning.schema == pairs.LEARNING_SET_SCHEMA
         assert stats["pairs"] == len(expected) == learning.num_rows
+        keys = list(zip(learning.column("entity").to_pylist(), learning.column("source_ip").to_pylist(), strict=True))
+        assert keys == sorted(keys)  # by entity, then address
         for row in learning.to_pylist():
             row.pop("address_scope")
             assert row == expected[(row.pop("entity"), row.pop("source_ip"))]

@@ -295,37 +295,40 @@ class _PairTotals:
 
 
 def _pair_index(keys: pa.Table, dictionaries: dict[str, pa.Array]) -> tuple[np.ndarray, pa.Array, pa.Array]:
-    """(each row's pair: an index into the day's distinct (identity, address) pairs; each pair's
-    identity; each pair's address) for ``keys`` with its identity and address as codes (``_as_codes``)."""
-    entity = np.asarray(keys.column("identity_arn").fill_null(-1), np.int64)
-    address = np.asarray(keys.column("source_ip").fill_null(-1), np.int64)
-    width = len(dictionaries["source_ip"]) + 1  # a null address is code -1: shifted to 0 here
-    keys = (entity + 1) * width + (address + 1)
-    # pairs numbered in code order, the same whatever the rows' order: where the codes span a few
-    # million keys (a day of few identities or addresses), by counting; else by Arrow's hashing
-    space = (len(dictionaries["identity_arn"]) + 1) * width
-    if space <= DENSE_PAIR_KEYS:
+    """(each row's pair: an index into the day's distinct (identity, address) pairs, numbered in
+    the learning set's order, by identity then address; each pair's identity; each pair's address)
+    for ``keys`` with its identity and address as codes (``_as_codes``). Nulls sort last, as Arrow sorts."""
+    entity, entities = _ranked(keys.column("identity_arn"), dictionaries["identity_arn"])
+    address, addresses = _ranked(keys.column("source_ip"), dictionaries["source_ip"])
+    width = len(addresses) + 1
+    keys = entity * width + address
+    space = (len(entities) + 1) * width
+    if space <= DENSE_PAIR_KEYS:  # a day of few identities or addresses: by counting
         present = np.bincount(keys, minlength=space) > 0
-        numbered = np.cumsum(present) - 1
-        return (
-            numbered[keys],
-            *_decoded_pairs(np.flatnonzero(present), width, dictionaries),
-        )
-    encoded = pc.dictionary_encode(pa.array(keys))
-    distinct = np.asarray(encoded.dictionary, np.int64)
-    order = np.argsort(distinct)
-    rank = np.empty(len(distinct), np.int64)
-    rank[order] = np.arange(len(distinct))
-    return rank[np.asarray(encoded.indices, np.int64)], *_decoded_pairs(distinct[order], width, dictionaries)
-
-
-def _decoded_pairs(keys: np.ndarray, width: int, dictionaries: dict[str, pa.Array]) -> tuple[pa.Array, pa.Array]:
-    """(identity, address) of each pair key of ``_pair_index``."""
+        pair, distinct = np.cumsum(present) - 1, np.flatnonzero(present)
+        pair = pair[keys]
+    else:  # by Arrow's hashing, and a sort of the distinct keys
+        encoded = pc.dictionary_encode(pa.array(keys))
+        distinct = np.asarray(encoded.dictionary, np.int64)
+        order = np.argsort(distinct)
+        rank = np.empty(len(distinct), np.int64)
+        rank[order] = np.arange(len(distinct))
+        pair, distinct = rank[np.asarray(encoded.indices, np.int64)], distinct[order]
 
     def decoded(codes: np.ndarray, values: pa.Array) -> pa.Array:
-        return pc.take(values, pa.array(codes - 1, pa.int64(), mask=codes == 0))
+        return pc.take(values, pa.array(codes, pa.int64(), mask=codes == len(values)))
 
-    return decoded(keys // width, dictionaries["identity_arn"]), decoded(keys % width, dictionaries["source_ip"])
+    return pair, decoded(distinct // width, entities), decoded(distinct % width, addresses)
+
+
+def _ranked(codes: pa.ChunkedArray, dictionary: pa.Array) -> tuple[np.ndarray, pa.Array]:
+    """(each row's value as its rank in ``dictionary``'s sorted order, null as the last rank; the
+    dictionary sorted)."""
+    order = np.asarray(pc.sort_indices(dictionary), np.int64)
+    rank = np.empty(len(order) + 1, np.int64)
+    rank[order] = np.arange(len(order))
+    rank[-1] = len(order)  # null: -1 below
+    return rank[np.asarray(codes.fill_null(-1), np.int64)], dictionary.take(pa.array(order))
 
 
 def build_learning_set(*sources: EventSource, networks: Networks | None = None) -> tuple[pa.Table, dict[str, int]]:
@@ -379,8 +382,7 @@ def build_learning_set(*sources: EventSource, networks: Networks | None = None) 
             adding.result()
     table = totals.table(entity, address)
     table = table.append_column("address_scope", address_scopes(table.column("source_ip"), networks))
-    table = table.select(LEARNING_SET_SCHEMA.names).cast(LEARNING_SET_SCHEMA)
-    table = table.sort_by([("entity", "ascending"), ("source_ip", "ascending")])
+    table = table.select(LEARNING_SET_SCHEMA.names).cast(LEARNING_SET_SCHEMA)  # sorted: pairs are numbered so
     stats["pairs"] = table.num_rows
     stats["entities"] = len(pc.unique(table.column("entity")))
     return table, stats
