@@ -356,7 +356,9 @@ def build_learning_set(*sources: EventSource, networks: Networks | None = None) 
     if not keep_pairs.any():
         stats["pairs"] = 0
         return LEARNING_SET_SCHEMA.empty_table(), stats
-    pair, entity, address = _pair_index(codes.filter(pa.array(keep_pairs)), dictionaries)
+    pair, entity, address = _pair_index(
+        codes.select(["identity_arn", "source_ip"]).filter(pa.array(keep_pairs)), dictionaries
+    )
     del codes
     totals = _PairTotals(len(entity))
     offset = taken = 0
