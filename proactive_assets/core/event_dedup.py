@@ -134,11 +134,7 @@ def _hashes(keys: pa.Table, key: list[str]) -> tuple[np.ndarray, np.ndarray]:
         mine, text = _id_text(chunk)
         if mine is None:
             return hashes, hashed  # not text: nothing hashed, all exact
-        h = np.zeros(len(text), dtype=np.uint64)
-        words = _words(text)
-        for i in range(_WORDS):
-            h = _step(h, words[:, i])
-        hashes[start : start + len(chunk)][mine] = h
+        hashes[start : start + len(chunk)][mine] = _id_hash(text)
         hashed[start : start + len(chunk)] = mine
         start += len(chunk)
     for name in key[1:]:
@@ -146,6 +142,20 @@ def _hashes(keys: pa.Table, key: list[str]) -> tuple[np.ndarray, np.ndarray]:
         if values is not None:
             hashes = _step(hashes, values.astype(np.uint64))
     return mix64(hashes), hashed
+
+
+def _id_hash(text: np.ndarray) -> np.ndarray:
+    """The running hash of each id (a row of ``text``: ``ID_CHARS`` bytes) over its four 8-byte
+    words and its last four bytes, read in place by strided views (no zero-padded copy of the
+    day's ids: 0.15-0.3 s -> 0.1 s for 2M)."""
+    text = np.ascontiguousarray(text)
+    n = len(text)
+    h = np.zeros(n, dtype=np.uint64)
+    if n == 0:
+        return h
+    for offset in range(0, ID_CHARS - 7, 8):
+        h = _step(h, np.ndarray((n,), np.uint64, text, offset, (ID_CHARS,)))
+    return _step(h, np.ndarray((n,), np.uint32, text, ID_CHARS - 4, (ID_CHARS,)).astype(np.uint64))
 
 
 def _step(h: np.ndarray, word: np.ndarray) -> np.ndarray:
