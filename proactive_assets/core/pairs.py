@@ -301,24 +301,33 @@ def _pair_index(keys: pa.Table, dictionaries: dict[str, pa.Array]) -> tuple[np.n
     entity, entities = _ranked(keys.column("identity_arn"), dictionaries["identity_arn"])
     address, addresses = _ranked(keys.column("source_ip"), dictionaries["source_ip"])
     width = len(addresses) + 1
-    keys = entity * width + address
-    space = (len(entities) + 1) * width
-    if space <= DENSE_PAIR_KEYS:  # a day of few identities or addresses: by counting
-        present = np.bincount(keys, minlength=space) > 0
-        pair, distinct = np.cumsum(present) - 1, np.flatnonzero(present)
-        pair = pair[keys]
-    else:  # by Arrow's hashing, and a sort of the distinct keys
-        encoded = pc.dictionary_encode(pa.array(keys))
-        distinct = np.asarray(encoded.dictionary, np.int64)
-        order = np.argsort(distinct)
-        rank = np.empty(len(distinct), np.int64)
-        rank[order] = np.arange(len(distinct))
-        pair, distinct = rank[np.asarray(encoded.indices, np.int64)], distinct[order]
+    pair, distinct = _numbered(entity * width + address, (len(entities) + 1) * width)
 
     def decoded(codes: np.ndarray, values: pa.Array) -> pa.Array:
         return pc.take(values, pa.array(codes, pa.int64(), mask=codes == len(values)))
 
     return pair, decoded(distinct // width, entities), decoded(distinct % width, addresses)
+
+
+def _numbered(keys: np.ndarray, space: int) -> tuple[np.ndarray, np.ndarray]:
+    """(each key's index among the distinct keys, sorted; those distinct keys), for keys in
+    [0, space): ``np.unique(keys, return_inverse=True)``, faster. Few possible keys (a day of few
+    identities or addresses) are counted; else the keys are sorted with each one's row number in
+    its low bits (numpy's vectorised sort of int64: ~0.35 s for 5M, where its argsort takes 0.9 s
+    and Arrow's hashing 0.5 s), and only where they do not fit in 63 bits does ``np.unique`` run."""
+    if space <= DENSE_PAIR_KEYS:
+        present = np.bincount(keys, minlength=space) > 0
+        return (np.cumsum(present) - 1)[keys], np.flatnonzero(present)
+    row_bits = max(1, len(keys).bit_length())
+    if (space - 1).bit_length() + row_bits > 63:
+        distinct, number = np.unique(keys, return_inverse=True)
+        return number.reshape(-1), distinct
+    packed = np.sort((keys << row_bits) | np.arange(len(keys)))
+    ordered = packed >> row_bits
+    first = np.r_[True, ordered[1:] != ordered[:-1]] if len(ordered) else np.zeros(0, bool)
+    number = np.empty(len(keys), np.int64)
+    number[packed & ((1 << row_bits) - 1)] = np.cumsum(first) - 1
+    return number, ordered[first]
 
 
 def _ranked(codes: pa.ChunkedArray, dictionary: pa.Array) -> tuple[np.ndarray, pa.Array]:
