@@ -265,10 +265,11 @@ class _PairTotals:
         columns.update({name: pa.array(total) for name, total in self.sums.items()})
         for name, times, missing in (("first_seen", self.first, _NO_TIME_MIN), ("last_seen", self.last, _NO_TIME_MAX)):
             columns[name] = pa.array(times, pa.timestamp("ms", tz="UTC"), mask=times == missing)
-        for name in _LIST_COLUMNS:
-            columns[name], counts = self._lists(name)
-            if name == "source_files":
-                columns["source_file_count"] = pa.array(counts, pa.int64())
+        with ThreadPoolExecutor(2, thread_name_prefix="learning-set-lists") as pool:  # sorts and takes: no GIL
+            for name, (lists, counts) in zip(_LIST_COLUMNS, pool.map(self._lists, _LIST_COLUMNS), strict=True):
+                columns[name] = lists
+                if name == "source_files":
+                    columns["source_file_count"] = pa.array(counts, pa.int64())
         return pa.table(columns)
 
     def _lists(self, name: str) -> tuple[pa.ListArray, np.ndarray]:
@@ -278,7 +279,9 @@ class _PairTotals:
         order = np.asarray(pc.sort_indices(values), np.int64)  # the values' sorted order: a code's rank
         rank = np.empty(len(values), np.int64)
         rank[order] = np.arange(len(values))
-        keys = np.concatenate(self.keys[name]) if self.keys[name] else np.zeros(0, np.int64)
+        batches = self.keys.pop(name)  # let go of each column's keys as soon as its lists are made
+        keys = np.concatenate(batches) if batches else np.zeros(0, np.int64)
+        del batches
         width = max(1, len(values))
         kept = _sorted_distinct((keys >> _CODE_BITS) * width + rank[keys & ((1 << _CODE_BITS) - 1)])  # by pair, value
         kept_pair, kept_value = kept // width, order[kept % width]
