@@ -297,16 +297,18 @@ def write_many_pairs(path: str, events: int, pairs: int, seed: int = 5) -> None:
 
     rng = np.random.default_rng(seed)
     pair = rng.integers(0, pairs, events)
+    times = rng.integers(1717200000000, 1717286400000, events)
     ids = [str(uuid.UUID(int=int(rng.integers(0, 2**62)) << 64 | int(x))) for x in rng.integers(0, 2**62, events)]
     for i in rng.choice(events, events // 100, replace=False):  # the same record delivered twice
-        ids[i] = ids[(i + 1) % events]
+        j = (i + 1) % events
+        ids[i], pair[i], times[i] = ids[j], pair[j], times[j]
 
     def pick(values: list[str], n: int) -> pa.Array:
         return pa.array(np.array(values)[rng.integers(0, len(values), n)])
 
     table = pa.table(
         {
-            "event_time": pa.array(rng.integers(1717200000000, 1717286400000, events), pa.timestamp("ms", tz="UTC")),
+            "event_time": pa.array(times, pa.timestamp("ms", tz="UTC")),
             "event_name": pick([f"Action{i}" for i in range(200)], events),
             "event_source": pick(["ec2.amazonaws.com", "s3.amazonaws.com", "sts.amazonaws.com"], events),
             "identity_arn": pa.array(
