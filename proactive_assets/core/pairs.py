@@ -16,7 +16,7 @@ events. Events without an eventID are all counted.
 
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -215,7 +215,6 @@ def _distinct_keys(pair: np.ndarray, code: np.ndarray, values: int, pairs: int) 
     return _sorted_distinct((pair << _CODE_BITS) | code)
 
 
-@dataclass
 class _PairTotals:
     """A day's per-pair aggregates, added up batch by batch by the pairs' indices (``pair`` per
     row, from the first pass): sums and min/max in arrays as long as the day's pairs, and for each
@@ -224,19 +223,13 @@ class _PairTotals:
     aggregating each batch by its strings and merging the batches' aggregates took 28 s and 2.8 GB
     for 5M events."""
 
-    pairs: int
-    sums: dict[str, np.ndarray] = field(init=False)
-    first: np.ndarray = field(init=False)
-    last: np.ndarray = field(init=False)
-    values: dict[str, dict[str, int]] = field(init=False)  # per list column: value -> code
-    keys: dict[str, list[np.ndarray]] = field(init=False)  # per list column: each batch's distinct keys
-
-    def __post_init__(self) -> None:
-        self.sums = {name: np.zeros(self.pairs, np.int64) for name in _SUMS}
-        self.first = np.full(self.pairs, _NO_TIME_MIN, np.int64)
-        self.last = np.full(self.pairs, _NO_TIME_MAX, np.int64)
-        self.values = {name: {} for name in _LIST_COLUMNS}
-        self.keys = {name: [] for name in _LIST_COLUMNS}
+    def __init__(self, pairs: int) -> None:
+        self.pairs = pairs
+        self.sums = {name: np.zeros(pairs, np.int64) for name in _SUMS}
+        self.first = np.full(pairs, _NO_TIME_MIN, np.int64)
+        self.last = np.full(pairs, _NO_TIME_MAX, np.int64)
+        self.values: dict[str, dict[str, int]] = {name: {} for name in _LIST_COLUMNS}  # per list column: value -> code
+        self.keys: dict[str, list[np.ndarray]] = {name: [] for name in _LIST_COLUMNS}  # each batch's distinct keys
 
     def add(self, batch: pa.Table, pair: np.ndarray) -> None:
         """The batch's events (kept pair events, ``_AGGREGATED_COLUMNS``), of pairs ``pair``."""
