@@ -181,8 +181,11 @@ def _reference(table: pa.Table) -> dict[tuple[str, str], dict]:
         out["first_seen"] = min(out.get("first_seen", row["event_time"]), row["event_time"])
         out["last_seen"] = max(out.get("last_seen", last), last)
         for name, column in pairs._LIST_COLUMNS.items():
-            value = row["event_name"] if column == "write_name" and row["read_only"] is False else row.get(column)
-            if value is not None and (column != "write_name" or row["read_only"] is False):
+            if column == "write_name":  # the event names of writes (readOnly false)
+                value = row["event_name"] if row["read_only"] is False else None
+            else:
+                value = row[column]
+            if value is not None:
                 out["sets"][name].add(value)
     for out in merged.values():
         sets = out.pop("sets")
