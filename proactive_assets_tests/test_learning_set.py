@@ -181,7 +181,7 @@ def _reference(table: pa.Table) -> dict[tuple[str, str], dict]:
         out["first_seen"] = min(out.get("first_seen", row["event_time"]), row["event_time"])
         out["last_seen"] = max(out.get("last_seen", last), last)
         for name, column in pairs._LIST_COLUMNS.items():
-            if column == "write_name":  # the event names of writes (readOnly false)
+            if name == "write_event_names":  # the event names of writes (readOnly false)
                 value = row["event_name"] if row["read_only"] is False else None
             else:
                 value = row[column]

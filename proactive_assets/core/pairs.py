@@ -100,7 +100,7 @@ _LIST_COLUMNS = {
     "regions": "region",
     "sources": "source",
     "source_files": "source_file",
-    "write_event_names": "write_name",
+    "write_event_names": "event_name",  # of the writes only (readOnly false)
     "user_agents": "user_agent",
 }
 
@@ -228,7 +228,8 @@ class _PairTotals:
         self.sums = {name: np.zeros(pairs, np.int64) for name in _SUMS}
         self.first = np.full(pairs, _NO_TIME_MIN, np.int64)
         self.last = np.full(pairs, _NO_TIME_MAX, np.int64)
-        self.values: dict[str, dict[str, int]] = {name: {} for name in _LIST_COLUMNS}  # per list column: value -> code
+        # per event column: value -> code (write_event_names shares event_name's)
+        self.values: dict[str, dict[str, int]] = {column: {} for column in _LIST_COLUMNS.values()}
         self.keys: dict[str, list[np.ndarray]] = {name: [] for name in _LIST_COLUMNS}  # each batch's distinct keys
 
     def add(self, batch: pa.Table, pair: np.ndarray) -> None:
@@ -247,10 +248,13 @@ class _PairTotals:
         last = pc.coalesce(batch.column("last_event_time"), batch.column("event_time"))
         np.maximum.at(self.last, pair, _times(last, _NO_TIME_MAX))
         writes = np.asarray(pc.fill_null(pc.equal(batch.column("read_only"), False), False), bool)
+        codes: dict[str, np.ndarray] = {}
         for name, column in _LIST_COLUMNS.items():
-            code = _codes(batch.column("event_name" if column == "write_name" else column), self.values[name])
-            valid = (code >= 0) & writes if column == "write_name" else code >= 0
-            self.keys[name].append(_distinct_keys(pair[valid], code[valid], len(self.values[name]), self.pairs))
+            if column not in codes:
+                codes[column] = _codes(batch.column(column), self.values[column])
+            code = codes[column]
+            valid = (code >= 0) & writes if name == "write_event_names" else code >= 0
+            self.keys[name].append(_distinct_keys(pair[valid], code[valid], len(self.values[column]), self.pairs))
 
     def table(self, entity: pa.Array, address: pa.Array) -> pa.Table:
         """The pairs' rows (``entity`` and ``address`` their identity and address, in pair order)."""
@@ -268,7 +272,7 @@ class _PairTotals:
     def _lists(self, name: str) -> tuple[pa.ListArray, np.ndarray]:
         """(each pair's distinct values of list column ``name``, sorted, at most its limit; how many
         there were before the cut)."""
-        values = pa.array(list(self.values[name]), pa.string())
+        values = pa.array(list(self.values[_LIST_COLUMNS[name]]), pa.string())
         order = np.asarray(pc.sort_indices(values), np.int64)  # the values' sorted order: a code's rank
         rank = np.empty(len(values), np.int64)
         rank[order] = np.arange(len(values))
