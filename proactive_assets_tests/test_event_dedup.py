@@ -112,3 +112,26 @@ def test_a_day_read_twice_is_counted_once(monkeypatch: pytest.MonkeyPatch) -> No
     nulls = np.asarray(once.column("event_id").is_null(), dtype=bool)
     assert kept[once.num_rows :].tolist() == nulls.tolist()  # of the second copy only rows without an id
     assert seen and seen[0] > once.num_rows  # the many-duplicates path ran
+
+
+@pytest.mark.parametrize("differ_at", [0, 20, event_dedup.ID_CHARS - 1])
+def test_ids_that_differ_in_one_byte_are_two_events_whatever_their_hashes(
+    monkeypatch: pytest.MonkeyPatch, differ_at: int
+) -> None:
+    """A burst: two events of one identity, address and millisecond whose UUIDs differ in one byte
+    (first, middle, last), their hashes made equal. They are compared byte by byte: both count,
+    and only the real copy of the first is dropped."""
+    monkeypatch.setattr(event_dedup, "_id_hash", lambda text: np.zeros(len(text), np.uint64))
+    first = str(uuid.UUID(int=0x0123456789ABCDEF0123456789ABCDEF))
+    second = first[:differ_at] + ("0" if first[differ_at] != "0" else "1") + first[differ_at + 1 :]
+    others = [str(uuid.UUID(int=i + 1)) for i in range(100)]  # other events, at other times
+    keys = pa.table(
+        {
+            "event_id": pa.array([first, second, first, *others], pa.string()),
+            "identity_arn": np.ones(103, np.int32),
+            "source_ip": np.ones(103, np.int32),
+            "event_time": pa.array([0, 0, 0, *range(1, 101)], pa.timestamp("ms", tz="UTC")),
+        }
+    )
+    kept = event_dedup.first_occurrences(keys, KEY)
+    assert kept.tolist() == [True, True, False, *[True] * 100] == reference(keys).tolist()
