@@ -94,14 +94,14 @@ def _cpu(fn: Callable[[], object], rounds: int, repeats: int) -> float:
     return best
 
 
-def _wall(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
-    """(the least wall time of ``repeats`` calls of ``fn``, the last call's result)."""
-    best, result = float("inf"), None
+def _wall(fn: Callable[[], object], repeats: int) -> float:
+    """The least wall time of ``repeats`` calls of ``fn``."""
+    best = float("inf")
     for _ in range(repeats):
         started = time.perf_counter()
-        result = fn()
+        fn()
         best = min(best, time.perf_counter() - started)
-    return best, result
+    return best
 
 
 def ingest(blobs: list[bytes], inflater: str | None = None) -> int:
@@ -186,7 +186,7 @@ def parallel_read(root: Path, repeats: int = 3) -> tuple[int, float, float]:
     workers = cloudtrail.default_workers()
 
     def wall(n: int) -> float:
-        return _wall(lambda: sum(1 for _batch in cloudtrail.read(store, objects, workers=n)), repeats)[0]
+        return _wall(lambda: sum(1 for _batch in cloudtrail.read(store, objects, workers=n)), repeats)
 
     return workers, wall(1), wall(workers)
 
@@ -272,7 +272,7 @@ def many_pairs(folder: Path, events: int, pairs: int) -> dict:
     built = min((_child("learning", path) for _ in range(2)), key=lambda out: out["seconds"])
     base_rss = _child("baseline")["rss_mib"]
     columns = [c for c in learning.PAIR_COLUMNS if c in EVENTS_SCHEMA.names]
-    read = _wall(lambda: pq.read_table(path, columns=columns), 2)[0]
+    read = _wall(lambda: pq.read_table(path, columns=columns), 2)
     return {
         "events": events,
         "pairs": built["pairs"],
