@@ -167,3 +167,141 @@ def test_the_worker_setting_is_read_and_reaches_the_read(tmp_path: Path, monkeyp
     result = run_day(resource(str(tmp_path / "bucket"), str(tmp_path / "warehouse"), ingest_workers=3))
     assert metadata(result, "cloudtrail_events")["events"] == 1
     assert seen == [3]
+
+
+class RemoteStore(JitteryStore):
+    """``JitteryStore`` as a remote store (no local path, as S3): each request waits 10 ms more, and
+    the reads and listings under way at once are counted."""
+
+    def __init__(self, root: Path, seed: int) -> None:
+        super().__init__(root, seed)
+        self.now = {"get": 0, "list": 0}
+        self.most = {"get": 0, "list": 0}
+
+    def _during(self, what: str, call):
+        with self._lock:
+            self.now[what] += 1
+            self.most[what] = max(self.most[what], self.now[what])
+        try:
+            return call()
+        finally:
+            with self._lock:
+                self.now[what] -= 1
+
+    def local_path(self, key: str) -> None:
+        return None
+
+    def get(self, key: str) -> bytes:
+        def got() -> bytes:
+            time.sleep(0.01)
+            return super(RemoteStore, self).get(key)
+
+        return self._during("get", got)
+
+    def list_objects(self, prefix: str):
+        def listed() -> list:
+            time.sleep(0.01)
+            return list(super(RemoteStore, self).list_objects(prefix))
+
+        return iter(self._during("list", listed))
+
+
+def read_remote(
+    store: LocalStore, workers: int, remote_reads: int, batch_bytes: int = 4096
+) -> tuple[list[pa.Table], list[tuple[str, str]]]:
+    objects = cloudtrail.list_day(store, DAY).objects
+    batches = cloudtrail.read(
+        store, objects, batch_bytes=batch_bytes, max_object_bytes=64 << 10, workers=workers, remote_reads=remote_reads
+    )
+    batches = list(batches)
+    return [b.events for b in batches], [(p.source_file, p.message()) for b in batches for p in b.problems]
+
+
+@pytest.mark.usefixtures("reader")
+def test_a_remote_store_is_read_ahead_and_gives_the_same_day(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Objects of a remote store are fetched several at a time ahead of the one being parsed, within
+    ``REMOTE_READS`` requests: the same batches and problems as reading one object at a time."""
+    write_day(tmp_path)
+    monkeypatch.setattr(cloudtrail, "TASK_STORED_BYTES", 2048)
+    monkeypatch.setattr(cloudtrail, "TASK_BATCHES", 2)  # tasks that stop early and hand objects on
+    tables, problems = read_all(LocalStore(tmp_path), workers=1)
+    for workers, remote_reads, seed in [(1, 8, 1), (2, 3, 2), (3, 8, 3)]:
+        store = RemoteStore(tmp_path, seed)
+        other_tables, other_problems = read_remote(store, workers, remote_reads)
+        assert other_problems == problems
+        assert pa.concat_tables(other_tables).equals(pa.concat_tables(tables))
+        assert 2 < store.most["get"] <= remote_reads  # one task alone reads ahead too
+    one_at_a_time = RemoteStore(tmp_path, 4)
+    other_tables, other_problems = read_remote(one_at_a_time, 1, 0)
+    assert one_at_a_time.most["get"] == 1 and other_problems == problems
+
+
+def test_read_ahead_stops_at_its_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past ``READ_AHEAD_BYTES`` of stored objects a task fetches nothing more ahead (the object it
+    reads apart), whatever the number of requests allowed. (One task: a task that stops early leaves
+    what it fetched ahead to the next, which fetches it again.)"""
+    store = RemoteStore(tmp_path, 6)
+    for i in range(12):
+        put_log(store, log_key(DAY, minute=i, uid=f"Obj{i:013d}"), [record(event_id=f"e{i}", pad="x" * 3000)])
+    size = max(o.info.size for o in cloudtrail.list_day(store, DAY).objects)
+    monkeypatch.setattr(cloudtrail, "READ_AHEAD_BYTES", 2 * size)
+    _, problems = read_remote(store, 1, 8, batch_bytes=1 << 20)
+    assert problems == [] and store.most["get"] == 2
+    monkeypatch.setattr(cloudtrail, "READ_AHEAD_BYTES", 6 * size)
+    store = RemoteStore(tmp_path, 6)
+    read_remote(store, 1, 8, batch_bytes=1 << 20)
+    assert store.most["get"] == 6
+
+
+def test_a_remote_trail_is_listed_several_folders_at_once(tmp_path: Path) -> None:
+    """An organisation trail's accounts times regions: the folders of a remote store are listed at
+    the same time, and the listing is the one a local folder gives."""
+    local = LocalStore(tmp_path)
+    for a in range(4):
+        for region in ("us-east-1", "eu-west-1", "ap-southeast-2"):
+            account = f"{a + 1:012d}"
+            key = log_key(DAY, account=account, region=region, org_id="o-abcdefghij")
+            put_log(local, key, [record(event_id=f"{account}{region}")])
+    local.put(log_key(DAY, region="eu-west-1", org_id="o-abcdefghij").replace(".json.gz", ".txt"), b"x")
+    expected = cloudtrail.list_day(local, DAY)
+    remote = RemoteStore(tmp_path, 7)
+    listed = cloudtrail.list_day(remote, DAY)
+    assert [o.info.key for o in listed.objects] == [o.info.key for o in expected.objects]
+    assert len(listed.objects) == 12 and [p.message() for p in listed.problems] == [
+        p.message() for p in expected.problems
+    ]
+    assert remote.most["list"] > 1
+    only = cloudtrail.list_day(remote, DAY, accounts=["000000000002"], regions=["eu-west-1"])
+    assert [(o.account, o.region) for o in only.objects] == [("000000000002", "eu-west-1")]
+
+
+@pytest.mark.usefixtures("reader")
+def test_a_day_read_ahead_from_s3_through_moto_server(tmp_path: Path, moto_endpoint: str) -> None:
+    """The day of ``write_day`` in a bucket (moto's server on 127.0.0.1), listed and read with
+    read-ahead: what the same objects in a local folder give."""
+    import boto3
+
+    from proactive_assets.core.storage import S3Store
+
+    write_day(tmp_path)
+    local = LocalStore(tmp_path)
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="trail")
+    remote = S3Store("s3://trail/logs", client=s3)
+    for obj in cloudtrail.list_day(local, DAY).objects:
+        remote.put(obj.info.key, local.get(obj.info.key))
+    assert cloudtrail.is_remote(remote) and not cloudtrail.is_remote(local)
+    tables, problems = read_all(local, workers=2)
+    objects = cloudtrail.list_day(remote, DAY).objects
+    batches = list(cloudtrail.read(remote, objects, batch_bytes=4096, max_object_bytes=64 << 10, workers=2))
+    events, expected = pa.concat_tables([b.events for b in batches]), pa.concat_tables(tables)
+    files = [f.replace(f"{tmp_path}/", "s3://trail/logs/") for f in expected.column("source_file").to_pylist()]
+    assert events.column("source_file").to_pylist() == files
+    assert events.drop_columns(["source_file"]).equals(expected.drop_columns(["source_file"]))
+    local_problems = [
+        p for b in cloudtrail.read(local, cloudtrail.list_day(local, DAY).objects, 4096, 64 << 10) for p in b.problems
+    ]
+    assert [(p.source_file, p.reason, p.record_index) for b in batches for p in b.problems] == [
+        (p.source_file.replace(f"{tmp_path}/", "s3://trail/logs/"), p.reason, p.record_index) for p in local_problems
+    ]
+    assert len(local_problems) == len(problems) >= 5

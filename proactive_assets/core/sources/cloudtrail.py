@@ -6,13 +6,15 @@ day, i.e. the partition. Listing walks those prefixes (digest and insight files 
 and are never listed); the sensor maps a key to its day with ``object_day``.
 """
 
+import functools
 import hashlib
 import os
 import re
 import zlib
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -50,6 +52,12 @@ TASK_STORED_BYTES = 4 << 20
 #: A read task stops once it has parsed this many batches of JSON (its objects inflated far more
 #: than usual): the objects it has not read become the next task, so a task's memory stays bounded.
 TASK_BATCHES = 4
+#: Requests to a remote store (S3) under way at once, over every read task (and the day's listing):
+#: a small object's GET waits ~10-50 ms for ~10 us of inflating and parsing, so reading one object
+#: at a time per worker left the cores idle. Within botocore's default pool of 10 connections.
+REMOTE_READS = 8
+#: Stored bytes one read task fetches ahead of the object it is reading, at most (a remote store).
+READ_AHEAD_BYTES = 32 << 20
 
 INVENTORY_SCHEMA = pa.schema(
     [
@@ -154,25 +162,30 @@ def list_day(store: ObjectStore, day: date, accounts: Iterable[str] = (), region
     """Every log object delivered on ``day`` (all accounts and regions unless filtered).
 
     Only the day's folders are listed; objects there whose names do not follow CloudTrail's
-    pattern, or that are empty, come back as problems.
+    pattern, or that are empty, come back as problems. A remote store's folders (an organisation
+    trail's accounts times regions: hundreds of requests) are listed ``REMOTE_READS`` at once.
     """
     wanted_regions = set(regions)
     listing = DayListing()
-    for root in _account_roots(store, accounts):
-        for region_prefix in store.list_prefixes(f"{root}CloudTrail/"):
-            region = region_prefix.rstrip("/").rsplit("/", 1)[-1]
-            if wanted_regions and region not in wanted_regions:
-                continue
-            for info in store.list_objects(f"{region_prefix}{day:%Y/%m/%d}/"):
-                key = parse_key(info.key)
-                if key is None:
-                    listing.problems.append(Problem(store.uri_for(info.key), "not a CloudTrail log file name"))
-                    continue
-                if info.size == 0:
-                    listing.problems.append(Problem(store.uri_for(info.key), "empty object"))
-                    continue
-                uri = store.uri_for(info.key)
-                listing.objects.append(LogObject(info, uri, key.org_id, key.account, key.region, key.delivered_at))
+    with _requests(store) as each:
+        roots = _account_roots(store, accounts)
+        region_prefixes = [
+            prefix
+            for prefixes in each(lambda root: store.list_prefixes(f"{root}CloudTrail/"), roots)
+            for prefix in prefixes
+            if not wanted_regions or prefix.rstrip("/").rsplit("/", 1)[-1] in wanted_regions
+        ]
+        folders = list(each(lambda prefix: list(store.list_objects(f"{prefix}{day:%Y/%m/%d}/")), region_prefixes))
+    for info in (info for folder in folders for info in folder):
+        key = parse_key(info.key)
+        if key is None:
+            listing.problems.append(Problem(store.uri_for(info.key), "not a CloudTrail log file name"))
+            continue
+        if info.size == 0:
+            listing.problems.append(Problem(store.uri_for(info.key), "empty object"))
+            continue
+        uri = store.uri_for(info.key)
+        listing.objects.append(LogObject(info, uri, key.org_id, key.account, key.region, key.delivered_at))
     listing.objects.sort(key=lambda o: o.info.key)
     return listing
 
@@ -244,6 +257,7 @@ def read(
     batch_bytes: int = BATCH_BYTES,
     max_object_bytes: int = MAX_OBJECT_BYTES,
     workers: int | None = None,
+    remote_reads: int = REMOTE_READS,
 ) -> Iterator[EventBatch]:
     """The objects' events, parsed in batches of about ``batch_bytes`` of JSON, by ``workers`` threads.
 
@@ -260,14 +274,24 @@ def read(
     Nothing in one object can fail the day: an object that cannot be read, decompressed or parsed
     becomes a problem for that object alone, and an unexpected error while parsing a batch
     re-parses its objects one by one, each guarded.
+
+    From a remote store (S3) each task fetches the objects after the one it reads ahead of it
+    (``READ_AHEAD_BYTES``), ``remote_reads`` requests at once over all the tasks (0: one object at
+    a time per task, as a local folder is read).
     """
     workers = max(1, workers or default_workers())
     pending = deque(_plan(objects, TASK_STORED_BYTES))
     running: deque[Future] = deque()
     pool = ThreadPoolExecutor(workers, thread_name_prefix="cloudtrail-read")
+    fetches = (
+        ThreadPoolExecutor(remote_reads, thread_name_prefix="cloudtrail-get")
+        if remote_reads > 0 and is_remote(store)
+        else None
+    )
 
     def task(objs: list[LogObject]) -> Future:
-        return pool.submit(_read_task, store, objs, batch_bytes, max_object_bytes, TASK_BATCHES * batch_bytes)
+        limit = TASK_BATCHES * batch_bytes
+        return pool.submit(_read_task, store, objs, batch_bytes, max_object_bytes, limit, fetches)
 
     try:
         while pending or running:
@@ -279,6 +303,23 @@ def read(
             yield from batches
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        if fetches is not None:
+            fetches.shutdown(wait=True, cancel_futures=True)
+
+
+def is_remote(store: ObjectStore) -> bool:
+    """Whether ``store``'s reads go over the network (S3), not to a local folder."""
+    return store.local_path("") is None
+
+
+@contextmanager
+def _requests(store: ObjectStore) -> Iterator[Callable]:
+    """A ``map`` for requests to ``store``: ``REMOTE_READS`` at once to a remote one, in turn to a folder."""
+    if not is_remote(store):
+        yield map
+        return
+    with ThreadPoolExecutor(REMOTE_READS, thread_name_prefix="cloudtrail-list") as pool:
+        yield pool.map
 
 
 def _plan(objects: list[LogObject], task_bytes: int) -> list[list[LogObject]]:
@@ -295,36 +336,78 @@ def _plan(objects: list[LogObject], task_bytes: int) -> list[list[LogObject]]:
 
 
 def _read_task(
-    store: ObjectStore, objects: list[LogObject], batch_bytes: int, max_object_bytes: int, task_json_bytes: int
+    store: ObjectStore,
+    objects: list[LogObject],
+    batch_bytes: int,
+    max_object_bytes: int,
+    task_json_bytes: int,
+    fetches: ThreadPoolExecutor | None = None,
 ) -> tuple[list[EventBatch], list[LogObject]]:
-    """(the batches of ``objects``, the objects left unread once ``task_json_bytes`` of JSON was parsed)."""
+    """(the batches of ``objects``, the objects left unread once ``task_json_bytes`` of JSON was parsed);
+    with ``fetches``, the objects are read ahead on it (``_stored``)."""
     out: list[EventBatch] = []
     batch = LogBatch()
     total = 0
-    for i, obj in enumerate(objects):
-        if total >= task_json_bytes:
-            return out + _parsed(batch), objects[i:]
-        if obj.info.size > max_object_bytes:
-            reason = too_large(f"stored object of {obj.info.size:,} bytes, larger than", max_object_bytes)
-            out.append(quarantined(obj.uri, reason))
-            continue
-        try:
-            data = decompress(store.get(obj.info.key), max_object_bytes)
-        except ObjectTooLarge as exc:
-            out.append(quarantined(obj.uri, str(exc)))
-            continue
-        except zlib.error as exc:
-            out.append(quarantined(obj.uri, f"not a readable gzip object ({exc})"))
-            continue
-        except Exception as exc:
-            out.append(quarantined(obj.uri, f"could not be read ({_error(exc)})"))
-            continue
-        batch.add_text(data, obj.uri, obj.account, obj.region)
-        total += len(data)
-        if batch.size >= batch_bytes:
-            out += _parsed(batch)
-            batch = LogBatch()
+    readable = [obj.info.size <= max_object_bytes for obj in objects]
+    with closing(_stored(store, objects, readable, fetches)) as stored:
+        for i, (obj, fetched) in enumerate(zip(objects, stored, strict=True)):
+            if total >= task_json_bytes:
+                return out + _parsed(batch), objects[i:]
+            if not readable[i]:
+                reason = too_large(f"stored object of {obj.info.size:,} bytes, larger than", max_object_bytes)
+                out.append(quarantined(obj.uri, reason))
+                continue
+            try:
+                data = decompress(fetched(), max_object_bytes)
+            except ObjectTooLarge as exc:
+                out.append(quarantined(obj.uri, str(exc)))
+                continue
+            except zlib.error as exc:
+                out.append(quarantined(obj.uri, f"not a readable gzip object ({exc})"))
+                continue
+            except Exception as exc:
+                out.append(quarantined(obj.uri, f"could not be read ({_error(exc)})"))
+                continue
+            batch.add_text(data, obj.uri, obj.account, obj.region)
+            total += len(data)
+            if batch.size >= batch_bytes:
+                out += _parsed(batch)
+                batch = LogBatch()
     return out + _parsed(batch), []
+
+
+def _stored(
+    store: ObjectStore, objects: list[LogObject], readable: list[bool], fetches: ThreadPoolExecutor | None
+) -> Iterator[Callable[[], bytes]]:
+    """For each object in turn, a call that gives its stored bytes (or raises what reading it raised).
+
+    Without ``fetches`` an object is read when its call is made. With it, the readable objects
+    after the current one are asked for on ``fetches`` while their stored bytes fit in
+    ``READ_AHEAD_BYTES`` (the current one always is): the same bytes in the same order, the
+    waits overlapped. Reads asked for and not used (the task stopped early) are cancelled or dropped.
+    """
+    ahead: dict[int, Future] = {}
+    queued = 0  # the next object to ask for
+    in_flight = 0  # stored bytes asked for and not used yet
+    try:
+        for i, obj in enumerate(objects):
+            while fetches is not None and queued < len(objects):
+                size = objects[queued].info.size
+                if queued > i and in_flight + size > READ_AHEAD_BYTES:
+                    break
+                if readable[queued]:
+                    ahead[queued] = fetches.submit(store.get, objects[queued].info.key)
+                    in_flight += size
+                queued += 1
+            future = ahead.pop(i, None)
+            if future is None:
+                yield functools.partial(store.get, obj.info.key)
+            else:
+                in_flight -= obj.info.size
+                yield future.result
+    finally:
+        for future in ahead.values():
+            future.cancel()
 
 
 def _parsed(batch: LogBatch) -> list[EventBatch]:
