@@ -16,6 +16,10 @@ and noisy), with the machine's core count:
   the suite's vendored real records and the public logs named in PROACTIVE_REAL_CLOUDTRAIL (e.g. Stratus Red Team's).
 * Cores: the wall time of ``cloudtrail.read`` over the generated day with every worker against
   one worker.
+* A remote store: the generated day listed and read (``list_day`` + ``read``) through a store that
+  answers as the folder does but waits ``REQUEST_LATENCY`` before each request, as S3 does (its
+  first byte takes tens of milliseconds), and that has no local path (so it is read as S3 is):
+  with the read-ahead and the concurrent listing against one request at a time per worker.
 * The big day: ``raw_cloudtrail -> cloudtrail_events -> learning_set`` for one ~5M-event day in a
   child process, with every worker against ``PROACTIVE_INGEST_WORKERS=1``, wall time and peak
   RSS beside the RSS of a child that only imports the project, and its CPU seconds (what bounds the
@@ -56,6 +60,9 @@ MIN_JSON_BYTES = 64 << 20
 EVENT_ID = b'"eventID":"'
 #: Small published samples are repeated until they hold about this much JSON (one parse batch).
 BATCH_FILL = 24 << 20
+#: What each request to the simulated remote store waits (an S3 GET of a small object in-region:
+#: ~10-30 ms to its first byte).
+REQUEST_LATENCY = 0.02
 
 
 def cores() -> str:
@@ -189,6 +196,47 @@ def parallel_read(root: Path, repeats: int = 3) -> tuple[int, float, float]:
         return _wall(lambda: sum(1 for _batch in cloudtrail.read(store, objects, workers=n)), repeats)
 
     return workers, wall(1), wall(workers)
+
+
+def remote_read(root: Path) -> tuple[int, int, float, float]:
+    """(objects, requests at once, wall seconds to list and read the day from a store with
+    ``REQUEST_LATENCY`` one request at a time per worker, and with the read-ahead and the concurrent
+    listing)."""
+    from proactive_assets.core.sources import cloudtrail
+    from proactive_assets.core.storage import LocalStore
+
+    class Waiting(LocalStore):
+        """The folder, as slow to answer as S3 and without a local path."""
+
+        def local_path(self, key: str) -> None:
+            return None
+
+        def get(self, key: str) -> bytes:
+            time.sleep(REQUEST_LATENCY)
+            return super().get(key)
+
+        def list_objects(self, prefix: str):
+            time.sleep(REQUEST_LATENCY)
+            return super().list_objects(prefix)
+
+        def list_prefixes(self, prefix: str) -> list[str]:
+            time.sleep(REQUEST_LATENCY)
+            return super().list_prefixes(prefix)
+
+    store = Waiting(root)
+
+    def day(remote_reads: int) -> None:
+        objects = cloudtrail.list_day(store, DAY).objects
+        sum(1 for _batch in cloudtrail.read(store, objects, remote_reads=remote_reads))
+
+    concurrency = cloudtrail.REMOTE_READS
+    cloudtrail.REMOTE_READS = 1  # the listing too, one folder at a time
+    try:
+        serial = _wall(lambda: day(0), 1)
+    finally:
+        cloudtrail.REMOTE_READS = concurrency
+    objects = len(cloudtrail.list_day(LocalStore(root), DAY).objects)
+    return objects, concurrency, serial, _wall(lambda: day(concurrency), 2)
 
 
 def _grow(root: Path, target_events: int) -> int:
@@ -375,6 +423,13 @@ def main(argv: list[str] | None = None) -> None:
         print(
             f"cloudtrail.read wall, generated day: {every:.3f} s with {workers} workers vs {one:.3f} s with 1 "
             f"(baseline) = {every / one:.2f}x ({one / every:.2f}x faster)"
+        )
+        objects, requests, serial, ahead = remote_read(root)
+        print(
+            f"list + read, generated day ({objects} objects) from a store answering in "
+            f"{REQUEST_LATENCY * 1e3:.0f} ms a request (as S3): {ahead:.2f} s reading ahead, "
+            f"{requests} requests at once, vs {serial:.2f} s one request at a time per worker "
+            f"(baseline) = {ahead / serial:.2f}x ({serial / ahead:.1f}x faster)"
         )
         if not args.no_big_day:
             big_day(Path(tmp), root, big, workers)
