@@ -202,6 +202,7 @@ def remote_read(root: Path) -> tuple[int, int, float, float]:
     """(objects, requests at once, wall seconds to list and read the day from a store with
     ``REQUEST_LATENCY`` one request at a time per worker, and with the read-ahead and the concurrent
     listing)."""
+    from proactive_assets.core import storage
     from proactive_assets.core.sources import cloudtrail
     from proactive_assets.core.storage import LocalStore
 
@@ -229,12 +230,12 @@ def remote_read(root: Path) -> tuple[int, int, float, float]:
         objects = cloudtrail.list_day(store, DAY).objects
         sum(1 for _batch in cloudtrail.read(store, objects, remote_reads=remote_reads))
 
-    concurrency = cloudtrail.REMOTE_READS
-    cloudtrail.REMOTE_READS = 1  # the listing too, one folder at a time
+    concurrency = storage.REMOTE_REQUESTS
+    storage.REMOTE_REQUESTS = 0  # the listing too, one folder at a time
     try:
         serial = _wall(lambda: day(0), 1)
     finally:
-        cloudtrail.REMOTE_READS = concurrency
+        storage.REMOTE_REQUESTS = concurrency
     objects = len(cloudtrail.list_day(LocalStore(root), DAY).objects)
     return objects, concurrency, serial, _wall(lambda: day(concurrency), 2)
 

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pytest
 
 from proactive_assets.config import Settings
+from proactive_assets.core import storage
 from proactive_assets.core.sources import cloudtrail, cloudtrail_records
 from proactive_assets.core.storage import LocalStore
 from proactive_assets_tests.cloudtrail_fixtures import log_key, put_log, record
@@ -220,7 +221,7 @@ def read_remote(
 @pytest.mark.usefixtures("reader")
 def test_a_remote_store_is_read_ahead_and_gives_the_same_day(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Objects of a remote store are fetched several at a time ahead of the one being parsed, within
-    ``REMOTE_READS`` requests: the same batches and problems as reading one object at a time."""
+    ``remote_reads`` requests: the same batches and problems as reading one object at a time."""
     write_day(tmp_path)
     monkeypatch.setattr(cloudtrail, "TASK_STORED_BYTES", 2048)
     monkeypatch.setattr(cloudtrail, "TASK_BATCHES", 2)  # tasks that stop early and hand objects on
@@ -244,10 +245,10 @@ def test_read_ahead_stops_at_its_bytes(tmp_path: Path, monkeypatch: pytest.Monke
     for i in range(12):
         put_log(store, log_key(DAY, minute=i, uid=f"Obj{i:013d}"), [record(event_id=f"e{i}", pad="x" * 3000)])
     size = max(o.info.size for o in cloudtrail.list_day(store, DAY).objects)
-    monkeypatch.setattr(cloudtrail, "READ_AHEAD_BYTES", 2 * size)
+    monkeypatch.setattr(storage, "READ_AHEAD_BYTES", 2 * size)
     _, problems = read_remote(store, 1, 8, batch_bytes=1 << 20)
     assert problems == [] and store.most["get"] == 2
-    monkeypatch.setattr(cloudtrail, "READ_AHEAD_BYTES", 6 * size)
+    monkeypatch.setattr(storage, "READ_AHEAD_BYTES", 6 * size)
     store = RemoteStore(tmp_path, 6)
     read_remote(store, 1, 8, batch_bytes=1 << 20)
     assert store.most["get"] == 6
@@ -290,7 +291,7 @@ def test_a_day_read_ahead_from_s3_through_moto_server(tmp_path: Path, moto_endpo
     remote = S3Store("s3://trail/logs", client=s3)
     for obj in cloudtrail.list_day(local, DAY).objects:
         remote.put(obj.info.key, local.get(obj.info.key))
-    assert cloudtrail.is_remote(remote) and not cloudtrail.is_remote(local)
+    assert storage.is_remote(remote) and not storage.is_remote(local)
     tables, problems = read_all(local, workers=2)
     objects = cloudtrail.list_day(remote, DAY).objects
     batches = list(cloudtrail.read(remote, objects, batch_bytes=4096, max_object_bytes=64 << 10, workers=2))

@@ -687,3 +687,32 @@ def test_write_security_lake_sample_layout(tmp_path: Path) -> None:
     again = write_security_lake_sample(tmp_path / "again", date(2024, 1, 30), 2, seed=7, rows_per_file=50)
     assert [p.relative_to(tmp_path / "again") for p in again] == [p.relative_to(tmp_path / "lake") for p in paths]
     assert all(a.read_bytes() == b.read_bytes() for a, b in zip(paths, again, strict=True))
+
+
+def test_a_remote_lake_is_listed_and_read_ahead_with_the_same_result(tmp_path: Path) -> None:
+    """Accounts x regions x sources of a remote lake: folders listed and objects fetched several at
+    once, the same objects, batches and problems as the same lake in a local folder (a damaged
+    object among them)."""
+    from proactive_assets.core.sources import security_lake
+    from proactive_assets.core.storage import LocalStore
+    from proactive_assets_tests.test_ingest_parallel import RemoteStore
+
+    day = date(2024, 1, 30)
+    root = tmp_path / "lake"
+    accounts, regions = ("111111111111", "222222222222"), ("us-east-1", "eu-west-1")
+    paths = write_security_lake_sample(root, day, 1, seed=7, rows_per_file=40, accounts=accounts, regions=regions)
+    paths[3].write_bytes(b"PAR1 not parquet")
+
+    def day_read(store: LocalStore) -> tuple[list, list[pa.Table], list[tuple[str, str]]]:
+        listing = security_lake.list_day(store, day)
+        batches = list(security_lake.read(store, listing.objects))
+        problems = [(p.source_file, p.reason) for b in batches for p in b.problems]
+        return [o.key for o in listing.objects], [b.events for b in batches], problems
+
+    keys, tables, problems = day_read(LocalStore(root))
+    remote = RemoteStore(root, seed=3)
+    assert day_read(remote)[0] == keys and len(keys) == len(paths) >= 8
+    _, remote_tables, remote_problems = day_read(remote)
+    assert all(a.equals(b) for a, b in zip(remote_tables, tables, strict=True))
+    assert remote_problems == problems and [Path(f).name for f, _ in problems] == [paths[3].name]
+    assert remote.most["get"] > 1 and remote.most["list"] > 1

@@ -4,10 +4,13 @@ The embedded default reads a local folder laid out like the bucket; production p
 code at ``s3://bucket/prefix``. Keys are always relative to the root and use ``/``.
 """
 
+import functools
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -250,3 +253,73 @@ def open_store(uri: str, s3_client: Any | None = None, must_exist: bool = False)
     if "://" in uri and not uri.startswith("file://"):
         raise ValueError(f"unsupported location {uri!r}: use s3://bucket/prefix or a local folder")
     return LocalStore(uri.removeprefix("file://"), must_exist=must_exist)
+
+
+# ---------------------------------------------------------------------------------------------
+# Many requests to a remote store
+
+#: Requests to a remote store (S3) under way at once, per reader: a small object's GET waits
+#: ~10-50 ms for microseconds of work, so reading one object at a time per worker left the cores
+#: idle. Within botocore's default pool of 10 connections.
+REMOTE_REQUESTS = 8
+#: Stored bytes a reader fetches ahead of the object it is reading, at most.
+READ_AHEAD_BYTES = 32 << 20
+
+
+def is_remote(store: ObjectStore) -> bool:
+    """Whether ``store``'s reads go over the network (S3), not to a local folder."""
+    return store.local_path("") is None
+
+
+@contextmanager
+def request_pool(store: ObjectStore, requests: int | None = None) -> Iterator[ThreadPoolExecutor | None]:
+    """A pool of ``requests`` (default ``REMOTE_REQUESTS``) threads for a remote store's requests;
+    None for a local folder, whose reads gain nothing from waiting together, or for 0 requests."""
+    requests = REMOTE_REQUESTS if requests is None else requests
+    if requests < 1 or not is_remote(store):
+        yield None
+        return
+    with ThreadPoolExecutor(requests, thread_name_prefix="store-request") as pool:
+        yield pool
+
+
+def mapped(pool: ThreadPoolExecutor | None) -> Callable:
+    """``map`` on ``pool`` (its results in order), or the builtin one without a pool."""
+    return map if pool is None else pool.map
+
+
+def read_ahead(
+    store: ObjectStore,
+    keys: list[str],
+    sizes: list[int],
+    pool: ThreadPoolExecutor | None,
+    wanted: list[bool] | None = None,
+) -> Iterator[Callable[[], bytes]]:
+    """For each key in turn, a call that gives its stored bytes (or raises what reading it raised).
+
+    Without ``pool`` an object is read when its call is made. With it, the ``wanted`` objects
+    (default all) after the current one are asked for on ``pool`` while their ``sizes`` fit in
+    ``READ_AHEAD_BYTES`` (the current one always is): the same bytes in the same order, the waits
+    overlapped. Close the iterator when done: reads asked for and not used are cancelled or dropped.
+    """
+    ahead: dict[int, Future] = {}
+    queued = 0  # the next object to ask for
+    in_flight = 0  # stored bytes asked for and not used yet
+    try:
+        for i, key in enumerate(keys):
+            while pool is not None and queued < len(keys):
+                if queued > i and in_flight + sizes[queued] > READ_AHEAD_BYTES:
+                    break
+                if wanted is None or wanted[queued]:
+                    ahead[queued] = pool.submit(store.get, keys[queued])
+                    in_flight += sizes[queued]
+                queued += 1
+            future = ahead.pop(i, None)
+            if future is None:
+                yield functools.partial(store.get, key)
+            else:
+                in_flight -= sizes[i]
+                yield future.result
+    finally:
+        for future in ahead.values():
+            future.cancel()

@@ -6,15 +6,14 @@ day, i.e. the partition. Listing walks those prefixes (digest and insight files 
 and are never listed); the sensor maps a key to its day with ``object_day``.
 """
 
-import functools
 import hashlib
 import os
 import re
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import closing, contextmanager
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -31,7 +30,7 @@ from proactive_assets.core.sources.cloudtrail_records import (
     parse_logs,
     too_large,
 )
-from proactive_assets.core.storage import ObjectInfo, ObjectStore
+from proactive_assets.core.storage import ObjectInfo, ObjectStore, mapped, read_ahead, request_pool
 
 NAME = "cloudtrail"
 
@@ -52,12 +51,6 @@ TASK_STORED_BYTES = 4 << 20
 #: A read task stops once it has parsed this many batches of JSON (its objects inflated far more
 #: than usual): the objects it has not read become the next task, so a task's memory stays bounded.
 TASK_BATCHES = 4
-#: Requests to a remote store (S3) under way at once, over every read task (and the day's listing):
-#: a small object's GET waits ~10-50 ms for ~10 us of inflating and parsing, so reading one object
-#: at a time per worker left the cores idle. Within botocore's default pool of 10 connections.
-REMOTE_READS = 8
-#: Stored bytes one read task fetches ahead of the object it is reading, at most (a remote store).
-READ_AHEAD_BYTES = 32 << 20
 
 INVENTORY_SCHEMA = pa.schema(
     [
@@ -163,11 +156,12 @@ def list_day(store: ObjectStore, day: date, accounts: Iterable[str] = (), region
 
     Only the day's folders are listed; objects there whose names do not follow CloudTrail's
     pattern, or that are empty, come back as problems. A remote store's folders (an organisation
-    trail's accounts times regions: hundreds of requests) are listed ``REMOTE_READS`` at once.
+    trail's accounts times regions: hundreds of requests) are listed several at once.
     """
     wanted_regions = set(regions)
     listing = DayListing()
-    with _requests(store) as each:
+    with request_pool(store) as pool:
+        each = mapped(pool)
         roots = _account_roots(store, accounts)
         region_prefixes = [
             prefix
@@ -257,7 +251,7 @@ def read(
     batch_bytes: int = BATCH_BYTES,
     max_object_bytes: int = MAX_OBJECT_BYTES,
     workers: int | None = None,
-    remote_reads: int = REMOTE_READS,
+    remote_reads: int | None = None,
 ) -> Iterator[EventBatch]:
     """The objects' events, parsed in batches of about ``batch_bytes`` of JSON, by ``workers`` threads.
 
@@ -276,50 +270,32 @@ def read(
     re-parses its objects one by one, each guarded.
 
     From a remote store (S3) each task fetches the objects after the one it reads ahead of it
-    (``READ_AHEAD_BYTES``), ``remote_reads`` requests at once over all the tasks (0: one object at
-    a time per task, as a local folder is read).
+    (``storage.read_ahead``), ``remote_reads`` requests at once over all the tasks (default
+    ``storage.REMOTE_REQUESTS``; 0: one object at a time per task, as a folder is read).
     """
     workers = max(1, workers or default_workers())
     pending = deque(_plan(objects, TASK_STORED_BYTES))
     running: deque[Future] = deque()
     pool = ThreadPoolExecutor(workers, thread_name_prefix="cloudtrail-read")
-    fetches = (
-        ThreadPoolExecutor(remote_reads, thread_name_prefix="cloudtrail-get")
-        if remote_reads > 0 and is_remote(store)
-        else None
-    )
 
-    def task(objs: list[LogObject]) -> Future:
-        limit = TASK_BATCHES * batch_bytes
-        return pool.submit(_read_task, store, objs, batch_bytes, max_object_bytes, limit, fetches)
+    with request_pool(store, remote_reads) as fetches:
 
-    try:
-        while pending or running:
-            while pending and len(running) <= workers:
-                running.append(task(pending.popleft()))
-            batches, rest = running.popleft().result()
-            if rest:  # what the task left: next, before the tasks already under way
-                running.appendleft(task(rest))
-            yield from batches
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        if fetches is not None:
-            fetches.shutdown(wait=True, cancel_futures=True)
+        def task(objs: list[LogObject]) -> Future:
+            limit = TASK_BATCHES * batch_bytes
+            return pool.submit(_read_task, store, objs, batch_bytes, max_object_bytes, limit, fetches)
 
-
-def is_remote(store: ObjectStore) -> bool:
-    """Whether ``store``'s reads go over the network (S3), not to a local folder."""
-    return store.local_path("") is None
-
-
-@contextmanager
-def _requests(store: ObjectStore) -> Iterator[Callable]:
-    """A ``map`` for requests to ``store``: ``REMOTE_READS`` at once to a remote one, in turn to a folder."""
-    if not is_remote(store):
-        yield map
-        return
-    with ThreadPoolExecutor(REMOTE_READS, thread_name_prefix="cloudtrail-list") as pool:
-        yield pool.map
+        try:
+            while pending or running:
+                while pending and len(running) <= workers:
+                    running.append(task(pending.popleft()))
+                batches, rest = running.popleft().result()
+                if rest:  # what the task left: next, before the tasks already under way
+                    running.appendleft(task(rest))
+                yield from batches
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            if fetches is not None:
+                fetches.shutdown(wait=True, cancel_futures=True)
 
 
 def _plan(objects: list[LogObject], task_bytes: int) -> list[list[LogObject]]:
@@ -344,12 +320,13 @@ def _read_task(
     fetches: ThreadPoolExecutor | None = None,
 ) -> tuple[list[EventBatch], list[LogObject]]:
     """(the batches of ``objects``, the objects left unread once ``task_json_bytes`` of JSON was parsed);
-    with ``fetches``, the objects are read ahead on it (``_stored``)."""
+    with ``fetches``, the objects are read ahead on it (``storage.read_ahead``)."""
     out: list[EventBatch] = []
     batch = LogBatch()
     total = 0
     readable = [obj.info.size <= max_object_bytes for obj in objects]
-    with closing(_stored(store, objects, readable, fetches)) as stored:
+    keys, sizes = [obj.info.key for obj in objects], [obj.info.size for obj in objects]
+    with closing(read_ahead(store, keys, sizes, fetches, readable)) as stored:
         for i, (obj, fetched) in enumerate(zip(objects, stored, strict=True)):
             if total >= task_json_bytes:
                 return out + _parsed(batch), objects[i:]
@@ -374,40 +351,6 @@ def _read_task(
                 out += _parsed(batch)
                 batch = LogBatch()
     return out + _parsed(batch), []
-
-
-def _stored(
-    store: ObjectStore, objects: list[LogObject], readable: list[bool], fetches: ThreadPoolExecutor | None
-) -> Iterator[Callable[[], bytes]]:
-    """For each object in turn, a call that gives its stored bytes (or raises what reading it raised).
-
-    Without ``fetches`` an object is read when its call is made. With it, the readable objects
-    after the current one are asked for on ``fetches`` while their stored bytes fit in
-    ``READ_AHEAD_BYTES`` (the current one always is): the same bytes in the same order, the
-    waits overlapped. Reads asked for and not used (the task stopped early) are cancelled or dropped.
-    """
-    ahead: dict[int, Future] = {}
-    queued = 0  # the next object to ask for
-    in_flight = 0  # stored bytes asked for and not used yet
-    try:
-        for i, obj in enumerate(objects):
-            while fetches is not None and queued < len(objects):
-                size = objects[queued].info.size
-                if queued > i and in_flight + size > READ_AHEAD_BYTES:
-                    break
-                if readable[queued]:
-                    ahead[queued] = fetches.submit(store.get, objects[queued].info.key)
-                    in_flight += size
-                queued += 1
-            future = ahead.pop(i, None)
-            if future is None:
-                yield functools.partial(store.get, obj.info.key)
-            else:
-                in_flight -= obj.info.size
-                yield future.result
-    finally:
-        for future in ahead.values():
-            future.cancel()
 
 
 def _parsed(batch: LogBatch) -> list[EventBatch]:

@@ -11,6 +11,7 @@ import io
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -28,7 +29,7 @@ from proactive_assets.core.sources.ocsf import (
     read_ocsf_activity,
     source_label,
 )
-from proactive_assets.core.storage import ObjectInfo, ObjectStore
+from proactive_assets.core.storage import ObjectInfo, ObjectStore, mapped, read_ahead, request_pool
 
 NAME = "security_lake"
 #: Top-level folders of a Security Lake bucket: native sources and custom sources.
@@ -149,6 +150,7 @@ def list_day(store: ObjectStore, day: date, accounts: Iterable[str] = (), region
     """
     wanted_accounts, wanted_regions = set(accounts), set(regions)
     listing = DayListing()
+    folders: list[str] = []  # each account's folder of the day, listed together at the end
     for root in (NATIVE, CUSTOM):
         for source_prefix in store.list_prefixes(root):
             source = _leaf(source_prefix)
@@ -180,7 +182,10 @@ def list_day(store: ObjectStore, day: date, accounts: Iterable[str] = (), region
                         account = _leaf(account_prefix).removeprefix("accountId=")
                         if wanted_accounts and account not in wanted_accounts:
                             continue
-                        listing.objects.extend(store.list_objects(f"{account_prefix}eventDay={day:%Y%m%d}/"))
+                        folders.append(f"{account_prefix}eventDay={day:%Y%m%d}/")
+    with request_pool(store) as pool:  # a remote lake's folders (sources x regions x accounts) several at once
+        for objects in mapped(pool)(lambda folder: list(store.list_objects(folder)), folders):
+            listing.objects.extend(objects)
     listing.objects.sort(key=lambda info: info.key)
     return listing
 
@@ -236,12 +241,16 @@ def activity_batch(uri: str, activity: OcsfActivity, tally: LakeTally | None = N
 
 
 def read(store: ObjectStore, objects: Iterable[ObjectInfo], tally: LakeTally | None = None) -> Iterator[EventBatch]:
-    """Each object's activity; an object that cannot be read is quarantined alone, with its reason."""
-    for info in objects:
-        uri = store.uri_for(info.key)
-        try:
-            yield activity_batch(uri, read_ocsf_parquet(store.get(info.key), info.key), tally)
-        except OcsfSchemaError as exc:
-            yield quarantined(uri, str(exc))
-        except Exception as exc:  # any read failure quarantines only this object
-            yield quarantined(uri, f"could not be read ({type(exc).__name__}: {exc})")
+    """Each object's activity; an object that cannot be read is quarantined alone, with its reason.
+    A remote lake's objects are fetched ahead of the one being read (``storage.read_ahead``)."""
+    objects = list(objects)
+    keys, sizes = [info.key for info in objects], [info.size for info in objects]
+    with request_pool(store) as pool, closing(read_ahead(store, keys, sizes, pool)) as stored:
+        for info, fetched in zip(objects, stored, strict=True):
+            uri = store.uri_for(info.key)
+            try:
+                yield activity_batch(uri, read_ocsf_parquet(fetched(), info.key), tally)
+            except OcsfSchemaError as exc:
+                yield quarantined(uri, str(exc))
+            except Exception as exc:  # any read failure quarantines only this object
+                yield quarantined(uri, f"could not be read ({type(exc).__name__}: {exc})")
