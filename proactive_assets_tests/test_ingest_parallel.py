@@ -178,6 +178,7 @@ class RemoteStore(JitteryStore):
         super().__init__(root, seed)
         self.now = {"get": 0, "list": 0}
         self.most = {"get": 0, "list": 0}
+        self.fetched: list[str] = []
 
     def _during(self, what: str, call):
         with self._lock:
@@ -195,6 +196,8 @@ class RemoteStore(JitteryStore):
     def get(self, key: str) -> bytes:
         def got() -> bytes:
             time.sleep(0.01)
+            with self._lock:
+                self.fetched.append(key)
             return super(RemoteStore, self).get(key)
 
         return self._during("get", got)
@@ -252,6 +255,22 @@ def test_read_ahead_stops_at_its_bytes(tmp_path: Path, monkeypatch: pytest.Monke
     store = RemoteStore(tmp_path, 6)
     read_remote(store, 1, 8, batch_bytes=1 << 20)
     assert store.most["get"] == 6
+
+
+def test_an_object_over_the_limit_is_not_fetched_ahead(tmp_path: Path) -> None:
+    """An object whose stored size passes ``max_object_bytes`` is quarantined unread, from a remote
+    store too: the read-ahead never asks for it."""
+    store = RemoteStore(tmp_path, 8)
+    for i in range(6):
+        pad = random.Random(i).randbytes(20_000).hex() if i == 2 else "x"  # barely compresses
+        put_log(store, log_key(DAY, minute=i, uid=f"Obj{i:013d}"), [record(event_id=f"e{i}", pad=pad)])
+    objects = cloudtrail.list_day(store, DAY).objects
+    big = objects[2]
+    limit = big.info.size - 1
+    assert all(o.info.size <= limit for o in objects if o is not big)
+    batches = list(cloudtrail.read(store, objects, max_object_bytes=limit, workers=1))
+    assert [p.source_file for b in batches for p in b.problems] == [big.uri]
+    assert sorted(store.fetched) == sorted(o.info.key for o in objects if o is not big)
 
 
 def test_a_remote_trail_is_listed_several_folders_at_once(tmp_path: Path) -> None:
