@@ -311,17 +311,17 @@ def test_a_day_read_ahead_from_s3_through_moto_server(tmp_path: Path, moto_endpo
     for obj in cloudtrail.list_day(local, DAY).objects:
         remote.put(obj.info.key, local.get(obj.info.key))
     assert storage.is_remote(remote) and not storage.is_remote(local)
-    tables, problems = read_all(local, workers=2)
-    objects = cloudtrail.list_day(remote, DAY).objects
-    batches = list(cloudtrail.read(remote, objects, batch_bytes=4096, max_object_bytes=64 << 10, workers=2))
-    events, expected = pa.concat_tables([b.events for b in batches]), pa.concat_tables(tables)
-    files = [f.replace(f"{tmp_path}/", "s3://trail/logs/") for f in expected.column("source_file").to_pylist()]
-    assert events.column("source_file").to_pylist() == files
-    assert events.drop_columns(["source_file"]).equals(expected.drop_columns(["source_file"]))
-    local_problems = [
-        p for b in cloudtrail.read(local, cloudtrail.list_day(local, DAY).objects, 4096, 64 << 10) for p in b.problems
-    ]
-    assert [(p.source_file, p.reason, p.record_index) for b in batches for p in b.problems] == [
-        (p.source_file.replace(f"{tmp_path}/", "s3://trail/logs/"), p.reason, p.record_index) for p in local_problems
-    ]
-    assert len(local_problems) == len(problems) >= 5
+
+    def day(store: LocalStore | S3Store) -> list:
+        return list(cloudtrail.read(store, cloudtrail.list_day(store, DAY).objects, 4096, 64 << 10, workers=2))
+
+    def in_bucket(path: str) -> str:
+        return path.replace(f"{tmp_path}/", "s3://trail/logs/")
+
+    expected, batches = day(local), day(remote)
+    events, local_events = (pa.concat_tables([b.events for b in part]) for part in (batches, expected))
+    assert events.column("source_file").to_pylist() == [in_bucket(f) for f in local_events["source_file"].to_pylist()]
+    assert events.drop_columns(["source_file"]).equals(local_events.drop_columns(["source_file"]))
+    problems = [(p.source_file, p.reason, p.record_index) for b in batches for p in b.problems]
+    assert len(problems) >= 5
+    assert problems == [(in_bucket(p.source_file), p.reason, p.record_index) for b in expected for p in b.problems]

@@ -711,8 +711,8 @@ def test_a_remote_lake_is_listed_and_read_ahead_with_the_same_result(tmp_path: P
 
     keys, tables, problems = day_read(LocalStore(root))
     remote = RemoteStore(root, seed=3)
-    assert day_read(remote)[0] == keys and len(keys) == len(paths) >= 8
-    _, remote_tables, remote_problems = day_read(remote)
+    remote_keys, remote_tables, remote_problems = day_read(remote)
+    assert remote_keys == keys and len(keys) == len(paths) >= 8
     assert all(a.equals(b) for a, b in zip(remote_tables, tables, strict=True))
     assert remote_problems == problems and [Path(f).name for f, _ in problems] == [paths[3].name]
     assert remote.most["get"] > 1 and remote.most["list"] > 1
