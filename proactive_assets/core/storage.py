@@ -274,13 +274,17 @@ def is_remote(store: ObjectStore) -> bool:
 @contextmanager
 def request_pool(store: ObjectStore, requests: int | None = None) -> Iterator[ThreadPoolExecutor | None]:
     """A pool of ``requests`` (default ``REMOTE_REQUESTS``) threads for a remote store's requests;
-    None for a local folder, whose reads gain nothing from waiting together, or for 0 requests."""
+    None for a local folder, whose reads gain nothing from waiting together, or for 0 requests.
+    On leaving, requests not started are cancelled and those under way awaited."""
     requests = REMOTE_REQUESTS if requests is None else requests
     if requests < 1 or not is_remote(store):
         yield None
         return
-    with ThreadPoolExecutor(requests, thread_name_prefix="store-request") as pool:
+    pool = ThreadPoolExecutor(requests, thread_name_prefix="store-request")
+    try:
         yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def mapped(pool: ThreadPoolExecutor | None) -> Callable:

@@ -294,8 +294,6 @@ def read(
                 yield from batches
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-            if fetches is not None:
-                fetches.shutdown(wait=True, cancel_futures=True)
 
 
 def _plan(objects: list[LogObject], task_bytes: int) -> list[list[LogObject]]:
