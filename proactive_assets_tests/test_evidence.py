@@ -15,8 +15,10 @@ from proactive_assets.core.backends.local import LocalBackend
 from proactive_assets.core.evidence import keys as address_keys
 from proactive_assets.core.evidence import networks as networks_module
 from proactive_assets.core.evidence.combiner import (
+    AVERAGED_MODELS,
     MIN_THRESHOLD,
     PRIOR_STRENGTH,
+    DayRates,
     budget_threshold,
     fit_combiner,
     fit_logistic,
@@ -274,6 +276,34 @@ def test_logistic_fit_separates_and_the_budget_sets_the_threshold() -> None:
     assert budget_threshold(small, [150] * 5, np.ones(1), 1.0).threshold < 0.99
     assert budget_threshold(small[:1], [150], np.ones(1), 1.0).threshold > 0.99  # one day: counted as it is
     assert threshold_for({"threshold": 0.7}, None) == 0.7 and threshold_for({"threshold": 0.7}, 0.9) == 0.9
+
+
+def test_the_threshold_averages_the_false_alerts_expected_by_the_last_models() -> None:
+    rng = np.random.default_rng(2)
+    calm, busy = (1 / (1 + np.exp(-rng.normal(mean, 1.5, 3000))) for mean in (-6, -3))
+    worlds = [("calm", calm), ("busy", busy)]
+    alone = {name: budget_threshold([real], [500], np.ones(1), 1.0, "2024-03-10") for name, real in worlds}
+    assert alone["calm"].threshold < alone["busy"].threshold
+    # what a later model needs of an estimate at thresholds of at least 0.5: the same expected rates
+    for name, real in [*worlds, ("counted", busy[:50])]:
+        rates = DayRates.of([real], [500])
+        again = DayRates.from_summary(json.loads(json.dumps(rates.summary())))
+        for t in (0.0, 0.5, 1.0, 2.0, 4.0):
+            assert again.rate(t) == pytest.approx(rates.rate(t), rel=1e-5), (name, t)
+    # a busy model after two calm ones: its threshold keeps their average within the budget
+    calm_days = {
+        day: budget_threshold([calm], [500], np.ones(1), 1.0, day).estimates[day]
+        for day in ("2024-03-08", "2024-03-09")
+    }
+    averaged = budget_threshold([busy], [500], np.ones(1), 1.0, "2024-03-10", calm_days)
+    assert alone["calm"].threshold < averaged.threshold < alone["busy"].threshold
+    assert averaged.own_threshold == alone["busy"].threshold
+    assert averaged.expected_false_alerts_per_100 == pytest.approx(1.0, rel=1e-3)
+    assert averaged.to_dict()["averaged_models"] == ["2024-03-08", "2024-03-09", "2024-03-10"]
+    # estimates of models more than AVERAGED_MODELS - 1 days before, or of later days, are not used
+    late = {"2024-03-07": calm_days["2024-03-08"], "2024-03-11": calm_days["2024-03-09"]}
+    assert budget_threshold([busy], [500], np.ones(1), 1.0, "2024-03-10", late).threshold == alone["busy"].threshold
+    assert AVERAGED_MODELS == 3
 
 
 def _org(days: int, start: date) -> pa.Table:

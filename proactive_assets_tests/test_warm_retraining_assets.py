@@ -49,6 +49,16 @@ def test_model_d_starts_from_model_d_minus_1_only(tmp_path, monkeypatch: pytest.
         retraining = models[day].metadata["retraining"]
         assert retraining["mode"] == "warm" and retraining["warm_from"] == models[before].version
     assert models[DAYS[6]].metadata["retraining"]["days_since_full"] == 3
+    # each threshold averages the false alerts expected by the models of its day and the two before
+    # (the ones that exist), as model D-1 recorded them, whether it was trained warm or fully
+    budgets = {d: models[d].metadata["evidence"]["budget"] for d in DAYS[3:7]}
+    assert [budgets[d]["averaged_models"] for d in DAYS[3:7]] == [
+        [d.isoformat() for d in DAYS[max(3, i - 2) : i + 1]] for i in range(3, 7)
+    ]
+    for before, day in itertools.pairwise(DAYS[3:7]):
+        estimates = budgets[day]["false_alert_estimates"]
+        assert estimates[before.isoformat()] == budgets[before]["false_alert_estimates"][before.isoformat()]
+    assert budgets[DAYS[3]]["own_threshold"] == budgets[DAYS[3]]["threshold"] == models[DAYS[3]].metadata["threshold"]
 
     def window_entities(day: date) -> set[str]:
         return set(warehouse.read_table("training_set", day, columns=["entity"]).column("entity").to_pylist())
@@ -61,6 +71,7 @@ def test_model_d_starts_from_model_d_minus_1_only(tmp_path, monkeypatch: pytest.
     again = load_model(warehouse, DAYS[5])
     assert again.version == models[DAYS[5]].version
     assert again.metadata["retraining"]["warm_from"] == models[DAYS[4]].version
+    assert again.metadata["evidence"]["budget"] == budgets[DAYS[5]]  # models 3 and 4 only: never a later day's
     # the materialization says it too
     event = runner.instance(settings).get_latest_materialization_event(AssetKey("ip_insights_model"))
     shown = event.asset_materialization.metadata["retraining"].value

@@ -291,7 +291,8 @@ def train_detector(
     with ThreadPoolExecutor(1, thread_name_prefix="model-files") as pool:
         window = pool.submit(frame.index(history).to_bytes)
         folds_file = pool.submit(folds_to_bytes, folds, FEATURES, provenance)
-        combiner, budget, auc = _fit(folds, alert_budget, [d.isoformat() for d in eval_days], start)
+        earlier = plan.earlier_false_alerts if plan else None
+        combiner, budget, auc = _fit(folds, alert_budget, [d.isoformat() for d in eval_days], start, day, earlier)
     evidence = {
         "combiner": combiner.to_dict(),
         "budget": budget.to_dict(),
@@ -318,12 +319,19 @@ def _auc(scores: np.ndarray, suspicious: np.ndarray) -> float | None:
 
 
 def _fit(
-    folds: list[Fold], alert_budget: float, days: list[str], start: Combiner | None = None
+    folds: list[Fold],
+    alert_budget: float,
+    days: list[str],
+    start: Combiner | None = None,
+    day: date | None = None,
+    earlier: dict[str, Any] | None = None,
 ) -> tuple[Combiner, Budget, float | None]:
     """The combiner on every validation day's pairs, and the budget threshold from its scores of them.
 
     ``start``: model D-1's combiner on a warm day; Newton's method then needs a few steps, not eight
-    (the fit is convex, so it ends where a fit from zero would)."""
+    (the fit is convex, so it ends where a fit from zero would). ``earlier``: the false-alert
+    estimates of the models of the days before ``day``, which the threshold averages with this one's
+    (``budget_threshold``)."""
     if not folds or not any(f.suspicious.any() for f in folds) or not any((~f.suspicious).any() for f in folds):
         return PRIOR, budget_threshold([], [], np.zeros(0), alert_budget), None
     x = np.vstack([f.x for f in folds])
@@ -346,7 +354,8 @@ def _fit(
     by_day = [combiner.insight(fold.x) for fold in folds]
     scores = np.concatenate(by_day)
     real = [h[~f.suspicious] for h, f in zip(by_day, folds, strict=True)]
-    budget = budget_threshold(real, [f.identities for f in folds], scores[suspicious], alert_budget)
+    when = day.isoformat() if day else ""
+    budget = budget_threshold(real, [f.identities for f in folds], scores[suspicious], alert_budget, when, earlier)
     return combiner, budget, _auc(scores, suspicious)
 
 

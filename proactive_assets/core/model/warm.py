@@ -61,6 +61,9 @@ class RetrainPlan:
     days_since_full: int = 0  # model D-1's: 0 when it was a full retrain
     previous_combiner: dict[str, Any] | None = None  # model D-1's evidence combiner: where its fit starts
     previous_folds: bytes | None = None  # model D-1's validation folds (``evidence.folds``): reused where shared
+    # the false alerts expected by model D-1 and the models before it (``combiner.Budget.estimates``),
+    # which model D's threshold averages with its own, whether it is trained warm or fully
+    earlier_false_alerts: dict[str, Any] | None = None
 
     @property
     def warm(self) -> bool:

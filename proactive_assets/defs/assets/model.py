@@ -8,6 +8,7 @@ assets, metadata and blocking AUC check.
 import functools
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import date, timedelta
 from typing import Any
 
@@ -234,7 +235,8 @@ def model_assets(partitions: DailyPartitionsDefinition, training_days: int) -> l
 def _retraining_plan(
     warehouse: Warehouse, day: date, backend: ModelBackend, settings: Settings, window: tuple[date, date]
 ) -> RetrainPlan:
-    """Warm-start from the model of D-1 (that partition only: never a later day's) when it is usable."""
+    """Warm-start from the model of D-1 (that partition only: never a later day's) when it is usable;
+    either way, the false-alert estimates it recorded go to model D's threshold."""
     before = day - timedelta(days=1)
     previous, artifact, folds = None, None, None
     try:
@@ -243,7 +245,7 @@ def _retraining_plan(
             previous, artifact, folds = stored.metadata, stored.artifact, stored.folds
     except (WarehouseError, OSError, ValueError) as exc:  # an unreadable model D-1 costs a full retrain, not the day
         return full_plan(f"the day before's model cannot be read ({type(exc).__name__}: {exc})")
-    return plan_retraining(
+    plan = plan_retraining(
         previous,
         artifact,
         backend=backend.name,
@@ -253,6 +255,8 @@ def _retraining_plan(
         full_every=settings.full_retrain_days,
         folds=folds,
     )
+    budget = ((previous or {}).get("evidence") or {}).get("budget") or {}
+    return replace(plan, earlier_false_alerts=budget.get("false_alert_estimates"))
 
 
 def _retraining_metadata(model_metadata: dict) -> dict:
