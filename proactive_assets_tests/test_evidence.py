@@ -285,11 +285,13 @@ def test_the_threshold_averages_the_false_alerts_expected_by_the_last_models() -
     alone = {name: budget_threshold([real], [500], np.ones(1), 1.0, "2024-03-10") for name, real in worlds}
     assert alone["calm"].threshold < alone["busy"].threshold
     # what a later model needs of an estimate at thresholds of at least 0.5: the same expected rates
-    for name, real in [*worlds, ("counted", busy[:50])]:
+    loud = 1 / (1 + np.exp(-rng.normal(0, 1.5, 3000)))  # a tenth of it above 0.5 and more: its tail starts there
+    for name, real in [*worlds, ("loud", loud), ("counted", busy[:50])]:
         rates = DayRates.of([real], [500])
         again = DayRates.from_summary(json.loads(json.dumps(rates.summary())))
         for t in (0.0, 0.5, 1.0, 2.0, 4.0):
             assert again.rate(t) == pytest.approx(rates.rate(t), rel=1e-5), (name, t)
+    assert len(json.dumps(DayRates.of([busy], [500]).summary())) < 200  # its tail: no pair listed
     # a busy model after two calm ones: its threshold keeps their average within the budget
     calm_days = {
         day: budget_threshold([calm], [500], np.ones(1), 1.0, day).estimates[day]

@@ -211,9 +211,10 @@ class FalseAlertModel:
         return float(len(self.z) - np.searchsorted(self.z, t, side="left"))
 
     def summary(self) -> dict[str, Any]:
-        """What ``expected`` needs at thresholds of at least ``MIN_THRESHOLD`` (the tail's parameters
-        and the log-odds at or above it), for a later model to average (``from_summary``)."""
-        top = self.z[self.z >= _logit(np.array([MIN_THRESHOLD]))[0]]
+        """What ``expected`` needs at thresholds of at least ``MIN_THRESHOLD``, for a later model to
+        average (``from_summary``): the tail's parameters, and the log-odds at or above it that are
+        counted (none above the tail's start: a large day's summary is a few numbers)."""
+        top = self.z[(self.z >= _logit(np.array([MIN_THRESHOLD]))[0]) & (self.z <= self.u)]
         tail = {"u": self.u, "count": self.count, "rate": self.rate} if self.smoothed else {}
         return {**tail, "top": [round(float(v), 6) for v in top]}
 
@@ -221,8 +222,9 @@ class FalseAlertModel:
     def from_summary(cls, doc: dict[str, Any]) -> "FalseAlertModel":
         model = cls.__new__(cls)
         model.z, model.u = np.sort(np.asarray(doc.get("top", []), dtype=float)), float("inf")
-        if "u" in doc:
+        if "u" in doc:  # the ``count`` pairs above the tail's start: counted there by the tail alone
             model.u, model.count, model.rate = float(doc["u"]), int(doc["count"]), float(doc["rate"])
+            model.z = np.r_[model.z, np.full(model.count, np.inf)]
         return model
 
 
