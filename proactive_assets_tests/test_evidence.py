@@ -305,6 +305,10 @@ def test_the_threshold_averages_the_false_alerts_expected_by_the_last_models() -
     # estimates of models more than AVERAGED_MODELS - 1 days before, or of later days, are not used
     late = {"2024-03-07": calm_days["2024-03-08"], "2024-03-11": calm_days["2024-03-09"]}
     assert budget_threshold([busy], [500], np.ones(1), 1.0, "2024-03-10", late).threshold == alone["busy"].threshold
+    # an estimate of another format is left out, not the model
+    garbled = {**calm_days, "2024-03-09": {"days": "?"}}
+    kept = budget_threshold([busy], [500], np.ones(1), 1.0, "2024-03-10", garbled)
+    assert kept.to_dict()["averaged_models"] == ["2024-03-08", "2024-03-10"]
     assert AVERAGED_MODELS == 3
 
 

@@ -144,8 +144,8 @@ class Budget:
     expected_false_alerts_per_100: float
     expected_recall: float
     identity_days: int
-    own_threshold: float | None = None  # from this model's own validation days alone
-    estimates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    own_threshold: float  # from this model's own validation days alone
+    estimates: dict[str, dict[str, Any]]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -275,10 +275,9 @@ def budget_threshold(
     own = DayRates.of(real_by_day, identities_by_day)
     start = date.fromisoformat(day) if day else None
     before = {(start - timedelta(days=k)).isoformat() for k in range(1, AVERAGED_MODELS)} if start else set()
-    kept = {d: doc for d, doc in (earlier or {}).items() if d in before}
-    estimates = {**kept, **({day: own.summary()} if day else {})}
-    averaged = [own, *(DayRates.from_summary(doc) for doc in kept.values())]
-    own_threshold = _lowest(own.rate, per_100) if kept else None
+    kept = {d: rates for d, rates in _readable(earlier or {}).items() if d in before}
+    estimates = {**{d: rates.summary() for d, rates in kept.items()}, **({day: own.summary()} if day else {})}
+    averaged = [own, *kept.values()]
 
     def rate(t: float) -> float:
         return sum(r.rate(t) for r in averaged) / len(averaged)
@@ -291,9 +290,21 @@ def budget_threshold(
         100.0 * rate(float(_logit(np.array([threshold]))[0])),
         recall,
         int(sum(identities_by_day)),
-        threshold if own_threshold is None else own_threshold,
+        _lowest(own.rate, per_100) if kept else threshold,
         estimates,
     )
+
+
+def _readable(estimates: dict[str, Any]) -> dict[str, DayRates]:
+    """The estimates a model D-1 recorded that can be read (one of another format is left out: it
+    costs the average a model, never the day)."""
+    out = {}
+    for day, doc in estimates.items():
+        try:
+            out[str(day)] = DayRates.from_summary(doc)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue
+    return out
 
 
 def _lowest(rate: Any, per_100: float) -> float:
