@@ -74,8 +74,10 @@ def test_model_d_starts_from_model_d_minus_1_only(tmp_path, monkeypatch: pytest.
     assert again.metadata["evidence"]["budget"] == budgets[DAYS[5]]  # models 3 and 4 only: never a later day's
     # the materialization says it too
     event = runner.instance(settings).get_latest_materialization_event(AssetKey("ip_insights_model"))
-    shown = event.asset_materialization.metadata["retraining"].value
-    assert shown == f"warm start from {models[DAYS[4]].version}"
+    shown = event.asset_materialization.metadata
+    assert shown["retraining"].value == f"warm start from {models[DAYS[4]].version}"
+    assert shown["threshold_averaged_over"].value == budgets[DAYS[5]]["averaged_models"]
+    assert shown["own_threshold"].value == budgets[DAYS[5]]["own_threshold"]
 
 
 def test_an_unreadable_model_d_minus_1_costs_a_full_retrain_not_the_day(tmp_path) -> None:

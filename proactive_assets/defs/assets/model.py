@@ -355,6 +355,9 @@ def _evidence_metadata(model_metadata: dict) -> dict:
     budget = evidence.get("budget") or {}
     return {
         "threshold": float(model_metadata.get("threshold", float("nan"))),
+        # the threshold from this model's validation days alone, and the models whose estimates were averaged
+        "own_threshold": float(budget.get("own_threshold", model_metadata.get("threshold", float("nan")))),
+        "threshold_averaged_over": budget.get("averaged_models", []),
         "expected_false_alerts_per_100_identities": float(
             budget.get("expected_false_alerts_per_100_identities_a_day", float("nan"))
         ),
