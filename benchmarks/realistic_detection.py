@@ -139,6 +139,7 @@ def run_seed(seed: int, days: int, scale: float, workdir: Path, log: Path) -> tu
             day=day.isoformat(),
             rule=first_seen_rule(insights, window),
             alerted=[(e, ip) in alerted for e, ip in zip(insights["entity"], insights["source_ip"], strict=True)],
+            own_threshold=_own_threshold(warehouse, day),
         )
         frames.append(frame)
     scored = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -161,6 +162,16 @@ def run_seed(seed: int, days: int, scale: float, workdir: Path, log: Path) -> tu
         "missed_injections": len(truth.get("missed_attacks", [])),
     }
     return scored, info
+
+
+def _own_threshold(warehouse: Warehouse, day: date) -> float:
+    """The threshold the day's model set from its own validation days, before averaging it with the
+    models before it (``combiner.AVERAGED_MODELS``); NaN without a model."""
+    if not warehouse.has_file(tables.IP_INSIGHTS_MODEL, day, MODEL_JSON):
+        return math.nan
+    metadata = load_model_metadata(warehouse, day)
+    budget = (metadata.get("evidence") or {}).get("budget") or {}
+    return float(budget.get("own_threshold", metadata["threshold"]))
 
 
 def seed_job(seed: int, days: int, scale: float, keep: Path | None) -> tuple[pd.DataFrame, dict]:
@@ -201,6 +212,13 @@ def evaluate(scored: pd.DataFrame, attacks_injected: int) -> dict:
         "travel_pairs": int(travel.sum()),
         "lowest_alerted_insight": float(insight[alerted].min()) if alerted.any() else None,
     }
+    if "own_threshold" in scored:  # each model's own threshold, beside the averaged default
+        own = insight >= scored["own_threshold"].to_numpy(dtype=np.float64)
+        result["own_threshold"] = {
+            "recall": int((own & attack).sum()) / attacks_injected if attacks_injected else float("nan"),
+            "false_alerts_per_100_identity_days": int((own & ~attack & ~travel).sum()) * per100,
+            "travel_alerts": int((own & travel).sum()),
+        }
     if attack.any():
         needed = math.ceil(RANKING_RECALL * attacks_injected)
         ranked = np.sort(insight[attack])[::-1]
@@ -263,6 +281,16 @@ def report(per_seed: list[dict], pooled: dict, args: argparse.Namespace) -> None
             f"{_fmt(row['benign_alerts_per_100_identity_days'], 2)}"
         )
     print(f"{'pooled':>6} {'':23}{_fmt(pooled['benign_alerts_per_100_identity_days'], 2)}")
+    print("\nat each model's own threshold instead (before averaging it with the models of the two days before,")
+    print("from the same run's scores): recall, false alerts per 100 identity-days (travel apart), travel alerts")
+    for row in [*per_seed, pooled]:
+        own = row.get("own_threshold")
+        if own:
+            print(
+                f"{row['name']:>6} {_fmt(own['recall'], 2)} {_fmt(own['false_alerts_per_100_identity_days'], 2)} "
+                f"{own['travel_alerts']:>3}   (default: {_fmt(row['recall'], 2)} "
+                f"{_fmt(row['false_alerts_per_100_identity_days'], 2)} {row['travel_alerts']:>3})"
+            )
     print(f"\nper category, pooled: {'count':>6} {'median insight':>14} {'alerted':>8} {'rule median':>11}")
     for kind in ("attack", "benign"):
         for name, c in sorted(pooled["categories"].items()):
