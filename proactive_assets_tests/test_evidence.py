@@ -282,7 +282,8 @@ def test_the_threshold_averages_the_false_alerts_expected_by_the_last_models() -
     rng = np.random.default_rng(2)
     calm, busy = (1 / (1 + np.exp(-rng.normal(mean, 1.5, 3000))) for mean in (-6, -3))
     worlds = [("calm", calm), ("busy", busy)]
-    alone = {name: budget_threshold([real], [500], np.ones(1), 1.0, "2024-03-10") for name, real in worlds}
+    day = date(2024, 3, 10)  # the model's day
+    alone = {name: budget_threshold([real], [500], np.ones(1), 1.0, day) for name, real in worlds}
     assert alone["calm"].threshold < alone["busy"].threshold
     # what a later model needs of an estimate at thresholds of at least 0.5: the same expected rates
     loud = 1 / (1 + np.exp(-rng.normal(0, 1.5, 3000)))  # a tenth of it above 0.5 and more: its tail starts there
@@ -294,20 +295,20 @@ def test_the_threshold_averages_the_false_alerts_expected_by_the_last_models() -
     assert len(json.dumps(DayRates.of([busy], [500]).summary())) < 200  # its tail: no pair listed
     # a busy model after two calm ones: its threshold keeps their average within the budget
     calm_days = {
-        day: budget_threshold([calm], [500], np.ones(1), 1.0, day).estimates[day]
-        for day in ("2024-03-08", "2024-03-09")
+        d.isoformat(): budget_threshold([calm], [500], np.ones(1), 1.0, d).estimates[d.isoformat()]
+        for d in (date(2024, 3, 8), date(2024, 3, 9))
     }
-    averaged = budget_threshold([busy], [500], np.ones(1), 1.0, "2024-03-10", calm_days)
+    averaged = budget_threshold([busy], [500], np.ones(1), 1.0, day, calm_days)
     assert alone["calm"].threshold < averaged.threshold < alone["busy"].threshold
     assert averaged.own_threshold == alone["busy"].threshold
     assert averaged.expected_false_alerts_per_100 == pytest.approx(1.0, rel=1e-3)
     assert averaged.to_dict()["averaged_models"] == ["2024-03-08", "2024-03-09", "2024-03-10"]
     # estimates of models more than AVERAGED_MODELS - 1 days before, or of later days, are not used
     late = {"2024-03-07": calm_days["2024-03-08"], "2024-03-11": calm_days["2024-03-09"]}
-    assert budget_threshold([busy], [500], np.ones(1), 1.0, "2024-03-10", late).threshold == alone["busy"].threshold
+    assert budget_threshold([busy], [500], np.ones(1), 1.0, day, late).threshold == alone["busy"].threshold
     # an estimate of another format is left out, not the model
     garbled = {**calm_days, "2024-03-09": {"days": "?"}}
-    kept = budget_threshold([busy], [500], np.ones(1), 1.0, "2024-03-10", garbled)
+    kept = budget_threshold([busy], [500], np.ones(1), 1.0, day, garbled)
     assert kept.to_dict()["averaged_models"] == ["2024-03-08", "2024-03-10"]
     assert AVERAGED_MODELS == 3
 

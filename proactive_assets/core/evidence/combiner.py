@@ -261,7 +261,7 @@ def budget_threshold(
     identities_by_day: list[int],
     synthetic: np.ndarray,
     per_100: float,
-    day: str = "",
+    day: date | None = None,
     earlier: dict[str, dict[str, Any]] | None = None,
 ) -> Budget:
     """The smallest threshold whose expected false alerts stay within ``per_100`` per 100 identities a day.
@@ -273,10 +273,11 @@ def budget_threshold(
     ``AVERAGED_MODELS`` days. Never below ``MIN_THRESHOLD``.
     """
     own = DayRates.of(real_by_day, identities_by_day)
-    start = date.fromisoformat(day) if day else None
-    before = {(start - timedelta(days=k)).isoformat() for k in range(1, AVERAGED_MODELS)} if start else set()
+    before = {(day - timedelta(days=k)).isoformat() for k in range(1, AVERAGED_MODELS)} if day else set()
     kept = {d: rates for d, rates in _readable(earlier or {}).items() if d in before}
-    estimates = {**{d: rates.summary() for d, rates in kept.items()}, **({day: own.summary()} if day else {})}
+    estimates = {d: rates.summary() for d, rates in kept.items()}
+    if day:
+        estimates[day.isoformat()] = own.summary()
     averaged = [own, *kept.values()]
 
     def rate(t: float) -> float:

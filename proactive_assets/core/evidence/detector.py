@@ -354,8 +354,7 @@ def _fit(
     by_day = [combiner.insight(fold.x) for fold in folds]
     scores = np.concatenate(by_day)
     real = [h[~f.suspicious] for h, f in zip(by_day, folds, strict=True)]
-    when = day.isoformat() if day else ""
-    budget = budget_threshold(real, [f.identities for f in folds], scores[suspicious], alert_budget, when, earlier)
+    budget = budget_threshold(real, [f.identities for f in folds], scores[suspicious], alert_budget, day, earlier)
     return combiner, budget, _auc(scores, suspicious)
 
 
