@@ -123,6 +123,11 @@ def run_seed(seed: int, days: int, scale: float, workdir: Path, log: Path) -> tu
         label[(entry["day"], entry["entity"], entry["source_ip"])] = ("attack", entry["category"])
     warehouse = Warehouse(open_store(settings.warehouse))
     test_days = [date.fromisoformat(d) for d in truth["test_days"]]
+    models = {
+        d: load_model_metadata(warehouse, d)
+        for d in test_days
+        if warehouse.has_file(tables.IP_INSIGHTS_MODEL, d, MODEL_JSON)
+    }
     frames = []
     for day in test_days:
         insights = _read(warehouse, "daily_insights", day, ["entity", "source_ip", "insight"])
@@ -139,7 +144,7 @@ def run_seed(seed: int, days: int, scale: float, workdir: Path, log: Path) -> tu
             day=day.isoformat(),
             rule=first_seen_rule(insights, window),
             alerted=[(e, ip) in alerted for e, ip in zip(insights["entity"], insights["source_ip"], strict=True)],
-            own_threshold=_own_threshold(warehouse, day),
+            own_threshold=_own_threshold(models.get(day)),
         )
         frames.append(frame)
     scored = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -150,9 +155,8 @@ def run_seed(seed: int, days: int, scale: float, workdir: Path, log: Path) -> tu
     scored["seed"] = seed
     test = {d.isoformat() for d in test_days}
     attacks = [e for e in truth["suspicious"] if e["day"] in test]
-    models = [d for d in test_days if warehouse.has_file(tables.IP_INSIGHTS_MODEL, d, MODEL_JSON)]
     info = {
-        "default_thresholds": [load_model_metadata(warehouse, d)["threshold"] for d in models],
+        "default_thresholds": [metadata["threshold"] for metadata in models.values()],
         "attacks_injected": len(attacks),
         "identities": summary.identities,
         "events": summary.events,
@@ -164,12 +168,11 @@ def run_seed(seed: int, days: int, scale: float, workdir: Path, log: Path) -> tu
     return scored, info
 
 
-def _own_threshold(warehouse: Warehouse, day: date) -> float:
-    """The threshold the day's model set from its own validation days, before averaging it with the
-    models before it (``combiner.AVERAGED_MODELS``); NaN without a model."""
-    if not warehouse.has_file(tables.IP_INSIGHTS_MODEL, day, MODEL_JSON):
+def _own_threshold(metadata: dict | None) -> float:
+    """The threshold a day's model (its ``metadata``) set from its own validation days, before
+    averaging it with the models before it (``combiner.AVERAGED_MODELS``); NaN without a model."""
+    if metadata is None:
         return math.nan
-    metadata = load_model_metadata(warehouse, day)
     budget = (metadata.get("evidence") or {}).get("budget") or {}
     return float(budget.get("own_threshold", metadata["threshold"]))
 
