@@ -37,6 +37,7 @@ import pyarrow.compute as pc
 
 from benchmarks import tutorial_data as td
 from proactive_assets.core import scoring
+from proactive_assets.core.heap import retain_freed_memory
 from proactive_assets.core.ipnet import parse_ips
 from proactive_assets.core.model import IPInsightsParams, roc_auc, train_ip_insights
 from proactive_assets.core.model import ipinsights as ipi
@@ -108,6 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--save", help="also write the model artifact to this file")
     parser.add_argument("--model", help="score with this saved artifact (same --users/--seed) instead of training")
     args = parser.parse_args(argv)
+    retain_freed_memory()  # as every process that runs the assets has it (build_definitions)
     users = 1_000 if args.quick else args.users
     params = IPInsightsParams(**_parse_overrides(args.set))
     rng = np.random.default_rng(args.seed + 1)

@@ -25,6 +25,7 @@ from proactive_assets.core import scoring
 from proactive_assets.core.backends.local import LocalBackend
 from proactive_assets.core.evidence.detector import score_day, train_detector, window_index
 from proactive_assets.core.evidence.networks import load_networks
+from proactive_assets.core.heap import retain_freed_memory
 from proactive_assets.core.model import IPInsightsParams, ScoreResult, roc_auc, train_ip_insights
 
 START = date(2024, 6, 1)
@@ -37,6 +38,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="1,000 users: a fast smoke run")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    retain_freed_memory()  # as every process that runs the assets has it (build_definitions)
     users = 1_000 if args.quick else args.users
     rng = np.random.default_rng(args.seed + 1)
     data = td.generate(users, seed=args.seed)

@@ -17,6 +17,7 @@ from dagster import (
 )
 
 from proactive_assets.config import Settings
+from proactive_assets.core.heap import retain_freed_memory
 from proactive_assets.defs.assets.alerts import alert_assets
 from proactive_assets.defs.assets.cloudtrail import cloudtrail_assets
 from proactive_assets.defs.assets.learning import learning_assets
@@ -45,6 +46,7 @@ ingest_job = define_asset_job(
 def build_definitions(settings: Settings | None = None) -> Definitions:
     """Every definition, for ``settings`` (default: the environment's)."""
     settings = settings or Settings.from_env()
+    retain_freed_memory()  # every process that runs the assets builds them first
     with warnings.catch_warnings():
         # Asset checks on partitioned assets are a preview feature of Dagster 1.13 that the project
         # uses knowingly; its warning, once per check at every load, would bury what matters.

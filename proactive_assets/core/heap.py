@@ -1,0 +1,38 @@
+"""Freed memory kept for the next batch instead of handed back to the system at once.
+
+A day's work frees and allocates the same hundreds of megabytes over and over: a batch of
+inflated log objects, a million-pair array. glibc's malloc gives the free top of its heap back to
+the system once it passes a threshold (128 KiB at first, then twice the largest block freed so
+far), and maps each block above a second threshold afresh; either way the kernel zeroes the
+pages again on the next batch. That page faulting was 3-4 of the 23-27 CPU seconds of a 5M-event
+day, 0.15 s of the ~1.7 of scoring a million pairs, and ~5% of ingesting small objects.
+
+``retain_freed_memory`` keeps up to ``RETAINED_BYTES`` free at the top of each heap and serves
+blocks below ``MAPPED_FROM`` from the heaps. Only what was in use a moment before is kept, so a
+process holds at most that much more between batches. Elsewhere than glibc it does nothing.
+"""
+
+import ctypes
+import functools
+import platform
+
+#: Free memory at the top of a heap kept for the next allocations (glibc's M_TRIM_THRESHOLD).
+RETAINED_BYTES = 128 << 20
+#: Blocks from this size are mapped on their own (M_MMAP_THRESHOLD; glibc's largest allowed).
+MAPPED_FROM = 8 << 20
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+
+
+@functools.cache
+def retain_freed_memory() -> bool:
+    """Set glibc's thresholds (once per process); True where they were set."""
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # pragma: no cover - a static or unusual libc
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, MAPPED_FROM)) and bool(mallopt(_M_TRIM_THRESHOLD, RETAINED_BYTES))

@@ -1,0 +1,48 @@
+"""heap.retain_freed_memory: a batch's freed memory serves the next batch without new page faults,
+in every process that builds the definitions."""
+
+import json
+import platform
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.skipif(
+    platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="the thresholds are glibc's"
+)
+
+# Three batches of sixteen 4 MiB blocks (a batch of log texts): each batch's page faults.
+BATCHES = """
+import json, resource, sys
+if sys.argv[1] == "retained":
+    from proactive_assets.core.heap import retain_freed_memory
+    assert retain_freed_memory()
+elif sys.argv[1] == "definitions":
+    from proactive_assets.config import Settings
+    from proactive_assets.defs.definitions import build_definitions
+    build_definitions(Settings.from_env({"PROACTIVE_HOME": sys.argv[2]}))
+faults = []
+for _ in range(3):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    blocks = [b"\\x01" * (4 << 20) for _ in range(16)]
+    del blocks
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(json.dumps(faults))
+"""
+PAGES = 16 * (4 << 20) // 4096
+
+
+def _faults(mode: str, home: str = "") -> list[int]:
+    out = subprocess.run([sys.executable, "-c", BATCHES, mode, home], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def test_a_batch_reuses_the_memory_the_one_before_freed(tmp_path):
+    default = _faults("default")
+    if min(default[1:]) < PAGES // 2:
+        pytest.skip(f"this malloc keeps freed memory by itself ({default} faults a batch)")
+    for mode in ("retained", "definitions"):
+        first, *later = _faults(mode, str(tmp_path))
+        assert first >= PAGES // 2, (mode, first)  # the first batch touches new memory ...
+        assert max(later) < PAGES // 8, (mode, later)  # ... the next ones reuse it
