@@ -235,15 +235,20 @@ def _random_events(seed: int, n: int) -> pa.Table:
     return pa.Table.from_pylist(rows, schema)
 
 
-@pytest.mark.parametrize(("seed", "dense_keys"), [(1, pairs.DENSE_PAIR_KEYS), (2, pairs.DENSE_PAIR_KEYS), (3, 0)])
+@pytest.mark.parametrize(
+    ("seed", "dense_keys", "merge_keys"),
+    [(1, pairs.DENSE_PAIR_KEYS, pairs.MERGE_KEYS), (2, pairs.DENSE_PAIR_KEYS, 0), (3, 0, 0)],
+)
 def test_learning_set_is_plain_pythons_aggregation_over_many_batches(
-    seed: int, dense_keys: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    seed: int, dense_keys: int, merge_keys: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Added up batch by batch by the pairs' codes, from memory and from a file (its text columns
     read dictionary-encoded), the learning set is exactly what plain Python makes of the rows;
-    the pairs numbered by counting their codes or (``dense_keys`` 0, a day of many) by hashing."""
+    the pairs numbered by counting their codes or (``dense_keys`` 0, a day of many) by hashing;
+    the list columns' keys merged as the batches come (``merge_keys`` 0) or only at the end."""
     monkeypatch.setattr(pairs, "BATCH_ROWS", 37)
     monkeypatch.setattr(pairs, "DENSE_PAIR_KEYS", dense_keys)
+    monkeypatch.setattr(pairs, "MERGE_KEYS", merge_keys)
     table = _random_events(seed, 1200)
     path = tmp_path / "events.parquet"
     pq.write_table(table, path, row_group_size=100)

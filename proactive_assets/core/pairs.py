@@ -179,6 +179,10 @@ _CODE_BITS = 32  # a (pair, value) key: the pair's index above, the value's code
 #: Keys are told apart by counting (not hashing or sorting) up to this many possible keys: pairs
 #: ((identity, address) codes), and a batch's (pair, value) keys of a list column.
 DENSE_PAIR_KEYS = 1 << 24
+#: A list column's keys are merged into their distinct ones once the batches have added this many
+#: (and twice as many as the last merge left): a pair in many batches brings its (pair, value)
+#: keys again in each (a day of 300k pairs over 5M events held 31M keys, 6M of them distinct).
+MERGE_KEYS = 1 << 20
 
 
 def _codes(column: pa.ChunkedArray, known: dict[str, int]) -> np.ndarray:
@@ -199,9 +203,12 @@ def _times(column: pa.ChunkedArray, missing: int) -> np.ndarray:
     return np.asarray(pc.fill_null(column.cast(pa.int64()), missing), np.int64)
 
 
-def _sorted_distinct(keys: np.ndarray) -> np.ndarray:
-    """The distinct keys, sorted (numpy's vectorised sort: ~9x its argsort)."""
-    ordered = np.sort(keys)
+def _sorted_distinct(keys: np.ndarray, in_place: bool = False) -> np.ndarray:
+    """The distinct keys, sorted (numpy's vectorised sort: ~9x its argsort); ``in_place`` sorts
+    ``keys`` itself rather than a copy."""
+    ordered = keys if in_place else np.sort(keys)
+    if in_place:
+        ordered.sort()
     return ordered[np.r_[True, ordered[1:] != ordered[:-1]]] if len(ordered) > 1 else ordered
 
 
@@ -231,6 +238,7 @@ class _PairTotals:
         # per event column: value -> code (write_event_names shares event_name's)
         self.values: dict[str, dict[str, int]] = {column: {} for column in _LIST_COLUMNS.values()}
         self.keys: dict[str, list[np.ndarray]] = {name: [] for name in _LIST_COLUMNS}  # each batch's distinct keys
+        self.merged = dict.fromkeys(_LIST_COLUMNS, 0)  # how many the last merge left
 
     def add(self, batch: pa.Table, pair: np.ndarray) -> None:
         """The batch's events (kept pair events, ``_AGGREGATED_COLUMNS``), of pairs ``pair``."""
@@ -254,7 +262,11 @@ class _PairTotals:
                 codes[column] = _codes(batch.column(column), self.values[column])
             code = codes[column]
             valid = (code >= 0) & writes if name == "write_event_names" else code >= 0
-            self.keys[name].append(_distinct_keys(pair[valid], code[valid], len(self.values[column]), self.pairs))
+            keys = self.keys[name]
+            keys.append(_distinct_keys(pair[valid], code[valid], len(self.values[column]), self.pairs))
+            if sum(len(k) for k in keys) > max(MERGE_KEYS, 2 * self.merged[name]):
+                keys[:] = [_sorted_distinct(np.concatenate(keys), in_place=True)]
+                self.merged[name] = len(keys[0])
 
     def table(self, entity: pa.Array, address: pa.Array) -> pa.Table:
         """The pairs' rows (``entity`` and ``address`` their identity and address, in pair order)."""
@@ -280,8 +292,16 @@ class _PairTotals:
         keys = np.concatenate(batches) if batches else np.zeros(0, np.int64)
         del batches
         width = max(1, len(values))
-        kept = _sorted_distinct((keys >> _CODE_BITS) * width + rank[keys & ((1 << _CODE_BITS) - 1)])  # by pair, value
-        kept_pair, kept_value = kept // width, order[kept % width]
+        # (pair, value rank) keys, in place: two columns are made at once, each over millions of keys
+        ranked = rank[keys & ((1 << _CODE_BITS) - 1)]
+        keys >>= _CODE_BITS
+        keys *= width
+        keys += ranked
+        del ranked
+        kept = _sorted_distinct(keys, in_place=True)
+        del keys
+        kept_pair, kept_value = np.divmod(kept, width)
+        kept_value = order[kept_value]
         counts = np.bincount(kept_pair, minlength=self.pairs)
         limit = _LIST_LIMITS.get(name)
         if limit is not None and (counts > limit).any():
