@@ -9,7 +9,8 @@ and noisy), with the machine's core count:
 
 * CPU: the CPU time of this process to ingest (gunzip + scan + normalise, one object after the
   other on one core, the path ``cloudtrail.read`` takes per task) against stock zlib's CPU time to
-  decompress the same objects; 1x is the floor, the target at most 1.5x. Also shown: which
+  decompress the same objects, timed in turns (each figure over the zlib pass of its own turn, the
+  median of five); 1x is the floor, the target at most 1.5x. Also shown: which
   inflater ran for how many objects (``gunzip.inflater_for``: by compressed size), each installed
   inflater alone against zlib, ingest with zlib forced as the inflater (the figure before ISA-L),
   and pyarrow's JSON reader (the fallback without a C compiler). Run on generated data,
