@@ -165,6 +165,8 @@ def test_explanation_known_network_versus_never_seen() -> None:
     assert new_ip["severity"] == "high"  # 0.99, and writes from a never-seen address
     text = new_ip["explanation"]
     assert "never seen for this identity" in text
+    # four shared bits name no network: every IPv4 address shares a few with some other
+    assert "where it used 3 other IPs, none of them in its /8." in text and "nearest known" not in text
     assert "2024-01-01..2024-01-14" in text
     assert "writes: CreateAccessKey, PutUserPolicy" in text
     assert "3 failed calls (2 AccessDenied)" in text
@@ -227,6 +229,7 @@ def test_explanation_nearest_known_network_within_same_24() -> None:
     assert out.loc[0, "nearest_known_network"] == "203.0.113.0/24 (shares /24)"
     assert out.loc[0, "nearest_known_ip"] == "203.0.113.5"
     assert out.loc[0, "common_prefix_bits"] == 24
+    assert "nearest known network 203.0.113.0/24 (shares /24)." in out.loc[0, "explanation"]
 
 
 def test_explanation_ipv6_and_empty_inputs() -> None:

@@ -38,6 +38,10 @@ DayLike = date | datetime | pd.Timestamp | str
 
 #: Width of the "known network" shown around the identity's nearest known address.
 DISPLAY_PREFIX = {4: 24, 6: 64}
+#: The fewest leading bits an alert's address must share with the identity's nearest known
+#: network for the explanation to name that network: any two IPv4 addresses share a few leading
+#: bits, and "nearest known network 32.219.198.0/24 (shares /0)" says nothing.
+NAMED_NEAREST_BITS = {4: 8, 6: 16}
 
 _ALERT_ID_VERSION = "proactive_assets/alert/v1"
 _ALERT_ID_HEX = 24
@@ -496,10 +500,14 @@ def _explain_row(row: dict[str, Any], window: tuple[DayLike, DayLike] | None) ->
         known = row["entity_ips_in_window"]
         text = f"IP {ip} never seen for this identity in {where}, where it used {known} other IP"
         text += "s" if known != 1 else ""
-        if row.get("nearest_known_network"):
+        family = 6 if ":" in str(ip) else 4
+        bits = _optional_count(row.get("common_prefix_bits"))
+        if not row.get("nearest_known_network"):
+            text += f", none of them IPv{family}"
+        elif bits is not None and bits >= NAMED_NEAREST_BITS[family]:
             text += f"; nearest known network {row['nearest_known_network']}"
         else:
-            text += f", none of them IPv{4 if ':' not in str(ip) else 6}"
+            text += f", none of them in its /{NAMED_NEAREST_BITS[family]}"
         parts.append(text + ".")
 
     count = row.get("event_count")
