@@ -49,6 +49,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from datetime import date
 from pathlib import Path
+from statistics import median
 
 DAY = date(2024, 6, 1)
 #: Real records shipped with the test suite (written for it, in the shapes real logs take).
@@ -117,12 +118,6 @@ def _paired(fns: dict[str, Callable[[], object]], baseline: str, rounds: int, re
     return {baseline: seconds, **ratios}
 
 
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-
-
 def _wall(fn: Callable[[], object], repeats: int) -> float:
     """The least wall time of ``repeats`` calls of ``fn``."""
     best = float("inf")
@@ -172,12 +167,12 @@ def cpu_ratios(blobs: list[bytes], repeats: int = 5) -> dict:
         "compression": json_bytes / compressed,
         "rounds": rounds,
         "repeats": repeats,
-        "zlib_s": _median(timed["zlib_s"]),
+        "zlib_s": median(timed["zlib_s"]),
         "inflater": dict(Counter(inflater_for(len(b)) for b in blobs)),  # which one ran, for how many objects
-        "inflaters": {name: _median(timed[f"inflater {name}"]) for name in INFLATERS},
-        "ingest": _median(timed["ingest"]),
+        "inflaters": {name: median(timed[f"inflater {name}"]) for name in INFLATERS},
+        "ingest": median(timed["ingest"]),
         "ingest_range": (min(timed["ingest"]), max(timed["ingest"])),
-        "ingest_zlib": _median(timed["ingest_zlib"]),
+        "ingest_zlib": median(timed["ingest_zlib"]),
         "reader": "C scanner" if cloudtrail_records.scanner is not None else "pyarrow (C scanner not built)",
     }
     scanner = cloudtrail_records.scanner

@@ -20,7 +20,7 @@ import platform
 
 #: Free memory at the top of a heap kept for the next allocations (glibc's M_TRIM_THRESHOLD).
 RETAINED_BYTES = 128 << 20
-#: Blocks from this size are mapped on their own (M_MMAP_THRESHOLD; glibc's largest allowed).
+#: Blocks from this size are mapped on their own, and unmapped when freed (glibc's M_MMAP_THRESHOLD).
 MAPPED_FROM = 8 << 20
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
