@@ -582,3 +582,11 @@ def test_explanation_names_the_evidence_and_where_it_disagrees() -> None:
     assert "Evidence: a machine identity" in message.text
     assert message.document["evidence_for"] == alert["evidence_for"]
     assert message.document["novelty"] == "never-seen network"
+
+
+def test_explanation_of_an_identity_with_one_other_address() -> None:
+    alerts = pd.DataFrame({"entity": [BOB, BOB], "source_ip": ["198.51.100.7", "2001:db8::9"], "insight": [0.9, 0.9]})
+    training = pd.DataFrame({"entity": [BOB], "source_ip": ["10.0.0.1"], "event_count": [3]})
+    out = explain_alerts(alerts, training, alerts, WINDOW).set_index("source_ip")["explanation"]
+    assert "where it used 1 other IP, not in its /8." in out["198.51.100.7"]  # 198 and 10 share no bit
+    assert "where it used 1 other IP, not IPv6." in out["2001:db8::9"]

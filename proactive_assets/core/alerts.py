@@ -502,12 +502,13 @@ def _explain_row(row: dict[str, Any], window: tuple[DayLike, DayLike] | None) ->
         text += "s" if known != 1 else ""
         family = 6 if ":" in str(ip) else 4
         bits = _optional_count(row.get("common_prefix_bits"))
+        none = "none of them" if known != 1 else "not"
         if not row.get("nearest_known_network"):
-            text += f", none of them IPv{family}"
+            text += f", {none} IPv{family}"
         elif bits is not None and bits >= NAMED_NEAREST_BITS[family]:
             text += f"; nearest known network {row['nearest_known_network']}"
         else:
-            text += f", none of them in its /{NAMED_NEAREST_BITS[family]}"
+            text += f", {none} in its /{NAMED_NEAREST_BITS[family]}"
         parts.append(text + ".")
 
     count = row.get("event_count")
