@@ -13,11 +13,14 @@ import pytest
 from proactive_assets.core.alert_message import SNS_SUBJECT_MAX, cloudtrail_prefixes, format_sns_message
 from proactive_assets.core.alerts import (
     add_alert_ids,
+    alert_candidates,
     alert_id,
     alert_severity,
     explain_alerts,
     order_event_names,
+    pairs_on_addresses,
     select_alerts,
+    window_context,
 )
 from proactive_assets.core.suppressions import (
     SuppressionError,
@@ -26,6 +29,7 @@ from proactive_assets.core.suppressions import (
     load_suppressions,
     parse_suppressions,
 )
+from proactive_assets.core.training import training_pairs
 
 ACCT = "111122223333"
 ALICE = f"arn:aws:iam::{ACCT}:user/alice"
@@ -242,6 +246,35 @@ def test_explanation_ipv6_and_empty_inputs() -> None:
     assert empty.empty and "explanation" in empty.columns
     no_training = explain_alerts(alerts, None, alerts, WINDOW)
     assert not no_training.loc[0, "entity_in_window"]
+
+
+def test_alerts_from_the_rows_they_need_are_those_of_the_whole_day() -> None:
+    # The alerts asset converts to pandas only the rows at the threshold, the day's pairs on the
+    # alerts' addresses and the window's rows of their identities and addresses: the same alerts,
+    # explained the same, as from the whole day and window.
+    day = _insights()
+    day["event_names"] = [n if isinstance(n, list) else n.split(";") for n in day["event_names"]]
+    day.loc[len(day)] = [ALICE, "192.0.2.77", float("nan"), *day.iloc[0, 3:]]  # NaN never alerts
+    day.loc[len(day)] = [BOB, "198.51.100.7", 0.2, *day.iloc[0, 3:]]  # another identity on an alert's address
+    day.loc[len(day)] = [BOB, "10.9.9.9", 0.1, *day.iloc[0, 3:]]
+    window = pd.concat([_training()] * 2, ignore_index=True)  # a pair on several days of the window
+    window.loc[len(window)] = ["arn:aws:iam::111122223333:user/erin", "010.1.2.3", 7]  # leading zeros
+    window.loc[len(window)] = [ALICE, "2001:db8::7", 2]
+    window.loc[len(window)] = [ALICE, "not an address", 1]
+    table, window_rows = pa.Table.from_pandas(day, preserve_index=False), pa.Table.from_pandas(window)
+    for threshold in (0.0, 0.5, 0.96, 1.0):
+        whole = explain_alerts(
+            add_alert_ids(select_alerts(table.to_pandas(), threshold), DAY),
+            training_pairs(window_rows).to_pandas(),
+            table.select(["entity", "source_ip"]).to_pandas(),
+            WINDOW,
+        )
+        alerts = add_alert_ids(select_alerts(alert_candidates(table, threshold), threshold), DAY)
+        context = window_context(window_rows, alerts)
+        assert context.num_rows < len(window) or threshold == 0.0
+        needed = explain_alerts(alerts, training_pairs(context).to_pandas(), pairs_on_addresses(table, alerts), WINDOW)
+        pd.testing.assert_frame_equal(needed, whole)
+    assert len(whole) == 0 and len(needed) == 0  # the last threshold: none
 
 
 def test_alert_ids_are_deterministic() -> None:

@@ -62,6 +62,10 @@ def _with_training_columns(learning_set: pa.Table) -> pa.Table:
     return pa.table(columns)
 
 
+#: The columns ``training_pairs`` reads.
+PAIR_COLUMNS = ("entity", "source_ip", "event_count")
+
+
 def training_pairs(training_set: pa.Table) -> pa.Table:
     """(entity, source_ip, event_count) summed over the window: what the model learnt from."""
     if training_set.num_rows == 0:
