@@ -13,12 +13,11 @@ import pytest
 from proactive_assets.core.alert_message import SNS_SUBJECT_MAX, cloudtrail_prefixes, format_sns_message
 from proactive_assets.core.alerts import (
     add_alert_ids,
-    alert_candidates,
     alert_id,
     alert_severity,
+    day_alerts,
     explain_alerts,
     order_event_names,
-    pairs_on_addresses,
     select_alerts,
     window_context,
 )
@@ -269,11 +268,9 @@ def test_alerts_from_the_rows_they_need_are_those_of_the_whole_day() -> None:
             table.select(["entity", "source_ip"]).to_pandas(),
             WINDOW,
         )
-        alerts = add_alert_ids(select_alerts(alert_candidates(table, threshold), threshold), DAY)
-        context = window_context(window_rows, alerts)
-        assert context.num_rows < len(window) or threshold == 0.0
-        needed = explain_alerts(alerts, training_pairs(context).to_pandas(), pairs_on_addresses(table, alerts), WINDOW)
+        needed = day_alerts(table, window_rows, threshold, DAY, WINDOW)
         pd.testing.assert_frame_equal(needed, whole)
+        assert window_context(window_rows, needed).num_rows < len(window) or threshold == 0.0
     assert len(whole) == 0 and len(needed) == 0  # the last threshold: none
 
 

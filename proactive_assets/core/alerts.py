@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from proactive_assets.core.ipnet import canonical_ip, parse_ipv4_arrow
+from proactive_assets.core.training import training_pairs
 
 DayLike = date | datetime | pd.Timestamp | str
 
@@ -249,9 +250,7 @@ def _ip_keys(ips: list[Any]) -> dict[Any, tuple[int, int] | None]:
     with ``ipaddress`` cost ~30 us an address), the rest one at a time."""
     texts = pa.array([ip if isinstance(ip, str) else None for ip in ips], pa.string())
     value, ok = parse_ipv4_arrow(texts)
-    return {
-        ip: (4, v) if good else _ip_key(ip) for ip, v, good in zip(ips, value.tolist(), ok.tolist(), strict=True)
-    }
+    return {ip: (4, v) if good else _ip_key(ip) for ip, v, good in zip(ips, value.tolist(), ok.tolist(), strict=True)}
 
 
 @dataclass(frozen=True)
@@ -429,6 +428,20 @@ def explain_alerts(
     ]
     out["explanation"] = [_explain_row(row, window) for row in out.to_dict("records")]
     return out
+
+
+def day_alerts(
+    insights: pa.Table,
+    window_rows: pa.Table,
+    threshold: float,
+    day: DayLike,
+    window: tuple[DayLike, DayLike] | None,
+) -> pd.DataFrame:
+    """A day's alerts, with ids and explained, from its ``daily_insights`` table and its training
+    window's rows (``training.PAIR_COLUMNS`` at least): only the rows they need become pandas."""
+    selected = add_alert_ids(select_alerts(alert_candidates(insights, threshold), threshold), day)
+    context = training_pairs(window_context(window_rows, selected)).to_pandas()
+    return explain_alerts(selected, context, pairs_on_addresses(insights, selected), window)
 
 
 _EXPLAIN_COLUMNS = (

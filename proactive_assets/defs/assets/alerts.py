@@ -120,14 +120,9 @@ def alert_assets(partitions: DailyPartitionsDefinition) -> list[AssetsDefinition
         settings = proactive.settings
         insights = warehouse.read_table(tables.DAILY_INSIGHTS, day)
         threshold = threshold_for(load_model_metadata(warehouse, day), settings.insight_threshold)
-        candidates = alert_logic.alert_candidates(insights, threshold)
-        selected = alert_logic.add_alert_ids(alert_logic.select_alerts(candidates, threshold), day)
         window = training.training_window(day, settings.training_days)
-        # only the rows the explanations read: the alerts' identities and addresses
         window_rows = warehouse.read_table(tables.TRAINING_SET, day, columns=list(training.PAIR_COLUMNS))
-        train_pairs = training.training_pairs(alert_logic.window_context(window_rows, selected)).to_pandas()
-        day_pairs = alert_logic.pairs_on_addresses(insights, selected)
-        explained = alert_logic.explain_alerts(selected, train_pairs, day_pairs, window)
+        explained = alert_logic.day_alerts(insights, window_rows, threshold, day, window)
         suppressions_path = Path(settings.suppressions_file)
         rules = suppressions.load_suppressions(suppressions_path) if suppressions_path.exists() else None
         applied = suppressions.apply_suppressions(explained, rules)
