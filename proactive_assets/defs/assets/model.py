@@ -207,7 +207,7 @@ def model_assets(partitions: DailyPartitionsDefinition, training_days: int) -> l
         return MaterializeResult(
             metadata={
                 "pairs_scored": insights.num_rows,
-                "unknown_entities": int(insights.num_rows - sum(insights.column("entity_known").to_pylist())),
+                "unknown_entities": insights.num_rows - int(pc.sum(insights.column("entity_known")).as_py() or 0),
                 "at_or_above_threshold": scoring.count_at_or_above(insights, threshold),
                 "threshold": threshold,
                 "model_version": model.version,
