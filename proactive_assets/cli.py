@@ -7,6 +7,7 @@ cause and one naming the fix; ``--verbose`` adds the traceback.
 """
 
 import argparse
+import io
 import json
 import math
 import os
@@ -148,7 +149,11 @@ def _warehouse(settings: Settings) -> "Warehouse":
     return Warehouse(open_store(settings.warehouse))
 
 
-def _print_rows(settings: Settings, asset: str, day: date) -> int:
+#: Rows turned into JSON at a time: a million-pair day is printed without a million dicts at once.
+PRINT_BATCH_ROWS = 10_000
+
+
+def _print_rows(settings: Settings, asset: str, day: date, limit: int | None = None) -> int:
     warehouse = _warehouse(settings)
     if not warehouse.has(asset, day):
         for line in _why_missing(settings, asset, day):
@@ -158,10 +163,13 @@ def _print_rows(settings: Settings, asset: str, day: date) -> int:
     if asset == tables.DAILY_INSIGHTS:
         from proactive_assets.core.scoring import riskiest_first
 
-        table = riskiest_first(table)
-    for row in table.to_pylist():
-        clean = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
-        print(json.dumps(clean, default=_json_default))
+        table = riskiest_first(table, limit)
+    elif limit is not None:
+        table = table.slice(0, limit)
+    for batch in table.to_batches(max_chunksize=PRINT_BATCH_ROWS):
+        for row in batch.to_pylist():
+            clean = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
+            print(json.dumps(clean, default=_json_default))
     return 0
 
 
@@ -204,11 +212,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_insights(args: argparse.Namespace) -> int:
-    return _print_rows(_settings(), tables.DAILY_INSIGHTS, args.day)
+    return _print_rows(_settings(), tables.DAILY_INSIGHTS, args.day, args.limit)
 
 
 def cmd_alerts(args: argparse.Namespace) -> int:
-    return _print_rows(_settings(), tables.ALERTS, args.day)
+    return _print_rows(_settings(), tables.ALERTS, args.day, args.limit)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -282,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
             "scored, say why (from what its run recorded).",
         )
         cmd.add_argument("--day", type=_day, required=True, help="the day, YYYY-MM-DD")
+        cmd.add_argument("--limit", type=_positive, default=None, help=f"print only the first N {what.rstrip(',')}")
         cmd.set_defaults(func=func)
 
     demo = sub.add_parser(
@@ -304,6 +313,16 @@ def _fail(verbose: bool, cause: str, fix: str) -> int:
     print(f"error: {cause}", file=sys.stderr)
     print(f"fix: {fix}", file=sys.stderr)
     return 2
+
+
+def _drop_stdout() -> None:
+    """Send what is left of stdout nowhere: the interpreter's last flush would hit the closed pipe
+    again and print a warning."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):  # not a real file (tests capture it)
+        pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -329,6 +348,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130
+        except BrokenPipeError:  # the reader stopped reading (``| head``): nothing is wrong
+            _drop_stdout()
+            return 141  # as a process that SIGPIPE ended (128 + 13)
         except OSError as exc:
             where = f": {exc.filename}" if exc.filename else ""
             return _fail(verbose, f"{exc.strerror or exc}{where}", "check that path, its folders and permissions")

@@ -71,6 +71,20 @@ def test_fresh_home_scores_the_requested_day_from_the_buckets_history(
 
     out, _ = cli_run(capsys, "alerts", "--day", str(DAY))
     assert ATTACK_IP in [json.loads(line)["source_ip"] for line in out]
+    assert cli_run(capsys, "alerts", "--day", str(DAY), "--limit", "1")[0] == out[:1]
+    out, _ = cli_run(capsys, "insights", "--day", str(DAY))
+    riskiest, _ = cli_run(capsys, "insights", "--day", str(DAY), "--limit", "2")
+    assert len(out) > 2 and riskiest == out[:2]
+    assert json.loads(out[0])["insight"] == max(json.loads(line)["insight"] for line in out)
+
+    class ClosedPipe(io.StringIO):  # the reader went away (``proactive-assets insights ... | head``)
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("sys.stdout", ClosedPipe())
+        assert cli.main(["insights", "--day", str(DAY)]) == 141
+    assert capsys.readouterr().err == ""  # not an error to report
 
     out, _ = cli_run(capsys, "run", "--start", str(DAY), "--end", str(DAY))  # nothing left to ingest
     assert len(out) == 1 and out[0].startswith("2024-03-07 ok: ")
