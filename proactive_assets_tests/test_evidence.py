@@ -25,6 +25,7 @@ from proactive_assets.core.evidence.combiner import (
 )
 from proactive_assets.core.evidence.detector import (
     EVAL_DAYS,
+    _fit,
     _validation_day,
     score_day,
     threshold_for,
@@ -238,6 +239,35 @@ def test_a_short_window_stays_near_the_prior_and_a_long_one_follows_its_data() -
         return fit_logistic(x, y, np.ones(2 * n), prior=np.array([5.0]), prior_strength=PRIOR_STRENGTH)[1]
 
     assert fit(10) > 3.5 and fit(10_000) < 1.3
+
+
+def test_a_window_that_has_not_filled_yet_leans_on_the_prior() -> None:
+    """A new deployment's first models fit a day or two of validation: the prior weighs as much as
+    the share of the window still without data; once the window has EVAL_DAYS validation days the
+    data decide alone, however short the window."""
+    from proactive_assets.core.evidence.folds import Fold
+
+    rng = np.random.default_rng(3)
+    column = FEATURES.index("others_16_window")  # the prior gives it no weight
+
+    def folds(count: int) -> list:
+        out = []
+        for day in range(count):
+            x = np.zeros((600, len(FEATURES)), np.float32)
+            suspicious = np.r_[np.zeros(300, bool), np.ones(300, bool)]
+            x[:, column] = rng.normal(np.where(suspicious, 1.5, 0.0), 0.5)  # this day says: suspicious
+            out.append(Fold(day, x, suspicious, np.where(suspicious, 0, -1), 100))
+        return out
+
+    def weight(count: int, lacking: float) -> float:
+        return _fit(folds(count), 1.0, [str(d) for d in range(count)], lacking=lacking)[0].coefficients[
+            "others_16_window"
+        ]
+
+    free, held = weight(1, 0.0), weight(1, 11 / 14)  # 3 of 14 days with data
+    assert free > 1 and 0 < held < free / 3
+    assert weight(2, 10 / 14) < weight(2, 0.0) / 3
+    assert weight(EVAL_DAYS, 0.5) == pytest.approx(weight(EVAL_DAYS, 0.0), rel=0.2)  # no prior: the data alone
 
 
 def test_logistic_fit_separates_and_the_budget_sets_the_threshold() -> None:

@@ -49,6 +49,10 @@ def test_model_d_starts_from_model_d_minus_1_only(tmp_path, monkeypatch: pytest.
         retraining = models[day].metadata["retraining"]
         assert retraining["mode"] == "warm" and retraining["warm_from"] == models[before].version
     assert models[DAYS[6]].metadata["retraining"]["days_since_full"] == 3
+    # the window (PROACTIVE_TRAINING_DAYS, 14) has not filled: model D's window holds D days of data
+    assert [models[d].metadata["evidence"]["window_lacking"] for d in DAYS[3:7]] == [
+        round(1 - i / settings.training_days, 4) for i in range(3, 7)
+    ]
     # each threshold averages the false alerts expected by the models of its day and the two before
     # (the ones that exist), as model D-1 recorded them, whether it was trained warm or fully
     budgets = {d: models[d].metadata["evidence"]["budget"] for d in DAYS[3:7]}

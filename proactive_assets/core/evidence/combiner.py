@@ -116,6 +116,7 @@ def fit_combiner(
     fitted_on: dict[str, Any] | None = None,
     prior: "Combiner | None" = None,
     start: "Combiner | None" = None,
+    prior_strength: float = PRIOR_STRENGTH,
 ) -> Combiner:
     """Fit on real (``suspicious`` False) and synthetic (True) pairs, the two classes weighted equally.
 
@@ -126,7 +127,7 @@ def fit_combiner(
     weight = np.where(suspicious, 0.5 / max(n_neg, 1), 0.5 / max(n_pos, 1)) * len(x)
     centre = None if prior is None else prior.vector
     initial = None if start is None else np.r_[start.intercept, start.vector]
-    beta = fit_logistic(x, suspicious.astype(float), weight, prior=centre, prior_strength=PRIOR_STRENGTH, start=initial)
+    beta = fit_logistic(x, suspicious.astype(float), weight, prior=centre, prior_strength=prior_strength, start=initial)
     return Combiner(
         float(beta[0]), {name: float(b) for name, b in zip(FEATURES, beta[1:], strict=True)}, fitted_on or {}
     )

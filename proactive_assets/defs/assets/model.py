@@ -138,7 +138,9 @@ def model_assets(partitions: DailyPartitionsDefinition, training_days: int) -> l
         networks = load_networks(settings.aws_ip_ranges, settings.cache_folder)
         plan = _retraining_plan(warehouse, day, backend, settings, (start, end))
         started = time.perf_counter()
-        model = train_detector(table, backend, MODEL_PARAMS, day, networks, settings.alert_budget, plan)
+        model = train_detector(
+            table, backend, MODEL_PARAMS, day, networks, settings.alert_budget, plan, settings.training_days
+        )
         seconds = time.perf_counter() - started
         if model.validation_auc is None:
             # No held-out pair, so neither the AUC floor nor the insight calibration can be measured:
