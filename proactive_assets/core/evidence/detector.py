@@ -362,11 +362,11 @@ def _fit(
     }
     # A short window (the first days of a deployment) leans on the prior; a full one decides alone:
     # the pull cost the realistic benchmark's full windows recall (0.65 -> 0.50 at the budget).
+    # While the window has not filled, the fit rests on a day or two that it is also judged on and
+    # finds patterns the next day lacks (the demo's first model alerted on 9% of identities, on
+    # shared VPN addresses they had used among them): the prior then weighs as much as the share
+    # of the window still missing.
     prior = PRIOR if len(folds) < EVAL_DAYS else None
-    # A window that has not filled yet (a new deployment's first days) is fitted on a day or two
-    # and judged on the same days: the fit finds patterns there that the next day does not have
-    # (the demo's first model alerted on 9% of identities, shared VPN addresses they had used
-    # among them). The prior then weighs as much as the share of the window still missing.
     strength = PRIOR_STRENGTH + len(x) * lacking
     combiner = fit_combiner(x, suspicious, fitted_on, prior=prior, start=start, prior_strength=strength)
     # The threshold from the combiner's own scores of the validation days. (Out-of-fold scores were
