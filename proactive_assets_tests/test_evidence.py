@@ -33,6 +33,7 @@ from proactive_assets.core.evidence.detector import (
     window_index,
 )
 from proactive_assets.core.evidence.features import FEATURES, pair_features
+from proactive_assets.core.evidence.folds import Fold
 from proactive_assets.core.evidence.frame import Frame
 from proactive_assets.core.evidence.history import Behaviour, build_day, build_history
 from proactive_assets.core.evidence.judgement import NAMED_EVIDENCE, Judge
@@ -245,8 +246,6 @@ def test_a_window_that_has_not_filled_yet_leans_on_the_prior() -> None:
     """A new deployment's first models fit a day or two of validation: the prior weighs as much as
     the share of the window still without data; once the window has EVAL_DAYS validation days the
     data decide alone, however short the window."""
-    from proactive_assets.core.evidence.folds import Fold
-
     rng = np.random.default_rng(3)
     column = FEATURES.index("others_16_window")  # the prior gives it no weight
 

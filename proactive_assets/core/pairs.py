@@ -208,7 +208,9 @@ def _sorted_distinct(keys: np.ndarray, in_place: bool = False) -> np.ndarray:
     ``keys`` itself rather than a copy."""
     if in_place:
         keys.sort()
-    ordered = keys if in_place else np.sort(keys)
+        ordered = keys
+    else:
+        ordered = np.sort(keys)
     return ordered[np.r_[True, ordered[1:] != ordered[:-1]]] if len(ordered) > 1 else ordered
 
 
