@@ -24,7 +24,7 @@ import pyarrow as pa
 from benchmarks import tutorial_data as td
 from benchmarks.detection import _best_of, _learning_set
 from proactive_assets.core import scoring
-from proactive_assets.core.alerts import day_alerts
+from proactive_assets.core.alert_rows import day_alerts
 from proactive_assets.core.backends.local import LocalBackend
 from proactive_assets.core.evidence.detector import score_day, train_detector, window_index
 from proactive_assets.core.evidence.networks import load_networks

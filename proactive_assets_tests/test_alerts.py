@@ -11,15 +11,14 @@ import pyarrow as pa
 import pytest
 
 from proactive_assets.core.alert_message import SNS_SUBJECT_MAX, cloudtrail_prefixes, format_sns_message
+from proactive_assets.core.alert_rows import day_alerts, window_context
 from proactive_assets.core.alerts import (
     add_alert_ids,
     alert_id,
     alert_severity,
-    day_alerts,
     explain_alerts,
     order_event_names,
     select_alerts,
-    window_context,
 )
 from proactive_assets.core.suppressions import (
     SuppressionError,

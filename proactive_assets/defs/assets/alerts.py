@@ -19,8 +19,8 @@ from dagster import (
     asset,
 )
 
-from proactive_assets.core import alerts as alert_logic
 from proactive_assets.core import suppressions, training
+from proactive_assets.core.alert_rows import day_alerts
 from proactive_assets.core.escaping import one_line
 from proactive_assets.core.evidence.detector import threshold_for
 from proactive_assets.core.publish import JsonLinesSink, ObjectStoreLedger, Sink, SnsSink, publish_alerts
@@ -122,7 +122,7 @@ def alert_assets(partitions: DailyPartitionsDefinition) -> list[AssetsDefinition
         threshold = threshold_for(load_model_metadata(warehouse, day), settings.insight_threshold)
         window = training.training_window(day, settings.training_days)
         window_rows = warehouse.read_table(tables.TRAINING_SET, day, columns=list(training.PAIR_COLUMNS))
-        explained = alert_logic.day_alerts(insights, window_rows, threshold, day, window)
+        explained = day_alerts(insights, window_rows, threshold, day, window)
         suppressions_path = Path(settings.suppressions_file)
         rules = suppressions.load_suppressions(suppressions_path) if suppressions_path.exists() else None
         applied = suppressions.apply_suppressions(explained, rules)
