@@ -1,6 +1,7 @@
 """The compiled hot loops (``_evidence_kernels.c``) give the numpy code's answers."""
 
 import dataclasses
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
 from pathlib import Path
@@ -345,6 +346,55 @@ def test_the_days_counts_are_distinct_identities_per_network_and_judge_real_pair
     np.testing.assert_array_equal(pair_features(*mine, shared, *rest), pair_features(*mine, full, *rest))
 
 
+def test_calls_sharing_a_chunk_counter_each_judge_the_chunks_they_claim(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two threads split the pairs by claiming 4,096-pair chunks from one counter: a call judges
+    the chunks from the counter's value on, and together they give the rows one call gives."""
+    args = _world(4, pairs=10_000)  # three chunks
+    whole = pair_features(*args)
+    inputs = features._kernel_inputs(args)
+    chunk = 4096
+
+    def rows_from(claimed: int) -> np.ndarray:
+        matrix = np.full_like(whole, np.nan)
+        evidence_compiled.kernels.pair_features(*inputs.args(), matrix, None, np.array([claimed], np.int64))
+        return matrix
+
+    assert np.isnan(rows_from(len(whole))).all()  # every chunk already claimed: nothing written
+    later = rows_from(chunk)
+    assert np.isnan(later[:chunk]).all() and np.array_equal(later[chunk:], whole[chunk:])
+    monkeypatch.setattr(evidence_compiled, "SPLIT_PAIRS", 500)
+    assert np.array_equal(pair_features(*args), whole)
+    judge = _judge(4)
+    _assert_same_judgements(judged_pairs(*args, judge=judge), judge.of_matrix(whole))
+    with pytest.raises(ValueError, match="claim must be one aligned int64"):
+        evidence_compiled.kernels.pair_features(*inputs.args(), np.empty_like(whole), None, np.zeros(2, np.int64))
+
+
+def test_work_queued_behind_a_busy_pool_is_done_here_and_gives_the_same_day() -> None:
+    """``build_day`` counts the addresses on the pool, or itself when the pool is still busy (with IP
+    Insights, when scoring a day): the same counts either way, and the pool's task is cancelled."""
+    entity, address, _, _, book, history, _, _, persons = _world(5)
+    busy, release = threading.Event(), threading.Event()
+    with ThreadPoolExecutor(1) as pool:
+        blocker = pool.submit(lambda: busy.set() or release.wait(5))
+        busy.wait(5)
+        here = build_day(entity, address, book, history, len(persons), pool, only_real=True)
+        assert not blocker.done()  # it did not wait for the pool
+        release.set()
+        blocker.result()
+        threads: set[str] = set()
+        queued = pool.submit(lambda: threads.add(threading.current_thread().name) or 1)
+        queued.result()
+        assert evidence_compiled.result_here_unless_started(queued, lambda: 2) == 1 and threads
+        on_pool = build_day(entity, address, book, history, len(persons), pool, only_real=True)
+    alone = build_day(entity, address, book, history, len(persons), only_real=True)
+    for day in (here, on_pool):
+        for level in (0, 1):
+            assert np.array_equal(day.org_keys[level], alone.org_keys[level])
+            assert np.array_equal(day.org_counts[level], alone.org_counts[level])
+    assert len(alone.org_keys[0]) > 0
+
+
 def test_the_feature_kernel_refuses_codes_out_of_range() -> None:
     entity, address, ipi, real, book, history, day, behaviour, persons = _world(3)
     address = address.copy()
@@ -383,6 +433,7 @@ for seed, fresh in (t.WORLDS[0], t.WORLDS[-1]):
     t.test_a_days_own_pairs_judged_with_their_known_24s_are_judged_as_when_looked_up(seed, fresh, Patch())
     features._COMPILED = True
 t.test_the_judging_kernel_refuses_mismatched_buffers()
+t.test_calls_sharing_a_chunk_counter_each_judge_the_chunks_they_claim(Patch())
 compiled.kernels = judgement.kernels = sanitized
 t.test_named_evidence_lists_are_numpys(Patch())
 print("clean")

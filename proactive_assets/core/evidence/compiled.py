@@ -5,7 +5,7 @@ is), or ``None``: the numpy code beside each use gives the same answers, only sl
 
 import functools
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
@@ -30,6 +30,7 @@ __all__ = [
     "kernel_inputs",
     "kernels",
     "one_blas_thread",
+    "result_here_unless_started",
     "with_one_blas_thread",
 ]
 
@@ -61,6 +62,16 @@ def with_one_blas_thread(function: Callable[P, R]) -> Callable[P, R]:
     return limited
 
 
+def result_here_unless_started(
+    future: "Future[R] | None", function: Callable[P, R], *args: P.args, **kwargs: P.kwargs
+) -> R:
+    """``future``'s result, or ``function(*args)`` on this thread when the pool has not started it
+    (it is then cancelled): work queued behind a slow task is done by whichever core is free first."""
+    if future is not None and not future.cancel():
+        return future.result()
+    return function(*args, **kwargs)
+
+
 @dataclass(frozen=True)
 class KernelInputs:
     """``kernels.pair_features``' arguments but the output: its four groups of buffers (per pair,
@@ -72,9 +83,8 @@ class KernelInputs:
     tables: tuple[np.ndarray, ...]
     aws_category: int
 
-    def args(self, part: slice) -> tuple:
-        """The arguments for the pairs of ``part``."""
-        return tuple(a[part] for a in self.pairs), self.addresses, self.identities, self.tables, self.aws_category
+    def args(self) -> tuple:
+        return self.pairs, self.addresses, self.identities, self.tables, self.aws_category
 
 
 def kernel_inputs(
@@ -147,21 +157,23 @@ def kernel_inputs(
     return KernelInputs(pairs, addresses, identities, tables, aws_category)
 
 
-def _by_parts(n: int, run: Callable[[slice], None]) -> None:
-    """``run`` over all the pairs, or (from ``SPLIT_PAIRS``) over each half on its own core: the
-    kernel lets go of the GIL, and each call builds its own lookup directories."""
+def _by_parts(n: int, run: Callable[[np.ndarray | None], None]) -> None:
+    """``run`` over all the pairs, or (from ``SPLIT_PAIRS``) on two cores at once, each taking the
+    next chunk of pairs neither has taken from the shared counter ``run`` is given: the kernel lets
+    go of the GIL, and each call builds its own lookup directories."""
     if n < SPLIT_PAIRS:
-        run(slice(None))
+        run(None)
         return
+    claim = np.zeros(1, np.int64)
     with ThreadPoolExecutor(2, thread_name_prefix="pair-features") as pool:
-        list(pool.map(run, (slice(0, n // 2), slice(n // 2, n))))
+        list(pool.map(run, (claim, claim)))
 
 
 def feature_matrix(inputs: KernelInputs) -> np.ndarray:
     """``features.pair_features``' matrix (pairs x ``kernels.PAIR_FEATURES``) by ``kernels.pair_features``."""
     n = len(inputs.pairs[0])
     matrix = np.empty((n, len(kernels.PAIR_FEATURES)), np.float64)  # a pair's features contiguous
-    _by_parts(n, lambda part: kernels.pair_features(*inputs.args(part), matrix[part]))
+    _by_parts(n, lambda claim: kernels.pair_features(*inputs.args(), matrix, None, claim))
     return matrix
 
 
@@ -170,20 +182,16 @@ def judged_pairs(inputs: KernelInputs, judge: "Judge") -> "Judged":
     judged by the kernel as it is built (the matrix is never written)."""
     n = len(inputs.pairs[0])
     out = judge.blank(n)
-
-    def rows(part: slice) -> None:
-        judging = (
-            judge.weights,
-            judge.intercept,
-            judge.bar,
-            out.insight[part],
-            out.codes[0][part],
-            out.counts[0][part],
-            out.codes[1][part],
-            out.counts[1][part],
-            tuple(column[part] for column in out.shown.values()),
-        )
-        kernels.pair_features(*inputs.args(part), None, judging)
-
-    _by_parts(n, rows)
+    judging = (
+        judge.weights,
+        judge.intercept,
+        judge.bar,
+        out.insight,
+        out.codes[0],
+        out.counts[0],
+        out.codes[1],
+        out.counts[1],
+        tuple(out.shown.values()),
+    )
+    _by_parts(n, lambda claim: kernels.pair_features(*inputs.args(), None, judging, claim))
     return out

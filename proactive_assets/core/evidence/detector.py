@@ -35,7 +35,7 @@ from proactive_assets.core.evidence.combiner import (
     budget_threshold,
     fit_combiner,
 )
-from proactive_assets.core.evidence.compiled import one_blas_thread, with_one_blas_thread
+from proactive_assets.core.evidence.compiled import one_blas_thread, result_here_unless_started, with_one_blas_thread
 from proactive_assets.core.evidence.features import FEATURES, judged_pairs, pair_features
 from proactive_assets.core.evidence.folds import Fold, folds_to_bytes, reusable
 from proactive_assets.core.evidence.frame import Frame, WindowCodes
@@ -474,7 +474,8 @@ def _with_owners(
 
 def day_evidence(scorer: Scorer, window: WindowIndex, learning_set: pa.Table, networks: Networks) -> DayEvidence:
     """The day's pairs coded against ``window`` and counted, while on the other core IP Insights
-    scores them, and then their addresses' owners are looked up and the day's addresses counted."""
+    scores them, and then their addresses' owners are looked up and the day's addresses counted, by
+    whichever core is free first (the other when IP Insights is quick, this one when it is not)."""
     with ThreadPoolExecutor(1, thread_name_prefix="ip-insights") as pool:
         scored = (
             pool.submit(scorer, learning_set.column("entity"), learning_set.column("source_ip"))
@@ -485,8 +486,8 @@ def day_evidence(scorer: Scorer, window: WindowIndex, learning_set: pa.Table, ne
         owned = pool.submit(_with_owners, coded.book, coded.address, networks)
         history = window.history_for(coded.identities)
         day = build_day(coded.entity, coded.address, coded.book, history, coded.identities, pool, only_real=True)
+        book, owners = result_here_unless_started(owned, _with_owners, coded.book, coded.address, networks)
         result = scored.result() if scored is not None else None
-        book, owners = owned.result()
         return DayEvidence(replace(coded, book=book), history, day, result, owners)
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from proactive_assets.core.evidence.compiled import kernels
+from proactive_assets.core.evidence.compiled import kernels, result_here_unless_started
 from proactive_assets.core.evidence.keys import AddressBook, pair_key
 from proactive_assets.core.evidence.networks import AWS
 
@@ -422,7 +422,8 @@ def build_day(
     pool: Executor | None = None,
     only_real: bool = False,
 ) -> Day:
-    """The day's counts; the addresses' are counted on ``pool`` (another core) when one is given.
+    """The day's counts; the addresses' are counted on ``pool`` (another core) when one is given and
+    it gets to them first.
 
     ``only_real``: only the day's own pairs will be judged against it, none synthetic. A pair does
     not count itself among the day's, so a network only its own identity used today counts 0
@@ -435,7 +436,7 @@ def build_day(
     known_24 = member(history.seen[1], pair_key(entity, book.level_keys[1][address]))
     site = pair_key(entity[known_24], book.level_keys[2][address[known_24]])
     sibling_keys, sibling_counts = distinct_sorted(np.sort(site))
-    org = [addresses.result() if addresses is not None else _day_counts(entity, address, book, 0, only_real), networks]
+    org = [result_here_unless_started(addresses, _day_counts, entity, address, book, 0, only_real), networks]
     return Day(
         [level_keys for level_keys, _ in org],
         [counts for _, counts in org],
