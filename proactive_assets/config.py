@@ -44,6 +44,11 @@ class Settings(BaseModel):
 
     home: str = Field(default="", validation_alias=_env("home", "PROACTIVE_HOME"))
     cloudtrail_uri: str = Field(default="", validation_alias=_env("cloudtrail_uri", "PROACTIVE_CLOUDTRAIL_URI"))
+    cloudtrail_full_listing_hours: float = Field(
+        default=24.0,
+        ge=0.0,
+        validation_alias=_env("cloudtrail_full_listing_hours", "PROACTIVE_CLOUDTRAIL_FULL_LISTING_HOURS"),
+    )
     accounts: list[str] = Field(default=[], validation_alias=_env("accounts", "PROACTIVE_ACCOUNTS"))
     regions: list[str] = Field(default=[], validation_alias=_env("regions", "PROACTIVE_REGIONS"))
     security_lake_uri: str | None = Field(

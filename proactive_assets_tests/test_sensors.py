@@ -5,7 +5,7 @@ import json
 import logging
 import os
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +17,12 @@ from moto import mock_aws
 from proactive_assets.config import Settings
 from proactive_assets.core.sources import cloudtrail
 from proactive_assets.core.sources.security_lake import security_lake_key
-from proactive_assets.core.storage import LocalStore, S3Store
+from proactive_assets.core.storage import LocalStore, ObjectInfo, S3Store
 from proactive_assets.defs.definitions import build_definitions
 from proactive_assets.defs.partitions import daily_partitions
 from proactive_assets.defs.resources import ProactiveResource
 from proactive_assets.defs.schedules import DAILY_JOB_NAME, EAGER_ASSETS, daily_schedule
-from proactive_assets.defs.sensors.cloudtrail import ArrivalCursor
+from proactive_assets.defs.sensors.cloudtrail import ArrivalCursor, detect_changes
 from proactive_assets.defs.sensors.cloudtrail import cloudtrail_s3_sensor as build_cloudtrail_sensor
 from proactive_assets.defs.sensors.security_lake import QueueCursor, make_security_lake_sqs_sensor
 from proactive_assets_tests.cloudtrail_fixtures import (
@@ -103,8 +103,9 @@ def test_cursor_rejects_garbage() -> None:
 
 
 def _s3_arrivals(tmp_path: Path, uri: str, store: S3Store | LocalStore) -> None:
-    """The scenario both the S3 and the local test run: arrivals, repeats, restart, late delivery."""
-    res = resource(tmp_path, uri)
+    """The scenario both the S3 and the local test run: arrivals, repeats, restart, late delivery
+    (a bucket listed in full on every tick: a local folder always is)."""
+    res = resource(tmp_path, uri, cloudtrail_full_listing_hours=0)
     put_log(store, log_key(D1, minute=5), [record()])
     put_log(store, log_key(D1, minute=10, uid="Second0000000000"), [record()])
     put_log(store, log_key(D2, account=ORG_ACCOUNT, org_id=ORG_ID, minute=0), [record()])
@@ -143,6 +144,68 @@ def _s3_arrivals(tmp_path: Path, uri: str, store: S3Store | LocalStore) -> None:
 def test_cloudtrail_sensor_on_s3(tmp_path: Path, aws_env: None) -> None:
     boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=BUCKET)
     _s3_arrivals(tmp_path, f"s3://{BUCKET}/trail", S3Store(f"s3://{BUCKET}/trail"))
+
+
+@mock_aws
+def test_between_full_listings_the_sensor_lists_only_recent_day_folders(
+    tmp_path: Path, aws_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bucket holds years of days: after the first tick's full listing, a tick lists each account
+    and region folder's recent days only, and the next full listing (due after
+    ``PROACTIVE_CLOUDTRAIL_FULL_LISTING_HOURS``) finds a late object in an old day's folder."""
+    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=BUCKET)
+    store = S3Store(f"s3://{BUCKET}")
+    old_days = [date(2024, 1, 1) + timedelta(days=k) for k in range(0, 60, 3)]
+    for day in old_days:
+        put_log(store, log_key(day), [record()])
+        put_log(store, log_key(day, account=ORG_ACCOUNT, org_id=ORG_ID, region="eu-west-1"), [record()])
+    res = resource(tmp_path, f"s3://{BUCKET}")
+    start = datetime.now(UTC)
+    first = tick(cloudtrail_s3_sensor, res, None)
+    assert sorted(requested(first)) == [day.isoformat() for day in old_days]
+    assert ArrivalCursor.load(first.cursor).listed_in_full is not None
+    folders: list[str] = []
+    real_list = S3Store.list_objects
+
+    def listing(self: S3Store, prefix: str):
+        folders.append(prefix)
+        return real_list(self, prefix)
+
+    monkeypatch.setattr(S3Store, "list_objects", listing)
+    today = start.date()
+    put_log(store, log_key(old_days[0], minute=30, uid="Late000000000000"), [record()])
+    put_log(store, log_key(today, account=ORG_ACCOUNT, org_id=ORG_ID, region="eu-west-1"), [record()])
+    cursor = ArrivalCursor.load(first.cursor)
+    cursor.active = {}  # as if the old days had been written long ago
+    cursor.listed_in_full = start - timedelta(hours=23)
+    between = tick(cloudtrail_s3_sensor, res, cursor.dump())
+    assert list(requested(between)) == [today.isoformat()]
+    listed_days = {folder.rstrip("/")[-10:] for folder in folders}
+    assert listed_days <= {f"{d:%Y/%m/%d}" for d in (today, today - timedelta(days=1), today + timedelta(days=1))}
+    assert len(folders) <= 2 * 3  # two account and region folders, today and yesterday (a third at midnight)
+    seen = ArrivalCursor.load(between.cursor)
+    assert seen.listed_in_full == cursor.listed_in_full and today.isoformat() in seen.active
+    seen.listed_in_full = start - timedelta(hours=25)  # a full listing is due
+    folders.clear()
+    full = tick(cloudtrail_s3_sensor, res, seen.dump())
+    assert list(requested(full)) == [old_days[0].isoformat()] and not folders
+    assert ArrivalCursor.load(full.cursor).listed_in_full > seen.listed_in_full
+
+
+def test_the_cursor_keeps_the_days_written_to_lately() -> None:
+    now = datetime(2026, 11, 28, 12, tzinfo=UTC)
+    info = [
+        ObjectInfo(log_key(D1), 10, "a", now - timedelta(hours=1)),  # copied in just now
+        ObjectInfo(log_key(D2), 10, "b", now - timedelta(hours=49)),  # long ago
+    ]
+    changes, cursor = detect_changes(info, ArrivalCursor(), now=now)
+    assert sorted(changes) == [D1, D2]
+    assert cursor.active == {D1.isoformat(): (now - timedelta(hours=1)).timestamp()}
+    assert cursor.days_to_list(now) == [D1, now.date() - timedelta(days=1), now.date()]
+    assert ArrivalCursor.load(cursor.dump()) == cursor
+    assert cursor.full_listing_due(now, timedelta(hours=24))  # never listed in full
+    cursor.listed_in_full = now - timedelta(hours=2)
+    assert not cursor.full_listing_due(now, timedelta(hours=24)) and cursor.full_listing_due(now, timedelta(0))
 
 
 def test_cloudtrail_sensor_on_a_local_folder(tmp_path: Path) -> None:

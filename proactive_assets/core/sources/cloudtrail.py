@@ -151,15 +151,13 @@ def _account_roots(store: ObjectStore, accounts: Iterable[str]) -> list[str]:
     return [prefix for account, prefix in roots if not wanted or account in wanted]
 
 
-def list_day(store: ObjectStore, day: date, accounts: Iterable[str] = (), regions: Iterable[str] = ()) -> DayListing:
-    """Every log object delivered on ``day`` (all accounts and regions unless filtered).
-
-    Only the day's folders are listed; objects there whose names do not follow CloudTrail's
-    pattern, or that are empty, come back as problems. A remote store's folders (an organisation
-    trail's accounts times regions: hundreds of requests) are listed several at once.
-    """
-    wanted_regions = set(regions)
-    listing = DayListing()
+def list_day_folders(
+    store: ObjectStore, days: Iterable[date], accounts: Iterable[str] = (), regions: Iterable[str] = ()
+) -> list[ObjectInfo]:
+    """Every object in the folders of ``days`` of every account and region folder (unless filtered):
+    a day's folders only, however many days the bucket holds. A remote store's folders (an
+    organisation trail's accounts times regions: hundreds of requests) are listed several at once."""
+    wanted_regions, days = set(regions), sorted(set(days))
     with request_pool(store) as pool:
         each = mapped(pool)
         roots = _account_roots(store, accounts)
@@ -169,8 +167,18 @@ def list_day(store: ObjectStore, day: date, accounts: Iterable[str] = (), region
             for prefix in prefixes
             if not wanted_regions or prefix.rstrip("/").rsplit("/", 1)[-1] in wanted_regions
         ]
-        folders = list(each(lambda prefix: list(store.list_objects(f"{prefix}{day:%Y/%m/%d}/")), region_prefixes))
-    for info in (info for folder in folders for info in folder):
+        folders = [f"{prefix}{day:%Y/%m/%d}/" for prefix in region_prefixes for day in days]
+        return [info for listing in each(lambda folder: list(store.list_objects(folder)), folders) for info in listing]
+
+
+def list_day(store: ObjectStore, day: date, accounts: Iterable[str] = (), regions: Iterable[str] = ()) -> DayListing:
+    """Every log object delivered on ``day`` (all accounts and regions unless filtered).
+
+    Only the day's folders are listed (``list_day_folders``); objects there whose names do not
+    follow CloudTrail's pattern, or that are empty, come back as problems.
+    """
+    listing = DayListing()
+    for info in list_day_folders(store, [day], accounts, regions):
         key = parse_key(info.key)
         if key is None:
             listing.problems.append(Problem(store.uri_for(info.key), "not a CloudTrail log file name"))

@@ -39,19 +39,43 @@ from proactive_assets.defs.sensors.common import (
 #: object when its upload *starts*, so an object can become visible after a newer one; object
 #: versions inside the window are remembered (by fingerprint) so they are not requested twice.
 OVERLAP = timedelta(minutes=15)
+#: Between full listings of a bucket, the day folders written to this recently (by the objects'
+#: ``LastModified``) are listed on every tick beside today's and yesterday's: a day being copied or
+#: backfilled into the bucket, and late deliveries to a day just past.
+ACTIVE_FOR = timedelta(hours=48)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass
 class ArrivalCursor:
-    """What the CloudTrail sensor has seen: the newest ``LastModified`` and the recent versions."""
+    """What the CloudTrail sensor has seen: the newest ``LastModified``, the recent versions, when
+    the bucket was last listed in full and the day folders written to lately."""
 
     watermark: datetime | None = None
     recent: dict[str, float] = field(default_factory=dict)  # fingerprint -> LastModified (epoch s)
+    listed_in_full: datetime | None = None
+    active: dict[str, float] = field(default_factory=dict)  # day -> its newest LastModified (epoch s)
 
     @property
     def since(self) -> datetime | None:
         """Where the next listing starts (exclusive)."""
         return self.watermark - OVERLAP if self.watermark else None
+
+    def full_listing_due(self, now: datetime, every: timedelta) -> bool:
+        """Whether the next listing covers the whole bucket rather than the days ``days_to_list`` names."""
+        return self.watermark is None or self.listed_in_full is None or now - self.listed_in_full >= every
+
+    def days_to_list(self, now: datetime) -> list[date]:
+        """Today and yesterday (by the clock and by the newest object), and the days written to lately:
+        CloudTrail delivers into the folder of the day it delivers, within minutes."""
+        days = {now.date(), now.date() - timedelta(days=1)}
+        if self.watermark is not None:
+            days |= {self.watermark.date(), self.watermark.date() - timedelta(days=1)}
+        lately = (now - ACTIVE_FOR).timestamp()
+        return sorted(days | {date.fromisoformat(day) for day, stamp in self.active.items() if stamp >= lately})
 
     @classmethod
     def load(cls, text: str | None) -> "ArrivalCursor":
@@ -59,8 +83,16 @@ class ArrivalCursor:
             return cls()
         try:
             doc = json.loads(text)
-            watermark = datetime.fromisoformat(doc["watermark"]) if doc.get("watermark") else None
-            return cls(watermark=watermark, recent={str(k): float(v) for k, v in doc.get("recent", {}).items()})
+
+            def moment(name: str) -> datetime | None:
+                return datetime.fromisoformat(doc[name]) if doc.get(name) else None
+
+            return cls(
+                watermark=moment("watermark"),
+                recent={str(k): float(v) for k, v in doc.get("recent", {}).items()},
+                listed_in_full=moment("listed_in_full"),
+                active={date.fromisoformat(k).isoformat(): float(v) for k, v in doc.get("active", {}).items()},
+            )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ValueError(
                 f"unreadable cloudtrail_s3_sensor cursor ({exc}); reset it in the UI to start from scratch"
@@ -72,6 +104,8 @@ class ArrivalCursor:
                 "version": CURSOR_VERSION,
                 "watermark": self.watermark.isoformat() if self.watermark else None,
                 "recent": self.recent,
+                "listed_in_full": self.listed_in_full.isoformat() if self.listed_in_full else None,
+                "active": self.active,
             },
             sort_keys=True,
         )
@@ -82,14 +116,15 @@ def detect_changes(
     cursor: ArrivalCursor,
     accounts: Iterable[str] = (),
     regions: Iterable[str] = (),
+    now: datetime | None = None,
 ) -> tuple[dict[date, list[ObjectInfo]], ArrivalCursor]:
     """New or rewritten log objects by delivery day, and the cursor that remembers them.
 
     ``listing`` holds the objects modified after ``cursor.since`` (the caller lists that way);
     the versions already in the cursor are dropped, so a listing repeated with the returned
-    cursor finds nothing.
+    cursor finds nothing. The days written to within ``ACTIVE_FOR`` of ``now`` stay active.
     """
-    recent = dict(cursor.recent)
+    recent, active = dict(cursor.recent), dict(cursor.active)
     watermark = cursor.watermark
     changed: dict[date, list[ObjectInfo]] = defaultdict(list)
     for info in listing:
@@ -99,6 +134,7 @@ def detect_changes(
         modified = info.last_modified.astimezone(UTC)
         if watermark is None or modified > watermark:
             watermark = modified
+        active[day.isoformat()] = max(active.get(day.isoformat(), 0.0), modified.timestamp())
         mark = fingerprint(info)
         if mark in recent:
             continue
@@ -107,17 +143,30 @@ def detect_changes(
     if watermark is not None:
         horizon = (watermark - OVERLAP).timestamp()
         recent = {mark: stamp for mark, stamp in recent.items() if stamp >= horizon}
-    return dict(changed), ArrivalCursor(watermark=watermark, recent=recent)
+    lately = ((now or _now()) - ACTIVE_FOR).timestamp()
+    active = {day: stamp for day, stamp in active.items() if stamp >= lately}
+    return dict(changed), ArrivalCursor(watermark, recent, cursor.listed_in_full, active)
 
 
-def list_cloudtrail_objects(proactive: ProactiveResource, since: datetime | None) -> list[ObjectInfo]:
-    """Log-folder objects modified after ``since`` (all of them when None), keys relative to the root.
+def list_cloudtrail_objects(
+    proactive: ProactiveResource, cursor: ArrivalCursor, now: datetime
+) -> tuple[list[ObjectInfo], bool]:
+    """Log-folder objects modified after ``cursor.since`` (all of them when None), keys relative to
+    the root; and whether the whole bucket was listed.
 
-    S3 goes through ``dagster_aws.s3.sensor.get_objects`` with ``since_last_modified`` (not
-    ``since_key``: that one fails once its key is deleted and misses rewritten objects); a local
-    folder (the embedded default) through the store's listing, whose etag is mtime+size.
+    S3 is listed in full every ``PROACTIVE_CLOUDTRAIL_FULL_LISTING_HOURS`` (through
+    ``dagster_aws.s3.sensor.get_objects`` with ``since_last_modified``, not ``since_key``: that one
+    fails once its key is deleted and misses rewritten objects), and between those only the folders
+    of ``cursor.days_to_list``. A local folder (the embedded default) is walked in full on every
+    tick (its etag is mtime+size).
     """
-    uri = proactive.settings.cloudtrail_uri
+    settings = proactive.settings
+    uri, since = settings.cloudtrail_uri, cursor.since
+    every = timedelta(hours=settings.cloudtrail_full_listing_hours)
+    if uri.startswith("s3://") and not cursor.full_listing_due(now, every):
+        days = cursor.days_to_list(now)
+        listing = cloudtrail.list_day_folders(proactive.store(uri), days, settings.accounts, settings.regions)
+        return [info for info in listing if since is None or info.last_modified > since], False
     if uri.startswith("s3://"):
         bucket, prefix = split_s3_uri(uri)
         base = f"{prefix}/" if prefix else ""
@@ -132,9 +181,9 @@ def list_cloudtrail_objects(proactive: ProactiveResource, since: datetime | None
                 last_modified=obj["LastModified"],
             )
             for obj in objects
-        ]
+        ], True
     store = proactive.store(uri)
-    return [info for info in store.list_objects("AWSLogs/") if since is None or info.last_modified > since]
+    return [info for info in store.list_objects("AWSLogs/") if since is None or info.last_modified > since], True
 
 
 def cloudtrail_s3_sensor(partitions: DailyPartitionsDefinition) -> SensorDefinition:
@@ -156,15 +205,20 @@ def cloudtrail_s3_sensor(partitions: DailyPartitionsDefinition) -> SensorDefinit
         On its very first tick (no cursor) every day in the bucket that is a partition is requested:
         set ``PROACTIVE_START_DATE`` to bound that first backfill.
 
-        Cost: ``get_objects`` pages through every object under ``AWSLogs/`` on each tick (S3 has no
-        server-side filter on ``LastModified``), about one request per 1,000 objects. That is fine
-        for a trail of some months; for a large organisation trail narrow
-        ``PROACTIVE_CLOUDTRAIL_URI`` to a prefix, or send the bucket's S3 event notifications to a
-        queue and rely on the daily schedule plus that queue instead.
+        Cost: S3 has no server-side filter on ``LastModified``, so a full listing pages through
+        every object under ``AWSLogs/``, about one request per 1,000 objects: a year of an
+        organisation trail is tens of millions of objects. It is done on the first tick and every
+        ``PROACTIVE_CLOUDTRAIL_FULL_LISTING_HOURS`` (24; 0: every tick); the ticks between list only
+        each account and region folder's recent days (``ArrivalCursor.days_to_list``): two requests
+        per account, and one per account, region and day. An object written into an older day's
+        folder is seen by the next full listing.
         """
-        cursor = ArrivalCursor.load(context.cursor)
-        listing = list_cloudtrail_objects(proactive, cursor.since)
-        changes, new_cursor = detect_changes(listing, cursor, proactive.settings.accounts, proactive.settings.regions)
+        cursor, now = ArrivalCursor.load(context.cursor), _now()
+        listing, in_full = list_cloudtrail_objects(proactive, cursor, now)
+        settings = proactive.settings
+        changes, new_cursor = detect_changes(listing, cursor, settings.accounts, settings.regions, now)
+        if in_full:
+            new_cursor.listed_in_full = now
         run_requests = []
         for day, objects in sorted(changes.items()):
             key = day.isoformat()
