@@ -211,6 +211,11 @@ def test_a_days_own_pairs_judged_with_their_known_24s_are_judged_as_when_looked_
     day.seen_24 = ~day.seen_24  # they are read, not looked up again
     assert not np.array_equal(judged_pairs(*args, judge=judge, day_pairs=True).insight, given.insight)
     day.seen_24 = ~day.seen_24
+    context = features.pair_context(entity, address, book, history, behaviour, persons)  # scoring has it
+    _assert_same_judgements(judged_pairs(*args, judge=judge, day_pairs=True, context=context), given)
+    new_actions = np.where(context[2] > 0, 0.0, 1.0)  # it is used, not computed again
+    altered = judged_pairs(*args, judge=judge, day_pairs=True, context=(*context[:2], new_actions, *context[3:]))
+    assert not np.array_equal(altered.insight, given.insight)
     monkeypatch.setattr(features, "_COMPILED", False)
     _assert_same_judgements(given, judged_pairs(*args, judge=judge, day_pairs=True))
 

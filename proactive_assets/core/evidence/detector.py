@@ -36,7 +36,7 @@ from proactive_assets.core.evidence.combiner import (
     fit_combiner,
 )
 from proactive_assets.core.evidence.compiled import one_blas_thread, result_here_unless_started, with_one_blas_thread
-from proactive_assets.core.evidence.features import FEATURES, judged_pairs, pair_features
+from proactive_assets.core.evidence.features import FEATURES, judged_pairs, pair_context, pair_features
 from proactive_assets.core.evidence.folds import Fold, folds_to_bytes, reusable
 from proactive_assets.core.evidence.frame import Frame, WindowCodes
 from proactive_assets.core.evidence.history import Behaviour, Day, History, build_day
@@ -453,6 +453,7 @@ class DayEvidence:
     day: Day
     scored: ScoreResult | None  # None for a day without pairs
     owners: tuple[pa.Array, np.ndarray]  # each pair's address owner (``_owner_names``)
+    context: tuple[np.ndarray, ...]  # the pairs' ``pair_context``
 
     def ip_insights(self) -> np.ndarray:
         return np.asarray(self.scored.insight, np.float64) if self.scored is not None else np.zeros(0)
@@ -475,7 +476,8 @@ def _with_owners(
 def day_evidence(scorer: Scorer, window: WindowIndex, learning_set: pa.Table, networks: Networks) -> DayEvidence:
     """The day's pairs coded against ``window`` and counted, while on the other core IP Insights
     scores them, and then their addresses' owners are looked up and the day's addresses counted, by
-    whichever core is free first (the other when IP Insights is quick, this one when it is not)."""
+    whichever core is free first (the other when IP Insights is quick, this one when it is not), as
+    is the pairs' ``pair_context``."""
     with ThreadPoolExecutor(1, thread_name_prefix="ip-insights") as pool:
         scored = (
             pool.submit(scorer, learning_set.column("entity"), learning_set.column("source_ip"))
@@ -485,10 +487,13 @@ def day_evidence(scorer: Scorer, window: WindowIndex, learning_set: pa.Table, ne
         coded = window.code_day(learning_set)
         owned = pool.submit(_with_owners, coded.book, coded.address, networks)
         history = window.history_for(coded.identities)
+        context_args = (coded.entity, coded.address, coded.book, history, coded.behaviour, coded.persons)
+        in_context = pool.submit(pair_context, *context_args)
         day = build_day(coded.entity, coded.address, coded.book, history, coded.identities, pool, only_real=True)
         book, owners = result_here_unless_started(owned, _with_owners, coded.book, coded.address, networks)
+        context = result_here_unless_started(in_context, pair_context, *context_args)
         result = scored.result() if scored is not None else None
-        return DayEvidence(replace(coded, book=book), history, day, result, owners)
+        return DayEvidence(replace(coded, book=book), history, day, result, owners, context)
 
 
 def window_index(model: TrainedModel, training_set: Callable[[], pa.Table], networks: Networks) -> WindowIndex:
@@ -511,7 +516,7 @@ def score_day(
     combiner = Combiner.from_dict(evidence["combiner"]) if evidence else PRIOR
     with one_blas_thread():  # it keeps both cores busy itself
         found = day_evidence(scorer, window, learning_set, networks)
-        judged = judged_pairs(*found.pair_args(), judge=Judge.of(combiner), day_pairs=True)
+        judged = judged_pairs(*found.pair_args(), judge=Judge.of(combiner), day_pairs=True, context=found.context)
     owner_texts, owner = found.owners
     result = found.scored
     return DayScores(

@@ -137,6 +137,26 @@ def _person_vouches(
     return out[0], out[1]
 
 
+def pair_context(
+    entity: np.ndarray,
+    address: np.ndarray,
+    book: AddressBook,
+    history: History,
+    behaviour: Behaviour,
+    persons: np.ndarray | None,
+) -> tuple[np.ndarray, ...]:
+    """What the evidence of each pair takes besides lookups and IP Insights: (person's address,
+    person's /24, new actions, new agents, has agents). Scoring a day computes it while IP Insights
+    scores (``judged_pairs``' ``context``)."""
+    n = len(entity)
+    person_address, person_24 = _person_vouches(entity, address, book, history, persons)
+    new_actions, _ = _unseen_share(entity, behaviour.action_pair, behaviour.action_code, history.actions, ACTION_TAG, n)
+    new_agents, has_agents = _unseen_share(
+        entity, behaviour.agent_pair, behaviour.agent_code, history.agents, AGENT_TAG, n
+    )
+    return person_address, person_24, new_actions, new_agents, has_agents
+
+
 def _per_pair(
     entity: np.ndarray,
     address: np.ndarray,
@@ -146,22 +166,20 @@ def _per_pair(
     history: History,
     behaviour: Behaviour,
     persons: np.ndarray | None,
+    context: tuple[np.ndarray, ...] | None = None,
 ) -> tuple[np.ndarray, ...]:
-    """What the evidence of each pair takes besides lookups: (entity, address, IP Insights, real,
-    person's address, person's /24, new actions, new agents, has agents)."""
-    n = len(entity)
-    person_address, person_24 = _person_vouches(entity, address, book, history, persons)
-    new_actions, _ = _unseen_share(entity, behaviour.action_pair, behaviour.action_code, history.actions, ACTION_TAG, n)
-    new_agents, has_agents = _unseen_share(
-        entity, behaviour.agent_pair, behaviour.agent_code, history.agents, AGENT_TAG, n
-    )
-    return entity, address, ip_insights, real, person_address, person_24, new_actions, new_agents, has_agents
+    """(entity, address, IP Insights, real, then ``pair_context``, computed unless given)."""
+    if context is None:
+        context = pair_context(entity, address, book, history, behaviour, persons)
+    return (entity, address, ip_insights, real, *context)
 
 
-def _kernel_inputs(args: tuple, seen_24: np.ndarray | None = None) -> compiled.KernelInputs:
+def _kernel_inputs(
+    args: tuple, seen_24: np.ndarray | None = None, context: tuple[np.ndarray, ...] | None = None
+) -> compiled.KernelInputs:
     """``pair_features``' arguments (in its order) as the compiled kernel takes them."""
     entity, address, ip_insights, real, book, history, day, behaviour, persons = args
-    per_pair = _per_pair(entity, address, ip_insights, real, book, history, behaviour, persons)
+    per_pair = _per_pair(entity, address, ip_insights, real, book, history, behaviour, persons, context)
     category = provider_category(book)
     return compiled.kernel_inputs(per_pair, behaviour.events, book, category, AWS + 2, history, day, seen_24)
 
@@ -178,15 +196,17 @@ def judged_pairs(
     persons: np.ndarray | None,
     judge: "Judge",
     day_pairs: bool = False,
+    context: tuple[np.ndarray, ...] | None = None,
 ) -> "Judged":
     """``judge``'s judgements of the rows ``pair_features`` gives (the compiled kernel judges each
     row as it builds it, and no matrix is kept). ``day_pairs``: these are the very pairs ``day``
     was built from, in its order, so the kernel reads whether each one's /24 (/64) is known to its
-    identity from ``day.seen_24`` instead of looking it up again."""
+    identity from ``day.seen_24`` instead of looking it up again. ``context``: their
+    ``pair_context``, where the caller has it (numpy's path computes it again)."""
     args = (entity, address, ip_insights, real, book, history, day, behaviour, persons)
     if not _COMPILED:
         return judge.of_matrix(pair_features(*args))
-    return compiled.judged_pairs(_kernel_inputs(args, day.seen_24 if day_pairs else None), judge)
+    return compiled.judged_pairs(_kernel_inputs(args, day.seen_24 if day_pairs else None, context), judge)
 
 
 def pair_features(
