@@ -8,9 +8,10 @@
  * pair's row of features written. PAIR_FEATURES names the matrix columns in order; features.py
  * uses the kernel only when they are its FEATURES.
  *
- * pair_features(pairs, addresses, identities, tables, aws_category, out, judge=None, claim=None): four
- * tuples of buffers (see the comments at their enums below) and a float64 output of pairs x features (a pair's
- * features contiguous: written a pair at a time, 43 rows of feature values cost 3x as much).
+ * pair_features(pairs, addresses, identities, tables, aws_category, out, judge=None, claim=None):
+ * four tuples of buffers (see the comments at their enums below) and a float64 output of pairs x
+ * features (a pair's features contiguous: written a pair at a time, 43 rows of feature values cost
+ * 3x as much). With ``claim`` (see next_chunk) calls on several threads share the pairs' chunks.
  * With ``judge`` (see Judge; then out is None) no matrix is written: each pair's row is judged
  * while it is in cache (its insight, its named evidence as top_contributions names it, and the
  * features daily_insights shows). The matrix of a million pairs is 344 MB; writing it and reading
