@@ -157,29 +157,14 @@ def pair_context(
     return person_address, person_24, new_actions, new_agents, has_agents
 
 
-def _per_pair(
-    entity: np.ndarray,
-    address: np.ndarray,
-    ip_insights: np.ndarray,
-    real: np.ndarray,
-    book: AddressBook,
-    history: History,
-    behaviour: Behaviour,
-    persons: np.ndarray | None,
-    context: tuple[np.ndarray, ...] | None = None,
-) -> tuple[np.ndarray, ...]:
-    """(entity, address, IP Insights, real, then ``pair_context``, computed unless given)."""
-    if context is None:
-        context = pair_context(entity, address, book, history, behaviour, persons)
-    return (entity, address, ip_insights, real, *context)
-
-
 def _kernel_inputs(
     args: tuple, seen_24: np.ndarray | None = None, context: tuple[np.ndarray, ...] | None = None
 ) -> compiled.KernelInputs:
     """``pair_features``' arguments (in its order) as the compiled kernel takes them."""
     entity, address, ip_insights, real, book, history, day, behaviour, persons = args
-    per_pair = _per_pair(entity, address, ip_insights, real, book, history, behaviour, persons, context)
+    if context is None:
+        context = pair_context(entity, address, book, history, behaviour, persons)
+    per_pair = (entity, address, ip_insights, real, *context)
     category = provider_category(book)
     return compiled.kernel_inputs(per_pair, behaviour.events, book, category, AWS + 2, history, day, seen_24)
 
@@ -231,8 +216,9 @@ def pair_features(
             _kernel_inputs((entity, address, ip_insights, real, book, history, day, behaviour, persons))
         )
     n = len(entity)
-    per_pair = _per_pair(entity, address, ip_insights, real, book, history, behaviour, persons)
-    person_address, person_24, new_actions, new_agents, has_agents = per_pair[4:]
+    person_address, person_24, new_actions, new_agents, has_agents = pair_context(
+        entity, address, book, history, behaviour, persons
+    )
     levels = [pair_key(entity, book.level_keys[level][address]) for level in range(4)]
     seen = np.stack([member(history.seen[level], levels[level]) for level in range(4)], axis=1)
     known = history.known[entity]
