@@ -387,10 +387,10 @@ def test_work_queued_behind_a_busy_pool_is_done_here_and_gives_the_same_day() ->
         assert not blocker.done()  # it did not wait for the pool
         release.set()
         blocker.result()
-        threads: set[str] = set()
-        queued = pool.submit(lambda: threads.add(threading.current_thread().name) or 1)
-        queued.result()
-        assert evidence_compiled.result_here_unless_started(queued, lambda: 2) == 1 and threads
+        threads: list[str] = []
+        queued = evidence_compiled.on_free_core(pool, lambda: threads.append(threading.current_thread().name) or 1)
+        pool.submit(lambda: None).result()  # one worker, in order: the queued call has run there
+        assert queued() == 1 and threads and threads != [threading.current_thread().name]
         on_pool = build_day(entity, address, book, history, len(persons), pool, only_real=True)
     alone = build_day(entity, address, book, history, len(persons), only_real=True)
     for day in (here, on_pool):

@@ -5,7 +5,7 @@ is), or ``None``: the numpy code beside each use gives the same answers, only sl
 
 import functools
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
@@ -29,8 +29,8 @@ __all__ = [
     "judged_pairs",
     "kernel_inputs",
     "kernels",
+    "on_free_core",
     "one_blas_thread",
-    "result_here_unless_started",
     "with_one_blas_thread",
 ]
 
@@ -62,14 +62,18 @@ def with_one_blas_thread(function: Callable[P, R]) -> Callable[P, R]:
     return limited
 
 
-def result_here_unless_started(
-    future: "Future[R] | None", function: Callable[P, R], *args: P.args, **kwargs: P.kwargs
-) -> R:
-    """``future``'s result, or ``function(*args)`` on this thread when the pool has not started it
-    (it is then cancelled): work queued behind a slow task is done by whichever core is free first."""
-    if future is not None and not future.cancel():
-        return future.result()
-    return function(*args, **kwargs)
+def on_free_core(pool: Executor | None, function: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> Callable[[], R]:
+    """``function(*args)`` queued on ``pool``; the call returned gives its result, or computes it on
+    the calling thread when the pool has not started it (it is then cancelled) or there is no pool:
+    work queued behind a slow task is done by whichever core is free first."""
+    future = pool.submit(function, *args, **kwargs) if pool is not None else None
+
+    def result() -> R:
+        if future is not None and not future.cancel():
+            return future.result()
+        return function(*args, **kwargs)
+
+    return result
 
 
 @dataclass(frozen=True)

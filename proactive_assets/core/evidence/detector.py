@@ -35,7 +35,7 @@ from proactive_assets.core.evidence.combiner import (
     budget_threshold,
     fit_combiner,
 )
-from proactive_assets.core.evidence.compiled import one_blas_thread, result_here_unless_started, with_one_blas_thread
+from proactive_assets.core.evidence.compiled import on_free_core, one_blas_thread, with_one_blas_thread
 from proactive_assets.core.evidence.features import FEATURES, judged_pairs, pair_context, pair_features
 from proactive_assets.core.evidence.folds import Fold, folds_to_bytes, reusable
 from proactive_assets.core.evidence.frame import Frame, WindowCodes
@@ -485,13 +485,14 @@ def day_evidence(scorer: Scorer, window: WindowIndex, learning_set: pa.Table, ne
             else None
         )
         coded = window.code_day(learning_set)
-        owned = pool.submit(_with_owners, coded.book, coded.address, networks)
+        owned = on_free_core(pool, _with_owners, coded.book, coded.address, networks)
         history = window.history_for(coded.identities)
-        context_args = (coded.entity, coded.address, coded.book, history, coded.behaviour, coded.persons)
-        in_context = pool.submit(pair_context, *context_args)
+        in_context = on_free_core(
+            pool, pair_context, coded.entity, coded.address, coded.book, history, coded.behaviour, coded.persons
+        )
         day = build_day(coded.entity, coded.address, coded.book, history, coded.identities, pool, only_real=True)
-        book, owners = result_here_unless_started(owned, _with_owners, coded.book, coded.address, networks)
-        context = result_here_unless_started(in_context, pair_context, *context_args)
+        book, owners = owned()
+        context = in_context()
         result = scored.result() if scored is not None else None
         return DayEvidence(replace(coded, book=book), history, day, result, owners, context)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from proactive_assets.core.evidence.compiled import kernels, result_here_unless_started
+from proactive_assets.core.evidence.compiled import kernels, on_free_core
 from proactive_assets.core.evidence.keys import AddressBook, pair_key
 from proactive_assets.core.evidence.networks import AWS
 
@@ -431,12 +431,12 @@ def build_day(
     to look up, and less to sort). Those are counted by the addresses' codes, each one address
     (the learning set's are canonical), and by the book's /24 codes where it has them."""
     entity, address = np.asarray(entity, np.int64), np.asarray(address, np.int64)
-    addresses = pool.submit(_day_counts, entity, address, book, 0, only_real) if pool is not None else None
+    addresses = on_free_core(pool, _day_counts, entity, address, book, 0, only_real)
     networks = _day_counts(entity, address, book, 1, only_real)
     known_24 = member(history.seen[1], pair_key(entity, book.level_keys[1][address]))
     site = pair_key(entity[known_24], book.level_keys[2][address[known_24]])
     sibling_keys, sibling_counts = distinct_sorted(np.sort(site))
-    org = [result_here_unless_started(addresses, _day_counts, entity, address, book, 0, only_real), networks]
+    org = [addresses(), networks]
     return Day(
         [level_keys for level_keys, _ in org],
         [counts for _, counts in org],

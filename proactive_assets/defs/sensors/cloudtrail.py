@@ -49,6 +49,12 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _still_active(active: dict[str, float], now: datetime) -> dict[str, float]:
+    """The days of ``active`` (day -> newest ``LastModified``) written to within ``ACTIVE_FOR`` of ``now``."""
+    lately = (now - ACTIVE_FOR).timestamp()
+    return {day: stamp for day, stamp in active.items() if stamp >= lately}
+
+
 @dataclass
 class ArrivalCursor:
     """What the CloudTrail sensor has seen: the newest ``LastModified``, the recent versions, when
@@ -74,8 +80,7 @@ class ArrivalCursor:
         days = {now.date(), now.date() - timedelta(days=1)}
         if self.watermark is not None:
             days |= {self.watermark.date(), self.watermark.date() - timedelta(days=1)}
-        lately = (now - ACTIVE_FOR).timestamp()
-        return sorted(days | {date.fromisoformat(day) for day, stamp in self.active.items() if stamp >= lately})
+        return sorted(days | {date.fromisoformat(day) for day in _still_active(self.active, now)})
 
     @classmethod
     def load(cls, text: str | None) -> "ArrivalCursor":
@@ -143,9 +148,7 @@ def detect_changes(
     if watermark is not None:
         horizon = (watermark - OVERLAP).timestamp()
         recent = {mark: stamp for mark, stamp in recent.items() if stamp >= horizon}
-    lately = ((now or _now()) - ACTIVE_FOR).timestamp()
-    active = {day: stamp for day, stamp in active.items() if stamp >= lately}
-    return dict(changed), ArrivalCursor(watermark, recent, cursor.listed_in_full, active)
+    return dict(changed), ArrivalCursor(watermark, recent, cursor.listed_in_full, _still_active(active, now or _now()))
 
 
 def list_cloudtrail_objects(
@@ -163,17 +166,17 @@ def list_cloudtrail_objects(
     settings = proactive.settings
     uri, since = settings.cloudtrail_uri, cursor.since
     every = timedelta(hours=settings.cloudtrail_full_listing_hours)
-    if uri.startswith("s3://") and not cursor.full_listing_due(now, every):
-        days = cursor.days_to_list(now)
-        listing = cloudtrail.list_day_folders(proactive.store(uri), days, settings.accounts, settings.regions)
-        return [info for info in listing if since is None or info.last_modified > since], False
-    if uri.startswith("s3://"):
+    in_full = not uri.startswith("s3://") or cursor.full_listing_due(now, every)
+    if not in_full:
+        store, days = proactive.store(uri), cursor.days_to_list(now)
+        listing = cloudtrail.list_day_folders(store, days, settings.accounts, settings.regions)
+    elif uri.startswith("s3://"):
         bucket, prefix = split_s3_uri(uri)
         base = f"{prefix}/" if prefix else ""
         objects = get_objects(
             bucket, prefix=f"{base}AWSLogs/", since_last_modified=since, client=proactive.s3.get_client()
         )
-        return [
+        listing = [
             ObjectInfo(
                 key=obj["Key"][len(base) :],
                 size=int(obj.get("Size", 0)),
@@ -181,9 +184,10 @@ def list_cloudtrail_objects(
                 last_modified=obj["LastModified"],
             )
             for obj in objects
-        ], True
-    store = proactive.store(uri)
-    return [info for info in store.list_objects("AWSLogs/") if since is None or info.last_modified > since], True
+        ]
+    else:
+        listing = proactive.store(uri).list_objects("AWSLogs/")
+    return [info for info in listing if since is None or info.last_modified > since], in_full
 
 
 def cloudtrail_s3_sensor(partitions: DailyPartitionsDefinition) -> SensorDefinition:
