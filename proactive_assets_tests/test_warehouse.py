@@ -256,3 +256,24 @@ def test_event_tables_keep_min_max_of_time_and_flags_only(tmp_path: Path) -> Non
         group = pq.ParquetFile(path).metadata.row_group(0)
     kept = {group.column(i).path_in_schema for i in range(group.num_columns) if group.column(i).is_stats_set}
     assert kept == {"event_time", "is_pair", "read_only"}
+
+
+def test_tables_keep_statistics_where_they_prune_and_split_floats(tmp_path: Path) -> None:
+    warehouse = Warehouse(LocalStore(tmp_path))
+    table = pa.table(
+        {
+            "entity": [f"arn:aws:iam::1:user/u{i:03}" for i in range(300)],
+            "insight": [i / 299 for i in range(300)],
+            "evidence_for": [[f"reason {i % 7}"] for i in range(300)],
+            "events": list(range(300)),
+        }
+    )
+    warehouse.write_tables("daily_insights", DAY, {"daily_insights": table})
+    assert warehouse.read_table("daily_insights", DAY).equals(table)
+    group = pq.ParquetFile(tmp_path / "daily_insights" / f"day={DAY}" / "daily_insights.parquet").metadata.row_group(0)
+    columns = {group.column(i).path_in_schema.split(".")[0]: group.column(i) for i in range(group.num_columns)}
+    assert columns["entity"].statistics.min == "arn:aws:iam::1:user/u000"
+    assert columns["events"].statistics.max == 299
+    assert not columns["evidence_for"].is_stats_set  # a list's bounds prune nothing
+    assert "BYTE_STREAM_SPLIT" in columns["insight"].encodings
+    assert "RLE_DICTIONARY" in columns["entity"].encodings
