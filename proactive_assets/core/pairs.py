@@ -103,6 +103,11 @@ _LIST_COLUMNS = {
     "write_event_names": "event_name",  # of the writes only (readOnly false)
     "user_agents": "user_agent",
 }
+#: Each event column's list columns, the columns of many values (the most work) first.
+_LISTS_OF = {
+    column: [name for name, of in _LIST_COLUMNS.items() if of == column]
+    for column in ("event_name", "source_file", "user_agent", "identity_type", "account", "region", "source")
+}
 
 
 def _batches(source: EventSource, columns: list[str], dictionary: tuple[str, ...] = ()) -> Iterator[pa.Table]:
@@ -242,8 +247,17 @@ class _PairTotals:
         self.keys: dict[str, list[np.ndarray]] = {name: [] for name in _LIST_COLUMNS}  # each batch's distinct keys
         self.merged = dict.fromkeys(_LIST_COLUMNS, 0)  # how many the last merge left
 
-    def add(self, batch: pa.Table, pair: np.ndarray) -> None:
-        """The batch's events (kept pair events, ``_AGGREGATED_COLUMNS``), of pairs ``pair``."""
+    def add(self, batch: pa.Table, pair: np.ndarray, pool: ThreadPoolExecutor) -> list[Future]:
+        """The batch's events (kept pair events, ``_AGGREGATED_COLUMNS``), of pairs ``pair``, added
+        in parts on ``pool``'s threads: wait for the parts returned before the next batch. A part is
+        the sums or one event column's lists, so each of the pairs' arrays and each column's value
+        codes are written by one thread at a time, batch after batch."""
+        columns = list(_LISTS_OF)  # the columns of many values first, so the threads end together
+        parts = [pool.submit(self._add_lists, batch, pair, column) for column in columns[:3]]
+        parts.append(pool.submit(self._add_sums, batch, pair))
+        return parts + [pool.submit(self._add_lists, batch, pair, column) for column in columns[3:]]
+
+    def _add_sums(self, batch: pa.Table, pair: np.ndarray) -> None:
         weight = np.asarray(pc.fill_null(batch.column("event_count"), 1), np.int64)
         errors = batch.column("error_code").combine_chunks()
         if pa.types.is_dictionary(errors.type):  # a file's: each distinct code matched once
@@ -257,13 +271,14 @@ class _PairTotals:
         np.minimum.at(self.first, pair, _times(batch.column("event_time"), _NO_TIME_MIN))
         last = pc.coalesce(batch.column("last_event_time"), batch.column("event_time"))
         np.maximum.at(self.last, pair, _times(last, _NO_TIME_MAX))
-        writes = np.asarray(pc.fill_null(pc.equal(batch.column("read_only"), False), False), bool)
-        codes: dict[str, np.ndarray] = {}
-        for name, column in _LIST_COLUMNS.items():
-            if column not in codes:
-                codes[column] = _codes(batch.column(column), self.values[column])
-            code = codes[column]
-            valid = (code >= 0) & writes if name == "write_event_names" else code >= 0
+
+    def _add_lists(self, batch: pa.Table, pair: np.ndarray, column: str) -> None:
+        """The (pair, value) keys of the list columns of event column ``column``."""
+        code = _codes(batch.column(column), self.values[column])
+        for name in _LISTS_OF[column]:
+            valid = code >= 0
+            if name == "write_event_names":
+                valid &= np.asarray(pc.fill_null(pc.equal(batch.column("read_only"), False), False), bool)
             keys = self.keys[name]
             keys.append(_distinct_keys(pair[valid], code[valid], len(self.values[column]), self.pairs))
             if sum(len(k) for k in keys) > max(MERGE_KEYS, 2 * self.merged[name]):
@@ -393,9 +408,9 @@ def build_learning_set(*sources: EventSource, networks: Networks | None = None) 
     del codes
     totals = _PairTotals(len(entity))
     offset = taken = 0
-    # each batch is added on the other core while the next one is read; one at a time, in order
-    with ThreadPoolExecutor(1, thread_name_prefix="learning-set") as pool:
-        adding: Future | None = None
+    # each batch is added on two threads while the next one is read; one batch at a time, in order
+    with ThreadPoolExecutor(2, thread_name_prefix="learning-set") as pool:
+        adding: list[Future] = []
         for source, pair_mask in zip(sources, is_pair, strict=True):
             keep = np.zeros(len(pair_mask), dtype=bool)
             keep[pair_mask] = keep_pairs[offset : offset + int(pair_mask.sum())]
@@ -407,12 +422,12 @@ def build_learning_set(*sources: EventSource, networks: Networks | None = None) 
                 kept = int(mask.sum())
                 if kept:
                     part = batch.filter(pa.array(mask))
-                    if adding is not None:
-                        adding.result()
-                    adding = pool.submit(totals.add, part, pair[taken : taken + kept])
+                    for future in adding:
+                        future.result()
+                    adding = totals.add(part, pair[taken : taken + kept], pool)
                     taken += kept
-        if adding is not None:
-            adding.result()
+        for future in adding:
+            future.result()
     table = totals.table(entity, address)
     table = table.append_column("address_scope", address_scopes(table.column("source_ip"), networks))
     table = table.select(LEARNING_SET_SCHEMA.names).cast(LEARNING_SET_SCHEMA)  # sorted: pairs are numbered so
