@@ -103,10 +103,12 @@ _LIST_COLUMNS = {
     "write_event_names": "event_name",  # of the writes only (readOnly false)
     "user_agents": "user_agent",
 }
-#: Each event column's list columns, the columns of many values (the most work) first.
+#: Event columns of many distinct values: their lists are most of the work of adding a batch.
+_MANY_VALUES = ("event_name", "source_file", "user_agent")
+#: Each event column's list columns, those of many values first.
 _LISTS_OF = {
     column: [name for name, of in _LIST_COLUMNS.items() if of == column]
-    for column in ("event_name", "source_file", "user_agent", "identity_type", "account", "region", "source")
+    for column in dict.fromkeys((*_MANY_VALUES, *_LIST_COLUMNS.values()))
 }
 
 
@@ -252,10 +254,10 @@ class _PairTotals:
         in parts on ``pool``'s threads: wait for the parts returned before the next batch. A part is
         the sums or one event column's lists, so each of the pairs' arrays and each column's value
         codes are written by one thread at a time, batch after batch."""
-        columns = list(_LISTS_OF)  # the columns of many values first, so the threads end together
-        parts = [pool.submit(self._add_lists, batch, pair, column) for column in columns[:3]]
+        columns, many = list(_LISTS_OF), len(_MANY_VALUES)  # the big parts first: the threads end together
+        parts = [pool.submit(self._add_lists, batch, pair, column) for column in columns[:many]]
         parts.append(pool.submit(self._add_sums, batch, pair))
-        return parts + [pool.submit(self._add_lists, batch, pair, column) for column in columns[3:]]
+        return parts + [pool.submit(self._add_lists, batch, pair, column) for column in columns[many:]]
 
     def _add_sums(self, batch: pa.Table, pair: np.ndarray) -> None:
         weight = np.asarray(pc.fill_null(batch.column("event_count"), 1), np.int64)
