@@ -36,6 +36,15 @@ EMBEDDING_ROWS = Extension(
     optional=True,
 )
 
+# Sorting 64-bit keys (the evidence's and the learning set's joins) by radix, same terms (sorting.py
+# falls back to numpy's sort).
+RADIX_SORT = Extension(
+    "proactive_assets.core._radix_sort",
+    ["proactive_assets/core/_radix_sort.c"],
+    extra_compile_args=["-O3", "-std=c99", "-Wall", "-Wextra"],
+    optional=True,
+)
+
 SAGEMAKER = ["sagemaker>=3.0,<4"]
 
 setup(
@@ -43,7 +52,7 @@ setup(
     version="0.1.0",
     description="Suspicious identity/IP activity in AWS logs, as day-partitioned Dagster assets",
     packages=find_packages(exclude=["proactive_assets_tests", "benchmarks"]),
-    ext_modules=[CLOUDTRAIL_SCAN, EVIDENCE_KERNELS, IPV4, EMBEDDING_ROWS],
+    ext_modules=[CLOUDTRAIL_SCAN, EVIDENCE_KERNELS, IPV4, EMBEDDING_ROWS, RADIX_SORT],
     python_requires=">=3.11",
     # Upper bounds at the next major version of what the suite runs on (pandas 3, numpy 2, pyarrow 25,
     # boto3 1, pydantic 2): a new major is taken on purpose, after the suite passes on it.

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from proactive_assets.core.hashing import mix64
+from proactive_assets.core.sorting import sort_keys
 
 #: The length of a UUID eventID, as CloudTrail (and Security Lake, which keeps it) writes it.
 ID_CHARS = 36
@@ -38,7 +39,7 @@ def first_occurrences(keys: pa.Table, key: list[str]) -> np.ndarray:
     rows = np.flatnonzero(hashed)
     if len(rows):
         hashes = hashes[rows]
-        ordered = np.sort(hashes)
+        ordered = sort_keys(hashes)
         repeated = ordered[1:] == ordered[:-1]
         shared = ordered[1:][repeated]
         shared = shared[np.r_[True, shared[1:] != shared[:-1]]] if len(shared) else shared  # each once

@@ -18,6 +18,7 @@ from proactive_assets.core.evidence.keys import AddressBook, address_book
 from proactive_assets.core.evidence.networks import Networks
 from proactive_assets.core.evidence.persons import person_codes
 from proactive_assets.core.evidence.window import WindowIndex, coded_items, encoded, indices
+from proactive_assets.core.sorting import sort_keys
 
 
 def _behaviour(table: pa.Table) -> tuple[Behaviour, dict[str, pd.Index]]:
@@ -82,7 +83,7 @@ class WindowCodes:
     def established(self, before: int) -> np.ndarray:
         """Rows whose (identity, address) pair was first seen before day ``before``."""
         pair = self.entity * np.int64(max(len(self.texts[1]), 1)) + self.address
-        early = np.sort(pair[self.day < before])
+        early = sort_keys(pair[self.day < before])
         if len(early) == 0:
             return np.zeros(len(pair), bool)
         slot = np.minimum(np.searchsorted(early, pair), len(early) - 1)

@@ -15,6 +15,7 @@ import numpy as np
 from proactive_assets.core.evidence.compiled import kernels, on_free_core
 from proactive_assets.core.evidence.keys import AddressBook, pair_key
 from proactive_assets.core.evidence.networks import AWS
+from proactive_assets.core.sorting import sort_keys
 
 ACTION_TAG = np.uint64(0xA5A5A5A5A5A5A5A5)
 AGENT_TAG = np.uint64(0x5A5A5A5A5A5A5A5A)
@@ -39,7 +40,7 @@ def runs(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 
 
 def _sorted_unique(keys: np.ndarray) -> np.ndarray:
-    return distinct_sorted(np.sort(keys))[0]
+    return distinct_sorted(sort_keys(keys))[0]
 
 
 def _slots(sorted_keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
@@ -205,7 +206,7 @@ def _level_index(entity: np.ndarray, keys: np.ndarray, day: np.ndarray | None = 
     order = np.argsort(pairs)
     ordered = pairs[order]
     start = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]]) if len(pairs) else np.zeros(0, np.int64)
-    org_keys, org_counts = distinct_sorted(np.sort(keys[order[start]]))
+    org_keys, org_counts = distinct_sorted(sort_keys(keys[order[start]]))
     first_day = None
     if day is not None:
         first_day = np.minimum.reduceat(day[order], start) if len(start) else np.zeros(0, day.dtype)
@@ -298,7 +299,7 @@ def extend_history(
         index = _level_index(entity, k)
         pairs, first = index.seen, index.first
         new = ~member(history.seen[level], pairs)
-        added, added_counts = distinct_sorted(np.sort(k[first[new]]))
+        added, added_counts = distinct_sorted(sort_keys(k[first[new]]))
         seen.append(_union(history.seen[level], pairs[new]))
         merged = _add_counts(history.org_keys[level], history.org_counts[level], added, added_counts)
         org_keys.append(merged[0])
@@ -365,7 +366,7 @@ class Day:
 
 def _identities_per_code(entity: np.ndarray, code: np.ndarray, rows: np.ndarray, codes: int) -> np.ndarray:
     """How many distinct identities the pairs ``rows`` have for each dense ``code`` (below ``codes``)."""
-    combined = distinct_sorted(np.sort((code[rows] << np.int64(32)) | entity[rows]))[0]  # identity < 2**32
+    combined = distinct_sorted(sort_keys((code[rows] << np.int64(32)) | entity[rows]))[0]  # identity < 2**32
     return np.bincount(combined >> np.int64(32), minlength=codes)
 
 
@@ -375,7 +376,7 @@ def _identities_per_key(entity: np.ndarray, keys: np.ndarray, only_shared: bool)
 
     A key on one pair has one identity: only the pairs of keys on several (on a day, few addresses
     and a minority of /24s) are paired with their identity and sorted again."""
-    distinct, pairs = distinct_sorted(np.sort(keys))
+    distinct, pairs = distinct_sorted(sort_keys(keys))
     counts = np.ones(len(distinct), np.int64)
     several = pairs > 1
     if several.any():
@@ -435,7 +436,7 @@ def build_day(
     networks = _day_counts(entity, address, book, 1, only_real)
     known_24 = member(history.seen[1], pair_key(entity, book.level_keys[1][address]))
     site = pair_key(entity[known_24], book.level_keys[2][address[known_24]])
-    sibling_keys, sibling_counts = distinct_sorted(np.sort(site))
+    sibling_keys, sibling_counts = distinct_sorted(sort_keys(site))
     org = [addresses(), networks]
     return Day(
         [level_keys for level_keys, _ in org],

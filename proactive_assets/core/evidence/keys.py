@@ -17,6 +17,7 @@ from proactive_assets.core.evidence.compiled import kernels
 from proactive_assets.core.evidence.networks import Networks, Owner
 from proactive_assets.core.hashing import mix64
 from proactive_assets.core.ipnet import parse_ips, parse_ipv4_arrow
+from proactive_assets.core.sorting import sort_keys
 
 #: Prefix lengths of the levels after the address itself: (IPv4, IPv6).
 LEVELS = ((24, 64), (16, 48), (12, 32))
@@ -97,7 +98,7 @@ def _value_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if n >= _PACKED_ROWS:
         codes, distinct = pd.factorize(values, sort=True)
         return codes.astype(np.int64), np.asarray(distinct, np.uint64)
-    packed = np.sort((values.astype(np.uint64) << np.uint64(32)) | np.arange(n, dtype=np.uint64))
+    packed = sort_keys((values.astype(np.uint64) << np.uint64(32)) | np.arange(n, dtype=np.uint64))
     ordered = packed >> np.uint64(32)
     first = np.r_[True, ordered[1:] != ordered[:-1]] if n else np.zeros(0, bool)
     codes = np.empty(n, np.int64)

@@ -1,0 +1,74 @@
+"""The compiled radix sort of 64-bit keys gives numpy's sort, in place or not, and is memory-clean."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from proactive_assets.core import sorting
+from proactive_assets.core.sorting import sort_keys
+from proactive_assets_tests.sanitized import run_sanitized
+
+
+def _cases() -> list[np.ndarray]:
+    rng = np.random.default_rng(7)
+    n = 20_000
+    return [
+        rng.integers(0, 2**64, n, dtype=np.uint64),  # every digit differs
+        rng.integers(-(2**62), 2**62, n, dtype=np.int64),  # negatives: the sign bit decides the top digit
+        np.full(n, 12345, np.int64),  # one value: no digit moves anything
+        (rng.integers(0, 2**32, n).astype(np.uint64) << np.uint64(32)) | np.arange(n, dtype=np.uint64),  # packed rows
+        rng.integers(0, 300, n).astype(np.int64),  # few values in the low digits only
+        np.array([2**63, 0, 2**64 - 1, 1, 2**63 - 1] * 300, np.uint64),  # the extremes
+        np.array([-(2**63), 2**63 - 1, -1, 0, 1] * 300, np.int64),
+        rng.integers(0, 2**64, sorting.RADIX_FROM - 1, dtype=np.uint64),  # numpy's side of the cut
+    ]
+
+
+def _check(keys: np.ndarray) -> None:
+    expected = np.sort(keys)
+    got = sort_keys(keys)
+    assert got.dtype == keys.dtype and np.array_equal(got, expected)
+    copy = keys.copy()
+    assert sort_keys(copy, in_place=True) is copy and np.array_equal(copy, expected)
+    strided = np.repeat(keys, 2)[::2]  # not contiguous: sorted from a copy
+    assert np.array_equal(sort_keys(strided), expected)
+
+
+@pytest.mark.parametrize("case", range(len(_cases())))
+def test_the_radix_sort_gives_numpys_order(case: int) -> None:
+    if sorting._radix_sort is None:
+        pytest.skip("the compiled sort was not built")
+    _check(_cases()[case])
+
+
+def test_without_the_compiled_sort_numpy_sorts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sorting, "_radix_sort", None)
+    for keys in _cases():
+        _check(keys)
+
+
+def test_the_compiled_sort_refuses_mismatched_buffers() -> None:
+    if sorting._radix_sort is None:
+        pytest.skip("the compiled sort was not built")
+    with pytest.raises(ValueError, match="64-bit keys and an output as long"):
+        sorting._radix_sort.sort(np.zeros(10, np.uint64), np.zeros(9, np.uint64), False)
+    with pytest.raises(ValueError, match="64-bit keys"):
+        sorting._radix_sort.sort(np.zeros(10, np.uint8), np.zeros(10, np.uint8), False)
+
+
+SANITIZED_RUN = """
+import sys
+from proactive_assets.core import sorting
+from proactive_assets_tests import test_sorting as t
+from proactive_assets_tests.sanitized import load_extension
+sorting._radix_sort = load_extension("_radix_sort", sys.argv[1])
+for case in range(len(t._cases())):
+    t._check(t._cases()[case])
+print("clean")
+"""
+
+
+def test_the_sort_is_clean_under_address_and_undefined_behaviour_sanitizers(tmp_path: Path) -> None:
+    source = Path(sorting.__file__).with_name("_radix_sort.c")
+    assert run_sanitized(source, "_radix_sort", SANITIZED_RUN, tmp_path).startswith("clean")
