@@ -92,8 +92,9 @@ _PACKED_ROWS = 1 << 32
 
 
 def _value_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(each value's code, the distinct values ascending) of 32-bit values: one sort of
-    (value << 32 | row), 27 ms a million against pandas' hash table's 90 ms (random addresses)."""
+    """(each value's code, the distinct values ascending) of 32-bit values: one radix sort
+    (``sort_keys``) of (value << 32 | row), ~15 ms a million against pandas' hash table's 90 ms
+    (random addresses)."""
     n = len(values)
     if n >= _PACKED_ROWS:
         codes, distinct = pd.factorize(values, sort=True)
