@@ -269,6 +269,30 @@ def test_a_window_that_has_not_filled_yet_leans_on_the_prior() -> None:
     assert weight(EVAL_DAYS, 0.5) == pytest.approx(weight(EVAL_DAYS, 0.0), rel=0.2)  # no prior: the data alone
 
 
+def test_real_pairs_the_first_fit_would_alert_on_are_left_out_of_the_second() -> None:
+    """Validation days can hold real attacks: real pairs as extreme as the synthetic attacks. Fitted
+    as an identity's own, they flatten the combiner; the trimmed fit leaves out the real pairs its
+    first fit puts at or above the threshold, so such a pair scores higher, and they are counted."""
+    rng = np.random.default_rng(5)
+    column = FEATURES.index("others_16_window")
+    folds = []
+    for day in range(EVAL_DAYS):
+        x = np.zeros((806, len(FEATURES)), np.float32)
+        suspicious = np.r_[np.zeros(406, bool), np.ones(400, bool)]
+        x[:, column] = rng.normal(np.where(suspicious, 2.0, 0.0), 0.7)
+        x[400:406, column] = 3.5  # six real pairs a day like the attacks: intruders on a validation day
+        folds.append(Fold(day, x, suspicious, np.where(suspicious, 0, -1), 1000))
+    combiner, budget, _ = _fit(folds, 1.0, [str(d) for d in range(EVAL_DAYS)])
+    x = np.vstack([f.x for f in folds])
+    suspicious = np.concatenate([f.suspicious for f in folds])
+    untrimmed = fit_combiner(x, suspicious)
+    assert combiner.fitted_on["real_pairs_trimmed"] >= 6 * EVAL_DAYS
+    assert combiner.coefficients["others_16_window"] > 1.2 * untrimmed.coefficients["others_16_window"]
+    like_an_attack = folds[0].x[400:401]
+    assert combiner.insight(like_an_attack)[0] > untrimmed.insight(like_an_attack)[0]
+    assert budget.threshold <= combiner.insight(like_an_attack)[0]  # they are still counted, and alerted
+
+
 def test_logistic_fit_separates_and_the_budget_sets_the_threshold() -> None:
     rng = np.random.default_rng(0)
     x = np.vstack([rng.normal(0, 1, (400, 1)), rng.normal(3, 1, (400, 1))])
