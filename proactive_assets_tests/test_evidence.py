@@ -269,6 +269,18 @@ def test_a_window_that_has_not_filled_yet_leans_on_the_prior() -> None:
     assert weight(EVAL_DAYS, 0.5) == pytest.approx(weight(EVAL_DAYS, 0.0), rel=0.2)  # no prior: the data alone
 
 
+def test_the_logistic_fit_ends_at_the_optimum_from_a_far_start() -> None:
+    """Model D-1's combiner is where Newton's method starts; from a start far off, plain Newton
+    steps overshot and diverged (intercepts of 1e11). The fit is convex: it must end where a fit
+    from zero does."""
+    rng = np.random.default_rng(2)
+    x = np.vstack([rng.normal(0, 1, (300, 2)), rng.normal(1.5, 1, (300, 2))])
+    y = np.r_[np.zeros(300), np.ones(300)]
+    reference = fit_logistic(x, y, np.ones(600))
+    for start in ([-20.0, 15.0, -15.0], [10.0, -10.0, 10.0], [40.0, 40.0, -40.0]):
+        assert fit_logistic(x, y, np.ones(600), start=np.array(start)) == pytest.approx(reference, abs=1e-6)
+
+
 def test_real_pairs_the_first_fit_would_alert_on_are_left_out_of_the_second() -> None:
     """Validation days can hold real attacks: real pairs as extreme as the synthetic attacks. Fitted
     as an identity's own, they flatten the combiner; the trimmed fit leaves out the real pairs its

@@ -63,22 +63,34 @@ def fit_logistic(
     # The rows a block at a time, the block's design matrix in cache: a step reads ``x`` once instead
     # of building, scaling and reading a float64 copy of all of it (a million rows: 0.2 s a step, not 0.4).
     block = np.empty((min(len(x), _BLOCK), len(beta)))
+    # Newton's method from a start far from the optimum (model D-1's combiner) can overshoot and
+    # diverge (a realistic benchmark's model once ended with an intercept of -2e12): a step after
+    # which the objective grew is halved and tried again instead.
+    last: tuple[float, np.ndarray, np.ndarray] | None = None  # (objective, coefficients, step) before the last step
     for _ in range(steps):
         gradient = penalty * (beta - target)
         hessian = np.diag(penalty) + 1e-9 * np.eye(len(beta))
+        objective = 0.5 * float(np.sum(penalty * (beta - target) ** 2))
         for lo in range(0, len(x), _BLOCK):
             rows = slice(lo, lo + _BLOCK)
             design = block[: len(x[rows])]
             design[:, 0] = 1.0
             design[:, 1:] = x[rows]
-            p = _sigmoid(design @ beta)
+            z = design @ beta
+            p = _sigmoid(z)
             w = weight[rows]
+            objective += float(w @ (np.logaddexp(0.0, z) - y[rows] * z))  # the weighted log-loss
             gradient += design.T @ (w * (p - y[rows]))
             # X' W X as (sqrt(W) X)' (sqrt(W) X): one contiguous product
             np.multiply(design, np.sqrt(w * p * (1 - p))[:, None], out=design)
             hessian += design.T @ design
+        if last is not None and not objective <= last[0] + 1e-12 * abs(last[0]):
+            beta = last[1] - last[2] / 2  # overshot: half the step from where it was taken
+            last = (last[0], last[1], last[2] / 2)
+            continue
         step = np.linalg.solve(hessian, gradient)
-        beta -= step
+        last = (objective, beta.copy(), step)
+        beta = beta - step
         # Newton's convergence is quadratic: after a step this small the coefficients are within ~1e-10
         if np.max(np.abs(step)) < 1e-5:
             break
