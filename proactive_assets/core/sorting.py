@@ -18,7 +18,8 @@ RADIX_FROM = 1024
 
 def sort_keys(keys: np.ndarray, in_place: bool = False) -> np.ndarray:
     """``np.sort(keys)`` of int64 or uint64 keys; ``in_place`` sorts ``keys`` itself (and returns it)."""
-    if _radix_sort is None or len(keys) < RADIX_FROM or keys.dtype not in (np.int64, np.uint64):
+    compiled = _radix_sort is not None and keys.dtype in (np.int64, np.uint64) and len(keys) >= RADIX_FROM
+    if not compiled or (in_place and not keys.flags.c_contiguous):
         if in_place:
             keys.sort()
             return keys
