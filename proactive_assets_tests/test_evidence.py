@@ -24,8 +24,10 @@ from proactive_assets.core.evidence.combiner import (
     fit_logistic,
 )
 from proactive_assets.core.evidence.detector import (
+    COPIED_USER_AGENT,
     EVAL_DAYS,
     _fit,
+    _intruder_behaviour,
     _validation_day,
     score_day,
     threshold_for,
@@ -507,6 +509,30 @@ def test_no_synthetic_attack_sits_on_a_network_of_the_victims_other_identity() -
     assert fold is not None and fold.suspicious.any()
     assert (fold.x[fold.suspicious][:, columns] == 0).all()
     assert (fold.x[~fold.suspicious][:, columns[0]] > 0).sum() == 3  # each IAM user on its SSO role's address
+
+
+def test_a_synthetic_intruder_does_what_another_identity_did_and_sometimes_copies_the_victims_user_agent() -> None:
+    """API calls and volume from another identity's pair of the day; the user agent from that pair
+    or, for about half, from one of the victim's own pairs (a header a careful intruder copies)."""
+    identities, per_identity = 40, 3
+    day_entity = np.repeat(np.arange(identities), per_identity)  # pair k: identity k // 3
+    pairs = np.arange(len(day_entity))
+    on = pairs + 1000  # the day's rows in the window
+    rows = 1000 + len(pairs)
+    # each pair one API call and one user agent, both coded by the pair's identity; events by the pair
+    owner = np.full(rows, -1)
+    owner[on] = day_entity
+    behaviour = Behaviour(on, 100 + day_entity, on, 500 + day_entity, np.arange(rows, dtype=float))
+    victims = np.repeat(np.arange(identities), 50)
+    out = _intruder_behaviour(behaviour, on, day_entity, victims, np.random.default_rng(7))
+    assert (out.action_pair == np.arange(len(victims))).all() and (out.agent_pair == out.action_pair).all()
+    donor = out.action_code - 100
+    assert (donor != victims).all()  # someone else's calls
+    assert (owner[out.events.astype(np.int64)] == donor).all()  # and that same pair's volume
+    agent = out.agent_code - 500
+    copied = agent == victims
+    assert ((agent == donor) | copied).all()
+    assert abs(copied.mean() - COPIED_USER_AGENT) < 0.05
 
 
 def test_named_evidence_is_each_rows_strongest() -> None:

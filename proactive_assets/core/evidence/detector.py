@@ -117,6 +117,10 @@ class FoldPairs:
     identities: int  # identities active that day
 
 
+#: The share of synthetic pairs that copy one of the victim's user agents (``_intruder_behaviour``).
+COPIED_USER_AGENT = 0.5
+
+
 def _fold_pairs(frame: Frame, networks: Networks, d: int, seed: int, history: History) -> FoldPairs | None:
     """Day ``d``'s pairs against ``history`` (of the rows before ``d``); its synthetic pairs are drawn
     from ``seed`` and the day alone, so a fold is the same whether it is computed with the others
@@ -148,7 +152,7 @@ def _fold_pairs(frame: Frame, networks: Networks, d: int, seed: int, history: Hi
     )
     book, negative_address = _with_negatives(frame.book, negatives, networks)
     behaviour = Behaviour.concat(
-        [frame.behaviour.take(on), frame.behaviour.take(on[_donors(entity, negatives.entity, rng)])]
+        [frame.behaviour.take(on), _intruder_behaviour(frame.behaviour, on, entity, negatives.entity, rng)]
     )
     return FoldPairs(
         d,
@@ -184,13 +188,22 @@ def _validation_day(
     return _fold(frame, pairs, scorer) if pairs is not None else None
 
 
-def _donors(day_entity: np.ndarray, negative_entity: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """For each synthetic pair, a real pair of the day by *another* identity whose behaviour it borrows.
-
-    Stolen credentials are used by someone else, so what the synthetic pair does is what another
-    identity did today: its API calls, user agents and volume.
-    """
-    return draw_other(day_entity, negative_entity, rng)
+def _intruder_behaviour(
+    behaviour: Behaviour, on: np.ndarray, day_entity: np.ndarray, negative_entity: np.ndarray, rng: np.random.Generator
+) -> Behaviour:
+    """What each synthetic pair did: the API calls and volume of a real pair of the day by *another*
+    identity (stolen credentials are used by someone else, for someone else's ends), and the user
+    agents of that pair or, for every other synthetic pair, of one of the victim's own pairs of the
+    day: a user agent is a header the caller writes, and a careful intruder copies the victim's."""
+    donors = on[draw_other(day_entity, negative_entity, rng)]
+    order = np.argsort(day_entity, kind="stable")
+    start = np.searchsorted(day_entity[order], negative_entity)
+    count = np.searchsorted(day_entity[order], negative_entity, side="right") - start
+    pick = np.minimum(start + np.floor(rng.random(len(negative_entity)) * count).astype(np.int64), len(on) - 1)
+    own = on[order[pick]]
+    copied = (rng.random(len(negative_entity)) < COPIED_USER_AGENT) & (count > 0)  # (each is active on the day)
+    done, agents = behaviour.take(donors), behaviour.take(np.where(copied, own, donors))
+    return Behaviour(done.action_pair, done.action_code, agents.agent_pair, agents.agent_code, done.events)
 
 
 @dataclass
@@ -263,7 +276,11 @@ def train_detector(
     if not kept.any():
         kept[:] = True
     established = codes.coded(training_set, kept)
-    provenance = {"networks": {"source": networks.source, "date": networks.date}}
+    # what the folds were computed with: a warm day reuses none of model D-1's folds computed otherwise
+    provenance = {
+        "networks": {"source": networks.source, "date": networks.date},
+        "synthetic_pairs": {"copied_user_agent": COPIED_USER_AGENT},
+    }
     # The address book, model D-1's folds, the window's history and the first computed fold's pairs
     # do not depend on IP Insights: they are built on the other core while it trains (mostly numpy
     # and Arrow, which let go of the GIL). A warm day's history starts where model D-1's folds stop.
