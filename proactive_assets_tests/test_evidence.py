@@ -12,7 +12,6 @@ import pyarrow.compute as pc
 import pytest
 
 from proactive_assets.core.backends.local import LocalBackend
-from proactive_assets.core.evidence import keys as address_keys
 from proactive_assets.core.evidence import networks as networks_module
 from proactive_assets.core.evidence.combiner import (
     AVERAGED_MODELS,
@@ -575,20 +574,6 @@ def test_a_days_addresses_are_coded_by_what_they_parse_to() -> None:
         coded_addresses(pa.array(["198.51.100.7", "not-an-address"]))
     with pytest.raises(ValueError, match="1 rows have no address"):
         coded_addresses(pa.array(["198.51.100.7", None]))
-
-
-def test_more_rows_than_fit_beside_a_value_are_coded_the_same_by_pandas(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``_value_codes`` packs (value << 32 | row) into one sort; past 2**32 rows it cannot, and
-    pandas' sorted factorize must give the same codes and distinct values (as uint64)."""
-    rng = np.random.default_rng(3)
-    values = np.r_[rng.integers(0, 2**32, 500, dtype=np.uint64), [0, 2**32 - 1] * 3].astype(np.uint32)
-    values = values[rng.permutation(len(values))]
-    packed = address_keys._value_codes(values)
-    monkeypatch.setattr(address_keys, "_PACKED_ROWS", 0)
-    by_pandas = address_keys._value_codes(values)
-    for got, expected in zip(by_pandas, packed, strict=True):
-        assert got.dtype == expected.dtype and np.array_equal(got, expected)
-    assert np.array_equal(packed[1][packed[0]], values) and packed[1][0] == 0 and packed[1][-1] == 2**32 - 1
 
 
 def test_synthetic_addresses_read_back_as_themselves() -> None:

@@ -8,7 +8,6 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -264,15 +263,3 @@ def test_learning_set_is_plain_pythons_aggregation_over_many_batches(
             assert row == expected[(row.pop("entity"), row.pop("source_ip"))]
     counted = [r for r in learning.to_pylist() if r["source_file_count"] > pairs.MAX_SOURCE_FILES]
     assert counted and any(len(r["user_agents"]) == pairs.MAX_USER_AGENTS for r in learning.to_pylist())
-
-
-@pytest.mark.parametrize("space", [50, 1 << 30, 1 << 62])
-def test_pair_keys_are_numbered_as_numpy_unique_numbers_them(space: int) -> None:
-    """Counted (few possible keys), sorted with their row numbers, or by ``np.unique`` (too wide)."""
-    rng = np.random.default_rng(7)
-    values = rng.integers(0, space, 60, dtype=np.int64)
-    for keys in (values[rng.integers(0, len(values), 1000)], values[:0]):
-        number, distinct = pairs._numbered(keys, space)
-        expected, inverse = np.unique(keys, return_inverse=True)
-        assert distinct.tolist() == expected.tolist()
-        assert number.tolist() == inverse.tolist()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from proactive_assets.core import sorting
-from proactive_assets.core.sorting import sort_keys
+from proactive_assets.core.sorting import distinct_keys, numbered, sort_keys
 from proactive_assets_tests.sanitized import run_sanitized
 
 
@@ -73,3 +73,17 @@ print("clean")
 def test_the_sort_is_clean_under_address_and_undefined_behaviour_sanitizers(tmp_path: Path) -> None:
     source = Path(sorting.__file__).with_name("_radix_sort.c")
     assert run_sanitized(source, "_radix_sort", SANITIZED_RUN, tmp_path).startswith("clean")
+
+
+@pytest.mark.parametrize("space", [50, 1 << 30, 1 << 32, 1 << 62])
+def test_keys_are_numbered_as_numpy_unique_numbers_them(space: int) -> None:
+    """Counted (few possible keys), sorted with their row numbers, or by ``np.unique`` (too wide
+    for the row numbers beside them): the same numbers and distinct keys each way."""
+    rng = np.random.default_rng(7)
+    values = np.r_[rng.integers(0, space, 60, dtype=np.int64), [0, space - 1]]
+    for keys in (values[rng.integers(0, len(values), 5000)], values[:0]):
+        number, distinct = numbered(keys, space)
+        expected, inverse = np.unique(keys, return_inverse=True)
+        assert distinct.tolist() == expected.tolist()
+        assert number.tolist() == inverse.tolist()
+        assert distinct_keys(keys).tolist() == expected.tolist()

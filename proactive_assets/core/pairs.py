@@ -27,7 +27,7 @@ from proactive_assets.core import event_dedup
 from proactive_assets.core.events import EVENTS_SCHEMA
 from proactive_assets.core.evidence.networks import AWS, Networks, load_networks
 from proactive_assets.core.ipnet import parse_ips
-from proactive_assets.core.sorting import sort_keys
+from proactive_assets.core.sorting import distinct_keys, numbered
 
 MAX_SOURCE_FILES = 50
 #: User agents kept per pair (the first ones in sorted order).
@@ -211,13 +211,6 @@ def _times(column: pa.ChunkedArray, missing: int) -> np.ndarray:
     return np.asarray(pc.fill_null(column.cast(pa.int64()), missing), np.int64)
 
 
-def _sorted_distinct(keys: np.ndarray, in_place: bool = False) -> np.ndarray:
-    """The distinct keys, sorted (``sort_keys``: a radix sort, ~4x numpy's); ``in_place`` sorts
-    ``keys`` itself rather than a copy."""
-    ordered = sort_keys(keys, in_place)
-    return ordered[np.r_[True, ordered[1:] != ordered[:-1]]] if len(ordered) > 1 else ordered
-
-
 def _distinct_keys(pair: np.ndarray, code: np.ndarray, values: int, pairs: int) -> np.ndarray:
     """The distinct (pair, value code) keys of some rows, sorted: by counting where there are few
     possible keys for the rows (a day of few pairs), else by sorting."""
@@ -225,7 +218,7 @@ def _distinct_keys(pair: np.ndarray, code: np.ndarray, values: int, pairs: int) 
     if space <= min(DENSE_PAIR_KEYS, 4 * max(len(code), 1 << 14)):
         present = np.flatnonzero(np.bincount(pair * values + code, minlength=space))
         return ((present // values) << _CODE_BITS) | (present % values)
-    return _sorted_distinct((pair << _CODE_BITS) | code)
+    return distinct_keys((pair << _CODE_BITS) | code)
 
 
 class _PairTotals:
@@ -281,7 +274,7 @@ class _PairTotals:
             keys = self.keys[name]
             keys.append(_distinct_keys(pair[valid], code[valid], len(self.values[column]), self.pairs))
             if sum(len(k) for k in keys) > max(MERGE_KEYS, 2 * self.merged[name]):
-                keys[:] = [_sorted_distinct(np.concatenate(keys), in_place=True)]
+                keys[:] = [distinct_keys(np.concatenate(keys), in_place=True)]
                 self.merged[name] = len(keys[0])
 
     def table(self, entity: pa.Array, address: pa.Array) -> pa.Table:
@@ -314,7 +307,7 @@ class _PairTotals:
         keys *= width
         keys += ranked
         del ranked
-        kept = _sorted_distinct(keys, in_place=True)
+        kept = distinct_keys(keys, in_place=True)
         del keys
         kept_pair, kept_value = np.divmod(kept, width)
         kept_value = order[kept_value]
@@ -337,33 +330,12 @@ def _pair_index(keys: pa.Table, dictionaries: dict[str, pa.Array]) -> tuple[np.n
     entity, entities = _ranked(keys.column("identity_arn"), dictionaries["identity_arn"])
     address, addresses = _ranked(keys.column("source_ip"), dictionaries["source_ip"])
     width = len(addresses) + 1
-    pair, distinct = _numbered(entity * width + address, (len(entities) + 1) * width)
+    pair, distinct = numbered(entity * width + address, (len(entities) + 1) * width, DENSE_PAIR_KEYS)
 
     def decoded(codes: np.ndarray, values: pa.Array) -> pa.Array:
         return pc.take(values, pa.array(codes, pa.int64(), mask=codes == len(values)))
 
     return pair, decoded(distinct // width, entities), decoded(distinct % width, addresses)
-
-
-def _numbered(keys: np.ndarray, space: int) -> tuple[np.ndarray, np.ndarray]:
-    """(each key's index among the distinct keys, sorted; those distinct keys), for keys in
-    [0, space): ``np.unique(keys, return_inverse=True)``, faster. Few possible keys (a day of few
-    identities or addresses) are counted; else the keys are sorted with each one's row number in
-    its low bits (``sort_keys``: numpy's sort of 5M int64 took ~0.35 s, its argsort 0.9 s
-    and Arrow's hashing 0.5 s), and only where they do not fit in 63 bits does ``np.unique`` run."""
-    if space <= DENSE_PAIR_KEYS:
-        present = np.bincount(keys, minlength=space) > 0
-        return (np.cumsum(present) - 1)[keys], np.flatnonzero(present)
-    row_bits = max(1, len(keys).bit_length())
-    if (space - 1).bit_length() + row_bits > 63:
-        distinct, number = np.unique(keys, return_inverse=True)
-        return number.reshape(-1), distinct
-    packed = sort_keys((keys << row_bits) | np.arange(len(keys)))
-    ordered = packed >> row_bits
-    first = np.r_[True, ordered[1:] != ordered[:-1]] if len(ordered) else np.zeros(0, bool)
-    number = np.empty(len(keys), np.int64)
-    number[packed & ((1 << row_bits) - 1)] = np.cumsum(first) - 1
-    return number, ordered[first]
 
 
 def _ranked(codes: pa.ChunkedArray, dictionary: pa.Array) -> tuple[np.ndarray, pa.Array]:

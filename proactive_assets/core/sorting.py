@@ -28,3 +28,32 @@ def sort_keys(keys: np.ndarray, in_place: bool = False) -> np.ndarray:
     out = keys if in_place else np.empty_like(keys)
     _radix_sort.sort(keys, out, keys.dtype == np.int64)
     return out
+
+
+def distinct_keys(keys: np.ndarray, in_place: bool = False) -> np.ndarray:
+    """The distinct keys, ascending (``sort_keys``; ``in_place`` sorts ``keys`` itself)."""
+    ordered = sort_keys(keys, in_place)
+    return ordered[np.r_[True, ordered[1:] != ordered[:-1]]] if len(ordered) > 1 else ordered
+
+
+def numbered(keys: np.ndarray, space: int, dense: int = 1 << 24) -> tuple[np.ndarray, np.ndarray]:
+    """(each key's index among the distinct keys; the distinct keys, ascending) of int64 keys in
+    [0, space): ``np.unique(keys, return_inverse=True)``, faster. Up to ``dense`` possible keys are
+    counted; more are sorted with each one's row number in their low bits (one radix sort: numpy's
+    sort of 5M int64 took ~0.35 s, its argsort 0.9 s, Arrow's hashing 0.5 s, pandas' hash table
+    90 ms a million addresses against 15 ms), and only where that does not fit in 63 bits does
+    ``np.unique`` run."""
+    keys = np.asarray(keys, np.int64)
+    if space <= dense:
+        present = np.bincount(keys, minlength=space) > 0
+        return (np.cumsum(present) - 1)[keys], np.flatnonzero(present)
+    row_bits = max(1, len(keys).bit_length())
+    if (space - 1).bit_length() + row_bits > 63:
+        distinct, number = np.unique(keys, return_inverse=True)
+        return number.reshape(-1), distinct
+    packed = sort_keys((keys << row_bits) | np.arange(len(keys)))
+    ordered = packed >> row_bits
+    first = np.r_[True, ordered[1:] != ordered[:-1]] if len(ordered) else np.zeros(0, bool)
+    number = np.empty(len(keys), np.int64)
+    number[packed & ((1 << row_bits) - 1)] = np.cumsum(first) - 1
+    return number, ordered[first]

@@ -15,7 +15,7 @@ import numpy as np
 from proactive_assets.core.evidence.compiled import kernels, on_free_core
 from proactive_assets.core.evidence.keys import AddressBook, pair_key
 from proactive_assets.core.evidence.networks import AWS
-from proactive_assets.core.sorting import sort_keys
+from proactive_assets.core.sorting import distinct_keys, sort_keys
 
 ACTION_TAG = np.uint64(0xA5A5A5A5A5A5A5A5)
 AGENT_TAG = np.uint64(0x5A5A5A5A5A5A5A5A)
@@ -37,10 +37,6 @@ def runs(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """The indices ``starts[i] .. starts[i] + lengths[i] - 1`` of every run, concatenated in order."""
     ends = np.cumsum(lengths)
     return np.repeat(np.asarray(starts) - (ends - lengths), lengths) + np.arange(int(ends[-1]) if len(ends) else 0)
-
-
-def _sorted_unique(keys: np.ndarray) -> np.ndarray:
-    return distinct_sorted(sort_keys(keys))[0]
 
 
 def _slots(sorted_keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
@@ -252,12 +248,12 @@ def build_history(
         aws_share=aws / share,
         cloud_share=cloud / share,
         families=families,
-        providers=_sorted_unique(pair_key(d_entity, category.astype(np.uint64))),
-        aws_regions=_sorted_unique(pair_key(d_entity[is_aws], book.owner.region[d_address][is_aws].astype(np.uint64))),
-        actions=_sorted_unique(
+        providers=distinct_keys(pair_key(d_entity, category.astype(np.uint64))),
+        aws_regions=distinct_keys(pair_key(d_entity[is_aws], book.owner.region[d_address][is_aws].astype(np.uint64))),
+        actions=distinct_keys(
             pair_key(entity[behaviour.action_pair], behaviour.action_code.astype(np.uint64) ^ ACTION_TAG)
         ),
-        agents=_sorted_unique(
+        agents=distinct_keys(
             pair_key(entity[behaviour.agent_pair], behaviour.agent_code.astype(np.uint64) ^ AGENT_TAG)
         ),
         has_agents=np.bincount(entity[behaviour.agent_pair], minlength=n) > 0,
@@ -267,7 +263,7 @@ def build_history(
 
 def _union(sorted_keys: np.ndarray, more: np.ndarray) -> np.ndarray:
     """The sorted distinct keys of both (``sorted_keys`` sorted and distinct)."""
-    more = _sorted_unique(more)
+    more = distinct_keys(more)
     more = more[~member(sorted_keys, more)]
     return np.insert(sorted_keys, np.searchsorted(sorted_keys, more), more)
 
@@ -366,7 +362,7 @@ class Day:
 
 def _identities_per_code(entity: np.ndarray, code: np.ndarray, rows: np.ndarray, codes: int) -> np.ndarray:
     """How many distinct identities the pairs ``rows`` have for each dense ``code`` (below ``codes``)."""
-    combined = distinct_sorted(sort_keys((code[rows] << np.int64(32)) | entity[rows]))[0]  # identity < 2**32
+    combined = distinct_keys((code[rows] << np.int64(32)) | entity[rows])  # identity < 2**32
     return np.bincount(combined >> np.int64(32), minlength=codes)
 
 
