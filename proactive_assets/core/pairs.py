@@ -211,7 +211,7 @@ def _times(column: pa.ChunkedArray, missing: int) -> np.ndarray:
     return np.asarray(pc.fill_null(column.cast(pa.int64()), missing), np.int64)
 
 
-def _distinct_keys(pair: np.ndarray, code: np.ndarray, values: int, pairs: int) -> np.ndarray:
+def _distinct_pair_values(pair: np.ndarray, code: np.ndarray, values: int, pairs: int) -> np.ndarray:
     """The distinct (pair, value code) keys of some rows, sorted: by counting where there are few
     possible keys for the rows (a day of few pairs), else by sorting."""
     space = pairs * values
@@ -272,7 +272,7 @@ class _PairTotals:
             if name == "write_event_names":
                 valid &= np.asarray(pc.fill_null(pc.equal(batch.column("read_only"), False), False), bool)
             keys = self.keys[name]
-            keys.append(_distinct_keys(pair[valid], code[valid], len(self.values[column]), self.pairs))
+            keys.append(_distinct_pair_values(pair[valid], code[valid], len(self.values[column]), self.pairs))
             if sum(len(k) for k in keys) > max(MERGE_KEYS, 2 * self.merged[name]):
                 keys[:] = [distinct_keys(np.concatenate(keys), in_place=True)]
                 self.merged[name] = len(keys[0])

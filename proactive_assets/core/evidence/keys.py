@@ -102,8 +102,7 @@ def coded_addresses(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, Add
     if array.null_count:  # (IP Insights refuses them too)
         raise ValueError(f"{array.null_count} rows have no address: each needs its source_ip")
     value, v4 = parse_ipv4_arrow(array)
-    # IPv4 told apart by value (one radix sort: ~15 ms a million, pandas' hash table 90 ms)
-    v4_codes, v4_values = numbered(value[v4], 1 << 32)
+    v4_codes, v4_values = numbered(value[v4], 1 << 32)  # told apart by value
     v4_values = v4_values.astype(np.uint64)
     code = np.zeros(len(array), np.int64)
     code[v4] = v4_codes
