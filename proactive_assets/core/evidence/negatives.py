@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 from proactive_assets.core.evidence.history import History, distinct_sorted, member
 from proactive_assets.core.evidence.keys import AddressBook, level_keys, pair_key
 from proactive_assets.core.evidence.networks import AWS, Networks
-from proactive_assets.core.sorting import sort_keys
+from proactive_assets.core.sorting import distinct_keys
 
 KINDS = ("random_network", "colleague_address", "same_isp_new_24", "cloud_address", "random_ipv6", "colleague_network")
 
@@ -128,7 +128,7 @@ def _new_24(
 def _distinct_pairs(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """The distinct (first, second) code pairs, sorted, as a 2-row array (``np.unique(..., axis=1)``,
     which sorts rows of Python-visible tuples and took seconds on a large window)."""
-    combined = distinct_sorted(sort_keys((first.astype(np.int64) << 32) | second.astype(np.int64)))[0]
+    combined = distinct_keys((first.astype(np.int64) << 32) | second.astype(np.int64))
     return np.stack([combined >> 32, combined & 0xFFFFFFFF])
 
 
