@@ -64,8 +64,8 @@ from proactive_assets.core import sorting
 from proactive_assets_tests import test_sorting as t
 from proactive_assets_tests.sanitized import load_extension
 sorting._radix_sort = load_extension("_radix_sort", sys.argv[1])
-for case in range(len(t._cases())):
-    t._check(t._cases()[case])
+for keys in t._cases():
+    t._check(keys)
 print("clean")
 """
 
