@@ -290,7 +290,6 @@ class IPInsightsModel:
         expected_rows = 1 + len(self.ip_buckets) + (self._layout.n_sections if params.unseen_prefix_vectors else 0)
         if len(self.ip_emb) != expected_rows:
             raise ValueError(f"ip_emb has {len(self.ip_emb)} rows, expected {expected_rows} for these parameters")
-        self._bucket_to_row = bucket_map(self._layout, self.ip_buckets, params.unseen_prefix_vectors)
         if len(self.entity_emb):
             self.entity_mean = self.entity_emb.mean(axis=0, dtype=np.float64).astype(np.float32)
         else:
@@ -306,6 +305,12 @@ class IPInsightsModel:
             "slope": self.calibration[0],
             "intercept": self.calibration[1],
         }
+
+    @functools.cached_property
+    def _bucket_to_row(self) -> np.ndarray:
+        """The ``bucket_map`` of the model's trained buckets, on first use: a model built in training
+        and never scored does not pay for it (an array over every bucket of the layout)."""
+        return bucket_map(self._layout, self.ip_buckets, self.params.unseen_prefix_vectors)
 
     # ---- identity
     def _content_version(self) -> str:
