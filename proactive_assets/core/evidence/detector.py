@@ -52,6 +52,10 @@ from proactive_assets.core.scoring import Scorer
 EVAL_DAYS = 5
 #: At most this many identities get synthetic pairs per validation day (large organisations).
 MAX_NEGATIVE_IDENTITIES = 20_000
+#: The combiner's Newton steps end below this in every coefficient (``fit_logistic``: within ~1e-10)
+FIT_TOLERANCE = 1e-5
+#: ... and the first fit's, which only ranks the real pairs to trim, below this (within ~1e-6)
+RANKING_TOLERANCE = 1e-3
 #: Novelty and the model's own judgement, by hand: used as it is when the window is too short to fit
 #: on, and as the centre a short window's fit is pulled towards.
 PRIOR = Combiner(
@@ -385,21 +389,29 @@ def _fit(
     # of the window still missing.
     prior = PRIOR if len(folds) < EVAL_DAYS else None
     strength = PRIOR_STRENGTH + len(x) * lacking
-    combiner = fit_combiner(x, suspicious, fitted_on, prior=prior, start=start, prior_strength=strength)
-    scores, budget = _scored(combiner, folds, suspicious, alert_budget, day, earlier)
     # The validation days' real pairs are presumed benign, but they may hold real attacks: the very
     # pairs an alert would name. Fitted on them as an identity's own, the combiner learns that such
-    # pairs are normal (and their high scores raise the threshold). So it is fitted once more without
-    # the real pairs its first fit puts at or above its threshold, at most the budget's worth of a
-    # day (``_trimmed``); they still count in the estimate of false alerts.
+    # pairs are normal (and their high scores raise the threshold). So a first fit finds the real
+    # pairs at or above its threshold, at most the budget's worth of a day (``_trimmed``), and the
+    # combiner is fitted without them; they still count in the estimate of false alerts. The first
+    # fit only ranks pairs: it stops at ``RANKING_TOLERANCE``. Model D-1's combiner, a fit of the same
+    # kind on four of the same days, is the nearer start of the second (a realistic warm day: 4
+    # Newton steps, not 6 from the first fit).
+    can_trim = any(int(alert_budget / 100 * f.identities) for f in folds)
+    tolerance = RANKING_TOLERANCE if can_trim else FIT_TOLERANCE
+    combiner = fit_combiner(x, suspicious, fitted_on, prior, start, strength, tolerance)
+    scores, budget = _scored(combiner, folds, suspicious, alert_budget, day, earlier)
     alerted = _trimmed(scores, folds, budget.threshold, alert_budget)
     if alerted.any() and not alerted[~suspicious].all():
         kept = ~alerted
         fitted_on["real_pairs_trimmed"] = int(alerted.sum())
-        combiner = fit_combiner(
-            x[kept], suspicious[kept], fitted_on, prior=prior, start=combiner, prior_strength=strength
-        )
-        scores, budget = _scored(combiner, folds, suspicious, alert_budget, day, earlier)
+        again = start if start is not None else combiner
+        combiner = fit_combiner(x[kept], suspicious[kept], fitted_on, prior, again, strength, FIT_TOLERANCE)
+    elif can_trim:  # nothing to trim: the first fit is the combiner, fitted to the end
+        combiner = fit_combiner(x, suspicious, fitted_on, prior, combiner, strength, FIT_TOLERANCE)
+    else:
+        return combiner, budget, _auc(scores, suspicious)
+    scores, budget = _scored(combiner, folds, suspicious, alert_budget, day, earlier)
     return combiner, budget, _auc(scores, suspicious)
 
 
