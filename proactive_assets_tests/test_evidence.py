@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 import pytest
 
 from proactive_assets.core.backends.local import LocalBackend
+from proactive_assets.core.evidence import detector
 from proactive_assets.core.evidence import networks as networks_module
 from proactive_assets.core.evidence.combiner import (
     AVERAGED_MODELS,
@@ -282,10 +283,9 @@ def test_the_logistic_fit_ends_at_the_optimum_from_a_far_start() -> None:
         assert fit_logistic(x, y, np.ones(600), start=np.array(start)) == pytest.approx(reference, abs=1e-6)
 
 
-def test_real_pairs_the_first_fit_would_alert_on_are_left_out_of_the_second() -> None:
-    """Validation days can hold real attacks: real pairs as extreme as the synthetic attacks. Fitted
-    as an identity's own, they flatten the combiner; the trimmed fit leaves out the real pairs its
-    first fit puts at or above the threshold, so such a pair scores higher, and they are counted."""
+def _folds_with_intruders(intruded: range) -> list[Fold]:
+    """Validation days of real pairs against synthetic attacks told apart by ``others_16_window``,
+    with six real pairs as extreme as the attacks (intruders) on each day of ``intruded``."""
     rng = np.random.default_rng(5)
     column = FEATURES.index("others_16_window")
     folds = []
@@ -293,8 +293,17 @@ def test_real_pairs_the_first_fit_would_alert_on_are_left_out_of_the_second() ->
         x = np.zeros((806, len(FEATURES)), np.float32)
         suspicious = np.r_[np.zeros(406, bool), np.ones(400, bool)]
         x[:, column] = rng.normal(np.where(suspicious, 2.0, 0.0), 0.7)
-        x[400:406, column] = 3.5  # six real pairs a day like the attacks: intruders on a validation day
+        if day in intruded:
+            x[400:406, column] = 3.5
         folds.append(Fold(day, x, suspicious, np.where(suspicious, 0, -1), 1000))
+    return folds
+
+
+def test_real_pairs_the_first_fit_would_alert_on_are_left_out_of_the_second() -> None:
+    """Validation days can hold real attacks: real pairs as extreme as the synthetic attacks. Fitted
+    as an identity's own, they flatten the combiner; the trimmed fit leaves out the real pairs its
+    first fit puts at or above the threshold, so such a pair scores higher, and they are counted."""
+    folds = _folds_with_intruders(range(EVAL_DAYS))
     combiner, budget, _ = _fit(folds, 1.0, [str(d) for d in range(EVAL_DAYS)])
     x = np.vstack([f.x for f in folds])
     suspicious = np.concatenate([f.suspicious for f in folds])
@@ -304,6 +313,28 @@ def test_real_pairs_the_first_fit_would_alert_on_are_left_out_of_the_second() ->
     like_an_attack = folds[0].x[400:401]
     assert combiner.insight(like_an_attack)[0] > untrimmed.insight(like_an_attack)[0]
     assert budget.threshold <= combiner.insight(like_an_attack)[0]  # they are still counted, and alerted
+
+
+def test_a_warm_day_trims_the_real_pairs_model_d_minus_1s_combiner_would_alert_on(monkeypatch) -> None:
+    """On a warm day model D-1's combiner, fitted the same way on the days before, ranks the real
+    pairs to trim (no first fit): the newest day's intruders, which it never learnt as benign. Then
+    one fit, from it."""
+    folds = _folds_with_intruders(range(EVAL_DAYS - 1, EVAL_DAYS))  # intruders on the newest day only
+    before = folds[:-1]
+    start = fit_combiner(np.vstack([f.x for f in before]), np.concatenate([f.suspicious for f in before]))
+    fits = []
+    monkeypatch.setattr(detector, "fit_combiner", lambda *a, **k: fits.append(a[4]) or fit_combiner(*a, **k))
+    combiner, _, _ = _fit(folds, 1.0, [str(d) for d in range(EVAL_DAYS)], start=start)
+    assert fits == [start]  # one fit, from model D-1's combiner
+    scores = np.concatenate([start.insight(f.x) for f in folds])
+    real = [start.insight(f.x)[~f.suspicious] for f in folds]
+    threshold = budget_threshold(real, [f.identities for f in folds], scores, 1.0).threshold
+    trimmed = detector._trimmed(scores, folds, threshold, 1.0)
+    assert combiner.fitted_on["real_pairs_trimmed"] == trimmed.sum()
+    assert trimmed[-806:][400:406].all()  # the newest day's intruders are among them
+    fits.clear()
+    _fit(folds, 1.0, [str(d) for d in range(EVAL_DAYS)])
+    assert len(fits) == 2 and fits[0] is None  # a full retrain: a first fit ranks, from zero
 
 
 def test_logistic_fit_separates_and_the_budget_sets_the_threshold() -> None:

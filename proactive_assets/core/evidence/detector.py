@@ -391,26 +391,27 @@ def _fit(
     strength = PRIOR_STRENGTH + len(x) * lacking
     # The validation days' real pairs are presumed benign, but they may hold real attacks: the very
     # pairs an alert would name. Fitted on them as an identity's own, the combiner learns that such
-    # pairs are normal (and their high scores raise the threshold). So a first fit finds the real
-    # pairs at or above its threshold, at most the budget's worth of a day (``_trimmed``), and the
-    # combiner is fitted without them; they still count in the estimate of false alerts. The first
-    # fit only ranks pairs: it stops at ``RANKING_TOLERANCE``. Model D-1's combiner, a fit of the same
-    # kind on four of the same days, is the nearer start of the second (a realistic warm day: 4
-    # Newton steps, not 6 from the first fit).
+    # pairs are normal (and their high scores raise the threshold). So the real pairs a first
+    # combiner puts at or above its threshold, at most the budget's worth of a day (``_trimmed``), are
+    # left out of the fit; they still count in the estimate of false alerts. On a warm day the first
+    # combiner is model D-1's (``start``), fitted the same way on four of the same days, which
+    # judges the newest day's pairs without having learnt them as benign; otherwise a first fit
+    # ranks them, to ``RANKING_TOLERANCE``. The fit then starts from the first combiner.
     can_trim = any(int(alert_budget / 100 * f.identities) for f in folds)
-    tolerance = RANKING_TOLERANCE if can_trim else FIT_TOLERANCE
-    combiner = fit_combiner(x, suspicious, fitted_on, prior, start, strength, tolerance)
-    scores, budget = _scored(combiner, folds, suspicious, alert_budget, day, earlier)
-    alerted = _trimmed(scores, folds, budget.threshold, alert_budget)
-    if alerted.any() and not alerted[~suspicious].all():
-        kept = ~alerted
-        fitted_on["real_pairs_trimmed"] = int(alerted.sum())
-        again = start if start is not None else combiner
-        combiner = fit_combiner(x[kept], suspicious[kept], fitted_on, prior, again, strength, FIT_TOLERANCE)
-    elif can_trim:  # nothing to trim: the first fit is the combiner, fitted to the end
-        combiner = fit_combiner(x, suspicious, fitted_on, prior, combiner, strength, FIT_TOLERANCE)
+    if start is not None and can_trim:
+        combiner = start
     else:
+        tolerance = RANKING_TOLERANCE if can_trim else FIT_TOLERANCE
+        combiner = fit_combiner(x, suspicious, fitted_on, prior, start, strength, tolerance)
+    scores, budget = _scored(combiner, folds, suspicious, alert_budget, day, earlier)
+    if not can_trim:
         return combiner, budget, _auc(scores, suspicious)
+    alerted = _trimmed(scores, folds, budget.threshold, alert_budget)
+    rows, labels = x, suspicious
+    if alerted.any() and not alerted[~suspicious].all():
+        fitted_on["real_pairs_trimmed"] = int(alerted.sum())
+        rows, labels = x[~alerted], suspicious[~alerted]
+    combiner = fit_combiner(rows, labels, fitted_on, prior, combiner, strength, FIT_TOLERANCE)
     scores, budget = _scored(combiner, folds, suspicious, alert_budget, day, earlier)
     return combiner, budget, _auc(scores, suspicious)
 
