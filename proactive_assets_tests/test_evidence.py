@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 import pytest
 
 from proactive_assets.core.backends.local import LocalBackend
+from proactive_assets.core.evidence import combiner as combiner_module
 from proactive_assets.core.evidence import detector
 from proactive_assets.core.evidence import networks as networks_module
 from proactive_assets.core.evidence.combiner import (
@@ -373,6 +374,16 @@ def test_logistic_fit_separates_and_the_budget_sets_the_threshold() -> None:
     assert budget_threshold(small, [150] * 5, np.ones(1), 1.0).threshold < 0.99
     assert budget_threshold(small[:1], [150], np.ones(1), 1.0).threshold > 0.99  # one day: counted as it is
     assert threshold_for({"threshold": 0.7}, None) == 0.7 and threshold_for({"threshold": 0.7}, 0.9) == 0.9
+
+
+def test_the_tail_quantiles_are_numpys_to_the_last_bit() -> None:
+    """The false-alert model takes its tail's quantiles of sorted log-odds without np.quantile's
+    partition and overhead: the same floats, at every size (one value, two, a tail's hundreds)."""
+    rng = np.random.default_rng(8)
+    for n in [*range(1, 40), 999, 10_001]:
+        values = np.sort(rng.normal(0, 3, n))
+        for q in (0.0, 0.1, 0.5, 0.8, 0.9, 0.999, 1.0):
+            assert combiner_module._sorted_quantile(values, q) == float(np.quantile(values, q))
 
 
 def test_the_threshold_averages_the_false_alerts_expected_by_the_last_models() -> None:
