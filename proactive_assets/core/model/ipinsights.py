@@ -58,13 +58,16 @@ _ENTITY_HASHER = hashlib.blake2b(digest_size=8, person=_ENTITY_PERSON)
 
 def entity_hash64(values: Sequence[Any]) -> np.ndarray:
     """64-bit BLAKE2b of each entity's UTF-8 text (stable across processes and platforms)."""
+    return np.fromiter((_entity_hash(str(v)) for v in values), dtype=np.uint64, count=len(values))
 
-    def one(value: Any) -> int:
-        hasher = _ENTITY_HASHER.copy()  # a copy of the keyed, empty state: half the cost of a new one
-        hasher.update(str(value).encode("utf-8"))
-        return int.from_bytes(hasher.digest(), "little")
 
-    return np.fromiter((one(v) for v in values), dtype=np.uint64, count=len(values))
+@functools.lru_cache(maxsize=1 << 16)
+def _entity_hash(text: str) -> int:
+    """``entity_hash64`` of one entity, remembered: training, validation and every scored day of a
+    window hash the same identities again."""
+    hasher = _ENTITY_HASHER.copy()  # a copy of the keyed, empty state: half the cost of a new one
+    hasher.update(text.encode("utf-8"))
+    return int.from_bytes(hasher.digest(), "little")
 
 
 def _dictionary_codes(values: pa.DictionaryArray) -> np.ndarray:
