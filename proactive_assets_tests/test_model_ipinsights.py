@@ -254,6 +254,11 @@ def test_roc_auc_ranks_and_ties():
     assert roc_auc([1, 1], [1, 1]) == 0.5
     assert roc_auc([2, 1], [1, 0]) == pytest.approx(0.875)
     assert np.isnan(roc_auc([], [1.0]))
+    rng = np.random.default_rng(3)  # every pair compared, ties included (scores rounded to a few values)
+    for _ in range(50):
+        pos, neg = (np.round(rng.normal(shift, 1, rng.integers(1, 60)), 1) for shift in (0.5, 0.0))
+        pairs = pos[:, None] - neg[None, :]
+        assert roc_auc(pos, neg) == pytest.approx(((pairs > 0) + 0.5 * (pairs == 0)).mean(), abs=1e-12)
 
 
 def test_params_validation_and_sagemaker_hyperparameters():
