@@ -140,15 +140,18 @@ def fit_combiner(
     start: "Combiner | None" = None,
     prior_strength: float = PRIOR_STRENGTH,
     tolerance: float = 1e-5,
+    left_out: np.ndarray | None = None,
 ) -> Combiner:
     """Fit on real (``suspicious`` False) and synthetic (True) pairs, the two classes weighted equally.
 
     With a ``prior``, a short window's fit stays near it (``PRIOR_STRENGTH``); Newton's method
     starts from ``start`` when given (model D-1's combiner on a warm day), and stops at ``tolerance``
-    (``fit_logistic``).
+    (``fit_logistic``). ``left_out``: rows that weigh nothing, as if they were not in ``x`` (a copy
+    of a tutorial-scale window's rows without them is 180 MB).
     """
-    n_pos, n_neg = int((~suspicious).sum()), int(suspicious.sum())
-    weight = np.where(suspicious, 0.5 / max(n_neg, 1), 0.5 / max(n_pos, 1)) * len(x)
+    counted = ~left_out if left_out is not None else np.ones(len(x), bool)
+    n_pos, n_neg = int((~suspicious & counted).sum()), int((suspicious & counted).sum())
+    weight = np.where(suspicious, 0.5 / max(n_neg, 1), 0.5 / max(n_pos, 1)) * (n_pos + n_neg) * counted
     centre = None if prior is None else prior.vector
     initial = None if start is None else np.r_[start.intercept, start.vector]
     beta = fit_logistic(

@@ -407,11 +407,11 @@ def _fit(
     if not can_trim:
         return combiner, budget, _auc(scores, suspicious)
     alerted = _trimmed(scores, folds, budget.threshold, alert_budget)
-    rows, labels = x, suspicious
-    if alerted.any() and not alerted[~suspicious].all():
+    trimmed = alerted.any() and not alerted[~suspicious].all()
+    if trimmed:
         fitted_on["real_pairs_trimmed"] = int(alerted.sum())
-        rows, labels = x[~alerted], suspicious[~alerted]
-    combiner = fit_combiner(rows, labels, fitted_on, prior, combiner, strength, FIT_TOLERANCE)
+    left_out = alerted if trimmed else None
+    combiner = fit_combiner(x, suspicious, fitted_on, prior, combiner, strength, FIT_TOLERANCE, left_out)
     scores, budget = _scored(combiner, folds, suspicious, alert_budget, day, earlier)
     return combiner, budget, _auc(scores, suspicious)
 
