@@ -30,6 +30,8 @@ MIN_THRESHOLD = 0.5
 #: just before it. Each estimate rests on a few tail pairs, so one model's threshold jumps from day
 #: to day (0.50-0.93 on the realistic benchmark's seeds); averaged, the same budget catches more.
 AVERAGED_MODELS = 3
+#: The logistic fit keeps its Hessian after a Newton step no larger than this in any coefficient.
+HESSIAN_REUSE = 0.005
 #: Rows per block of the logistic fit (a block's design matrix, ~6 MB, stays in cache; the ~9,000
 #: rows of a realistic window's folds are one block).
 _BLOCK = 16384
@@ -76,9 +78,14 @@ def fit_logistic(
     # diverge (a realistic benchmark's model once ended with an intercept of -2e12): a step after
     # which the objective grew is halved and tried again instead.
     last: tuple[float, np.ndarray, np.ndarray] | None = None  # (objective, coefficients, step) before the last step
+    # Once the steps are small the Hessian barely changes: the last one computed serves again (a pass
+    # without its product costs a third), and the convergence stays all but quadratic.
+    hessian = np.zeros((len(beta), len(beta)))
     for _ in range(steps):
         gradient = penalty * (beta - target)
-        hessian = np.diag(penalty) + 1e-9 * np.eye(len(beta))
+        fresh = last is None or np.max(np.abs(last[2])) > HESSIAN_REUSE
+        if fresh:
+            hessian = np.diag(penalty) + 1e-9 * np.eye(len(beta))
         objective = 0.5 * float(np.sum(penalty * (beta - target) ** 2))
         for lo in range(0, len(x), _BLOCK):
             rows = slice(lo, lo + _BLOCK)
@@ -90,11 +97,11 @@ def fit_logistic(
             w = weight[rows]
             objective += float(w @ (np.logaddexp(0.0, z) - y[rows] * z))  # the weighted log-loss
             gradient += design.T @ (w * (p - y[rows]))
-            # X' W X as (sqrt(W) X)' (sqrt(W) X): one contiguous product, of float32 x scaled in float32
-            root = scaled[: len(design)]
-            root[:, 0] = np.sqrt(w * p * (1 - p))
-            np.multiply(x[rows], root[:, :1], out=root[:, 1:])
-            hessian += root.T @ root
+            if fresh:  # X' W X as (sqrt(W) X)' (sqrt(W) X): one contiguous product, of x scaled in float32
+                root = scaled[: len(design)]
+                root[:, 0] = np.sqrt(w * p * (1 - p))
+                np.multiply(x[rows], root[:, :1], out=root[:, 1:])
+                hessian += root.T @ root
         if last is not None and not objective <= last[0] + 1e-12 * abs(last[0]):
             beta = last[1] - last[2] / 2  # overshot: half the step from where it was taken
             last = (last[0], last[1], last[2] / 2)
