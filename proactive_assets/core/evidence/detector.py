@@ -366,8 +366,9 @@ def _fit(
 ) -> tuple[Combiner, Budget, float | None]:
     """The combiner on every validation day's pairs, and the budget threshold from its scores of them.
 
-    ``start``: model D-1's combiner on a warm day; Newton's method then needs a few steps, not eight
-    (the fit is convex, so it ends where a fit from zero would). ``earlier``: the false-alert
+    ``start``: model D-1's combiner on a warm day: it ranks the real pairs to trim, and Newton's
+    method starts from it (a few steps, not eight; the fit is convex, so it ends where a fit from
+    zero would). ``earlier``: the false-alert
     estimates of the models of the days before ``day``, which the threshold averages with this one's
     (``budget_threshold``). ``lacking``: the share of the window without data yet."""
     if not folds or not any(f.suspicious.any() for f in folds) or not any((~f.suspicious).any() for f in folds):
@@ -407,10 +408,9 @@ def _fit(
     if not can_trim:
         return combiner, budget, _auc(scores, suspicious)
     alerted = _trimmed(scores, folds, budget.threshold, alert_budget)
-    trimmed = alerted.any() and not alerted[~suspicious].all()
-    if trimmed:
-        fitted_on["real_pairs_trimmed"] = int(alerted.sum())
-    left_out = alerted if trimmed else None
+    left_out = alerted if alerted.any() and not alerted[~suspicious].all() else None
+    if left_out is not None:
+        fitted_on["real_pairs_trimmed"] = int(left_out.sum())
     combiner = fit_combiner(x, suspicious, fitted_on, prior, combiner, strength, FIT_TOLERANCE, left_out)
     scores, budget = _scored(combiner, folds, suspicious, alert_budget, day, earlier)
     return combiner, budget, _auc(scores, suspicious)
