@@ -273,7 +273,7 @@ class FalseAlertModel:
         """What ``expected`` needs at thresholds of at least ``MIN_THRESHOLD``, for a later model to
         average (``from_summary``): the tail's parameters, and the log-odds at or above it that are
         counted (none above the tail's start: a large day's summary is a few numbers)."""
-        top = self.z[(self.z >= _logit(np.array([MIN_THRESHOLD]))[0]) & (self.z <= self.u)]
+        top = self.z[(self.z >= _logit_of(MIN_THRESHOLD)) & (self.z <= self.u)]
         tail = {"u": self.u, "count": self.count, "rate": self.rate} if self.smoothed else {}
         return {**tail, "top": [round(float(v), 6) for v in top]}
 

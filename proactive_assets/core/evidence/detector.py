@@ -398,7 +398,7 @@ def _fit(
     # combiner is model D-1's (``start``), fitted the same way on four of the same days, which
     # judges the newest day's pairs without having learnt them as benign; otherwise a first fit
     # ranks them, to ``RANKING_TOLERANCE``. The fit then starts from the first combiner.
-    can_trim = any(int(alert_budget / 100 * f.identities) for f in folds)
+    can_trim = any(_day_budget(alert_budget, f) for f in folds)
     if start is not None and can_trim:
         combiner = start
     else:
@@ -426,10 +426,15 @@ def _trimmed(scores: np.ndarray, folds: list[Fold], threshold: float, per_100: f
     for fold in folds:
         day = scores[start : start + len(fold.suspicious)]
         candidates = np.flatnonzero(~fold.suspicious & (day >= threshold))
-        top = candidates[np.argsort(-day[candidates], kind="stable")[: int(per_100 / 100 * fold.identities)]]
+        top = candidates[np.argsort(-day[candidates], kind="stable")[: _day_budget(per_100, fold)]]
         out[start + top] = True
         start += len(fold.suspicious)
     return out
+
+
+def _day_budget(per_100: float, fold: Fold) -> int:
+    """How many of a validation day's real pairs the budget lets be trimmed: its alerts' worth."""
+    return int(per_100 / 100 * fold.identities)
 
 
 def _scored(

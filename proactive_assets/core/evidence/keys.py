@@ -106,7 +106,7 @@ def coded_addresses(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, Add
     v4_values = v4_values.astype(np.uint64)
     code = np.zeros(len(array), np.int64)
     code[v4] = v4_codes
-    is6, hi, lo = np.zeros(len(v4_values), bool), np.zeros(len(v4_values), np.uint64), v4_values.astype(np.uint64)
+    is6, hi, lo = np.zeros(len(v4_values), bool), np.zeros(len(v4_values), np.uint64), v4_values
     if not v4.all():
         other = pc.dictionary_encode(array.filter(pa.array(~v4)))
         code[~v4] = len(v4_values) + other.indices.to_numpy(zero_copy_only=False)
