@@ -13,7 +13,7 @@ import pytest
 
 from proactive_assets.core.backends.local import LocalBackend
 from proactive_assets.core.evidence import combiner as combiner_module
-from proactive_assets.core.evidence import detector
+from proactive_assets.core.evidence import fitting
 from proactive_assets.core.evidence import networks as networks_module
 from proactive_assets.core.evidence.combiner import (
     AVERAGED_MODELS,
@@ -27,7 +27,6 @@ from proactive_assets.core.evidence.combiner import (
 from proactive_assets.core.evidence.detector import (
     COPIED_USER_AGENT,
     EVAL_DAYS,
-    _fit,
     _intruder_behaviour,
     _validation_day,
     score_day,
@@ -36,6 +35,7 @@ from proactive_assets.core.evidence.detector import (
     window_index,
 )
 from proactive_assets.core.evidence.features import FEATURES, pair_features
+from proactive_assets.core.evidence.fitting import fit_folds
 from proactive_assets.core.evidence.folds import Fold
 from proactive_assets.core.evidence.frame import Frame
 from proactive_assets.core.evidence.history import Behaviour, build_day, build_history
@@ -262,7 +262,7 @@ def test_a_window_that_has_not_filled_yet_leans_on_the_prior() -> None:
         return out
 
     def weight(count: int, lacking: float) -> float:
-        return _fit(folds(count), 1.0, [str(d) for d in range(count)], lacking=lacking)[0].coefficients[
+        return fit_folds(folds(count), 1.0, [str(d) for d in range(count)], lacking=lacking)[0].coefficients[
             "others_16_window"
         ]
 
@@ -305,7 +305,7 @@ def test_real_pairs_the_first_fit_would_alert_on_are_left_out_of_the_second() ->
     as an identity's own, they flatten the combiner; the trimmed fit leaves out the real pairs its
     first fit puts at or above the threshold, so such a pair scores higher, and they are counted."""
     folds = _folds_with_intruders(range(EVAL_DAYS))
-    combiner, budget, _ = _fit(folds, 1.0, [str(d) for d in range(EVAL_DAYS)])
+    combiner, budget, _ = fit_folds(folds, 1.0, [str(d) for d in range(EVAL_DAYS)])
     x = np.vstack([f.x for f in folds])
     suspicious = np.concatenate([f.suspicious for f in folds])
     untrimmed = fit_combiner(x, suspicious)
@@ -324,17 +324,17 @@ def test_a_warm_day_trims_the_real_pairs_model_d_minus_1s_combiner_would_alert_o
     before = folds[:-1]
     start = fit_combiner(np.vstack([f.x for f in before]), np.concatenate([f.suspicious for f in before]))
     fits = []
-    monkeypatch.setattr(detector, "fit_combiner", lambda *a, **k: fits.append(a[4]) or fit_combiner(*a, **k))
-    combiner, _, _ = _fit(folds, 1.0, [str(d) for d in range(EVAL_DAYS)], start=start)
+    monkeypatch.setattr(fitting, "fit_combiner", lambda *a, **k: fits.append(a[4]) or fit_combiner(*a, **k))
+    combiner, _, _ = fit_folds(folds, 1.0, [str(d) for d in range(EVAL_DAYS)], start=start)
     assert fits == [start]  # one fit, from model D-1's combiner
     scores = np.concatenate([start.insight(f.x) for f in folds])
     real = [start.insight(f.x)[~f.suspicious] for f in folds]
     threshold = budget_threshold(real, [f.identities for f in folds], scores, 1.0).threshold
-    trimmed = detector._trimmed(scores, folds, threshold, 1.0)
+    trimmed = fitting._trimmed(scores, folds, threshold, 1.0)
     assert combiner.fitted_on["real_pairs_trimmed"] == trimmed.sum()
     assert trimmed[-806:][400:406].all()  # the newest day's intruders are among them
     fits.clear()
-    _fit(folds, 1.0, [str(d) for d in range(EVAL_DAYS)])
+    fit_folds(folds, 1.0, [str(d) for d in range(EVAL_DAYS)])
     assert len(fits) == 2 and fits[0] is None  # a full retrain: a first fit ranks, from zero
 
 

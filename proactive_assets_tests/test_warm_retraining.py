@@ -298,7 +298,7 @@ def test_the_local_backend_scores_with_the_model_it_just_trained(chain: dict) ->
 
 
 def test_a_warm_plan_carries_the_day_befores_combiner(chain: dict) -> None:
-    """The detector's combiner fit starts from model D-1's on a warm day (``detector._fit``)."""
+    """The detector's combiner fit starts from model D-1's on a warm day (``fitting.fit_folds``)."""
     previous, day = chain["previous"], chain["day"]
     combiner = {"intercept": -2.0, "coefficients": {"novel_network": 1.5}, "fitted_on": {}}
     plan = _plan(previous, day, evidence={"combiner": combiner})
