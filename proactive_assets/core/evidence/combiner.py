@@ -81,6 +81,7 @@ def fit_logistic(
     # Once the steps are small the Hessian barely changes: the last one computed serves again (a pass
     # without its product costs a third), and the convergence stays all but quadratic.
     hessian = np.zeros((len(beta), len(beta)))
+    built = False  # the design matrix of the only block (the fit's rows up to ``_BLOCK``), made once
     for _ in range(steps):
         gradient = penalty * (beta - target)
         fresh = last is None or np.max(np.abs(last[2])) > HESSIAN_REUSE
@@ -90,8 +91,10 @@ def fit_logistic(
         for lo in range(0, len(x), _BLOCK):
             rows = slice(lo, lo + _BLOCK)
             design = block[: len(x[rows])]
-            design[:, 0] = 1.0
-            design[:, 1:] = x[rows]
+            if not built:
+                design[:, 0] = 1.0
+                design[:, 1:] = x[rows]
+                built = len(x) <= _BLOCK
             z = design @ beta
             p = _sigmoid(z)
             w = weight[rows]
