@@ -277,6 +277,13 @@ def backfill(ratios: dict, days: int = BACKFILL_DAYS, every: int = FULL_RETRAIN_
     return {"days": days, "full_retrains_in_warm_chain": full_days, "full_s": full_total, "warm_s": warm_total}
 
 
+def _duration(seconds: float) -> str:
+    """``seconds`` in the unit that shows it: a realistic warm day is tens of milliseconds."""
+    if seconds < 1:
+        return f"{seconds * 1e3:.0f} ms"
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
 def _print_part(name: str, days: list[dict], ratios: dict, auc: tuple[float, float]) -> None:
     print(f"\n{name}")
     print(
@@ -294,8 +301,8 @@ def _print_part(name: str, days: list[dict], ratios: dict, auc: tuple[float, flo
         f"  warm/full on the {ratios['warm_days']} warm day(s): IP Insights {ratios['ip_insights_ratio']:.3f}, "
         f"whole train_detector {ratios['detector_ratio']:.3f} (target <= {TARGET_RATIO}; the first round's alone "
         f"{ratios['first_round_detector_ratio']:.3f}); of a warm day's "
-        f"{ratios['warm_detector_s']:.1f}s, {ratios['warm_ip_insights_s']:.1f}s IP Insights and {rest:.1f}s "
-        "evidence folds and combiner"
+        f"{_duration(ratios['warm_detector_s'])}, {_duration(ratios['warm_ip_insights_s'])} IP Insights and "
+        f"{_duration(rest)} evidence folds and combiner"
     )
     gap = auc[0] - auc[1]
     print(
@@ -305,8 +312,8 @@ def _print_part(name: str, days: list[dict], ratios: dict, auc: tuple[float, flo
     b = backfill(ratios)
     print(
         f"  {b['days']}-day backfill, extrapolated from these days' means (a full retrain every {FULL_RETRAIN_DAYS} "
-        f"days: {b['full_retrains_in_warm_chain']} of {b['days']}): warm {b['warm_s'] / 60:.1f} min, "
-        f"full {b['full_s'] / 60:.1f} min, ratio {b['warm_s'] / b['full_s']:.3f}"
+        f"days: {b['full_retrains_in_warm_chain']} of {b['days']}): warm {_duration(b['warm_s'])}, "
+        f"full {_duration(b['full_s'])}, ratio {b['warm_s'] / b['full_s']:.3f}"
     )
 
 
