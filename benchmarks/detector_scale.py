@@ -113,11 +113,11 @@ def main(argv: list[str] | None = None) -> dict:
             times[table].append(wall)
             cpu[table].append(seconds)
     detector_best, alone_best = (min(t) for t in times.values())
+    detector_median, alone_median = (float(np.median(t)) for t in times.values())
     # The work itself, whatever the scheduling: a table's least CPU time per pair bounds its
     # throughput on this many cores from above (all of them busy all the time).
     detector_cpu, alone_cpu = (min(c) for c in cpu.values())
     cores = os.cpu_count() or 1
-    detector_median, alone_median = (float(np.median(t)) for t in times.values())
     scores = score_day(model, scorer, window_index(model, lambda: training_set, networks), learning_set, networks)
     alerts = _alerts_step(detector_table(), training_set, model.metadata["threshold"], scored_day)
     alone_insight = alone.score(learning_set.column("entity"), learning_set.column("source_ip")).insight
