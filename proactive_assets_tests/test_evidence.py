@@ -576,6 +576,32 @@ def test_a_synthetic_intruder_does_what_another_identity_did_and_sometimes_copie
     assert abs(copied.mean() - COPIED_USER_AGENT) < 0.05
 
 
+def test_behaviour_take_gives_each_picked_pairs_calls_and_agents_in_order() -> None:
+    """``Behaviour.take``: the picked pairs' API calls and user agents, renumbered 0..k-1, each pair's
+    in their recorded order, whether the items come grouped by pair or not, rows picked twice or not
+    at all, and the same behaviour taken from again (its grouping is kept)."""
+    rng = np.random.default_rng(3)
+    pairs = 60
+    action_pair = np.sort(rng.integers(0, pairs, 200))  # as list columns flatten: grouped by pair
+    agent_pair = rng.integers(0, pairs, 90)  # not grouped
+    behaviour = Behaviour(action_pair, np.arange(200) + 1000, agent_pair, np.arange(90) + 5000, rng.random(pairs))
+
+    def plain(pair: np.ndarray, code: np.ndarray, rows: np.ndarray) -> list[tuple[int, int]]:
+        return [(k, int(c)) for k, row in enumerate(rows) for p, c in zip(pair, code, strict=True) if p == row]
+
+    for rows in (rng.integers(0, pairs, 80), np.arange(pairs)[::-1], np.zeros(0, np.int64)):
+        out = behaviour.take(rows)
+        assert list(zip(out.action_pair.tolist(), out.action_code.tolist(), strict=True)) == plain(
+            action_pair, behaviour.action_code, rows
+        )
+        assert list(zip(out.agent_pair.tolist(), out.agent_code.tolist(), strict=True)) == plain(
+            agent_pair, behaviour.agent_code, rows
+        )
+        assert (out.events == behaviour.events[rows]).all()
+    empty = Behaviour.empty(5).take(np.array([4, 0, 4]))
+    assert len(empty.action_pair) == len(empty.agent_code) == 0 and (empty.events == 1).all()
+
+
 def test_named_evidence_is_each_rows_strongest() -> None:
     """The lists ``daily_insights`` keeps: per row, the contributions past the bar, largest first
     (ties: the earlier feature)."""
