@@ -27,10 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from proactive_assets.core.backends import ModelBackend, TrainedModel
-from proactive_assets.core.evidence.combiner import (
-    MIN_THRESHOLD,
-    Combiner,
-)
+from proactive_assets.core.evidence.combiner import MIN_THRESHOLD, Combiner
 from proactive_assets.core.evidence.compiled import on_free_core, one_blas_thread, with_one_blas_thread
 from proactive_assets.core.evidence.features import FEATURES, judged_pairs, pair_context, pair_features
 from proactive_assets.core.evidence.fitting import EVAL_DAYS, PRIOR, fit_folds
