@@ -7,6 +7,7 @@ from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pytest
 from threadpoolctl import threadpool_info
@@ -14,6 +15,7 @@ from threadpoolctl import threadpool_info
 from proactive_assets.core.evidence import compiled as evidence_compiled
 from proactive_assets.core.evidence import features, history, judgement
 from proactive_assets.core.evidence import keys as address_keys
+from proactive_assets.core.evidence import window as window_module
 from proactive_assets.core.evidence.features import FEATURES, judged_pairs, pair_features
 from proactive_assets.core.evidence.history import Behaviour, build_day, build_history
 from proactive_assets.core.evidence.judgement import SHOWN, Judge
@@ -165,7 +167,7 @@ def _judge(seed: int) -> Judge:
     return Judge(np.round(rng.normal(0, 1.5, len(FEATURES)), 1), -1.5)
 
 
-def _assert_same_judgements(got: judgement.Judged, expected: judgement.Judged) -> None:
+def _assert_same_judgements(got: judgement.Judged, expected: judgement.Judged, every_grade: bool = True) -> None:
     np.testing.assert_allclose(got.insight, expected.insight, rtol=1e-13, atol=1e-15)
     for side in (0, 1):
         assert np.array_equal(got.counts[side], expected.counts[side])
@@ -174,8 +176,9 @@ def _assert_same_judgements(got: judgement.Judged, expected: judgement.Judged) -
     for name, dtype in SHOWN.items():
         assert got.shown[name].dtype == expected.shown[name].dtype == dtype
         np.testing.assert_allclose(got.shown[name], expected.shown[name], rtol=1e-14, atol=1e-15)
-    assert set(got.shown["novelty"].tolist()) == {0, 1, 2, 3, 4, 5}  # every grade of novelty
-    assert got.shown["others_address_window"].max() > 1 and got.shown["known_network_today"].any()
+    if every_grade:  # the worlds' days
+        assert set(got.shown["novelty"].tolist()) == {0, 1, 2, 3, 4, 5}  # every grade of novelty
+        assert got.shown["others_address_window"].max() > 1 and got.shown["known_network_today"].any()
 
 
 @pytest.mark.parametrize(("seed", "fresh"), WORLDS)
@@ -235,9 +238,12 @@ def test_the_judging_kernel_refuses_mismatched_buffers() -> None:
     assert len(empty.insight) == 0 and [a.to_pylist() for a in empty.named()] == [[], []]
 
 
-def test_a_scored_days_counts_by_address_and_network_codes_are_the_counts_by_key() -> None:
+def test_a_scored_days_counts_by_address_and_network_codes_are_the_counts_by_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """``coded_addresses`` gives its book a dense /24 (/64) code per address; a scored day's counts
-    (``only_real``) made by those codes equal the counts made by sorting the keys."""
+    (``only_real``) made by those codes, per address of the book (``Day.counted``), are the distinct
+    identities on each address and /24, and judge the day's pairs as the counts by key do."""
     rng = np.random.default_rng(11)
     texts = [f"198.51.{rng.integers(0, 4)}.{rng.integers(0, 6)}" for _ in range(400)]
     texts += [f"2001:db8:{rng.integers(0, 3)}::{rng.integers(0, 5)}" for _ in range(150)]
@@ -250,19 +256,63 @@ def test_a_scored_days_counts_by_address_and_network_codes_are_the_counts_by_key
     book = book.with_owners(NETWORKS)
     assert book.networks is not None and len(np.unique(book.networks)) == 4 + 3 + 40 + 2
     e, a = np.r_[entity, entity[:25]], np.r_[code, code[:25]]  # a pair twice counts its identity once
-    history = build_history(e[:0], a[:0], e[:0], book, 30, Behaviour.empty(0))
+    window = rng.integers(0, len(e), 300)
+    history = build_history(e[window], a[window], window % 3, book, 30, Behaviour.empty(len(window)))
     by_code = build_day(e, a, book, history, 30, only_real=True)
     by_key = build_day(e, a, dataclasses.replace(book, networks=None), history, 30, only_real=True)
+    assert by_key.counted is None and len(by_code.org_keys[0]) == 0 and len(by_code.counted[0]) == len(book)
     for level in (0, 1):
-        assert np.array_equal(by_code.org_keys[level], by_key.org_keys[level])
-        assert np.array_equal(by_code.org_counts[level], by_key.org_counts[level])
         users: dict[int, set[int]] = {}
         for identity, key in zip(e.tolist(), book.level_keys[level][a].tolist(), strict=True):
             users.setdefault(key, set()).add(identity)
-        shared = sorted((key, len(ids)) for key, ids in users.items() if len(ids) > 1)
-        assert list(zip(by_code.org_keys[level].tolist(), by_code.org_counts[level].tolist(), strict=True)) == shared
+        expected = [len(users.get(key, ())) for key in book.level_keys[level].tolist()]
+        assert by_code.counted[level].tolist() == expected
+        assert {n for n in expected} >= {1, 2}
+    args = [e, a, rng.random(len(e)), np.ones(len(e), bool), book, history]
+    rest = (Behaviour.empty(len(e)), np.arange(30))
+    judge = _judge(11)
+    with_codes = judged_pairs(*args, by_code, *rest, judge=judge, day_pairs=True)
+    np.testing.assert_array_equal(with_codes.insight, judged_pairs(*args, by_key, *rest, judge=judge).insight)
+    assert with_codes.shown["others_address_today"].max() > 0  # the day's counts are used
+    # and the window's counts merged for the IPv4 addresses (``WindowIndex.address_counts``)
+    index = window_module.WindowIndex(pd.Index([]), pd.Index([]), pd.Index([]), history, np.arange(30))
+    index.ipv4 = window_module.ipv4_networks(book, history)
+    merged = index.address_counts(book)
+    assert (merged[0] > 0).any() and (merged[0] == -1).sum() == len(book) - book.sorted_v4  # the IPv6 ones
+    given = judged_pairs(*args, by_code, *rest, judge=judge, day_pairs=True, window_counts=merged)
+    _assert_same_judgements(given, with_codes, every_grade=False)
+    altered = (merged[0] + (merged[0] >= 0), *merged[1:])  # they are read, not looked up again
+    changed = judged_pairs(*args, by_code, *rest, judge=judge, day_pairs=True, window_counts=altered)
+    assert not np.array_equal(changed.shown["others_address_window"], given.shown["others_address_window"])
+    monkeypatch.setattr(features, "_COMPILED", False)
+    np.testing.assert_allclose(judged_pairs(*args, by_code, *rest, judge=judge).insight, with_codes.insight, rtol=1e-13)
     # an address coded from text other than canonical IPv4 that is IPv4 after all: no codes
     assert address_keys._network_codes(np.zeros(2, np.uint32), np.array([True, False]), np.zeros(2, np.uint64)) is None
+
+
+@pytest.mark.parametrize("keys", [0, 1, 17, 5000])
+def test_counts_merged_by_prefix_are_the_counts_searched(keys: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``sorted_counts`` merges ascending values with sorted keys (values out of order are searched
+    afresh): each value's prefix's count, 0 where absent, as numpy's search gives it (and numpy's
+    path where the kernel was not built)."""
+    rng = np.random.default_rng(keys)
+    sorted_keys = np.unique(rng.integers(0, 1 << 12, keys)).astype(np.uint32)
+    counts = rng.integers(1, 9, len(sorted_keys)).astype(np.int32)
+    values = np.sort(np.r_[rng.integers(0, 1 << 32, 3000), sorted_keys.astype(np.int64) << 20]).astype(np.uint64)
+    for ordered in (values, rng.permutation(values), values[::-1].copy()):
+        for shift in (20, 24, 0):
+            prefix = ordered >> np.uint64(shift)
+            slot = np.minimum(np.searchsorted(sorted_keys, prefix), max(len(sorted_keys) - 1, 0))
+            expected = np.where(sorted_keys[slot] == prefix, counts[slot], 0) if keys else np.zeros(len(ordered))
+            got = window_module.sorted_counts(sorted_keys, counts, ordered, shift)
+            assert got.tolist() == expected.tolist()
+            if shift == 20:  # each key's own value at least
+                assert (got > 0).sum() >= len(sorted_keys)
+    with pytest.raises(ValueError, match="sorted_counts"):
+        kernels.sorted_counts(sorted_keys, counts, values, 20, np.empty(len(values) - 1, np.int64))
+    compiled = window_module.sorted_counts(sorted_keys, counts, values, 20)
+    monkeypatch.setattr(window_module, "kernels", None)
+    assert window_module.sorted_counts(sorted_keys, counts, values, 20).tolist() == compiled.tolist()
 
 
 def test_named_evidence_lists_are_numpys(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -413,7 +463,7 @@ def test_the_feature_kernel_refuses_codes_out_of_range() -> None:
 SANITIZED_RUN = """
 import sys
 import numpy as np
-from proactive_assets.core.evidence import compiled, features, history, judgement, keys
+from proactive_assets.core.evidence import compiled, features, history, judgement, keys, window
 from proactive_assets_tests import test_evidence_kernels as t
 from proactive_assets_tests.sanitized import load_extension
 sanitized = load_extension("_evidence_kernels", sys.argv[1])
@@ -441,6 +491,11 @@ t.test_the_judging_kernel_refuses_mismatched_buffers()
 t.test_calls_sharing_a_chunk_counter_each_judge_the_chunks_they_claim(Patch())
 compiled.kernels = judgement.kernels = sanitized
 t.test_named_evidence_lists_are_numpys(Patch())
+window.kernels = sanitized
+for n in (0, 17, 5000):
+    t.test_counts_merged_by_prefix_are_the_counts_searched(n, Patch())
+    window.kernels = sanitized
+t.test_a_scored_days_counts_by_address_and_network_codes_are_the_counts_by_key(Patch())
 print("clean")
 """
 

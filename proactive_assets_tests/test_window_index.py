@@ -13,7 +13,7 @@ from proactive_assets.core.backends import TrainedModel
 from proactive_assets.core.evidence.detector import PRIOR, day_evidence, score_day, window_index
 from proactive_assets.core.evidence.features import FEATURES, pair_features
 from proactive_assets.core.evidence.frame import Frame
-from proactive_assets.core.evidence.history import Behaviour, History, build_day, build_history
+from proactive_assets.core.evidence.history import Behaviour, History, build_day, build_history, lookup_count
 from proactive_assets.core.evidence.keys import address_book
 from proactive_assets.core.evidence.persons import person_codes
 from proactive_assets.core.evidence.window import WindowIndex
@@ -152,6 +152,39 @@ def test_an_index_keeps_its_identities_persons_and_one_kept_before_them_gets_the
     out = io.BytesIO()
     np.savez(out, **older)
     assert np.array_equal(WindowIndex.from_bytes(out.getvalue()).persons, expected)
+
+
+def test_a_days_addresses_are_counted_from_the_windows_ipv4_networks_as_looked_up() -> None:
+    """The index keeps the window's IPv4 networks with their identities: a day's IPv4 addresses, in
+    order, are merged with them (``address_counts``), the rest left to the kernel's lookups (-1);
+    the day is judged the same as by the lookups alone, as with an index kept before them."""
+    index = Frame.build(WINDOW, NETWORKS).index()
+    data = index.to_bytes()
+    stored = WindowIndex.from_bytes(data)
+    assert [len(k) for k, _ in stored.ipv4] == [5, 5, 3, 3]  # 198.51.100.10, 203.0.113/114.5, 3.80.1.2/9.9
+    for (keys, counts), (stored_keys, stored_counts) in zip(index.ipv4, stored.ipv4, strict=True):
+        assert np.array_equal(keys, stored_keys) and np.array_equal(counts, stored_counts)
+    coded = stored.code_day(TODAY)
+    book = coded.book
+    assert book.sorted_v4 == 4 and book.is6[4:].all()  # 3.81.4.4, 185.220.101.4, 198.51.100.10, 203.0.115.5
+    counted = stored.address_counts(book)
+    for level, column in enumerate(counted):
+        looked_up = lookup_count(
+            stored.history.org_keys[level], stored.history.org_counts[level], book.level_keys[level]
+        )
+        assert np.array_equal(column[:4], looked_up[:4]) and (column[4:] == -1).all()
+    assert [c[:4].tolist() for c in counted] == [[0, 0, 1, 0], [0, 0, 1, 0], [0, 0, 1, 1], [1, 0, 1, 1]]
+    with np.load(io.BytesIO(data)) as z:
+        older = {k: z[k] for k in z.files if not k.startswith("ipv4_")}
+    out = io.BytesIO()
+    np.savez(out, **older)
+    kept_before = WindowIndex.from_bytes(out.getvalue())
+    assert kept_before.ipv4 is None and kept_before.address_counts(book) is None
+    model = TrainedModel({"version": "v"}, None, data)
+    merged = score_day(model, _scorer, stored, TODAY, NETWORKS)
+    looked = score_day(model, _scorer, kept_before, TODAY, NETWORKS)
+    np.testing.assert_array_equal(merged.insight, looked.insight)
+    assert merged.evidence_columns() == looked.evidence_columns()
 
 
 def _assert_same_history(a: History, b: History) -> None:

@@ -113,9 +113,13 @@ enum { P_ENTITY, P_ADDRESS, P_IPI, P_REAL, P_PERSON_ADDRESS, P_PERSON_24, P_NEW_
        P_EVENTS, P_SEEN_24, P_COUNT };
 static const int P_SIZES[P_COUNT] = {8, 8, 8, 1, 1, 1, 8, 8, 1, 8, 1};
 /* addresses: the level keys (address, /24, /16, /12) uint64, provider category int64, AWS region
- * code as uint64, is-IPv6 bool. */
-enum { A_KEY0, A_KEY1, A_KEY2, A_KEY3, A_CATEGORY, A_REGION, A_IS6, A_COUNT };
-static const int A_SIZES[A_COUNT] = {8, 8, 8, 8, 8, 8, 1};
+ * code as uint64, is-IPv6 bool; and, where the caller has them (else empty), how many identities
+ * used each address's network in the window at the 4 levels and today at 2 (int64, -1 where not
+ * known: the kernel looks those up): what the T_ORG and T_TODAY tables would answer, read with
+ * the address's keys instead of looked up a pair at a time (scoring a day: ``window.py``). */
+enum { A_KEY0, A_KEY1, A_KEY2, A_KEY3, A_CATEGORY, A_REGION, A_IS6, A_ORG0, A_ORG1, A_ORG2, A_ORG3, A_TODAY0,
+       A_TODAY1, A_COUNT };
+static const int A_SIZES[A_COUNT] = {8, 8, 8, 8, 8, 8, 1, 8, 8, 8, 8, 8, 8};
 /* identities: known bool, days float64, churn_24 float64, churn_16 float64, networks_16 float64,
  * aws_share float64, cloud_share float64, families int64, has_agents bool, known pairs today float64. */
 enum { I_KNOWN, I_DAYS, I_CHURN_24, I_CHURN_16, I_NETWORKS_16, I_AWS_SHARE, I_CLOUD_SHARE, I_FAMILIES,
@@ -244,9 +248,11 @@ static inline int64_t needless(int t, const Scratch *w, Py_ssize_t k, int known,
 static inline __attribute__((always_inline)) void table_lookups(const int t, const Table *table, Scratch *w,
                                                                 Py_ssize_t count, const int64_t *entity,
                                                                 const uint8_t *known_in, const double *aws_share,
-                                                                long long aws_category) {
+                                                                long long aws_category, int given) {
     Py_ssize_t m = 0;
     for (Py_ssize_t k = 0; k < count; k++) {
+        if (given && w->found[t][k] >= 0) /* the caller's answer (the chunk's keys were gathered with it) */
+            continue;
         int64_t e = entity[k];
         int64_t skipped = needless(t, w, k, known_in[e] != 0, aws_share[e] > 0, aws_category);
         if (skipped < 0)
@@ -260,11 +266,12 @@ static inline __attribute__((always_inline)) void table_lookups(const int t, con
 /* A chunk's lookups, a table at a time (its directory stays in cache), in the order needless()
  * relies on (the window's networks from the widest down, then each level's seen table after the
  * one below it; today's /24s before their addresses). The seen /24s the caller has (``seen_24``,
- * the chunk's, or NULL) are the answers the lookups would give. */
+ * the chunk's, or NULL) are the answers the lookups would give; so are the window's and today's
+ * counts the chunk's keys were gathered with (``given[t]``: found[t] holds them, -1 to look up). */
 static void chunk_lookups(const Table *tables, Scratch *w, Py_ssize_t count, const int64_t *entity,
                           const uint8_t *seen_24, const uint8_t *known_in, const double *aws_share,
-                          long long aws_category) {
-#define TABLE(T) table_lookups(T, &tables[T], w, count, entity, known_in, aws_share, aws_category)
+                          long long aws_category, const int *given) {
+#define TABLE(T) table_lookups(T, &tables[T], w, count, entity, known_in, aws_share, aws_category, given[T])
     TABLE(T_ORG3);
     TABLE(T_ORG2);
     TABLE(T_ORG1);
@@ -454,7 +461,7 @@ static PyObject *pair_features(PyObject *self, PyObject *args) {
     for (int i = 0; i < P_COUNT; i++)
         sizes_ok &= pl[i] == n || (i == P_SEEN_24 && pl[i] == 0);
     for (int i = 0; i < A_COUNT; i++)
-        sizes_ok &= al[i] == n_addresses;
+        sizes_ok &= al[i] == n_addresses || (i >= A_ORG0 && al[i] == 0);
     for (int i = 0; i < I_COUNT; i++)
         sizes_ok &= il[i] == n_identities;
     Table tables[T_COUNT];
@@ -493,6 +500,15 @@ static PyObject *pair_features(PyObject *self, PyObject *args) {
     const int64_t *category = ab[A_CATEGORY].buf;
     const uint64_t *region = ab[A_REGION].buf;
     const uint8_t *is6 = ab[A_IS6].buf;
+    /* the counts the caller gives per address, by the table they answer for (NULL: none given) */
+    const int64_t *counted[T_COUNT] = {0};
+    int given[T_COUNT] = {0};
+    for (int l = 0; l < 4; l++)
+        counted[T_ORG0 + l] = al[A_ORG0 + l] ? ab[A_ORG0 + l].buf : NULL;
+    for (int l = 0; l < 2; l++)
+        counted[T_TODAY0 + l] = al[A_TODAY0 + l] ? ab[A_TODAY0 + l].buf : NULL;
+    for (int t = 0; t < T_COUNT; t++)
+        given[t] = counted[t] != NULL;
     const uint8_t *known_in = ib[I_KNOWN].buf, *history_agents = ib[I_HAS_AGENTS].buf;
     const double *days = ib[I_DAYS].buf, *churn_24_in = ib[I_CHURN_24].buf, *churn_16_in = ib[I_CHURN_16].buf,
                  *networks_16 = ib[I_NETWORKS_16].buf, *aws_share = ib[I_AWS_SHARE].buf,
@@ -524,6 +540,9 @@ static PyObject *pair_features(PyObject *self, PyObject *args) {
                         __builtin_prefetch(&category[ahead]);
                         __builtin_prefetch(&region[ahead]);
                         __builtin_prefetch(&is6[ahead]);
+                        for (int t = T_ORG0; t <= T_TODAY1; t++)
+                            if (given[t])
+                                __builtin_prefetch(&counted[t][ahead]);
                     }
                 }
                 PairKeys *p = &scratch->keys[k];
@@ -533,11 +552,14 @@ static PyObject *pair_features(PyObject *self, PyObject *args) {
                 p->region = region[a];
                 p->is6 = is6[a];
                 p->entity_mix = mix64((uint64_t)e + GOLDEN);
+                for (int t = T_ORG0; t <= T_TODAY1; t++)
+                    if (given[t])
+                        scratch->found[t][k] = counted[t][a];
             }
             if (bad_row >= 0)
                 break;
             chunk_lookups(tables, scratch, count, entity + start, seen_24 != NULL ? seen_24 + start : NULL, known_in,
-                          aws_share, aws_category);
+                          aws_share, aws_category, given);
             for (Py_ssize_t k = 0; k < count; k++) {
                 Py_ssize_t i = start + k;
                 int64_t e = entity[i];
@@ -662,6 +684,67 @@ release:
     return result;
 }
 
+/* ---- sorted_counts ---- */
+
+/* sorted_counts(keys, counts, values, shift, out): for each value (uint64), the count beside its
+ * prefix ``value >> shift`` among ``keys`` (uint32, ascending and distinct; ``counts`` int32), 0
+ * where it is absent, into ``out`` (int64). Values in ascending order (a day's IPv4 addresses as
+ * coded_addresses orders them) make it one merge of the two arrays, read in order: each search
+ * starts where the last ended and gallops forward (a value lower than the last starts afresh).
+ * A day's addresses against a window's networks: a hash lookup per address missed the cache. */
+static PyObject *sorted_counts(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer keys, counts, values, out;
+    int shift;
+    if (!PyArg_ParseTuple(args, "y*y*y*iw*", &keys, &counts, &values, &shift, &out))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = keys.len / 4, m = values.len / 8;
+    if (keys.len % 4 || counts.len != n * 4 || values.len % 8 || out.len != m * 8 || shift < 0 || shift > 63) {
+        PyErr_SetString(PyExc_ValueError,
+                        "sorted_counts() takes uint32 keys, int32 counts as many, uint64 values, a shift below 64 "
+                        "and an int64 output as long as the values");
+        goto done;
+    }
+    const uint32_t *k = keys.buf;
+    const int32_t *c = counts.buf;
+    const uint64_t *v = values.buf;
+    int64_t *o = out.buf;
+    Py_BEGIN_ALLOW_THREADS
+    Py_ssize_t j = 0;
+    uint64_t last = 0;
+    for (Py_ssize_t i = 0; i < m; i++) {
+        uint64_t q = v[i] >> shift;
+        if (q < last) {
+            j = lower_bound32(k, 0, j, q);
+        } else {
+            Py_ssize_t stop = j + 8 < n ? j + 8 : n; /* mostly a key or two ahead: walk there */
+            while (j < stop && k[j] < q)
+                j++;
+            if (j == stop && j < n && k[j] < q) { /* far ahead: gallop, then search */
+                Py_ssize_t lo = j, hi = j, step = 8;
+                while (hi < n && k[hi] < q) {
+                    lo = hi + 1;
+                    hi += step;
+                    step <<= 1;
+                }
+                j = lower_bound32(k, lo, hi < n ? hi : n, q);
+            }
+        }
+        last = q;
+        o[i] = j < n && k[j] == q ? c[j] : 0;
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyBuffer_Release(&keys);
+    PyBuffer_Release(&counts);
+    PyBuffer_Release(&values);
+    PyBuffer_Release(&out);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"top_contributions", top_contributions, METH_VARARGS,
      "top_contributions(features, weights, bar, up_codes, up_count, down_codes, down_count): each row's strongest."},
@@ -669,6 +752,8 @@ static PyMethodDef methods[] = {
      "name_lists(codes, counts, name_offsets, name_data): (list offsets, string offsets, data) of the named."},
     {"slots", slots, METH_VARARGS, "slots(sorted_keys, queries, out): searchsorted of uint64 hash keys, clipped."},
     {"level_keys", level_keys, METH_VARARGS, "level_keys(is6, hi, lo, bits, out): the four level keys per address."},
+    {"sorted_counts", sorted_counts, METH_VARARGS,
+     "sorted_counts(keys, counts, values, shift, out): the count beside each value's prefix among sorted keys."},
     {"pair_features", pair_features, METH_VARARGS,
      "pair_features(pairs, addresses, identities, tables, aws_category, out, judge=None, claim=None): the evidence "
      "matrix, or each pair judged; with claim (an int64 counter at 0) calls on several threads share the chunks."},

@@ -39,17 +39,20 @@ static void *random_access_alloc(size_t size) {
 }
 
 /* The first index in [lo, hi) whose key is >= q, given keys[lo - 1] < q (or lo == 0) and
- * keys[hi] >= q (or hi == n). */
-static Py_ssize_t lower_bound(const uint64_t *keys, Py_ssize_t lo, Py_ssize_t hi, uint64_t q) {
-    while (lo < hi) {
-        Py_ssize_t mid = lo + (hi - lo) / 2;
-        if (keys[mid] < q)
-            lo = mid + 1;
-        else
-            hi = mid;
+ * keys[hi] >= q (or hi == n): for 64-bit keys (lower_bound) and 32-bit ones (lower_bound32). */
+#define LOWER_BOUND(name, key_type)                                                                              \
+    static Py_ssize_t name(const key_type *keys, Py_ssize_t lo, Py_ssize_t hi, uint64_t q) {                     \
+        while (lo < hi) {                                                                                        \
+            Py_ssize_t mid = lo + (hi - lo) / 2;                                                                 \
+            if (keys[mid] < q)                                                                                   \
+                lo = mid + 1;                                                                                    \
+            else                                                                                                 \
+                hi = mid;                                                                                        \
+        }                                                                                                        \
+        return lo;                                                                                               \
     }
-    return lo;
-}
+LOWER_BOUND(lower_bound, uint64_t)
+LOWER_BOUND(lower_bound32, uint32_t)
 
 #define BATCH 16
 

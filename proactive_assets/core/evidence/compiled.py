@@ -100,13 +100,16 @@ def kernel_inputs(
     history: "History",
     day: "Day",
     seen_24: np.ndarray | None = None,
+    counted: tuple[np.ndarray, ...] | None = None,
 ) -> KernelInputs:
     """The kernel's buffers for ``features.pair_features``' pairs.
 
     ``per_pair`` is (entity, address, IP Insights, real, person's address, person's /24, new
     actions, new agents, has agents), ``events`` each pair's event count; ``category`` each
     address's provider category (``aws_category`` for AWS); ``seen_24`` each pair's /24 (/64)
-    known to its identity, where the caller has it (``Day.seen_24`` of these very pairs)."""
+    known to its identity, where the caller has it (``Day.seen_24`` of these very pairs);
+    ``counted`` how many identities used each address's networks in the window (4 levels) and
+    today (2), -1 where not known, where the caller has them (the kernel looks up the rest)."""
     entity, address, ip_insights, real, person_address, person_24, new_actions, new_agents, has_agents = per_pair
 
     def buffers(*arrays: tuple[np.ndarray, type]) -> tuple[np.ndarray, ...]:
@@ -130,6 +133,7 @@ def kernel_inputs(
         (category, np.int64),
         (book.owner.region.astype(np.uint64), np.uint64),
         (book.is6, bool),
+        *((a, np.int64) for a in (counted or (np.zeros(0, np.int64),) * 6)),
     )
     identities = buffers(
         (history.known, bool),

@@ -290,7 +290,7 @@ def train_detector(
     start = Combiner.from_dict(plan.previous_combiner) if warm and plan and plan.previous_combiner else None
     # the model's files are written on the other core while the combiner is fitted
     with ThreadPoolExecutor(1, thread_name_prefix="model-files") as pool:
-        window = pool.submit(frame.index(history).to_bytes)
+        window = pool.submit(lambda: frame.index(history).to_bytes())
         folds_file = pool.submit(folds_to_bytes, folds, FEATURES, provenance)
         earlier = plan.earlier_false_alerts if plan else None
         lacking = max(0.0, 1.0 - len(days) / window_days) if window_days else 0.0
@@ -391,6 +391,7 @@ class DayEvidence:
     scored: ScoreResult | None  # None for a day without pairs
     owners: tuple[pa.Array, np.ndarray]  # each pair's address owner (``_owner_names``)
     context: tuple[np.ndarray, ...]  # the pairs' ``pair_context``
+    window_counts: tuple[np.ndarray, ...] | None  # ``WindowIndex.address_counts`` of the day's book
 
     def ip_insights(self) -> np.ndarray:
         return np.asarray(self.scored.insight, np.float64) if self.scored is not None else np.zeros(0)
@@ -427,11 +428,13 @@ def day_evidence(scorer: Scorer, window: WindowIndex, learning_set: pa.Table, ne
         in_context = on_free_core(
             pool, pair_context, coded.entity, coded.address, coded.book, history, coded.behaviour, coded.persons
         )
+        counted = on_free_core(pool, window.address_counts, coded.book)
         day = build_day(coded.entity, coded.address, coded.book, history, coded.identities, pool, only_real=True)
+        window_counts = counted()  # the last queued first: most likely still to do, and then done here
         book, owners = owned()
         context = in_context()
         result = scored.result() if scored is not None else None
-        return DayEvidence(replace(coded, book=book), history, day, result, owners, context)
+        return DayEvidence(replace(coded, book=book), history, day, result, owners, context, window_counts)
 
 
 def window_index(model: TrainedModel, training_set: Callable[[], pa.Table], networks: Networks) -> WindowIndex:
@@ -454,7 +457,13 @@ def score_day(
     combiner = Combiner.from_dict(evidence["combiner"]) if evidence else PRIOR
     with one_blas_thread():  # it keeps both cores busy itself
         found = day_evidence(scorer, window, learning_set, networks)
-        judged = judged_pairs(*found.pair_args(), judge=Judge.of(combiner), day_pairs=True, context=found.context)
+        judged = judged_pairs(
+            *found.pair_args(),
+            judge=Judge.of(combiner),
+            day_pairs=True,
+            context=found.context,
+            window_counts=found.window_counts,
+        )
     owner_texts, owner = found.owners
     result = found.scored
     return DayScores(

@@ -158,15 +158,23 @@ def pair_context(
 
 
 def _kernel_inputs(
-    args: tuple, seen_24: np.ndarray | None = None, context: tuple[np.ndarray, ...] | None = None
+    args: tuple,
+    seen_24: np.ndarray | None = None,
+    context: tuple[np.ndarray, ...] | None = None,
+    window_counts: tuple[np.ndarray, ...] | None = None,
 ) -> compiled.KernelInputs:
-    """``pair_features``' arguments (in its order) as the compiled kernel takes them."""
+    """``pair_features``' arguments (in its order) as the compiled kernel takes them; ``window_counts``:
+    the window's identities on each address's networks (``WindowIndex.address_counts``), where known."""
     entity, address, ip_insights, real, book, history, day, behaviour, persons = args
     if context is None:
         context = pair_context(entity, address, book, history, behaviour, persons)
     per_pair = (entity, address, ip_insights, real, *context)
     category = provider_category(book)
-    return compiled.kernel_inputs(per_pair, behaviour.events, book, category, AWS + 2, history, day, seen_24)
+    counted = None
+    if window_counts is not None or day.counted is not None:
+        unknown = np.zeros(0, np.int64)  # the kernel looks these up
+        counted = (*(window_counts or (unknown,) * 4), *(day.counted or (unknown,) * 2))
+    return compiled.kernel_inputs(per_pair, behaviour.events, book, category, AWS + 2, history, day, seen_24, counted)
 
 
 def judged_pairs(
@@ -182,16 +190,20 @@ def judged_pairs(
     judge: "Judge",
     day_pairs: bool = False,
     context: tuple[np.ndarray, ...] | None = None,
+    window_counts: tuple[np.ndarray, ...] | None = None,
 ) -> "Judged":
     """``judge``'s judgements of the rows ``pair_features`` gives (the compiled kernel judges each
     row as it builds it, and no matrix is kept). ``day_pairs``: these are the very pairs ``day``
     was built from, in its order, so the kernel reads whether each one's /24 (/64) is known to its
     identity from ``day.seen_24`` instead of looking it up again. ``context``: their
-    ``pair_context``, where the caller has it (numpy's path computes it again)."""
+    ``pair_context``, where the caller has it (numpy's path computes it again). ``window_counts``: the
+    window's identities on each address's networks (``WindowIndex.address_counts``), where the caller
+    has them (the kernel then reads them instead of looking them up; numpy's path looks them up)."""
     args = (entity, address, ip_insights, real, book, history, day, behaviour, persons)
     if not _COMPILED:
         return judge.of_matrix(pair_features(*args))
-    return compiled.judged_pairs(_kernel_inputs(args, day.seen_24 if day_pairs else None, context), judge)
+    inputs = _kernel_inputs(args, day.seen_24 if day_pairs else None, context, window_counts)
+    return compiled.judged_pairs(inputs, judge)
 
 
 def pair_features(
@@ -231,7 +243,10 @@ def pair_features(
     keys = [book.level_keys[level][address] for level in range(4)]
     window = [lookup_count(history.org_keys[i], history.org_counts[i], keys[i]) for i in range(4)]
     window = [np.maximum(w - seen[:, i], 0) for i, w in enumerate(window)]  # others, not this identity
-    today = [lookup_count(day.org_keys[i], day.org_counts[i], keys[i]) for i in range(2)]
+    if day.counted is not None:
+        today = [day.counted[i][address] for i in range(2)]
+    else:
+        today = [lookup_count(day.org_keys[i], day.org_counts[i], keys[i]) for i in range(2)]
     today = [np.maximum(t - real, 0) for t in today]
     own_known_24 = (real & l24).astype(float)
     known_today = (day.known_pairs[entity] - own_known_24) > 0

@@ -17,7 +17,7 @@ from proactive_assets.core.evidence.history import Behaviour, History, build_his
 from proactive_assets.core.evidence.keys import AddressBook, address_book
 from proactive_assets.core.evidence.networks import Networks
 from proactive_assets.core.evidence.persons import person_codes
-from proactive_assets.core.evidence.window import WindowIndex, coded_items, encoded, indices
+from proactive_assets.core.evidence.window import WindowIndex, coded_items, encoded, indices, ipv4_networks
 from proactive_assets.core.sorting import sort_keys
 
 #: What IP Insights' training reads of the window's rows, with either backend.
@@ -145,4 +145,11 @@ class Frame(WindowCodes):
         if history is None:
             history = build_history(self.entity, self.address, self.day, self.book, n, self.behaviour)
         vocabulary = self.vocabulary
-        return WindowIndex(self.entities, vocabulary["event_names"], vocabulary["user_agents"], history, self.persons)
+        return WindowIndex(
+            self.entities,
+            vocabulary["event_names"],
+            vocabulary["user_agents"],
+            history,
+            self.persons,
+            ipv4_networks(self.book, history),
+        )

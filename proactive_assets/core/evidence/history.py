@@ -375,6 +375,9 @@ class Day:
     #: per pair counted, in order: is its /24 (/64) known to its identity (judging the same pairs
     #: reads it instead of looking it up again)
     seen_24: np.ndarray
+    #: per address of the book: how many identities used it and its /24 (/64) today, where they
+    #: were counted so (``build_day``; ``org_keys`` then hold nothing)
+    counted: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def _identities_per_code(entity: np.ndarray, code: np.ndarray, rows: np.ndarray, codes: int) -> np.ndarray:
@@ -402,29 +405,21 @@ def _identities_per_key(entity: np.ndarray, keys: np.ndarray, only_shared: bool)
     return distinct, counts
 
 
-def _shared_by_code(entity: np.ndarray, code: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``_identities_per_key(entity, keys[code], only_shared=True)`` where ``code`` is dense (one per
-    key): the pairs per code are a count, and only the pairs of codes on several are paired with
-    their identity and sorted; no sort of every pair's key."""
-    pairs = np.bincount(code, minlength=len(keys))
-    identities = _identities_per_code(entity, code, np.flatnonzero(pairs[code] > 1), len(keys))
-    shared = np.flatnonzero(identities > 1)
-    order = np.argsort(keys[shared])
-    return keys[shared][order], identities[shared][order]
+def _identities_by_code(entity: np.ndarray, code: np.ndarray, codes: int) -> np.ndarray:
+    """How many distinct identities the pairs have for each dense ``code`` (below ``codes``): the pairs
+    per code are a count, and only the pairs of codes on several are paired with their identity and
+    sorted; no sort of every pair's key."""
+    pairs = np.bincount(code, minlength=codes)
+    identities = _identities_per_code(entity, code, np.flatnonzero(pairs[code] > 1), codes)
+    return np.where(pairs > 1, identities, pairs)
 
 
-def _day_counts(
-    entity: np.ndarray, address: np.ndarray, book: AddressBook, level: int, only_shared: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """The identities per address (level 0) or /24 (level 1) of the day's pairs (``_identities_per_key``),
-    by the book's dense codes where it has them and only shared ones are wanted."""
-    if only_shared and (level == 0 or book.networks is not None):
-        if level == 0:
-            return _shared_by_code(entity, address, book.level_keys[0])
-        one = np.zeros(int(book.networks.max(initial=-1)) + 1, np.int64)
-        one[book.networks] = np.arange(len(book))  # an address of each /24 (/64), for its key
-        return _shared_by_code(entity, book.networks[address], book.level_keys[1][one])
-    return _identities_per_key(entity, book.level_keys[level][address], only_shared)
+def _per_address_today(entity: np.ndarray, address: np.ndarray, book: AddressBook) -> tuple[np.ndarray, np.ndarray]:
+    """The identities today on each of ``book``'s addresses and on each one's /24 (/64), by the book's
+    dense codes (``AddressBook.networks``)."""
+    networks = book.networks
+    per_24 = _identities_by_code(entity, networks[address], int(networks.max(initial=-1)) + 1)
+    return _identities_by_code(entity, address, len(book)), per_24[networks]
 
 
 def build_day(
@@ -439,18 +434,24 @@ def build_day(
     """The day's counts; the addresses' are counted on ``pool`` (another core) when one is given and
     it gets to them first.
 
-    ``only_real``: only the day's own pairs will be judged against it, none synthetic. A pair does
-    not count itself among the day's, so a network only its own identity used today counts 0
-    either way, and the counts keep only the networks two or more identities used (a small table
-    to look up, and less to sort). Those are counted by the addresses' codes, each one address
-    (the learning set's are canonical), and by the book's /24 codes where it has them."""
+    ``only_real``: only the day's own pairs will be judged against it, none synthetic. They are then
+    counted per address of the book and per /24 where the book has the /24s' codes (``Day.counted``,
+    read with each pair's address, not looked up); otherwise, as for synthetic pairs, per network
+    key (``Day.org_keys``), and with ``only_real`` only the networks two or more identities used
+    (a pair does not count itself among the day's, so one its own identity alone used counts 0
+    either way)."""
     entity, address = np.asarray(entity, np.int64), np.asarray(address, np.int64)
-    addresses = on_free_core(pool, _day_counts, entity, address, book, 0, only_real)
-    networks = _day_counts(entity, address, book, 1, only_real)
+    coded = only_real and book.networks is not None
+    if coded:
+        counted = on_free_core(pool, _per_address_today, entity, address, book)
+    else:
+        addresses = on_free_core(pool, _identities_per_key, entity, book.level_keys[0][address], only_real)
+        networks = _identities_per_key(entity, book.level_keys[1][address], only_real)
     known_24 = member(history.seen[1], pair_key(entity, book.level_keys[1][address]))
     site = pair_key(entity[known_24], book.level_keys[2][address[known_24]])
     sibling_keys, sibling_counts = distinct_sorted(sort_keys(site))
-    org = [addresses(), networks]
+    none = (np.zeros(0, np.uint64), np.zeros(0, np.int64))
+    org = [none, none] if coded else [addresses(), networks]
     return Day(
         [level_keys for level_keys, _ in org],
         [counts for _, counts in org],
@@ -458,4 +459,5 @@ def build_day(
         sibling_keys,
         sibling_counts,
         known_24,
+        counted() if coded else None,
     )

@@ -41,6 +41,9 @@ class AddressBook:
     #: per address, a dense code of its /24 (/64), where the book's maker had it cheaply
     #: (``coded_addresses``, whose IPv4 addresses are in order): the day's counts count by it
     networks: np.ndarray | None = None
+    #: the first this many addresses are IPv4, in ascending order (``coded_addresses``): a window's
+    #: counts of their networks are merged in (``WindowIndex.address_counts``), not looked up
+    sorted_v4: int = 0
 
     def __len__(self) -> int:
         return len(self.is6)
@@ -114,6 +117,7 @@ def coded_addresses(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, Add
         is6, hi, lo = (np.concatenate([a, b]) for a, b in zip((is6, hi, lo), more, strict=True))
     book = AddressBook.of(is6, hi, lo, None)
     book.networks = _network_codes(v4_values, is6[len(v4_values) :], hi[len(v4_values) :])
+    book.sorted_v4 = len(v4_values)
     return code, book
 
 

@@ -16,10 +16,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from proactive_assets.core.evidence.history import Behaviour, History
-from proactive_assets.core.evidence.keys import AddressBook, coded_addresses
+from proactive_assets.core.evidence.compiled import kernels
+from proactive_assets.core.evidence.history import Behaviour, History, lookup_count
+from proactive_assets.core.evidence.keys import LEVELS, AddressBook, coded_addresses, level_keys
 from proactive_assets.core.evidence.persons import person_codes
 from proactive_assets.core.npz import npz_arrays, npz_bytes
+from proactive_assets.core.sorting import distinct_keys
 
 #: History fields with one value per identity code, and what an identity with no rows in the
 #: window gets there (as ``build_history`` gives it; unlisted ones get 0).
@@ -37,6 +39,8 @@ _PER_IDENTITY = (
 _ABSENT = {"churn_24": 0.5, "churn_16": 0.5}
 _PER_LEVEL = ("seen", "org_keys", "org_counts")
 _TEXTS = ("entities", "actions", "agents")
+#: The IPv4 prefix length of each level (the address, then ``keys.LEVELS``).
+_IPV4_BITS = (32, *(v4 for v4, _ in LEVELS))
 #: The History fields a stored index holds (``tallies`` serve training only).
 _STORED = tuple(f.name for f in fields(History) if f.name != "tallies")
 FORMAT = 1
@@ -77,6 +81,9 @@ class WindowIndex:
     agents: pd.Index
     history: History
     persons: np.ndarray  # person code per identity (``persons.person_codes``: 10k names parsed, ~40 ms a day)
+    #: per level, the window's IPv4 networks and their identities (``ipv4_networks``); None in an
+    #: index stored before they were kept
+    ipv4: list[tuple[np.ndarray, np.ndarray]] | None = None
 
     def to_bytes(self) -> bytes:
         """An ``.npz`` of plain arrays (no pickled objects, so loading it runs no code)."""
@@ -90,6 +97,8 @@ class WindowIndex:
                     arrays[f"{name}_{level}"] = part
             else:
                 arrays[name] = value
+        for level, (keys, counts) in enumerate(self.ipv4 or []):
+            arrays[f"ipv4_keys_{level}"], arrays[f"ipv4_counts_{level}"] = keys, counts
         return npz_bytes(arrays)
 
     @classmethod
@@ -106,7 +115,9 @@ class WindowIndex:
                 values[name] = z[name]
         # indexes kept before the persons were stored get them from the identities' names
         persons = z["persons"] if "persons" in z else person_codes(texts[0])
-        return cls(*texts, History(**values), persons)
+        # (indexes kept before the IPv4 networks were stored leave every count to the kernel's lookups)
+        ipv4 = [(z[f"ipv4_keys_{k}"], z[f"ipv4_counts_{k}"]) for k in range(4)] if "ipv4_keys_0" in z else None
+        return cls(*texts, History(**values), persons, ipv4)
 
     def code_day(self, table: pa.Table) -> DayCodes:
         """``table``'s (entity, source_ip) rows coded against this window; distinct values are coded
@@ -134,6 +145,22 @@ class WindowIndex:
             np.concatenate([self.persons, person_codes(names[new])]),
         )
 
+    def address_counts(self, book: AddressBook) -> tuple[np.ndarray, ...] | None:
+        """How many of the window's identities used each of ``book``'s addresses' networks, at each
+        level (``history.org_counts``), -1 where not counted here: the book's first ``sorted_v4``
+        addresses (IPv4, ascending) are merged with the window's IPv4 networks (``ipv4``) in one pass
+        each, and the judging kernel looks up only the rest. None for an index without them."""
+        if self.ipv4 is None or not book.sorted_v4:
+            return None
+        values = np.ascontiguousarray(book.lo[: book.sorted_v4], np.uint64)
+        columns = []
+        for (keys, counts), bits in zip(self.ipv4, _IPV4_BITS, strict=True):
+            column = np.empty(len(book), np.int64)
+            sorted_counts(keys, counts, values, 32 - bits, column[: book.sorted_v4])
+            column[book.sorted_v4 :] = -1
+            columns.append(column)
+        return tuple(columns)
+
     def history_for(self, identities: int) -> History:
         """The history with a default entry for each identity the window never saw (codes ``n..identities-1``)."""
         extra = identities - len(self.entities)
@@ -145,6 +172,38 @@ class WindowIndex:
             fill = _ABSENT.get(name, 0)
             values[name] = np.concatenate([value, np.full(extra, fill, dtype=value.dtype)])
         return History(**values)
+
+
+def ipv4_networks(book: AddressBook, history: History) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per level, the distinct IPv4 networks of ``book`` (a window's addresses; ascending uint32
+    prefixes) and how many identities ``history`` (of that window) counts on each (int32): what
+    ``WindowIndex.address_counts`` merges a day's addresses with."""
+    values = distinct_keys(book.lo[~book.is6])
+    networks = []
+    for level, bits in enumerate(_IPV4_BITS):
+        prefix = values >> np.uint64(32 - bits)
+        first = np.flatnonzero(np.r_[True, prefix[1:] != prefix[:-1]]) if len(prefix) else np.zeros(0, np.int64)
+        one = values[first]  # an address of each network, for its key
+        keys = level_keys(np.zeros(len(one), bool), np.zeros(len(one), np.uint64), one)[level]
+        counts = lookup_count(history.org_keys[level], history.org_counts[level], keys)
+        networks.append((prefix[first].astype(np.uint32), counts.astype(np.int32)))
+    return networks
+
+
+def sorted_counts(
+    keys: np.ndarray, counts: np.ndarray, values: np.ndarray, shift: int, out: np.ndarray | None = None
+) -> np.ndarray:
+    """The count beside each value's prefix (``values >> shift``) among sorted distinct ``keys``, 0 where
+    absent (into ``out``, int64, when given): one merge pass by the compiled ``kernels.sorted_counts``
+    for values in ascending order."""
+    out = np.empty(len(values), np.int64) if out is None else out
+    if kernels is not None:
+        kernels.sorted_counts(keys, counts, values, shift, out)
+        return out
+    prefix = values >> np.uint64(shift)
+    slot = np.minimum(np.searchsorted(keys, prefix), max(len(keys) - 1, 0))
+    out[:] = np.where(keys[slot] == prefix, counts[slot], 0) if len(keys) else 0
+    return out
 
 
 def encoded(column: pa.ChunkedArray | pa.Array) -> pa.DictionaryArray:
