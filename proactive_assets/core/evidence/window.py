@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from proactive_assets.core.arrow_codes import dictionary_encoded
 from proactive_assets.core.evidence.compiled import kernels
 from proactive_assets.core.evidence.history import Behaviour, History, lookup_count
 from proactive_assets.core.evidence.keys import LEVELS, AddressBook, coded_addresses, level_keys
@@ -209,7 +210,7 @@ def sorted_counts(
 def encoded(column: pa.ChunkedArray | pa.Array) -> pa.DictionaryArray:
     """``column`` as a dictionary array: its distinct values in order of first appearance, and codes."""
     array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    return pc.dictionary_encode(array.cast(pa.string()))
+    return dictionary_encoded(array.cast(pa.string()))
 
 
 def indices(encoded: pa.DictionaryArray) -> np.ndarray:

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from proactive_assets.core.arrow_codes import dictionary_encoded
 from proactive_assets.core.hashing import mix64
 from proactive_assets.core.ipnet import arrow_to_pandas, as_object_array, parse_ips, string_array, string_column
 from proactive_assets.core.model.params import IPInsightsParams, versioned_params
@@ -90,8 +90,8 @@ def factorize(values: Any) -> tuple[np.ndarray, np.ndarray]:
     other pyarrow strings are dictionary-encoded by pyarrow (no Python string per row)."""
     column = string_column(values)
     if column is not None:
-        if not pa.types.is_dictionary(column.type):
-            column = pc.dictionary_encode(column)
+        if not pa.types.is_dictionary(column.type):  # (a learning set's identities: by their runs)
+            column = pa.chunked_array([dictionary_encoded(string_array(column))])
         chunks = column.unify_dictionaries().chunks
         dictionary = chunks[0].dictionary if chunks else pa.array([], pa.string())
         if column.null_count or dictionary.null_count:
