@@ -1,5 +1,5 @@
 """Uncompressed ``.npz`` files whose arrays are read in place: the window's index kept with each
-model (71 MB at the IP Insights tutorial's scale) is read every scored day.
+model (92 MB at the IP Insights tutorial's scale) is read every scored day.
 
 ``np.load`` copies each array out of the archive and checks its CRC with zlib: 50 ms for that
 index, ahead of everything else the day's scoring does. ``npz_bytes`` writes each member's data

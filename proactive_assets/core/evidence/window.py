@@ -104,7 +104,7 @@ class WindowIndex:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "WindowIndex":
-        z = npz_arrays(data)  # views of data: read every scored day, 71 MB at the tutorial's scale
+        z = npz_arrays(data)  # views of data: read every scored day, 92 MB at the tutorial's scale
         if int(z["format"][0]) != FORMAT:
             raise ValueError(f"window index format {int(z['format'][0])} is not {FORMAT}: retrain the model")
         texts = [_unpack_texts(z[f"{name}_offsets"], z[f"{name}_text"]) for name in _TEXTS]
