@@ -316,6 +316,8 @@ def test_counts_merged_by_prefix_are_the_counts_searched(keys: int, monkeypatch:
 
 
 def test_named_evidence_lists_are_numpys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each pair's named evidence, a list of feature names dictionary-encoded (one byte a name), the
+    same from the compiled pass as from numpy; bad codes and counts are refused."""
     rng = np.random.default_rng(8)
     codes = tuple(rng.integers(0, len(FEATURES), (500, k)).astype(np.int8) for k in (4, 3))
     counts = tuple(rng.integers(0, k + 1, 500).astype(np.uint8) for k in (4, 3))
@@ -323,23 +325,16 @@ def test_named_evidence_lists_are_numpys(monkeypatch: pytest.MonkeyPatch) -> Non
     compiled = judged.named()
     for lists in compiled:
         lists.validate(full=True)
+        assert lists.type == pa.list_(pa.dictionary(pa.int8(), pa.string()))
     monkeypatch.setattr(judgement, "kernels", None)
     assert [a.to_pylist() for a in compiled] == [a.to_pylist() for a in judged.named()]
     assert compiled[0].to_pylist()[0] == [FEATURES[c] for c in codes[0][0, : counts[0][0]]]
-    names = np.frombuffer(b"a" * 40 + b"bc", np.uint8)  # a name too long for the copy by fixed slots
-    name_offsets = np.array([0, 40, 41, 42], np.int32)
-    got = evidence_compiled.kernels.name_lists(
-        np.array([[0, 2], [1, 0]], np.int8), np.array([2, 1], np.uint8), name_offsets, names
-    )
-    assert [np.frombuffer(b, np.int32).tolist() for b in got[:2]] == [[0, 2, 3], [0, 40, 41, 42]]
-    assert got[2][:42] == b"a" * 40 + b"cb"
+    assert [a.to_pylist() for a in judgement.Judged.empty(0).named()] == [[], []]
     for bad in ([[3, 0], [0, 0]], [[-1, 0], [0, 0]]):
         with pytest.raises(ValueError, match="has code"):
-            evidence_compiled.kernels.name_lists(
-                np.array(bad, np.int8), np.array([1, 0], np.uint8), name_offsets, names
-            )
+            evidence_compiled.kernels.named_codes(np.array(bad, np.int8), np.array([1, 0], np.uint8), 3)
     with pytest.raises(ValueError, match="names 3 of at most 2"):
-        evidence_compiled.kernels.name_lists(np.zeros((2, 2), np.int8), np.array([3, 0], np.uint8), name_offsets, names)
+        evidence_compiled.kernels.named_codes(np.zeros((2, 2), np.int8), np.array([3, 0], np.uint8), 3)
 
 
 def test_the_feature_kernel_takes_no_pairs_and_an_empty_window(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,7 +17,7 @@
  * features daily_insights shows). The matrix of a million pairs is 344 MB; writing it and reading
  * it back a column at a time cost more than building it.
  *
- * slots and level_keys are in _hash_lookups.h, top_contributions and name_lists in
+ * slots and level_keys are in _hash_lookups.h, top_contributions and named_codes in
  * _evidence_naming.h, both included here. The GIL is released while they run.
  */
 #define PY_SSIZE_T_CLEAN
@@ -748,8 +748,8 @@ done:
 static PyMethodDef methods[] = {
     {"top_contributions", top_contributions, METH_VARARGS,
      "top_contributions(features, weights, bar, up_codes, up_count, down_codes, down_count): each row's strongest."},
-    {"name_lists", name_lists, METH_VARARGS,
-     "name_lists(codes, counts, name_offsets, name_data): (list offsets, string offsets, data) of the named."},
+    {"named_codes", named_codes, METH_VARARGS,
+     "named_codes(codes, counts, names): (list offsets, values) of each row's named codes."},
     {"slots", slots, METH_VARARGS, "slots(sorted_keys, queries, out): searchsorted of uint64 hash keys, clipped."},
     {"level_keys", level_keys, METH_VARARGS, "level_keys(is6, hi, lo, bits, out): the four level keys per address."},
     {"sorted_counts", sorted_counts, METH_VARARGS,

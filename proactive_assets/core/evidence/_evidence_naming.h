@@ -1,4 +1,4 @@
-/* Each pair's strongest evidence, and its names as Arrow lists: the naming of
+/* Each pair's strongest evidence, and its codes as Arrow lists: the naming of
  * _evidence_kernels.c, which includes this file (the module is one translation unit).
  *
  * top_contributions: each pair's strongest evidence, named in daily_insights. A pair's
@@ -103,112 +103,82 @@ done:
     return result;
 }
 
-/* name_lists(codes, counts, name_offsets, name_data): each row's first counts[row] codes (a row of
- * ``codes`` holds k) as an Arrow list of strings, as (list offsets, string offsets, string data)
- * bytes: Judged.named's columns in one pass, not a mask, a gather and a take. A code outside the
- * names, or data past 2 GiB (Arrow's 32-bit offsets), is a ValueError. */
-#define NAME_SLOT 32
-static PyObject *name_lists(PyObject *self, PyObject *args) {
+/* named_codes(codes, counts, names): each row's first counts[row] codes (a row of ``codes`` holds
+ * k) as an Arrow list's (offsets, values) bytes, int32 and int8: Judged.named's columns, whose
+ * values are codes into the ``names`` feature names (a dictionary), in one pass, not a mask and a
+ * gather (writing every name's text cost ~25 ms a million pairs). A code outside the names, or a
+ * count above k, is a ValueError. */
+static PyObject *named_codes(PyObject *self, PyObject *args) {
     (void)self;
-    Py_buffer codes, counts, name_offsets, name_data;
-    if (!PyArg_ParseTuple(args, "y*y*y*y*", &codes, &counts, &name_offsets, &name_data))
+    Py_buffer codes, counts;
+    Py_ssize_t names;
+    if (!PyArg_ParseTuple(args, "y*y*n", &codes, &counts, &names))
         return NULL;
-    PyObject *result = NULL, *lists = NULL, *offsets = NULL, *data = NULL;
-    Py_ssize_t n = counts.len, k = n ? codes.len / n : 0, names = name_offsets.len / 4 - 1;
+    PyObject *result = NULL, *lists = NULL, *values = NULL;
+    Py_ssize_t n = counts.len, k = n ? codes.len / n : 0;
     const int8_t *code = codes.buf;
     const uint8_t *count = counts.buf;
-    const int32_t *name_at = name_offsets.buf;
-    if (codes.len != k * n || name_offsets.len % 4 || names < 1 || names > 127) {
-        PyErr_SetString(PyExc_ValueError, "name_lists() got buffers of mismatched sizes");
+    if (codes.len != k * n || names < 1 || names > 127) {
+        PyErr_SetString(PyExc_ValueError, "named_codes() got buffers of mismatched sizes");
         goto done;
     }
-    for (Py_ssize_t i = 0; i <= names; i++)
-        if (name_at[i] < 0 || name_at[i] > name_data.len || (i && name_at[i] < name_at[i - 1])) {
-            PyErr_SetString(PyExc_ValueError, "name_lists() got name offsets out of order");
-            goto done;
-        }
-    Py_ssize_t items = 0, bytes = 0, bad_row = -1;
+    Py_ssize_t items = 0, bad_row = -1;
     int bad_code = 0;
-    Py_BEGIN_ALLOW_THREADS /* the sizes, and a check of every code, without the GIL */
-    for (Py_ssize_t row = 0; row < n && bad_row < 0; row++) {
-        if (count[row] > k) {
+    Py_BEGIN_ALLOW_THREADS /* the size, and a check of every code, without the GIL (no branch a row) */
+    int bad = 0;
+    for (Py_ssize_t row = 0; row < n; row++) {
+        int c = count[row];
+        for (Py_ssize_t j = 0; j < k; j++)
+            bad |= (j < c) & ((uint8_t)code[row * k + j] >= names); /* (a negative code is >= names as uint8) */
+        bad |= c > k;
+        items += c;
+    }
+    for (Py_ssize_t row = 0; bad && row < n; row++) { /* which row, only if one is bad */
+        for (int j = 0; j < count[row] && j < k; j++)
+            bad_code |= code[row * k + j] < 0 || code[row * k + j] >= names;
+        if (bad_code || count[row] > k) {
             bad_row = row;
             break;
         }
-        for (int j = 0; j < count[row]; j++) {
-            int c = code[row * k + j];
-            if (c < 0 || c >= names) {
-                bad_row = row;
-                bad_code = 1;
-                break;
-            }
-            bytes += name_at[c + 1] - name_at[c];
-        }
-        items += count[row];
     }
     Py_END_ALLOW_THREADS
     if (bad_row >= 0 && !bad_code) {
-        PyErr_Format(PyExc_ValueError, "name_lists(): row %zd names %d of at most %zd", bad_row, count[bad_row], k);
+        PyErr_Format(PyExc_ValueError, "named_codes(): row %zd names %d of at most %zd", bad_row, count[bad_row], k);
         goto done;
     }
     if (bad_row >= 0) {
         for (int j = 0; j < count[bad_row]; j++)
             if (code[bad_row * k + j] < 0 || code[bad_row * k + j] >= names) {
-                PyErr_Format(PyExc_ValueError, "name_lists(): row %zd has code %d of %zd names", bad_row,
+                PyErr_Format(PyExc_ValueError, "named_codes(): row %zd has code %d of %zd names", bad_row,
                              code[bad_row * k + j], names);
                 break;
             }
         goto done;
     }
-    if (bytes > INT32_MAX || items > INT32_MAX) {
-        PyErr_SetString(PyExc_ValueError, "name_lists(): more than 32-bit offsets hold");
+    if (items > INT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "named_codes(): more than 32-bit offsets hold");
         goto done;
-    }
-    /* names of up to NAME_SLOT bytes are copied NAME_SLOT bytes at a time (two vector moves, not a
-     * call), from a padded copy, into data with NAME_SLOT bytes to spare past its end */
-    char padded[128][NAME_SLOT];
-    int fixed = 1;
-    for (Py_ssize_t c = 0; c < names; c++) {
-        int32_t length = name_at[c + 1] - name_at[c];
-        fixed &= length <= NAME_SLOT;
-        memset(padded[c], 0, NAME_SLOT);
-        memcpy(padded[c], (const char *)name_data.buf + name_at[c], length < NAME_SLOT ? (size_t)length : NAME_SLOT);
     }
     lists = PyBytes_FromStringAndSize(NULL, (n + 1) * 4);
-    offsets = PyBytes_FromStringAndSize(NULL, (items + 1) * 4);
-    data = PyBytes_FromStringAndSize(NULL, bytes + NAME_SLOT);
-    if (lists == NULL || offsets == NULL || data == NULL)
+    values = PyBytes_FromStringAndSize(NULL, items + k + 1); /* each row's k codes copied whole */
+    if (lists == NULL || values == NULL)
         goto done;
-    int32_t *list_at = (int32_t *)PyBytes_AS_STRING(lists), *value_at = (int32_t *)PyBytes_AS_STRING(offsets);
-    char *out = PyBytes_AS_STRING(data);
-    const char *text = name_data.buf;
+    int32_t *list_at = (int32_t *)PyBytes_AS_STRING(lists);
+    int8_t *out = (int8_t *)PyBytes_AS_STRING(values);
     Py_BEGIN_ALLOW_THREADS
-    int32_t item = 0, at = 0;
+    int32_t item = 0;
     list_at[0] = 0;
-    value_at[0] = 0;
     for (Py_ssize_t row = 0; row < n; row++) {
-        for (int j = 0; j < count[row]; j++) {
-            int c = code[row * k + j];
-            int32_t length = name_at[c + 1] - name_at[c];
-            if (fixed)
-                memcpy(out + at, padded[c], NAME_SLOT);
-            else
-                memcpy(out + at, text + name_at[c], (size_t)length);
-            at += length;
-            value_at[++item] = at;
-        }
+        memcpy(out + item, code + row * k, (size_t)k); /* the row's k codes, of which count[row] are kept */
+        item += count[row];
         list_at[row + 1] = item;
     }
-    memset(out + at, 0, NAME_SLOT);
     Py_END_ALLOW_THREADS
-    result = PyTuple_Pack(3, lists, offsets, data);
+    result = Py_BuildValue("(OO)", lists, values);
 done:
     Py_XDECREF(lists);
-    Py_XDECREF(offsets);
-    Py_XDECREF(data);
+    Py_XDECREF(values);
     PyBuffer_Release(&codes);
     PyBuffer_Release(&counts);
-    PyBuffer_Release(&name_offsets);
-    PyBuffer_Release(&name_data);
     return result;
 }
