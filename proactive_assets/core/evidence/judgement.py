@@ -108,7 +108,8 @@ class Judged:
         (``kernels.named_codes``), or by numpy."""
         code, count = self.codes[side], self.counts[side]
         if kernels is not None:
-            return _named_lists(*kernels.named_codes(np.ascontiguousarray(code), count, len(FEATURES)))
+            codes = kernels.named_codes(np.ascontiguousarray(code), np.ascontiguousarray(count), len(FEATURES))
+            return _named_lists(*codes)
         offsets = np.zeros(len(count) + 1, np.int32)
         np.cumsum(count, out=offsets[1:])
         return _named_lists(offsets, code[np.arange(code.shape[1]) < count[:, None]])
