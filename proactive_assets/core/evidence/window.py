@@ -180,13 +180,13 @@ def ipv4_networks(book: AddressBook, history: History) -> list[tuple[np.ndarray,
     prefixes) and how many identities ``history`` (of that window) counts on each (int32): what
     ``WindowIndex.address_counts`` merges a day's addresses with."""
     values = distinct_keys(book.lo[~book.is6])
+    keys = level_keys(np.zeros(len(values), bool), np.zeros(len(values), np.uint64), values)
     networks = []
     for level, bits in enumerate(_IPV4_BITS):
         prefix = values >> np.uint64(32 - bits)
         first = np.flatnonzero(np.r_[True, prefix[1:] != prefix[:-1]]) if len(prefix) else np.zeros(0, np.int64)
-        one = values[first]  # an address of each network, for its key
-        keys = level_keys(np.zeros(len(one), bool), np.zeros(len(one), np.uint64), one)[level]
-        counts = lookup_count(history.org_keys[level], history.org_counts[level], keys)
+        # each network's key, of its first address
+        counts = lookup_count(history.org_keys[level], history.org_counts[level], keys[level][first])
         networks.append((prefix[first].astype(np.uint32), counts.astype(np.int32)))
     return networks
 
@@ -196,14 +196,12 @@ def sorted_counts(
 ) -> np.ndarray:
     """The count beside each value's prefix (``values >> shift``) among sorted distinct ``keys``, 0 where
     absent (into ``out``, int64, when given): one merge pass by the compiled ``kernels.sorted_counts``
-    for values in ascending order."""
+    for values in ascending order, else ``history.lookup_count``'s search."""
     out = np.empty(len(values), np.int64) if out is None else out
     if kernels is not None:
         kernels.sorted_counts(keys, counts, values, shift, out)
-        return out
-    prefix = values >> np.uint64(shift)
-    slot = np.minimum(np.searchsorted(keys, prefix), max(len(keys) - 1, 0))
-    out[:] = np.where(keys[slot] == prefix, counts[slot], 0) if len(keys) else 0
+    else:
+        out[:] = lookup_count(keys, counts, values >> np.uint64(shift))
     return out
 
 
