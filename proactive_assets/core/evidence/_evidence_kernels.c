@@ -17,7 +17,7 @@
  * features daily_insights shows). The matrix of a million pairs is 344 MB; writing it and reading
  * it back a column at a time cost more than building it.
  *
- * slots and level_keys are in _hash_lookups.h, top_contributions and named_codes in
+ * slots, sorted_counts and level_keys are in _hash_lookups.h, top_contributions and named_codes in
  * _evidence_naming.h, both included here. The GIL is released while they run.
  */
 #define PY_SSIZE_T_CLEAN
@@ -681,67 +681,6 @@ release:
         release_buffers(jb, J_COUNT);
         release_buffers(sb, S_COUNT);
     }
-    return result;
-}
-
-/* ---- sorted_counts ---- */
-
-/* sorted_counts(keys, counts, values, shift, out): for each value (uint64), the count beside its
- * prefix ``value >> shift`` among ``keys`` (uint32, ascending and distinct; ``counts`` int32), 0
- * where it is absent, into ``out`` (int64). Values in ascending order (a day's IPv4 addresses as
- * coded_addresses orders them) make it one merge of the two arrays, read in order: each search
- * starts where the last ended and gallops forward (a value lower than the last starts afresh).
- * A day's addresses against a window's networks: a hash lookup per address missed the cache. */
-static PyObject *sorted_counts(PyObject *self, PyObject *args) {
-    (void)self;
-    Py_buffer keys, counts, values, out;
-    int shift;
-    if (!PyArg_ParseTuple(args, "y*y*y*iw*", &keys, &counts, &values, &shift, &out))
-        return NULL;
-    PyObject *result = NULL;
-    Py_ssize_t n = keys.len / 4, m = values.len / 8;
-    if (keys.len % 4 || counts.len != n * 4 || values.len % 8 || out.len != m * 8 || shift < 0 || shift > 63) {
-        PyErr_SetString(PyExc_ValueError,
-                        "sorted_counts() takes uint32 keys, int32 counts as many, uint64 values, a shift below 64 "
-                        "and an int64 output as long as the values");
-        goto done;
-    }
-    const uint32_t *k = keys.buf;
-    const int32_t *c = counts.buf;
-    const uint64_t *v = values.buf;
-    int64_t *o = out.buf;
-    Py_BEGIN_ALLOW_THREADS
-    Py_ssize_t j = 0;
-    uint64_t last = 0;
-    for (Py_ssize_t i = 0; i < m; i++) {
-        uint64_t q = v[i] >> shift;
-        if (q < last) {
-            j = lower_bound32(k, 0, j, q);
-        } else {
-            Py_ssize_t stop = j + 8 < n ? j + 8 : n; /* mostly a key or two ahead: walk there */
-            while (j < stop && k[j] < q)
-                j++;
-            if (j == stop && j < n && k[j] < q) { /* far ahead: gallop, then search */
-                Py_ssize_t lo = j, hi = j, step = 8;
-                while (hi < n && k[hi] < q) {
-                    lo = hi + 1;
-                    hi += step;
-                    step <<= 1;
-                }
-                j = lower_bound32(k, lo, hi < n ? hi : n, q);
-            }
-        }
-        last = q;
-        o[i] = j < n && k[j] == q ? c[j] : 0;
-    }
-    Py_END_ALLOW_THREADS
-    result = Py_None;
-    Py_INCREF(result);
-done:
-    PyBuffer_Release(&keys);
-    PyBuffer_Release(&counts);
-    PyBuffer_Release(&values);
-    PyBuffer_Release(&out);
     return result;
 }
 
