@@ -278,7 +278,7 @@ def test_a_scored_days_counts_by_address_and_network_codes_are_the_counts_by_key
     index = window_module.WindowIndex(pd.Index([]), pd.Index([]), pd.Index([]), history, np.arange(30))
     index.ipv4 = window_module.ipv4_networks(book, history)
     merged = index.address_counts(book)
-    assert (merged[0] > 0).any() and (merged[0] == -1).sum() == len(book) - book.sorted_v4  # the IPv6 ones
+    assert (merged[0] > 0).any() and (merged[0] == -1).sum() == len(book) - len(book.ascending_v4)  # the IPv6 ones
     given = judged_pairs(*args, by_code, *rest, judge=judge, day_pairs=True, window_counts=merged)
     _assert_same_judgements(given, with_codes, every_grade=False)
     altered = (merged[0] + (merged[0] >= 0), *merged[1:])  # they are read, not looked up again
@@ -287,7 +287,8 @@ def test_a_scored_days_counts_by_address_and_network_codes_are_the_counts_by_key
     monkeypatch.setattr(features, "_COMPILED", False)
     np.testing.assert_allclose(judged_pairs(*args, by_code, *rest, judge=judge).insight, with_codes.insight, rtol=1e-13)
     # an address coded from text other than canonical IPv4 that is IPv4 after all: no codes
-    assert address_keys._network_codes(np.zeros(2, np.uint32), np.array([True, False]), np.zeros(2, np.uint64)) is None
+    mixed = np.array([True, False])
+    assert address_keys._network_codes(np.zeros(2, np.uint64), np.arange(2), mixed, np.zeros(2, np.uint64)) is None
 
 
 @pytest.mark.parametrize("keys", [0, 1, 17, 5000])
@@ -310,9 +311,19 @@ def test_counts_merged_by_prefix_are_the_counts_searched(keys: int, monkeypatch:
                 assert (got > 0).sum() >= len(sorted_keys)
     with pytest.raises(ValueError, match="sorted_counts"):
         kernels.sorted_counts(sorted_keys, counts, values, 20, np.empty(len(values) - 1, np.int64))
+    # each count put in its place: values merged ascending, counted where a shuffle had them
+    places = rng.permutation(len(values) + 5)[: len(values)]
+    with pytest.raises(ValueError, match=r"position \d+ is out of range"):
+        kernels.sorted_counts(sorted_keys, counts, values, 20, np.empty(len(values), np.int64), places)
     compiled = window_module.sorted_counts(sorted_keys, counts, values, 20)
+    placed = np.full(len(values) + 5, -1, np.int64)
+    window_module.sorted_counts(sorted_keys, counts, values, 20, placed, places)
+    assert placed[places].tolist() == compiled.tolist() and (np.delete(placed, places) == -1).all()
     monkeypatch.setattr(window_module, "kernels", None)
     assert window_module.sorted_counts(sorted_keys, counts, values, 20).tolist() == compiled.tolist()
+    placed_by_numpy = np.full(len(values) + 5, -1, np.int64)
+    window_module.sorted_counts(sorted_keys, counts, values, 20, placed_by_numpy, places)
+    assert placed_by_numpy.tolist() == placed.tolist()
 
 
 def test_named_evidence_lists_are_numpys(monkeypatch: pytest.MonkeyPatch) -> None:

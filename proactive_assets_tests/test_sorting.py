@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from proactive_assets.core import sorting
-from proactive_assets.core.sorting import distinct_keys, numbered, sort_keys
+from proactive_assets.core.sorting import distinct_keys, numbered, numbered_in_row_order, sort_keys
 from proactive_assets_tests.sanitized import run_sanitized
 
 
@@ -87,3 +87,17 @@ def test_keys_are_numbered_as_numpy_unique_numbers_them(space: int) -> None:
         assert distinct.tolist() == expected.tolist()
         assert number.tolist() == inverse.tolist()
         assert distinct_keys(keys).tolist() == expected.tolist()
+
+
+@pytest.mark.parametrize("space", [50, 1 << 32, 1 << 62])
+def test_keys_are_numbered_in_the_order_the_rows_first_have_them(space: int) -> None:
+    """``numbered_in_row_order``: each distinct key numbered by its first row, and the numbers in
+    ascending key order; radix-sorted with the row numbers, or by ``np.unique`` where they do not fit."""
+    rng = np.random.default_rng(11)
+    values = np.r_[rng.integers(0, space, 60, dtype=np.int64), [0, space - 1]]
+    for keys in (values[rng.integers(0, len(values), 5000)], values[:0], values[:1]):
+        number, distinct, ascending = numbered_in_row_order(keys, space)
+        _, first = np.unique(keys, return_index=True)
+        assert distinct.tolist() == keys[np.sort(first)].tolist()
+        assert distinct[number].tolist() == keys.tolist()
+        assert distinct[ascending].tolist() == np.unique(keys).tolist()

@@ -57,3 +57,31 @@ def numbered(keys: np.ndarray, space: int, dense: int = 1 << 24) -> tuple[np.nda
     number = np.empty(len(keys), np.int64)
     number[packed & ((1 << row_bits) - 1)] = np.cumsum(first) - 1
     return number, ordered[first]
+
+
+def numbered_in_row_order(keys: np.ndarray, space: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(each key's index among the distinct keys in the order they first appear; those keys; their
+    indices in ascending key order) of int64 keys in [0, space).
+
+    A day's pairs read per-address arrays by these indices in their own order, so that one pass
+    over the pairs reads those arrays in order too (a million pairs' 13 arrays read at random
+    indices cost the judging kernel ~80 ms of its ~250); what needs the keys in order (merges with
+    other sorted keys) reads them through the third array. One radix sort, as ``numbered``."""
+    keys = np.asarray(keys, np.int64)
+    row_bits = max(1, len(keys).bit_length())
+    if (space - 1).bit_length() + row_bits > 63:
+        distinct, first, number = np.unique(keys, return_index=True, return_inverse=True)
+        ascending = np.empty(len(distinct), np.int64)
+        ascending[np.argsort(first, kind="stable")] = np.arange(len(distinct))
+        return ascending[number.reshape(-1)], distinct[np.argsort(first, kind="stable")], ascending
+    packed = sort_keys((keys << row_bits) | np.arange(len(keys)))
+    ordered = packed >> row_bits
+    starts = np.r_[True, ordered[1:] != ordered[:-1]] if len(ordered) else np.zeros(0, bool)
+    rows = packed & ((1 << row_bits) - 1)
+    first_rows = rows[starts]  # each distinct key's first row (rows ascend among equal keys)
+    is_first = np.zeros(len(keys), bool)
+    is_first[first_rows] = True
+    ascending = (np.cumsum(is_first) - 1)[first_rows]
+    number = np.empty(len(keys), np.int64)
+    number[rows] = ascending[np.cumsum(starts) - 1]
+    return number, keys[is_first], ascending

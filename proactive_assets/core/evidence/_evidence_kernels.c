@@ -692,7 +692,8 @@ static PyMethodDef methods[] = {
     {"slots", slots, METH_VARARGS, "slots(sorted_keys, queries, out): searchsorted of uint64 hash keys, clipped."},
     {"level_keys", level_keys, METH_VARARGS, "level_keys(is6, hi, lo, bits, out): the four level keys per address."},
     {"sorted_counts", sorted_counts, METH_VARARGS,
-     "sorted_counts(keys, counts, values, shift, out): the count beside each value's prefix among sorted keys."},
+     "sorted_counts(keys, counts, values, shift, out, positions=None): the count beside each value's prefix among "
+     "sorted keys."},
     {"pair_features", pair_features, METH_VARARGS,
      "pair_features(pairs, addresses, identities, tables, aws_category, out, judge=None, claim=None): the evidence "
      "matrix, or each pair judged; with claim (an int64 counter at 0) calls on several threads share the chunks."},

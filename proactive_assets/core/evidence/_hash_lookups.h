@@ -223,26 +223,39 @@ done:
     return result;
 }
 
-/* sorted_counts(keys, counts, values, shift, out): for each value (uint64), the count beside its
- * prefix ``value >> shift`` among ``keys`` (uint32, ascending and distinct; ``counts`` int32), 0
- * where it is absent, into ``out`` (int64). Values in ascending order (a day's IPv4 addresses as
- * coded_addresses orders them) make it one merge of the two arrays, read in order: each search
- * starts where the last ended and gallops forward (a value lower than the last starts afresh).
+/* sorted_counts(keys, counts, values, shift, out, positions=None): for each value (uint64), the
+ * count beside its prefix ``value >> shift`` among ``keys`` (uint32, ascending and distinct;
+ * ``counts`` int32), 0 where it is absent, into ``out`` (int64). Values in ascending order make it
+ * one merge of the two arrays, read in order: each search starts where the last ended and gallops
+ * forward (a value lower than the last starts afresh). With ``positions`` (int64, each below the
+ * output's length), the i-th value's count goes to out[positions[i]]: a day's IPv4 addresses,
+ * which coded_addresses keeps in the order the rows have them, merged in ascending order
+ * (``ascending_v4``) and counted in their own places.
  * A day's addresses against a window's networks: a hash lookup per address missed the cache. */
 static PyObject *sorted_counts(PyObject *self, PyObject *args) {
     (void)self;
-    Py_buffer keys, counts, values, out;
+    Py_buffer keys, counts, values, out, positions = {0};
+    PyObject *positions_arg = Py_None;
     int shift;
-    if (!PyArg_ParseTuple(args, "y*y*y*iw*", &keys, &counts, &values, &shift, &out))
+    if (!PyArg_ParseTuple(args, "y*y*y*iw*|O", &keys, &counts, &values, &shift, &out, &positions_arg))
         return NULL;
     PyObject *result = NULL;
-    Py_ssize_t n = keys.len / 4, m = values.len / 8;
-    if (keys.len % 4 || counts.len != n * 4 || values.len % 8 || out.len != m * 8 || shift < 0 || shift > 63) {
+    if (positions_arg != Py_None && PyObject_GetBuffer(positions_arg, &positions, PyBUF_C_CONTIGUOUS) < 0)
+        goto done;
+    Py_ssize_t n = keys.len / 4, m = values.len / 8, places = out.len / 8;
+    const int64_t *at = positions.buf; /* NULL: the counts in the values' order */
+    if (keys.len % 4 || counts.len != n * 4 || values.len % 8 || out.len % 8 || shift < 0 || shift > 63 ||
+        (at != NULL ? positions.len != m * 8 : places != m)) {
         PyErr_SetString(PyExc_ValueError,
-                        "sorted_counts() takes uint32 keys, int32 counts as many, uint64 values, a shift below 64 "
-                        "and an int64 output as long as the values");
+                        "sorted_counts() takes uint32 keys, int32 counts as many, uint64 values, a shift below 64, "
+                        "an int64 output as long as the values or int64 positions as long as them");
         goto done;
     }
+    for (Py_ssize_t i = 0; at != NULL && i < m; i++)
+        if (at[i] < 0 || at[i] >= places) {
+            PyErr_Format(PyExc_ValueError, "sorted_counts(): position %zd is out of range", i);
+            goto done;
+        }
     const uint32_t *k = keys.buf;
     const int32_t *c = counts.buf;
     const uint64_t *v = values.buf;
@@ -251,6 +264,8 @@ static PyObject *sorted_counts(PyObject *self, PyObject *args) {
     Py_ssize_t j = 0;
     uint64_t last = 0;
     for (Py_ssize_t i = 0; i < m; i++) {
+        if (at != NULL && i + 16 < m)
+            __builtin_prefetch(&o[at[i + 16]], 1);
         uint64_t q = v[i] >> shift;
         if (q < last) {
             j = lower_bound32(k, 0, j, q);
@@ -269,7 +284,7 @@ static PyObject *sorted_counts(PyObject *self, PyObject *args) {
             }
         }
         last = q;
-        o[i] = j < n && k[j] == q ? c[j] : 0;
+        o[at != NULL ? at[i] : i] = j < n && k[j] == q ? c[j] : 0;
     }
     Py_END_ALLOW_THREADS
     result = Py_None;
@@ -279,5 +294,7 @@ done:
     PyBuffer_Release(&counts);
     PyBuffer_Release(&values);
     PyBuffer_Release(&out);
+    if (positions.obj != NULL)
+        PyBuffer_Release(&positions);
     return result;
 }

@@ -17,7 +17,7 @@ from proactive_assets.core.evidence.compiled import kernels
 from proactive_assets.core.evidence.networks import Networks, Owner
 from proactive_assets.core.hashing import mix64
 from proactive_assets.core.ipnet import parse_ips, parse_ipv4_arrow
-from proactive_assets.core.sorting import numbered
+from proactive_assets.core.sorting import numbered_in_row_order
 
 #: Prefix lengths of the levels after the address itself: (IPv4, IPv6).
 LEVELS = ((24, 64), (16, 48), (12, 32))
@@ -39,11 +39,11 @@ class AddressBook:
     level_keys: list[np.ndarray]  # [address, /24, /16, /12] keys per distinct address
     owner: Owner | None  # None until ``with_owners`` (a book coded without ``Networks``)
     #: per address, a dense code of its /24 (/64), where the book's maker had it cheaply
-    #: (``coded_addresses``, whose IPv4 addresses are in order): the day's counts count by it
+    #: (``coded_addresses``, which sorts the IPv4 addresses anyway): the day's counts count by it
     networks: np.ndarray | None = None
-    #: the first this many addresses are IPv4, in ascending order (``coded_addresses``): a window's
-    #: counts of their networks are merged in (``WindowIndex.address_counts``), not looked up
-    sorted_v4: int = 0
+    #: the codes of the book's IPv4 addresses in ascending address order (``coded_addresses``): a
+    #: window's counts of their networks are merged in (``WindowIndex.address_counts``), not looked up
+    ascending_v4: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.is6)
@@ -98,14 +98,15 @@ def coded_addresses(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, Add
     IPv4 rows are parsed where they lie (the compiled parser, on the Arrow bytes) and told apart by
     their value: hashing a million address strings cost 0.19 s at the IP Insights tutorial's
     scale, parsing and coding them ~0.06 s. The other rows (IPv6) are coded by their text and each
-    distinct one parsed once. The book holds the IPv4 addresses first, by value, then the others
-    in order of first appearance."""
+    distinct one parsed once. The book holds the IPv4 addresses first, then the others, each in the
+    order the rows first have them: a pass over the rows reads the book's arrays in order (most of
+    a day's addresses are on one row), not at random."""
     array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     array = array.cast(pa.string())
     if array.null_count:  # (IP Insights refuses them too)
         raise ValueError(f"{array.null_count} rows have no address: each needs its source_ip")
     value, v4 = parse_ipv4_arrow(array)
-    v4_codes, v4_values = numbered(value[v4], 1 << 32)  # told apart by value
+    v4_codes, v4_values, ascending = numbered_in_row_order(value[v4], 1 << 32)  # told apart by value
     v4_values = v4_values.astype(np.uint64)
     code = np.zeros(len(array), np.int64)
     code[v4] = v4_codes
@@ -116,22 +117,26 @@ def coded_addresses(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, Add
         more = parse_ips(other.dictionary)
         is6, hi, lo = (np.concatenate([a, b]) for a, b in zip((is6, hi, lo), more, strict=True))
     book = AddressBook.of(is6, hi, lo, None)
-    book.networks = _network_codes(v4_values, is6[len(v4_values) :], hi[len(v4_values) :])
-    book.sorted_v4 = len(v4_values)
+    book.networks = _network_codes(v4_values, ascending, is6[len(v4_values) :], hi[len(v4_values) :])
+    book.ascending_v4 = ascending
     return code, book
 
 
-def _network_codes(v4_values: np.ndarray, other_is6: np.ndarray, other_hi: np.ndarray) -> np.ndarray | None:
-    """A dense code per address of its /24 (/64): IPv4 addresses in ascending order share a /24
-    with their neighbours, so their codes are a running count; the IPv6 ones' /64s are few. None
-    if an address written other than as canonical IPv4 is IPv4 after all."""
+def _network_codes(
+    v4_values: np.ndarray, ascending: np.ndarray, other_is6: np.ndarray, other_hi: np.ndarray
+) -> np.ndarray | None:
+    """A dense code per address of its /24 (/64): IPv4 addresses in ascending order (``ascending``:
+    their indices in that order) share a /24 with their neighbours, so their codes are a running
+    count; the IPv6 ones' /64s are few. None if an address written other than as canonical IPv4
+    is IPv4 after all."""
     if not other_is6.all():
         return None
     v4_bits, v6_bits = LEVELS[0]
-    net = v4_values.astype(np.uint64) >> np.uint64(32 - v4_bits)
-    v4_codes = np.cumsum(np.r_[True, net[1:] != net[:-1]]) - 1 if len(net) else np.zeros(0, np.int64)
+    net = v4_values[ascending] >> np.uint64(32 - v4_bits)
+    v4_codes = np.empty(len(net), np.int64)
+    v4_codes[ascending] = np.cumsum(np.r_[True, net[1:] != net[:-1]]) - 1 if len(net) else 0
     v6_codes = np.unique(other_hi >> np.uint64(64 - v6_bits), return_inverse=True)[1].reshape(-1)
-    return np.concatenate([v4_codes, (v4_codes[-1] + 1 if len(v4_codes) else 0) + v6_codes]).astype(np.int64)
+    return np.concatenate([v4_codes, int(v4_codes.max(initial=-1)) + 1 + v6_codes]).astype(np.int64)
 
 
 def codes(values: pa.ChunkedArray | pa.Array, categories: pd.Index) -> np.ndarray:

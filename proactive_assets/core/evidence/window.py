@@ -148,17 +148,18 @@ class WindowIndex:
 
     def address_counts(self, book: AddressBook) -> tuple[np.ndarray, ...] | None:
         """How many of the window's identities used each of ``book``'s addresses' networks, at each
-        level (``history.org_counts``), -1 where not counted here: the book's first ``sorted_v4``
-        addresses (IPv4, ascending) are merged with the window's IPv4 networks (``ipv4``) in one pass
-        each, and the judging kernel looks up only the rest. None for an index without them."""
-        if self.ipv4 is None or not book.sorted_v4:
+        level (``history.org_counts``), -1 where not counted here: the book's IPv4 addresses, in
+        ascending order (``ascending_v4``), are merged with the window's IPv4 networks (``ipv4``) in
+        one pass each, and the judging kernel looks up only the rest. None for an index without them."""
+        ascending = book.ascending_v4
+        if self.ipv4 is None or ascending is None or not len(ascending):
             return None
-        values = np.ascontiguousarray(book.lo[: book.sorted_v4], np.uint64)
+        values = np.ascontiguousarray(book.lo[ascending], np.uint64)
         columns = []
         for (keys, counts), bits in zip(self.ipv4, _IPV4_BITS, strict=True):
             column = np.empty(len(book), np.int64)
-            sorted_counts(keys, counts, values, 32 - bits, column[: book.sorted_v4])
-            column[book.sorted_v4 :] = -1
+            sorted_counts(keys, counts, values, 32 - bits, column[: len(ascending)], ascending)  # (IPv4 first)
+            column[len(ascending) :] = -1
             columns.append(column)
         return tuple(columns)
 
@@ -192,16 +193,26 @@ def ipv4_networks(book: AddressBook, history: History) -> list[tuple[np.ndarray,
 
 
 def sorted_counts(
-    keys: np.ndarray, counts: np.ndarray, values: np.ndarray, shift: int, out: np.ndarray | None = None
+    keys: np.ndarray,
+    counts: np.ndarray,
+    values: np.ndarray,
+    shift: int,
+    out: np.ndarray | None = None,
+    positions: np.ndarray | None = None,
 ) -> np.ndarray:
     """The count beside each value's prefix (``values >> shift``) among sorted distinct ``keys``, 0 where
-    absent (into ``out``, int64, when given): one merge pass by the compiled ``kernels.sorted_counts``
-    for values in ascending order, else ``history.lookup_count``'s search."""
+    absent (into ``out``, int64, when given; with ``positions``, the i-th value's into
+    ``out[positions[i]]``): one merge pass by the compiled ``kernels.sorted_counts`` for values in
+    ascending order, else ``history.lookup_count``'s search."""
     out = np.empty(len(values), np.int64) if out is None else out
     if kernels is not None:
-        kernels.sorted_counts(keys, counts, values, shift, out)
+        kernels.sorted_counts(keys, counts, values, shift, out, positions)
+        return out
+    found = lookup_count(keys, counts, values >> np.uint64(shift))
+    if positions is None:
+        out[:] = found
     else:
-        out[:] = lookup_count(keys, counts, values >> np.uint64(shift))
+        out[positions] = found
     return out
 
 
