@@ -57,7 +57,16 @@ static void *random_access_alloc(size_t size) {
 LOWER_BOUND(lower_bound, uint64_t)
 LOWER_BOUND(lower_bound32, uint32_t)
 
-#define BATCH 16
+/* lower_bound in a directory's bucket: a bucket holds ~8 keys, so they are counted without a
+ * branch (a binary search's branches are taken at random and each miss costs ~15 cycles). */
+static inline Py_ssize_t bucket_search(const uint64_t *keys, Py_ssize_t lo, Py_ssize_t hi, uint64_t q) {
+    if (hi - lo > 32)
+        return lower_bound(keys, lo, hi, q);
+    Py_ssize_t s = lo;
+    for (Py_ssize_t k = lo; k < hi; k++)
+        s += keys[k] < q;
+    return s;
+}
 
 /* A directory of the keys by their top ``bits`` bits: bucket j's keys are keys[dir[j] .. dir[j + 1]).
  * About 8 keys a bucket (a cache line), the directory small enough to mostly stay in cache. */
@@ -79,23 +88,31 @@ static void build_directory(const uint64_t *keys, Py_ssize_t n, int bits, uint32
     dir[buckets] = (uint32_t)n;
 }
 
+#define SEARCH_LAG 16 /* queries in flight at each stage of search() */
+
+/* Each query's slot, as a pipeline: a query's directory entry is asked for, SEARCH_LAG queries
+ * later its bucket of keys, SEARCH_LAG later it is searched; so the misses of many queries
+ * overlap (a million random queries against a million keys: 21 -> 13 ms, against batches of 16
+ * whose buckets were asked for once their directory entries had been read). */
 static void search(const uint64_t *keys, Py_ssize_t n, const uint32_t *dir, int bits, const uint64_t *q, int64_t *out,
                    Py_ssize_t m) {
-    Py_ssize_t lo[BATCH], hi[BATCH];
-    for (Py_ssize_t start = 0; start < m; start += BATCH) {
-        Py_ssize_t count = m - start < BATCH ? m - start : BATCH;
-        /* first every query's bucket, and ask for its keys; then search them, mostly in cache */
-        for (Py_ssize_t b = 0; b < count; b++) {
-            Py_ssize_t j = bits == 0 ? 0 : (Py_ssize_t)(q[start + b] >> (64 - bits));
-            lo[b] = dir[j];
-            hi[b] = dir[j + 1];
-            __builtin_prefetch(keys + lo[b]);
-            __builtin_prefetch(keys + lo[b] + 8);
+    Py_ssize_t lo[SEARCH_LAG], hi[SEARCH_LAG];
+    for (Py_ssize_t i = 0; i < m + 2 * SEARCH_LAG; i++) {
+        Py_ssize_t j = i - 2 * SEARCH_LAG; /* (its bucket's bounds in the slot the next stage reuses) */
+        if (j >= 0) {
+            Py_ssize_t s = bucket_search(keys, lo[j % SEARCH_LAG], hi[j % SEARCH_LAG], q[j]);
+            out[j] = s < n ? s : n - 1;
         }
-        for (Py_ssize_t b = 0; b < count; b++) {
-            Py_ssize_t s = lower_bound(keys, lo[b], hi[b], q[start + b]);
-            out[start + b] = s < n ? s : n - 1;
+        j = i - SEARCH_LAG;
+        if (j >= 0 && j < m) {
+            Py_ssize_t b = bits == 0 ? 0 : (Py_ssize_t)(q[j] >> (64 - bits));
+            lo[j % SEARCH_LAG] = dir[b];
+            hi[j % SEARCH_LAG] = dir[b + 1];
+            __builtin_prefetch(keys + dir[b]);
+            __builtin_prefetch(keys + dir[b] + 7);
         }
+        if (i < m)
+            __builtin_prefetch(dir + (bits == 0 ? 0 : (Py_ssize_t)(q[i] >> (64 - bits))));
     }
 }
 
@@ -165,17 +182,6 @@ typedef struct {
 } Table;
 
 static inline Py_ssize_t bucket_of(const Table *t, uint64_t q) { return t->bits == 0 ? 0 : (Py_ssize_t)(q >> (64 - t->bits)); }
-
-/* lower_bound in a directory's bucket: a bucket holds ~8 keys, so they are counted without a
- * branch (a binary search's branches are taken at random and each miss costs ~15 cycles). */
-static inline Py_ssize_t bucket_search(const uint64_t *keys, Py_ssize_t lo, Py_ssize_t hi, uint64_t q) {
-    if (hi - lo > 32)
-        return lower_bound(keys, lo, hi, q);
-    Py_ssize_t s = lo;
-    for (Py_ssize_t k = lo; k < hi; k++)
-        s += keys[k] < q;
-    return s;
-}
 
 static PyObject *level_keys(PyObject *self, PyObject *args) {
     (void)self;
