@@ -245,7 +245,7 @@ static inline int64_t needless(int t, const Scratch *w, Py_ssize_t k, int known,
 /* One table's lookups for a chunk's pairs: those needless() leaves. Always inlined with a constant
  * table (chunk_lookups), so each table gets its own loop without the per-pair switches of query()
  * and needless(). */
-static inline __attribute__((always_inline)) void table_lookups(const int t, const Table *table, Scratch *w,
+static inline __attribute__((always_inline)) void table_lookups(const int t, Table *table, Scratch *w,
                                                                 Py_ssize_t count, const int64_t *entity,
                                                                 const uint8_t *known_in, const double *aws_share,
                                                                 long long aws_category, int given) {
@@ -260,6 +260,8 @@ static inline __attribute__((always_inline)) void table_lookups(const int t, con
         else
             w->found[t][k] = skipped;
     }
+    if (m)
+        directory_ready(table);
     lookup_chunk(table, t, w->keys, w->pos, m, w, w->found[t]);
 }
 
@@ -268,7 +270,7 @@ static inline __attribute__((always_inline)) void table_lookups(const int t, con
  * one below it; today's /24s before their addresses). The seen /24s the caller has (``seen_24``,
  * the chunk's, or NULL) are the answers the lookups would give; so are the window's and today's
  * counts the chunk's keys were gathered with (``given[t]``: found[t] holds them, -1 to look up). */
-static void chunk_lookups(const Table *tables, Scratch *w, Py_ssize_t count, const int64_t *entity,
+static void chunk_lookups(Table *tables, Scratch *w, Py_ssize_t count, const int64_t *entity,
                           const uint8_t *seen_24, const uint8_t *known_in, const double *aws_share,
                           long long aws_category, const int *given) {
 #define TABLE(T) table_lookups(T, &tables[T], w, count, entity, known_in, aws_share, aws_category, given[T])
@@ -471,6 +473,7 @@ static PyObject *pair_features(PyObject *self, PyObject *args) {
         tables[t].n = tl[b];
         tables[t].counts = NULL;
         tables[t].dir = NULL;
+        tables[t].ready = 0;
         b++;
         if (T_COUNTED[t]) {
             tables[t].counts = (const int64_t *)tb[b].buf;
@@ -518,9 +521,6 @@ static PyObject *pair_features(PyObject *self, PyObject *args) {
     Py_ssize_t bad_row = -1;
     if (memory_ok) {
         Py_BEGIN_ALLOW_THREADS
-        for (int t = 0; t < T_COUNT; t++)
-            if (tables[t].n)
-                build_directory(tables[t].keys, tables[t].n, tables[t].bits, tables[t].dir);
         const double days_scale = log1p(14.0), nets_scale = log1p(16.0), events_scale = log(1001.0);
         for (Py_ssize_t start = next_chunk(claim, -PAIR_CHUNK); start < n && bad_row < 0;
              start = next_chunk(claim, start)) {
