@@ -175,6 +175,8 @@ def test_a_days_addresses_are_counted_from_the_windows_ipv4_networks_as_looked_u
         )
         assert np.array_equal(column[:4], looked_up[:4]) and (column[4:] == -1).all()
     assert [c[book.ascending_v4].tolist() for c in counted] == [[0, 0, 1, 0], [0, 0, 1, 0], [0, 0, 1, 1], [1, 0, 1, 1]]
+    some = stored.address_counts(book, (2, 0))  # (some levels: scoring a day counts them on two cores)
+    assert [c.tolist() for c in some] == [counted[2].tolist(), counted[0].tolist()]
     with np.load(io.BytesIO(data)) as z:
         older = {k: z[k] for k in z.files if not k.startswith("ipv4_")}
     out = io.BytesIO()

@@ -38,7 +38,7 @@ from proactive_assets.core.evidence.judgement import Judge, Judged
 from proactive_assets.core.evidence.keys import AddressBook, level_keys
 from proactive_assets.core.evidence.negatives import Negatives, draw_negatives, draw_other
 from proactive_assets.core.evidence.networks import PROVIDERS, Networks
-from proactive_assets.core.evidence.window import DayCodes, WindowIndex
+from proactive_assets.core.evidence.window import DayCodes, WindowIndex, encoded
 from proactive_assets.core.model import IPInsightsParams, ScoreResult
 from proactive_assets.core.model.warm import RetrainPlan
 from proactive_assets.core.scoring import Scorer
@@ -417,21 +417,22 @@ def day_evidence(scorer: Scorer, window: WindowIndex, learning_set: pa.Table, ne
     scores them, and then their addresses' owners are looked up and the day's addresses counted, by
     whichever core is free first (the other when IP Insights is quick, this one when it is not), as
     is the pairs' ``pair_context``."""
+    entities = encoded(learning_set.column("entity"))  # (IP Insights reads a dictionary's codes: not coded twice)
     with ThreadPoolExecutor(1, thread_name_prefix="ip-insights") as pool:
-        scored = (
-            pool.submit(scorer, learning_set.column("entity"), learning_set.column("source_ip"))
-            if learning_set.num_rows
-            else None
-        )
-        coded = window.code_day(learning_set)
+        scored = pool.submit(scorer, entities, learning_set.column("source_ip")) if learning_set.num_rows else None
+        coded = window.code_day(learning_set, entities)
         owned = on_free_core(pool, _with_owners, coded.book, coded.address, networks)
         history = window.history_for(coded.identities)
         in_context = on_free_core(
             pool, pair_context, coded.entity, coded.address, coded.book, history, coded.behaviour, coded.persons
         )
-        counted = on_free_core(pool, window.address_counts, coded.book)
+        # (the window's counts in two parts, so that both cores can share them at the end)
+        counted_addresses = on_free_core(pool, window.address_counts, coded.book, (0,))
+        counted_networks = on_free_core(pool, window.address_counts, coded.book, (1, 2, 3))
         day = build_day(coded.entity, coded.address, coded.book, history, coded.identities, pool, only_real=True)
-        window_counts = counted()  # the last queued first: most likely still to do, and then done here
+        networks = counted_networks()  # the last queued first: most likely still to do, and then done here
+        addresses = counted_addresses()
+        window_counts = None if addresses is None else (*addresses, *networks)
         book, owners = owned()
         context = in_context()
         result = scored.result() if scored is not None else None

@@ -9,6 +9,7 @@ identities and the API-call and user-agent vocabularies are kept as text, so a d
 against the index without the window's rows.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -120,11 +121,12 @@ class WindowIndex:
         ipv4 = [(z[f"ipv4_keys_{k}"], z[f"ipv4_counts_{k}"]) for k in range(4)] if "ipv4_keys_0" in z else None
         return cls(*texts, History(**values), persons, ipv4)
 
-    def code_day(self, table: pa.Table) -> DayCodes:
+    def code_day(self, table: pa.Table, entities: pa.DictionaryArray | None = None) -> DayCodes:
         """``table``'s (entity, source_ip) rows coded against this window; distinct values are coded
-        once (the addresses without their owners: ``coded_addresses``)."""
+        once (the addresses without their owners: ``coded_addresses``). ``entities``: the entity
+        column already ``encoded``."""
         n = len(self.entities)
-        entity_dict = encoded(table.column("entity"))
+        entity_dict = encoded(table.column("entity")) if entities is None else entities
         names = entity_dict.dictionary.to_numpy(zero_copy_only=False)
         known = self.entities.get_indexer(names)
         new = known < 0
@@ -146,22 +148,24 @@ class WindowIndex:
             np.concatenate([self.persons, person_codes(names[new])]),
         )
 
-    def address_counts(self, book: AddressBook) -> tuple[np.ndarray, ...] | None:
+    def address_counts(self, book: AddressBook, levels: Iterable[int] = range(4)) -> list[np.ndarray] | None:
         """How many of the window's identities used each of ``book``'s addresses' networks, at each
-        level (``history.org_counts``), -1 where not counted here: the book's IPv4 addresses, in
-        ascending order (``ascending_v4``), are merged with the window's IPv4 networks (``ipv4``) in
-        one pass each, and the judging kernel looks up only the rest. None for an index without them."""
+        of ``levels`` (``history.org_counts``), -1 where not counted here: the book's IPv4
+        addresses, in ascending order (``ascending_v4``), are merged with the window's IPv4 networks
+        (``ipv4``) in one pass each, and the judging kernel looks up only the rest. None for an
+        index without them."""
         ascending = book.ascending_v4
         if self.ipv4 is None or ascending is None or not len(ascending):
             return None
         values = np.ascontiguousarray(book.lo[ascending], np.uint64)
         columns = []
-        for (keys, counts), bits in zip(self.ipv4, _IPV4_BITS, strict=True):
+        for level in levels:
+            (keys, counts), bits = self.ipv4[level], _IPV4_BITS[level]
             column = np.empty(len(book), np.int64)
             sorted_counts(keys, counts, values, 32 - bits, column[: len(ascending)], ascending)  # (IPv4 first)
             column[len(ascending) :] = -1
             columns.append(column)
-        return tuple(columns)
+        return columns
 
     def history_for(self, identities: int) -> History:
         """The history with a default entry for each identity the window never saw (codes ``n..identities-1``)."""
