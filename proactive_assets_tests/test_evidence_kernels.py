@@ -44,6 +44,24 @@ def test_hash_keys_and_skewed_keys_sit_where_searchsorted_puts_them(n: int) -> N
         assert np.array_equal(history.member(keys, queries), np.isin(queries, keys))
 
 
+@pytest.mark.parametrize("n", [1, 9, 5000])
+def test_pairs_are_members_as_their_keys_made_first_are(n: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``pair_member``: the compiled search that makes each pair's key as it goes (more pairs than
+    one of its chunks) answers as ``member`` of ``pair_key``'s keys, numpy's path too."""
+    rng = np.random.default_rng(n)
+    network = mix64(rng.integers(0, 1 << 62, 300))
+    entity, address = rng.integers(0, 40, 9000), rng.integers(0, 300, 9000)
+    seen = np.unique(address_keys.pair_key(entity[:n], network[address[:n]]))  # some pairs', and others'
+    seen = np.unique(np.r_[seen, mix64(rng.integers(0, 1 << 62, n))])
+    expected = history.member(seen, address_keys.pair_key(entity, network[address]))
+    assert expected[:n].all() and not expected.all()
+    assert np.array_equal(history.pair_member(seen, entity, network, address), expected)
+    with pytest.raises(ValueError, match="pair 3 has an address code out of range"):
+        kernels.pair_members(seen, entity[:5], network, np.array([0, 1, 2, 300, 4]), np.empty(5, bool))
+    monkeypatch.setattr(history, "kernels", None)
+    assert np.array_equal(history.pair_member(seen, entity, network, address), expected)
+
+
 def test_level_keys_are_numpys(monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(7)
     n = 5000
@@ -481,6 +499,10 @@ class Patch:
         setattr(target, name, value)
 t.test_each_rows_strongest_evidence_is_named_as_numpy_names_it(Patch())
 t.test_level_keys_are_numpys(Patch())
+for n in (1, 5000):
+    history.kernels = sanitized
+    t.test_pairs_are_members_as_their_keys_made_first_are(n, Patch())
+history.kernels = sanitized
 keys.kernels = sanitized
 features._COMPILED = True
 for seed, fresh in t.WORLDS:

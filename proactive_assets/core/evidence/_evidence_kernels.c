@@ -690,6 +690,8 @@ static PyMethodDef methods[] = {
     {"named_codes", named_codes, METH_VARARGS,
      "named_codes(codes, counts, names): (list offsets, values) of each row's named codes."},
     {"slots", slots, METH_VARARGS, "slots(sorted_keys, queries, out): searchsorted of uint64 hash keys, clipped."},
+    {"pair_members", pair_members, METH_VARARGS,
+     "pair_members(sorted_keys, entity, network, address, out): whether each pair's key is among sorted keys."},
     {"level_keys", level_keys, METH_VARARGS, "level_keys(is6, hi, lo, bits, out): the four level keys per address."},
     {"sorted_counts", sorted_counts, METH_VARARGS,
      "sorted_counts(keys, counts, values, shift, out, positions=None): the count beside each value's prefix among "

@@ -15,6 +15,9 @@
  *
  * slots(sorted_keys, queries, out): buffers of uint64, uint64 and int64 (out as long as queries).
  *
+ * pair_members(sorted_keys, entity, network, address, out): whether each pair's (identity,
+ * network) key is among sorted_keys, the keys made as they are searched.
+ *
  * sorted_counts(keys, counts, values, shift, out): each value's prefix's count among sorted 32-bit
  * keys, by a merge where the values ascend (a day's IPv4 addresses against a window's networks).
  *
@@ -171,6 +174,64 @@ static inline uint64_t mix64(uint64_t x) {
 
 /* keys.pair_key: (identity code, network key) */
 static inline uint64_t pair_key(uint64_t entity_mix, uint64_t key) { return mix64(key ^ entity_mix); }
+
+#define MEMBER_CHUNK 4096
+
+/* pair_members(sorted_keys, entity, network, address, out): whether each pair's key, pair_key of
+ * its identity and its address's network key (network[address[i]]), is among sorted_keys: numpy's
+ * history.member of keys.pair_key's keys, without the million keys made first (~9 of ~25 ms). */
+static PyObject *pair_members(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer keys, entity, network, address, out;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*w*", &keys, &entity, &network, &address, &out))
+        return NULL;
+    PyObject *result = NULL;
+    uint32_t *dir = NULL;
+    Py_ssize_t n = keys.len / 8, m = entity.len / 8, addresses = network.len / 8;
+    if (keys.len % 8 || entity.len % 8 || network.len % 8 || address.len != m * 8 || out.len != m || n == 0 ||
+        n > UINT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "pair_members() takes 1 to 2^32 - 1 uint64 keys, int64 identities, "
+                                          "uint64 network keys, an int64 address per identity and a bool output");
+        goto done;
+    }
+    const uint64_t *k = keys.buf, *net = network.buf;
+    const int64_t *e = entity.buf, *a = address.buf;
+    uint8_t *o = out.buf;
+    for (Py_ssize_t i = 0; i < m; i++)
+        if (a[i] < 0 || a[i] >= addresses) {
+            PyErr_Format(PyExc_ValueError, "pair_members(): pair %zd has an address code out of range", i);
+            goto done;
+        }
+    int bits = bits_for(n);
+    dir = PyMem_RawMalloc((((size_t)1 << bits) + 1) * sizeof(uint32_t));
+    if (dir == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    build_directory(k, n, bits, dir);
+    uint64_t q[MEMBER_CHUNK];
+    int64_t slot[MEMBER_CHUNK];
+    for (Py_ssize_t start = 0; start < m; start += MEMBER_CHUNK) {
+        Py_ssize_t count = m - start < MEMBER_CHUNK ? m - start : MEMBER_CHUNK;
+        for (Py_ssize_t j = 0; j < count; j++)
+            q[j] = pair_key(mix64((uint64_t)e[start + j] + GOLDEN), net[a[start + j]]);
+        search(k, n, dir, bits, q, slot, count);
+        for (Py_ssize_t j = 0; j < count; j++)
+            o[start + j] = k[slot[j]] == q[j];
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyMem_RawFree(dir);
+    PyBuffer_Release(&keys);
+    PyBuffer_Release(&entity);
+    PyBuffer_Release(&network);
+    PyBuffer_Release(&address);
+    PyBuffer_Release(&out);
+    return result;
+}
 
 /* A sorted array of distinct hash keys (with a count per key, or none) and its directory (built
  * when first needed: ``directory_ready``). */

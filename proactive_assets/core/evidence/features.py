@@ -37,6 +37,7 @@ from proactive_assets.core.evidence.history import (
     History,
     lookup_count,
     member,
+    pair_member,
     provider_category,
     runs,
 )
@@ -132,7 +133,7 @@ def _person_vouches(
     keep = other != entity[pair]
     pair, other = pair[keep], other[keep]
     for level in (0, 1):
-        hit = pair[member(history.seen[level], pair_key(other, book.level_keys[level][address[pair]]))]
+        hit = pair[pair_member(history.seen[level], other, book.level_keys[level], address[pair])]
         out[level][hit] = True
     return out[0], out[1]
 

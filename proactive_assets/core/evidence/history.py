@@ -65,6 +65,23 @@ def member(sorted_keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
     return sorted_keys[_slots(sorted_keys, queries)] == queries
 
 
+def pair_member(sorted_keys: np.ndarray, entity: np.ndarray, keys: np.ndarray, address: np.ndarray) -> np.ndarray:
+    """``member`` of the pairs' keys (``pair_key`` of each identity and its address's key
+    ``keys[address]``): by the compiled ``kernels.pair_members``, which makes each key as it
+    searches for it, where it was built."""
+    if kernels is None or len(sorted_keys) == 0 or sorted_keys.dtype != np.uint64:
+        return member(sorted_keys, pair_key(entity, keys[address]))
+    out = np.empty(len(entity), bool)
+    kernels.pair_members(
+        np.ascontiguousarray(sorted_keys),
+        np.ascontiguousarray(entity, np.int64),
+        np.ascontiguousarray(keys, np.uint64),
+        np.ascontiguousarray(address, np.int64),
+        out,
+    )
+    return out
+
+
 def lookup_count(sorted_keys: np.ndarray, counts: np.ndarray, queries: np.ndarray) -> np.ndarray:
     if len(sorted_keys) == 0:
         return np.zeros(len(queries), np.int64)
@@ -447,7 +464,7 @@ def build_day(
     else:
         addresses = on_free_core(pool, _identities_per_key, entity, book.level_keys[0][address], only_real)
         networks = _identities_per_key(entity, book.level_keys[1][address], only_real)
-    known_24 = member(history.seen[1], pair_key(entity, book.level_keys[1][address]))
+    known_24 = pair_member(history.seen[1], entity, book.level_keys[1], address)
     site = pair_key(entity[known_24], book.level_keys[2][address[known_24]])
     sibling_keys, sibling_counts = distinct_sorted(sort_keys(site))
     none = (np.zeros(0, np.uint64), np.zeros(0, np.int64))
