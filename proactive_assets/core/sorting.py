@@ -71,9 +71,10 @@ def numbered_in_row_order(keys: np.ndarray, space: int) -> tuple[np.ndarray, np.
     row_bits = max(1, len(keys).bit_length())
     if (space - 1).bit_length() + row_bits > 63:
         distinct, first, number = np.unique(keys, return_index=True, return_inverse=True)
+        met = np.argsort(first, kind="stable")  # the distinct keys in the order the rows first have them
         ascending = np.empty(len(distinct), np.int64)
-        ascending[np.argsort(first, kind="stable")] = np.arange(len(distinct))
-        return ascending[number.reshape(-1)], distinct[np.argsort(first, kind="stable")], ascending
+        ascending[met] = np.arange(len(distinct))
+        return ascending[number.reshape(-1)], distinct[met], ascending
     packed = sort_keys((keys << row_bits) | np.arange(len(keys)))
     ordered = packed >> row_bits
     starts = np.r_[True, ordered[1:] != ordered[:-1]] if len(ordered) else np.zeros(0, bool)
