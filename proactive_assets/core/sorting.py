@@ -36,6 +36,19 @@ def distinct_keys(keys: np.ndarray, in_place: bool = False) -> np.ndarray:
     return ordered[np.r_[True, ordered[1:] != ordered[:-1]]] if len(ordered) > 1 else ordered
 
 
+def _sorted_with_rows(keys: np.ndarray, space: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(the int64 keys in [0, space) ascending; where each distinct key starts among them; the row
+    each came from, ascending among equal keys): one radix sort of each key with its row number in
+    its low bits; None where they do not fit in 63 bits together."""
+    row_bits = max(1, len(keys).bit_length())
+    if (space - 1).bit_length() + row_bits > 63:
+        return None
+    packed = sort_keys((keys << row_bits) | np.arange(len(keys)))
+    ordered = packed >> row_bits
+    starts = np.r_[True, ordered[1:] != ordered[:-1]] if len(ordered) else np.zeros(0, bool)
+    return ordered, starts, packed & ((1 << row_bits) - 1)
+
+
 def numbered(keys: np.ndarray, space: int, dense: int = 1 << 24) -> tuple[np.ndarray, np.ndarray]:
     """(each key's index among the distinct keys; the distinct keys, ascending) of int64 keys in
     [0, space): ``np.unique(keys, return_inverse=True)``, faster. Up to ``dense`` possible keys are
@@ -47,16 +60,14 @@ def numbered(keys: np.ndarray, space: int, dense: int = 1 << 24) -> tuple[np.nda
     if space <= dense:
         present = np.bincount(keys, minlength=space) > 0
         return (np.cumsum(present) - 1)[keys], np.flatnonzero(present)
-    row_bits = max(1, len(keys).bit_length())
-    if (space - 1).bit_length() + row_bits > 63:
+    sorted_rows = _sorted_with_rows(keys, space)
+    if sorted_rows is None:
         distinct, number = np.unique(keys, return_inverse=True)
         return number.reshape(-1), distinct
-    packed = sort_keys((keys << row_bits) | np.arange(len(keys)))
-    ordered = packed >> row_bits
-    first = np.r_[True, ordered[1:] != ordered[:-1]] if len(ordered) else np.zeros(0, bool)
+    ordered, starts, rows = sorted_rows
     number = np.empty(len(keys), np.int64)
-    number[packed & ((1 << row_bits) - 1)] = np.cumsum(first) - 1
-    return number, ordered[first]
+    number[rows] = np.cumsum(starts) - 1
+    return number, ordered[starts]
 
 
 def numbered_in_row_order(keys: np.ndarray, space: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -68,18 +79,15 @@ def numbered_in_row_order(keys: np.ndarray, space: int) -> tuple[np.ndarray, np.
     indices cost the judging kernel ~80 ms of its ~250); what needs the keys in order (merges with
     other sorted keys) reads them through the third array. One radix sort, as ``numbered``."""
     keys = np.asarray(keys, np.int64)
-    row_bits = max(1, len(keys).bit_length())
-    if (space - 1).bit_length() + row_bits > 63:
+    sorted_rows = _sorted_with_rows(keys, space)
+    if sorted_rows is None:
         distinct, first, number = np.unique(keys, return_index=True, return_inverse=True)
         met = np.argsort(first, kind="stable")  # the distinct keys in the order the rows first have them
         ascending = np.empty(len(distinct), np.int64)
         ascending[met] = np.arange(len(distinct))
         return ascending[number.reshape(-1)], distinct[met], ascending
-    packed = sort_keys((keys << row_bits) | np.arange(len(keys)))
-    ordered = packed >> row_bits
-    starts = np.r_[True, ordered[1:] != ordered[:-1]] if len(ordered) else np.zeros(0, bool)
-    rows = packed & ((1 << row_bits) - 1)
-    first_rows = rows[starts]  # each distinct key's first row (rows ascend among equal keys)
+    _, starts, rows = sorted_rows
+    first_rows = rows[starts]  # each distinct key's first row
     is_first = np.zeros(len(keys), bool)
     is_first[first_rows] = True
     ascending = (np.cumsum(is_first) - 1)[first_rows]
