@@ -7,6 +7,7 @@ key; collisions are negligible at these sizes (2^-64 per pair of keys).
 """
 
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -47,6 +48,12 @@ class AddressBook:
 
     def __len__(self) -> int:
         return len(self.is6)
+
+    @cached_property
+    def ascending_v4_values(self) -> np.ndarray:
+        """The IPv4 addresses of ``ascending_v4``, in that order (uint64): gathered once for the /24
+        codes and the window's counts."""
+        return np.ascontiguousarray(self.lo[self.ascending_v4], np.uint64)
 
     @classmethod
     def of(cls, is6: np.ndarray, hi: np.ndarray, lo: np.ndarray, networks: Networks | None) -> "AddressBook":
@@ -117,22 +124,22 @@ def coded_addresses(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, Add
         more = parse_ips(other.dictionary)
         is6, hi, lo = (np.concatenate([a, b]) for a, b in zip((is6, hi, lo), more, strict=True))
     book = AddressBook.of(is6, hi, lo, None)
-    book.networks = _network_codes(v4_values, ascending, is6[len(v4_values) :], hi[len(v4_values) :])
     book.ascending_v4 = ascending
+    book.networks = _network_codes(book.ascending_v4_values, ascending, is6[len(v4_values) :], hi[len(v4_values) :])
     return code, book
 
 
 def _network_codes(
-    v4_values: np.ndarray, ascending: np.ndarray, other_is6: np.ndarray, other_hi: np.ndarray
+    ascending_values: np.ndarray, ascending: np.ndarray, other_is6: np.ndarray, other_hi: np.ndarray
 ) -> np.ndarray | None:
-    """A dense code per address of its /24 (/64): IPv4 addresses in ascending order (``ascending``:
-    their indices in that order) share a /24 with their neighbours, so their codes are a running
-    count; the IPv6 ones' /64s are few. None if an address written other than as canonical IPv4
-    is IPv4 after all."""
+    """A dense code per address of its /24 (/64): the IPv4 addresses in ascending order
+    (``ascending_values``, of the addresses ``ascending``) share a /24 with their neighbours, so
+    their codes are a running count; the IPv6 ones' /64s are few. None if an address written other
+    than as canonical IPv4 is IPv4 after all."""
     if not other_is6.all():
         return None
     v4_bits, v6_bits = LEVELS[0]
-    net = v4_values[ascending] >> np.uint64(32 - v4_bits)
+    net = ascending_values >> np.uint64(32 - v4_bits)
     v4_codes = np.empty(len(net), np.int64)
     v4_codes[ascending] = np.cumsum(np.r_[True, net[1:] != net[:-1]]) - 1 if len(net) else 0
     v6_codes = np.unique(other_hi >> np.uint64(64 - v6_bits), return_inverse=True)[1].reshape(-1)

@@ -157,7 +157,7 @@ class WindowIndex:
         ascending = book.ascending_v4
         if self.ipv4 is None or ascending is None or not len(ascending):
             return None
-        values = np.ascontiguousarray(book.lo[ascending], np.uint64)
+        values = book.ascending_v4_values
         columns = []
         for level in levels:
             (keys, counts), bits = self.ipv4[level], _IPV4_BITS[level]
