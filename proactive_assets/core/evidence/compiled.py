@@ -100,7 +100,7 @@ def kernel_inputs(
     history: "History",
     day: "Day",
     seen_24: np.ndarray | None = None,
-    counted: tuple[np.ndarray, ...] | None = None,
+    window_counts: tuple[np.ndarray, ...] | None = None,
 ) -> KernelInputs:
     """The kernel's buffers for ``features.pair_features``' pairs.
 
@@ -108,9 +108,12 @@ def kernel_inputs(
     actions, new agents, has agents), ``events`` each pair's event count; ``category`` each
     address's provider category (``aws_category`` for AWS); ``seen_24`` each pair's /24 (/64)
     known to its identity, where the caller has it (``Day.seen_24`` of these very pairs);
-    ``counted`` how many identities used each address's networks in the window (4 levels) and
-    today (2), -1 where not known, where the caller has them (the kernel looks up the rest)."""
+    ``window_counts`` how many of the window's identities used each address's networks (4 levels,
+    ``WindowIndex.address_counts``) and ``day.counted`` today's (2), -1 where not known, where the
+    caller has them (the kernel looks up the rest)."""
     entity, address, ip_insights, real, person_address, person_24, new_actions, new_agents, has_agents = per_pair
+
+    unknown = np.zeros(0, np.int64)  # counts the kernel looks up
 
     def buffers(*arrays: tuple[np.ndarray, type]) -> tuple[np.ndarray, ...]:
         return tuple(np.ascontiguousarray(a, dtype) for a, dtype in arrays)
@@ -133,7 +136,7 @@ def kernel_inputs(
         (category, np.int64),
         (book.owner.region.astype(np.uint64), np.uint64),
         (book.is6, bool),
-        *((a, np.int64) for a in (counted or (np.zeros(0, np.int64),) * 6)),
+        *((a, np.int64) for a in (*(window_counts or (unknown,) * 4), *(day.counted or (unknown,) * 2))),
     )
     identities = buffers(
         (history.known, bool),

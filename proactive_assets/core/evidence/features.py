@@ -171,11 +171,9 @@ def _kernel_inputs(
         context = pair_context(entity, address, book, history, behaviour, persons)
     per_pair = (entity, address, ip_insights, real, *context)
     category = provider_category(book)
-    counted = None
-    if window_counts is not None or day.counted is not None:
-        unknown = np.zeros(0, np.int64)  # the kernel looks these up
-        counted = (*(window_counts or (unknown,) * 4), *(day.counted or (unknown,) * 2))
-    return compiled.kernel_inputs(per_pair, behaviour.events, book, category, AWS + 2, history, day, seen_24, counted)
+    return compiled.kernel_inputs(
+        per_pair, behaviour.events, book, category, AWS + 2, history, day, seen_24, window_counts
+    )
 
 
 def judged_pairs(
