@@ -1,6 +1,8 @@
 """Address parsing: the vectorised parsers read addresses exactly as ``ipaddress`` does."""
 
 import ipaddress
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -108,3 +110,44 @@ print("clean")
 def test_the_ipv4_parser_is_clean_under_address_and_undefined_behaviour_sanitizers(tmp_path) -> None:
     source = Path(ipnet.__file__).with_name("_ipv4.c")
     assert run_sanitized(source, "_ipv4", SANITIZED_RUN, tmp_path).startswith("clean")
+
+
+def test_within_parsed_once_an_arrays_bytes_are_parsed_once_for_every_thread(monkeypatch) -> None:
+    calls = []
+    parse = ipnet._parse_ipv4_arrow
+
+    def counted(values):
+        calls.append(len(values))
+        time.sleep(0.05)  # (the other thread asks meanwhile)
+        return parse(values)
+
+    monkeypatch.setattr(ipnet, "_parse_ipv4_arrow", counted)
+    values = pa.array(["10.0.0.1", "2001:db8::1", "192.168.7.200", "not an address"])
+    expected = parse(values)
+    twin = pa.array(values.to_pylist())  # the same texts in other buffers: parsed for itself
+    with ipnet.parsed_once(), ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(parse_ipv4_arrow, [values, values, values.slice(1), twin]))
+        assert parse_ipv4_arrow(values) is answers[0]
+    assert calls == [4, 3, 4]  # values once, its slice (another offset) and its twin each once
+    for value, ok in answers:
+        assert not value.flags.writeable and not ok.flags.writeable
+    for (value, ok), (want_value, want_ok) in zip(
+        answers, [expected, expected, parse(values.slice(1)), expected], strict=True
+    ):
+        assert value.tolist() == want_value.tolist() and ok.tolist() == want_ok.tolist()
+    value, _ = parse_ipv4_arrow(values)  # outside the scope: parsed again, the caller's own arrays
+    assert value.flags.writeable and calls == [4, 3, 4, 4]
+
+
+def test_within_parsed_once_a_failed_parse_fails_for_each_caller(monkeypatch) -> None:
+    def broken(values):
+        time.sleep(0.05)
+        raise MemoryError("no room")
+
+    monkeypatch.setattr(ipnet, "_parse_ipv4_arrow", broken)
+    values = pa.array(["10.0.0.1"])
+    with ipnet.parsed_once(), ThreadPoolExecutor(2) as pool:
+        asked = [pool.submit(parse_ipv4_arrow, values) for _ in range(2)]
+        for answer in asked:
+            with pytest.raises(MemoryError, match="no room"):
+                answer.result()

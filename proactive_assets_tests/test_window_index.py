@@ -9,6 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from proactive_assets.core import ipnet
 from proactive_assets.core.backends import TrainedModel
 from proactive_assets.core.evidence.detector import PRIOR, day_evidence, score_day, window_index
 from proactive_assets.core.evidence.features import FEATURES, pair_features
@@ -238,3 +239,23 @@ def _rows_of_churning_users(days: int, users: int = 60) -> pa.Table:
                 agents = [f"agent/{rng.integers(0, 4)}"] if rng.random() < 0.7 else []
                 out.append((f"user/u{u}", ip, d, names, agents))
     return _rows(out)
+
+
+def test_a_scored_day_parses_its_addresses_once_for_ip_insights_and_the_evidence(monkeypatch) -> None:
+    parsed = []
+    parse = ipnet._parse_ipv4_arrow
+    monkeypatch.setattr(ipnet, "_parse_ipv4_arrow", lambda values: parsed.append(len(values)) or parse(values))
+
+    def parsing_scorer(entity: pa.Array, source_ip: pa.ChunkedArray) -> ScoreResult:
+        is6, _, lo = ipnet.parse_ips(source_ip)  # as the local model's scoring does, on its own core
+        return ScoreResult(np.zeros(len(lo)), np.where(is6, 0.5, 0.25), np.ones(len(lo), bool))
+
+    index = Frame.build(WINDOW, NETWORKS).index()
+    parsed.clear()
+    ips = TODAY.column("source_ip")
+    in_two_chunks = TODAY.set_column(1, "source_ip", pa.chunked_array([ips.slice(0, 3), ips.slice(3)]))
+    found = day_evidence(parsing_scorer, index, in_two_chunks, NETWORKS)
+    assert parsed == [TODAY.num_rows, 1]  # once, for both cores (then the evidence's one IPv6 address)
+    assert found.ip_insights().tolist() == [0.25, 0.25, 0.25, 0.25, 0.25, 0.5, 0.25]
+    expected = day_evidence(_scorer, index, TODAY, NETWORKS)
+    np.testing.assert_array_equal(found.coded.address, expected.coded.address)

@@ -35,10 +35,11 @@ from proactive_assets.core.evidence.folds import Fold, folds_to_bytes, reusable
 from proactive_assets.core.evidence.frame import Frame, WindowCodes
 from proactive_assets.core.evidence.history import Behaviour, Day, History, build_day
 from proactive_assets.core.evidence.judgement import Judge, Judged
-from proactive_assets.core.evidence.keys import AddressBook, level_keys
+from proactive_assets.core.evidence.keys import AddressBook, coded_addresses, level_keys
 from proactive_assets.core.evidence.negatives import Negatives, draw_negatives, draw_other
 from proactive_assets.core.evidence.networks import PROVIDERS, Networks
 from proactive_assets.core.evidence.window import DayCodes, WindowIndex, encoded
+from proactive_assets.core.ipnet import parsed_once, string_array
 from proactive_assets.core.model import IPInsightsParams, ScoreResult
 from proactive_assets.core.model.warm import RetrainPlan
 from proactive_assets.core.scoring import Scorer
@@ -413,14 +414,18 @@ def _with_owners(
 
 
 def day_evidence(scorer: Scorer, window: WindowIndex, learning_set: pa.Table, networks: Networks) -> DayEvidence:
-    """The day's pairs coded against ``window`` and counted, while on the other core IP Insights
-    scores them, and then their addresses' owners are looked up and the day's addresses counted, by
-    whichever core is free first (the other when IP Insights is quick, this one when it is not), as
-    is the pairs' ``pair_context``."""
-    entities = encoded(learning_set.column("entity"))  # (IP Insights reads a dictionary's codes: not coded twice)
-    with ThreadPoolExecutor(1, thread_name_prefix="ip-insights") as pool:
-        scored = pool.submit(scorer, entities, learning_set.column("source_ip")) if learning_set.num_rows else None
-        coded = window.code_day(learning_set, entities)
+    """The day's pairs coded against ``window`` and counted, while on the other core their
+    identities are coded and IP Insights scores them (the addresses are parsed once, for both:
+    ``parsed_once``), and then their addresses' owners are looked up and the day's addresses
+    counted, by whichever core is free first (the other when IP Insights is quick, this one when it
+    is not), as is the pairs' ``pair_context``."""
+    ips = pa.chunked_array([string_array(learning_set.column("source_ip"))])  # (one chunk: both parse its bytes)
+    with parsed_once(), ThreadPoolExecutor(1, thread_name_prefix="ip-insights") as pool:
+        # (IP Insights reads the dictionary's codes: the identities are not coded twice)
+        entities = pool.submit(encoded, learning_set.column("entity"))
+        scored = pool.submit(lambda: scorer(entities.result(), ips)) if learning_set.num_rows else None
+        addresses = coded_addresses(ips)  # (while the identities are coded)
+        coded = window.code_day(learning_set, entities.result(), addresses)
         owned = on_free_core(pool, _with_owners, coded.book, coded.address, networks)
         history = window.history_for(coded.identities)
         in_context = on_free_core(

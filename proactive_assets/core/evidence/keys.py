@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 from proactive_assets.core.evidence.compiled import kernels
 from proactive_assets.core.evidence.networks import Networks, Owner
 from proactive_assets.core.hashing import mix64
-from proactive_assets.core.ipnet import parse_ips, parse_ipv4_arrow
+from proactive_assets.core.ipnet import parse_ips, parse_ipv4_arrow, string_array
 from proactive_assets.core.sorting import numbered_in_row_order
 
 #: Prefix lengths of the levels after the address itself: (IPv4, IPv6).
@@ -108,8 +108,8 @@ def coded_addresses(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, Add
     distinct one parsed once. The book holds the IPv4 addresses first, then the others, each in the
     order the rows first have them: a pass over the rows reads the book's arrays in order (most of
     a day's addresses are on one row), not at random."""
-    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    array = array.cast(pa.string())
+    array = string_array(column) if isinstance(column, pa.ChunkedArray) else column  # (one chunk: not copied)
+    array = array if array.type == pa.string() else array.cast(pa.string())
     if array.null_count:  # (IP Insights refuses them too)
         raise ValueError(f"{array.null_count} rows have no address: each needs its source_ip")
     value, v4 = parse_ipv4_arrow(array)

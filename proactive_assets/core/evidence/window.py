@@ -121,17 +121,22 @@ class WindowIndex:
         ipv4 = [(z[f"ipv4_keys_{k}"], z[f"ipv4_counts_{k}"]) for k in range(4)] if "ipv4_keys_0" in z else None
         return cls(*texts, History(**values), persons, ipv4)
 
-    def code_day(self, table: pa.Table, entities: pa.DictionaryArray | None = None) -> DayCodes:
+    def code_day(
+        self,
+        table: pa.Table,
+        entities: pa.DictionaryArray | None = None,
+        addresses: tuple[np.ndarray, AddressBook] | None = None,
+    ) -> DayCodes:
         """``table``'s (entity, source_ip) rows coded against this window; distinct values are coded
         once (the addresses without their owners: ``coded_addresses``). ``entities``: the entity
-        column already ``encoded``."""
+        column already ``encoded``; ``addresses``: its ``source_ip`` column already coded."""
         n = len(self.entities)
         entity_dict = encoded(table.column("entity")) if entities is None else entities
         names = entity_dict.dictionary.to_numpy(zero_copy_only=False)
         known = self.entities.get_indexer(names)
         new = known < 0
         known[new] = n + np.arange(int(new.sum()))
-        address, book = coded_addresses(table.column("source_ip"))
+        address, book = coded_addresses(table.column("source_ip")) if addresses is None else addresses
         behaviour = Behaviour(
             *_coded_items(table, "event_names", self.actions),
             *_coded_items(table, "user_agents", self.agents),
