@@ -22,9 +22,15 @@ GROUPED = [f"arn:aws:iam::111122223333:user/u{i}" for i in RNG.permutation(200) 
         pa.array(["a", "a", None, None, "b", "b"]),  # nulls
         pa.array(["x"]),
         pa.array([], pa.string()),
+        # a column read from a file: chunks, split inside runs, one empty, each coded where it lies
+        pa.chunked_array([GROUPED[:5], GROUPED[5:300], [], GROUPED[300:]], pa.string()),
+        pa.chunked_array([list(RNG.permutation(GROUPED))[:50], GROUPED[50:]], pa.string()),
+        pa.chunked_array([["a", "a"], [None, None], ["b"]], pa.string()),
+        pa.chunked_array([], pa.string()),
     ],
 )
-def test_codes_by_runs_are_arrows_dictionary_encoding(values: pa.Array) -> None:
-    got, expected = dictionary_encoded(values), pc.dictionary_encode(values)
+def test_codes_by_runs_are_arrows_dictionary_encoding(values: pa.Array | pa.ChunkedArray) -> None:
+    whole = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    got, expected = dictionary_encoded(values), pc.dictionary_encode(whole)
     assert got.type == expected.type
     assert got.dictionary.equals(expected.dictionary) and got.indices.equals(expected.indices)

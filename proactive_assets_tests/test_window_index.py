@@ -256,6 +256,6 @@ def test_a_scored_day_parses_its_addresses_once_for_ip_insights_and_the_evidence
     in_two_chunks = TODAY.set_column(1, "source_ip", pa.chunked_array([ips.slice(0, 3), ips.slice(3)]))
     found = day_evidence(parsing_scorer, index, in_two_chunks, NETWORKS)
     assert parsed == [TODAY.num_rows, 1]  # once, for both cores (then the evidence's one IPv6 address)
-    assert found.ip_insights().tolist() == [0.25, 0.25, 0.25, 0.25, 0.25, 0.5, 0.25]
+    assert found.ip_insights.tolist() == [0.25, 0.25, 0.25, 0.25, 0.25, 0.5, 0.25]
     expected = day_evidence(_scorer, index, TODAY, NETWORKS)
     np.testing.assert_array_equal(found.coded.address, expected.coded.address)

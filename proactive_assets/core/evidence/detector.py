@@ -14,6 +14,7 @@ Scoring D (``score_day``): the evidence of D's pairs against the whole window, t
 model and combiner. No leakage: nothing of D is used to train the model that scores D.
 """
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable
@@ -395,14 +396,16 @@ class DayEvidence:
     context: tuple[np.ndarray, ...]  # the pairs' ``pair_context``
     window_counts: tuple[np.ndarray, ...] | None  # ``WindowIndex.address_counts`` of the day's book
 
+    @functools.cached_property
     def ip_insights(self) -> np.ndarray:
+        """IP Insights' insight per pair as float64 (made once: the kernel and the table read it)."""
         return np.asarray(self.scored.insight, np.float64) if self.scored is not None else np.zeros(0)
 
     def pair_args(self) -> tuple:
         """``pair_features``' arguments for the day's pairs."""
         c = self.coded
         real = np.ones(len(c.entity), bool)
-        return c.entity, c.address, self.ip_insights(), real, c.book, self.history, self.day, c.behaviour, c.persons
+        return c.entity, c.address, self.ip_insights, real, c.book, self.history, self.day, c.behaviour, c.persons
 
 
 def _with_owners(
@@ -476,7 +479,7 @@ def score_day(
     return DayScores(
         insight=judged.insight,
         dot_product=np.asarray(result.dot_product, np.float64) if result is not None else np.zeros(0),
-        ip_insights=found.ip_insights(),
+        ip_insights=found.ip_insights,
         entity_known=np.asarray(result.entity_known, bool) if result is not None else np.zeros(0, bool),
         judged=judged,
         owner_texts=owner_texts,

@@ -227,8 +227,7 @@ def sorted_counts(
 
 def encoded(column: pa.ChunkedArray | pa.Array) -> pa.DictionaryArray:
     """``column`` as a dictionary array: its distinct values in order of first appearance, and codes."""
-    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    return dictionary_encoded(array.cast(pa.string()))
+    return dictionary_encoded(column.cast(pa.string()))
 
 
 def indices(encoded: pa.DictionaryArray) -> np.ndarray:
