@@ -215,6 +215,46 @@ def test_pairs_judged_as_their_rows_are_built_are_judged_as_the_matrix(
     _assert_same_judgements(compiled, judged_pairs(*args, judge=judge))  # numpy from end to end
 
 
+#: The features the judging kernel knows the size of (its F_BOUND): its flags, and IP Insights'
+#: log-odds of a clipped insight, over 5.
+FLAGS = ("novel_24", "novel_16", "novel_12", "novel_network", "new_identity", "known_network_today")
+FLAGS += ("sibling_known_today", "person_address", "person_24", "aws_address", "cloud_address", "private_address")
+FLAGS += ("provider_new", "aws_region_new", "family_new", "ip_insights_missing", "novel_x_known_today")
+BOUNDED = {**dict.fromkeys((*FLAGS, "novel_x_provider_new"), 1.0)}
+BOUNDED |= dict.fromkeys(("ip_insights", "novel_x_ip_insights"), np.log(9999) / 5)
+
+
+def test_evidence_that_can_reach_the_bar_is_named_however_its_size_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernel leaves out of naming the features whose weight times their largest size is under
+    the bar: one exactly at it, or whose largest size (a clipped insight) just reaches it, is named."""
+    args, bar = _world(1), judgement.NAMED_EVIDENCE
+    weights, misses = np.zeros(len(FEATURES)), set(FLAGS[::3]) | {"novel_x_ip_insights"}
+    for k, (name, size) in enumerate(BOUNDED.items()):
+        if size == 1:  # a flag: exactly at the bar, or the float just under it
+            weight = np.nextafter(bar, 0) if name in misses else bar
+        else:  # the log-odds: at its largest, a hair over the bar or under it
+            weight = bar / size * (1 - 1e-6 if name in misses else 1 + 1e-6)
+        weights[FEATURES.index(name)] = weight * (-1) ** k  # (both sides)
+    judge = Judge(weights, 0.3)
+    compiled = judged_pairs(*args, judge=judge)
+    named = {
+        FEATURES[c]
+        for side in (0, 1)
+        for row, n in zip(compiled.codes[side], compiled.counts[side], strict=True)
+        for c in row[:n]
+    }
+    x = np.abs(pair_features(*args))
+    reaching = {
+        name
+        for name, size in BOUNDED.items()
+        if name not in misses and x[:, FEATURES.index(name)].max() >= size * (1 - 1e-9)
+    }
+    assert "ip_insights" in reaching and len(reaching) >= 8 and named == reaching
+    monkeypatch.setattr(features, "_COMPILED", False)
+    monkeypatch.setattr(judgement, "kernels", None)
+    _assert_same_judgements(compiled, judged_pairs(*args, judge=judge), every_grade=False)
+
+
 @pytest.mark.parametrize(("seed", "fresh"), WORLDS)
 def test_a_days_own_pairs_judged_with_their_known_24s_are_judged_as_when_looked_up(
     seed: int, fresh: float, monkeypatch: pytest.MonkeyPatch

@@ -74,6 +74,31 @@ static const char *FEATURE_NAMES[F_COUNT] = {
     "off_provider_x_others", "novel_x_new_actions", "novel_x_new_user_agent",
 };
 
+/* A bound on the size of each feature as the rows below write it (0: none known), for judging:
+ * a feature whose weight times its bound is under the bar for named evidence is never named, and
+ * is not tested for it (naming a row's evidence is ~40% of judging it). The bounded ones are the
+ * flags the row writes as 0 or 1, their products with the 0/1 novelty, and IP Insights' log-odds,
+ * of an insight clipped to [1e-4, 1 - 1e-4], over 5 (at most log(9999) / 5 = 1.8421). Features
+ * read from the caller's arrays (shares, churn) have none: the kernel does not check them. */
+#define IP_INSIGHTS_BOUND 1.85
+static const double F_BOUND[F_COUNT] = {
+    [F_NOVEL_24] = 1, [F_NOVEL_16] = 1, [F_NOVEL_12] = 1, [F_NOVEL_NETWORK] = 1, [F_NEW_IDENTITY] = 1,
+    [F_KNOWN_NETWORK_TODAY] = 1, [F_SIBLING_KNOWN_TODAY] = 1, [F_PERSON_ADDRESS] = 1, [F_PERSON_24] = 1,
+    [F_AWS_ADDRESS] = 1, [F_CLOUD_ADDRESS] = 1, [F_PRIVATE_ADDRESS] = 1, [F_PROVIDER_NEW] = 1,
+    [F_AWS_REGION_NEW] = 1, [F_FAMILY_NEW] = 1, [F_IP_INSIGHTS] = IP_INSIGHTS_BOUND, [F_IP_INSIGHTS_MISSING] = 1,
+    [F_NOVEL_X_KNOWN_TODAY] = 1, [F_NOVEL_X_PROVIDER_NEW] = 1, [F_NOVEL_X_IP_INSIGHTS] = IP_INSIGHTS_BOUND,
+};
+
+/* named_features of w, without the features the bounds above keep under ``bar``. */
+static int judged_features(const double *w, double bar, int *out) {
+    int named[F_COUNT], count = 0;
+    int n = named_features(w, F_COUNT, named);
+    for (int k = 0; k < n; k++)
+        if (F_BOUND[named[k]] == 0 || fabs(w[named[k]]) * F_BOUND[named[k]] >= bar)
+            out[count++] = named[k];
+    return count;
+}
+
 /* The buffers of a tuple, each checked for its item size; ``lengths`` gets each one's item count. */
 static int get_buffers(PyObject *tuple, const char *what, Py_ssize_t count, const int *itemsize, Py_buffer *out,
                        Py_ssize_t *lengths) {
@@ -316,7 +341,7 @@ enum { S_NOVELTY, S_OTHERS_ADDRESS_WINDOW, S_OTHERS_ADDRESS_TODAY, S_OTHERS_24_W
 static const int S_SIZES[S_COUNT] = {1, 8, 8, 8, 8, 1};
 typedef struct {
     const double *w;
-    int named[F_COUNT], n_named; /* named_features of w */
+    int named[F_COUNT], n_named; /* judged_features of w */
     double intercept, bar;
     double *insight;
     int8_t *up_codes, *down_codes;
@@ -377,7 +402,7 @@ static int get_judge(PyObject *judge, Py_ssize_t n, Judge *j, Py_buffer *jb, Py_
             ok &= lengths[s] == n;
         if (ok) {
             j->w = jb[J_WEIGHTS].buf;
-            j->n_named = named_features(j->w, F_COUNT, j->named);
+            j->n_named = judged_features(j->w, j->bar, j->named);
             j->insight = jb[J_INSIGHT].buf;
             j->up_codes = jb[J_UP_CODES].buf;
             j->up_count = jb[J_UP_COUNT].buf;
