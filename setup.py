@@ -14,7 +14,11 @@ CLOUDTRAIL_SCAN = Extension(
 EVIDENCE_KERNELS = Extension(
     "proactive_assets.core.evidence._evidence_kernels",
     ["proactive_assets/core/evidence/_evidence_kernels.c"],
-    depends=["proactive_assets/core/evidence/_hash_lookups.h", "proactive_assets/core/evidence/_evidence_naming.h"],
+    depends=[
+        "proactive_assets/core/evidence/_hash_lookups.h",
+        "proactive_assets/core/evidence/_evidence_naming.h",
+        "proactive_assets/core/evidence/_owner_fields.h",
+    ],
     extra_compile_args=["-O3", "-std=c99", "-Wall", "-Wextra"],
     libraries=["m"],
     optional=True,

@@ -42,7 +42,7 @@ from proactive_assets.core.evidence.history import Behaviour, build_day, build_h
 from proactive_assets.core.evidence.judgement import NAMED_EVIDENCE, Judge
 from proactive_assets.core.evidence.keys import address_book, coded_addresses, level_keys, pair_key
 from proactive_assets.core.evidence.negatives import KINDS, Negatives, draw_negatives
-from proactive_assets.core.evidence.networks import AWS, PROVIDERS, Networks, Prefix, load_networks
+from proactive_assets.core.evidence.networks import _PRIVATE, AWS, PROVIDERS, Networks, Prefix, load_networks
 from proactive_assets.core.evidence.persons import person_codes, person_name
 from proactive_assets.core.ipnet import parse_ips
 from proactive_assets.core.model import IPInsightsParams
@@ -87,20 +87,33 @@ def test_the_most_specific_prefix_owns_an_address() -> None:
 
 def test_the_compiled_search_of_ipv4_intervals_is_numpys_at_every_boundary(monkeypatch: pytest.MonkeyPatch) -> None:
     """The bundled ranges' owners by the compiled lookup equal numpy's, on each interval's first and
-    last address and those either side, the ends of the address space and random addresses."""
+    last address and those either side, each private range's, the ends of the address space and
+    random addresses; alone and among IPv6 addresses."""
     networks = load_networks()
     starts, ends = networks._tables[4].starts, networks._tables[4].ends
     rng = np.random.default_rng(0)
-    values = np.r_[starts, ends, starts - np.uint64(1), ends - np.uint64(1), rng.integers(0, 1 << 32, 5000)]
+    private = [network + np.array([0, (1 << (32 - bits)) - 1]) for version, network, bits in _PRIVATE if version == 4]
+    edges = np.r_[starts, ends, np.ravel(private), 1 << 24].astype(np.uint64)
+    values = np.r_[edges, edges - np.uint64(1), edges + np.uint64(1), rng.integers(0, 1 << 32, 5000)]
     values = np.r_[np.uint64(0), np.uint64((1 << 32) - 1), values.astype(np.uint64)]
     values = values[values < np.uint64(1 << 32)]  # (a start of 0 less 1 wraps)
-    args = (np.zeros(len(values), bool), np.zeros(len(values), np.uint64), values)
-    compiled = networks.lookup(*args)
+    is6 = rng.random(len(values)) < 0.1
+    hi = np.where(is6, rng.integers(0, 1 << 63, len(values)).astype(np.uint64) << np.uint64(1), np.uint64(0))
+    calls = ((np.zeros(len(values), bool), np.zeros(len(values), np.uint64), values), (is6, hi, values))
+    owners = [networks.lookup(*args) for args in calls]
+    compiled_kernels = networks_module.kernels
     monkeypatch.setattr(networks_module, "kernels", None)
-    expected = networks.lookup(*args)
-    for field in ("provider", "region", "service", "private"):
-        assert np.array_equal(getattr(compiled, field), getattr(expected, field)), field
-    assert (expected.provider >= 0).mean() > 0.3  # inside and outside the ranges
+    for compiled, args in zip(owners, calls, strict=True):
+        expected = networks.lookup(*args)
+        for field in ("provider", "region", "service", "private"):
+            assert np.array_equal(getattr(compiled, field), getattr(expected, field)), field
+        assert 0.3 < (expected.provider >= 0).mean() < 1 and 30 < expected.private.sum() < len(values) // 2
+    with pytest.raises(ValueError, match="slot 5 of 3 intervals"):
+        compiled_kernels.owner_fields(
+            np.array([0, 5]), np.array([1, 2], np.uint64), np.array([9, 9, 9], np.uint64),
+            np.zeros(4, np.int16), np.zeros(4, np.int32), np.zeros(4, np.int32), *networks_module._PRIVATE_V4,
+            np.zeros(2, np.int16), np.zeros(2, np.int32), np.zeros(2, np.int32), np.zeros(2, bool),
+        )  # fmt: skip
 
 
 def test_bundled_ranges_are_dated_and_know_aws_and_other_clouds() -> None:

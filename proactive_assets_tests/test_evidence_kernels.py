@@ -564,6 +564,11 @@ for n in (0, 17, 5000):
     t.test_counts_merged_by_prefix_are_the_counts_searched(n, Patch())
     window.kernels = sanitized
 t.test_a_scored_days_counts_by_address_and_network_codes_are_the_counts_by_key(Patch())
+t.test_evidence_that_can_reach_the_bar_is_named_however_its_size_is_bounded(Patch())
+from proactive_assets.core.evidence import networks
+from proactive_assets_tests import test_evidence
+networks.kernels = sanitized
+test_evidence.test_the_compiled_search_of_ipv4_intervals_is_numpys_at_every_boundary(Patch())
 print("clean")
 """
 

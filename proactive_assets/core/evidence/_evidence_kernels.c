@@ -18,7 +18,7 @@
  * it back a column at a time cost more than building it.
  *
  * slots, sorted_counts and level_keys are in _hash_lookups.h, top_contributions and named_codes in
- * _evidence_naming.h, both included here. The GIL is released while they run.
+ * _evidence_naming.h, owner_fields in _owner_fields.h, all included here. The GIL is released while they run.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -32,6 +32,7 @@
 
 #include "_hash_lookups.h"
 #include "_evidence_naming.h"
+#include "_owner_fields.h"
 
 /* ---- pair_features ---- */
 
@@ -718,6 +719,9 @@ static PyMethodDef methods[] = {
     {"pair_members", pair_members, METH_VARARGS,
      "pair_members(sorted_keys, entity, network, address, out): whether each pair's key is among sorted keys."},
     {"level_keys", level_keys, METH_VARARGS, "level_keys(is6, hi, lo, bits, out): the four level keys per address."},
+    {"owner_fields", owner_fields, METH_VARARGS,
+     "owner_fields(slot, value, ends, provider, region, service, private_networks, private_lengths, out_provider, "
+     "out_region, out_service, out_private): each IPv4 address's owner and whether it is private."},
     {"sorted_counts", sorted_counts, METH_VARARGS,
      "sorted_counts(keys, counts, values, shift, out, positions=None): the count beside each value's prefix among "
      "sorted keys."},

@@ -41,6 +41,11 @@ _PRIVATE = [
     (6, 0xFC00 << 48, 7),
     (6, 0xFE80 << 48, 10),
 ]
+#: IPv4's private ranges as ``kernels.owner_fields`` takes them: network values and prefix lengths.
+_PRIVATE_V4 = (
+    np.array([network for version, network, _ in _PRIVATE if version == 4], np.uint64),
+    np.array([length for version, _, length in _PRIVATE if version == 4], np.int64),
+)
 
 
 @dataclass(frozen=True)
@@ -134,6 +139,14 @@ class Networks:
             rows = slice(None) if mask.all() else mask  # (a day of one family: no boolean indexing)
             value = np.asarray((lo if version == 4 else hi)[rows], np.uint64)
             table = self._tables[version]
+            if version == 4 and kernels is not None:  # one compiled pass: the fields and the private ranges
+                every = isinstance(rows, slice)
+                found = [a if every else np.empty(len(value), a.dtype) for a in (provider, region, service, private)]
+                slot = table.last_start_at_or_below(value, 4)
+                kernels.owner_fields(slot, value, table.ends, *table.padded, *_PRIVATE_V4, *found)
+                if not every:
+                    provider[rows], region[rows], service[rows], private[rows] = found
+                continue
             if len(table.starts):  # (a custom database may announce no range of this version)
                 slot = table.last_start_at_or_below(value, version)
                 inside = value < table.ends[np.maximum(slot, 0)]
