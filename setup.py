@@ -18,6 +18,7 @@ EVIDENCE_KERNELS = Extension(
         "proactive_assets/core/evidence/_hash_lookups.h",
         "proactive_assets/core/evidence/_evidence_naming.h",
         "proactive_assets/core/evidence/_owner_fields.h",
+        "proactive_assets/core/evidence/_day_counts.h",
     ],
     extra_compile_args=["-O3", "-std=c99", "-Wall", "-Wextra"],
     libraries=["m"],

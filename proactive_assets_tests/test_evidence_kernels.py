@@ -465,6 +465,40 @@ def test_the_days_counts_are_distinct_identities_per_network_and_judge_real_pair
     np.testing.assert_array_equal(pair_features(*mine, shared, *rest), pair_features(*mine, full, *rest))
 
 
+@pytest.mark.parametrize("pairs", [0, 1, 2, 5000])
+def test_identities_per_code_of_pairs_grouped_by_identity_are_counted_in_one_pass(pairs: int) -> None:
+    """The compiled count of identities per code takes pairs grouped by identity (a learning set's
+    order) and refuses others, which the numpy count then counts: the same counts either way."""
+    rng = np.random.default_rng(pairs)
+    entity, code = np.sort(rng.integers(0, 40, pairs)), rng.integers(0, 300, pairs)
+    expected = [len(set(entity[code == c].tolist())) for c in range(300)]
+    counts = np.full(300, -7, np.int64)
+    assert kernels.identities_by_code(entity, code, 40, counts) and counts.tolist() == expected
+    shuffled = rng.permutation(pairs)
+    if pairs > 2:  # an identity back after another's run: left to numpy
+        assert not kernels.identities_by_code(entity[shuffled], code[shuffled], 40, counts)
+    assert history._identities_by_code(entity[shuffled], code[shuffled], 300, 40).tolist() == expected
+    assert history._identities_by_code(entity, code, 300, 40).tolist() == expected
+    if pairs:
+        with pytest.raises(ValueError, match="out of range"):
+            kernels.identities_by_code(entity, code, int(entity.max()), counts)
+        with pytest.raises(ValueError, match="out of range"):
+            kernels.identities_by_code(entity, code, 40, counts[: int(code.max())])
+
+
+def test_a_learning_sets_day_grouped_by_identity_is_counted_as_numpy_counts_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    entity, address, _, _, book, history_, *_ = _world(4)
+    order = np.argsort(entity, kind="stable")  # as a learning set comes: by identity
+    e, a = entity[order], address[order]
+    book = dataclasses.replace(book, networks=np.unique(book.level_keys[1], return_inverse=True)[1])
+    compiled = build_day(e, a, book, history_, int(e.max()) + 1, only_real=True)
+    monkeypatch.setattr(history, "kernels", None)
+    expected = build_day(e, a, book, history_, int(e.max()) + 1, only_real=True)
+    for got, want in zip(compiled.counted, expected.counted, strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert compiled.counted[1].max() > 1
+
+
 def test_calls_sharing_a_chunk_counter_each_judge_the_chunks_they_claim(monkeypatch: pytest.MonkeyPatch) -> None:
     """Two threads split the pairs by claiming 4,096-pair chunks from one counter: a call judges
     the chunks from the counter's value on, and together they give the rows one call gives."""
@@ -565,6 +599,9 @@ for n in (0, 17, 5000):
     window.kernels = sanitized
 t.test_a_scored_days_counts_by_address_and_network_codes_are_the_counts_by_key(Patch())
 t.test_evidence_that_can_reach_the_bar_is_named_however_its_size_is_bounded(Patch())
+history.kernels = sanitized
+for n in (0, 1, 2, 5000):
+    t.test_identities_per_code_of_pairs_grouped_by_identity_are_counted_in_one_pass(n)
 from proactive_assets.core.evidence import networks
 from proactive_assets_tests import test_evidence
 networks.kernels = sanitized

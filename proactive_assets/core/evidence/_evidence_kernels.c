@@ -18,7 +18,8 @@
  * it back a column at a time cost more than building it.
  *
  * slots, sorted_counts and level_keys are in _hash_lookups.h, top_contributions and named_codes in
- * _evidence_naming.h, owner_fields in _owner_fields.h, all included here. The GIL is released while they run.
+ * _evidence_naming.h, owner_fields in _owner_fields.h, identities_by_code in _day_counts.h, all included
+ * here. The GIL is released while they run.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -33,6 +34,7 @@
 #include "_hash_lookups.h"
 #include "_evidence_naming.h"
 #include "_owner_fields.h"
+#include "_day_counts.h"
 
 /* ---- pair_features ---- */
 
@@ -719,6 +721,8 @@ static PyMethodDef methods[] = {
     {"pair_members", pair_members, METH_VARARGS,
      "pair_members(sorted_keys, entity, network, address, out): whether each pair's key is among sorted keys."},
     {"level_keys", level_keys, METH_VARARGS, "level_keys(is6, hi, lo, bits, out): the four level keys per address."},
+    {"identities_by_code", identities_by_code, METH_VARARGS,
+     "identities_by_code(entity, code, identities, out): distinct identities per code, for pairs grouped by identity."},
     {"owner_fields", owner_fields, METH_VARARGS,
      "owner_fields(slot, value, ends, provider, region, service, private_networks, private_lengths, out_provider, "
      "out_region, out_service, out_private): each IPv4 address's owner and whether it is private."},

@@ -422,21 +422,28 @@ def _identities_per_key(entity: np.ndarray, keys: np.ndarray, only_shared: bool)
     return distinct, counts
 
 
-def _identities_by_code(entity: np.ndarray, code: np.ndarray, codes: int) -> np.ndarray:
-    """How many distinct identities the pairs have for each dense ``code`` (below ``codes``): the pairs
-    per code are a count, and only the pairs of codes on several are paired with their identity and
-    sorted; no sort of every pair's key."""
+def _identities_by_code(entity: np.ndarray, code: np.ndarray, codes: int, identities: int) -> np.ndarray:
+    """How many distinct identities the pairs (identity codes below ``identities``) have for each
+    dense ``code`` (below ``codes``): in one compiled pass when the pairs come grouped by identity (a
+    learning set's do), else the pairs per code are a count, and only the pairs of codes on several
+    are paired with their identity and sorted; no sort of every pair's key."""
+    if kernels is not None:
+        counts = np.empty(codes, np.int64)
+        if kernels.identities_by_code(entity, code, identities, counts):
+            return counts
     pairs = np.bincount(code, minlength=codes)
     identities = _identities_per_code(entity, code, np.flatnonzero(pairs[code] > 1), codes)
     return np.where(pairs > 1, identities, pairs)
 
 
-def _per_address_today(entity: np.ndarray, address: np.ndarray, book: AddressBook) -> tuple[np.ndarray, np.ndarray]:
+def _per_address_today(
+    entity: np.ndarray, address: np.ndarray, book: AddressBook, identities: int
+) -> tuple[np.ndarray, np.ndarray]:
     """The identities today on each of ``book``'s addresses and on each one's /24 (/64), by the book's
     dense codes (``AddressBook.networks``)."""
     networks = book.networks
-    per_24 = _identities_by_code(entity, networks[address], int(networks.max(initial=-1)) + 1)
-    return _identities_by_code(entity, address, len(book)), per_24[networks]
+    per_24 = _identities_by_code(entity, networks[address], int(networks.max(initial=-1)) + 1, identities)
+    return _identities_by_code(entity, address, len(book), identities), per_24[networks]
 
 
 def build_day(
@@ -460,7 +467,7 @@ def build_day(
     entity, address = np.asarray(entity, np.int64), np.asarray(address, np.int64)
     coded = only_real and book.networks is not None
     if coded:
-        counted = on_free_core(pool, _per_address_today, entity, address, book)
+        counted = on_free_core(pool, _per_address_today, entity, address, book, n)
     else:
         addresses = on_free_core(pool, _identities_per_key, entity, book.level_keys[0][address], only_real)
         networks = _identities_per_key(entity, book.level_keys[1][address], only_real)
