@@ -351,7 +351,7 @@ def _owner_names(book: AddressBook, address: np.ndarray, networks: Networks) -> 
         provider, region = divmod(rest, int(width))
         parts = (providers[provider - 1], names[region - 1], names[service - 1])
         text.append(" ".join(part for part in parts if part))
-    return pa.array(text, pa.string()), inverse[address]
+    return pa.array(text, pa.string()), inverse.astype(np.int32)[address]  # (the column's int32 codes)
 
 
 @dataclass
@@ -364,7 +364,7 @@ class DayScores:
     entity_known: np.ndarray
     judged: Judged  # the named evidence and the features shown
     owner_texts: pa.Array  # the distinct owners ...
-    owner: np.ndarray  # ... and each pair's index into them
+    owner: np.ndarray  # ... and each pair's index into them (int32)
 
     def evidence_columns(self) -> dict[str, pa.Array]:
         """The columns ``daily_insights`` keeps beside ``insight``, for explanations and audits."""
