@@ -204,6 +204,37 @@ def test_the_compiled_gather_of_embedding_rows_gives_numpys_bits(seed: int, monk
         np.testing.assert_array_equal(got, want)
 
 
+#: Layouts of IPv4's levels for ``ipv4_rows``.
+ROW_PARAMS = [
+    IPInsightsParams(),  # /8 and /16 folded into the head, /24 and /32 hashed
+    IPInsightsParams(ipv4_prefixes=(12, 20, 32), num_ip_vectors=1000),  # a head of /12; a bucket count not 2**k
+    IPInsightsParams(ipv4_prefixes=(24, 28), num_ip_vectors=4096),  # no exact level: no head
+    IPInsightsParams(ipv4_prefixes=(8, 16), unseen_prefix_vectors=False),  # all in the head (legacy rows)
+]
+
+
+@pytest.mark.parametrize("params", ROW_PARAMS)
+def test_the_compiled_ipv4_rows_are_numpys(params: IPInsightsParams, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``_embedding_rows.ipv4_rows`` gives an IPv4 address the head row and embedding rows numpy gives it,
+    for trained and untrained prefixes and both ends of the address space."""
+    rng = np.random.default_rng(7)
+    ips = [str(ipaddress.IPv4Address(int(v))) for v in rng.integers(0, 1 << 32, 400)]
+    model = _random_model(params, [f"user/u{i}" for i in range(5)], ips[:200], 7)  # half of them trained
+    is6, hi, lo = parse_ips([*ips, "0.0.0.0", "255.255.255.255", "10.0.0.1"])
+    compiled_rows = ipinsights._embedding_rows
+    compiled = model._layout.head_rows(is6, hi, lo, model._bucket_to_row)
+    monkeypatch.setattr(ipinsights, "_embedding_rows", None)
+    expected = model._layout.head_rows(is6, hi, lo, model._bucket_to_row)
+    for got, want in zip(compiled, expected, strict=True):
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
+    level = (np.array([24]), np.array([10]), np.array([100]), np.zeros(1, np.uint64))  # bits, offset, size, salt
+    outputs = (np.empty(len(lo), np.int64), np.empty((1, len(lo)), np.int32))
+    with pytest.raises(ValueError, match="mismatched"):  # the level's buckets pass the map's end
+        compiled_rows.ipv4_rows(lo, 16, *level, np.zeros(50, np.int32), *outputs)
+    compiled_rows.ipv4_rows(lo, 16, *level, np.zeros(110, np.int32), *outputs)  # (they fit)
+
+
 def test_the_compiled_gather_refuses_rows_out_of_range_and_mismatched_buffers() -> None:
     gather = ipinsights._embedding_rows.gather_sum
     emb = np.ones((10, 4), np.float32)
@@ -235,6 +266,9 @@ for seed in (0, 1):
     t.test_the_compiled_gather_of_embedding_rows_gives_numpys_bits(seed, Patch())
 ipinsights._embedding_rows = sanitized
 t.test_the_compiled_gather_refuses_rows_out_of_range_and_mismatched_buffers()
+for params in t.ROW_PARAMS:
+    ipinsights._embedding_rows = sanitized
+    t.test_the_compiled_ipv4_rows_are_numpys(params, Patch())
 print("clean")
 """
 

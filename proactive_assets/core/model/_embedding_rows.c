@@ -105,9 +105,87 @@ done:
     return result;
 }
 
+/* ipv4_rows(lo, head_bits, bits, offsets, sizes, salts, bucket_to_row, head_out, rows_out): for IPv4
+ * addresses (lo uint64), each one's head row (its top head_bits bits; int64) and, per further level
+ * (bits, offset, size and salt int64/uint64 arrays of the levels), its embedding row: the level's
+ * bucket (the prefix itself for a level of at most 16 bits, else splitmix64 of prefix ^ salt
+ * modulo size, plus offset) looked up in bucket_to_row (int32), into rows_out (int32 levels x n).
+ * ipinsights.PrefixLayout.head_rows in one pass a level, where numpy took ten (~15 ms a million
+ * addresses, on IP Insights' core). */
+static inline uint64_t mix64(uint64_t x) {
+    x ^= x >> 30;
+    x *= 0xBF58476D1CE4E5B9ULL;
+    x ^= x >> 27;
+    x *= 0x94D049BB133111EBULL;
+    x ^= x >> 31;
+    return x;
+}
+
+#define ROWS_AHEAD 16 /* buckets whose rows are asked for before they are read */
+
+static PyObject *ipv4_rows(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer lo, bits, offsets, sizes, salts, map, head, rows;
+    int head_bits;
+    if (!PyArg_ParseTuple(args, "y*iy*y*y*y*y*w*w*", &lo, &head_bits, &bits, &offsets, &sizes, &salts, &map, &head,
+                          &rows))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = lo.len / 8, levels = bits.len / 8, buckets = map.len / 4;
+    const int64_t *b = bits.buf, *off = offsets.buf, *size = sizes.buf;
+    const uint64_t *salt = salts.buf, *value = lo.buf;
+    const int32_t *to_row = map.buf;
+    int ok = lo.len % 8 == 0 && bits.len % 8 == 0 && offsets.len == bits.len && sizes.len == bits.len &&
+             salts.len == bits.len && map.len % 4 == 0 && head.len == n * 8 && rows.len == levels * n * 4 &&
+             head_bits >= 0 && head_bits <= 32;
+    for (Py_ssize_t l = 0; ok && l < levels; l++)
+        ok = b[l] >= 1 && b[l] <= 32 && size[l] >= 1 && off[l] >= 0 && off[l] + size[l] <= buckets &&
+             (b[l] > 16 || off[l] + ((int64_t)1 << b[l]) <= buckets);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "ipv4_rows() got buffers of mismatched sizes");
+        goto done;
+    }
+    int64_t *head_out = head.buf;
+    int32_t *rows_out = rows.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++)
+        head_out[i] = head_bits ? (int64_t)((value[i] & 0xFFFFFFFFu) >> (32 - head_bits)) : 0;
+    for (Py_ssize_t l = 0; l < levels; l++) {
+        int32_t *out = rows_out + l * n;
+        unsigned shift = (unsigned)(32 - b[l]);
+        uint64_t mask = (uint64_t)size[l] - 1;
+        int exact = b[l] <= 16, power = (size[l] & (size[l] - 1)) == 0;
+        for (Py_ssize_t i = 0; i < n; i++) { /* the buckets, then their rows */
+            uint64_t prefix = (value[i] & 0xFFFFFFFFu) >> shift;
+            uint64_t h = exact ? prefix : mix64(prefix ^ salt[l]);
+            out[i] = (int32_t)(off[l] + (int64_t)(exact ? h : (power ? h & mask : h % (uint64_t)size[l])));
+        }
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (i + ROWS_AHEAD < n)
+                __builtin_prefetch(&to_row[out[i + ROWS_AHEAD]]);
+            out[i] = to_row[out[i]];
+        }
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyBuffer_Release(&lo);
+    PyBuffer_Release(&bits);
+    PyBuffer_Release(&offsets);
+    PyBuffer_Release(&sizes);
+    PyBuffer_Release(&salts);
+    PyBuffer_Release(&map);
+    PyBuffer_Release(&head);
+    PyBuffer_Release(&rows);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"gather_sum", gather_sum, METH_VARARGS,
      "gather_sum(out, head_table, head_rows, ip_emb, levels, start): each address's prefix rows summed into out."},
+    {"ipv4_rows", ipv4_rows, METH_VARARGS,
+     "ipv4_rows(lo, head_bits, bits, offsets, sizes, salts, bucket_to_row, head_out, rows_out): IPv4 embedding rows."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -224,6 +224,8 @@ class PrefixLayout:
         self, is6: np.ndarray, hi: np.ndarray, lo: np.ndarray, bucket_to_row: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """(row of ``head_table`` per address, (levels, n) int32 rows of the levels after the head)."""
+        if _embedding_rows is not None and len(lo) and not is6.any():  # IPv4 alone: compiled, a pass a level
+            return self._ipv4_head_rows(np.ascontiguousarray(lo, np.uint64), bucket_to_row)
         head = np.zeros(len(lo), dtype=np.intp)
         for mask, version, word, word_bits, first in ((~is6, 4, lo, 32, 0), (is6, 6, hi, 64, 1 << self.head_bits[4])):
             if not mask.any():
@@ -239,6 +241,25 @@ class PrefixLayout:
         for level, idx, bucket in self._level_buckets(is6, hi, lo, skip_head=True):
             rows[level, idx] = bucket_to_row[bucket]
         return head, rows
+
+    def _ipv4_head_rows(self, lo: np.ndarray, bucket_to_row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``head_rows`` of IPv4 addresses by the compiled ``_embedding_rows.ipv4_rows``: the same rows."""
+        levels = self.v4[self.head_levels[4] :]
+        head = np.empty(len(lo), np.int64)
+        rows = np.empty((len(levels), len(lo)), np.int32)
+        salts = [(version * 1000 + bits) * 0x9E3779B97F4A7C15 & MASK64 for version, bits, *_ in levels]
+        _embedding_rows.ipv4_rows(
+            lo,
+            self.head_bits[4],
+            np.array([bits for _, bits, *_ in levels], np.int64),
+            np.array([offset for _, _, offset, _, _ in levels], np.int64),
+            np.array([size for _, _, _, size, _ in levels], np.int64),
+            np.array(salts, np.uint64),
+            np.ascontiguousarray(bucket_to_row, np.int32),
+            head,
+            rows,
+        )
+        return head.astype(np.intp, copy=False), rows
 
 
 def bucket_map(layout: PrefixLayout, ip_buckets: np.ndarray, unseen_rows: bool) -> np.ndarray:
