@@ -19,6 +19,7 @@ EVIDENCE_KERNELS = Extension(
         "proactive_assets/core/evidence/_evidence_naming.h",
         "proactive_assets/core/evidence/_owner_fields.h",
         "proactive_assets/core/evidence/_day_counts.h",
+        "proactive_assets/core/_mix64.h",
     ],
     extra_compile_args=["-O3", "-std=c99", "-Wall", "-Wextra"],
     libraries=["m"],
@@ -37,6 +38,7 @@ IPV4 = Extension(
 EMBEDDING_ROWS = Extension(
     "proactive_assets.core.model._embedding_rows",
     ["proactive_assets/core/model/_embedding_rows.c"],
+    depends=["proactive_assets/core/_mix64.h"],
     extra_compile_args=["-O3", "-std=c99", "-Wall", "-Wextra"],
     optional=True,
 )

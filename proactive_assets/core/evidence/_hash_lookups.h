@@ -27,6 +27,8 @@
  * address books each make them.
  */
 
+#include "../_mix64.h"
+
 /* Memory for arrays read at random: 2 MiB-aligned and, on Linux, backed by huge pages where the
  * system allows it (madvise), so the lookups miss the TLB far less than on 4 KiB pages. */
 #define HUGE_PAGE ((size_t)2 << 20)
@@ -162,15 +164,6 @@ done:
 }
 
 #define GOLDEN 0x9E3779B97F4A7C15ULL
-
-static inline uint64_t mix64(uint64_t x) {
-    x ^= x >> 30;
-    x *= 0xBF58476D1CE4E5B9ULL;
-    x ^= x >> 27;
-    x *= 0x94D049BB133111EBULL;
-    x ^= x >> 31;
-    return x;
-}
 
 /* keys.pair_key: (identity code, network key) */
 static inline uint64_t pair_key(uint64_t entity_mix, uint64_t key) { return mix64(key ^ entity_mix); }

@@ -17,6 +17,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "../_mix64.h"
+
 #define AHEAD 8 /* addresses whose rows are asked for before they are summed */
 #define MAX_LEVELS 16
 
@@ -112,15 +114,6 @@ done:
  * modulo size, plus offset) looked up in bucket_to_row (int32), into rows_out (int32 levels x n).
  * ipinsights.PrefixLayout.head_rows in one pass a level, where numpy took ten (~15 ms a million
  * addresses, on IP Insights' core). */
-static inline uint64_t mix64(uint64_t x) {
-    x ^= x >> 30;
-    x *= 0xBF58476D1CE4E5B9ULL;
-    x ^= x >> 27;
-    x *= 0x94D049BB133111EBULL;
-    x ^= x >> 31;
-    return x;
-}
-
 #define ROWS_AHEAD 16 /* buckets whose rows are asked for before they are read */
 
 static PyObject *ipv4_rows(PyObject *self, PyObject *args) {
