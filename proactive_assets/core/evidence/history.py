@@ -429,11 +429,13 @@ def _identities_by_code(entity: np.ndarray, code: np.ndarray, codes: int, identi
     are paired with their identity and sorted; no sort of every pair's key."""
     if kernels is not None:
         counts = np.empty(codes, np.int64)
-        if kernels.identities_by_code(entity, code, identities, counts):
+        if kernels.identities_by_code(
+            np.ascontiguousarray(entity, np.int64), np.ascontiguousarray(code, np.int64), identities, counts
+        ):
             return counts
     pairs = np.bincount(code, minlength=codes)
-    identities = _identities_per_code(entity, code, np.flatnonzero(pairs[code] > 1), codes)
-    return np.where(pairs > 1, identities, pairs)
+    on_several = _identities_per_code(entity, code, np.flatnonzero(pairs[code] > 1), codes)
+    return np.where(pairs > 1, on_several, pairs)
 
 
 def _per_address_today(
