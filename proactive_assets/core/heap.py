@@ -9,9 +9,14 @@ scoring a million pairs 16-19k -> 9-10k page faults and 0.09-0.12 -> 0.04-0.07 s
 
 ``retain_freed_memory`` keeps up to ``RETAINED_BYTES`` free at the top of each heap and serves
 blocks below ``MAPPED_FROM`` from the heaps. Only what was in use a moment before is kept, so a
-process holds at most that much more between batches (a larger setting, 256 MiB and 32 MiB,
-raised the many-pairs learning set's peak by 100-180 MiB; this one did not). Elsewhere than
-glibc it does nothing.
+process holds at most that much more between batches. A scored day of a million pairs grows the
+heap's top by ~165 MiB and allocates a 30 MiB block (four keys an address): at 128 MiB and 8 MiB
+both went back to the system each day, and a process that had trained first took 11-17k page
+faults a scored day; at 256 MiB and 32 MiB, 0.3-6k, and the detector's table 3.20M-3.38M ->
+3.42M-3.58M pairs/s (`benchmarks.detector_scale`, November 29). The cost, measured the same
+night: the many-pairs learning set's peak 1,333 -> 1,432 MiB (its target 1,536 MiB), the 5M-event
+day's 1,180 -> 1,173 MiB (512 MiB retained measured the same peaks). Elsewhere than glibc it does
+nothing.
 """
 
 import ctypes
@@ -19,9 +24,9 @@ import functools
 import platform
 
 #: Free memory at the top of a heap kept for the next allocations (glibc's M_TRIM_THRESHOLD).
-RETAINED_BYTES = 128 << 20
+RETAINED_BYTES = 256 << 20
 #: Blocks from this size are mapped on their own, and unmapped when freed (glibc's M_MMAP_THRESHOLD).
-MAPPED_FROM = 8 << 20
+MAPPED_FROM = 32 << 20
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 
