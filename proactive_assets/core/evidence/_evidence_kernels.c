@@ -579,7 +579,7 @@ static PyObject *pair_features(PyObject *self, PyObject *args) {
                 p->category = (uint64_t)category[a];
                 p->region = region[a];
                 p->is6 = is6[a];
-                p->entity_mix = mix64((uint64_t)e + GOLDEN);
+                p->entity_mix = entity_mix(e);
                 for (int t = T_ORG0; t <= T_TODAY1; t++)
                     if (given[t])
                         scratch->found[t][k] = counted[t][a];

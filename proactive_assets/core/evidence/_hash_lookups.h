@@ -165,8 +165,9 @@ done:
 
 #define GOLDEN 0x9E3779B97F4A7C15ULL
 
-/* keys.pair_key: (identity code, network key) */
-static inline uint64_t pair_key(uint64_t entity_mix, uint64_t key) { return mix64(key ^ entity_mix); }
+/* keys.pair_key: (identity code, network key), from the identity's mix (made once per pair) */
+static inline uint64_t entity_mix(int64_t entity) { return mix64((uint64_t)entity + GOLDEN); }
+static inline uint64_t pair_key(uint64_t mixed, uint64_t key) { return mix64(key ^ mixed); }
 
 #define MEMBER_CHUNK 4096
 
@@ -208,7 +209,7 @@ static PyObject *pair_members(PyObject *self, PyObject *args) {
     for (Py_ssize_t start = 0; start < m; start += MEMBER_CHUNK) {
         Py_ssize_t count = m - start < MEMBER_CHUNK ? m - start : MEMBER_CHUNK;
         for (Py_ssize_t j = 0; j < count; j++)
-            q[j] = pair_key(mix64((uint64_t)e[start + j] + GOLDEN), net[a[start + j]]);
+            q[j] = pair_key(entity_mix(e[start + j]), net[a[start + j]]);
         search(k, n, dir, bits, q, slot, count);
         for (Py_ssize_t j = 0; j < count; j++)
             o[start + j] = k[slot[j]] == q[j];
