@@ -22,7 +22,8 @@ from proactive_assets.core.model import (
     roc_auc,
     train_ip_insights,
 )
-from proactive_assets.core.model.ipinsights import PrefixLayout, entity_hash64
+from proactive_assets.core.model.ipinsights import entity_hash64
+from proactive_assets.core.model.prefixes import PrefixLayout
 
 PARAMS = IPInsightsParams(epochs=8, mini_batch_size=512, vector_dim=32, seed=3)
 

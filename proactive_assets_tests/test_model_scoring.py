@@ -13,8 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from proactive_assets.core.ipnet import parse_ips
-from proactive_assets.core.model import IPInsightsModel, IPInsightsParams, ipinsights
-from proactive_assets.core.model.ipinsights import _SCORE_CHUNK, PrefixLayout, entity_hash64, factorize, pair_dots
+from proactive_assets.core.model import IPInsightsModel, IPInsightsParams, ipinsights, prefixes
+from proactive_assets.core.model.ipinsights import _SCORE_CHUNK, entity_hash64, factorize, pair_dots
+from proactive_assets.core.model.prefixes import PrefixLayout
 from proactive_assets_tests.sanitized import run_sanitized
 
 
@@ -221,9 +222,10 @@ def test_the_compiled_ipv4_rows_are_numpys(params: IPInsightsParams, monkeypatch
     ips = [str(ipaddress.IPv4Address(int(v))) for v in rng.integers(0, 1 << 32, 400)]
     model = _random_model(params, [f"user/u{i}" for i in range(5)], ips[:200], 7)  # half of them trained
     is6, hi, lo = parse_ips([*ips, "0.0.0.0", "255.255.255.255", "10.0.0.1"])
-    compiled_rows = ipinsights._embedding_rows
+    compiled_rows = prefixes._embedding_rows
+    assert compiled_rows is not None
     compiled = model._layout.head_rows(is6, hi, lo, model._bucket_to_row)
-    monkeypatch.setattr(ipinsights, "_embedding_rows", None)
+    monkeypatch.setattr(prefixes, "_embedding_rows", None)
     expected = model._layout.head_rows(is6, hi, lo, model._bucket_to_row)
     for got, want in zip(compiled, expected, strict=True):
         assert got.dtype == want.dtype and got.shape == want.shape
@@ -254,7 +256,7 @@ def test_the_compiled_gather_refuses_rows_out_of_range_and_mismatched_buffers() 
 
 SANITIZED_RUN = """
 import sys
-from proactive_assets.core.model import ipinsights
+from proactive_assets.core.model import ipinsights, prefixes
 from proactive_assets_tests import test_model_scoring as t
 from proactive_assets_tests.sanitized import load_extension
 sanitized = load_extension("_embedding_rows", sys.argv[1])
@@ -267,7 +269,7 @@ for seed in (0, 1):
 ipinsights._embedding_rows = sanitized
 t.test_the_compiled_gather_refuses_rows_out_of_range_and_mismatched_buffers()
 for params in t.ROW_PARAMS:
-    ipinsights._embedding_rows = sanitized
+    prefixes._embedding_rows = sanitized
     t.test_the_compiled_ipv4_rows_are_numpys(params, Patch())
 print("clean")
 """

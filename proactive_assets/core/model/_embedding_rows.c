@@ -1,6 +1,6 @@
 /* IP Insights' address vectors gathered from its embedding tables, in plain C.
  *
- * An address's vector is the sum of its prefixes' rows (ipinsights.PrefixLayout): a row of the
+ * An address's vector is the sum of its prefixes' rows (prefixes.PrefixLayout): a row of the
  * head table, then a row of ip_emb per further level. numpy gathers each level into a temporary
  * (np.take) and adds it: at the IP Insights tutorial's scale, a million addresses' rows are
  * spread over 80 MB, and those gathers were 0.13 s of scoring's 0.3 s. Here each address's rows
@@ -112,7 +112,7 @@ done:
  * (bits, offset, size and salt int64/uint64 arrays of the levels), its embedding row: the level's
  * bucket (the prefix itself for a level of at most 16 bits, else splitmix64 of prefix ^ salt
  * modulo size, plus offset) looked up in bucket_to_row (int32), into rows_out (int32 levels x n).
- * ipinsights.PrefixLayout.head_rows in one pass a level, where numpy took ten (~15 ms a million
+ * prefixes.PrefixLayout.head_rows in one pass a level, where numpy took ten (~15 ms a million
  * addresses, on IP Insights' core). */
 #define ROWS_AHEAD 16 /* buckets whose rows are asked for before they are read */
 

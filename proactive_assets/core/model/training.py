@@ -17,19 +17,11 @@ import numpy as np
 
 from proactive_assets.core.hashing import mix64
 from proactive_assets.core.ipnet import parse_ips
-from proactive_assets.core.model.ipinsights import (
-    MASK64,
-    IPInsightsModel,
-    PrefixLayout,
-    bucket_map,
-    encode_forward,
-    entity_hash64,
-    factorize,
-    pair_dots,
-)
+from proactive_assets.core.model.ipinsights import IPInsightsModel, encode_forward, entity_hash64, factorize, pair_dots
 from proactive_assets.core.model.metrics import fit_platt, roc_auc, roc_points, sigmoid
 from proactive_assets.core.model.optimizer import SparseAdam, segment_sums
 from proactive_assets.core.model.params import IPInsightsParams
+from proactive_assets.core.model.prefixes import MASK64, PrefixLayout, bucket_map
 
 _MIN_VALIDATION_NEGATIVES = 2000
 _MAX_NEGATIVES_PER_HELD_OUT = 50
