@@ -17,6 +17,7 @@ budget threshold and at 0.999, explained), beside converting the whole table to 
 
 import argparse
 import os
+import tempfile
 import time
 from datetime import date, timedelta
 
@@ -31,8 +32,12 @@ from proactive_assets.core.backends.local import LocalBackend
 from proactive_assets.core.evidence.detector import score_day, train_detector, window_index
 from proactive_assets.core.evidence.networks import load_networks
 from proactive_assets.core.heap import retain_freed_memory
-from proactive_assets.core.model import IPInsightsParams, ScoreResult, roc_auc, train_ip_insights
+from proactive_assets.core.model import IPInsightsModel, IPInsightsParams, ScoreResult, roc_auc, train_ip_insights
+from proactive_assets.core.npz import read_aligned
+from proactive_assets.core.storage import open_store
 from proactive_assets.core.training import PAIR_COLUMNS, training_window
+from proactive_assets.core.warehouse import Warehouse
+from proactive_assets.defs.model_store import load_model, save_model
 
 START = date(2024, 6, 1)
 ROUNDS = 5  # of each table, alternating
@@ -79,6 +84,14 @@ def main(argv: list[str] | None = None) -> dict:
         params,
     )
     alone_train = time.perf_counter() - t0
+    with tempfile.TemporaryDirectory() as tmp:  # both read back as daily_insights reads a model: from its file
+        warehouse = Warehouse(open_store(tmp))
+        save_model(warehouse, scored_day, model)
+        model = load_model(warehouse, scored_day)
+        path = os.path.join(tmp, "alone.npz")
+        with open(path, "wb") as file:
+            file.write(alone.to_bytes())
+        alone = IPInsightsModel.from_bytes(read_aligned(path))
 
     known = np.unique(train.user.to_numpy())
     normal = test[np.isin(test.user.to_numpy(), known)]

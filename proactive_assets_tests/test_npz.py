@@ -1,11 +1,12 @@
 """The window index's .npz, read in place: the arrays np.load gives, views where aligned, damage refused."""
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from proactive_assets.core.npz import ALIGN, npz_arrays, npz_bytes
+from proactive_assets.core.npz import ALIGN, npz_arrays, npz_bytes, read_aligned
 
 ARRAYS = {
     "keys": np.arange(1000, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15),
@@ -58,3 +59,33 @@ def test_a_damaged_compressed_or_foreign_archive_is_refused_naming_the_member() 
         npz_arrays(out.getvalue())
     with pytest.raises(ValueError, match=r"not an \.npz archive"):
         npz_arrays(b"not a zip file at all")
+
+
+@pytest.mark.parametrize("extra", [0, 1, 17, 48, 4096 + 5])
+def test_a_file_read_aligned_gives_its_arrays_on_cache_line_boundaries(tmp_path: Path, extra: int) -> None:
+    arrays = {**ARRAYS, "pad": np.zeros(extra, np.uint8)}  # files of several sizes, members at several offsets
+    data = npz_bytes(arrays)
+    path = tmp_path / "a.npz"
+    path.write_bytes(data)
+    buffer = read_aligned(path)
+    assert buffer == data and buffer.readonly
+    assert np.frombuffer(buffer, np.uint8).ctypes.data % ALIGN == 0
+    got = npz_arrays(buffer)
+    _assert_same(got, arrays)
+    for name, array in got.items():
+        if array.size:
+            assert not array.flags.owndata and not array.flags.writeable, name
+            assert array.ctypes.data % ALIGN == 0, name  # in memory, not only in the file
+
+
+def test_an_archive_read_from_a_buffer_is_refused_as_from_bytes(tmp_path: Path) -> None:
+    data = bytearray(npz_bytes(ARRAYS))
+    data[bytes(data).index(np.arange(7, dtype=np.int64).tobytes()) + 3] ^= 0xFF
+    (tmp_path / "damaged.npz").write_bytes(data)
+    (tmp_path / "foreign").write_bytes(b"not a zip file at all")
+    (tmp_path / "empty").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"counts\.npy: damaged"):
+        npz_arrays(read_aligned(tmp_path / "damaged.npz"))
+    for name in ("foreign", "empty"):
+        with pytest.raises(ValueError, match=r"not an \.npz archive"):
+            npz_arrays(read_aligned(tmp_path / name))

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -21,6 +22,7 @@ from moto import mock_aws
 
 from proactive_assets.core import warehouse as warehouse_module
 from proactive_assets.core.backends import TrainedModel
+from proactive_assets.core.npz import ALIGN, npz_arrays, npz_bytes
 from proactive_assets.core.storage import LocalStore, ObjectStore, S3Store
 from proactive_assets.core.warehouse import MANIFEST, STAGING, Warehouse, WarehouseError
 from proactive_assets.defs.model_store import load_model, load_model_metadata, save_model
@@ -127,6 +129,23 @@ def _crash_every_write(make_store: Callable[[int | None], Any], plain_store: Cal
 def _clear(store: ObjectStore) -> None:
     for info in list(store.list_objects("")):
         store.delete(info.key)
+
+
+@pytest.mark.parametrize("rows", [3, 1000, 70_000])
+def test_a_models_weights_and_window_are_read_in_place_on_cache_line_boundaries(tmp_path: Path, rows: int) -> None:
+    # (the scored day's gathers read each 128-byte row in two cache lines, not three)
+    weights = {"ip_emb": np.arange(rows * 32, dtype=np.float32).reshape(rows, 32)}
+    window = {"keys": np.arange(rows, dtype=np.uint64)}
+    save_model(
+        Warehouse(LocalStore(tmp_path / "w")),
+        DAY,
+        TrainedModel({"version": "v1"}, npz_bytes(weights), npz_bytes(window)),
+    )
+    model = load_model(Warehouse(LocalStore(tmp_path / "w")), DAY)
+    for data, expected in ((model.artifact, weights), (model.window, window)):
+        for name, array in npz_arrays(data).items():
+            np.testing.assert_array_equal(array, expected[name])
+            assert not array.flags.owndata and array.ctypes.data % ALIGN == 0, name
 
 
 def test_local_commit_is_atomic_at_every_write(tmp_path: Path) -> None:

@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from botocore.exceptions import ClientError
 
+from proactive_assets.core.npz import read_aligned
 from proactive_assets.core.storage import LocalStore, ObjectStore
 
 ROW_GROUP_ROWS = 256_000
@@ -293,6 +294,12 @@ class PartitionSnapshot:
     def read_bytes(self, name: str) -> bytes:
         with self.local_file(name) as path:
             return Path(path).read_bytes()
+
+    def read_aligned(self, name: str) -> memoryview:
+        """The file's bytes in a buffer on a cache line's boundary (``npz.read_aligned``): an
+        archive whose arrays are read in place, aligned as they are in the file."""
+        with self.local_file(name) as path:
+            return read_aligned(path)
 
     def read_table(self, name: str, columns: list[str] | None = None, filters: list | None = None) -> pa.Table:
         with self.local_file(name) as path:

@@ -55,8 +55,9 @@ def load_model(warehouse: Warehouse, day: date, for_warm_start: bool = False) ->
     commit, with its window index to score, or with its validation folds instead ``for_warm_start``."""
     snapshot = warehouse.snapshot(tables.IP_INSIGHTS_MODEL, day)
 
-    def optional(name: str, wanted: bool = True) -> bytes | None:
-        return snapshot.read_bytes(name) if wanted and snapshot.has(name) else None
+    def optional(name: str, wanted: bool = True) -> memoryview | None:
+        # (aligned: the weights and the window's index are read in place, on cache lines' bounds)
+        return snapshot.read_aligned(name) if wanted and snapshot.has(name) else None
 
     metadata = json.loads(snapshot.read_bytes(MODEL_JSON))
     window = optional(WINDOW_INDEX, not for_warm_start)

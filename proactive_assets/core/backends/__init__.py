@@ -28,9 +28,9 @@ class TrainedModel:
     and its validation folds (``evidence.folds``: what the next day's warm start reuses)."""
 
     metadata: dict[str, Any]
-    artifact: bytes | None = None
-    window: bytes | None = None
-    folds: bytes | None = None
+    artifact: bytes | memoryview | None = None  # (memoryview: read from the warehouse, aligned)
+    window: bytes | memoryview | None = None
+    folds: bytes | memoryview | None = None
 
     @property
     def version(self) -> str:

@@ -104,7 +104,7 @@ class WindowIndex:
         return npz_bytes(arrays)
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "WindowIndex":
+    def from_bytes(cls, data: bytes | memoryview) -> "WindowIndex":
         z = npz_arrays(data)  # views of data: read every scored day, 92 MB at the tutorial's scale
         if int(z["format"][0]) != FORMAT:
             raise ValueError(f"window index format {int(z['format'][0])} is not {FORMAT}: retrain the model")

@@ -25,7 +25,7 @@ from proactive_assets.core.arrow_codes import dictionary_encoded
 from proactive_assets.core.ipnet import arrow_to_pandas, as_object_array, parse_ips, string_array, string_column
 from proactive_assets.core.model.params import IPInsightsParams, versioned_params
 from proactive_assets.core.model.prefixes import PrefixLayout, bucket_map
-from proactive_assets.core.npz import npz_arrays, npz_bytes
+from proactive_assets.core.npz import npz_arrays, npz_bytes, zip_reader
 
 try:  # the compiled gather of the embedding rows (``_embedding_rows.c``, built by setup.py where a C compiler is)
     from proactive_assets.core.model import _embedding_rows
@@ -309,7 +309,7 @@ class IPInsightsModel:
         return npz_bytes({"metadata_json": np.frombuffer(meta, dtype=np.uint8), **self._arrays()})
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "IPInsightsModel":
+    def from_bytes(cls, data: bytes | memoryview) -> "IPInsightsModel":
         """Load an artifact written by ``to_bytes``; checks the content version."""
         arrays = _artifact_arrays(data)
         meta = json.loads(arrays.pop("metadata_json").tobytes().decode("utf-8"))
@@ -329,12 +329,12 @@ class IPInsightsModel:
         )
 
 
-def _artifact_arrays(data: bytes) -> dict[str, np.ndarray]:
+def _artifact_arrays(data: bytes | memoryview) -> dict[str, np.ndarray]:
     """An artifact's arrays: read in place (``npz_arrays``; read-only views of ``data``, where
     ``np.load`` copied 68 MiB at the IP Insights tutorial's scale, 70 ms each scored day), or by
     ``np.load`` from an artifact stored compressed (the earliest ones)."""
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        with zip_reader(data) as archive:
             compressed = any(info.compress_type != zipfile.ZIP_STORED for info in archive.infolist())
     except zipfile.BadZipFile as error:
         raise ValueError(f"not an IP Insights artifact: {error}") from None
