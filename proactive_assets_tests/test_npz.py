@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from proactive_assets.core.npz import ALIGN, npz_arrays, npz_bytes, read_aligned
+from proactive_assets.core.npz import ALIGN, aligned_empty, npz_arrays, npz_bytes, read_aligned
 
 ARRAYS = {
     "keys": np.arange(1000, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15),
@@ -89,3 +89,15 @@ def test_an_archive_read_from_a_buffer_is_refused_as_from_bytes(tmp_path: Path) 
     for name in ("foreign", "empty"):
         with pytest.raises(ValueError, match=r"not an \.npz archive"):
             npz_arrays(read_aligned(tmp_path / name))
+
+
+@pytest.mark.parametrize(
+    ("shape", "dtype"), [(0, np.uint8), (5, np.float64), ((3, 32), np.float32), ((70_000, 32), np.float32)]
+)
+def test_an_aligned_array_starts_on_a_cache_line(shape: int | tuple[int, int], dtype: type) -> None:
+    arrays = [aligned_empty(shape, dtype) for _ in range(8)]
+    for array in arrays:
+        assert array.shape == np.empty(shape).shape and array.dtype == dtype and array.flags.writeable
+        assert array.flags.c_contiguous and (array.ctypes.data % ALIGN == 0 or not array.size)
+        array[...] = 1  # its own memory
+    assert all(a.sum() == a.size for a in arrays)

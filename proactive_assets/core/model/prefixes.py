@@ -8,6 +8,7 @@ import numpy as np
 
 from proactive_assets.core.hashing import mix64
 from proactive_assets.core.model.params import IPInsightsParams
+from proactive_assets.core.npz import aligned_empty
 
 try:  # the compiled rows of IPv4 addresses (``_embedding_rows.c``, built by setup.py where a C compiler is)
     from proactive_assets.core.model import _embedding_rows
@@ -121,7 +122,8 @@ class PrefixLayout:
                     table += found
             parts.append(table)
             first += size
-        return np.concatenate(parts)
+        # (on a cache line's bound, as the weights are read: each 128-byte row in two lines, not three)
+        return np.concatenate(parts, out=aligned_empty((sum(map(len, parts)), ip_emb.shape[1]), ip_emb.dtype))
 
     def head_rows(
         self, is6: np.ndarray, hi: np.ndarray, lo: np.ndarray, bucket_to_row: np.ndarray
