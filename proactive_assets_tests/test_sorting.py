@@ -52,7 +52,7 @@ def test_without_the_compiled_sort_numpy_sorts(monkeypatch: pytest.MonkeyPatch) 
 def test_the_compiled_sort_refuses_mismatched_buffers() -> None:
     if sorting._radix_sort is None:
         pytest.skip("the compiled sort was not built")
-    with pytest.raises(ValueError, match="64-bit keys and an output as long"):
+    with pytest.raises(ValueError, match="64-bit keys, an output as long"):
         sorting._radix_sort.sort(np.zeros(10, np.uint64), np.zeros(9, np.uint64), False)
     with pytest.raises(ValueError, match="64-bit keys"):
         sorting._radix_sort.sort(np.zeros(10, np.uint8), np.zeros(10, np.uint8), False)
@@ -66,6 +66,7 @@ from proactive_assets_tests.sanitized import load_extension
 sorting._radix_sort = load_extension("_radix_sort", sys.argv[1])
 for keys in t._cases():
     t._check(keys)
+t._check_numbering()
 print("clean")
 """
 
@@ -101,3 +102,63 @@ def test_keys_are_numbered_in_the_order_the_rows_first_have_them(space: int) -> 
         assert distinct.tolist() == keys[np.sort(first)].tolist()
         assert distinct[number].tolist() == keys.tolist()
         assert distinct[ascending].tolist() == np.unique(keys).tolist()
+
+
+def _numbering_cases() -> list[tuple[np.ndarray, int]]:
+    """Keys and their space: row numbers of two and three digits (the last row 1,023, 1,024,
+    65,536, 19,999), keys of 32 bits (as a day's IPv4 addresses come), of 40 in 64, and of 2."""
+    rng = np.random.default_rng(5)
+    cases = []
+    for n in (sorting.RADIX_FROM, 1024 + 1, 65_537, 20_000):
+        for space, dtype in ((1 << 32, np.uint32), (1 << 32, np.int64), (1 << 40, np.uint64), (3, np.int64)):
+            pool = rng.integers(0, space, max(2, n // 3), dtype=np.uint64)
+            keys = pool[rng.integers(0, len(pool), n)].astype(dtype)
+            keys[rng.integers(0, n)] = space - 1
+            cases.append((keys, space))
+    return cases
+
+
+def _check_numbering() -> None:
+    for keys, space in _numbering_cases():
+        number, distinct, ascending = numbered_in_row_order(keys, space)
+        wide = keys.astype(np.int64)
+        _, first = np.unique(wide, return_index=True)
+        assert distinct.dtype == number.dtype == ascending.dtype == np.int64
+        assert distinct.tolist() == wide[np.sort(first)].tolist()
+        assert np.array_equal(distinct[number], wide)
+        assert np.array_equal(distinct[ascending], np.unique(wide))
+
+
+def test_the_compiled_numbering_in_row_order_is_numpys(monkeypatch: pytest.MonkeyPatch) -> None:
+    if sorting._radix_sort is None:
+        pytest.skip("the compiled sort was not built")
+    _check_numbering()
+    compiled = [numbered_in_row_order(keys, space) for keys, space in _numbering_cases()]
+    monkeypatch.setattr(sorting, "_radix_sort", None)
+    for got, (keys, space) in zip(compiled, _numbering_cases(), strict=True):
+        for a, b in zip(got, numbered_in_row_order(keys, space), strict=True):
+            assert np.array_equal(a, b)
+
+
+def test_the_compiled_numbering_refuses_keys_above_the_rows_and_mismatched_buffers() -> None:
+    if sorting._radix_sort is None:
+        pytest.skip("the compiled sort was not built")
+    out = [np.zeros(2000, np.int64) for _ in range(3)]
+    with pytest.raises(ValueError, match="does not fit above the rows"):  # 2,000 rows: two digits, 48 bits left
+        sorting._radix_sort.numbered_in_row_order(np.full(2000, 1 << 48, np.uint64), *out)
+    sorting._radix_sort.numbered_in_row_order(np.full(2000, (1 << 48) - 1, np.uint64), *out)
+    with pytest.raises(ValueError, match="three int64 outputs as long"):
+        sorting._radix_sort.numbered_in_row_order(np.zeros(2000, np.uint16), *out)
+    with pytest.raises(ValueError, match="three int64 outputs as long"):
+        sorting._radix_sort.numbered_in_row_order(np.zeros(1999, np.uint64), *out)
+
+
+def test_keys_packed_above_their_rows_sort_without_passes_over_the_rows() -> None:
+    """``sort(..., in_order)``: the rows' low digits already ascend, so a sort of the digits above
+    them gives numpy's order."""
+    if sorting._radix_sort is None:
+        pytest.skip("the compiled sort was not built")
+    rng = np.random.default_rng(3)
+    for n, digits in ((300, 2), (70_000, 3)):
+        packed = (rng.integers(0, 1 << 20, n).astype(np.int64) << (8 * digits)) | np.arange(n)
+        assert np.array_equal(sort_keys(packed, in_order=digits), np.sort(packed))

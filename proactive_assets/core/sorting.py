@@ -16,8 +16,10 @@ except ImportError:  # pragma: no cover - depends on the install
 RADIX_FROM = 1024
 
 
-def sort_keys(keys: np.ndarray, in_place: bool = False) -> np.ndarray:
-    """``np.sort(keys)`` of int64 or uint64 keys; ``in_place`` sorts ``keys`` itself (and returns it)."""
+def sort_keys(keys: np.ndarray, in_place: bool = False, in_order: int = 0) -> np.ndarray:
+    """``np.sort(keys)`` of int64 or uint64 keys; ``in_place`` sorts ``keys`` itself (and returns it).
+    ``in_order``: how many of the lowest bytes the keys already come ascending in (row numbers
+    packed below values), which the radix sort then need not sort by."""
     compiled = _radix_sort is not None and keys.dtype in (np.int64, np.uint64) and len(keys) >= RADIX_FROM
     if not compiled or (in_place and not keys.flags.c_contiguous):
         if in_place:
@@ -26,7 +28,7 @@ def sort_keys(keys: np.ndarray, in_place: bool = False) -> np.ndarray:
         return np.sort(keys)
     keys = np.ascontiguousarray(keys)
     out = keys if in_place else np.empty_like(keys)
-    _radix_sort.sort(keys, out, keys.dtype == np.int64)
+    _radix_sort.sort(keys, out, keys.dtype == np.int64, in_order)
     return out
 
 
@@ -43,10 +45,16 @@ def _sorted_with_rows(keys: np.ndarray, space: int) -> tuple[np.ndarray, np.ndar
     row_bits = max(1, len(keys).bit_length())
     if (space - 1).bit_length() + row_bits > 63:
         return None
-    packed = sort_keys((keys << row_bits) | np.arange(len(keys)))
+    if (space - 1).bit_length() + _whole_bytes(row_bits) <= 63:  # (the rows' bytes then need no pass)
+        row_bits = _whole_bytes(row_bits)
+    packed = sort_keys((keys << row_bits) | np.arange(len(keys)), in_order=row_bits // 8)
     ordered = packed >> row_bits
     starts = np.r_[True, ordered[1:] != ordered[:-1]] if len(ordered) else np.zeros(0, bool)
     return ordered, starts, packed & ((1 << row_bits) - 1)
+
+
+def _whole_bytes(bits: int) -> int:
+    return -(-bits // 8) * 8
 
 
 def numbered(keys: np.ndarray, space: int, dense: int = 1 << 24) -> tuple[np.ndarray, np.ndarray]:
@@ -77,7 +85,20 @@ def numbered_in_row_order(keys: np.ndarray, space: int) -> tuple[np.ndarray, np.
     A day's pairs read per-address arrays by these indices in their own order, so that one pass
     over the pairs reads those arrays in order too (a million pairs' 13 arrays read at random
     indices cost the judging kernel ~80 ms of its ~250); what needs the keys in order (merges with
-    other sorted keys) reads them through the third array. One radix sort, as ``numbered``."""
+    other sorted keys) reads them through the third array. One radix sort, as ``numbered``, and
+    where it is compiled the numbering too (``_radix_sort.numbered_in_row_order``: 27 -> 12 ms a
+    million addresses)."""
+    keys = np.asarray(keys)
+    n = len(keys)
+    if (
+        _radix_sort is not None
+        and n >= RADIX_FROM
+        and keys.dtype in (np.uint32, np.uint64, np.int64)
+        and (space - 1).bit_length() + _whole_bytes((n - 1).bit_length()) <= 64
+    ):
+        number, distinct, ascending = (np.empty(n, np.int64) for _ in range(3))
+        count = _radix_sort.numbered_in_row_order(np.ascontiguousarray(keys), number, distinct, ascending)
+        return number, distinct[:count], ascending[:count]
     keys = np.asarray(keys, np.int64)
     sorted_rows = _sorted_with_rows(keys, space)
     if sorted_rows is None:
