@@ -113,12 +113,14 @@ def coded_addresses(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, Add
     if array.null_count:  # (IP Insights refuses them too)
         raise ValueError(f"{array.null_count} rows have no address: each needs its source_ip")
     value, v4 = parse_ipv4_arrow(array)
-    v4_codes, v4_values, ascending = numbered_in_row_order(value[v4], 1 << 32)  # told apart by value
-    v4_values = v4_values.astype(np.uint64)
-    code = np.zeros(len(array), np.int64)
-    code[v4] = v4_codes
+    every_v4 = bool(v4.all())  # (most days: the rows' codes are the IPv4 ones, not copied into place)
+    v4_codes, v4_values, ascending = numbered_in_row_order(value if every_v4 else value[v4], 1 << 32)  # by value
+    v4_values = v4_values.view(np.uint64)  # (int64 of 32-bit values)
+    code = v4_codes if every_v4 else np.zeros(len(array), np.int64)
+    if not every_v4:
+        code[v4] = v4_codes
     is6, hi, lo = np.zeros(len(v4_values), bool), np.zeros(len(v4_values), np.uint64), v4_values
-    if not v4.all():
+    if not every_v4:
         other = pc.dictionary_encode(array.filter(pa.array(~v4)))
         code[~v4] = len(v4_values) + other.indices.to_numpy(zero_copy_only=False)
         more = parse_ips(other.dictionary)
