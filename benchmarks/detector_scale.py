@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
     scorer = LocalBackend().scorer(model, lambda: training_set)
 
     def detector_table() -> pa.Table:  # as daily_insights: the window index read from the model's bytes
-        window = window_index(model, lambda: training_set, networks)
+        window = lambda: window_index(model, lambda: training_set, networks)  # noqa: E731 - (read in score_day)
         scores = score_day(model, scorer, window, learning_set, networks)
         result = ScoreResult(scores.dot_product, scores.insight, scores.entity_known)
         return scoring.insights_table(learning_set, result, model.version, scored_day, scores.evidence_columns())

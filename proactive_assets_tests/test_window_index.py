@@ -109,6 +109,13 @@ def test_the_stored_index_gives_the_evidence_of_the_window_rows() -> None:
     np.testing.assert_allclose(x, expected)
     scores = score_day(model, _scorer, window_index(model, lambda: WINDOW, NETWORKS), TODAY, NETWORKS)
     np.testing.assert_allclose(scores.insight, PRIOR.insight(expected), rtol=1e-13)
+    # the index read by the call given, once IP Insights has started (as daily_insights gives it)
+    read = []
+    lazily = score_day(
+        model, _scorer, lambda: read.append(1) or window_index(model, lambda: WINDOW, NETWORKS), TODAY, NETWORKS
+    )
+    assert read == [1] and np.array_equal(lazily.insight, scores.insight)
+    assert lazily.evidence_columns() == scores.evidence_columns()
     # what only the window's text vocabularies and identities can tell, row by row
     column = {name: x[:, FEATURES.index(name)] for name in FEATURES}
     assert column["new_identity"].tolist() == [0, 0, 0, 1, 0, 0, 1]  # dave, alice's new role

@@ -416,18 +416,22 @@ def _with_owners(
     return book, _owner_names(book, address, networks)
 
 
-def day_evidence(scorer: Scorer, window: WindowIndex, learning_set: pa.Table, networks: Networks) -> DayEvidence:
+def day_evidence(
+    scorer: Scorer, window: WindowIndex | Callable[[], WindowIndex], learning_set: pa.Table, networks: Networks
+) -> DayEvidence:
     """The day's pairs coded against ``window`` and counted, while on the other core their
     identities are coded and IP Insights scores them (the addresses are parsed once, for both:
     ``parsed_once``), and then their addresses' owners are looked up and the day's addresses
     counted, by whichever core is free first (the other when IP Insights is quick, this one when it
-    is not), as is the pairs' ``pair_context``."""
+    is not), as is the pairs' ``pair_context``. ``window`` may be the call that reads it: it is
+    then read once the other core has started (IP Insights does not need it)."""
     ips = pa.chunked_array([string_array(learning_set.column("source_ip"))])  # (one chunk: both parse its bytes)
     with parsed_once(), ThreadPoolExecutor(1, thread_name_prefix="ip-insights") as pool:
         # (IP Insights reads the dictionary's codes: the identities are not coded twice)
         entities = pool.submit(encoded, learning_set.column("entity"))
         scored = pool.submit(lambda: scorer(entities.result(), ips)) if learning_set.num_rows else None
         addresses = coded_addresses(ips)  # (while the identities are coded)
+        window = window if isinstance(window, WindowIndex) else window()
         coded = window.code_day(learning_set, entities.result(), addresses)
         owned = on_free_core(pool, _with_owners, coded.book, coded.address, networks)
         history = window.history_for(coded.identities)
@@ -458,11 +462,12 @@ def window_index(model: TrainedModel, training_set: Callable[[], pa.Table], netw
 def score_day(
     model: TrainedModel,
     scorer: Scorer,
-    window: WindowIndex,
+    window: WindowIndex | Callable[[], WindowIndex],
     learning_set: pa.Table,
     networks: Networks,
 ) -> DayScores:
-    """The day's pairs judged against the window (``window_index``) by ``model``'s combiner."""
+    """The day's pairs judged against the window (``window_index``, or the call that reads it: it is
+    read while IP Insights scores the day) by ``model``'s combiner."""
     evidence = model.metadata.get("evidence") or {}
     combiner = Combiner.from_dict(evidence["combiner"]) if evidence else PRIOR
     with one_blas_thread():  # it keeps both cores busy itself

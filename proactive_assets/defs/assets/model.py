@@ -200,7 +200,7 @@ def model_assets(partitions: DailyPartitionsDefinition, training_days: int) -> l
             return warehouse.read_table(tables.TRAINING_SET, day)
 
         scorer = backend.scorer(model, window)
-        scores = score_day(model, scorer, window_index(model, window, networks), pairs, networks)
+        scores = score_day(model, scorer, lambda: window_index(model, window, networks), pairs, networks)
         result = ScoreResult(scores.dot_product, scores.insight, scores.entity_known)
         insights = scoring.insights_table(pairs, result, model.version, day, scores.evidence_columns())
         warehouse.write_tables(tables.DAILY_INSIGHTS, day, {tables.DAILY_INSIGHTS: insights})
