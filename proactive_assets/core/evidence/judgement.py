@@ -69,13 +69,14 @@ _NAMES = pa.array(FEATURES, pa.string())
 _NOVELTY = pa.array(NOVELTY, pa.string())
 
 
-def _named_lists(offsets: np.ndarray | bytes, codes: np.ndarray | bytes) -> pa.ListArray:
+def _named_lists(offsets: np.ndarray | bytes, codes: np.ndarray | bytes, safe: bool = True) -> pa.ListArray:
     """A list of feature names per pair from its list offsets (int32) and codes into ``FEATURES``
     (int8): the names dictionary-encoded, one byte a name (their text per pair, 34 MB a side at a
-    million pairs, took longer to write than the pairs took to judge)."""
+    million pairs, took longer to write than the pairs took to judge). ``safe=False``: the codes
+    are known to be in range (``kernels.named_codes`` checked them), so Arrow does not check again."""
     offsets = np.frombuffer(offsets, np.int32)
     codes = np.frombuffer(codes, np.int8)[: offsets[-1]]  # (the compiled pass's bytes hold one when empty)
-    names = pa.DictionaryArray.from_arrays(pa.array(codes, pa.int8()), _NAMES)
+    names = pa.DictionaryArray.from_arrays(pa.array(codes, pa.int8()), _NAMES, safe=safe)
     return pa.ListArray.from_arrays(pa.array(offsets), names)
 
 
@@ -109,7 +110,7 @@ class Judged:
         code, count = self.codes[side], self.counts[side]
         if kernels is not None:
             codes = kernels.named_codes(np.ascontiguousarray(code), np.ascontiguousarray(count), len(FEATURES))
-            return _named_lists(*codes)
+            return _named_lists(*codes, safe=False)
         offsets = np.zeros(len(count) + 1, np.int32)
         np.cumsum(count, out=offsets[1:])
         return _named_lists(offsets, code[np.arange(code.shape[1]) < count[:, None]])
