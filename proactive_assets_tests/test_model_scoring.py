@@ -253,6 +253,43 @@ def test_the_compiled_gather_refuses_rows_out_of_range_and_mismatched_buffers() 
     with pytest.raises(ValueError, match="mismatched"):
         gather(out, None, np.zeros(3, np.int64), emb, np.array([[1, 9, 2]], np.float64), 0)
 
+    entities = np.ones((4, 4), np.float32)
+    dots = np.zeros(3, np.float32)
+    gather(out, head, np.array([0, 4, 2]), emb, np.array([[1, 9, 2]]), 0, entities, np.array([0, 3, 1]), dots)
+    assert dots.tolist() == [8.0] * 3  # rows of 2s dotted with rows of 1s
+    with pytest.raises(ValueError, match="pair 1 has an entity row out of range"):
+        gather(out, head, np.array([0, 4, 2]), emb, np.array([[1, 9, 2]]), 0, entities, np.array([0, 4, 1]), dots)
+    with pytest.raises(ValueError, match="mismatched"):
+        gather(out, head, np.array([0, 4, 2]), emb, np.array([[1, 9, 2]]), 0, entities, np.array([0, 1]), dots)
+
+
+def _lane_dot_by_hand(u: np.ndarray, v: np.ndarray) -> np.float32:
+    acc = [np.float32(0.0)] * 8
+    for j in range(len(u)):
+        acc[j % 8] = np.float32(acc[j % 8] + np.float32(u[j] * v[j]))
+    return np.float32(
+        np.float32(np.float32(acc[0] + acc[4]) + np.float32(acc[2] + acc[6]))
+        + np.float32(np.float32(acc[1] + acc[5]) + np.float32(acc[3] + acc[7]))
+    )
+
+
+@pytest.mark.parametrize("dim", [1, 5, 8, 13, 32])
+def test_dot_products_are_summed_in_their_documented_order_compiled_or_not(dim: int) -> None:
+    """``lane_dots`` and the compiled gather's dots: eight running sums folded pairwise, float32."""
+    rng = np.random.default_rng(dim)
+    u = rng.standard_normal((50, dim)).astype(np.float32)
+    v = rng.standard_normal((50, dim)).astype(np.float32) * np.float32(1e3)  # (magnitudes apart: order shows)
+    expected = np.array([_lane_dot_by_hand(a, b) for a, b in zip(u, v, strict=True)], np.float32)
+    by_numpy = np.empty(50, np.float32)
+    ipinsights.lane_dots(u, v, by_numpy)
+    assert by_numpy.tobytes() == expected.tobytes()
+    compiled = np.empty(50, np.float32)
+    summed = np.empty_like(v)
+    ipinsights._embedding_rows.gather_sum(
+        summed, None, np.zeros(50, np.int64), v, np.arange(50)[None, :], 0, u, np.arange(50), compiled
+    )
+    assert summed.tobytes() == v.tobytes() and compiled.tobytes() == expected.tobytes()
+
 
 SANITIZED_RUN = """
 import sys
@@ -268,6 +305,8 @@ for seed in (0, 1):
     t.test_the_compiled_gather_of_embedding_rows_gives_numpys_bits(seed, Patch())
 ipinsights._embedding_rows = sanitized
 t.test_the_compiled_gather_refuses_rows_out_of_range_and_mismatched_buffers()
+for dim in (1, 5, 8, 13, 32):
+    t.test_dot_products_are_summed_in_their_documented_order_compiled_or_not(dim)
 for params in t.ROW_PARAMS:
     prefixes._embedding_rows = sanitized
     t.test_the_compiled_ipv4_rows_are_numpys(params, Patch())

@@ -365,6 +365,22 @@ def _sum_levels(
     return v
 
 
+def lane_dots(u: np.ndarray, v: np.ndarray, out: np.ndarray) -> None:
+    """out[i] = u[i] . v[i] for float32 rows, in one fixed order: element j added to running sum
+    j % 8, the eight sums folded pairwise ((0+4)+(2+6))+((1+5)+(3+7)), float32 throughout; the
+    compiled ``_embedding_rows.gather_sum`` dots in the same order (the same floats; numpy's einsum
+    sums in an order of its SIMD width)."""
+    m, dim = u.shape
+    acc = np.zeros((m, 8), np.float32)
+    product = np.empty((m, 8), np.float32)
+    for b in range(0, dim, 8):
+        w = min(8, dim - b)
+        np.multiply(u[:, b : b + w], v[:, b : b + w], out=product[:, :w])
+        acc[:, :w] += product[:, :w]
+    half = acc[:, :4] + acc[:, 4:]
+    np.add(half[:, 0] + half[:, 2], half[:, 1] + half[:, 3], out=out)
+
+
 def _gather_sum(
     v: np.ndarray,
     tmp: np.ndarray,
@@ -372,19 +388,23 @@ def _gather_sum(
     levels: np.ndarray,
     part: slice,
     head: tuple[np.ndarray, np.ndarray] | None,
+    dots: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> None:
-    """v = the sum of the rows ``levels[:, part]`` of ip_emb (after ``head``'s rows), in level order.
+    """v = the sum of the rows ``levels[:, part]`` of ip_emb (after ``head``'s rows), in level order;
+    and with ``dots`` (entity table, each pair's row in it, out), out = ``lane_dots`` of the pairs'
+    entity rows and v.
 
     The compiled ``_embedding_rows.gather_sum`` asks for each address's rows a few addresses ahead
-    and sums them in the same order (the same floats). numpy's gathers use ``mode="clip"`` (the
-    rows are valid by construction): its default ``mode="raise"`` gathers into a temporary and
-    copies that to ``out``, up to twice as slow.
+    and sums them in the same order (the same floats), and dots each while it is in cache. numpy's
+    gathers use ``mode="clip"`` (the rows are valid by construction): its default ``mode="raise"``
+    gathers into a temporary and copies that to ``out``, up to twice as slow.
     """
     if _embedding_rows is not None and v.dtype == ip_emb.dtype == np.float32 and levels.dtype in (np.int32, np.int64):
         levels = levels if levels.flags.c_contiguous else np.ascontiguousarray(levels)  # (a chunk's columns)
         start, stop, _ = part.indices(levels.shape[1])
         table, rows = (head[0], head[1][part]) if head is not None else (None, np.zeros(stop - start, np.int64))
-        _embedding_rows.gather_sum(v, table, np.ascontiguousarray(rows, np.int64), ip_emb, levels, start)
+        dotted = () if dots is None else (dots[0], np.ascontiguousarray(dots[1], np.int64), dots[2])
+        _embedding_rows.gather_sum(v, table, np.ascontiguousarray(rows, np.int64), ip_emb, levels, start, *dotted)
         return
     if head is None:
         np.take(ip_emb, levels[0, part], axis=0, out=v, mode="clip")
@@ -395,6 +415,9 @@ def _gather_sum(
     for k in range(first, len(levels)):
         np.take(ip_emb, levels[k, part], axis=0, out=tmp, mode="clip")
         v += tmp
+    if dots is not None:
+        np.take(dots[0], dots[1], axis=0, out=tmp, mode="clip")
+        lane_dots(tmp, v, dots[2])
 
 
 def pair_dots(
@@ -410,10 +433,11 @@ def pair_dots(
     of ``head[0][head[1][i]]`` (if given) and of ip_emb's rows ``levels[:, i]``, then the encoder.
 
     No per-address table is materialised: each chunk gathers its prefix rows, sums them and
-    takes the row-wise dot product while the rows are still in cache.
+    takes the row-wise dot product (``lane_dots``) while the rows are still in cache.
     """
     n = len(ecodes)
     out = np.empty(n, dtype=np.float32)
+    etable = np.ascontiguousarray(etable, np.float32)
     levels = np.ascontiguousarray(levels)
     dim = etable.shape[1]
     ubuf = np.empty((_SCORE_CHUNK, dim), dtype=np.float32)
@@ -422,11 +446,13 @@ def pair_dots(
     for s in range(0, n, _SCORE_CHUNK):
         m = min(_SCORE_CHUNK, n - s)
         u, v = ubuf[:m], vbuf[:m]
+        if not len(enc_w):  # (the vectors as summed: dotted as they are)
+            _gather_sum(v, tbuf[:m], ip_emb, levels, slice(s, s + m), head, (etable, ecodes[s : s + m], out[s : s + m]))
+            continue
         _gather_sum(v, tbuf[:m], ip_emb, levels, slice(s, s + m), head)
-        if len(enc_w):
-            v = encode_forward(v, enc_w, enc_b)[0]
+        v = encode_forward(v, enc_w, enc_b)[0]
         np.take(etable, ecodes[s : s + m], axis=0, out=u, mode="clip")
-        np.einsum("ij,ij->i", u, v, out=out[s : s + m])
+        lane_dots(u, v, out[s : s + m])
     return out
 
 
