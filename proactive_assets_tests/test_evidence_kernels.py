@@ -337,6 +337,12 @@ def test_a_scored_days_counts_by_address_and_network_codes_are_the_counts_by_key
     index.ipv4 = window_module.ipv4_networks(book, history)
     merged = index.address_counts(book)
     assert (merged[0] > 0).any() and (merged[0] == -1).sum() == len(book) - len(book.ascending_v4)  # the IPv6 ones
+    v4 = len(book.ascending_v4)
+    for level, column in enumerate(merged):  # (the /16s and /12s read from a table of every prefix)
+        keys, counts = index.ipv4[level]
+        shift = 32 - window_module._IPV4_BITS[level]
+        assert column[:v4].tolist() == window_module.sorted_counts(keys, counts, book.lo[:v4], shift).tolist()
+        assert (column[:v4] > 0).any(), level
     given = judged_pairs(*args, by_code, *rest, judge=judge, day_pairs=True, window_counts=merged)
     _assert_same_judgements(given, with_codes, every_grade=False)
     altered = (merged[0] + (merged[0] >= 0), *merged[1:])  # they are read, not looked up again
