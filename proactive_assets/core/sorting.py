@@ -98,6 +98,8 @@ def numbered_in_row_order(keys: np.ndarray, space: int) -> tuple[np.ndarray, np.
     ):
         number, distinct, ascending = (np.empty(n, np.int64) for _ in range(3))
         count = _radix_sort.numbered_in_row_order(np.ascontiguousarray(keys), number, distinct, ascending)
+        if count < n // 2:  # (few distinct keys, as 5M events' addresses: not two arrays of n kept for them)
+            return number, distinct[:count].copy(), ascending[:count].copy()
         return number, distinct[:count], ascending[:count]
     keys = np.asarray(keys, np.int64)
     sorted_rows = _sorted_with_rows(keys, space)
