@@ -58,8 +58,22 @@ def test_pairs_are_members_as_their_keys_made_first_are(n: int, monkeypatch: pyt
     assert np.array_equal(history.pair_member(seen, entity, network, address), expected)
     with pytest.raises(ValueError, match="pair 3 has an address code out of range"):
         kernels.pair_members(seen, entity[:5], network, np.array([0, 1, 2, 300, 4]), np.empty(5, bool))
+    # with the member pairs' site keys (their identity's and the address's /16's, say) and counts
+    site = mix64(rng.integers(0, 1 << 62, 300))
+    known, sites, counts = history.pair_member_sites(seen, entity, network, address, site, 45)
+    assert np.array_equal(known, expected) and len(sites) == expected.sum()
+    assert np.array_equal(sites, address_keys.pair_key(entity[expected], site[address[expected]]))
+    assert counts.tolist() == np.bincount(entity[expected], minlength=45).tolist()
+    with pytest.raises(ValueError, match="pair 2 has an identity code out of range"):
+        out = (np.empty(5, bool), site, np.empty(5, np.uint64), np.zeros(3, np.int64))
+        kernels.pair_members(seen, np.array([0, 1, 3, 0, 2]), network, address[:5], *out)
+    with pytest.raises(ValueError, match="site keys as many"):
+        kernels.pair_members(seen, entity[:5], network, address[:5], np.empty(5, bool), site[:-1], *out[2:])
     monkeypatch.setattr(history, "kernels", None)
     assert np.array_equal(history.pair_member(seen, entity, network, address), expected)
+    by_numpy = history.pair_member_sites(seen, entity, network, address, site, 45)
+    for a, b in zip(by_numpy, (known, sites, counts), strict=True):
+        assert np.array_equal(a, b)
 
 
 def test_level_keys_are_numpys(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -719,7 +719,8 @@ static PyMethodDef methods[] = {
      "named_codes(codes, counts, names): (list offsets, values) of each row's named codes."},
     {"slots", slots, METH_VARARGS, "slots(sorted_keys, queries, out): searchsorted of uint64 hash keys, clipped."},
     {"pair_members", pair_members, METH_VARARGS,
-     "pair_members(sorted_keys, entity, network, address, out): whether each pair's key is among sorted keys."},
+     "pair_members(sorted_keys, entity, network, address, out, site=None, sites=None, per_identity=None) -> count: "
+     "whether each pair's key is among sorted keys (and the members' site keys and counts per identity)."},
     {"level_keys", level_keys, METH_VARARGS, "level_keys(is6, hi, lo, bits, out): the four level keys per address."},
     {"identities_by_code", identities_by_code, METH_VARARGS,
      "identities_by_code(entity, code, identities, out): distinct identities per code, for pairs grouped by identity."},

@@ -171,29 +171,49 @@ static inline uint64_t pair_key(uint64_t mixed, uint64_t key) { return mix64(key
 
 #define MEMBER_CHUNK 4096
 
-/* pair_members(sorted_keys, entity, network, address, out): whether each pair's key, pair_key of
- * its identity and its address's network key (network[address[i]]), is among sorted_keys: numpy's
- * history.member of keys.pair_key's keys, without the million keys made first (~9 of ~25 ms). */
+/* pair_members(sorted_keys, entity, network, address, out, site=None, sites=None, per_identity=None)
+ * -> count: whether each pair's key, pair_key of its identity and its address's network key
+ * (network[address[i]]), is among sorted_keys: numpy's history.member of keys.pair_key's keys,
+ * without the million keys made first (~9 of ~25 ms). With site (uint64 per address), sites (uint64,
+ * one a pair) and per_identity (int64, zeroed by the caller): each member pair's key of its
+ * identity and site[address] goes to sites, in pair order, and its identity's count is raised
+ * (build_day's siblings and known pairs, which numpy made with three gathers and a bincount);
+ * count is how many sites were written (0 without them). */
 static PyObject *pair_members(PyObject *self, PyObject *args) {
     (void)self;
-    Py_buffer keys, entity, network, address, out;
-    if (!PyArg_ParseTuple(args, "y*y*y*y*w*", &keys, &entity, &network, &address, &out))
+    Py_buffer keys, entity, network, address, out, site = {0}, sites = {0}, per_identity = {0};
+    PyObject *site_arg = Py_None, *sites_arg = Py_None, *per_identity_arg = Py_None;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*w*|OOO", &keys, &entity, &network, &address, &out, &site_arg, &sites_arg,
+                          &per_identity_arg))
         return NULL;
     PyObject *result = NULL;
     uint32_t *dir = NULL;
-    Py_ssize_t n = keys.len / 8, m = entity.len / 8, addresses = network.len / 8;
+    int with_sites = site_arg != Py_None;
+    if (with_sites && (PyObject_GetBuffer(site_arg, &site, PyBUF_C_CONTIGUOUS) < 0 ||
+                       PyObject_GetBuffer(sites_arg, &sites, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0 ||
+                       PyObject_GetBuffer(per_identity_arg, &per_identity, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0))
+        goto done;
+    Py_ssize_t n = keys.len / 8, m = entity.len / 8, addresses = network.len / 8, identities = per_identity.len / 8;
     if (keys.len % 8 || entity.len % 8 || network.len % 8 || address.len != m * 8 || out.len != m || n == 0 ||
-        n > UINT32_MAX) {
+        n > UINT32_MAX ||
+        (with_sites && (site.len != network.len || sites.len != m * 8 || per_identity.len % 8))) {
         PyErr_SetString(PyExc_ValueError, "pair_members() takes 1 to 2^32 - 1 uint64 keys, int64 identities, "
-                                          "uint64 network keys, an int64 address per identity and a bool output");
+                                          "uint64 network keys, an int64 address per identity and a bool output "
+                                          "(and uint64 site keys as many as the network keys, a uint64 output "
+                                          "a pair and int64 counts an identity)");
         goto done;
     }
-    const uint64_t *k = keys.buf, *net = network.buf;
+    const uint64_t *k = keys.buf, *net = network.buf, *site_key = site.buf;
     const int64_t *e = entity.buf, *a = address.buf;
     uint8_t *o = out.buf;
+    uint64_t *site_out = sites.buf;
+    int64_t *counted = per_identity.buf;
     for (Py_ssize_t i = 0; i < m; i++)
         if (a[i] < 0 || a[i] >= addresses) {
             PyErr_Format(PyExc_ValueError, "pair_members(): pair %zd has an address code out of range", i);
+            goto done;
+        } else if (with_sites && (e[i] < 0 || e[i] >= identities)) {
+            PyErr_Format(PyExc_ValueError, "pair_members(): pair %zd has an identity code out of range", i);
             goto done;
         }
     int bits = bits_for(n);
@@ -202,23 +222,37 @@ static PyObject *pair_members(PyObject *self, PyObject *args) {
         PyErr_NoMemory();
         goto done;
     }
+    Py_ssize_t written = 0;
     Py_BEGIN_ALLOW_THREADS
     build_directory(k, n, bits, dir);
-    uint64_t q[MEMBER_CHUNK];
+    uint64_t q[MEMBER_CHUNK], mixed[MEMBER_CHUNK];
     int64_t slot[MEMBER_CHUNK];
     for (Py_ssize_t start = 0; start < m; start += MEMBER_CHUNK) {
         Py_ssize_t count = m - start < MEMBER_CHUNK ? m - start : MEMBER_CHUNK;
-        for (Py_ssize_t j = 0; j < count; j++)
-            q[j] = pair_key(entity_mix(e[start + j]), net[a[start + j]]);
+        for (Py_ssize_t j = 0; j < count; j++) {
+            mixed[j] = entity_mix(e[start + j]);
+            q[j] = pair_key(mixed[j], net[a[start + j]]);
+        }
         search(k, n, dir, bits, q, slot, count);
-        for (Py_ssize_t j = 0; j < count; j++)
-            o[start + j] = k[slot[j]] == q[j];
+        for (Py_ssize_t j = 0; j < count; j++) {
+            int member = k[slot[j]] == q[j];
+            o[start + j] = (uint8_t)member;
+            if (with_sites && member) {
+                site_out[written++] = pair_key(mixed[j], site_key[a[start + j]]);
+                counted[e[start + j]]++;
+            }
+        }
     }
     Py_END_ALLOW_THREADS
-    result = Py_None;
-    Py_INCREF(result);
+    result = PyLong_FromSsize_t(written);
 done:
     PyMem_RawFree(dir);
+    if (site.obj != NULL)
+        PyBuffer_Release(&site);
+    if (sites.obj != NULL)
+        PyBuffer_Release(&sites);
+    if (per_identity.obj != NULL)
+        PyBuffer_Release(&per_identity);
     PyBuffer_Release(&keys);
     PyBuffer_Release(&entity);
     PyBuffer_Release(&network);
