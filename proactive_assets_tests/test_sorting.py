@@ -162,3 +162,9 @@ def test_keys_packed_above_their_rows_sort_without_passes_over_the_rows() -> Non
     for n, digits in ((300, 2), (70_000, 3)):
         packed = (rng.integers(0, 1 << 20, n).astype(np.int64) << (8 * digits)) | np.arange(n)
         assert np.array_equal(sort_keys(packed, in_order=digits), np.sort(packed))
+    # rows of 17 bits, the lowest two bytes of them skipped: they wrap, but ascend among equal keys
+    packed = (rng.integers(0, 50, 70_000).astype(np.int64) << 17) | np.arange(70_000)
+    assert np.array_equal(sort_keys(packed, in_order=2), np.sort(packed))
+    keys = rng.integers(0, 1 << 44, 70_000) // 7 * 7  # (repeats; rows then take 17 bits, not 24)
+    number, distinct = numbered(keys, 1 << 44)
+    assert distinct.tolist() == np.unique(keys).tolist() and np.array_equal(distinct[number], keys)
