@@ -31,6 +31,7 @@ from proactive_assets.core.alert_rows import day_alerts
 from proactive_assets.core.backends.local import LocalBackend
 from proactive_assets.core.evidence.detector import score_day, train_detector, window_index
 from proactive_assets.core.evidence.networks import load_networks
+from proactive_assets.core.evidence.window import WindowIndex
 from proactive_assets.core.heap import retain_freed_memory
 from proactive_assets.core.model import IPInsightsModel, IPInsightsParams, ScoreResult, roc_auc, train_ip_insights
 from proactive_assets.core.npz import read_aligned
@@ -107,8 +108,10 @@ def main(argv: list[str] | None = None) -> dict:
     label = np.array([(e, i) in attack_keys for e, i in zip(*columns, strict=True)])
     scorer = LocalBackend().scorer(model, lambda: training_set)
 
+    def window() -> WindowIndex:  # (read in score_day, as daily_insights has it read)
+        return window_index(model, lambda: training_set, networks)
+
     def detector_table() -> pa.Table:  # as daily_insights: the window index read from the model's bytes
-        window = lambda: window_index(model, lambda: training_set, networks)  # noqa: E731 - (read in score_day)
         scores = score_day(model, scorer, window, learning_set, networks)
         result = ScoreResult(scores.dot_product, scores.insight, scores.entity_known)
         return scoring.insights_table(learning_set, result, model.version, scored_day, scores.evidence_columns())
